@@ -1,0 +1,217 @@
+"""Activities of SendMessage. DB steps are sync (run as local activities in a thread pool);
+delivery is async. All of them read the subject and body from the database, by message id."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import cast
+
+from sqlalchemy import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from recruitmail.activities.platform import Transport, platform_transport
+from recruitmail.core.db import session_scope
+from recruitmail.core.errors import ConfigurationError, MailError, TransientMailError
+from recruitmail.core.mail import Composed, compose
+from recruitmail.core.models import (
+    Candidate,
+    Company,
+    Message,
+    MessageStatus,
+    SenderNameMode,
+    User,
+    utcnow,
+)
+from recruitmail.core.senders import effective_sender
+from recruitmail.core.settings import Settings
+from recruitmail.workflows.send_message import (
+    ComposeInput,
+    DeliveryResult,
+    RecordOutcomeInput,
+    SenderChoice,
+    SendMessageResult,
+)
+
+
+def to_application_error(err: MailError) -> ApplicationError:
+    """Transient errors retry (honouring Retry-After); every other MailError stops at once."""
+    if isinstance(err, TransientMailError):
+        return ApplicationError(
+            str(err), type="TransientMailError", next_retry_delay=err.retry_after
+        )
+    return ApplicationError(str(err), type=type(err).__name__, non_retryable=True)
+
+
+def _describe(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} hours"
+    if seconds >= 60:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+class SendActivities:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._platform: Transport | None = None
+
+    # -- local activities (sync, thread pool) --------------------------------------------
+
+    @activity.defn(name="resolve-sender")
+    def resolve_sender(self, message_id: str) -> SenderChoice:
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(message_id))
+            if message is None:
+                raise ApplicationError(f"message {message_id} does not exist", non_retryable=True)
+            company = session.get(Company, message.company_id)
+            candidate = session.get(Candidate, message.candidate_id)
+            sender = effective_sender(
+                session, self._settings, company, candidate.legal_entity_id if candidate else None
+            )
+            name = company.name
+            if company.sender_name_mode == SenderNameMode.EMPLOYEE and message.sender_user_id:
+                user = session.get(User, message.sender_user_id)
+                name = user.name if user else name
+            return SenderChoice(
+                address=sender.address,
+                name=name,
+                transport=sender.transport,
+                source=sender.source,
+                connection_id=str(sender.connection_id) if sender.connection_id else None,
+            )
+
+    @activity.defn(name="compose-message")
+    def compose_message(self, input: ComposeInput) -> None:
+        """Compose the MIME once and store it, so every attempt sends the same bytes."""
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(input.message_id))
+            if message.raw_mime is not None:
+                return
+            candidate = session.get(Candidate, message.candidate_id)
+            _, composed = compose(
+                from_address=input.sender.address,
+                from_name=input.sender.name,
+                to_address=candidate.email,
+                to_name=candidate.name,
+                subject=message.subject,
+                text=message.text,
+                html=message.html,
+                message_id=message.message_id_header,
+                date=message.created_at,
+                in_reply_to=message.in_reply_to,
+                references=message.references,
+            )
+            message.raw_mime = composed.mime
+            message.from_address = input.sender.address
+            message.from_name = input.sender.name
+            message.to_addresses = composed.envelope_to
+            message.transport = input.sender.transport
+            message.connection_id = (
+                uuid.UUID(input.sender.connection_id) if input.sender.connection_id else None
+            )
+            if message.status == MessageStatus.QUEUED:
+                message.status = MessageStatus.SENDING
+            message.updated_at = utcnow()
+            session.add(message)
+
+    @activity.defn(name="record-outcome")
+    def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(input.message_id))
+            if message.status == MessageStatus.SENT or input.status == MessageStatus.SENT:
+                # deliver-message already wrote `sent`; never downgrade a delivered message.
+                message.status = MessageStatus.SENT
+                message.error = None
+            else:
+                reason = input.error or "The message could not be delivered."
+                if input.retries_exhausted and input.retry_total is not None:
+                    reason = (
+                        f"Gave up after {message.attempts} attempts over "
+                        f"{_describe(input.retry_total)}. Last problem: {message.error or reason}"
+                    )
+                message.status = MessageStatus.FAILED
+                message.error = reason
+            message.updated_at = utcnow()
+            session.add(message)
+            return SendMessageResult(status=message.status, error=message.error)
+
+    # -- delivery (async, talks to the provider) --------------------------------------------
+
+    @activity.defn(name="deliver-message")
+    async def deliver_message(self, message_id: str) -> DeliveryResult:
+        attempt = activity.info().attempt
+        state = await asyncio.to_thread(self._begin_attempt, message_id, attempt)
+        if state is None:
+            return DeliveryResult(already_sent=True)
+        raw, envelope_from, envelope_to, transport_name = state
+        parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
+        composed = Composed(mime=raw, envelope_from=envelope_from, envelope_to=envelope_to)
+        try:
+            transport = self._transport_for(transport_name)
+            provider_id = await transport.send(parsed, composed, custom_id=message_id)
+        except MailError as err:
+            await asyncio.to_thread(self._note_failure, message_id, err)
+            raise to_application_error(err) from err
+        await asyncio.to_thread(self._mark_sent, message_id, provider_id)
+        return DeliveryResult(provider_message_id=provider_id)
+
+    def _transport_for(self, name: str) -> Transport:
+        if name != "platform":
+            raise ConfigurationError(
+                f"Sending through a {name} connection is not available in this version."
+            )
+        if self._platform is None:
+            self._platform = platform_transport(self._settings)
+        return self._platform
+
+    def _begin_attempt(
+        self, message_id: str, attempt: int
+    ) -> tuple[bytes, str, list[str], str] | None:
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(message_id))
+            if message.status == MessageStatus.SENT:
+                return None
+            message.attempts = attempt
+            session.add(message)
+            return (
+                message.raw_mime,
+                message.from_address,
+                list(message.to_addresses),
+                (message.transport or "platform"),
+            )
+
+    def _note_failure(self, message_id: str, err: MailError) -> None:
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(message_id))
+            text = str(err)
+            if isinstance(err, TransientMailError):
+                text += " Retrying."
+            message.error = text
+            message.updated_at = utcnow()
+            session.add(message)
+
+    def _mark_sent(self, message_id: str, provider_id: str) -> None:
+        with session_scope(self._engine) as session:
+            message = session.get(Message, uuid.UUID(message_id))
+            message.status = MessageStatus.SENT
+            message.error = None
+            message.sent_at = utcnow()
+            message.provider_message_id = provider_id[:255]
+            message.updated_at = message.sent_at
+            session.add(message)
+
+    @property
+    def local(self) -> list:
+        return [self.resolve_sender, self.compose_message, self.record_outcome]
+
+    @property
+    def all(self) -> list:
+        return [*self.local, self.deliver_message]

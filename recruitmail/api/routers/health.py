@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+def _check_database(engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers and Temporal's namespace is reachable."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.to_thread(_check_database, request.app.state.engine)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        client = await asyncio.wait_for(request.app.state.temporal.client(), timeout=5)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=timedelta(seconds=5)
+        )
+        checks["temporal"] = "ok"
+    except Exception as exc:
+        checks["temporal"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})

@@ -1,0 +1,141 @@
+"""Request and response bodies. Requests refuse unknown fields; responses never hold secrets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from recruitmail.core.mail import check_header_text, normalize_address
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(normalize_address)]
+HeaderText = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(check_header_text),
+    AfterValidator(_not_blank),
+]
+Subject = Annotated[
+    str,
+    StringConstraints(max_length=998),
+    AfterValidator(check_header_text),
+    AfterValidator(_not_blank),
+]
+Body = Annotated[str, StringConstraints(max_length=1_000_000), AfterValidator(_not_blank)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- mail settings ---------------------------------------------------------------------
+
+
+class MailSettingsUpdate(Request):
+    sender_name_mode: Literal["company", "employee"]
+
+
+class EffectiveSenderPublic(BaseModel):
+    address: str
+    transport: str
+    source: Literal["entity", "company", "platform"]
+
+
+class ScopePublic(BaseModel):
+    legal_entity_id: uuid.UUID | None
+    name: str
+    custom_address: str | None
+    connections: list[dict] = []
+    effective_sender: EffectiveSenderPublic
+
+
+class MailSettingsPublic(BaseModel):
+    hosted_address: str
+    sender_name_mode: str
+    scopes: list[ScopePublic]
+
+
+# -- legal entities and candidates -----------------------------------------------------
+
+
+class LegalEntityCreate(Request):
+    name: HeaderText
+
+
+class LegalEntityPublic(Public):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class CandidateCreate(Request):
+    name: HeaderText
+    email: EmailAddress
+    legal_entity_id: uuid.UUID | None = None
+    application_status: Literal["open", "closed"] = "open"
+
+
+class CandidateUpdate(Request):
+    name: HeaderText | None = None
+    email: EmailAddress | None = None
+    legal_entity_id: uuid.UUID | None = None
+    application_status: Literal["open", "closed"] | None = None
+
+
+class CandidatePublic(Public):
+    id: uuid.UUID
+    name: str
+    email: str
+    legal_entity_id: uuid.UUID | None
+    application_status: str
+    closed_at: datetime | None
+    created_at: datetime
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+class SendMessageRequest(Request):
+    subject: Subject
+    text: Body
+    html: Annotated[str, StringConstraints(max_length=2_000_000)] | None = None
+
+
+class AttachmentPublic(Public):
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+
+
+class MessagePublic(Public):
+    id: uuid.UUID
+    candidate_id: uuid.UUID | None
+    direction: str
+    status: str
+    error: str | None
+    match_reason: str | None
+    message_id_header: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    subject: str
+    text: str
+    html: str | None
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    attachments: list[AttachmentPublic] = Field(default_factory=list)

@@ -1,0 +1,130 @@
+"""The `recruitmail` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from recruitmail.core.settings import get_settings
+
+app = typer.Typer(
+    help="Recruitmail: the email layer of a recruiting platform.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+company_app = typer.Typer(help="Companies and their admins.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(company_app, name="company")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def dev() -> None:
+    """Start the whole stack (Temporal, worker, API, dev outbox) with SQLite."""
+    from recruitmail.worker.dev import main
+
+    raise typer.Exit(main(get_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API under uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "recruitmail.api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker on the task queue."""
+    from recruitmail.worker.main import main
+
+    _logging()
+    main(get_settings())
+
+
+@app.command("dev-outbox", hidden=True)
+def dev_outbox() -> None:
+    """Run the development SMTP sink that captures platform mail."""
+    from recruitmail.worker.outbox import start_outbox
+
+    _logging()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection
+    settings = get_settings()
+    controller = start_outbox(
+        settings.outbox_dir, settings.dev_outbox_host, settings.dev_outbox_port
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.getLogger("recruitmail.outbox").info(
+        "dev outbox on %s:%s", settings.dev_outbox_host, settings.dev_outbox_port
+    )
+    stop.wait()
+    controller.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to RECRUITMAIL_DATABASE_URL."""
+    from recruitmail.core.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    typer.echo("database is up to date")
+
+
+@company_app.command("create")
+def company_create(
+    name: str,
+    slug: Annotated[str, typer.Option(help="account slug: the hosted address is SLUG-jobs@…")],
+    admin_email: Annotated[str, typer.Option(help="the first admin's email address")],
+    admin_name: Annotated[str, typer.Option(help="the first admin's name")] = "Admin",
+) -> None:
+    """Create a company with an admin; prints JSON with the ids and the admin's token."""
+    from recruitmail.core.bootstrap import create_company
+    from recruitmail.core.db import make_engine
+
+    settings = get_settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with Session(engine) as session:
+            created = create_company(
+                session, name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
+            )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        json.dumps(
+            {
+                "company_id": str(created.company.id),
+                "slug": created.company.slug,
+                "hosted_address": settings.hosted_address(created.company.slug),
+                "admin_user_id": str(created.admin.id),
+                "admin_token": created.token,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,33 @@
+"""One error tree for every mail provider. Each message is written for the person who must act."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class MailError(Exception):
+    """Root of provider errors. `str(error)` is shown to recruiters and admins."""
+
+
+class TransientMailError(MailError):
+    """Worth retrying: 4xx answers, timeouts, dropped connections, throttling."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentMailError(MailError):
+    """Retrying cannot help: 5xx answers, invalid recipients, a refused message."""
+
+
+class AuthExpiredError(PermanentMailError):
+    """The provider refused our credentials or grant; the connection needs attention."""
+
+
+class ConsentRequiredError(MailError):
+    """An administrator must approve the app before this account can use it."""
+
+
+class ConfigurationError(PermanentMailError):
+    """Our side is misconfigured (relay URL, certificates, API keys); an operator must fix it."""

@@ -1,0 +1,135 @@
+"""One settings class for every process, read from `RECRUITMAIL_*` environment variables."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import timedelta
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class PlatformTransportKind(StrEnum):
+    DEV_OUTBOX = "dev_outbox"
+    SMTP = "smtp"
+    MAILJET = "mailjet"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECRUITMAIL_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    state_dir: Path = Path(".recruitmail")
+    database_url: str = ""  # empty means SQLite in state_dir
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "recruitmail"
+    temporal_ui_port: int = 8233
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = "http://localhost:8000"
+
+    # The hosted address is {slug}-jobs@{platform_mail_domain}.
+    platform_mail_domain: str = "jobs.recruitmail.localhost"
+
+    # Platform transport: the dev outbox, an SMTP relay URL, or Mailjet.
+    platform_transport: PlatformTransportKind = PlatformTransportKind.DEV_OUTBOX
+    # smtp://user:pass@host:587 (STARTTLS when offered, required with credentials),
+    # smtp+starttls://… (STARTTLS required), smtps://…:465 (implicit TLS).
+    smtp_relay_url: str = ""
+    mailjet_api_url: str = "https://api.mailjet.com"
+    mailjet_api_key: str = ""
+    mailjet_api_secret: str = ""
+    # Extra CAs (PEM) trusted on top of the system store, for every outbound TLS connection.
+    ca_bundle: Path | None = None
+    smtp_timeout_seconds: float = 30.0
+
+    # Dev outbox: an SMTP sink that keeps what it receives in state_dir/outbox.
+    dev_outbox_host: str = "127.0.0.1"
+    dev_outbox_port: int = 1025
+
+    # Inbound SMTP port, reserved for the inbound receiver.
+    inbound_smtp_port: int = 2525
+
+    # Sending retries: exponential backoff from the initial interval, capped per attempt,
+    # given up after the total cap. A recruiter sees "failed" once the cap is reached.
+    send_retry_initial_interval: timedelta = timedelta(seconds=2)
+    send_retry_max_interval: timedelta = timedelta(minutes=5)
+    send_retry_total: timedelta = timedelta(hours=6)
+
+    # Secret keys as "kid:base64key" pairs, newest first. Development generates one.
+    secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_keys(cls, data: dict) -> dict:
+        keys = data.get("secret_keys") if isinstance(data, dict) else None
+        if isinstance(keys, str):
+            data["secret_keys"] = [k.strip() for k in keys.split(",") if k.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.is_development:
+            return self
+        if not self.secret_keys:
+            raise ValueError("RECRUITMAIL_SECRET_KEYS must be set outside development")
+        if self.platform_transport is PlatformTransportKind.DEV_OUTBOX:
+            raise ValueError(
+                "RECRUITMAIL_PLATFORM_TRANSPORT=dev_outbox is for development only; "
+                "set smtp (with RECRUITMAIL_SMTP_RELAY_URL) or mailjet"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment in {"development", "test"}
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'recruitmail.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.state_dir / "outbox"
+
+    def hosted_address(self, slug: str) -> str:
+        return f"{slug}-jobs@{self.platform_mail_domain}"
+
+    def secret_key_ring(self) -> list[tuple[str, bytes]]:
+        """The configured keys, newest first. Development keeps a generated key in state_dir."""
+        raw = list(self.secret_keys)
+        if not raw:
+            raw = [_development_key(self.state_dir)]
+        ring = []
+        for item in raw:
+            kid, _, b64 = item.partition(":")
+            key = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+            if len(key) != 32:
+                raise ValueError(f"secret key {kid!r} must be 32 bytes (base64url)")
+            ring.append((kid, key))
+        return ring
+
+
+def _development_key(state_dir: Path) -> str:
+    path = state_dir / "dev-secret-key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        path.write_text(f"dev1:{key}\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

