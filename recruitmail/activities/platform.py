@@ -110,10 +110,11 @@ class MailjetTransport:
         }
         plain = message.get_body(("plain",))
         html = message.get_body(("html",))
+        # Parsed from the wire form, so lines end in CRLF; the API wants plain text.
         if plain is not None:
-            item["TextPart"] = plain.get_content()
+            item["TextPart"] = plain.get_content().replace("\r\n", "\n")
         if html is not None:
-            item["HTMLPart"] = html.get_content()
+            item["HTMLPart"] = html.get_content().replace("\r\n", "\n")
         attachments = [
             {
                 "ContentType": part.get_content_type(),

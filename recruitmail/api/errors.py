@@ -26,7 +26,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     errors = [{"field": _field(e["loc"]), "message": _message(e)} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        status_code=422,
         content={"detail": detail, "errors": errors},
     )
 

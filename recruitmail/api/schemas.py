@@ -136,6 +136,7 @@ class MessagePublic(Public):
     text: str
     html: str | None
     attempts: int
+    workflow_id: str | None
     created_at: datetime
     sent_at: datetime | None
     attachments: list[AttachmentPublic] = Field(default_factory=list)

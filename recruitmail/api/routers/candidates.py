@@ -17,7 +17,7 @@ def _check_entity(session: Session, user, legal_entity_id) -> None:
     entity = session.get(LegalEntity, legal_entity_id)
     if entity is None or entity.company_id != user.company_id:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
             "legal_entity_id: no such legal entity in your company",
         )
 
@@ -67,9 +67,7 @@ def update_candidate(
     for field in ("name", "email", "legal_entity_id"):
         if field in changes:
             if changes[field] is None and field != "legal_entity_id":
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_ENTITY, f"{field}: must not be null"
-                )
+                raise HTTPException(422, f"{field}: must not be null")
             setattr(candidate, field, changes[field])
     new_status = changes.get("application_status")
     if new_status and new_status != candidate.application_status:

@@ -1,0 +1,110 @@
+"""Real aiosmtpd servers on loopback: a sink that records, with scripted answers, TLS and AUTH."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.fakes.net import free_port
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.raw, policy=default_policy)  # type: ignore[return-value]
+
+
+@dataclass
+class SinkHandler:
+    # Answers for successive DATA commands; None (or running out) means accept.
+    data_script: list[str | None] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    data_attempts: int = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.data_attempts += 1
+        answer = self.data_script.pop(0) if self.data_script else None
+        if answer:
+            return answer
+        self.received.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 Ok: queued"
+
+
+class Authenticator:
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username, password
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == self.username
+            and auth_data.password.decode() == self.password
+        ):
+            return AuthResult(success=True)
+        # handled=False lets aiosmtpd answer 535; handled=True would hang the client.
+        return AuthResult(success=False, handled=False)
+
+
+class SmtpSink:
+    """An aiosmtpd server. `implicit_tls` wraps from the first byte; `starttls` offers STARTTLS."""
+
+    def __init__(
+        self,
+        *,
+        data_script: list[str | None] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        credentials: tuple[str, str] | None = None,
+        hostname: str = "127.0.0.1",
+    ) -> None:
+        self.handler = SinkHandler(data_script=list(data_script or []))
+        self.port = free_port()
+        self.hostname = hostname
+        kwargs: dict = {}
+        if tls_context is not None and implicit_tls:
+            kwargs["ssl_context"] = tls_context
+        elif tls_context is not None:
+            kwargs["tls_context"] = tls_context
+            kwargs["require_starttls"] = credentials is not None
+        if credentials is not None:
+            kwargs["authenticator"] = Authenticator(*credentials)
+            kwargs["auth_required"] = True
+            kwargs["auth_require_tls"] = tls_context is not None
+        else:
+            kwargs["auth_require_tls"] = False
+        self.controller = Controller(
+            self.handler, hostname=hostname, port=self.port, server_hostname="localhost", **kwargs
+        )
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def __enter__(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.received) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"sink got {len(self.received)} of {count} messages")
+            await asyncio.sleep(0.05)
+        return self.received

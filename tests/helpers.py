@@ -1,0 +1,137 @@
+"""The shared test stack: a real worker on a fresh task queue, and the API in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from recruitmail.api.app import create_app
+from recruitmail.core.bootstrap import create_company, create_user
+from recruitmail.core.models import Company, Permission
+from recruitmail.core.settings import Settings
+from recruitmail.worker.main import build_worker
+
+
+def test_settings(state_dir: Path, **overrides) -> Settings:
+    values = {
+        "environment": "test",
+        "state_dir": state_dir,
+        "platform_mail_domain": "jobs.test.example",
+        # Short retries so the suite exercises backoff in seconds, not hours.
+        "send_retry_initial_interval": timedelta(milliseconds=100),
+        "send_retry_max_interval": timedelta(milliseconds=500),
+        "send_retry_total": timedelta(seconds=60),
+        "smtp_timeout_seconds": 10.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@dataclass
+class Tenant:
+    company: Company
+    token: str
+    headers: dict[str, str]
+    admin_id: uuid.UUID
+    admin_name: str
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    engine: Engine
+    client: Client
+    http: httpx.AsyncClient
+
+    def tenant(self, name: str = "Acme", admin_name: str = "Ada Admin") -> Tenant:
+        slug = f"t{uuid.uuid4().hex[:12]}"
+        with Session(self.engine, expire_on_commit=False) as session:
+            created = create_company(
+                session,
+                name=name,
+                slug=slug,
+                admin_email=f"admin@{slug}.example.com",
+                admin_name=admin_name,
+            )
+        return Tenant(
+            created.company,
+            created.token,
+            {"Authorization": f"Bearer {created.token}"},
+            created.admin.id,
+            admin_name,
+        )
+
+    def user(self, tenant: Tenant, permissions: list[Permission], name: str = "Rita") -> dict:
+        with Session(self.engine, expire_on_commit=False) as session:
+            company = session.get(Company, tenant.company.id)
+            _, token = create_user(
+                session,
+                company=company,
+                email=f"{uuid.uuid4().hex[:8]}@example.com",
+                name=name,
+                permissions=[p.value for p in permissions],
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def candidate(self, tenant: Tenant, **fields) -> dict:
+        body = {"name": "Grace Hopper", "email": f"grace.{uuid.uuid4().hex[:6]}@example.com"}
+        body.update(fields)
+        response = await self.http.post("/v1/candidates", json=body, headers=tenant.headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def send(self, tenant: Tenant, candidate_id: str, **fields) -> dict:
+        body = {"subject": "Your application", "text": "Hello, thanks for applying!"}
+        body.update(fields)
+        response = await self.http.post(
+            f"/v1/candidates/{candidate_id}/messages", json=body, headers=tenant.headers
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def wait_for_status(
+        self, tenant: Tenant, message_id: str, statuses: set[str], timeout: float = 60.0
+    ) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            response = await self.http.get(f"/v1/messages/{message_id}", headers=tenant.headers)
+            message = response.json()
+            if message["status"] in statuses:
+                return message
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"message stayed {message['status']}: {message}")
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def running_stack(
+    client: Client, engine: Engine, state_dir: Path, **overrides
+) -> AsyncIterator[Stack]:
+    """A worker on its own task queue, and the API wired to the same settings."""
+    settings = test_settings(state_dir, task_queue=f"test-{uuid.uuid4().hex[:10]}", **overrides)
+    app = create_app(settings, engine=engine, temporal_client=client)
+    worker = build_worker(client, settings, engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with worker, httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        yield Stack(settings, engine, client, http)
+
+
+def failure_message(error: BaseException) -> str:
+    """The innermost ApplicationError's message of a workflow failure."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            return cause.message
+        cause = cause.__cause__ if not isinstance(cause, WorkflowFailureError) else cause.cause
+    raise AssertionError(f"no ApplicationError in {error!r}")
