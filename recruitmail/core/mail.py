@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
 # Deliberately stricter than RFC 5322: what recruiting mail really uses, and nothing that
 # needs quoting in a header (no spaces, quotes, angle brackets or line breaks).
@@ -40,7 +41,8 @@ def check_header_text(value: str) -> str:
 
 
 def new_message_id(domain: str) -> str:
-    return make_msgid(idstring="rm", domain=domain)
+    """Short enough that the header is not folded: some threading code mishandles that."""
+    return f"<{uuid.uuid4().hex}@{domain}>"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,91 @@
+"""Shared by the benchmarks: a Temporal dev server, child processes, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.testing import WorkflowEnvironment
+
+from recruitmail.core.settings import Settings
+from recruitmail.core.temporal import SEARCH_ATTRIBUTES, data_converter
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def start_temporal(state: Path) -> WorkflowEnvironment:
+    beside = Path(sys.executable).parent / "temporal"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(beside) if beside.exists() else shutil.which("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=data_converter(Settings(_env_file=None)),
+        dev_server_startup_timeout=timedelta(seconds=180),
+        dev_server_database_filename=str(state / "temporal.db"),
+        dev_server_log_level="error",
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            await env.client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace="default"), timeout=timedelta(seconds=5)
+            )
+            return env
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "recruitmail.cli", *args],
+        env={**os.environ, **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(url, timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} not ready")
+            await asyncio.sleep(0.3)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} not open")
+        time.sleep(0.2)

@@ -1,0 +1,241 @@
+"""Send N messages through API → SendMessage workflow → SMTP sink, against two baselines.
+
+    python bench/send_throughput.py [-n 500] [--concurrency 8]
+
+It starts its own Temporal dev server, the API, one worker and the dev outbox (the sink) as
+separate processes, like `recruitmail dev`, on free ports and a throwaway SQLite database.
+Baselines, on the same machine in the same run:
+  1. the same N messages sent directly with aiosmtplib (a fresh connection each, like a send);
+  2. a bare one-workflow-one-activity loop on the same Temporal server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+from sqlmodel import Session
+from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from bare_loop import BareLoop, bare_noop
+from common import free_port, percentile, spawn, start_temporal, wait_http, wait_port
+
+from recruitmail.core.bootstrap import create_company
+from recruitmail.core.db import make_engine
+from recruitmail.core.mail import compose, new_message_id
+from recruitmail.core.migrate import upgrade
+from recruitmail.core.models import utcnow
+
+
+async def bounded(concurrency: int, jobs):
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def run(job):
+        async with semaphore:
+            return await job()
+
+    return await asyncio.gather(*(run(j) for j in jobs))
+
+
+class OutboxWatcher:
+    """Watches the sink's directory and wakes the sender waiting for each Message-ID."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+        self.seen: set[str] = set()
+
+    def expect(self, message_id: str) -> asyncio.Future[float]:
+        return self.waiting.setdefault(message_id, asyncio.get_running_loop().create_future())
+
+    async def run(self) -> None:
+        while True:
+            for path in self.directory.glob("*.json"):
+                if path.name in self.seen:
+                    continue
+                self.seen.add(path.name)
+                record = json.loads(path.read_text())
+                headers = BytesHeaderParser().parsebytes(record["raw"].encode())
+                future = self.expect(" ".join(headers["Message-ID"].split()))
+                if not future.done():
+                    future.set_result(record["received_at"])
+            await asyncio.sleep(0.01)
+
+
+async def pipeline(api: str, token: str, outbox: Path, n: int, concurrency: int) -> dict:
+    """A closed loop: `concurrency` senders, each waiting for delivery before its next send."""
+    headers = {"Authorization": f"Bearer {token}"}
+    watcher = OutboxWatcher(outbox)
+    watch = asyncio.create_task(watcher.run())
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=60) as http:
+        candidate = (
+            await http.post("/v1/candidates", json={"name": "Bench", "email": "b@example.com"})
+        ).json()
+
+        def send_one(i: int):
+            async def job():
+                response = await http.post(
+                    f"/v1/candidates/{candidate['id']}/messages",
+                    json={"subject": f"Bench {i}", "text": "Hello from the benchmark."},
+                )
+                response.raise_for_status()
+                accepted = time.time()
+                delivered_at = await asyncio.wait_for(
+                    watcher.expect(response.json()["message_id_header"]), timeout=120
+                )
+                latencies.append(delivered_at - accepted)
+
+            return job
+
+        start = time.perf_counter()
+        await bounded(concurrency, [send_one(i) for i in range(n)])
+        elapsed = time.perf_counter() - start
+    watch.cancel()
+    return {"delivered": len(latencies), "elapsed": elapsed, "latencies": latencies}
+
+
+async def direct_smtp(port: int, n: int, concurrency: int) -> float:
+    async def job():
+        _, composed = compose(
+            from_address="acme-jobs@bench.example",
+            from_name="Acme",
+            to_address="b@example.com",
+            to_name="Bench",
+            subject="Direct",
+            text="Hello from the baseline.",
+            html=None,
+            message_id=new_message_id("bench.example"),
+            date=utcnow(),
+        )
+        await aiosmtplib.send(
+            composed.mime,
+            sender=composed.envelope_from,
+            recipients=composed.envelope_to,
+            hostname="127.0.0.1",
+            port=port,
+            start_tls=False,
+            use_tls=False,
+        )
+
+    start = time.perf_counter()
+    await bounded(concurrency, [job] * n)
+    return n / (time.perf_counter() - start)
+
+
+async def bare_workflows(client, n: int, concurrency: int) -> tuple[float, list[float]]:
+    queue = f"bare-{uuid.uuid4().hex[:8]}"
+    latencies: list[float] = []
+
+    async def one(i: int):
+        async def job():
+            t0 = time.perf_counter()
+            await client.execute_workflow(BareLoop.run, i, id=f"bare-{queue}-{i}", task_queue=queue)
+            latencies.append(time.perf_counter() - t0)
+
+        return job
+
+    async with Worker(client, task_queue=queue, workflows=[BareLoop], activities=[bare_noop]):
+        start = time.perf_counter()
+        await bounded(concurrency, [await one(i) for i in range(n)])
+        elapsed = time.perf_counter() - start
+    return n / elapsed, latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=500, help="messages (default 500)")
+    parser.add_argument("--concurrency", type=int, default=8, help="in-flight sends (default 8)")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="recruitmail-bench-"))
+    print(f"state in {state}; starting Temporal …", flush=True)
+    t0 = time.perf_counter()
+    env = await start_temporal(state)
+    print(f"Temporal ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    api_port, outbox_port = free_port(), free_port()
+    db_url = f"sqlite:///{state / 'bench.db'}"
+    settings_env = {
+        "RECRUITMAIL_STATE_DIR": str(state),
+        "RECRUITMAIL_DATABASE_URL": db_url,
+        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "RECRUITMAIL_API_PORT": str(api_port),
+        "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
+    }
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        token = create_company(
+            session, name="Bench", slug="bench", admin_email="admin@bench.example"
+        ).token
+    engine.dispose()
+
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(spawn(["dev-outbox"], settings_env, state / "outbox.log"))
+        procs.append(spawn(["worker"], settings_env, state / "worker.log"))
+        procs.append(spawn(["api"], settings_env, state / "api.log"))
+        wait_port(outbox_port)
+        await wait_http(f"http://127.0.0.1:{api_port}/readyz")
+
+        warm = await pipeline(
+            f"http://127.0.0.1:{api_port}", token, state / "outbox", 5, args.concurrency
+        )
+        if warm["delivered"] != 5:
+            raise SystemExit(f"warm-up delivered {warm['delivered']} of 5; see {state}/*.log")
+        for path in (state / "outbox").glob("*.json"):
+            path.unlink()
+        print(f"pipeline: sending {args.n} at concurrency {args.concurrency} …", flush=True)
+        result = await pipeline(
+            f"http://127.0.0.1:{api_port}", token, state / "outbox", args.n, args.concurrency
+        )
+        for path in (state / "outbox").glob("*.json"):
+            path.unlink()
+        print("direct aiosmtplib baseline …", flush=True)
+        direct_rate = await direct_smtp(outbox_port, args.n, args.concurrency)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+
+    print("bare workflow loop baseline …", flush=True)
+    bare_rate, bare_lat = await bare_workflows(env.client, args.n, args.concurrency)
+    await env.shutdown()
+
+    rate = result["delivered"] / result["elapsed"]
+    lat = result["latencies"]
+    print()
+    print(f"messages {args.n}, concurrency {args.concurrency}, delivered {result['delivered']}")
+    print(f"pipeline (API → workflow → SMTP)    {rate:8.1f} msg/s")
+    print(f"direct aiosmtplib                   {direct_rate:8.1f} msg/s")
+    print(f"bare workflow+activity loop          {bare_rate:8.1f} wf/s")
+    print(f"pipeline / direct                    {rate / direct_rate:8.3f}")
+    print(f"pipeline / bare loop                 {rate / bare_rate:8.3f}   (target ≥ 0.5)")
+    print(
+        "accepted → delivered latency        "
+        f"p50 {percentile(lat, 50) * 1000:.0f} ms  p95 {percentile(lat, 95) * 1000:.0f} ms  "
+        f"p99 {percentile(lat, 99) * 1000:.0f} ms   (target p50 < 500 ms)"
+    )
+    print(
+        "bare loop start → result latency     "
+        f"p50 {percentile(bare_lat, 50) * 1000:.0f} ms  "
+        f"p95 {percentile(bare_lat, 95) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
