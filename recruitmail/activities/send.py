@@ -15,21 +15,31 @@ from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from recruitmail.activities.platform import Transport, platform_transport
+from recruitmail.activities.connections import smtp_target
+from recruitmail.activities.platform import SmtpTransport, Transport, platform_transport
 from recruitmail.core.db import session_scope
-from recruitmail.core.errors import ConfigurationError, MailError, TransientMailError
+from recruitmail.core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    MailError,
+    TransientMailError,
+)
 from recruitmail.core.mail import Composed, compose
 from recruitmail.core.models import (
     Candidate,
     Company,
+    Connection,
+    ConnectionStatus,
     Message,
     MessageStatus,
     SenderNameMode,
     User,
     utcnow,
 )
+from recruitmail.core.security import SecretBox
 from recruitmail.core.senders import effective_sender
 from recruitmail.core.settings import Settings
+from recruitmail.core.tls import client_tls_context
 from recruitmail.workflows.send_message import (
     ComposeInput,
     DeliveryResult,
@@ -58,9 +68,10 @@ def _describe(delta: timedelta) -> str:
 
 
 class SendActivities:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, box: SecretBox) -> None:
         self._engine = engine
         self._settings = settings
+        self._box = box
         self._platform: Transport | None = None
 
     # -- local activities (sync, thread pool) --------------------------------------------
@@ -151,30 +162,63 @@ class SendActivities:
         state = await asyncio.to_thread(self._begin_attempt, message_id, attempt)
         if state is None:
             return DeliveryResult(already_sent=True)
-        raw, envelope_from, envelope_to, transport_name = state
+        raw, envelope_from, envelope_to, transport_name, connection_id = state
         parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
         composed = Composed(mime=raw, envelope_from=envelope_from, envelope_to=envelope_to)
         try:
-            transport = self._transport_for(transport_name)
+            transport = await asyncio.to_thread(self._transport_for, transport_name, connection_id)
             provider_id = await transport.send(parsed, composed, custom_id=message_id)
         except MailError as err:
+            if isinstance(err, AuthExpiredError) and connection_id is not None:
+                err = await asyncio.to_thread(self._needs_reauth, connection_id, err)
             await asyncio.to_thread(self._note_failure, message_id, err)
             raise to_application_error(err) from err
         await asyncio.to_thread(self._mark_sent, message_id, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
 
-    def _transport_for(self, name: str) -> Transport:
-        if name != "platform":
-            raise ConfigurationError(
-                f"Sending through a {name} connection is not available in this version."
+    def _transport_for(self, name: str, connection_id: uuid.UUID | None) -> Transport:
+        if name == "platform":
+            if self._platform is None:
+                self._platform = platform_transport(self._settings)
+            return self._platform
+        with session_scope(self._engine) as session:
+            connection = session.get(Connection, connection_id) if connection_id else None
+            if connection is None or name != "smtp":
+                raise ConfigurationError(
+                    f"Sending through a {name} connection is not available in this version."
+                )
+            if connection.status == ConnectionStatus.NEEDS_REAUTH:
+                raise AuthExpiredError(connection.last_error or "Its credentials were refused.")
+            if connection.status != ConnectionStatus.ACTIVE:
+                # Switched back to the platform after this message was composed: the From
+                # address is the custom one, so do not send it through another mailbox.
+                raise ConfigurationError(
+                    f"The connection for {connection.custom_address} is no longer active; "
+                    "send the message again."
+                )
+            target = smtp_target(self._box, connection)
+        tls = client_tls_context(self._settings.ca_bundle, verify=target.verify_certificate)
+        return SmtpTransport(target, tls, self._settings.smtp_timeout_seconds)
+
+    def _needs_reauth(self, connection_id: uuid.UUID, err: AuthExpiredError) -> AuthExpiredError:
+        """Credentials refused at send time: flag the connection, fail with a clear reason."""
+        with session_scope(self._engine) as session:
+            connection = session.get(Connection, connection_id)
+            if connection.status == ConnectionStatus.ACTIVE:
+                connection.status = ConnectionStatus.NEEDS_REAUTH
+                connection.last_error = str(err)
+                connection.updated_at = utcnow()
+                session.add(connection)
+            label = {"smtp": "SMTP", "google": "Google", "microsoft": "Microsoft"}[connection.kind]
+            return AuthExpiredError(
+                f"The {label} connection for {connection.custom_address} needs attention: {err} "
+                "An admin must switch back to the platform service and set the connection up "
+                "again."
             )
-        if self._platform is None:
-            self._platform = platform_transport(self._settings)
-        return self._platform
 
     def _begin_attempt(
         self, message_id: str, attempt: int
-    ) -> tuple[bytes, str, list[str], str] | None:
+    ) -> tuple[bytes, str, list[str], str, uuid.UUID | None] | None:
         with session_scope(self._engine) as session:
             message = session.get(Message, uuid.UUID(message_id))
             if message.status == MessageStatus.SENT:
@@ -185,7 +229,8 @@ class SendActivities:
                 message.raw_mime,
                 message.from_address,
                 list(message.to_addresses),
-                (message.transport or "platform"),
+                message.transport or "platform",
+                message.connection_id,
             )
 
     def _note_failure(self, message_id: str, err: MailError) -> None:

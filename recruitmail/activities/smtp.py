@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
@@ -133,3 +134,225 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     if isinstance(exc, OSError):
         return TransientMailError(f"Could not reach the mail server {server}: {exc}.")
     return TransientMailError(f"Sending through {server} failed unexpectedly: {exc!r}.")
+
+
+# -- connection test ------------------------------------------------------------------------
+
+_MICROSOFT_AUTH_DISABLED = (
+    "SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox (5.7.139). An Exchange "
+    "administrator can enable it for the mailbox: Microsoft 365 admin center → Users → Active "
+    "users → the mailbox → Mail → Manage email apps → Authenticated SMTP, or "
+    "`Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false`. "
+    'Or connect the mailbox with Microsoft sign-in ("kind": "microsoft") instead.'
+)
+_SEND_AS_DENIED = (
+    "The server refused to send as {address} (5.7.60 SendAsDenied): the account that signs in "
+    "may not send as this address. Sign in with the mailbox of {address} itself."
+)
+_MUST_STARTTLS = (
+    'The server requires STARTTLS before anything else (530): choose "security": "starttls".'
+)
+
+
+def _smtp_said(exc: aiosmtplib.SMTPResponseException) -> str:
+    return _server_said(exc.code, exc.message)
+
+
+def explain_auth_failure(exc: aiosmtplib.SMTPResponseException, address: str) -> str:
+    said = _smtp_said(exc)
+    if "5.7.139" in said:
+        return _MICROSOFT_AUTH_DISABLED.format(address=address)
+    if exc.code == 530:
+        return _MUST_STARTTLS
+    if exc.code == 535 or isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return (
+            f"The server refused the username or password ({said}). Check the password; if the "
+            "account uses two-step verification, it may need an app password."
+        )
+    return f"Signing in failed ({said})."
+
+
+def explain_tls_failure(exc: BaseException, server: str) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = (exc.verify_message or str(exc)).lower()
+        if "hostname" in reason or "ip address mismatch" in reason:
+            return (
+                f"The certificate of {server} is for another name ({exc.verify_message}). Use "
+                "the host name that the certificate names."
+            )
+        if "expired" in reason:
+            return f"The certificate of {server} has expired. Its owner must renew it."
+        return (
+            f"The certificate of {server} is not trusted ({exc.verify_message}). It must be "
+            "issued by a public CA, or its CA added by an operator (RECRUITMAIL_CA_BUNDLE)."
+        )
+    return f"The TLS handshake with {server} failed ({exc})."
+
+
+class _StepFailed(Exception):
+    pass
+
+
+class StepLog:
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def ok(self, name: str, detail: str = "") -> None:
+        self.steps.append({"name": name, "status": "ok", "detail": detail})
+
+    def fail(self, name: str, detail: str) -> _StepFailed:
+        self.steps.append({"name": name, "status": "failed", "detail": detail})
+        return _StepFailed(detail)
+
+    def skip(self, name: str, detail: str = "") -> None:
+        self.steps.append({"name": name, "status": "skipped", "detail": detail})
+
+
+async def verify_smtp(
+    target: SmtpTarget, mail_from: str, *, tls_context: ssl.SSLContext, timeout: float
+) -> tuple[bool, list[dict], str | None]:
+    """Walk the connection step by step, recording each; nothing is sent (MAIL FROM, RSET)."""
+    log = StepLog()
+    server = target.label
+    try:
+        await _verify(target, mail_from, tls_context, timeout, log, server)
+    except _StepFailed as failed:
+        return False, log.steps, str(failed)
+    return True, log.steps, None
+
+
+async def _verify(
+    target: SmtpTarget,
+    mail_from: str,
+    tls_context: ssl.SSLContext,
+    timeout: float,
+    log: StepLog,
+    server: str,
+) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM), timeout
+        )
+        log.ok("dns", f"{target.host} resolves to {infos[0][4][0]}")
+    except (OSError, TimeoutError):
+        raise log.fail(
+            "dns", f"The host name {target.host} cannot be resolved. Check the spelling."
+        ) from None
+
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port), timeout
+        )
+        writer.close()
+        log.ok("tcp_connect", f"connected to {server}")
+    except TimeoutError:
+        raise log.fail(
+            "tcp_connect",
+            f"Connecting to {server} timed out. Check the port, and that a firewall allows it.",
+        ) from None
+    except OSError as exc:
+        raise log.fail(
+            "tcp_connect",
+            f"{server} refused the connection ({exc.strerror or exc}). Check the port.",
+        ) from None
+
+    implicit = target.security is SmtpSecurity.TLS
+    client = aiosmtplib.SMTP(
+        hostname=target.host,
+        port=target.port,
+        use_tls=implicit,
+        start_tls=False,
+        validate_certs=target.verify_certificate,
+        tls_context=tls_context if target.security is not SmtpSecurity.NONE else None,
+        timeout=timeout,
+    )
+    try:
+        try:
+            await client.connect()
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise log.fail("tls_handshake", explain_tls_failure(exc, server)) from None
+        except aiosmtplib.SMTPException as exc:
+            if implicit and isinstance(exc.__cause__, ssl.SSLError):
+                raise log.fail(
+                    "tls_handshake", explain_tls_failure(exc.__cause__, server)
+                ) from None
+            raise log.fail(
+                "greeting",
+                f"{server} did not greet as an SMTP server ({exc}). "
+                + ("Is it an implicit-TLS port? Try port 465." if not implicit else ""),
+            ) from None
+        if implicit:
+            log.ok("tls_handshake", "implicit TLS, certificate verified")
+        await _ehlo(client, log, server)
+
+        if target.security is SmtpSecurity.STARTTLS:
+            if not client.supports_extension("starttls"):
+                raise log.fail(
+                    "starttls_offered",
+                    f"{server} does not offer STARTTLS, so the password cannot be sent safely. "
+                    'Use its TLS port (465, "security": "tls") or enable STARTTLS.',
+                )
+            log.ok("starttls_offered")
+            try:
+                await client.starttls()
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                raise log.fail("tls_handshake", explain_tls_failure(exc, server)) from None
+            except aiosmtplib.SMTPException as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ssl.SSLError):
+                    raise log.fail("tls_handshake", explain_tls_failure(cause, server)) from None
+                raise log.fail("tls_handshake", f"STARTTLS failed ({exc}).") from None
+            log.ok("tls_handshake", "STARTTLS, certificate verified")
+            await _ehlo(client, log, server)
+        elif target.security is SmtpSecurity.NONE:
+            log.skip("tls_handshake", "security is none (allowed by the operator)")
+
+        if not client.supports_extension("auth"):
+            encrypted = target.security is not SmtpSecurity.NONE
+            raise log.fail(
+                "auth_offered",
+                f"{server} does not offer AUTH"
+                + ("." if encrypted else " without TLS: choose starttls or tls."),
+            )
+        log.ok("auth_offered", ", ".join(sorted(client.server_auth_methods)))
+        try:
+            await client.login(target.username or "", target.password or "")
+        except aiosmtplib.SMTPResponseException as exc:
+            raise log.fail("auth", explain_auth_failure(exc, mail_from)) from None
+        except aiosmtplib.SMTPException as exc:
+            raise log.fail("auth", f"Signing in failed: {exc}.") from None
+        log.ok("auth", f"signed in as {target.username}")
+
+        try:
+            await client.mail(mail_from)
+        except aiosmtplib.SMTPResponseException as exc:
+            said = _smtp_said(exc)
+            if "5.7.60" in said or "sendasdenied" in said.lower().replace(" ", ""):
+                raise log.fail("mail_from", _SEND_AS_DENIED.format(address=mail_from)) from None
+            if exc.code == 530:
+                raise log.fail("mail_from", _MUST_STARTTLS) from None
+            raise log.fail(
+                "mail_from", f"The server refused {mail_from} as the sender ({said})."
+            ) from None
+        log.ok("mail_from", f"{mail_from} accepted as sender")
+        await client.rset()
+        log.ok("rset", "nothing was sent")
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            pass  # some servers drop the line on QUIT; the test already passed
+    except aiosmtplib.SMTPTimeoutError:
+        raise log.fail("timeout", f"{server} stopped answering (timeout).") from None
+    except aiosmtplib.SMTPServerDisconnected as exc:
+        raise log.fail("disconnected", f"{server} closed the connection ({exc}).") from None
+    finally:
+        client.close()
+
+
+async def _ehlo(client: aiosmtplib.SMTP, log: StepLog, server: str) -> None:
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPResponseException as exc:
+        raise log.fail("ehlo", f"{server} refused EHLO ({_smtp_said(exc)}).") from None
+    log.ok("ehlo")

@@ -11,7 +11,15 @@ from temporalio.client import Client
 
 from recruitmail.api import errors
 from recruitmail.api.deps import TemporalGateway
-from recruitmail.api.routers import candidates, dev, health, legal_entities, mail_settings, messages
+from recruitmail.api.routers import (
+    candidates,
+    connections,
+    dev,
+    health,
+    legal_entities,
+    mail_settings,
+    messages,
+)
 from recruitmail.core.db import make_engine
 from recruitmail.core.settings import Settings, get_settings
 
@@ -40,7 +48,7 @@ def create_app(
     app.state.engine = engine or make_engine(settings.effective_database_url)
     app.state.temporal = TemporalGateway(settings, temporal_client)
     errors.install(app)
-    for module in (health, mail_settings, legal_entities, candidates, messages):
+    for module in (health, mail_settings, legal_entities, candidates, messages, connections):
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)

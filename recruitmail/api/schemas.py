@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from recruitmail.core.mail import check_header_text, normalize_address
 
@@ -58,7 +58,7 @@ class ScopePublic(BaseModel):
     legal_entity_id: uuid.UUID | None
     name: str
     custom_address: str | None
-    connections: list[dict] = []
+    connections: list[ConnectionSummary] = []
     effective_sender: EffectiveSenderPublic
 
 
@@ -140,3 +140,70 @@ class MessagePublic(Public):
     created_at: datetime
     sent_at: datetime | None
     attachments: list[AttachmentPublic] = Field(default_factory=list)
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+class SmtpFields(Request):
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: int
+    security: Literal["starttls", "tls", "none"]
+    verify_certificate: bool = True
+    username: EmailAddress
+    password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+
+
+class ConnectionCreate(Request):
+    kind: Literal["smtp", "google", "microsoft"]
+    custom_address: EmailAddress
+    legal_entity_id: uuid.UUID | None = None
+    smtp: SmtpFields | None = None
+
+
+class SmtpPublic(BaseModel):
+    host: str
+    port: int
+    security: str
+    verify_certificate: bool
+    username: str
+
+
+class ConnectionStep(BaseModel):
+    name: str
+    status: str
+    detail: str = ""
+
+
+class ConnectionPublic(BaseModel):
+    id: uuid.UUID
+    kind: str
+    custom_address: str
+    legal_entity_id: uuid.UUID | None
+    status: str
+    steps: list[ConnectionStep]
+    last_error: str | None
+    sending_mailbox: str | None
+    smtp: SmtpPublic | None
+    workflow_id: str | None
+    authorization_url: str | None = None
+    admin_consent_url: str | None = None
+    admin_instructions: str | None = None
+    created_at: datetime
+    tested_at: datetime | None
+    activated_at: datetime | None
+
+
+class UsePlatformRequest(Request):
+    legal_entity_id: uuid.UUID | None = None
+
+
+class ConnectionSummary(BaseModel):
+    id: uuid.UUID
+    kind: str
+    custom_address: str
+    status: str
+
+
+ScopePublic.model_rebuild()
+MailSettingsPublic.model_rebuild()

@@ -80,6 +80,35 @@ class MatchReason(StrEnum):
     NONE = "none"
 
 
+class ConnectionKind(StrEnum):
+    SMTP = "smtp"
+    GOOGLE = "google"
+    MICROSOFT = "microsoft"
+
+
+class ConnectionStatus(StrEnum):
+    PENDING = "pending"  # created; waiting for a test
+    TESTING = "testing"
+    TESTED = "tested"  # the last test passed; can be activated
+    TEST_FAILED = "test_failed"  # the last test failed; `last_error` says why
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"  # still the scope's sender, but its credentials were refused
+    DISABLED = "disabled"  # was active; replaced, or switched back to the platform
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # the setup was not finished in time
+
+
+# The connection that sends for its scope. needs_reauth stays here: no silent fallback.
+LIVE_STATUSES = (ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH)
+# A setup still under way; its workflow is running.
+SETUP_STATUSES = (
+    ConnectionStatus.PENDING,
+    ConnectionStatus.TESTING,
+    ConnectionStatus.TESTED,
+    ConnectionStatus.TEST_FAILED,
+)
+
+
 class Company(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=200)
@@ -135,9 +164,13 @@ class Connection(SQLModel, table=True):
     smtp_username: str | None = Field(default=None, max_length=320)
     secret_blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # What the last test checked, in order: [{"name", "status": ok|failed|skipped, "detail"}].
+    steps: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     workflow_id: str | None = Field(default=None, max_length=200)
+    created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    tested_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     activated_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
 
 

@@ -50,3 +50,7 @@ class SecretBox:
         if key is None:
             raise KeyError(f"secret key {kid!r} is not configured")
         return AESGCM(key).decrypt(nonce, blob[13 + kid_len :], associated_data)
+
+
+def secret_box(settings) -> SecretBox:
+    return SecretBox(settings.secret_key_ring())

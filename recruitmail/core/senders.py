@@ -7,10 +7,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from recruitmail.core.models import Company, Connection
+from recruitmail.core.models import LIVE_STATUSES, Company, Connection
 from recruitmail.core.settings import Settings
-
-ACTIVE = "active"
 
 
 @dataclass(frozen=True)
@@ -21,12 +19,12 @@ class EffectiveSender:
     connection_id: uuid.UUID | None = None
 
 
-def _active_connection(
+def live_connection(
     session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None
 ) -> Connection | None:
     query = select(Connection).where(
         Connection.company_id == company_id,
-        Connection.status == ACTIVE,
+        Connection.status.in_(LIVE_STATUSES),  # type: ignore[attr-defined]
         Connection.legal_entity_id == legal_entity_id
         if legal_entity_id
         else Connection.legal_entity_id.is_(None),  # type: ignore[union-attr]
@@ -38,12 +36,12 @@ def effective_sender(
     session: Session, settings: Settings, company: Company, legal_entity_id: uuid.UUID | None
 ) -> EffectiveSender:
     if legal_entity_id is not None:
-        connection = _active_connection(session, company.id, legal_entity_id)
+        connection = live_connection(session, company.id, legal_entity_id)
         if connection is not None:
             return EffectiveSender(
                 connection.custom_address, connection.kind, "entity", connection.id
             )
-    connection = _active_connection(session, company.id, None)
+    connection = live_connection(session, company.id, None)
     if connection is not None:
         return EffectiveSender(connection.custom_address, connection.kind, "company", connection.id)
     return EffectiveSender(settings.hosted_address(company.slug), "platform", "platform")

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     send_retry_max_interval: timedelta = timedelta(minutes=5)
     send_retry_total: timedelta = timedelta(hours=6)
 
+    # Custom SMTP connections. Unencrypted SMTP (security "none") only if an operator allows it.
+    allow_insecure_smtp: bool = False
+    # A setup not activated in this time expires; a test answers within the bounded wait.
+    connection_setup_expiry: timedelta = timedelta(days=7)
+    connection_test_wait: timedelta = timedelta(seconds=90)
+
     # Secret keys as "kid:base64key" pairs, newest first. Development generates one.
     secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -10,15 +10,18 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from recruitmail.activities.connections import ConnectionActivities
 from recruitmail.activities.send import SendActivities
 from recruitmail.core.db import make_engine
+from recruitmail.core.security import secret_box
 from recruitmail.core.settings import Settings
 from recruitmail.core.temporal import connect
 from recruitmail.workflows.send_message import SendMessageWorkflow
+from recruitmail.workflows.smtp_setup import SmtpConnectionSetupWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [SendMessageWorkflow]
+WORKFLOWS = [SendMessageWorkflow, SmtpConnectionSetupWorkflow]
 # Bounded by the database: each concurrent activity may hold one connection.
 MAX_CONCURRENT = 32
 
@@ -26,14 +29,16 @@ MAX_CONCURRENT = 32
 def build_worker(
     client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None
 ) -> Worker:
-    send = SendActivities(engine, settings)
+    box = secret_box(settings)
+    send = SendActivities(engine, settings, box)
+    connections = ConnectionActivities(engine, settings, box)
     # Sync DB activities run in this pool; its size bounds concurrent database sessions.
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=send.all,
+        activities=[*send.all, *connections.all],
         activity_executor=executor,
         max_concurrent_activities=MAX_CONCURRENT,
         max_concurrent_local_activities=MAX_CONCURRENT,

@@ -41,3 +41,10 @@ def delivery_retry(initial: timedelta, maximum: timedelta) -> RetryPolicy:
         maximum_attempts=0,
         non_retryable_error_types=PERMANENT_MAIL_ERRORS,
     )
+
+
+# A connection test walks DNS, TCP, TLS, EHLO, AUTH and MAIL FROM, each bounded by the SMTP
+# timeout (30 s by default). The admin is waiting on the page, so one attempt, no retry:
+# the result says what failed.
+CONNECTION_TEST_TIMEOUT = timedelta(minutes=3)
+NO_RETRY = RetryPolicy(maximum_attempts=1)

@@ -1,0 +1,378 @@
+"""Custom connections: create, test, activate, cancel or disable. Changes run through the setup
+workflow; reads come from the database."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session, col, select
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from recruitmail.activities.connections import seal_secret
+from recruitmail.api.deps import SessionDep, SettingsAdmin, SettingsDep, TemporalDep
+from recruitmail.api.routers.common import get_owned
+from recruitmail.api.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionStep,
+    SmtpPublic,
+)
+from recruitmail.core.connection_rules import (
+    RuleViolation,
+    SmtpSettingsInput,
+    check_host,
+    check_smtp_connection,
+)
+from recruitmail.core.db import session_scope
+from recruitmail.core.models import (
+    LIVE_STATUSES,
+    SETUP_STATUSES,
+    AuditEvent,
+    Connection,
+    ConnectionStatus,
+    LegalEntity,
+    User,
+    utcnow,
+)
+from recruitmail.core.security import secret_box
+from recruitmail.core.senders import live_connection
+from recruitmail.workflows.send_message import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
+from recruitmail.workflows.smtp_setup import (
+    ActivateInput,
+    SmtpConnectionSetupWorkflow,
+    SmtpSetupInput,
+    setup_workflow_id,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/connections", tags=["connections"])
+
+REPLACE_LIVE = (
+    "{scope} already sends through an active connection ({address}). An active connection is "
+    "not edited or replaced in place: switch the scope back to the platform service first "
+    "(POST /v1/mail-settings/use-platform), then set up the new connection."
+)
+
+
+def to_public(connection: Connection) -> ConnectionPublic:
+    smtp = None
+    if connection.kind == "smtp":
+        smtp = SmtpPublic(
+            host=connection.smtp_host or "",
+            port=connection.smtp_port or 0,
+            security=connection.smtp_security or "",
+            verify_certificate=connection.smtp_verify_certificate,
+            username=connection.smtp_username or "",
+        )
+    return ConnectionPublic(
+        id=connection.id,
+        kind=connection.kind,
+        custom_address=connection.custom_address,
+        legal_entity_id=connection.legal_entity_id,
+        status=connection.status,
+        steps=[ConnectionStep(**step) for step in connection.steps],
+        last_error=connection.last_error,
+        sending_mailbox=connection.display_mailbox,
+        smtp=smtp,
+        workflow_id=connection.workflow_id,
+        created_at=connection.created_at,
+        tested_at=connection.tested_at,
+        activated_at=connection.activated_at,
+    )
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(422, message)
+
+
+def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None) -> str:
+    if legal_entity_id is None:
+        return "The company"
+    entity = session.get(LegalEntity, legal_entity_id)
+    return f"The legal entity {entity.name!r}" if entity else "This legal entity"
+
+
+def _create_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
+    if body.kind != "smtp":
+        raise _unprocessable(
+            "kind: Google and Microsoft sign-in are not available in this version yet; "
+            'connect the mailbox over SMTP ("kind": "smtp")'
+        )
+    if body.smtp is None:
+        raise _unprocessable("smtp: host, port, security, username and password are required")
+    if body.legal_entity_id is not None:
+        entity = session.get(LegalEntity, body.legal_entity_id)
+        if entity is None or entity.company_id != user.company_id:
+            raise _unprocessable("legal_entity_id: no such legal entity in your company")
+    try:
+        host = check_host(body.smtp.host)
+        check_smtp_connection(
+            SmtpSettingsInput(
+                custom_address=body.custom_address,
+                host=host,
+                port=body.smtp.port,
+                security=body.smtp.security,
+                username=body.smtp.username,
+            ),
+            allow_insecure=settings.allow_insecure_smtp,
+        )
+    except RuleViolation as violation:
+        raise _unprocessable(str(violation)) from None
+    live = live_connection(session, user.company_id, body.legal_entity_id)
+    if live is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            REPLACE_LIVE.format(
+                scope=scope_name(session, user.company_id, body.legal_entity_id),
+                address=live.custom_address,
+            ),
+        )
+    connection_id = uuid.uuid4()
+    connection = Connection(
+        id=connection_id,
+        company_id=user.company_id,
+        legal_entity_id=body.legal_entity_id,
+        kind=body.kind,
+        custom_address=body.custom_address,
+        status=ConnectionStatus.PENDING,
+        smtp_host=host,
+        smtp_port=body.smtp.port,
+        smtp_security=body.smtp.security,
+        smtp_verify_certificate=body.smtp.verify_certificate,
+        smtp_username=body.smtp.username,
+        secret_blob=seal_secret(
+            secret_box(settings),
+            connection_id,
+            {"password": body.smtp.password.get_secret_value()},
+        ),
+        workflow_id=setup_workflow_id(str(connection_id)),
+        created_by_user_id=user.id,
+    )
+    session.add(connection)
+    session.add(
+        AuditEvent(
+            company_id=user.company_id,
+            user_id=user.id,
+            action="connection.create",
+            target=f"connection:{connection.id}",
+            detail={
+                "kind": connection.kind,
+                "custom_address": connection.custom_address,
+                "legal_entity_id": str(connection.legal_entity_id or ""),
+                "smtp": {"host": host, "port": body.smtp.port, "security": body.smtp.security},
+            },
+        )
+    )
+    session.commit()
+    return connection
+
+
+@router.post("", response_model=ConnectionPublic, status_code=status.HTTP_202_ACCEPTED)
+async def create_connection(
+    body: ConnectionCreate,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """Start a setup. Then test it (`/test`) and activate it (`/activate`)."""
+    connection = await run_in_threadpool(_create_row, session, settings, user, body)
+    try:
+        await temporal.start_workflow(
+            SmtpConnectionSetupWorkflow.run,
+            SmtpSetupInput(
+                connection_id=str(connection.id),
+                company_id=str(user.company_id),
+                expires_after=settings.connection_setup_expiry,
+            ),
+            id=connection.workflow_id,
+            task_queue=settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(COMPANY_ID, str(user.company_id)),
+                    SearchAttributePair(CONNECTION_ID, str(connection.id)),
+                    SearchAttributePair(PROVIDER, connection.kind),
+                    SearchAttributePair(MAIL_STATUS, ConnectionStatus.PENDING.value),
+                ]
+            ),
+        )
+    except Exception as exc:
+        log.exception("could not start %s", connection.workflow_id)
+        await run_in_threadpool(_delete_row, session.bind, connection.id)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The connection was not created: the workflow service is unavailable. "
+            "Try again shortly.",
+        ) from exc
+    return to_public(connection)
+
+
+def _delete_row(engine, connection_id: uuid.UUID) -> None:
+    with session_scope(engine) as session:
+        for event in session.exec(
+            select(AuditEvent).where(AuditEvent.target == f"connection:{connection_id}")
+        ):
+            session.delete(event)
+        row = session.get(Connection, connection_id)
+        if row is not None:
+            session.delete(row)
+
+
+@router.get("", response_model=list[ConnectionPublic])
+def list_connections(user: SettingsAdmin, session: SessionDep) -> list[ConnectionPublic]:
+    rows = session.exec(
+        select(Connection)
+        .where(Connection.company_id == user.company_id)
+        .order_by(col(Connection.created_at).desc())
+    ).all()
+    return [to_public(c) for c in rows]
+
+
+@router.get("/{connection_id}", response_model=ConnectionPublic)
+def read_connection(connection_id: str, user: SettingsAdmin, session: SessionDep):
+    return to_public(get_owned(session, Connection, connection_id, user.company_id, "connection"))
+
+
+async def run_update(
+    client: Client,
+    connection: Connection,
+    update: str,
+    arg: object | None,
+    wait: timedelta,
+) -> None:
+    """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504."""
+    handle = client.get_workflow_handle(connection.workflow_id)
+    args = [] if arg is None else [arg]
+    try:
+        await handle.execute_update(update, *args, rpc_timeout=wait)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise HTTPException(status.HTTP_409_CONFLICT, message) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"The {update} is still running; follow it with GET /v1/connections/{connection.id}.",
+        ) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"This setup has ended (status {connection.status}); create a new connection.",
+            ) from None
+        raise
+
+
+def _reload(session: Session, connection: Connection) -> ConnectionPublic:
+    session.refresh(connection)
+    return to_public(connection)
+
+
+@router.post("/{connection_id}/test", response_model=ConnectionPublic)
+async def test_connection(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """Run the connection test now; the answer holds each step and, on failure, what to fix."""
+    connection = await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+    if connection.status in LIVE_STATUSES:
+        raise HTTPException(status.HTTP_409_CONFLICT, "This connection is already active.")
+    await run_update(temporal, connection, "test", None, settings.connection_test_wait)
+    return await run_in_threadpool(_reload, session, connection)
+
+
+@router.post("/{connection_id}/activate", response_model=ConnectionPublic)
+async def activate_connection(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """Make this connection the scope's sender; the connection it replaces is disabled."""
+    connection = await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+    if connection.status in LIVE_STATUSES:
+        return to_public(connection)
+    await run_update(
+        temporal,
+        connection,
+        "activate",
+        ActivateInput(connection_id=str(connection.id), user_id=str(user.id)),
+        settings.connection_test_wait,
+    )
+    return await run_in_threadpool(_reload, session, connection)
+
+
+def _disable(session: Session, connection: Connection, user: User, action: str) -> None:
+    before = connection.status
+    connection.status = ConnectionStatus.DISABLED
+    connection.updated_at = utcnow()
+    session.add(connection)
+    session.add(
+        AuditEvent(
+            company_id=connection.company_id,
+            user_id=user.id,
+            action=action,
+            target=f"connection:{connection.id}",
+            detail={"status": {"before": before, "after": ConnectionStatus.DISABLED.value}},
+        )
+    )
+    session.commit()
+
+
+@router.delete("/{connection_id}", response_model=ConnectionPublic)
+async def delete_connection(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """Cancel a setup, or disable a live connection (its scope returns to its fallback)."""
+    connection = await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+    if connection.status in LIVE_STATUSES:
+        await run_in_threadpool(_disable, session, connection, user, "connection.disable")
+    elif connection.status in SETUP_STATUSES:
+        await run_update(temporal, connection, "cancel", None, settings.connection_test_wait)
+    else:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"This connection has already ended ({connection.status})."
+        )
+    return await run_in_threadpool(_reload, session, connection)
+
+
+@router.patch("/{connection_id}")
+def edit_connection(connection_id: str, user: SettingsAdmin, session: SessionDep) -> None:
+    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    if connection.status in LIVE_STATUSES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            REPLACE_LIVE.format(
+                scope=scope_name(session, user.company_id, connection.legal_entity_id),
+                address=connection.custom_address,
+            ),
+        )
+    raise HTTPException(
+        status.HTTP_409_CONFLICT,
+        "Connections are not edited: cancel this setup (DELETE) and create a new connection.",
+    )

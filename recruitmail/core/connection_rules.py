@@ -1,0 +1,87 @@
+"""Guard rails for custom SMTP connections. Pure: each refusal names the field and the fix."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+GOOGLE_SMTP_HOSTS = {"smtp.gmail.com", "smtp.googlemail.com", "smtp-relay.gmail.com"}
+OFFICE365_SMTP_HOST = "smtp.office365.com"
+MICROSOFT_DIRECT_SEND_SUFFIX = ".mail.protection.outlook.com"
+
+
+class RuleViolation(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SmtpSettingsInput:
+    custom_address: str
+    host: str
+    port: int
+    security: str
+    username: str
+
+
+def check_host(host: str) -> str:
+    host = host.strip().rstrip(".").lower()
+    if "://" in host or "/" in host or " " in host:
+        raise RuleViolation("smtp.host", "give only the server name, like smtp.example.com")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host):
+        raise RuleViolation("smtp.host", f"{host!r} is not a valid host name")
+    return host
+
+
+def check_smtp_connection(data: SmtpSettingsInput, *, allow_insecure: bool) -> None:
+    host = data.host
+    if data.username.strip().lower() != data.custom_address.lower():
+        raise RuleViolation(
+            "smtp.username",
+            f"must be the custom address {data.custom_address}: the mailbox that signs in is "
+            "the one that sends. Shared mailboxes and send-as accounts are not supported.",
+        )
+    if host in GOOGLE_SMTP_HOSTS:
+        raise RuleViolation(
+            "smtp.host",
+            "Gmail and Google Workspace are connected with Google sign-in, not SMTP: "
+            'create the connection with "kind": "google".',
+        )
+    if host.endswith(MICROSOFT_DIRECT_SEND_SUFFIX):
+        raise RuleViolation(
+            "smtp.host",
+            f"{host} is Microsoft 365 direct send / SMTP relay, which does not sign in as a "
+            f"mailbox. Use {OFFICE365_SMTP_HOST} on port 587 with STARTTLS, or connect with "
+            'Microsoft sign-in ("kind": "microsoft").',
+        )
+    if host == OFFICE365_SMTP_HOST and (data.port not in (587, 25) or data.security != "starttls"):
+        raise RuleViolation(
+            "smtp.port",
+            f"{OFFICE365_SMTP_HOST} accepts mailbox sign-in only on port 587 (or 25) with "
+            '"security": "starttls".',
+        )
+    if not 1 <= data.port <= 65535:
+        raise RuleViolation("smtp.port", "must be between 1 and 65535 (usually 587 or 465)")
+    if data.port == 465 and data.security == "starttls":
+        raise RuleViolation("smtp.security", 'port 465 uses implicit TLS: choose "security": "tls"')
+    if data.port == 587 and data.security == "tls":
+        raise RuleViolation(
+            "smtp.security", 'port 587 uses STARTTLS: choose "security": "starttls"'
+        )
+    if data.security == "none" and not allow_insecure:
+        raise RuleViolation(
+            "smtp.security",
+            "unencrypted SMTP would send the password in clear text; use starttls or tls "
+            "(an operator can allow it with RECRUITMAIL_ALLOW_INSECURE_SMTP)",
+        )
