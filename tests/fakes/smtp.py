@@ -32,6 +32,15 @@ class SinkHandler:
     data_script: list[str | None] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     data_attempts: int = 0
+    # An answer to MAIL FROM instead of 250, e.g. "550 5.7.60 SMTP; Client does not have …".
+    mail_answer: str | None = None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
+        if self.mail_answer:
+            return self.mail_answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.data_attempts += 1
@@ -45,8 +54,9 @@ class SinkHandler:
 
 
 class Authenticator:
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, failure: str | None = None) -> None:
         self.username, self.password = username, password
+        self.failure = failure  # the 535 text to answer, e.g. Microsoft's 5.7.139
 
     def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         if (
@@ -56,7 +66,7 @@ class Authenticator:
         ):
             return AuthResult(success=True)
         # handled=False lets aiosmtpd answer 535; handled=True would hang the client.
-        return AuthResult(success=False, handled=False)
+        return AuthResult(success=False, handled=False, message=self.failure)
 
 
 class SmtpSink:
@@ -69,6 +79,7 @@ class SmtpSink:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        auth_failure: str | None = None,
         hostname: str = "127.0.0.1",
     ) -> None:
         self.handler = SinkHandler(data_script=list(data_script or []))
@@ -81,9 +92,11 @@ class SmtpSink:
             kwargs["tls_context"] = tls_context
             kwargs["require_starttls"] = credentials is not None
         if credentials is not None:
-            kwargs["authenticator"] = Authenticator(*credentials)
+            self.authenticator = Authenticator(*credentials, failure=auth_failure)
+            kwargs["authenticator"] = self.authenticator
             kwargs["auth_required"] = True
-            kwargs["auth_require_tls"] = tls_context is not None
+            # aiosmtpd counts only STARTTLS as TLS; with implicit TLS it would hide AUTH.
+            kwargs["auth_require_tls"] = tls_context is not None and not implicit_tls
         else:
             kwargs["auth_require_tls"] = False
         self.controller = Controller(
