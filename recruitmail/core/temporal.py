@@ -5,19 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
 from recruitmail.core.settings import Settings
+from recruitmail.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
-# Registered on the dev server at start-up, and in compose, so operators can filter runs.
-SEARCH_ATTRIBUTES: list[SearchAttributeKey] = [
-    SearchAttributeKey.for_keyword("CompanyId"),
-    SearchAttributeKey.for_keyword("ConnectionId"),
-    SearchAttributeKey.for_keyword("Provider"),
-    SearchAttributeKey.for_keyword("MailStatus"),
-]
+__all__ = ["SEARCH_ATTRIBUTES", "connect", "data_converter"]
 
 
 def data_converter(settings: Settings) -> DataConverter:

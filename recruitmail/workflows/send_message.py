@@ -6,15 +6,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 from recruitmail.workflows import policies
-
-MAIL_STATUS = SearchAttributeKey.for_keyword("MailStatus")
-COMPANY_ID = SearchAttributeKey.for_keyword("CompanyId")
-CONNECTION_ID = SearchAttributeKey.for_keyword("ConnectionId")
-PROVIDER = SearchAttributeKey.for_keyword("Provider")
+from recruitmail.workflows.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
 
 
 def send_workflow_id(message_id: str) -> str:

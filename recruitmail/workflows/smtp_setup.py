@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 from recruitmail.workflows import policies
-
-MAIL_STATUS = SearchAttributeKey.for_keyword("MailStatus")
+from recruitmail.workflows.search_attributes import MAIL_STATUS
 
 
 def setup_workflow_id(connection_id: str) -> str:

@@ -47,7 +47,12 @@ from recruitmail.core.models import (
 )
 from recruitmail.core.security import secret_box
 from recruitmail.core.senders import live_connection
-from recruitmail.workflows.send_message import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
+from recruitmail.workflows.search_attributes import (
+    COMPANY_ID,
+    CONNECTION_ID,
+    MAIL_STATUS,
+    PROVIDER,
+)
 from recruitmail.workflows.smtp_setup import (
     ActivateInput,
     SmtpConnectionSetupWorkflow,
@@ -274,6 +279,12 @@ async def run_update(
         raise
 
 
+async def owned_connection(session: Session, connection_id: str, user: User) -> Connection:
+    return await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+
+
 def _reload(session: Session, connection: Connection) -> ConnectionPublic:
     session.refresh(connection)
     return to_public(connection)
@@ -288,9 +299,7 @@ async def test_connection(
     temporal: TemporalDep,
 ) -> ConnectionPublic:
     """Run the connection test now; the answer holds each step and, on failure, what to fix."""
-    connection = await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
+    connection = await owned_connection(session, connection_id, user)
     if connection.status in LIVE_STATUSES:
         raise HTTPException(status.HTTP_409_CONFLICT, "This connection is already active.")
     await run_update(temporal, connection, "test", None, settings.connection_test_wait)
@@ -306,9 +315,7 @@ async def activate_connection(
     temporal: TemporalDep,
 ) -> ConnectionPublic:
     """Make this connection the scope's sender; the connection it replaces is disabled."""
-    connection = await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
+    connection = await owned_connection(session, connection_id, user)
     if connection.status in LIVE_STATUSES:
         return to_public(connection)
     await run_update(
@@ -321,7 +328,10 @@ async def activate_connection(
     return await run_in_threadpool(_reload, session, connection)
 
 
-def _disable(session: Session, connection: Connection, user: User, action: str) -> None:
+def disable_connection(
+    session: Session, connection: Connection, user: User, action: str, **detail: str
+) -> None:
+    """Take a live connection out of service (its scope falls back), audited, and commit."""
     before = connection.status
     connection.status = ConnectionStatus.DISABLED
     connection.updated_at = utcnow()
@@ -332,7 +342,11 @@ def _disable(session: Session, connection: Connection, user: User, action: str) 
             user_id=user.id,
             action=action,
             target=f"connection:{connection.id}",
-            detail={"status": {"before": before, "after": ConnectionStatus.DISABLED.value}},
+            detail={
+                "custom_address": connection.custom_address,
+                "status": {"before": before, "after": ConnectionStatus.DISABLED.value},
+                **detail,
+            },
         )
     )
     session.commit()
@@ -347,11 +361,9 @@ async def delete_connection(
     temporal: TemporalDep,
 ) -> ConnectionPublic:
     """Cancel a setup, or disable a live connection (its scope returns to its fallback)."""
-    connection = await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
+    connection = await owned_connection(session, connection_id, user)
     if connection.status in LIVE_STATUSES:
-        await run_in_threadpool(_disable, session, connection, user, "connection.disable")
+        await run_in_threadpool(disable_connection, session, connection, user, "connection.disable")
     elif connection.status in SETUP_STATUSES:
         await run_update(temporal, connection, "cancel", None, settings.connection_test_wait)
     else:

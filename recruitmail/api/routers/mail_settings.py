@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException
 from sqlmodel import select
 
 from recruitmail.api.deps import SessionDep, SettingsAdmin, SettingsDep
+from recruitmail.api.routers.connections import disable_connection
 from recruitmail.api.schemas import (
     ConnectionSummary,
     EffectiveSenderPublic,
@@ -18,9 +19,7 @@ from recruitmail.core.models import (
     AuditEvent,
     Company,
     Connection,
-    ConnectionStatus,
     LegalEntity,
-    utcnow,
 )
 from recruitmail.core.senders import effective_sender, live_connection
 
@@ -112,22 +111,11 @@ def use_platform(
             raise HTTPException(422, "legal_entity_id: no such legal entity in your company")
     connection = live_connection(session, company.id, body.legal_entity_id)
     if connection is not None:
-        before = connection.status
-        connection.status = ConnectionStatus.DISABLED
-        connection.updated_at = utcnow()
-        session.add(connection)
-        session.add(
-            AuditEvent(
-                company_id=company.id,
-                user_id=user.id,
-                action="mail_settings.use_platform",
-                target=f"connection:{connection.id}",
-                detail={
-                    "legal_entity_id": str(body.legal_entity_id or ""),
-                    "custom_address": connection.custom_address,
-                    "status": {"before": before, "after": ConnectionStatus.DISABLED.value},
-                },
-            )
+        disable_connection(
+            session,
+            connection,
+            user,
+            "mail_settings.use_platform",
+            legal_entity_id=str(body.legal_entity_id or ""),
         )
-        session.commit()
     return _view(session, settings, company)

@@ -20,9 +20,8 @@ from recruitmail.api.schemas import AttachmentPublic, MessagePublic, SendMessage
 from recruitmail.core.db import session_scope
 from recruitmail.core.mail import new_message_id
 from recruitmail.core.models import Attachment, Candidate, Direction, Message, MessageStatus
+from recruitmail.workflows.search_attributes import COMPANY_ID, MAIL_STATUS
 from recruitmail.workflows.send_message import (
-    COMPANY_ID,
-    MAIL_STATUS,
     SendMessageInput,
     SendMessageWorkflow,
     send_workflow_id,
