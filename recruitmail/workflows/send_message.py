@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 from recruitmail.workflows import policies
 from recruitmail.workflows.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
@@ -135,7 +135,7 @@ class SendMessageWorkflow:
                 message_id=input.message_id,
                 status="failed",
                 error=_failure_text(err),
-                retries_exhausted=isinstance(err.cause, TimeoutError),
+                retries_exhausted=_retries_exhausted(err),
                 retry_total=input.retry_total,
             )
 
@@ -150,6 +150,15 @@ class SendMessageWorkflow:
         self._progress.error = result.error
         self._set_status(result.status)
         return result
+
+
+def _retries_exhausted(err: ActivityError) -> bool:
+    # Either the last attempt timed out against the cap, or the server declined to schedule a
+    # retry that would overrun it (then the cause is the last ApplicationError, state TIMEOUT).
+    return isinstance(err.cause, TimeoutError) or err.retry_state in (
+        RetryState.TIMEOUT,
+        RetryState.MAXIMUM_ATTEMPTS_REACHED,
+    )
 
 
 def _failure_text(err: ActivityError) -> str:
