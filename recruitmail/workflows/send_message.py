@@ -67,7 +67,6 @@ class RecordOutcomeInput:
 @dataclass
 class SendMessageProgress:
     status: str = "queued"
-    attempts_hint: str = ""
     error: str | None = None
     sender: SenderChoice | None = field(default=None)
 
