@@ -24,6 +24,15 @@ def relay(sink: SmtpSink, scheme: str = "smtp", userinfo: str = "") -> dict:
     }
 
 
+def mailjet_settings(fake: MailjetFake) -> dict:
+    return {
+        "platform_transport": "mailjet",
+        "mailjet_api_url": fake.url,
+        "mailjet_api_key": fake.api_key,
+        "mailjet_api_secret": fake.api_secret,
+    }
+
+
 async def test_send_arrives_once_with_company_sender(temporal_client, engine, tmp_path):
     with SmtpSink() as sink:
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
@@ -176,10 +185,7 @@ async def test_mailjet_transport(temporal_client, engine, tmp_path):
             temporal_client,
             engine,
             tmp_path,
-            platform_transport="mailjet",
-            mailjet_api_url=mailjet.url,
-            mailjet_api_key=mailjet.api_key,
-            mailjet_api_secret=mailjet.api_secret,
+            **mailjet_settings(mailjet),
         ) as stack:
             tenant = stack.tenant(name="Acme")
             candidate = await stack.candidate(tenant, name="Alan Turing")
@@ -228,10 +234,7 @@ async def test_mailjet_refusal_is_permanent(temporal_client, engine, tmp_path):
             temporal_client,
             engine,
             tmp_path,
-            platform_transport="mailjet",
-            mailjet_api_url=mailjet.url,
-            mailjet_api_key=mailjet.api_key,
-            mailjet_api_secret=mailjet.api_secret,
+            **mailjet_settings(mailjet),
         ) as stack:
             tenant = stack.tenant()
             candidate = await stack.candidate(tenant)
