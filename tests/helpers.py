@@ -100,6 +100,12 @@ class Stack:
         assert response.status_code == 202, response.text
         return response.json()
 
+    async def send_and_settle(self, tenant: Tenant, **fields) -> dict:
+        """Send one message to a new candidate; return it once it is sent or failed."""
+        candidate = await self.candidate(tenant)
+        queued = await self.send(tenant, candidate["id"], **fields)
+        return await self.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+
     async def wait_for_status(
         self, tenant: Tenant, message_id: str, statuses: set[str], timeout: float = 60.0
     ) -> dict:

@@ -74,9 +74,7 @@ async def test_employee_sender_name(temporal_client, engine, tmp_path):
             )
             assert response.status_code == 200
             assert response.json()["sender_name_mode"] == "employee"
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            sent = await stack.send_and_settle(tenant)
 
     assert sent["status"] == "sent"
     sender = sink.received[0].message["From"].addresses[0]
@@ -89,9 +87,7 @@ async def test_transient_451_is_retried_until_sent(temporal_client, engine, tmp_
     with SmtpSink(data_script=script) as sink:
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            sent = await stack.send_and_settle(tenant)
 
     assert sent["status"] == "sent", sent
     assert sent["attempts"] == 3
@@ -105,9 +101,7 @@ async def test_permanent_550_fails_at_once_with_a_readable_reason(
     with SmtpSink(data_script=["550 5.1.1 <nobody@example.com>: mailbox unavailable"]) as sink:
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            failed = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            failed = await stack.send_and_settle(tenant)
             await asyncio.sleep(1.0)  # a retry (initial interval 0.1 s) would show up by now
 
     assert failed["status"] == "failed"
@@ -131,9 +125,7 @@ async def test_retries_give_up_after_the_cap_with_the_last_reason(
             send_retry_total=timedelta(seconds=3),
         ) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            failed = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            failed = await stack.send_and_settle(tenant)
 
     assert failed["status"] == "failed"
     assert failed["error"].startswith("Gave up after")
@@ -152,9 +144,7 @@ async def test_relay_with_starttls_auth_and_a_private_ca(
             temporal_client, engine, tmp_path, **settings, ca_bundle=test_ca.ca_pem
         ) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            sent = await stack.send_and_settle(tenant)
     assert sent["status"] == "sent", sent
     assert len(sink.received) == 1
 
@@ -169,9 +159,7 @@ async def test_relay_with_an_untrusted_certificate_fails_without_retrying(
             temporal_client, engine, tmp_path, **relay(sink, "smtp+starttls", "u:p@")
         ) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            failed = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            failed = await stack.send_and_settle(tenant)
     assert failed["status"] == "failed"
     assert "not trusted" in failed["error"]
     assert failed["attempts"] == 1
@@ -237,9 +225,7 @@ async def test_mailjet_refusal_is_permanent(temporal_client, engine, tmp_path):
             **mailjet_settings(mailjet),
         ) as stack:
             tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            queued = await stack.send(tenant, candidate["id"])
-            failed = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            failed = await stack.send_and_settle(tenant)
     assert failed["status"] == "failed"
     assert "Mailjet refused the message" in failed["error"]
     assert "invalid email address" in failed["error"]
