@@ -60,6 +60,16 @@ def worker() -> None:
     main(get_settings())
 
 
+@app.command("inbound-smtp")
+def inbound_smtp() -> None:
+    """Run the inbound SMTP receiver for the hosted domain."""
+    from recruitmail.worker.inbound_smtp import main
+
+    _logging()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    main(get_settings())
+
+
 @app.command("dev-outbox", hidden=True)
 def dev_outbox() -> None:
     """Run the development SMTP sink that captures platform mail."""

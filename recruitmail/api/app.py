@@ -16,6 +16,7 @@ from recruitmail.api.routers import (
     connections,
     dev,
     health,
+    inbound,
     legal_entities,
     mail_settings,
     messages,
@@ -48,7 +49,15 @@ def create_app(
     app.state.engine = engine or make_engine(settings.effective_database_url)
     app.state.temporal = TemporalGateway(settings, temporal_client)
     errors.install(app)
-    for module in (health, mail_settings, legal_entities, candidates, messages, connections):
+    for module in (
+        health,
+        mail_settings,
+        legal_entities,
+        candidates,
+        messages,
+        connections,
+        inbound,
+    ):
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)

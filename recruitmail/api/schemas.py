@@ -102,6 +102,9 @@ class CandidatePublic(Public):
     legal_entity_id: uuid.UUID | None
     application_status: str
     closed_at: datetime | None
+    # Set when mail to `email` bounced, with the receiving server's reason.
+    email_bounced_at: datetime | None = None
+    email_bounce_detail: str | None = None
     created_at: datetime
 
 
@@ -127,7 +130,9 @@ class MessagePublic(Public):
     direction: str
     status: str
     error: str | None
+    kind: str
     match_reason: str | None
+    match_detail: str | None
     message_id_header: str
     from_address: str
     from_name: str
@@ -140,6 +145,11 @@ class MessagePublic(Public):
     created_at: datetime
     sent_at: datetime | None
     attachments: list[AttachmentPublic] = Field(default_factory=list)
+
+
+class AssignRequest(Request):
+    candidate_id: uuid.UUID
+    remember_address: bool = False
 
 
 # -- connections -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
 
@@ -71,6 +72,20 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     RECEIVED = "received"
+
+
+class MessageKind(StrEnum):
+    """What an inbound message is: a person's mail, or automated mail we never answer."""
+
+    MAIL = "mail"
+    AUTO_REPLY = "auto_reply"  # out-of-office and other Auto-Submitted mail
+    BOUNCE = "bounce"  # a delivery status notification saying a message failed
+
+
+class InboundState(StrEnum):
+    STORED = "stored"  # raw bytes safe; routing not yet done
+    ROUTED = "routed"  # a Message row exists for it
+    DUPLICATE = "duplicate"  # the same Message-ID already reached this company
 
 
 class MatchReason(StrEnum):
@@ -145,8 +160,23 @@ class Candidate(SQLModel, table=True):
     email: str = Field(max_length=320, index=True)
     application_status: str = Field(default=ApplicationStatus.OPEN, max_length=16)
     closed_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Set when mail to this address bounced; the detail is the receiving server's diagnostic.
+    email_bounced_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    email_bounce_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class CandidateAddress(SQLModel, table=True):
+    """Another address a candidate writes from, remembered when a recruiter assigns a message."""
+
+    __tablename__ = "candidate_address"
+    __table_args__ = (UniqueConstraint("company_id", "email", name="uq_candidate_address_email"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    candidate_id: uuid.UUID = Field(foreign_key="candidate.id", index=True)
+    email: str = Field(max_length=320)  # lower-cased, for matching
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
 class Connection(SQLModel, table=True):
@@ -175,6 +205,11 @@ class Connection(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
+    # An inbound Message-ID reaching the same company twice (a redirect plus a copy) is stored
+    # once; our own outbound Message-IDs are unique by construction.
+    __table_args__ = (
+        UniqueConstraint("company_id", "message_id_header", name="uq_message_company_msgid"),
+    )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     candidate_id: uuid.UUID | None = Field(default=None, foreign_key="candidate.id", index=True)
@@ -191,6 +226,10 @@ class Message(SQLModel, table=True):
     in_reply_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     references: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     match_reason: str | None = Field(default=None, max_length=16)
+    # Why routing chose what it chose, in words (inbound only).
+    match_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    kind: str = Field(default=MessageKind.MAIL, max_length=16)
+    inbound_raw_id: uuid.UUID | None = Field(default=None, foreign_key="inbound_raw.id")
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     attempts: int = 0
     # The exact bytes composed once and sent on every attempt.
@@ -216,14 +255,22 @@ class Attachment(SQLModel, table=True):
 
 
 class InboundRaw(SQLModel, table=True):
+    """Received bytes, stored before the sender is told 250, one row per receiving company."""
+
     __tablename__ = "inbound_raw"
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID | None = Field(default=None, foreign_key="company.id", index=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sha256: str = Field(max_length=64, index=True)
+    size: int = 0
     recipient: str = Field(max_length=320)
     mail_from: str = Field(default="", max_length=320)
-    received_at: datetime = Field(default_factory=utcnow, sa_column=ts())
-    state: str = Field(default="stored", max_length=16)
+    # smtp, raw (HTTP) or mailjet
+    channel: str = Field(default="smtp", max_length=16)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
+    state: str = Field(default=InboundState.STORED, max_length=16, index=True)
+    message_id: uuid.UUID | None = None  # the Message it became
+    workflow_id: str | None = Field(default=None, max_length=200)
 
 
 class AuditEvent(SQLModel, table=True):

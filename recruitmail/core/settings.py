@@ -57,8 +57,23 @@ class Settings(BaseSettings):
     dev_outbox_host: str = "127.0.0.1"
     dev_outbox_port: int = 1025
 
-    # Inbound SMTP port, reserved for the inbound receiver.
+    # Inbound mail: the SMTP receiver for the hosted domain, and the HTTP webhooks.
+    inbound_smtp_host: str = "127.0.0.1"
     inbound_smtp_port: int = 2525
+    # The name the receiver gives in its greeting and EHLO answer.
+    inbound_smtp_hostname: str = "mx.recruitmail.localhost"
+    # Larger messages get 552; candidates' CVs fit well within 25 MB.
+    inbound_max_message_bytes: int = 25 * 1024 * 1024
+    # Offer STARTTLS when both are set (PEM files).
+    inbound_tls_cert: Path | None = None
+    inbound_tls_key: Path | None = None
+    # Shared secret of POST /inbound/raw and /inbound/mailjet (Basic auth password or Bearer).
+    # Development generates one in state_dir.
+    inbound_secret: str = ""
+    # A closed application still receives replies by sender address for this long.
+    closed_application_grace: timedelta = timedelta(days=14)
+    # Stored mail whose routing workflow did not start (Temporal was down) is retried this often.
+    inbound_sweep_interval: timedelta = timedelta(seconds=60)
 
     # Sending retries: exponential backoff from the initial interval, capped per attempt,
     # given up after the total cap. A recruiter sees "failed" once the cap is reached.
@@ -89,6 +104,10 @@ class Settings(BaseSettings):
             return self
         if not self.secret_keys:
             raise ValueError("RECRUITMAIL_SECRET_KEYS must be set outside development")
+        if not self.inbound_secret or len(self.inbound_secret) < 16:
+            raise ValueError(
+                "RECRUITMAIL_INBOUND_SECRET must be set outside development (16+ characters)"
+            )
         if self.platform_transport is PlatformTransportKind.DEV_OUTBOX:
             raise ValueError(
                 "RECRUITMAIL_PLATFORM_TRANSPORT=dev_outbox is for development only; "
@@ -125,15 +144,26 @@ class Settings(BaseSettings):
             ring.append((kid, key))
         return ring
 
+    def effective_inbound_secret(self) -> str:
+        """The webhook secret; development keeps a generated one in state_dir."""
+        if self.inbound_secret:
+            return self.inbound_secret
+        if not self.is_development:
+            raise ValueError("RECRUITMAIL_INBOUND_SECRET is not set")
+        return _development_file(self.state_dir / "inbound-secret", secrets.token_urlsafe(24))
 
-def _development_key(state_dir: Path) -> str:
-    path = state_dir / "dev-secret-key"
+
+def _development_file(path: Path, value: str) -> str:
     if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        path.write_text(f"dev1:{key}\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _development_key(state_dir: Path) -> str:
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return _development_file(state_dir / "dev-secret-key", f"dev1:{key}")
 
 
 @lru_cache

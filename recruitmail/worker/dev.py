@@ -164,9 +164,11 @@ class Supervisor:
             self.start_temporal()
             upgrade(s.effective_database_url)
             token = seed_demo(s)
+            s.effective_inbound_secret()  # written to state_dir for the banner and curl
             outbox = self.spawn("dev-outbox", [*cli, "dev-outbox"])
             worker = self.spawn("worker", [*cli, "worker"])
             api = self.spawn("api", [*cli, "api"])
+            inbound = self.spawn("inbound-smtp", [*cli, "inbound-smtp"])
             ready_url = f"http://{s.api_host}:{s.api_port}/readyz"
             wait_until(
                 lambda: port_open(s.dev_outbox_host, s.dev_outbox_port),
@@ -175,6 +177,12 @@ class Supervisor:
                 [outbox],
             )
             wait_until(lambda: _ok(ready_url), CHILD_START_TIMEOUT, "the API", [api, worker])
+            wait_until(
+                lambda: port_open(s.inbound_smtp_host, s.inbound_smtp_port),
+                CHILD_START_TIMEOUT,
+                "the inbound SMTP receiver",
+                [inbound],
+            )
             self.banner(token)
             while all(proc.poll() is None for _, proc in self.procs):
                 time.sleep(0.5)
@@ -200,6 +208,8 @@ Recruitmail is running. Ctrl-C stops everything.
   API            {api}   (OpenAPI: {api}/docs)
   Temporal UI    {ui}
   Dev outbox     smtp://{s.dev_outbox_host}:{s.dev_outbox_port}  ->  {api}/dev/outbox
+  Inbound SMTP   smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port}  (to {s.hosted_address("acme")})
+  Inbound HTTP   {api}/inbound/raw  (secret in {s.state_dir / "inbound-secret"})
   Database       {s.effective_database_url}
   Demo admin     company 'acme'; token in {s.state_dir / "demo-token"}
 
@@ -213,6 +223,7 @@ Try it:
       -H 'Content-Type: application/json' \\
       -d '{{"subject": "Your application", "text": "Hello Grace, thanks for applying!"}}'
   curl -s {api}/dev/outbox -H "Authorization: Bearer $TOKEN"
+  curl -s {api}/v1/messages/unassigned -H "Authorization: Bearer $TOKEN"
 """,
             flush=True,
         )

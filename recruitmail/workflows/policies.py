@@ -48,3 +48,7 @@ def delivery_retry(initial: timedelta, maximum: timedelta) -> RetryPolicy:
 # the result says what failed.
 CONNECTION_TEST_TIMEOUT = timedelta(minutes=3)
 NO_RETRY = RetryPolicy(maximum_attempts=1)
+
+# Routing one inbound message: parse up to 25 MB of MIME and write a few rows. Seconds at
+# most; two minutes leaves room for a slow database before the attempt is retried.
+ROUTE_TIMEOUT = timedelta(minutes=2)

@@ -1,0 +1,482 @@
+"""Parsing received mail into what routing needs. Pure functions over bytes; never raises.
+
+Real mail is messy: broken MIME, unknown or mislabelled charsets, encoded words with bad
+bytes. Every accessor here falls back to something readable and records what went wrong,
+so a message is always stored and shown, never lost to a parser exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage, Message
+from email.parser import HeaderParser
+from email.policy import default as default_policy
+from email.utils import getaddresses, parseaddr
+from html.parser import HTMLParser
+
+_MSGID_RE = re.compile(r"<([^<>\s]+)>")
+# Subjects of out-of-office answers, in the languages recruiters meet most.
+_AUTO_SUBJECT_RE = re.compile(
+    r"^\s*(automatic reply|auto[- ]?reply|autoreply|out of (the )?office|"
+    r"abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|autosvar|"
+    r"fuera de la oficina|respuesta autom[aá]tica|afwezigheidsbericht)\b",
+    re.IGNORECASE,
+)
+# Mail clients label Windows-1252 text as ISO-8859-1 all the time; 1252 is a superset.
+_CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252"}
+MAX_TEXT_CHARS = 1_000_000
+
+
+@dataclass
+class ParsedAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass
+class BounceReport:
+    """One failed recipient of a delivery status notification (RFC 3464)."""
+
+    original_message_id: str | None
+    recipient: str | None
+    status: str | None
+    diagnostic: str | None
+
+    def describe(self) -> str:
+        reason = self.diagnostic or (f"status {self.status}" if self.status else "no reason given")
+        who = self.recipient or "the recipient"
+        return f"The mail server for {who} refused the message: {reason}"
+
+
+@dataclass
+class ParsedMail:
+    message_id: str  # with angle brackets; synthesised from the bytes when missing
+    in_reply_to: str
+    references: str
+    thread_ids: list[str]  # every Message-ID in In-Reply-To and References, in order
+    from_address: str
+    from_name: str
+    # Addresses that may be the original sender, most trustworthy first.
+    sender_addresses: list[str]
+    to_addresses: list[str]
+    subject: str
+    text: str
+    html: str | None
+    kind: str  # mail, auto_reply or bounce (see MessageKind)
+    kind_detail: str = ""
+    bounce: BounceReport | None = None
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Parse received bytes. Anything unreadable becomes a defect, not an exception."""
+    defects: list[str] = []
+    try:
+        msg = message_from_bytes(raw, policy=default_policy)
+    except Exception as exc:  # the stdlib parser is lenient; this is a last resort
+        defects.append(f"unparseable message: {exc}")
+        msg = EmailMessage()
+        msg.set_payload(raw.decode("utf-8", "replace"))
+
+    message_id = _first_msgid(_header(msg, "Message-ID", defects))
+    if not message_id:
+        message_id = f"<{hashlib.sha256(raw).hexdigest()}@inbound.invalid>"
+    in_reply_to = _header(msg, "In-Reply-To", defects)
+    references = _header(msg, "References", defects)
+    thread_ids = _unique(_MSGID_RE.findall(f"{in_reply_to} {references}"))
+
+    from_name, from_address = _first_address(msg, "From", defects)
+    senders = []
+    for name in ("X-Original-From", "From", "Reply-To", "Resent-From"):
+        senders.extend(addr for _, addr in _addresses(msg, name, defects))
+    to_addresses = [addr for _, addr in _addresses(msg, "To", defects)]
+    to_addresses += [addr for _, addr in _addresses(msg, "Cc", defects)]
+
+    text, html, attachments = _bodies(msg, defects)
+    parsed = ParsedMail(
+        message_id=message_id[:998],
+        in_reply_to=in_reply_to,
+        references=references,
+        thread_ids=[f"<{i}>" for i in thread_ids],
+        from_address=from_address,
+        from_name=from_name,
+        sender_addresses=_unique(senders),
+        to_addresses=_unique(to_addresses),
+        subject=_header(msg, "Subject", defects),
+        text=text,
+        html=html,
+        kind="mail",
+        attachments=attachments,
+        defects=defects + [str(d) for d in getattr(msg, "defects", [])][:20],
+    )
+    _classify(msg, parsed)
+    return _cleaned(parsed)
+
+
+def clean_text(value: str) -> str:
+    """Text any database stores: undecodable bytes become U+FFFD, NUL characters go."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates: 8-bit bytes the parser could not decode
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "")
+
+
+def _cleaned(parsed: ParsedMail) -> ParsedMail:
+    for name in (
+        "message_id",
+        "in_reply_to",
+        "references",
+        "from_address",
+        "from_name",
+        "subject",
+        "text",
+        "kind_detail",
+    ):
+        setattr(parsed, name, clean_text(getattr(parsed, name)))
+    parsed.html = clean_text(parsed.html) if parsed.html is not None else None
+    parsed.thread_ids = [clean_text(i) for i in parsed.thread_ids]
+    parsed.sender_addresses = [clean_text(a) for a in parsed.sender_addresses]
+    parsed.to_addresses = [clean_text(a) for a in parsed.to_addresses]
+    parsed.defects = [clean_text(d) for d in parsed.defects]
+    for attachment in parsed.attachments:
+        attachment.filename = clean_text(attachment.filename)
+    if parsed.bounce is not None:
+        for name in ("original_message_id", "recipient", "status", "diagnostic"):
+            value = getattr(parsed.bounce, name)
+            setattr(parsed.bounce, name, clean_text(value) if value is not None else None)
+    return parsed
+
+
+# -- headers -------------------------------------------------------------------------------
+
+
+def _header(msg: Message, name: str, defects: list[str]) -> str:
+    try:
+        value = msg.get(name)
+        return " ".join(str(value).split()) if value is not None else ""
+    except Exception as exc:  # a header the policy cannot parse: fall back to its raw text
+        defects.append(f"unreadable {name} header: {exc}")
+        for key, raw_value in msg.raw_items():
+            if key.lower() == name.lower():
+                return " ".join(str(raw_value).split())
+        return ""
+
+
+def _addresses(msg: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    try:
+        values = msg.get_all(name) or []
+        for value in values:
+            for address in getattr(value, "addresses", ()):
+                if address.addr_spec and "@" in address.addr_spec:
+                    found.append((address.display_name, address.addr_spec))
+    except Exception as exc:
+        defects.append(f"unreadable {name} header: {exc}")
+    if not found:
+        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
+        found = [(n, a) for n, a in getaddresses([str(v) for v in raw]) if "@" in a]
+    return [(n, _lower_domain(a)) for n, a in found]
+
+
+def _first_address(msg: Message, name: str, defects: list[str]) -> tuple[str, str]:
+    addresses = _addresses(msg, name, defects)
+    return addresses[0] if addresses else ("", "")
+
+
+def _lower_domain(address: str) -> str:
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def _first_msgid(value: str) -> str:
+    match = _MSGID_RE.search(value)
+    return f"<{match.group(1)}>" if match else ""
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [i for i in items if not (i.lower() in seen or seen.add(i.lower()))]
+
+
+# -- bodies and attachments ---------------------------------------------------------------
+
+
+def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[ParsedAttachment]]:
+    text: str | None = None
+    html: str | None = None
+    attachments: list[ParsedAttachment] = []
+    try:
+        parts = list(msg.walk())
+    except Exception as exc:
+        defects.append(f"unreadable MIME structure: {exc}")
+        parts = [msg]
+    for part in parts:
+        try:
+            content_type = part.get_content_type()
+            if part.is_multipart() or content_type.startswith("message/"):
+                continue  # containers; their leaves come next in walk()
+            filename = _filename(part)
+            disposition = part.get_content_disposition()
+            if disposition != "attachment" and not filename:
+                if content_type == "text/plain" and text is None:
+                    text = _decode_text(part, defects)
+                    continue
+                if content_type == "text/html" and html is None:
+                    html = _decode_text(part, defects)
+                    continue
+                if content_type.startswith("text/"):
+                    continue  # alternative bodies beyond the first, delivery-status text
+            payload = part.get_payload(decode=True) or b""
+            attachments.append(
+                ParsedAttachment(
+                    filename=filename or f"attachment-{len(attachments) + 1}",
+                    content_type=content_type[:255],
+                    content=payload,
+                )
+            )
+        except Exception as exc:
+            defects.append(f"unreadable MIME part: {exc}")
+    if text is None:
+        text = _html_to_text(html) if html else ""
+    return text[:MAX_TEXT_CHARS], html[:MAX_TEXT_CHARS] if html else None, attachments
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or ""
+    except Exception:
+        name = ""
+    # Keep a name a browser can save: no paths, no control characters.
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in name if ord(c) >= 32 and c != "\x7f")[:255]
+
+
+def _decode_text(part: Message, defects: list[str]) -> str:
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        payload = str(part.get_payload()).encode("utf-8", "replace")
+    charset = (part.get_content_charset() or "utf-8").lower()
+    charset = _CHARSET_ALIASES.get(charset, charset)
+    try:
+        return payload.decode(charset)
+    except LookupError:
+        defects.append(f"unknown charset {charset!r}; shown as UTF-8")
+    except UnicodeDecodeError:
+        defects.append(f"text is not valid {charset}; shown with replacements")
+        return payload.decode(charset, "replace")
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("cp1252", "replace")
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "tr", "li"):
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.chunks.append(data)
+
+
+def _html_to_text(html: str) -> str:
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(html)
+        extractor.close()
+    except Exception:
+        return html
+    lines = [" ".join(line.split()) for line in "".join(extractor.chunks).splitlines()]
+    return "\n".join(line for line in lines if line).strip()
+
+
+# -- classification -----------------------------------------------------------------------
+
+
+def _classify(msg: Message, parsed: ParsedMail) -> None:
+    report = _delivery_report(msg, parsed.defects)
+    if report is not None:
+        action, bounce = report
+        if action == "failed":
+            parsed.kind = "bounce"
+            parsed.bounce = bounce
+            parsed.kind_detail = bounce.describe()
+            if bounce.original_message_id:
+                parsed.thread_ids = _unique([bounce.original_message_id, *parsed.thread_ids])
+            return
+        # "delayed", "delivered", "relayed": automated news about a message, not a failure.
+        parsed.kind = "auto_reply"
+        parsed.kind_detail = f"delivery status notification ({action or 'no action'})"
+        return
+    reason = _auto_reply_reason(msg, parsed)
+    if reason:
+        parsed.kind = "auto_reply"
+        parsed.kind_detail = reason
+
+
+def _auto_reply_reason(msg: Message, parsed: ParsedMail) -> str:
+    auto_submitted = _header(msg, "Auto-Submitted", parsed.defects).lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"Auto-Submitted: {auto_submitted}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
+        if _header(msg, name, parsed.defects):
+            return f"{name} header"
+    if _header(msg, "Precedence", parsed.defects).lower() == "auto_reply":
+        return "Precedence: auto_reply"
+    if _AUTO_SUBJECT_RE.match(parsed.subject):
+        return "out-of-office subject"
+    return ""
+
+
+def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceReport] | None:
+    try:
+        if msg.get_content_type() != "multipart/report":
+            return None
+        if (msg.get_param("report-type") or "").lower() != "delivery-status":
+            return None
+        original_id: str | None = None
+        fields: dict[str, str] = {}
+        for part in msg.walk():
+            content_type = part.get_content_type()
+            if content_type == "message/delivery-status":
+                fields = fields or _first_failed_recipient(part)
+            elif content_type == "message/rfc822" and original_id is None:
+                inner = part.get_payload()
+                inner = inner[0] if isinstance(inner, list) and inner else inner
+                if isinstance(inner, Message):
+                    original_id = _first_msgid(str(inner.get("Message-ID", "")))
+            elif content_type == "text/rfc822-headers" and original_id is None:
+                headers = HeaderParser().parsestr(_payload_text(part))
+                original_id = _first_msgid(str(headers.get("Message-ID", "")))
+    except Exception as exc:
+        defects.append(f"unreadable delivery report: {exc}")
+        return None
+    recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
+    recipient = recipient.partition(";")[2].strip() if ";" in recipient else recipient.strip()
+    diagnostic = fields.get("diagnostic-code", "")
+    diagnostic = diagnostic.partition(";")[2].strip() if ";" in diagnostic else diagnostic
+    return fields.get("action", "").lower(), BounceReport(
+        original_message_id=original_id or None,
+        recipient=_lower_domain(recipient) if "@" in recipient else None,
+        status=fields.get("status") or None,
+        diagnostic=" ".join(diagnostic.split())[:1000] or None,
+    )
+
+
+def _first_failed_recipient(part: Message) -> dict[str, str]:
+    """The per-recipient block whose Action is failed, else the first one."""
+    blocks: list[dict[str, str]] = []
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        for block in payload:
+            blocks.append({k.lower(): " ".join(str(v).split()) for k, v in block.raw_items()})
+    else:  # some servers send the report as one text block
+        text = _payload_text(part)
+        for chunk in re.split(r"\r?\n\r?\n", text):
+            headers = HeaderParser().parsestr(chunk)
+            blocks.append({k.lower(): " ".join(str(v).split()) for k, v in headers.items()})
+    recipients = [b for b in blocks if "action" in b]
+    for block in recipients:
+        if block["action"].lower() == "failed":
+            return block
+    return recipients[0] if recipients else {}
+
+
+def _payload_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", "replace")
+    return str(part.get_payload())
+
+
+# -- Mailjet Parse API --------------------------------------------------------------------
+
+_SKIPPED_MAILJET_HEADERS = {"content-type", "content-transfer-encoding", "mime-version"}
+
+
+def mailjet_to_mime(post: dict) -> bytes:
+    """Rebuild a Mailjet Parse API post into RFC 5322 bytes, so it takes the same path as SMTP.
+
+    Raises ValueError naming the problem when the post is not a Parse API payload.
+    """
+    if not isinstance(post, dict) or not isinstance(post.get("Headers"), dict):
+        raise ValueError("not a Mailjet Parse API post: the Headers object is missing")
+    msg = EmailMessage()
+    for name, value in post["Headers"].items():
+        if name.lower() in _SKIPPED_MAILJET_HEADERS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            text = " ".join(str(item).split())  # no header injection through folded values
+            if text:
+                msg[name] = text
+    if "From" not in msg and post.get("From"):
+        msg["From"] = " ".join(str(post["From"]).split())
+    if "Subject" not in msg and post.get("Subject"):
+        msg["Subject"] = " ".join(str(post["Subject"]).split())
+    msg.set_content(str(post.get("Text-part") or ""))
+    if post.get("Html-part"):
+        msg.add_alternative(str(post["Html-part"]), subtype="html")
+    types = _mailjet_part_types(post.get("Parts"))
+    index = 1
+    while f"Attachment{index}" in post:
+        key = f"Attachment{index}"
+        try:
+            content = base64.b64decode(str(post[key]), validate=False)
+        except ValueError as exc:
+            raise ValueError(f"{key} is not base64") from exc
+        content_type, filename = types.get(key, ("application/octet-stream", key))
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(
+            content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
+        )
+        index += 1
+    return msg.as_bytes()
+
+
+def _mailjet_part_types(parts: object) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, dict) or not isinstance(part.get("Headers"), dict):
+            continue
+        ref = str(part.get("ContentRef", ""))
+        headers = {k.lower(): str(v) for k, v in part["Headers"].items()}
+        content_type = headers.get("content-type", "application/octet-stream")
+        parser = HeaderParser().parsestr(
+            f"Content-Type: {content_type}\nContent-Disposition: "
+            f"{headers.get('content-disposition', 'attachment')}\n\n"
+        )
+        filename = parser.get_filename() or parser.get_param("name") or ref
+        found[ref] = (parser.get_content_type(), str(filename))
+    return found
+
+
+def display_sender(value: str) -> tuple[str, str]:
+    """(name, address) of a From-like header value, for callers outside parse()."""
+    name, address = parseaddr(value)
+    return name, _lower_domain(address) if "@" in address else ""

@@ -1,0 +1,494 @@
+"""Inbound mail end to end: real SMTP into the receiver, a real worker, the API showing it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiosmtplib
+import pytest
+from sqlalchemy import create_engine, func
+from sqlmodel import Session, col, select
+
+from recruitmail.core import intake
+from recruitmail.core.models import Candidate, InboundRaw, Message, utcnow
+from recruitmail.worker.inbound_smtp import InboundSmtpServer
+from tests import mail_samples as samples
+from tests.fakes.smtp import SmtpSink
+from tests.helpers import Stack, Tenant, running_stack
+
+SECRET = "inbound-test-secret-0123456789"
+
+
+@dataclass
+class Inbound:
+    stack: Stack
+    sink: SmtpSink  # the platform relay: everything we send lands here
+    server: InboundSmtpServer
+    port: int
+
+    def hosted(self, tenant: Tenant) -> str:
+        return self.stack.settings.hosted_address(tenant.company.slug)
+
+    async def deliver(self, raw: bytes, to: str, mail_from: str = "sender@example.org") -> str:
+        """Deliver over SMTP; return the server's answer to DATA."""
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=self.port, timeout=10, start_tls=False)
+        async with smtp:
+            await smtp.mail(mail_from)
+            await smtp.rcpt(to)
+            response = await smtp.data(raw)
+        return response.message
+
+    async def messages(self, tenant: Tenant, candidate_id: str) -> list[dict]:
+        response = await self.stack.http.get(
+            f"/v1/candidates/{candidate_id}/messages", headers=tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def unassigned(self, tenant: Tenant) -> list[dict]:
+        response = await self.stack.http.get("/v1/messages/unassigned", headers=tenant.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def wait_routed(self, *tenants: Tenant, timeout: float = 30.0) -> None:
+        """Wait until every message stored for these companies has been routed."""
+        companies = [t.company.id for t in tenants]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            with Session(self.stack.engine) as session:
+                pending = session.exec(
+                    select(func.count())
+                    .select_from(InboundRaw)
+                    .where(InboundRaw.state == "stored", col(InboundRaw.company_id).in_(companies))
+                ).one()
+            if pending == 0:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{pending} inbound messages still unrouted")
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def inbound_stack(temporal_client, engine, tmp_path, **overrides) -> AsyncIterator[Inbound]:
+    with SmtpSink() as sink:
+        settings = {
+            "platform_transport": "smtp",
+            "smtp_relay_url": f"smtp://127.0.0.1:{sink.port}",
+            "inbound_smtp_port": 0,
+            "inbound_secret": SECRET,
+            **overrides,
+        }
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            server = InboundSmtpServer(stack.settings, stack.engine, stack.client)
+            port = await server.start()
+            try:
+                yield Inbound(stack, sink, server, port)
+            finally:
+                await server.stop()
+
+
+async def wait_for(check, timeout: float = 30.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_replies_from_gmail_outlook_and_apple_mail_thread_to_the_candidate(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        candidate = await stack.candidate(tenant)
+        sent = await stack.send(tenant, candidate["id"], subject="Your application")
+        sent = await stack.wait_for_status(tenant, sent["id"], {"sent"})
+        ours = sent["message_id_header"]
+        chain = " ".join(f"<old-{i}@example.org>" for i in range(25)) + f" {ours}"
+        # Replies come from addresses we do not know: only the thread can route them.
+        shapes = [
+            samples.gmail_reply(
+                sender="other1@example.com",
+                to=hosted,
+                in_reply_to=ours,
+                references=chain,
+                subject="Your application",
+            ),
+            samples.outlook_reply(
+                sender="other2@example.de",
+                to=hosted,
+                in_reply_to="<old-3@example.org>",  # not ours: only References finds it
+                references=chain,
+                subject="Your application",
+            ),
+            samples.apple_reply(
+                sender="other3@example.se", to=hosted, in_reply_to=ours, subject="Your application"
+            ),
+        ]
+        for raw in shapes:
+            answer = await inbound.deliver(raw, hosted)
+            assert "stored" in answer
+        await inbound.wait_routed(tenant)
+        thread = await inbound.messages(tenant, candidate["id"])
+
+    assert [m["direction"] for m in thread] == ["outbound", "inbound", "inbound", "inbound"]
+    replies = thread[1:]
+    assert [m["subject"] for m in replies] == [
+        "Re: Your application",
+        "AW: Your application",
+        "SV: Your application",
+    ]
+    assert {m["match_reason"] for m in replies} == {"thread"}
+    assert all(m["status"] == "received" and m["kind"] == "mail" for m in replies)
+    assert replies[1]["from_name"] == "Jürgen Müller"
+    # Nothing answered the replies: only our one message reached the relay.
+    assert len(inbound.sink.received) == 1
+
+
+async def test_sender_match_open_recent_and_old_closed_applications(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        older = await stack.candidate(tenant, email="ann@example.com")
+        newer = await stack.candidate(tenant, email="ANN@example.com")
+        recent = await stack.candidate(tenant, email="bob@example.com")
+        stale = await stack.candidate(tenant, email="cid@example.com")
+        with Session(stack.engine) as session:
+            for candidate_id, days in ((recent["id"], 3), (stale["id"], 30)):
+                row = session.get(Candidate, uuid.UUID(candidate_id))
+                row.application_status = "closed"
+                row.closed_at = utcnow() - timedelta(days=days)
+                session.add(row)
+            session.commit()
+        for sender in ("Ann@Example.com", "bob@example.com", "cid@example.com"):
+            await inbound.deliver(samples.plain_mail(sender=sender, to=hosted), hosted)
+        await inbound.wait_routed(tenant)
+        ann_newer = await inbound.messages(tenant, newer["id"])
+        ann_older = await inbound.messages(tenant, older["id"])
+        bob = await inbound.messages(tenant, recent["id"])
+        cid = await inbound.messages(tenant, stale["id"])
+        unassigned = await inbound.unassigned(tenant)
+
+    assert [m["match_reason"] for m in ann_newer] == ["sender"]  # the most recent application
+    assert ann_older == []
+    assert [m["match_reason"] for m in bob] == ["sender"]  # closed 3 days ago still counts
+    assert cid == []  # closed 30 days ago does not
+    assert [m["from_address"] for m in unassigned] == ["cid@example.com"]
+    assert unassigned[0]["match_reason"] == "none"
+    assert "no candidate with an open" in unassigned[0]["match_detail"]
+
+
+async def test_assign_with_remember_address_routes_the_next_mail(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        candidate = await stack.candidate(tenant, email="grace@work.example")
+        await inbound.deliver(samples.plain_mail(sender="grace@home.example", to=hosted), hosted)
+        await inbound.wait_routed(tenant)
+        [waiting] = await inbound.unassigned(tenant)
+
+        other = stack.tenant()
+        foreign = await stack.http.post(
+            f"/v1/messages/{waiting['id']}/assign",
+            json={"candidate_id": candidate["id"]},
+            headers=other.headers,
+        )
+        assigned = await stack.http.post(
+            f"/v1/messages/{waiting['id']}/assign",
+            json={"candidate_id": candidate["id"], "remember_address": True},
+            headers=tenant.headers,
+        )
+        await inbound.deliver(
+            samples.plain_mail(sender="grace@home.example", to=hosted, subject="One more thing"),
+            hosted,
+        )
+        await inbound.wait_routed(tenant)
+        thread = await inbound.messages(tenant, candidate["id"])
+        left = await inbound.unassigned(tenant)
+
+    assert foreign.status_code == 404
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["match_reason"] == "manual"
+    assert [(m["subject"], m["match_reason"]) for m in thread] == [
+        ("Question about the role", "manual"),
+        ("One more thing", "sender"),
+    ]
+    assert left == []
+
+
+async def test_unknown_recipient_gets_550_and_nothing_is_stored(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        raw = samples.plain_mail(sender="a@example.org", to="nobody-jobs@jobs.test.example")
+        with Session(engine) as session:
+            before = session.exec(select(func.count()).select_from(InboundRaw)).one()
+        for address in ("nobody-jobs@jobs.test.example", "someone@elsewhere.example"):
+            with pytest.raises(aiosmtplib.SMTPRecipientRefused) as refused:
+                await inbound.deliver(raw, address)
+            assert refused.value.code == 550
+            assert "no such recruiting mailbox" in refused.value.message
+        with Session(engine) as session:
+            after = session.exec(select(func.count()).select_from(InboundRaw)).one()
+    assert after == before
+
+
+async def test_database_refusing_the_write_answers_451_then_a_retry_is_stored(
+    temporal_client, engine, database_url, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        raw = samples.plain_mail(
+            sender="a@example.org", to=hosted, message_id=f"<retry-{uuid.uuid4()}@example.org>"
+        )
+        # A database that answers reads but refuses every write, as a full or failed-over one.
+        read_only = _read_only_engine(database_url)
+        inbound.server.handler.engine = read_only
+        try:
+            with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                await inbound.deliver(raw, hosted)
+        finally:
+            inbound.server.handler.engine = engine
+            read_only.dispose()
+        assert refused.value.code == 451
+        with Session(engine) as session:
+            assert _stored_for(session, tenant) == 0
+        await inbound.deliver(raw, hosted)  # the sending server retries later
+        await inbound.wait_routed(tenant)
+        with Session(engine) as session:
+            assert _stored_for(session, tenant) == 1
+
+
+def _stored_for(session: Session, tenant: Tenant) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(InboundRaw)
+        .where(InboundRaw.company_id == tenant.company.id)
+    ).one()
+
+
+def _read_only_engine(url: str):
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1]
+        return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
+
+
+async def test_oversized_message_gets_552(temporal_client, engine, tmp_path):
+    async with inbound_stack(
+        temporal_client, engine, tmp_path, inbound_max_message_bytes=10_000
+    ) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        raw = samples.plain_mail(sender="a@example.org", to=hosted, body=("x" * 70 + "\n") * 300)
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await inbound.deliver(raw, hosted)
+        with Session(engine) as session:
+            stored = _stored_for(session, tenant)
+    assert refused.value.code == 552
+    assert stored == 0
+
+
+async def test_tenant_isolation_and_deduplication(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        a, b = stack.tenant(name="A Corp"), stack.tenant(name="B Corp")
+        a_candidate = await stack.candidate(a, email="same@example.com")
+        b_candidate = await stack.candidate(b, email="same@example.com")
+        b_sent = await stack.send(b, b_candidate["id"])
+        b_sent = await stack.wait_for_status(b, b_sent["id"], {"sent"})
+        # Addressed to A, replying to B's message, from the shared address: A's candidate only.
+        raw = samples.gmail_reply(
+            sender="someone@example.net",
+            to=inbound.hosted(a),
+            in_reply_to=b_sent["message_id_header"],
+            references=b_sent["message_id_header"],
+            subject="Hello",
+        )
+        raw = raw.replace(b"someone@example.net", b"same@example.com")
+        await inbound.deliver(raw, inbound.hosted(a))
+        await inbound.deliver(raw, inbound.hosted(a))  # a redirect plus a copy
+        await inbound.wait_routed(a)
+        a_thread = await inbound.messages(a, a_candidate["id"])
+        b_thread = await inbound.messages(b, b_candidate["id"])
+        with Session(engine) as session:
+            states = session.exec(
+                select(InboundRaw.state).where(InboundRaw.company_id == a.company.id)
+            ).all()
+
+    assert [(m["direction"], m["match_reason"]) for m in a_thread] == [("inbound", "sender")]
+    assert [m["direction"] for m in b_thread] == ["outbound"]
+    assert sorted(states) == ["duplicate", "routed"]
+
+
+async def test_bounce_marks_the_message_and_the_address_auto_reply_is_flagged(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        candidate = await stack.candidate(tenant)
+        sent = await stack.send(tenant, candidate["id"])
+        sent = await stack.wait_for_status(tenant, sent["id"], {"sent"})
+        await inbound.deliver(
+            samples.out_of_office(
+                sender=candidate["email"], to=hosted, in_reply_to=sent["message_id_header"]
+            ),
+            hosted,
+        )
+        await inbound.deliver(
+            samples.dsn_bounce(
+                to=hosted,
+                failed_recipient=candidate["email"],
+                original_message_id=sent["message_id_header"],
+            ),
+            hosted,
+            mail_from="",
+        )
+        await inbound.wait_routed(tenant)
+        thread = await inbound.messages(tenant, candidate["id"])
+        flagged = (
+            await stack.http.get(f"/v1/candidates/{candidate['id']}", headers=tenant.headers)
+        ).json()
+        await asyncio.sleep(0.5)  # an answer to automated mail would reach the relay now
+
+    outbound, ooo, bounce = thread
+    assert outbound["status"] == "bounced"
+    assert "User unknown" in outbound["error"]
+    assert candidate["email"] in outbound["error"]
+    assert (ooo["kind"], ooo["match_reason"]) == ("auto_reply", "thread")
+    assert (bounce["kind"], bounce["match_reason"]) == ("bounce", "thread")
+    assert flagged["email_bounced_at"] is not None
+    assert "5.1.1" in flagged["email_bounce_detail"]
+    assert len(inbound.sink.received) == 1  # our message; no reply to automated mail
+
+
+async def test_charsets_malformed_mime_and_attachments_are_shown(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        for raw in (
+            samples.iso2022jp_mail(sender="taro@example.jp", to=hosted),
+            samples.windows1252_mail(sender="renee@example.de", to=hosted),
+            samples.malformed_mail(sender="broken@example.net", to=hosted),
+        ):
+            await inbound.deliver(raw, hosted)
+        await inbound.wait_routed(tenant)
+        waiting = {m["from_address"]: m for m in await inbound.unassigned(tenant)}
+        cv = waiting["renee@example.de"]["attachments"][0]
+        download = await stack.http.get(
+            f"/v1/messages/{waiting['renee@example.de']['id']}/attachments/{cv['id']}",
+            headers=tenant.headers,
+        )
+        other = stack.tenant()
+        foreign = await stack.http.get(
+            f"/v1/messages/{waiting['renee@example.de']['id']}/attachments/{cv['id']}",
+            headers=other.headers,
+        )
+
+    assert waiting["taro@example.jp"]["subject"] == "面接の件"
+    assert waiting["taro@example.jp"]["from_name"] == "山田太郎"
+    assert "応募ありがとうございます" in waiting["taro@example.jp"]["text"]
+    assert waiting["renee@example.de"]["text"].strip() == samples.CP1252_TEXT
+    assert "Hall" in waiting["broken@example.net"]["text"]
+    assert "defects" in waiting["broken@example.net"]["match_detail"]
+    assert (cv["filename"], cv["content_type"]) == ("Lebenslauf Rénée.pdf", "application/pdf")
+    assert download.status_code == 200
+    assert download.content.startswith(b"%PDF-1.4") and cv["size"] == len(download.content)
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert foreign.status_code == 404
+
+
+async def test_http_raw_and_mailjet_webhooks_need_the_secret(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        candidate = await stack.candidate(tenant, email="hedy@example.com")
+        raw = samples.plain_mail(sender="hedy@example.com", to=hosted, subject="via HTTP")
+        no_secret = await stack.http.post("/inbound/raw", content=raw)
+        wrong = await stack.http.post(
+            "/inbound/raw", content=raw, headers={"Authorization": "Bearer nope"}
+        )
+        nobody = await stack.http.post(
+            "/inbound/raw",
+            content=samples.plain_mail(sender="x@example.com", to="nobody@nowhere.example"),
+            headers={"Authorization": f"Bearer {SECRET}"},
+        )
+        accepted = await stack.http.post(
+            "/inbound/raw",
+            content=raw,
+            headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "message/rfc822"},
+        )
+        basic = base64.b64encode(f"mailjet:{SECRET}".encode()).decode()
+        post = {
+            "Sender": "hedy@example.com",
+            "Recipient": hosted,
+            "From": "Hedy <hedy@example.com>",
+            "Subject": "via Mailjet",
+            "Headers": {"Message-ID": "<mj-hedy@example.com>", "Subject": "via Mailjet"},
+            "Parts": [],
+            "Text-part": "Parsed by Mailjet.",
+        }
+        bad_post = await stack.http.post(
+            "/inbound/mailjet", json={"nope": 1}, headers={"Authorization": f"Basic {basic}"}
+        )
+        mailjet = await stack.http.post(
+            "/inbound/mailjet", json=post, headers={"Authorization": f"Basic {basic}"}
+        )
+        await inbound.wait_routed(tenant)
+        thread = await inbound.messages(tenant, candidate["id"])
+
+    assert no_secret.status_code == 401 and wrong.status_code == 401
+    assert "inbound secret" in wrong.json()["detail"]
+    assert nobody.status_code == 422 and "No recipient" in nobody.json()["detail"]
+    assert accepted.status_code == 202, accepted.text
+    assert bad_post.status_code == 422 and "Headers" in bad_post.json()["detail"]
+    assert mailjet.status_code == 200, mailjet.text
+    assert [(m["subject"], m["match_reason"]) for m in thread] == [
+        ("via HTTP", "sender"),
+        ("via Mailjet", "sender"),
+    ]
+    assert thread[1]["text"].strip() == "Parsed by Mailjet."
+
+
+async def test_stored_mail_whose_routing_did_not_start_is_swept(temporal_client, engine, tmp_path):
+    async with inbound_stack(
+        temporal_client, engine, tmp_path, inbound_sweep_interval=timedelta(0)
+    ) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        # As if Temporal had been down when the receiver stored it: stored, never started.
+        [stored] = intake.store_inbound(
+            engine,
+            raw=samples.plain_mail(sender="late@example.org", to=hosted),
+            mail_from="late@example.org",
+            recipients={hosted: tenant.company.id},
+            channel="smtp",
+        )
+        started = await inbound.server.sweep_once()
+        await inbound.wait_routed(tenant)
+        with Session(engine) as session:
+            row = session.get(InboundRaw, stored.inbound_id)
+            message = session.get(Message, row.message_id)
+    assert started >= 1
+    assert row.state == "routed"
+    assert message.from_address == "late@example.org" and message.candidate_id is None

@@ -1,0 +1,199 @@
+"""Parsing received mail: real client shapes, charsets, broken MIME, bounces, auto-replies."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from recruitmail.core.inbound import mailjet_to_mime, parse
+from tests import mail_samples as samples
+
+TO = "acme-jobs@jobs.test.example"
+CHAIN = " ".join(f"<chain-{i}@example.org>" for i in range(30)) + " <ours@jobs.test.example>"
+
+
+def test_gmail_reply_keeps_every_reference_and_the_plain_body():
+    parsed = parse(
+        samples.gmail_reply(
+            sender="grace@example.com",
+            to=TO,
+            in_reply_to="<ours@jobs.test.example>",
+            references=CHAIN,
+            subject="Your application",
+        )
+    )
+    assert parsed.thread_ids[0] == "<ours@jobs.test.example>"  # In-Reply-To first
+    assert set(parsed.thread_ids) == set(CHAIN.split())
+    assert parsed.subject == "Re: Your application"
+    assert parsed.text.startswith("Thanks, Tuesday works for me.")
+    assert "gmail_quote" in (parsed.html or "")
+    assert (parsed.from_name, parsed.from_address) == ("Grace Hopper", "grace@example.com")
+    assert parsed.kind == "mail"
+
+
+def test_outlook_reply_decodes_latin1_as_windows_1252_and_unfolds_references():
+    parsed = parse(
+        samples.outlook_reply(
+            sender="j.mueller@example.de",
+            to=TO,
+            in_reply_to="<ours@jobs.test.example>",
+            references=CHAIN,
+            subject="Ihre Bewerbung",
+        )
+    )
+    assert parsed.from_name == "Jürgen Müller"
+    assert parsed.subject == "AW: Ihre Bewerbung"
+    # 0x80 is the euro sign in Windows-1252, which Outlook labels ISO-8859-1.
+    assert "Grüße, der Termin passt. € 50" in parsed.text
+    assert "<ours@jobs.test.example>" in parsed.thread_ids
+    assert len(parsed.thread_ids) == 31
+
+
+def test_apple_mail_reply():
+    parsed = parse(
+        samples.apple_reply(
+            sender="astrid@example.se",
+            to=TO,
+            in_reply_to="<ours@jobs.test.example>",
+            subject="Din ansökan",
+        )
+    )
+    assert parsed.subject == "SV: Din ansökan"
+    assert parsed.text.startswith("Tack! Jag kommer på tisdag.")
+    assert parsed.thread_ids == ["<ours@jobs.test.example>"]
+
+
+def test_iso_2022_jp_body_subject_and_name():
+    parsed = parse(samples.iso2022jp_mail(sender="taro@example.jp", to=TO))
+    assert parsed.text.strip() == "応募ありがとうございます"
+    assert parsed.subject == "面接の件"
+    assert parsed.from_name == "山田太郎"
+
+
+def test_windows_1252_body_and_an_attachment_with_an_encoded_name():
+    parsed = parse(samples.windows1252_mail(sender="renee@example.de", to=TO))
+    assert parsed.text.strip() == samples.CP1252_TEXT
+    assert parsed.subject == samples.CP1252_SUBJECT
+    assert parsed.from_name == "Renée Dörfler"
+    [attachment] = parsed.attachments
+    assert attachment.filename == "Lebenslauf Rénée.pdf"
+    assert attachment.content_type == "application/pdf"
+    assert attachment.content.startswith(b"%PDF-1.4")
+    assert len(attachment.sha256) == 64
+
+
+def test_malformed_mime_is_parsed_with_defects_not_an_exception():
+    parsed = parse(samples.malformed_mail(sender="broken@example.net", to=TO))
+    assert parsed.from_address == "broken@example.net"
+    assert "Hall" in parsed.text
+    assert parsed.defects  # what went wrong is recorded
+    assert parsed.message_id.startswith("<broken-")
+
+
+def test_garbage_bytes_still_give_a_message_with_a_stable_synthetic_id():
+    junk = b"\x00\xff not a mail at all \r\n\r\n\xfe"
+    first, second = parse(junk), parse(junk)
+    assert first.message_id == second.message_id
+    assert first.message_id.endswith("@inbound.invalid>")
+
+
+def test_out_of_office_is_an_auto_reply():
+    parsed = parse(samples.out_of_office(sender="grace@example.com", to=TO))
+    assert parsed.kind == "auto_reply"
+    assert "auto-replied" in parsed.kind_detail
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ["X-Autoreply: yes\n", "Precedence: auto_reply\n", "Auto-Submitted: auto-generated\n"],
+)
+def test_auto_reply_headers(headers):
+    raw = samples.plain_mail(sender="a@example.com", to=TO, extra_headers=headers)
+    assert parse(raw).kind == "auto_reply"
+
+
+def test_auto_submitted_no_is_a_person():
+    raw = samples.plain_mail(sender="a@example.com", to=TO, extra_headers="Auto-Submitted: no\n")
+    assert parse(raw).kind == "mail"
+
+
+def test_dsn_bounce_names_the_original_message_and_the_diagnostic():
+    parsed = parse(
+        samples.dsn_bounce(
+            to=TO,
+            failed_recipient="gone@example.com",
+            original_message_id="<ours@jobs.test.example>",
+        )
+    )
+    assert parsed.kind == "bounce"
+    assert parsed.bounce is not None
+    assert parsed.bounce.original_message_id == "<ours@jobs.test.example>"
+    assert parsed.bounce.recipient == "gone@example.com"
+    assert parsed.bounce.status == "5.1.1"
+    assert "User unknown" in (parsed.bounce.diagnostic or "")
+    assert parsed.thread_ids[0] == "<ours@jobs.test.example>"
+
+
+def test_forwarded_mail_offers_the_original_sender_first():
+    raw = samples.plain_mail(
+        sender="Recruiting Desk <jobs@acme.example>",
+        to=TO,
+        extra_headers="X-Original-From: Grace <grace@example.com>\nReply-To: grace@example.com\n",
+    )
+    assert parse(raw).sender_addresses == ["grace@example.com", "jobs@acme.example"]
+
+
+def test_mailjet_parse_post_is_rebuilt_into_mime():
+    post = {
+        "Sender": "grace@example.com",
+        "Recipient": TO,
+        "From": "Grace Hopper <grace@example.com>",
+        "Subject": "Re: Your application",
+        "Headers": {
+            "Message-ID": "<mj-1@example.com>",
+            "In-Reply-To": "<ours@jobs.test.example>",
+            "References": "<ours@jobs.test.example>",
+            "From": "Grace Hopper <grace@example.com>",
+            "To": TO,
+            "Subject": "Re: Your application",
+            "Received": ["from a by b", "from c by d"],
+            "Content-Type": ["multipart/mixed"],
+        },
+        "Parts": [
+            {"Headers": {"Content-Type": "text/plain"}, "ContentRef": "Text-part"},
+            {
+                "Headers": {
+                    "Content-Type": 'application/pdf; name="cv.pdf"',
+                    "Content-Disposition": 'attachment; filename="cv.pdf"',
+                },
+                "ContentRef": "Attachment1",
+            },
+        ],
+        "Text-part": "See my CV.",
+        "Html-part": "<p>See my CV.</p>",
+        "Attachment1": base64.b64encode(b"%PDF-1.4 cv").decode(),
+    }
+    parsed = parse(mailjet_to_mime(json.loads(json.dumps(post))))
+    assert parsed.message_id == "<mj-1@example.com>"
+    assert parsed.thread_ids == ["<ours@jobs.test.example>"]
+    assert parsed.text.strip() == "See my CV."
+    assert [(a.filename, a.content_type, a.content) for a in parsed.attachments] == [
+        ("cv.pdf", "application/pdf", b"%PDF-1.4 cv")
+    ]
+
+
+def test_mailjet_post_without_headers_is_refused():
+    with pytest.raises(ValueError, match="Headers"):
+        mailjet_to_mime({"Text-part": "hi"})
+
+
+def test_undecodable_header_bytes_and_nul_become_storable_text():
+    raw = b"From: M\xfcller <m@example.com>\r\nSubject: Gr\xfc\xdfe\x00\r\n\r\nbody\x00here\r\n"
+    parsed = parse(raw)
+    for text in (parsed.from_name, parsed.subject, parsed.text):
+        text.encode("utf-8")  # no surrogates left
+        assert "\x00" not in text
+    assert parsed.from_address == "m@example.com"
+    assert parsed.text.strip() == "bodyhere"
