@@ -59,7 +59,9 @@ class ReceiveMessageWorkflow:
 
     @workflow.run
     async def run(self, input: ReceiveMessageInput) -> ReceiveMessageResult:
-        result = await workflow.execute_activity(
+        # A local activity: one database transaction, no provider call. It saves the server
+        # round trips of a scheduled activity, which dominate routing time on small machines.
+        result = await workflow.execute_local_activity(
             "route-inbound-message",
             RouteInput(input.inbound_id, input.closed_application_grace),
             result_type=ReceiveMessageResult,

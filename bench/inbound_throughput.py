@@ -1,0 +1,159 @@
+"""Deliver N real messages over SMTP to the inbound receiver; time them until the API shows them.
+
+    python bench/inbound_throughput.py [-n 300] [--concurrency 8]
+
+It starts its own Temporal dev server, the API, one worker and the inbound SMTP receiver as
+separate processes, like `recruitmail dev`, on free ports and a throwaway SQLite database.
+Half the messages come from a candidate's address (routed by sender), half from unknown
+addresses (Unassigned messages). Latency runs from the receiver's 250 to the message being
+listed by the API, which the benchmark polls every 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+from sqlmodel import Session
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from common import free_port, percentile, spawn, start_temporal, wait_http, wait_port
+
+from recruitmail.core.bootstrap import create_company
+from recruitmail.core.db import make_engine
+from recruitmail.core.migrate import upgrade
+
+DOMAIN = "jobs.bench.example"
+
+
+def mail(i: int, sender: str, to: str) -> tuple[str, bytes]:
+    message_id = f"<bench-{i}-{uuid.uuid4().hex}@example.org>"
+    raw = (
+        f"From: Bench Sender <{sender}>\r\nTo: {to}\r\nSubject: Bench {i}\r\n"
+        f"Message-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\nHello, reply number {i}.\r\n"
+    ).encode()
+    return message_id, raw
+
+
+async def deliver_all(port: int, to: str, candidate_email: str, n: int, concurrency: int):
+    """`concurrency` SMTP sessions, each delivering its share over one reused connection."""
+    accepted: dict[str, float] = {}
+
+    async def session(worker: int) -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60, start_tls=False)
+        async with smtp:
+            for i in range(worker, n, concurrency):
+                sender = candidate_email if i % 2 == 0 else f"stranger{i}@example.org"
+                message_id, raw = mail(i, sender, to)
+                await smtp.sendmail(sender, [to], raw)
+                accepted[message_id] = time.perf_counter()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(session(w) for w in range(concurrency)))
+    return accepted, time.perf_counter() - start
+
+
+async def watch_api(api: str, token: str, candidate_id: str, n: int, timeout: float) -> dict:
+    """Poll the two lists until all n messages are visible; first-seen time per Message-ID."""
+    seen: dict[str, float] = {}
+    deadline = time.perf_counter() + timeout
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
+        while len(seen) < n and time.perf_counter() < deadline:
+            for path in (
+                f"/v1/candidates/{candidate_id}/messages",
+                "/v1/messages/unassigned?limit=500",
+            ):
+                now = time.perf_counter()
+                for message in (await http.get(path)).json():
+                    seen.setdefault(message["message_id_header"], now)
+            await asyncio.sleep(0.05)
+    return seen
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=300, help="messages (default 300, at most 500)")
+    parser.add_argument("--concurrency", type=int, default=8, help="SMTP sessions (default 8)")
+    args = parser.parse_args()
+    n = min(args.n, 500)  # the unassigned list is read in one page
+
+    state = Path(tempfile.mkdtemp(prefix="recruitmail-inbound-bench-"))
+    print(f"state in {state}; starting Temporal …", flush=True)
+    env = await start_temporal(state)
+    api_port, smtp_port = free_port(), free_port()
+    db_url = f"sqlite:///{state / 'bench.db'}"
+    settings_env = {
+        "RECRUITMAIL_STATE_DIR": str(state),
+        "RECRUITMAIL_DATABASE_URL": db_url,
+        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "RECRUITMAIL_API_PORT": str(api_port),
+        "RECRUITMAIL_INBOUND_SMTP_PORT": str(smtp_port),
+        "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
+    }
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        token = create_company(
+            session, name="Bench", slug="bench", admin_email="admin@bench.example"
+        ).token
+    engine.dispose()
+    api = f"http://127.0.0.1:{api_port}"
+    to = f"bench-jobs@{DOMAIN}"
+
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(spawn(["worker"], settings_env, state / "worker.log"))
+        procs.append(spawn(["api"], settings_env, state / "api.log"))
+        procs.append(spawn(["inbound-smtp"], settings_env, state / "inbound.log"))
+        await wait_http(f"{api}/readyz")
+        wait_port(smtp_port)
+        async with httpx.AsyncClient(
+            base_url=api, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
+            candidate = (
+                await http.post(
+                    "/v1/candidates", json={"name": "Bench", "email": "cand@example.com"}
+                )
+            ).json()
+        print(f"delivering {n} over {args.concurrency} SMTP sessions …", flush=True)
+        watcher = asyncio.create_task(watch_api(api, token, candidate["id"], n, timeout=600))
+        start = time.perf_counter()
+        accepted, smtp_elapsed = await deliver_all(
+            smtp_port, to, "cand@example.com", n, args.concurrency
+        )
+        seen = await watcher
+        total = max(seen.values(), default=start) - start
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+        await env.shutdown()
+
+    latencies = [seen[m] - t for m, t in accepted.items() if m in seen]
+    print()
+    print(f"messages {n}, SMTP sessions {args.concurrency}, visible {len(latencies)}")
+    print(f"SMTP accept (stored, 250)       {n / smtp_elapsed:8.1f} msg/s")
+    print(f"routed and visible in the API   {len(latencies) / total:8.1f} msg/s")
+    print(
+        "250 → visible latency           "
+        f"p50 {percentile(latencies, 50) * 1000:.0f} ms  "
+        f"p95 {percentile(latencies, 95) * 1000:.0f} ms  "
+        f"max {max(latencies, default=float('nan')) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
