@@ -236,6 +236,14 @@ def _ok(url: str) -> bool:
         return False
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(settings: Settings) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Stop in order on SIGTERM too (a service manager, `kill`), and on SIGINT even when started
+    # in the background, where the shell ignores it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     return Supervisor(settings).run()
