@@ -30,6 +30,12 @@ from recruitmail.workflows.smtp_setup import (
     VerificationStep,
 )
 
+_WAITING_FOR_BROWSER = (
+    ConnectionStatus.AWAITING_AUTHORIZATION,
+    ConnectionStatus.AWAITING_ADMIN_CONSENT,
+)
+_ENDED = (ConnectionStatus.FAILED, ConnectionStatus.EXPIRED, ConnectionStatus.CANCELLED)
+
 
 def seal_secret(box: SecretBox, connection_id: uuid.UUID, secret: dict) -> bytes:
     # The connection id is bound in as associated data: a blob cannot be moved to another row.
@@ -97,12 +103,23 @@ class ConnectionActivities:
     def set_connection_status(self, input: StatusInput) -> None:
         with session_scope(self._engine) as session:
             connection = _load(session, input.connection_id)
+            connection.setup_state = input.status
+            connection.updated_at = utcnow()
+            if input.status != ConnectionStatus.AWAITING_ADMIN_CONSENT:
+                connection.admin_consent_url = None
+                connection.admin_instructions = None
+            if input.status not in _WAITING_FOR_BROWSER:
+                # No sign-in link or state stays usable once the setup has moved on.
+                connection.oauth_state_nonce = None
+                connection.authorization_url = None
+            if input.status in _ENDED:
+                connection.oauth_flow_blob = None
+                connection.oauth_callback_blob = None
+            session.add(connection)
             if connection.status in LIVE_STATUSES:
-                return  # a live connection is only changed by use-platform or delete
+                return  # a live connection is only changed by use-platform, delete or activate
             connection.status = input.status
             connection.last_error = input.error
-            connection.updated_at = utcnow()
-            session.add(connection)
 
     @activity.defn(name="activate-connection")
     def activate_connection(self, input: ActivateInput) -> None:
@@ -127,6 +144,7 @@ class ConnectionActivities:
                 other.updated_at = now
                 session.add(other)
             connection.status = ConnectionStatus.ACTIVE
+            connection.setup_state = ConnectionStatus.ACTIVE
             connection.activated_at = now
             connection.updated_at = now
             connection.last_error = None

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from recruitmail.activities.connections import smtp_target
+from recruitmail.activities.oauth import OAuthActivities, OAuthTransport, provider_for
 from recruitmail.activities.platform import SmtpTransport, Transport, platform_transport
 from recruitmail.core.db import session_scope
 from recruitmail.core.errors import (
@@ -73,6 +74,7 @@ class SendActivities:
         self._settings = settings
         self._box = box
         self._platform: Transport | None = None
+        self._oauth = OAuthActivities(engine, settings, box)
 
     # -- local activities (sync, thread pool) --------------------------------------------
 
@@ -183,9 +185,10 @@ class SendActivities:
             return self._platform
         with session_scope(self._engine) as session:
             connection = session.get(Connection, connection_id) if connection_id else None
-            if connection is None or name != "smtp":
+            if connection is None or name != connection.kind:
                 raise ConfigurationError(
-                    f"Sending through a {name} connection is not available in this version."
+                    f"The {name} connection this message was composed for no longer exists; "
+                    "send the message again."
                 )
             if connection.status == ConnectionStatus.NEEDS_REAUTH:
                 raise AuthExpiredError(connection.last_error or "Its credentials were refused.")
@@ -195,6 +198,13 @@ class SendActivities:
                 raise ConfigurationError(
                     f"The connection for {connection.custom_address} is no longer active; "
                     "send the message again."
+                )
+            if connection.kind != "smtp":
+                return OAuthTransport(
+                    self._oauth,
+                    provider_for(self._settings, connection.kind),
+                    connection,
+                    self._box,
                 )
             target = smtp_target(self._box, connection)
         tls = client_tls_context(self._settings.ca_bundle, verify=target.verify_certificate)
@@ -210,10 +220,16 @@ class SendActivities:
                 connection.updated_at = utcnow()
                 session.add(connection)
             label = {"smtp": "SMTP", "google": "Google", "microsoft": "Microsoft"}[connection.kind]
+            if connection.kind == "smtp":
+                todo = (
+                    "An admin must switch back to the platform service and set the connection "
+                    "up again."
+                )
+            else:
+                todo = "An admin must reconnect the mailbox (Reconnect in the mail settings)."
             return AuthExpiredError(
-                f"The {label} connection for {connection.custom_address} needs attention: {err} "
-                "An admin must switch back to the platform service and set the connection up "
-                "again."
+                f"The {label} connection for {connection.custom_address} needs attention: "
+                f"{err} {todo}"
             )
 
     def _begin_attempt(

@@ -20,6 +20,7 @@ from recruitmail.api.routers import (
     legal_entities,
     mail_settings,
     messages,
+    oauth,
 )
 from recruitmail.core.db import make_engine
 from recruitmail.core.settings import Settings, get_settings
@@ -57,6 +58,7 @@ def create_app(
         messages,
         connections,
         inbound,
+        oauth,
     ):
         app.include_router(module.router)
     if settings.is_development:

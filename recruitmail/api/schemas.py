@@ -191,6 +191,8 @@ class ConnectionPublic(BaseModel):
     custom_address: str
     legal_entity_id: uuid.UUID | None
     status: str
+    # Where the setup stands; differs from `status` while a live connection is reconnected.
+    setup_state: str | None = None
     steps: list[ConnectionStep]
     last_error: str | None
     sending_mailbox: str | None

@@ -102,6 +102,13 @@ class ConnectionKind(StrEnum):
 
 
 class ConnectionStatus(StrEnum):
+    # OAuth setups (Google, Microsoft)
+    AWAITING_AUTHORIZATION = "awaiting_authorization"  # waiting for the person to sign in
+    AUTHORIZING = "authorizing"  # the sign-in came back; exchanging the code
+    AWAITING_ADMIN_CONSENT = "awaiting_admin_consent"  # an administrator must approve the app
+    AUTHORIZED = "authorized"  # signed in as the custom address; being tested
+    FAILED = "failed"  # the setup ended without a usable grant; `last_error` says why
+    # SMTP setups
     PENDING = "pending"  # created; waiting for a test
     TESTING = "testing"
     TESTED = "tested"  # the last test passed; can be activated
@@ -117,6 +124,10 @@ class ConnectionStatus(StrEnum):
 LIVE_STATUSES = (ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH)
 # A setup still under way; its workflow is running.
 SETUP_STATUSES = (
+    ConnectionStatus.AWAITING_AUTHORIZATION,
+    ConnectionStatus.AUTHORIZING,
+    ConnectionStatus.AWAITING_ADMIN_CONSENT,
+    ConnectionStatus.AUTHORIZED,
     ConnectionStatus.PENDING,
     ConnectionStatus.TESTING,
     ConnectionStatus.TESTED,
@@ -186,13 +197,30 @@ class Connection(SQLModel, table=True):
     kind: str = Field(max_length=16)  # google, microsoft, smtp
     custom_address: str = Field(max_length=320)
     status: str = Field(max_length=32)
+    # Where the setup workflow stands. Equal to `status` during a first setup; while a live
+    # connection is reconnected, `status` stays needs_reauth (no silent fallback) and this moves.
+    setup_state: str | None = Field(default=None, max_length=32)
     display_mailbox: str | None = Field(default=None, max_length=320)
     smtp_host: str | None = Field(default=None, max_length=255)
     smtp_port: int | None = None
     smtp_security: str | None = Field(default=None, max_length=16)
     smtp_verify_certificate: bool = True
     smtp_username: str | None = Field(default=None, max_length=320)
+    # Encrypted (SecretBox, connection id as associated data): the SMTP password, or the OAuth
+    # token cache. Never returned by the API, never in workflow history.
     secret_blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # OAuth setup: the pending flow (PKCE verifier) and the callback's query (the code), both
+    # encrypted; the nonce of the one state parameter that may still be used.
+    oauth_flow_blob: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    oauth_callback_blob: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    oauth_state_nonce: str | None = Field(default=None, max_length=64)
+    authorization_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    admin_consent_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    admin_instructions: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # What the last test checked, in order: [{"name", "status": ok|failed|skipped, "detail"}].
     steps: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -87,6 +87,24 @@ class Settings(BaseSettings):
     connection_setup_expiry: timedelta = timedelta(days=7)
     connection_test_wait: timedelta = timedelta(seconds=90)
 
+    # OAuth connections. Every endpoint is a setting, so tests and on-premise proxies can point
+    # them elsewhere. Redirect URIs are {public_url}/oauth/{provider}/callback and
+    # {public_url}/oauth/microsoft/admin-consent.
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = ""
+    microsoft_authority_host: str = "https://login.microsoftonline.com"
+    microsoft_tenant: str = "organizations"
+    microsoft_graph_url: str = "https://graph.microsoft.com"
+    google_client_id: str = ""
+    google_client_secret: str = ""
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_gmail_url: str = "https://gmail.googleapis.com"
+    # How long a setup waits for the person to sign in, and for an administrator's consent.
+    oauth_signin_wait: timedelta = timedelta(hours=1)
+    oauth_admin_consent_wait: timedelta = timedelta(days=30)
+    oauth_http_timeout_seconds: float = 30.0
+
     # Secret keys as "kid:base64key" pairs, newest first. Development generates one.
     secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -126,6 +144,17 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.state_dir / "outbox"
+
+    def oauth_redirect_uri(self, provider: str) -> str:
+        return f"{self.public_url.rstrip('/')}/oauth/{provider}/callback"
+
+    def admin_consent_redirect_uri(self) -> str:
+        return f"{self.public_url.rstrip('/')}/oauth/microsoft/admin-consent"
+
+    def oauth_configured(self, provider: str) -> bool:
+        if provider == "microsoft":
+            return bool(self.microsoft_client_id and self.microsoft_client_secret)
+        return bool(self.google_client_id and self.google_client_secret)
 
     def hosted_address(self, slug: str) -> str:
         return f"{slug}-jobs@{self.platform_mail_domain}"

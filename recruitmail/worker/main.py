@@ -12,18 +12,25 @@ from temporalio.worker import Worker
 
 from recruitmail.activities.connections import ConnectionActivities
 from recruitmail.activities.inbound import InboundActivities
+from recruitmail.activities.oauth import OAuthActivities
 from recruitmail.activities.send import SendActivities
 from recruitmail.core.db import make_engine
 from recruitmail.core.security import secret_box
 from recruitmail.core.settings import Settings
 from recruitmail.core.temporal import connect
+from recruitmail.workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from recruitmail.workflows.receive_message import ReceiveMessageWorkflow
 from recruitmail.workflows.send_message import SendMessageWorkflow
 from recruitmail.workflows.smtp_setup import SmtpConnectionSetupWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [SendMessageWorkflow, SmtpConnectionSetupWorkflow, ReceiveMessageWorkflow]
+WORKFLOWS = [
+    SendMessageWorkflow,
+    SmtpConnectionSetupWorkflow,
+    OAuthConnectionSetupWorkflow,
+    ReceiveMessageWorkflow,
+]
 # Bounded by the database: each concurrent activity may hold one connection.
 MAX_CONCURRENT = 32
 
@@ -35,13 +42,14 @@ def build_worker(
     send = SendActivities(engine, settings, box)
     connections = ConnectionActivities(engine, settings, box)
     inbound = InboundActivities(engine, settings)
+    oauth = OAuthActivities(engine, settings, box)
     # Sync DB activities run in this pool; its size bounds concurrent database sessions.
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*send.all, *connections.all, *inbound.all],
+        activities=[*send.all, *connections.all, *inbound.all, *oauth.all],
         activity_executor=executor,
         max_concurrent_activities=MAX_CONCURRENT,
         max_concurrent_local_activities=MAX_CONCURRENT,

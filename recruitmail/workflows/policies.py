@@ -52,3 +52,16 @@ NO_RETRY = RetryPolicy(maximum_attempts=1)
 # Routing one inbound message: parse up to 25 MB of MIME and write a few rows. Seconds at
 # most; two minutes leaves room for a slow database before the attempt is retried.
 ROUTE_TIMEOUT = timedelta(minutes=2)
+
+# One call to an identity provider or mail API (metadata discovery, token exchange, profile).
+# Their own HTTP timeout is 30 s; a minute covers discovery plus the call.
+OAUTH_CALL_TIMEOUT = timedelta(minutes=1)
+# Issuing a sign-in link may meet a provider hiccup: retry for a few minutes, then give up
+# with the reason, so the admin is not left waiting on a link that never comes.
+OAUTH_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=PERMANENT_MAIL_ERRORS,
+)
+OAUTH_CALL_SCHEDULE_TO_CLOSE = timedelta(minutes=5)

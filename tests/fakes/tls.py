@@ -20,6 +20,8 @@ def _name(cn: str) -> x509.Name:
 
 @dataclass
 class TestCA:
+    __test__ = False  # a fixture helper, not a test class
+
     directory: Path
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate

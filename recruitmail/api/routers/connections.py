@@ -16,7 +16,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from recruitmail.activities.connections import seal_secret
@@ -47,6 +47,11 @@ from recruitmail.core.models import (
 )
 from recruitmail.core.security import secret_box
 from recruitmail.core.senders import live_connection
+from recruitmail.workflows.oauth_setup import (
+    ConsentInput,
+    OAuthConnectionSetupWorkflow,
+    OAuthSetupInput,
+)
 from recruitmail.workflows.search_attributes import (
     COMPANY_ID,
     CONNECTION_ID,
@@ -86,6 +91,10 @@ def to_public(connection: Connection) -> ConnectionPublic:
         custom_address=connection.custom_address,
         legal_entity_id=connection.legal_entity_id,
         status=connection.status,
+        setup_state=connection.setup_state,
+        authorization_url=connection.authorization_url,
+        admin_consent_url=connection.admin_consent_url,
+        admin_instructions=connection.admin_instructions,
         steps=[ConnectionStep(**step) for step in connection.steps],
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,
@@ -108,18 +117,71 @@ def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UU
     return f"The legal entity {entity.name!r}" if entity else "This legal entity"
 
 
-def _create_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
-    if body.kind != "smtp":
-        raise _unprocessable(
-            "kind: Google and Microsoft sign-in are not available in this version yet; "
-            'connect the mailbox over SMTP ("kind": "smtp")'
-        )
-    if body.smtp is None:
-        raise _unprocessable("smtp: host, port, security, username and password are required")
+_PROVIDER_LABEL = {"google": "Google", "microsoft": "Microsoft"}
+
+
+def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
     if body.legal_entity_id is not None:
         entity = session.get(LegalEntity, body.legal_entity_id)
         if entity is None or entity.company_id != user.company_id:
             raise _unprocessable("legal_entity_id: no such legal entity in your company")
+    live = live_connection(session, user.company_id, body.legal_entity_id)
+    if live is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            REPLACE_LIVE.format(
+                scope=scope_name(session, user.company_id, body.legal_entity_id),
+                address=live.custom_address,
+            ),
+        )
+
+
+def _create_oauth_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
+    label = _PROVIDER_LABEL[body.kind]
+    if body.smtp is not None:
+        raise _unprocessable(f"smtp: only SMTP connections take SMTP settings, not {label}")
+    if not settings.oauth_configured(body.kind):
+        prefix = f"RECRUITMAIL_{body.kind.upper()}"
+        raise _unprocessable(
+            f"kind: {label} sign-in is not configured on this server; an operator must set "
+            f"{prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET (see the README)"
+        )
+    _check_scope(session, user, body)
+    connection_id = uuid.uuid4()
+    connection = Connection(
+        id=connection_id,
+        company_id=user.company_id,
+        legal_entity_id=body.legal_entity_id,
+        kind=body.kind,
+        custom_address=body.custom_address,
+        status=ConnectionStatus.AWAITING_AUTHORIZATION,
+        setup_state=ConnectionStatus.AWAITING_AUTHORIZATION,
+        workflow_id=setup_workflow_id(str(connection_id)),
+        created_by_user_id=user.id,
+    )
+    session.add(connection)
+    session.add(
+        AuditEvent(
+            company_id=user.company_id,
+            user_id=user.id,
+            action="connection.create",
+            target=f"connection:{connection.id}",
+            detail={
+                "kind": connection.kind,
+                "custom_address": connection.custom_address,
+                "legal_entity_id": str(connection.legal_entity_id or ""),
+            },
+        )
+    )
+    session.commit()
+    return connection
+
+
+def _create_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
+    if body.kind != "smtp":
+        return _create_oauth_row(session, settings, user, body)
+    if body.smtp is None:
+        raise _unprocessable("smtp: host, port, security, username and password are required")
     try:
         host = check_host(body.smtp.host)
         check_smtp_connection(
@@ -134,15 +196,7 @@ def _create_row(session: Session, settings, user: User, body: ConnectionCreate) 
         )
     except RuleViolation as violation:
         raise _unprocessable(str(violation)) from None
-    live = live_connection(session, user.company_id, body.legal_entity_id)
-    if live is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            REPLACE_LIVE.format(
-                scope=scope_name(session, user.company_id, body.legal_entity_id),
-                address=live.custom_address,
-            ),
-        )
+    _check_scope(session, user, body)
     connection_id = uuid.uuid4()
     connection = Connection(
         id=connection_id,
@@ -151,6 +205,7 @@ def _create_row(session: Session, settings, user: User, body: ConnectionCreate) 
         kind=body.kind,
         custom_address=body.custom_address,
         status=ConnectionStatus.PENDING,
+        setup_state=ConnectionStatus.PENDING,
         smtp_host=host,
         smtp_port=body.smtp.port,
         smtp_security=body.smtp.security,
@@ -191,27 +246,11 @@ async def create_connection(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> ConnectionPublic:
-    """Start a setup. Then test it (`/test`) and activate it (`/activate`)."""
+    """Start a setup. SMTP: test it (`/test`), then activate it (`/activate`). Google and
+    Microsoft: follow `authorization_url` to sign in; the test runs by itself, then activate."""
     connection = await run_in_threadpool(_create_row, session, settings, user, body)
     try:
-        await temporal.start_workflow(
-            SmtpConnectionSetupWorkflow.run,
-            SmtpSetupInput(
-                connection_id=str(connection.id),
-                company_id=str(user.company_id),
-                expires_after=settings.connection_setup_expiry,
-            ),
-            id=connection.workflow_id,
-            task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(COMPANY_ID, str(user.company_id)),
-                    SearchAttributePair(CONNECTION_ID, str(connection.id)),
-                    SearchAttributePair(PROVIDER, connection.kind),
-                    SearchAttributePair(MAIL_STATUS, ConnectionStatus.PENDING.value),
-                ]
-            ),
-        )
+        await start_setup(temporal, settings, connection)
     except Exception as exc:
         log.exception("could not start %s", connection.workflow_id)
         await run_in_threadpool(_delete_row, session.bind, connection.id)
@@ -220,7 +259,60 @@ async def create_connection(
             "The connection was not created: the workflow service is unavailable. "
             "Try again shortly.",
         ) from exc
+    if connection.kind != "smtp":
+        await run_update(
+            temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait
+        )
+        return await run_in_threadpool(_reload, session, connection)
     return to_public(connection)
+
+
+async def start_setup(
+    client: Client,
+    settings,
+    connection: Connection,
+    *,
+    reconnect: bool = False,
+    user_id: uuid.UUID | None = None,
+) -> None:
+    """Start connection-setup-{id}: the SMTP or the OAuth process, by the connection's kind."""
+    if connection.kind == "smtp":
+        workflow, arg = (
+            SmtpConnectionSetupWorkflow.run,
+            SmtpSetupInput(
+                connection_id=str(connection.id),
+                company_id=str(connection.company_id),
+                expires_after=settings.connection_setup_expiry,
+            ),
+        )
+    else:
+        workflow, arg = (
+            OAuthConnectionSetupWorkflow.run,
+            OAuthSetupInput(
+                connection_id=str(connection.id),
+                company_id=str(connection.company_id),
+                provider=connection.kind,
+                signin_wait=settings.oauth_signin_wait,
+                consent_wait=settings.oauth_admin_consent_wait,
+                activation_wait=settings.connection_setup_expiry,
+                reconnect=reconnect,
+                user_id=str(user_id) if user_id else None,
+            ),
+        )
+    await client.start_workflow(
+        workflow,
+        arg,
+        id=connection.workflow_id,
+        task_queue=settings.task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(COMPANY_ID, str(connection.company_id)),
+                SearchAttributePair(CONNECTION_ID, str(connection.id)),
+                SearchAttributePair(PROVIDER, connection.kind),
+                SearchAttributePair(MAIL_STATUS, connection.setup_state or connection.status),
+            ]
+        ),
+    )
 
 
 def _delete_row(engine, connection_id: uuid.UUID) -> None:
@@ -255,12 +347,14 @@ async def run_update(
     update: str,
     arg: object | None,
     wait: timedelta,
-) -> None:
+    *,
+    result_type: type | None = None,
+) -> object:
     """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504."""
     handle = client.get_workflow_handle(connection.workflow_id)
     args = [] if arg is None else [arg]
     try:
-        await handle.execute_update(update, *args, rpc_timeout=wait)
+        return await handle.execute_update(update, *args, rpc_timeout=wait, result_type=result_type)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -388,3 +482,100 @@ def edit_connection(connection_id: str, user: SettingsAdmin, session: SessionDep
         status.HTTP_409_CONFLICT,
         "Connections are not edited: cancel this setup (DELETE) and create a new connection.",
     )
+
+
+@router.post("/{connection_id}/admin-consent-granted", response_model=ConnectionPublic)
+async def admin_consent_granted(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """An administrator approved the app (Google Admin console, or a Microsoft portal approval
+    that never calls back). The setup resumes with a new sign-in link."""
+    connection = await owned_connection(session, connection_id, user)
+    if connection.kind == "smtp":
+        raise HTTPException(status.HTTP_409_CONFLICT, "SMTP connections need no admin consent.")
+    await run_update(
+        temporal,
+        connection,
+        "admin-consent-granted",
+        ConsentInput(source="admin-said", user_id=str(user.id)),
+        settings.connection_test_wait,
+    )
+    await run_in_threadpool(
+        _audit, session, user, connection, "connection.admin_consent_granted", {}
+    )
+    return await run_in_threadpool(_reload, session, connection)
+
+
+@router.post(
+    "/{connection_id}/reconnect",
+    response_model=ConnectionPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def reconnect(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ConnectionPublic:
+    """Sign the mailbox in again on the same connection: after `needs_reauth`, or a setup that
+    failed or expired. A live connection goes back to `active` by itself once the test passes."""
+    connection = await owned_connection(session, connection_id, user)
+    if connection.kind == "smtp":
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "SMTP connections are not reconnected: switch back to the platform service and "
+            "create a new connection with the new password.",
+        )
+    reconnectable = (
+        ConnectionStatus.NEEDS_REAUTH,
+        ConnectionStatus.ACTIVE,
+        ConnectionStatus.FAILED,
+        ConnectionStatus.EXPIRED,
+        ConnectionStatus.TEST_FAILED,
+    )
+    if connection.status not in reconnectable:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"This connection cannot be reconnected while it is {connection.status}.",
+        )
+    live = connection.status in LIVE_STATUSES
+    await run_in_threadpool(_prepare_reconnect, session, user, connection, live)
+    try:
+        await start_setup(temporal, settings, connection, reconnect=live, user_id=user.id)
+    except WorkflowAlreadyStartedError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "A setup for this connection is still running; follow it or cancel it first.",
+        ) from None
+    await run_update(
+        temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait
+    )
+    return await run_in_threadpool(_reload, session, connection)
+
+
+def _prepare_reconnect(session: Session, user: User, connection: Connection, live: bool) -> None:
+    before = connection.status
+    if not live:
+        connection.status = ConnectionStatus.AWAITING_AUTHORIZATION
+    connection.setup_state = ConnectionStatus.AWAITING_AUTHORIZATION
+    connection.updated_at = utcnow()
+    session.add(connection)
+    _audit(session, user, connection, "connection.reconnect", {"status_before": before})
+
+
+def _audit(session: Session, user: User, connection: Connection, action: str, detail: dict) -> None:
+    session.add(
+        AuditEvent(
+            company_id=connection.company_id,
+            user_id=user.id,
+            action=action,
+            target=f"connection:{connection.id}",
+            detail={"custom_address": connection.custom_address, **detail},
+        )
+    )
+    session.commit()

@@ -1,0 +1,461 @@
+"""Local fakes of the Microsoft identity platform plus Graph, and of Google OAuth plus Gmail.
+
+Both serve HTTPS with the test CA (msal refuses http authorities), and both are driven by the
+real msal and google-auth-oauthlib clients. Tests steer them: which mailbox signs in, whether
+admin consent is required or the app is blocked, which scopes are granted, revoking tokens,
+and throttling the send endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from tests.fakes.tls import TestCA
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def unsigned_jwt(claims: dict) -> str:
+    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{_b64url(json.dumps(claims).encode())}.sig"
+
+
+def _pkce_ok(verifier: str | None, challenge: str | None) -> bool:
+    if not challenge:
+        return False
+    return _b64url(hashlib.sha256((verifier or "").encode()).digest()) == challenge
+
+
+@dataclass
+class Code:
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str
+    mailbox: str
+    scopes: list[str]
+
+
+class _Server:
+    """A threaded HTTPS server on loopback dispatching to `handle(method, path, query, body)`."""
+
+    def __init__(self, ca: TestCA, name: str) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _dispatch(self, method: str) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, payload = fake.handle(
+                    method, url.path, parse_qs(url.query), body, self.headers
+                )
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def do_POST(self) -> None:
+                self._dispatch("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ca.server_context(name, ["127.0.0.1", "localhost"])
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def handle(self, method, path, query, body, headers):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _redirect(uri: str, params: dict) -> tuple[int, dict, bytes]:
+    return 302, {"Location": f"{uri}?{urlencode(params)}", "Content-Type": "text/html"}, b""
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+
+
+def _basic(headers) -> tuple[str, str]:
+    value = headers.get("Authorization", "")
+    if not value.startswith("Basic "):
+        return "", ""
+    user, _, password = base64.b64decode(value[6:]).decode().partition(":")
+    return user, password
+
+
+# -- Microsoft ------------------------------------------------------------------------------
+
+
+@dataclass
+class MicrosoftControls:
+    mailbox: str = ""  # who signs in at /authorize
+    require_admin_consent: bool = False  # token exchange answers AADSTS65001 until consented
+    drop_send_scope: bool = False  # the user unticked Mail.Send
+    throttle_sends: int = 0  # the next N sendMail calls answer 429 Retry-After: 1
+    # msal refreshes tokens that expire within 5 minutes: 60 makes every send refresh.
+    access_token_lifetime: int = 3600
+    consented_tenants: set[str] = field(default_factory=set)
+
+
+class MicrosoftFake(_Server):
+    client_id = "ms-client-id"
+    client_secret = "ms-client-secret"
+    tenant = "organizations"
+
+    def __init__(self, ca: TestCA) -> None:
+        super().__init__(ca, "microsoft-fake")
+        self.controls = MicrosoftControls()
+        self.codes: dict[str, Code] = {}
+        self.refresh_tokens: dict[str, tuple[str, list[str]]] = {}  # token -> (mailbox, scopes)
+        self.access_tokens: dict[str, str] = {}  # token -> mailbox
+        self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
+        self.sent: list[dict] = []
+        self.authorize_requests: list[dict] = []
+        self.token_requests: list[dict] = []
+        self.issued: set[str] = set()  # every code and token handed out, for history scans
+
+    def settings(self) -> dict:
+        return {
+            "microsoft_client_id": self.client_id,
+            "microsoft_client_secret": self.client_secret,
+            "microsoft_authority_host": self.url,
+            "microsoft_tenant": self.tenant,
+            "microsoft_graph_url": self.url,
+        }
+
+    def revoke(self, mailbox: str) -> None:
+        with self.lock:
+            self.revoked.add(mailbox)
+
+    def handle(self, method, path, query, body, headers):
+        q = {k: v[0] for k, v in query.items()}
+        parts = path.strip("/").split("/")
+        if path.endswith("/v2.0/.well-known/openid-configuration"):
+            base = f"{self.url}/{parts[0]}"
+            return (
+                200,
+                {},
+                {
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "issuer": f"{self.url}/{parts[0]}/v2.0",
+                    "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                },
+            )
+        if path.endswith("/oauth2/v2.0/authorize"):
+            return self._authorize(q)
+        if path.endswith("/oauth2/v2.0/token"):
+            return self._token(_form(body))
+        if path.endswith("/v2.0/adminconsent"):
+            with self.lock:
+                self.controls.consented_tenants.add(parts[0])
+            return _redirect(
+                q["redirect_uri"],
+                {"admin_consent": "True", "tenant": parts[0], "state": q.get("state", "")},
+            )
+        if path == "/v1.0/me":
+            mailbox = self._bearer(headers)
+            if mailbox is None:
+                return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
+            return 200, {}, {"mail": mailbox, "userPrincipalName": mailbox}
+        if path.startswith("/v1.0/users/") and path.endswith("/sendMail"):
+            return self._send(parts[2], body, headers)
+        return 404, {}, {"error": "not found"}
+
+    def _authorize(self, q: dict):
+        self.authorize_requests.append(q)
+        code = secrets.token_urlsafe(16)
+        self.issued.add(code)
+        scopes = q.get("scope", "").split()
+        if self.controls.drop_send_scope:
+            scopes = [s for s in scopes if s.lower() != "mail.send"]
+        with self.lock:
+            self.codes[code] = Code(
+                q["client_id"],
+                q["redirect_uri"],
+                q.get("code_challenge", ""),
+                q.get("nonce", ""),
+                self.controls.mailbox,
+                scopes,
+            )
+        return _redirect(q["redirect_uri"], {"code": code, "state": q.get("state", "")})
+
+    def _error(self, code: int, error: str, text: str):
+        return (
+            400,
+            {},
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {text}",
+                "error_codes": [code],
+            },
+        )
+
+    def _token(self, form: dict):
+        self.token_requests.append(form)
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return self._error(7000215, "invalid_client", "Invalid client secret provided.")
+        if form.get("grant_type") == "authorization_code":
+            with self.lock:
+                code = self.codes.pop(form.get("code", ""), None)
+            if code is None or code.redirect_uri != form.get("redirect_uri"):
+                return self._error(70000, "invalid_grant", "The code is invalid or was used.")
+            if not _pkce_ok(form.get("code_verifier"), code.challenge):
+                return self._error(50148, "invalid_grant", "The code_verifier does not match.")
+            tenant = code.mailbox.rpartition("@")[2]
+            if self.controls.require_admin_consent and not (
+                self.controls.consented_tenants & {tenant, self.tenant}
+            ):
+                return self._error(
+                    65001,
+                    "invalid_grant",
+                    "The user or administrator has not consented to use the application.",
+                )
+            return 200, {}, self._tokens(code.mailbox, code.scopes, code.nonce)
+        if form.get("grant_type") == "refresh_token":
+            with self.lock:
+                found = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+            if found is None or found[0] in self.revoked:
+                return self._error(
+                    700082, "invalid_grant", "The refresh token has expired due to inactivity."
+                )
+            return 200, {}, self._tokens(found[0], found[1], None)
+        return self._error(900144, "invalid_request", "grant_type is missing.")
+
+    def _tokens(self, mailbox: str, scopes: list[str], nonce: str | None) -> dict:
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        with self.lock:
+            self.issued.update((access, refresh))
+            self.access_tokens[access] = mailbox
+            self.refresh_tokens[refresh] = (mailbox, scopes)  # rotated on every use
+        uid, utid = hashlib.md5(mailbox.encode()).hexdigest(), "tenant-" + mailbox.split("@")[-1]
+        claims = {
+            "aud": self.client_id,
+            "iss": f"{self.url}/{utid}/v2.0",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 3600,
+            "oid": uid,
+            "tid": utid,
+            "preferred_username": mailbox,
+            "name": mailbox.split("@")[0],
+            "sub": uid,
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        graph = [s for s in scopes if s not in ("openid", "profile", "offline_access")]
+        return {
+            "token_type": "Bearer",
+            "scope": " ".join(f"https://graph.microsoft.com/{s}" for s in graph),
+            "expires_in": self.controls.access_token_lifetime,
+            "ext_expires_in": self.controls.access_token_lifetime,
+            "access_token": access,
+            "refresh_token": refresh,
+            "id_token": unsigned_jwt(claims),
+            "client_info": _b64url(json.dumps({"uid": uid, "utid": utid}).encode()),
+        }
+
+    def _bearer(self, headers) -> str | None:
+        value = headers.get("Authorization", "")
+        with self.lock:
+            return self.access_tokens.get(value.removeprefix("Bearer "))
+
+    def _send(self, address: str, body: bytes, headers):
+        mailbox = self._bearer(headers)
+        if mailbox is None:
+            return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
+        with self.lock:
+            if self.controls.throttle_sends > 0:
+                self.controls.throttle_sends -= 1
+                return 429, {"Retry-After": "1"}, {"error": {"code": "ApplicationThrottled"}}
+        if address.lower() != mailbox.lower():
+            return 403, {}, {"error": {"code": "ErrorSendAsDenied", "message": "Send as denied"}}
+        if headers.get("Content-Type") != "text/plain":
+            return 415, {}, {"error": {"code": "UnsupportedMediaType"}}
+        mime = base64.b64decode(body)
+        with self.lock:
+            self.sent.append({"address": address, "mime": mime, "at": time.monotonic()})
+        return 202, {"request-id": secrets.token_hex(8)}, b""
+
+
+# -- Google ---------------------------------------------------------------------------------
+
+
+@dataclass
+class GoogleControls:
+    mailbox: str = ""
+    block_app: bool = False  # Workspace policy: the browser comes back with admin_policy_enforced
+    drop_send_scope: bool = False
+    throttle_sends: int = 0
+
+
+class GoogleFake(_Server):
+    client_id = "google-client-id.apps.example"
+    client_secret = "google-client-secret"
+
+    def __init__(self, ca: TestCA) -> None:
+        super().__init__(ca, "google-fake")
+        self.controls = GoogleControls()
+        self.codes: dict[str, Code] = {}
+        self.refresh_tokens: dict[str, str] = {}  # token -> mailbox
+        self.access_tokens: dict[str, str] = {}
+        self.revoked: set[str] = set()
+        self.sent: list[dict] = []
+        self.authorize_requests: list[dict] = []
+        self.issued: set[str] = set()
+
+    def settings(self) -> dict:
+        return {
+            "google_client_id": self.client_id,
+            "google_client_secret": self.client_secret,
+            "google_auth_uri": f"{self.url}/o/oauth2/auth",
+            "google_token_uri": f"{self.url}/token",
+            "google_gmail_url": self.url,
+        }
+
+    def revoke(self, mailbox: str) -> None:
+        with self.lock:
+            self.revoked.add(mailbox)
+
+    def handle(self, method, path, query, body, headers):
+        q = {k: v[0] for k, v in query.items()}
+        if path == "/o/oauth2/auth":
+            self.authorize_requests.append(q)
+            if self.controls.block_app:
+                return _redirect(
+                    q["redirect_uri"], {"error": "admin_policy_enforced", "state": q["state"]}
+                )
+            code = secrets.token_urlsafe(16)
+            self.issued.add(code)
+            scopes = q.get("scope", "").split()
+            if self.controls.drop_send_scope:
+                scopes = [s for s in scopes if not s.endswith("gmail.send")]
+            with self.lock:
+                self.codes[code] = Code(
+                    q["client_id"],
+                    q["redirect_uri"],
+                    q.get("code_challenge", ""),
+                    "",
+                    self.controls.mailbox,
+                    scopes,
+                )
+            return _redirect(q["redirect_uri"], {"code": code, "state": q["state"]})
+        if path == "/token":
+            return self._token(_form(body), headers)
+        if path == "/gmail/v1/users/me/messages/send":
+            return self._send(body, headers)
+        return 404, {}, {"error": "not found"}
+
+    def _token(self, form: dict, headers):
+        # fetch_token authenticates with HTTP Basic; Credentials.refresh in the form body.
+        client = (
+            _basic(headers)
+            if "Authorization" in headers
+            else (
+                form.get("client_id"),
+                form.get("client_secret"),
+            )
+        )
+        if tuple(client) != (self.client_id, self.client_secret):
+            return 401, {}, {"error": "invalid_client", "error_description": "Unauthorized"}
+        if form.get("grant_type") == "authorization_code":
+            with self.lock:
+                code = self.codes.pop(form.get("code", ""), None)
+            if code is None:
+                return 400, {}, {"error": "invalid_grant", "error_description": "Bad code."}
+            if not _pkce_ok(form.get("code_verifier"), code.challenge):
+                return 400, {}, {"error": "invalid_grant", "error_description": "Bad verifier."}
+            access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+            with self.lock:
+                self.issued.update((access, refresh))
+                self.access_tokens[access] = code.mailbox
+                self.refresh_tokens[refresh] = code.mailbox
+            return (
+                200,
+                {},
+                {
+                    "access_token": access,
+                    "refresh_token": refresh,
+                    "expires_in": 3599,
+                    "token_type": "Bearer",
+                    "scope": " ".join(_google_scope(s) for s in code.scopes),
+                    "id_token": unsigned_jwt(
+                        {"email": code.mailbox, "email_verified": True, "aud": self.client_id}
+                    ),
+                },
+            )
+        if form.get("grant_type") == "refresh_token":
+            mailbox = self.refresh_tokens.get(form.get("refresh_token", ""))
+            if mailbox is None or mailbox in self.revoked:
+                return (
+                    400,
+                    {},
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "Token has been expired or revoked.",
+                    },
+                )
+            access = secrets.token_urlsafe(24)
+            with self.lock:
+                self.issued.add(access)
+                self.access_tokens[access] = mailbox
+            return 200, {}, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"}
+        return 400, {}, {"error": "unsupported_grant_type"}
+
+    def _send(self, body: bytes, headers):
+        with self.lock:
+            mailbox = self.access_tokens.get(
+                headers.get("Authorization", "").removeprefix("Bearer ")
+            )
+            if mailbox is None:
+                return 401, {}, {"error": {"code": 401, "message": "Invalid Credentials"}}
+            if self.controls.throttle_sends > 0:
+                self.controls.throttle_sends -= 1
+                return 429, {"Retry-After": "1"}, {"error": {"code": 429, "message": "Rate"}}
+        raw = base64.urlsafe_b64decode(json.loads(body)["raw"])
+        message_id = secrets.token_hex(8)
+        with self.lock:
+            self.sent.append({"address": mailbox, "mime": raw, "at": time.monotonic()})
+        return 200, {}, {"id": message_id, "threadId": message_id, "labelIds": ["SENT"]}
+
+
+def _google_scope(scope: str) -> str:
+    return {"email": "https://www.googleapis.com/auth/userinfo.email"}.get(scope, scope)
+
+
+def client_context(ca: TestCA) -> ssl.SSLContext:
+    """What a browser trusting the test CA uses to follow the authorization URL."""
+    return ssl.create_default_context(cafile=str(ca.ca_pem))

@@ -1,0 +1,419 @@
+"""Google and Microsoft connections end to end: the real msal and google-auth-oauthlib clients
+against local fakes, the real setup workflow, the API's callbacks, and sending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+from sqlmodel import Session
+
+from recruitmail.core.models import Connection
+from tests.fakes.oauth import GoogleFake, MicrosoftFake, client_context
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.tls import TestCA
+from tests.helpers import Stack, Tenant, running_stack
+
+API = "http://api"
+
+
+@dataclass
+class World:
+    stack: Stack
+    microsoft: MicrosoftFake
+    google: GoogleFake
+    ca: TestCA
+    platform: SmtpSink
+
+    def fake(self, kind: str) -> MicrosoftFake | GoogleFake:
+        return self.microsoft if kind == "microsoft" else self.google
+
+    async def connect(self, tenant: Tenant, kind: str, address: str, **fields) -> dict:
+        response = await self.stack.http.post(
+            "/v1/connections",
+            json={"kind": kind, "custom_address": address, **fields},
+            headers=tenant.headers,
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def browse(self, url: str) -> httpx.Response:
+        """Follow a provider link as a browser would, until it lands on our API's page."""
+        async with httpx.AsyncClient(verify=client_context(self.ca)) as browser:
+            answer = await browser.get(url)
+        assert answer.status_code == 302, answer.text
+        location = answer.headers["location"]
+        assert location.startswith(API + "/"), location
+        return await self.stack.http.get(location.removeprefix(API))
+
+    async def connection(self, tenant: Tenant, connection_id: str) -> dict:
+        response = await self.stack.http.get(
+            f"/v1/connections/{connection_id}", headers=tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def wait_status(
+        self, tenant: Tenant, connection_id: str, statuses: set[str], timeout: float = 30
+    ) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            connection = await self.connection(tenant, connection_id)
+            if connection["status"] in statuses:
+                return connection
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"connection stayed {connection['status']}: {connection}")
+            await asyncio.sleep(0.1)
+
+    async def activate(self, tenant: Tenant, connection_id: str) -> dict:
+        response = await self.stack.http.post(
+            f"/v1/connections/{connection_id}/activate", headers=tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def setup_history(self, connection_id: str) -> str:
+        handle = self.stack.client.get_workflow_handle(f"connection-setup-{connection_id}")
+        history = await handle.fetch_history()
+        # Both the JSON form and the raw protobuf bytes, so no encoding hides a secret.
+        raw = b"".join(event.SerializeToString() for event in history.events)
+        return json.dumps(history.to_json_dict()) + raw.decode("latin-1")
+
+
+@asynccontextmanager
+async def world(temporal_client, engine, tmp_path, test_ca, **overrides) -> AsyncIterator[World]:
+    with MicrosoftFake(test_ca) as microsoft, GoogleFake(test_ca) as google, SmtpSink() as sink:
+        settings = {
+            **microsoft.settings(),
+            **google.settings(),
+            "ca_bundle": test_ca.ca_pem,
+            "public_url": API,
+            "platform_transport": "smtp",
+            "smtp_relay_url": f"smtp://127.0.0.1:{sink.port}",
+            **overrides,
+        }
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            yield World(stack, microsoft, google, test_ca, sink)
+
+
+def address(domain: str = "contoso.example") -> str:
+    return f"jobs-{uuid.uuid4().hex[:8]}@{domain}"
+
+
+async def connected(w: World, tenant: Tenant, kind: str, mailbox: str) -> dict:
+    """Create, sign in, wait for the automatic test, activate."""
+    w.fake(kind).controls.mailbox = mailbox
+    created = await w.connect(tenant, kind, mailbox)
+    page = await w.browse(created["authorization_url"])
+    assert page.status_code == 200, page.text
+    await w.wait_status(tenant, created["id"], {"tested"})
+    return await w.activate(tenant, created["id"])
+
+
+async def test_microsoft_journey_sign_in_test_activate_send(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address()
+        w.microsoft.controls.mailbox = mailbox
+        created = await w.connect(tenant, "microsoft", mailbox)
+        link = urlparse(created["authorization_url"])
+        params = parse_qs(link.query)
+        page = await w.browse(created["authorization_url"])
+        tested = await w.wait_status(tenant, created["id"], {"tested"})
+        active = await w.activate(tenant, created["id"])
+        sent = await w.stack.send_and_settle(tenant, subject="Interview")
+        history = await w.setup_history(created["id"])
+
+    assert created["status"] == "awaiting_authorization"
+    assert f"{link.scheme}://{link.netloc}" == w.microsoft.url
+    assert "prompt" not in params  # never prompt=consent
+    assert params["code_challenge_method"] == ["S256"]
+    assert params["login_hint"] == [mailbox]
+    assert "Mail.Send" in params["scope"][0]
+    assert page.status_code == 200 and "Mailbox connected" in page.text
+    assert tested["sending_mailbox"] == mailbox
+    assert [s["status"] for s in tested["steps"]] == ["ok"] * len(tested["steps"])
+    assert active["status"] == "active"
+    assert sent["status"] == "sent", sent
+    assert sent["from_address"] == mailbox
+    [delivered] = w.microsoft.sent
+    assert delivered["address"] == mailbox
+    assert sent["message_id_header"].encode() in delivered["mime"]  # our Message-ID survives
+    assert len(w.platform.received) == 0
+    assert created["id"] in history  # the history is readable: the scan means something
+    leaked = [secret for secret in w.microsoft.issued if secret in history]
+    assert leaked == []
+    assert "code_verifier" not in history
+
+
+async def test_microsoft_admin_consent_wait_then_resume(temporal_client, engine, tmp_path, test_ca):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address("fabrikam.example")
+        w.microsoft.controls.mailbox = mailbox
+        w.microsoft.controls.require_admin_consent = True
+        created = await w.connect(tenant, "microsoft", mailbox)
+        page = await w.browse(created["authorization_url"])
+        waiting = await w.connection(tenant, created["id"])
+        consent_link = waiting["admin_consent_url"]
+        portal_page = await w.browse(consent_link)
+        resumed = await w.connection(tenant, created["id"])
+        replayed = await w.browse(consent_link)
+        second = await w.browse(resumed["authorization_url"])
+        tested = await w.wait_status(tenant, created["id"], {"tested"})
+        active = await w.activate(tenant, created["id"])
+        history = await w.setup_history(created["id"])
+
+    assert page.status_code == 200 and "An administrator must approve" in page.text
+    assert waiting["status"] == "awaiting_admin_consent"
+    assert "65001" in waiting["last_error"]
+    assert consent_link.startswith(f"{w.microsoft.url}/fabrikam.example/v2.0/adminconsent?")
+    assert parse_qs(urlparse(consent_link).query)["client_id"] == [w.microsoft.client_id]
+    assert consent_link in page.text.replace("&amp;", "&")
+    assert portal_page.status_code == 200 and "Consent granted" in portal_page.text
+    assert resumed["status"] == "awaiting_authorization"
+    assert resumed["admin_consent_url"] is None
+    assert (
+        resumed["authorization_url"]
+        and resumed["authorization_url"] != created["authorization_url"]
+    )
+    assert replayed.status_code == 400  # the consent link's state is spent
+    assert second.status_code == 200
+    assert tested["status"] == "tested" and active["status"] == "active"
+    assert [s for s in w.microsoft.issued if s in history] == []
+
+
+async def test_mismatched_mailbox_and_unticked_scope_fail_with_reasons(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        wanted = address()
+        w.microsoft.controls.mailbox = "shared.person@contoso.example"
+        created = await w.connect(tenant, "microsoft", wanted)
+        page = await w.browse(created["authorization_url"])
+        failed = await w.wait_status(tenant, created["id"], {"failed"})
+
+        g_address = address("acme.example")
+        w.google.controls.mailbox = g_address
+        w.google.controls.drop_send_scope = True
+        g_created = await w.connect(tenant, "google", g_address)
+        g_page = await w.browse(g_created["authorization_url"])
+        g_failed = await w.wait_status(tenant, g_created["id"], {"failed"})
+
+    assert page.status_code == 400 and "was not connected" in page.text
+    assert "shared.person@contoso.example" in failed["last_error"]
+    assert "shared mailboxes and other accounts are not supported" in failed["last_error"]
+    assert failed["authorization_url"] is None
+    assert g_page.status_code == 400
+    assert "send email on your behalf was not granted" in g_failed["last_error"]
+
+
+async def test_forged_or_replayed_state_changes_nothing(temporal_client, engine, tmp_path, test_ca):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address()
+        w.microsoft.controls.mailbox = mailbox
+        created = await w.connect(tenant, "microsoft", mailbox)
+        state = parse_qs(urlparse(created["authorization_url"]).query)["state"][0]
+        kid, body, mac = state.split(".")
+        forged = [
+            "not-a-state",
+            f"{kid}.{body}.{mac[:-2]}AA",  # a bad signature
+            f"{kid}.{body[:-4]}AAAA.{mac}",  # tampered claims
+        ]
+        answers = [
+            await w.stack.http.get(f"/oauth/microsoft/callback?code=stolen&state={s}")
+            for s in forged
+        ]
+        wrong_provider = await w.stack.http.get(f"/oauth/google/callback?code=x&state={state}")
+        unchanged = await w.connection(tenant, created["id"])
+        page = await w.browse(created["authorization_url"])
+        async with httpx.AsyncClient(verify=client_context(w.ca)) as browser:
+            location = (await browser.get(created["authorization_url"])).headers["location"]
+        replay = await w.stack.http.get(location.removeprefix(API))
+        tested = await w.wait_status(tenant, created["id"], {"tested"})
+
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert all("Nothing was changed" in a.text for a in answers)
+    assert wrong_provider.status_code == 400
+    assert unchanged["status"] == "awaiting_authorization"
+    assert unchanged["authorization_url"] == created["authorization_url"]
+    assert page.status_code == 200  # the real sign-in still works after the forgeries
+    assert replay.status_code == 400 and "already used" in replay.text
+    assert tested["status"] == "tested"
+
+
+async def test_microsoft_refresh_tokens_are_saved_revocation_needs_reauth_then_reconnect(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address()
+        # Short-lived access tokens: every send refreshes, and the fake rotates refresh tokens,
+        # so the second send works only if the first one saved the new refresh token.
+        w.microsoft.controls.access_token_lifetime = 60
+        connection = await connected(w, tenant, "microsoft", mailbox)
+        first = await w.stack.send_and_settle(tenant)
+        second = await w.stack.send_and_settle(tenant)
+        w.microsoft.revoke(mailbox)
+        refused = await w.stack.send_and_settle(tenant)
+        flagged = await w.connection(tenant, connection["id"])
+
+        w.microsoft.revoked.clear()
+        again = await w.stack.http.post(
+            f"/v1/connections/{connection['id']}/reconnect", headers=tenant.headers
+        )
+        page = await w.browse(again.json()["authorization_url"])
+        restored = await w.wait_status(tenant, connection["id"], {"active"})
+        after = await w.stack.send_and_settle(tenant)
+
+    assert (first["status"], second["status"]) == ("sent", "sent")
+    assert refused["status"] == "failed"
+    assert "reconnect the mailbox" in refused["error"]
+    assert refused["attempts"] == 1  # a revoked grant is not retried
+    assert flagged["status"] == "needs_reauth"
+    assert again.status_code == 202, again.text
+    assert again.json()["status"] == "needs_reauth"  # still the sender: no silent fallback
+    assert again.json()["setup_state"] == "awaiting_authorization"
+    assert page.status_code == 200
+    assert restored["status"] == "active"
+    assert after["status"] == "sent"
+    assert len(w.microsoft.sent) == 3
+    assert len(w.platform.received) == 0
+
+
+async def test_graph_and_gmail_throttling_honours_retry_after(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        ms_tenant, g_tenant = w.stack.tenant(), w.stack.tenant()
+        await connected(w, ms_tenant, "microsoft", address())
+        await connected(w, g_tenant, "google", address("acme.example"))
+        w.microsoft.controls.throttle_sends = 2
+        w.google.controls.throttle_sends = 1
+        started = asyncio.get_running_loop().time()
+        ms_sent = await w.stack.send_and_settle(ms_tenant)
+        ms_elapsed = asyncio.get_running_loop().time() - started
+        g_sent = await w.stack.send_and_settle(g_tenant)
+
+    assert ms_sent["status"] == "sent" and ms_sent["attempts"] == 3
+    assert ms_elapsed >= 2.0  # two answers of Retry-After: 1, longer than the 100 ms backoff
+    assert g_sent["status"] == "sent" and g_sent["attempts"] == 2
+    assert len(w.microsoft.sent) == 1 and len(w.google.sent) == 1
+
+
+async def test_google_journey_blocked_app_admin_says_granted_then_send_then_revoked(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address("acme.example")
+        w.google.controls.mailbox = mailbox
+        w.google.controls.block_app = True
+        created = await w.connect(tenant, "google", mailbox)
+        params = parse_qs(urlparse(created["authorization_url"]).query)
+        blocked_page = await w.browse(created["authorization_url"])
+        waiting = await w.wait_status(tenant, created["id"], {"awaiting_admin_consent"})
+        w.google.controls.block_app = False
+        granted = await w.stack.http.post(
+            f"/v1/connections/{created['id']}/admin-consent-granted", headers=tenant.headers
+        )
+        page = await w.browse(granted.json()["authorization_url"])
+        await w.wait_status(tenant, created["id"], {"tested"})
+        await w.activate(tenant, created["id"])
+        sent = await w.stack.send_and_settle(tenant, subject="Hello from Gmail")
+        w.google.revoke(mailbox)
+        refused = await w.stack.send_and_settle(tenant)
+        flagged = await w.connection(tenant, created["id"])
+        history = await w.setup_history(created["id"])
+
+    assert params["access_type"] == ["offline"]
+    assert params["code_challenge_method"] == ["S256"]
+    assert blocked_page.status_code == 200 and "An administrator must approve" in blocked_page.text
+    assert w.google.client_id in waiting["admin_instructions"]
+    assert "Manage third-party app access" in waiting["admin_instructions"]
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["status"] == "awaiting_authorization"
+    assert page.status_code == 200
+    assert sent["status"] == "sent"
+    [delivered] = w.google.sent
+    assert delivered["address"] == mailbox
+    assert sent["message_id_header"].encode() in delivered["mime"]
+    assert refused["status"] == "failed" and "reconnect the mailbox" in refused["error"]
+    assert flagged["status"] == "needs_reauth"
+    assert [s for s in w.google.issued if s in history] == []
+
+
+async def test_sign_in_and_consent_waits_expire(temporal_client, engine, tmp_path, test_ca):
+    async with world(
+        temporal_client,
+        engine,
+        tmp_path,
+        test_ca,
+        oauth_signin_wait=timedelta(seconds=2),
+        oauth_admin_consent_wait=timedelta(seconds=3),
+    ) as w:
+        tenant = w.stack.tenant()
+        idle = await w.connect(tenant, "microsoft", address())
+        mailbox = address("northwind.example")
+        w.microsoft.controls.mailbox = mailbox
+        w.microsoft.controls.require_admin_consent = True
+        consent = await w.connect(tenant, "microsoft", mailbox)
+        await w.browse(consent["authorization_url"])
+        idle_end = await w.wait_status(tenant, idle["id"], {"expired"})
+        consent_end = await w.wait_status(tenant, consent["id"], {"expired"})
+        stale = await w.browse(idle["authorization_url"])
+        with Session(engine) as session:
+            row = session.get(Connection, uuid.UUID(consent["id"]))
+            leftovers = (row.oauth_flow_blob, row.oauth_callback_blob, row.oauth_state_nonce)
+
+    assert "Nobody signed in within 2 seconds" in idle_end["last_error"]
+    assert "No administrator approved Recruitmail within 3 seconds" in consent_end["last_error"]
+    assert idle_end["authorization_url"] is None and consent_end["admin_consent_url"] is None
+    assert stale.status_code == 400
+    assert leftovers == (None, None, None)
+
+
+async def test_oauth_needs_configuration_and_refuses_smtp_fields(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(
+        temporal_client, engine, tmp_path, test_ca, google_client_id="", google_client_secret=""
+    ) as w:
+        tenant = w.stack.tenant()
+        unconfigured = await w.stack.http.post(
+            "/v1/connections",
+            json={"kind": "google", "custom_address": address()},
+            headers=tenant.headers,
+        )
+        with_smtp = await w.stack.http.post(
+            "/v1/connections",
+            json={
+                "kind": "microsoft",
+                "custom_address": address(),
+                "smtp": {
+                    "host": "smtp.example.com",
+                    "port": 587,
+                    "security": "starttls",
+                    "username": "a@example.com",
+                    "password": "x",
+                },
+            },
+            headers=tenant.headers,
+        )
+        listed = await w.stack.http.get("/v1/connections", headers=tenant.headers)
+
+    assert unconfigured.status_code == 422
+    assert "RECRUITMAIL_GOOGLE_CLIENT_ID" in unconfigured.json()["detail"]
+    assert with_smtp.status_code == 422 and "smtp" in with_smtp.json()["detail"]
+    assert listed.json() == []
