@@ -206,7 +206,7 @@ class MicrosoftFake(_Server):
                 q["redirect_uri"],
                 q.get("code_challenge", ""),
                 q.get("nonce", ""),
-                self.controls.mailbox,
+                self.controls.mailbox or q.get("login_hint", ""),  # default: who was hinted
                 scopes,
             )
         return _redirect(q["redirect_uri"], {"code": code, "state": q.get("state", "")})
@@ -369,7 +369,7 @@ class GoogleFake(_Server):
                     q["redirect_uri"],
                     q.get("code_challenge", ""),
                     "",
-                    self.controls.mailbox,
+                    self.controls.mailbox or q.get("login_hint", ""),
                     scopes,
                 )
             return _redirect(q["redirect_uri"], {"code": code, "state": q["state"]})
