@@ -18,14 +18,18 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 company_app = typer.Typer(help="Companies and their admins.", no_args_is_help=True)
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+operator_app = typer.Typer(help="Platform operators.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(company_app, name="company")
+app.add_typer(keys_app, name="keys")
+app.add_typer(operator_app, name="operator")
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from recruitmail.core.logs import configure_logging
+
+    configure_logging(get_settings())
 
 
 @app.command()
@@ -42,12 +46,13 @@ def api() -> None:
     import uvicorn
 
     settings = get_settings()
+    _logging()
     uvicorn.run(
         "recruitmail.api.app:create_app",
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
-        log_level="info",
+        log_config=None,  # our handlers: JSON in production, redacted, with request ids
     )
 
 
@@ -66,7 +71,6 @@ def inbound_smtp() -> None:
     from recruitmail.worker.inbound_smtp import main
 
     _logging()
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     main(get_settings())
 
 
@@ -76,7 +80,6 @@ def dev_outbox() -> None:
     from recruitmail.worker.outbox import start_outbox
 
     _logging()
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection
     settings = get_settings()
     controller = start_outbox(
         settings.outbox_dir, settings.dev_outbox_host, settings.dev_outbox_port
@@ -134,6 +137,40 @@ def company_create(
             indent=2,
         )
     )
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret under the newest key of RECRUITMAIL_SECRET_KEYS."""
+    from recruitmail.core.db import make_engine
+    from recruitmail.core.keys import rotate_secrets
+    from recruitmail.core.security import secret_box
+
+    settings = get_settings()
+    box = secret_box(settings)
+    report = rotate_secrets(make_engine(settings.effective_database_url), box)
+    typer.echo(
+        f"re-encrypted {report.rotated} secrets under key {box.current_kid!r}; "
+        f"{report.current} were already under it"
+    )
+
+
+@operator_app.command("create")
+def operator_create(
+    email: str, name: Annotated[str, typer.Option(help="display name")] = "Operator"
+) -> None:
+    """Create an operator (codec endpoints, operations); prints the token once."""
+    from recruitmail.core.bootstrap import create_operator
+    from recruitmail.core.db import make_engine
+
+    settings = get_settings()
+    with Session(make_engine(settings.effective_database_url)) as session:
+        try:
+            user, token = create_operator(session, email=email, name=name)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"operator_user_id": str(user.id), "operator_token": token}, indent=2))
 
 
 if __name__ == "__main__":

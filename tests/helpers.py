@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,8 @@ from recruitmail.core.models import Company, Permission
 from recruitmail.core.settings import Settings
 from recruitmail.worker.main import build_worker
 
+TEST_KEY = "test1:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+
 
 def test_settings(state_dir: Path, **overrides) -> Settings:
     values = {
@@ -33,6 +36,9 @@ def test_settings(state_dir: Path, **overrides) -> Settings:
         "send_retry_max_interval": timedelta(milliseconds=500),
         "send_retry_total": timedelta(seconds=60),
         "smtp_timeout_seconds": 10.0,
+        # One key ring for the whole session: the Temporal client's codec and every stack's
+        # secret box must agree.
+        "secret_keys": [TEST_KEY],
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

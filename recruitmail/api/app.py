@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import Engine
 from temporalio.client import Client
 
 from recruitmail.api import errors
 from recruitmail.api.deps import TemporalGateway
 from recruitmail.api.routers import (
+    audit,
     candidates,
+    codec,
     connections,
     dev,
     health,
@@ -23,6 +25,7 @@ from recruitmail.api.routers import (
     oauth,
 )
 from recruitmail.core.db import make_engine
+from recruitmail.core.logs import new_request_id, request_id_var
 from recruitmail.core.settings import Settings, get_settings
 
 
@@ -50,6 +53,18 @@ def create_app(
     app.state.engine = engine or make_engine(settings.effective_database_url)
     app.state.temporal = TemporalGateway(settings, temporal_client)
     errors.install(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        """Every request gets an id (the caller's X-Request-ID, or a new one), logged and echoed."""
+        value = new_request_id(request.headers.get("x-request-id"))
+        # Each request runs in its own task and context, so the id also reaches the access
+        # log line that uvicorn writes after this returns; no reset needed.
+        request_id_var.set(value)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = value
+        return response
+
     for module in (
         health,
         mail_settings,
@@ -59,6 +74,8 @@ def create_app(
         connections,
         inbound,
         oauth,
+        codec,
+        audit,
     ):
         app.include_router(module.router)
     if settings.is_development:

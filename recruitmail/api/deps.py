@@ -73,6 +73,11 @@ def require(permission: Permission):
 
 SettingsAdmin = Annotated[User, Depends(require(Permission.RECRUITING_SETTINGS))]
 Recruiter = Annotated[User, Depends(require(Permission.MESSAGING))]
+Operator = Annotated[User, Depends(require(Permission.OPERATOR))]
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    return session.exec(select(User).where(User.token_hash == hash_token(token))).first()
 
 
 class TemporalGateway:

@@ -12,7 +12,11 @@ from recruitmail.core.models import Company, Permission, User
 from recruitmail.core.security import hash_token, new_api_token
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-ALL_PERMISSIONS = [p.value for p in Permission]
+# A company's first admin. `operator` is a platform role (it reads every company's workflow
+# payloads through the codec), granted only to operators (see create_operator).
+ADMIN_PERMISSIONS = [Permission.RECRUITING_SETTINGS.value, Permission.MESSAGING.value]
+# Operators are users of the platform's own pseudo-company; its slug cannot be a customer's.
+OPERATORS_SLUG = "_operators"
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def create_company(
         company_id=company.id,
         email=normalize_address(admin_email),
         name=admin_name,
-        permissions=permissions if permissions is not None else list(ALL_PERMISSIONS),
+        permissions=permissions if permissions is not None else list(ADMIN_PERMISSIONS),
         token_hash=hash_token(token),
     )
     session.add(admin)
@@ -82,3 +86,19 @@ def rotate_token(session: Session, user: User) -> str:
     session.add(user)
     session.commit()
     return token
+
+
+def create_operator(session: Session, *, email: str, name: str = "Operator") -> tuple[User, str]:
+    """An operator user with a new token (for the codec endpoints and operations)."""
+    company = session.exec(select(Company).where(Company.slug == OPERATORS_SLUG)).first()
+    if company is None:
+        company = Company(name="Recruitmail operators", slug=OPERATORS_SLUG)
+        session.add(company)
+        session.flush()
+    return create_user(
+        session,
+        company=company,
+        email=email,
+        name=name,
+        permissions=[Permission.OPERATOR.value],
+    )

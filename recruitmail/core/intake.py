@@ -63,8 +63,8 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
     if not local:
         return None
     if domain == settings.platform_mail_domain.lower():
-        if not local.endswith("-jobs"):
-            return None
+        if not local.endswith("-jobs") or local.startswith("_"):
+            return None  # "_" slugs are internal (the operators' pseudo-company)
         return session.exec(
             select(Company.id).where(Company.slug == local.removesuffix("-jobs"))
         ).first()

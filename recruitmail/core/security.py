@@ -46,6 +46,16 @@ class SecretBox:
         sealed = AESGCM(key).encrypt(nonce, plaintext, associated_data)
         return bytes([len(kid_bytes)]) + kid_bytes + nonce + sealed
 
+    @staticmethod
+    def kid_of(blob: bytes) -> str:
+        return blob[1 : 1 + blob[0]].decode()
+
+    def reseal(self, blob: bytes, associated_data: bytes = b"") -> bytes | None:
+        """The blob encrypted under the newest key, or None if it already is."""
+        if self.kid_of(blob) == self.current_kid:
+            return None
+        return self.encrypt(self.decrypt(blob, associated_data), associated_data)
+
     def decrypt(self, blob: bytes, associated_data: bytes = b"") -> bytes:
         kid_len = blob[0]
         kid = blob[1 : 1 + kid_len].decode()

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     connection_setup_expiry: timedelta = timedelta(days=7)
     connection_test_wait: timedelta = timedelta(seconds=90)
 
+    # Browser origins allowed to call the codec endpoints (the Temporal UI). Empty means the
+    # local dev UI, http://localhost:{temporal_ui_port}.
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Log format: "json" (one object per line, for production) or "text". Default: json outside
+    # development.
+    log_format: str = ""
+
     # OAuth connections. Every endpoint is a setting, so tests and on-premise proxies can point
     # them elsewhere. Redirect URIs are {public_url}/oauth/{provider}/callback and
     # {public_url}/oauth/microsoft/admin-consent.
@@ -111,9 +118,12 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _split_keys(cls, data: dict) -> dict:
-        keys = data.get("secret_keys") if isinstance(data, dict) else None
-        if isinstance(keys, str):
-            data["secret_keys"] = [k.strip() for k in keys.split(",") if k.strip()]
+        if not isinstance(data, dict):
+            return data
+        for name in ("secret_keys", "codec_cors_origins"):
+            value = data.get(name)
+            if isinstance(value, str):
+                data[name] = [k.strip() for k in value.split(",") if k.strip()]
         return data
 
     @model_validator(mode="after")
@@ -147,6 +157,12 @@ class Settings(BaseSettings):
 
     def oauth_redirect_uri(self, provider: str) -> str:
         return f"{self.public_url.rstrip('/')}/oauth/{provider}/callback"
+
+    def allowed_codec_origins(self) -> list[str]:
+        if self.codec_cors_origins:
+            return self.codec_cors_origins
+        port = self.temporal_ui_port
+        return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
 
     def admin_consent_redirect_uri(self) -> str:
         return f"{self.public_url.rstrip('/')}/oauth/microsoft/admin-consent"

@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
+from recruitmail.core.codec import EncryptionCodec
 from recruitmail.core.settings import Settings
 from recruitmail.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
@@ -15,7 +16,10 @@ __all__ = ["SEARCH_ATTRIBUTES", "connect", "data_converter"]
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    return dataclasses.replace(pydantic_data_converter)
+    """Pydantic-aware JSON, every payload encrypted (see core/codec.py)."""
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(settings.secret_key_ring())
+    )
 
 
 async def connect(settings: Settings) -> Client:

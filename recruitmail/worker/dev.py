@@ -17,7 +17,7 @@ import httpx
 from sqlmodel import Session, select
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
-from recruitmail.core.bootstrap import create_company, rotate_token
+from recruitmail.core.bootstrap import create_company, create_operator, rotate_token
 from recruitmail.core.db import make_engine
 from recruitmail.core.migrate import upgrade
 from recruitmail.core.models import Company, User
@@ -105,6 +105,22 @@ def seed_demo(settings: Settings) -> str:
     return token
 
 
+def seed_operator(settings: Settings) -> str:
+    """An operator for the codec endpoints; its token is kept in state_dir/operator-token."""
+    token_file = settings.state_dir / "operator-token"
+    if token_file.exists():
+        return token_file.read_text().strip()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with Session(engine) as session:
+            _, token = create_operator(session, email="operator@recruitmail.localhost")
+    finally:
+        engine.dispose()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return token
+
+
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -136,7 +152,7 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
 
-    def start_temporal(self) -> None:
+    def start_temporal(self, codec_endpoint: str) -> None:
         s = self.settings
         host, port = _split(s.temporal_address)
         if port_open(host, port):
@@ -149,6 +165,8 @@ class Supervisor:
             "--namespace", s.temporal_namespace,
             "--db-filename", str(s.state_dir / "temporal.db"),
             "--log-level", "warn",
+            # The UI decodes payloads through our codec endpoint (operator token in the path).
+            "--ui-codec-endpoint", codec_endpoint,
         ]  # fmt: skip
         for key in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{key.name}=Keyword"]
@@ -161,9 +179,10 @@ class Supervisor:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "recruitmail.cli"]
         try:
-            self.start_temporal()
             upgrade(s.effective_database_url)
             token = seed_demo(s)
+            operator = seed_operator(s)
+            self.start_temporal(f"{s.public_url.rstrip('/')}/codec/t/{operator}")
             s.effective_inbound_secret()  # written to state_dir for the banner and curl
             outbox = self.spawn("dev-outbox", [*cli, "dev-outbox"])
             worker = self.spawn("worker", [*cli, "worker"])
@@ -206,7 +225,8 @@ class Supervisor:
 Recruitmail is running. Ctrl-C stops everything.
 
   API            {api}   (OpenAPI: {api}/docs)
-  Temporal UI    {ui}
+  Temporal UI    {ui}   (payloads decoded through {api}/codec; operator token in
+                 {s.state_dir / "operator-token"})
   Dev outbox     smtp://{s.dev_outbox_host}:{s.dev_outbox_port}  ->  {api}/dev/outbox
   Inbound SMTP   smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port}  (to {s.hosted_address("acme")})
   Inbound HTTP   {api}/inbound/raw  (secret in {s.state_dir / "inbound-secret"})

@@ -459,7 +459,11 @@ async def delete_connection(
     if connection.status in LIVE_STATUSES:
         await run_in_threadpool(disable_connection, session, connection, user, "connection.disable")
     elif connection.status in SETUP_STATUSES:
+        before = connection.status
         await run_update(temporal, connection, "cancel", None, settings.connection_test_wait)
+        await run_in_threadpool(
+            _audit, session, user, connection, "connection.cancel", {"status_before": before}
+        )
     else:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"This connection has already ended ({connection.status})."

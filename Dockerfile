@@ -1,0 +1,19 @@
+# Recruitmail: one image for the API, the worker, the inbound SMTP receiver and the migrations.
+FROM python:3.11.10-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    RECRUITMAIL_ENVIRONMENT=production
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY recruitmail ./recruitmail
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /app recruitmail \
+    && mkdir -p /app/.recruitmail && chown recruitmail /app/.recruitmail
+
+USER recruitmail
+EXPOSE 8000 2525
+ENTRYPOINT ["recruitmail"]
+CMD ["api"]
