@@ -230,13 +230,16 @@ class OAuthTransport:
         self._connection_id = str(connection.id)
         self._address = connection.custom_address
         self._secret = open_secret(box, connection)
+        self._token_value: str | None = None  # one refresh serves a whole bulk batch
 
     def _token(self) -> str:
         token, changed = self._provider.access_token(self._secret)
         if changed:
             self._activities.save_secret(self._connection_id, changed)
+            self._secret = changed
         return token
 
     async def send(self, message: EmailMessage, composed: Composed, custom_id: str) -> str:
-        token = await asyncio.to_thread(self._token)
-        return await self._provider.send(token, self._address, composed.mime)
+        if self._token_value is None:
+            self._token_value = await asyncio.to_thread(self._token)
+        return await self._provider.send(self._token_value, self._address, composed.mime)

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from recruitmail.activities.smtp import SmtpSecurity, SmtpTarget, send_over_smtp
+from recruitmail.activities.smtp import SmtpSecurity, SmtpSession, SmtpTarget, send_over_smtp
 from recruitmail.core.errors import (
     ConfigurationError,
     PermanentMailError,
@@ -30,6 +30,44 @@ class Transport(Protocol):
 
     async def send(self, message: EmailMessage, composed: Composed, custom_id: str) -> str:
         """Send the message; return the provider's id or final answer. Raises MailError."""
+
+
+class BatchSender(Protocol):
+    """Many messages through one transport: a reused SMTP session, or one call per message."""
+
+    async def send(self, message: EmailMessage, composed: Composed, custom_id: str) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class PerMessageSender:
+    transport: Transport
+
+    async def send(self, message: EmailMessage, composed: Composed, custom_id: str) -> str:
+        return await self.transport.send(message, composed, custom_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class SessionSender:
+    session: SmtpSession
+
+    async def send(self, message: EmailMessage, composed: Composed, custom_id: str) -> str:
+        return await self.session.send(composed)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def batch_sender(transport: Transport) -> BatchSender:
+    if isinstance(transport, SmtpTransport):
+        return SessionSender(
+            SmtpSession(transport.target, transport.tls_context, transport.timeout)
+        )
+    return PerMessageSender(transport)
 
 
 _SCHEMES = {

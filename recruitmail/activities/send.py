@@ -168,17 +168,17 @@ class SendActivities:
         parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
         composed = Composed(mime=raw, envelope_from=envelope_from, envelope_to=envelope_to)
         try:
-            transport = await asyncio.to_thread(self._transport_for, transport_name, connection_id)
+            transport = await asyncio.to_thread(self.transport_for, transport_name, connection_id)
             provider_id = await transport.send(parsed, composed, custom_id=message_id)
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
-                err = await asyncio.to_thread(self._needs_reauth, connection_id, err)
+                err = await asyncio.to_thread(self.mark_needs_reauth, connection_id, err)
             await asyncio.to_thread(self._note_failure, message_id, err)
             raise to_application_error(err) from err
         await asyncio.to_thread(self._mark_sent, message_id, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
 
-    def _transport_for(self, name: str, connection_id: uuid.UUID | None) -> Transport:
+    def transport_for(self, name: str, connection_id: uuid.UUID | None) -> Transport:
         if name == "platform":
             if self._platform is None:
                 self._platform = platform_transport(self._settings)
@@ -210,7 +210,9 @@ class SendActivities:
         tls = client_tls_context(self._settings.ca_bundle, verify=target.verify_certificate)
         return SmtpTransport(target, tls, self._settings.smtp_timeout_seconds)
 
-    def _needs_reauth(self, connection_id: uuid.UUID, err: AuthExpiredError) -> AuthExpiredError:
+    def mark_needs_reauth(
+        self, connection_id: uuid.UUID, err: AuthExpiredError
+    ) -> AuthExpiredError:
         """Credentials refused at send time: flag the connection, fail with a clear reason."""
         with session_scope(self._engine) as session:
             connection = session.get(Connection, connection_id)

@@ -82,6 +82,82 @@ async def send_over_smtp(
     return answer
 
 
+class SmtpSession:
+    """One authenticated SMTP connection reused for many messages (bulk sends).
+
+    Reconnects when the server drops the connection or answers 421 (closing), and sends that
+    message again: it was not accepted, so this cannot double it.
+    """
+
+    def __init__(self, target: SmtpTarget, tls_context: ssl.SSLContext, timeout: float) -> None:
+        self.target = target
+        self.tls_context = tls_context
+        self.timeout = timeout
+        self.client: aiosmtplib.SMTP | None = None
+        self.connects = 0
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = _client(self.target, self.tls_context, self.timeout)
+        await client.connect()
+        if self.target.username:
+            await client.login(self.target.username, self.target.password or "")
+        self.connects += 1
+        return client
+
+    async def send(self, composed: Composed) -> str:
+        last: BaseException | None = None
+        for _ in range(3):
+            try:
+                if self.client is None or not self.client.is_connected:
+                    self.client = await self._connect()
+                refused, answer = await self.client.sendmail(
+                    composed.envelope_from, composed.envelope_to, composed.mime
+                )
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                last = exc
+                await self._drop()
+                continue
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code == 421:  # the server is closing this session: reconnect
+                    last = exc
+                    await self._drop()
+                    continue
+                if not isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+                    await self._reset()
+                raise classify_smtp_error(exc, self.target.label) from exc
+            except Exception as exc:
+                await self._drop()
+                raise classify_smtp_error(exc, self.target.label) from exc
+            if refused:
+                address, (code, text) = next(iter(refused.items()))
+                raise classify_smtp_error(
+                    aiosmtplib.SMTPRecipientRefused(code, text, address), self.target.label
+                )
+            return answer
+        raise classify_smtp_error(last or TimeoutError(), self.target.label)
+
+    async def _reset(self) -> None:
+        """After a refused message the session may be mid-transaction: RSET, or reconnect."""
+        try:
+            if self.client is not None and self.client.is_connected:
+                await self.client.rset()
+        except Exception:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            try:
+                await self.client.quit()
+            except Exception:
+                self.client.close()
+        self.client = None
+
+
 def _server_said(code: int, text: str) -> str:
     text = " ".join(str(text).split())
     return f"{code} {text}".strip()

@@ -13,6 +13,7 @@ from recruitmail.api import errors
 from recruitmail.api.deps import TemporalGateway
 from recruitmail.api.routers import (
     audit,
+    bulk,
     candidates,
     codec,
     connections,
@@ -76,6 +77,7 @@ def create_app(
         oauth,
         codec,
         audit,
+        bulk,
     ):
         app.include_router(module.router)
     if settings.is_development:

@@ -72,6 +72,7 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     RECEIVED = "received"
+    CANCELLED = "cancelled"  # a bulk send was cancelled before this message went out
 
 
 class MessageKind(StrEnum):
@@ -267,9 +268,54 @@ class Message(SQLModel, table=True):
     sender_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     workflow_id: str | None = Field(default=None, max_length=200)
     provider_message_id: str | None = Field(default=None, max_length=255)
+    # A message of a bulk send, and the batch (one activity) that sends it.
+    bulk_job_id: uuid.UUID | None = Field(default=None, foreign_key="bulk_job.id", index=True)
+    bulk_batch: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+
+class BulkJobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class BulkJob(SQLModel, table=True):
+    """One email to many candidates; every recipient also has its own Message row."""
+
+    __tablename__ = "bulk_job"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
+    subject: str = Field(sa_column=Column(Text, nullable=False))  # the templates, as written
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default=BulkJobStatus.QUEUED, max_length=16)
+    total: int = 0
+    batches: int = 0
+    cancel_requested: bool = False
+    # When the next send is due, while a throttle holds the job back.
+    next_send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    workflow_id: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    finished_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+
+class MailboxThrottle(SQLModel, table=True):
+    """The send rate of one mailbox, shared by every job sending through it.
+
+    `next_slot` (epoch seconds) is advanced atomically by one UPDATE per send, so concurrent
+    batches on any number of workers take distinct slots.
+    """
+
+    __tablename__ = "mailbox_throttle"
+    key: str = Field(primary_key=True, max_length=80)  # platform, or connection:{id}
+    next_slot: float = 0.0
+    day: str = Field(default="", max_length=10)  # UTC date of day_count
+    day_count: int = 0
 
 
 class Attachment(SQLModel, table=True):

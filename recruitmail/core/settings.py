@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     send_retry_max_interval: timedelta = timedelta(minutes=5)
     send_retry_total: timedelta = timedelta(hours=6)
 
+    # Bulk sends. A batch is one activity over one reused connection; a run handles
+    # `bulk_batches_per_run` batches, then continues as new to keep its history short.
+    bulk_batch_size: int = 100
+    bulk_batches_per_run: int = 40
+    bulk_max_recipients: int = 5000
+    # A batch whose worker stops heartbeating for this long is retried on another worker.
+    bulk_heartbeat_timeout: timedelta = timedelta(seconds=30)
+    # Per-mailbox throttles, shared by every job sending through the mailbox. 0 = unlimited.
+    # Exchange Online suspends mailboxes sending more than 30 messages a minute.
+    bulk_rate_microsoft_per_minute: float = 30
+    bulk_rate_google_per_minute: float = 0
+    bulk_daily_cap_google: int = 2000
+    bulk_rate_smtp_per_minute: float = 0
+    bulk_rate_platform_per_minute: float = 0
+
     # Custom SMTP connections. Unencrypted SMTP (security "none") only if an operator allows it.
     allow_insecure_smtp: bool = False
     # A setup not activated in this time expires; a test answers within the bounded wait.

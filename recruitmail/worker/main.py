@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from recruitmail.activities.bulk import BulkActivities
 from recruitmail.activities.connections import ConnectionActivities
 from recruitmail.activities.inbound import InboundActivities
 from recruitmail.activities.oauth import OAuthActivities
@@ -18,6 +19,7 @@ from recruitmail.core.db import make_engine
 from recruitmail.core.security import secret_box
 from recruitmail.core.settings import Settings
 from recruitmail.core.temporal import connect
+from recruitmail.workflows.bulk_send import BulkSendWorkflow
 from recruitmail.workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from recruitmail.workflows.receive_message import ReceiveMessageWorkflow
 from recruitmail.workflows.send_message import SendMessageWorkflow
@@ -30,6 +32,7 @@ WORKFLOWS = [
     SmtpConnectionSetupWorkflow,
     OAuthConnectionSetupWorkflow,
     ReceiveMessageWorkflow,
+    BulkSendWorkflow,
 ]
 # Bounded by the database: each concurrent activity may hold one connection.
 MAX_CONCURRENT = 32
@@ -43,13 +46,14 @@ def build_worker(
     connections = ConnectionActivities(engine, settings, box)
     inbound = InboundActivities(engine, settings)
     oauth = OAuthActivities(engine, settings, box)
+    bulk = BulkActivities(engine, settings, send)
     # Sync DB activities run in this pool; its size bounds concurrent database sessions.
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*send.all, *connections.all, *inbound.all, *oauth.all],
+        activities=[*send.all, *connections.all, *inbound.all, *oauth.all, *bulk.all],
         activity_executor=executor,
         max_concurrent_activities=MAX_CONCURRENT,
         max_concurrent_local_activities=MAX_CONCURRENT,

@@ -65,3 +65,19 @@ OAUTH_CALL_RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_MAIL_ERRORS,
 )
 OAUTH_CALL_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+
+# Bulk sends. Planning reads and updates up to 5,000 rows: seconds on either database.
+BULK_PLAN_TIMEOUT = timedelta(minutes=2)
+# One batch: at most `bulk_batch_size` messages over one connection, with throttle waits of
+# up to a minute each before it hands a longer wait back to the workflow's durable timer.
+BULK_BATCH_TIMEOUT = timedelta(minutes=30)
+# Transient trouble (the relay down, 4xx, a dropped connection that does not come back)
+# retries the batch, which skips what was sent, for up to two hours before its remaining
+# messages fail with the last reason.
+BULK_BATCH_SCHEDULE_TO_CLOSE = timedelta(hours=2)
+BULK_BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=PERMANENT_MAIL_ERRORS,
+)

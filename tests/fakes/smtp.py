@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:
@@ -34,6 +36,17 @@ class SinkHandler:
     data_attempts: int = 0
     # An answer to MAIL FROM instead of 250, e.g. "550 5.7.60 SMTP; Client does not have …".
     mail_answer: str | None = None
+    # Drop the connection, without an answer, at the next DATA after this many messages in
+    # one session (that message is not kept, so the client must send it again).
+    drop_after: int = 0
+    sessions: int = 0
+    drops: int = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        session.kept = 0  # messages accepted in this connection
+        self.sessions += 1
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
         if self.mail_answer:
@@ -47,6 +60,11 @@ class SinkHandler:
         answer = self.data_script.pop(0) if self.data_script else None
         if answer:
             return answer
+        if self.drop_after and getattr(session, "kept", 0) >= self.drop_after:
+            self.drops += 1
+            server.transport.abort()  # as a crashed or overloaded server would
+            return "421 4.3.2 closing"
+        session.kept = getattr(session, "kept", 0) + 1
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
         )

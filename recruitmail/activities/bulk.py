@@ -1,0 +1,374 @@
+"""Activities of BulkSend: plan the batches, send one batch over one connection, finish.
+
+The invariant that keeps a crash from losing or doubling mail: each message is marked
+`sending` in the database before its send and `sent` after it, in the same transaction that
+marks the next one `sending`. A batch retried after a crash resends only what is not `sent`,
+so the only possible duplicate is the one message whose send was under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import cast
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from recruitmail.activities.platform import SessionSender, batch_sender
+from recruitmail.activities.send import SendActivities, to_application_error
+from recruitmail.core import throttle
+from recruitmail.core.db import session_scope
+from recruitmail.core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    MailError,
+    PermanentMailError,
+    TransientMailError,
+)
+from recruitmail.core.mail import Composed, compose
+from recruitmail.core.models import (
+    BulkJob,
+    BulkJobStatus,
+    Candidate,
+    Company,
+    Connection,
+    Message,
+    MessageStatus,
+    SenderNameMode,
+    User,
+    utcnow,
+)
+from recruitmail.core.senders import effective_sender
+from recruitmail.core.settings import Settings
+from recruitmail.workflows.bulk_send import (
+    BatchInput,
+    BatchResult,
+    FailBatchInput,
+    FinishInput,
+    PlanInput,
+)
+
+_PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
+# Waits up to this long inside the batch; a longer one goes back to the workflow's timer.
+MAX_INLINE_WAIT = 60.0
+# A message whose send keeps failing transiently inside one attempt of the batch: the batch
+# attempt fails and Temporal retries it later (skipping what was sent).
+MAX_TRANSIENT_TRIES = 4
+
+
+class BulkActivities:
+    def __init__(self, engine: Engine, settings: Settings, send: SendActivities) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._send = send
+
+    # -- planning -----------------------------------------------------------------------
+
+    @activity.defn(name="plan-bulk-send")
+    def plan_bulk_send(self, input: PlanInput) -> int:
+        """Resolve each recipient's sender, compose every MIME once, number the batches."""
+        with session_scope(self._engine) as session:
+            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            if job.batches:
+                return job.batches  # planned by an earlier attempt that committed
+            company = session.get(Company, job.company_id)
+            sender_name = company.name
+            if company.sender_name_mode == SenderNameMode.EMPLOYEE and job.created_by_user_id:
+                creator = session.get(User, job.created_by_user_id)
+                sender_name = creator.name if creator else sender_name
+            rows = session.exec(
+                select(Message, Candidate)
+                .join(Candidate, col(Message.candidate_id) == col(Candidate.id))
+                .where(Message.bulk_job_id == job.id)
+                .order_by(col(Message.created_at), col(Message.id))
+            ).all()
+            senders: dict[uuid.UUID | None, object] = {}
+            groups: dict[tuple[str, uuid.UUID | None], list[tuple[Message, Candidate]]]
+            groups = defaultdict(list)
+            for message, candidate in rows:
+                entity = candidate.legal_entity_id
+                if entity not in senders:
+                    senders[entity] = effective_sender(session, self._settings, company, entity)
+                sender = senders[entity]
+                groups[(sender.transport, sender.connection_id)].append((message, candidate))
+                _, composed = compose(
+                    from_address=sender.address,
+                    from_name=sender_name,
+                    to_address=candidate.email,
+                    to_name=" ".join(candidate.name.split()),  # imported names may hold CR/LF
+                    subject=message.subject,
+                    text=message.text,
+                    html=message.html,
+                    message_id=message.message_id_header,
+                    date=message.created_at,
+                )
+                message.raw_mime = composed.mime
+                message.from_address = sender.address
+                message.from_name = sender_name
+                message.to_addresses = composed.envelope_to
+                message.transport = sender.transport
+                message.connection_id = sender.connection_id
+            batch = 0
+            for members in groups.values():
+                for start in range(0, len(members), input.batch_size):
+                    for message, _ in members[start : start + input.batch_size]:
+                        message.bulk_batch = batch
+                        session.add(message)
+                    batch += 1
+            job.batches = batch
+            job.status = BulkJobStatus.RUNNING
+            session.add(job)
+            return batch
+
+    # -- one batch ----------------------------------------------------------------------
+
+    @activity.defn(name="send-bulk-batch")
+    async def send_bulk_batch(self, input: BatchInput) -> BatchResult:
+        job_id = uuid.UUID(input.job_id)
+        cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
+        result = BatchResult()
+        if cancelled or not pending:
+            result.cancelled = cancelled
+            return result
+        transport_name, connection_id = pending[0][2], pending[0][3]
+        try:
+            transport = await asyncio.to_thread(
+                self._send.transport_for, transport_name, connection_id
+            )
+        except MailError as err:
+            raise await self._batch_error(err, connection_id) from err
+        kind = await asyncio.to_thread(self._kind, connection_id)
+        key = f"connection:{connection_id}" if connection_id else "platform"
+        rate = throttle.rate_for(self._settings, kind)
+        sender = batch_sender(transport)
+        last_check = time.monotonic()
+        try:
+            await asyncio.to_thread(self._mark_sending, pending[0][0])
+            for index, (message_id, raw, _, _, envelope) in enumerate(pending):
+                if time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    if await asyncio.to_thread(self._cancel_requested, job_id):
+                        await asyncio.to_thread(self._requeue, message_id)
+                        result.cancelled = True
+                        return result
+                next_id = pending[index + 1][0] if index + 1 < len(pending) else None
+                outcome = await self._deliver(
+                    sender, key, rate, job_id, message_id, raw, envelope, index
+                )
+                if isinstance(outcome, float):  # the mailbox's next slot is far off
+                    await asyncio.to_thread(self._requeue, message_id)
+                    result.resume_at = outcome
+                    return result
+                status, detail = outcome
+                await asyncio.to_thread(self._advance, message_id, status, detail, next_id)
+                if status == MessageStatus.SENT:
+                    result.sent += 1
+                else:
+                    result.failed += 1
+                activity.heartbeat(index + 1)
+        finally:
+            await sender.close()
+        await asyncio.to_thread(self._clear_next_send, job_id)
+        return result
+
+    async def _deliver(
+        self, sender, key, rate, job_id, message_id, raw, envelope, index
+    ) -> tuple[str, str] | float:
+        """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
+        composed = Composed(mime=raw, envelope_from=envelope[0], envelope_to=envelope[1])
+        parsed = None
+        if not isinstance(sender, SessionSender):  # HTTP APIs build their request from it
+            parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
+        tries = 0
+        while True:
+            if rate.limited:
+                slot = await asyncio.to_thread(throttle.reserve, self._engine, key, rate)
+                wait = slot - time.time()
+                if wait > MAX_INLINE_WAIT:
+                    await asyncio.to_thread(self._set_next_send, job_id, slot)
+                    return slot
+                if wait > 0:
+                    if wait > 1:
+                        await asyncio.to_thread(self._set_next_send, job_id, slot)
+                    await _sleep_heartbeating(wait, index)
+            try:
+                provider_id = await sender.send(parsed, composed, str(message_id))
+                return MessageStatus.SENT, provider_id
+            except (AuthExpiredError, ConfigurationError) as err:
+                raise await self._batch_error(err, _connection_of(key)) from err
+            except PermanentMailError as err:
+                return MessageStatus.FAILED, str(err)
+            except TransientMailError as err:
+                tries += 1
+                if tries >= MAX_TRANSIENT_TRIES:
+                    raise to_application_error(err) from err
+                pause = err.retry_after.total_seconds() if err.retry_after else 0.5 * tries
+                if err.retry_after is not None:
+                    await asyncio.to_thread(throttle.hold_back, self._engine, key, pause)
+                if pause > MAX_INLINE_WAIT:
+                    return time.time() + pause
+                await _sleep_heartbeating(pause, index)
+
+    async def _batch_error(self, err: MailError, connection_id: uuid.UUID | None):
+        if isinstance(err, AuthExpiredError) and connection_id is not None:
+            err = await asyncio.to_thread(self._send.mark_needs_reauth, connection_id, err)
+        return to_application_error(err)
+
+    # -- database steps -----------------------------------------------------------------
+
+    def _load_batch(self, job_id: uuid.UUID, batch: int):
+        with Session(self._engine) as session:
+            job = session.get(BulkJob, job_id)
+            rows = session.exec(
+                select(
+                    Message.id,
+                    Message.raw_mime,
+                    Message.transport,
+                    Message.connection_id,
+                    Message.from_address,
+                    Message.to_addresses,
+                )
+                .where(
+                    Message.bulk_job_id == job_id,
+                    Message.bulk_batch == batch,
+                    col(Message.status).in_(_PENDING),
+                )
+                .order_by(col(Message.created_at), col(Message.id))
+            ).all()
+        pending = [
+            (mid, raw, transport or "platform", connection_id, (sender, list(to)))
+            for mid, raw, transport, connection_id, sender, to in rows
+        ]
+        return job.cancel_requested, pending
+
+    def _kind(self, connection_id: uuid.UUID | None) -> str:
+        if connection_id is None:
+            return "platform"
+        with Session(self._engine) as session:
+            connection = session.get(Connection, connection_id)
+            return connection.kind if connection else "platform"
+
+    def _cancel_requested(self, job_id: uuid.UUID) -> bool:
+        with Session(self._engine) as session:
+            return bool(
+                session.exec(select(BulkJob.cancel_requested).where(BulkJob.id == job_id)).one()
+            )
+
+    def _mark_sending(self, message_id: uuid.UUID) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(Message)
+                .where(col(Message.id) == message_id, col(Message.status).in_(_PENDING))
+                .values(status=MessageStatus.SENDING, updated_at=utcnow())
+            )
+
+    def _requeue(self, message_id: uuid.UUID) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(Message)
+                .where(col(Message.id) == message_id, Message.status == MessageStatus.SENDING)
+                .values(status=MessageStatus.QUEUED, updated_at=utcnow())
+            )
+
+    def _advance(
+        self, message_id: uuid.UUID, status: str, detail: str, next_id: uuid.UUID | None
+    ) -> None:
+        """This message's outcome and the next one's `sending`, in one transaction."""
+        now = utcnow()
+        values: dict = {"status": status, "updated_at": now, "attempts": Message.attempts + 1}
+        if status == MessageStatus.SENT:
+            values.update(sent_at=now, provider_message_id=detail[:255], error=None)
+        else:
+            values.update(error=detail)
+        with session_scope(self._engine) as session:
+            session.execute(update(Message).where(col(Message.id) == message_id).values(**values))
+            if next_id is not None:
+                session.execute(
+                    update(Message)
+                    .where(col(Message.id) == next_id, col(Message.status).in_(_PENDING))
+                    .values(status=MessageStatus.SENDING, updated_at=now)
+                )
+
+    def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(BulkJob)
+                .where(col(BulkJob.id) == job_id)
+                .values(next_send_at=datetime.fromtimestamp(slot, UTC))
+            )
+
+    def _clear_next_send(self, job_id: uuid.UUID) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(BulkJob).where(col(BulkJob.id) == job_id).values(next_send_at=None)
+            )
+
+    # -- endings ------------------------------------------------------------------------
+
+    @activity.defn(name="fail-bulk-batch")
+    def fail_bulk_batch(self, input: FailBatchInput) -> BatchResult:
+        """Retries ran out: what is left of the batch fails, with the reason."""
+        with session_scope(self._engine) as session:
+            rows = session.exec(
+                select(Message).where(
+                    Message.bulk_job_id == uuid.UUID(input.job_id),
+                    Message.bulk_batch == input.batch,
+                    col(Message.status).in_(_PENDING),
+                )
+            ).all()
+            for message in rows:
+                message.status = MessageStatus.FAILED
+                message.error = input.reason
+                message.updated_at = utcnow()
+                session.add(message)
+            return BatchResult(failed=len(rows))
+
+    @activity.defn(name="finish-bulk-send")
+    def finish_bulk_send(self, input: FinishInput) -> None:
+        with session_scope(self._engine) as session:
+            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            if input.cancelled:
+                session.execute(
+                    update(Message)
+                    .where(
+                        col(Message.bulk_job_id) == job.id,
+                        col(Message.status).in_(_PENDING),
+                    )
+                    .values(
+                        status=MessageStatus.CANCELLED,
+                        error="The bulk send was cancelled before this message was sent.",
+                        updated_at=utcnow(),
+                    )
+                )
+            job.status = BulkJobStatus.CANCELLED if input.cancelled else BulkJobStatus.COMPLETED
+            job.finished_at = utcnow()
+            job.next_send_at = None
+            session.add(job)
+
+    @property
+    def all(self) -> list:
+        return [
+            self.plan_bulk_send,
+            self.send_bulk_batch,
+            self.fail_bulk_batch,
+            self.finish_bulk_send,
+        ]
+
+
+def _connection_of(key: str) -> uuid.UUID | None:
+    return uuid.UUID(key.split(":", 1)[1]) if key.startswith("connection:") else None
+
+
+async def _sleep_heartbeating(seconds: float, progress: int) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 1.0))
+        activity.heartbeat(progress)

@@ -1,0 +1,351 @@
+"""Bulk sends end to end: the API, the BulkSend workflow on a real worker, real SMTP sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from sqlmodel import Session, func, select
+
+from recruitmail.api.app import create_app
+from recruitmail.core.models import BulkJob, Candidate
+from tests.fakes.oauth import MicrosoftFake
+from tests.fakes.smtp import SmtpSink
+from tests.helpers import TEST_KEY, Stack, Tenant, running_stack
+from tests.helpers import test_settings as stack_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def relay(sink: SmtpSink, **more) -> dict:
+    return {
+        "platform_transport": "smtp",
+        "smtp_relay_url": f"smtp://127.0.0.1:{sink.port}",
+        **more,
+    }
+
+
+def add_candidates(stack: Stack, tenant: Tenant, count: int, **fields) -> list[str]:
+    """Candidates straight into the database: the bulk API is under test, not creation."""
+    with Session(stack.engine, expire_on_commit=False) as session:
+        rows = [
+            Candidate(
+                company_id=tenant.company.id,
+                name=fields.get("name", f"Cand{i:03d} Person"),
+                email=f"c{i:03d}.{uuid.uuid4().hex[:6]}@example.com",
+            )
+            for i in range(count)
+        ]
+        session.add_all(rows)
+        session.commit()
+        return [str(r.id) for r in rows]
+
+
+async def start_bulk(stack: Stack, tenant: Tenant, ids: list[str], **fields) -> dict:
+    body = {
+        "candidate_ids": ids,
+        "subject": "Hello {{candidate.first_name}}",
+        "text": "Dear {{candidate.name}},\nthanks for applying to {{company.name}}.\n"
+        "{{sender.name}}",
+        **fields,
+    }
+    response = await stack.http.post("/v1/bulk-messages", json=body, headers=tenant.headers)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def wait_job(
+    http: httpx.AsyncClient, tenant: Tenant, job_id: str, statuses=("completed",), timeout=90
+) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        job = (await http.get(f"/v1/bulk-messages/{job_id}", headers=tenant.headers)).json()
+        if job["status"] in statuses:
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"bulk send stayed {job['status']}: {job}")
+        await asyncio.sleep(0.2)
+
+
+def message_ids(sink: SmtpSink) -> list[str]:
+    return [" ".join(str(r.message["Message-ID"]).split()) for r in sink.received]
+
+
+async def test_two_hundred_personalised_messages_each_once(temporal_client, engine, tmp_path):
+    with SmtpSink() as sink:
+        settings = relay(sink, bulk_batch_size=30, bulk_batches_per_run=3)
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            tenant = stack.tenant(name="Globex")
+            ids = add_candidates(stack, tenant, 200)
+            job = await start_bulk(stack, tenant, ids + ids[:5])  # listed twice: sent once
+            done = await wait_job(stack.http, tenant, job["id"])
+            tab = await stack.http.get(f"/v1/candidates/{ids[7]}/messages", headers=tenant.headers)
+            runs = [
+                w async for w in stack.client.list_workflows(f"WorkflowId = '{job['workflow_id']}'")
+            ]
+
+    assert job["total"] == 200 and job["status"] == "queued"
+    assert done["counts"] == {"queued": 0, "sending": 0, "sent": 200, "failed": 0, "cancelled": 0}
+    assert done["progress"] == 1.0 and done["finished_at"]
+    assert len(sink.received) == 200
+    ids_seen = message_ids(sink)
+    assert len(set(ids_seen)) == 200  # each its own Message-ID, none twice
+    by_recipient = {r.rcpt_tos[0]: r.message for r in sink.received}
+    assert len(by_recipient) == 200
+    for address, message in by_recipient.items():
+        number = address[1:4]
+        assert message["Subject"] == "Hello Cand" + number
+        body = message.get_body(("plain",)).get_content()
+        assert f"Dear Cand{number} Person," in body and "applying to Globex." in body
+    [own] = tab.json()
+    assert own["status"] == "sent" and own["subject"] == "Hello Cand007"
+    assert sink.handler.sessions <= 8  # 7 batches, each over one reused connection
+    assert len(runs) >= 3  # continued as new every 3 batches
+
+
+async def test_throttle_spaces_sends_across_jobs_and_shows_the_next_send(
+    temporal_client, engine, tmp_path
+):
+    with SmtpSink() as sink:
+        # 40 a minute: one send every 1.5 s through the platform mailbox, shared by both jobs.
+        settings = relay(sink, bulk_rate_platform_per_minute=40)
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            tenant, other = stack.tenant(), stack.tenant()
+            first = await start_bulk(stack, tenant, add_candidates(stack, tenant, 2))
+            second = await start_bulk(stack, other, add_candidates(stack, other, 2))
+            due_seen = None
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
+                jobs = [
+                    (await stack.http.get(f"/v1/bulk-messages/{j['id']}", headers=t.headers)).json()
+                    for j, t in ((first, tenant), (second, other))
+                ]
+                due_seen = due_seen or next(
+                    (j["next_send_at"] for j in jobs if j["next_send_at"]), None
+                )
+                if all(j["status"] == "completed" for j in jobs):
+                    break
+                await asyncio.sleep(0.1)
+
+    times = sorted(r.at for r in sink.received)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 4
+    assert min(gaps) >= 1.3, gaps  # the rate holds across the two jobs
+    assert due_seen is not None
+
+
+async def test_cancel_mid_job_stops_what_is_not_sent(temporal_client, engine, tmp_path):
+    with SmtpSink() as sink:
+        settings = relay(sink, bulk_rate_platform_per_minute=300)  # one every 0.2 s
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            tenant = stack.tenant()
+            job = await start_bulk(stack, tenant, add_candidates(stack, tenant, 30))
+            while len(sink.received) < 3:
+                await asyncio.sleep(0.05)
+            cancelled = await stack.http.post(
+                f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers
+            )
+            done = await wait_job(stack.http, tenant, job["id"], ("cancelled",))
+            await asyncio.sleep(1.0)  # nothing more arrives after the end
+            again = await stack.http.post(
+                f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers
+            )
+
+    counts = done["counts"]
+    assert cancelled.status_code == 200
+    assert counts["sent"] == len(sink.received)
+    assert 3 <= counts["sent"] < 30
+    assert counts["sent"] + counts["cancelled"] == 30
+    assert counts["queued"] == counts["sending"] == 0
+    assert again.status_code == 409
+
+
+async def test_dropped_connections_lose_and_double_nothing(temporal_client, engine, tmp_path):
+    with SmtpSink() as sink:
+        sink.handler.drop_after = 20
+        async with running_stack(
+            temporal_client, engine, tmp_path, **relay(sink, bulk_batch_size=100)
+        ) as stack:
+            tenant = stack.tenant()
+            job = await start_bulk(stack, tenant, add_candidates(stack, tenant, 100))
+            done = await wait_job(stack.http, tenant, job["id"])
+
+    assert done["counts"]["sent"] == 100
+    assert sink.handler.drops >= 4  # the server really dropped us, every 20 messages
+    ids_seen = message_ids(sink)
+    assert len(ids_seen) == 100 and len(set(ids_seen)) == 100
+
+
+async def test_validation_and_tenant_isolation(temporal_client, engine, tmp_path):
+    with SmtpSink() as sink:
+        async with running_stack(
+            temporal_client, engine, tmp_path, **relay(sink, bulk_max_recipients=3)
+        ) as stack:
+            tenant, other = stack.tenant(), stack.tenant()
+            mine = add_candidates(stack, tenant, 4)
+            theirs = add_candidates(stack, other, 1)
+
+            async def post(**body):
+                base = {"candidate_ids": mine[:1], "subject": "Hi", "text": "Hello"}
+                return await stack.http.post(
+                    "/v1/bulk-messages", json={**base, **body}, headers=tenant.headers
+                )
+
+            empty = await post(candidate_ids=[])
+            too_many = await post(candidate_ids=mine)
+            placeholder = await post(text="Hi {{candidate.age}} and {{ company.name }}")
+            foreign = await post(candidate_ids=[mine[0], theirs[0]])
+            injected_subject = await post(subject="Hi\r\nBcc: x@example.com")
+            with Session(engine) as session:
+                queued = session.exec(
+                    select(func.count())
+                    .select_from(BulkJob)
+                    .where(BulkJob.company_id == tenant.company.id)
+                ).one()
+            job = await start_bulk(stack, other, theirs)
+            peek = await stack.http.get(f"/v1/bulk-messages/{job['id']}", headers=tenant.headers)
+            stop = await stack.http.post(
+                f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers
+            )
+            await wait_job(stack.http, other, job["id"])
+
+    assert empty.status_code == 422 and "at least one" in empty.json()["detail"]
+    assert too_many.status_code == 422 and "at most 3" in too_many.json()["detail"]
+    assert placeholder.status_code == 422
+    assert "{{candidate.age}}" in placeholder.json()["detail"]
+    assert foreign.status_code == 422 and theirs[0] in foreign.json()["detail"]
+    assert injected_subject.status_code == 422
+    assert queued == 0  # nothing was queued by the refused requests
+    assert peek.status_code == 404 and stop.status_code == 404
+
+
+async def test_values_are_inserted_safely(temporal_client, engine, tmp_path):
+    with SmtpSink() as sink:
+        async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
+            tenant = stack.tenant()
+            # Stored before validation existed, or imported: a name with a line break and HTML.
+            ids = add_candidates(stack, tenant, 1, name="Eve\r\nBcc: evil@example.net <b>x</b>")
+            job = await start_bulk(
+                stack,
+                tenant,
+                ids,
+                subject="Hi {{candidate.name}}",
+                html="<p>Dear {{candidate.name}}</p>",
+            )
+            await wait_job(stack.http, tenant, job["id"])
+
+    [got] = sink.received
+    message = got.message
+    assert len(got.rcpt_tos) == 1 and "evil@example.net" not in got.rcpt_tos[0]
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Hi Eve Bcc: evil@example.net <b>x</b>"
+    html = message.get_body(("html",)).get_content()
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+
+
+async def test_microsoft_mailbox_bulk_send_refreshes_once(
+    temporal_client, engine, tmp_path, test_ca
+):
+    from tests.test_oauth import connected
+
+    with MicrosoftFake(test_ca) as microsoft:
+        settings = {
+            **microsoft.settings(),
+            "ca_bundle": test_ca.ca_pem,
+            "public_url": "http://api",
+            "bulk_rate_microsoft_per_minute": 600,
+        }
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            from tests.test_oauth import World
+
+            world = World(stack, microsoft, None, test_ca, None)  # type: ignore[arg-type]
+            tenant = stack.tenant()
+            mailbox = f"jobs-{uuid.uuid4().hex[:6]}@contoso.example"
+            await connected(world, tenant, "microsoft", mailbox)
+            before = len(microsoft.token_requests)
+            job = await start_bulk(stack, tenant, add_candidates(stack, tenant, 6))
+            done = await wait_job(stack.http, tenant, job["id"])
+
+    assert done["counts"]["sent"] == 6
+    assert len(microsoft.sent) == 6 and {s["address"] for s in microsoft.sent} == {mailbox}
+    assert len(microsoft.token_requests) - before <= 1
+
+
+@asynccontextmanager
+async def api_only(client, engine, settings):
+    app = create_app(settings, engine=engine, temporal_client=client)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        yield http
+
+
+def spawn_worker(settings, database_url: str, target: str, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "RECRUITMAIL_ENVIRONMENT": "test",
+        "RECRUITMAIL_STATE_DIR": str(settings.state_dir),
+        "RECRUITMAIL_DATABASE_URL": database_url,
+        "RECRUITMAIL_TEMPORAL_ADDRESS": target,
+        "RECRUITMAIL_TASK_QUEUE": settings.task_queue,
+        "RECRUITMAIL_SECRET_KEYS": TEST_KEY,
+        "RECRUITMAIL_PLATFORM_TRANSPORT": "smtp",
+        "RECRUITMAIL_SMTP_RELAY_URL": settings.smtp_relay_url,
+        "RECRUITMAIL_BULK_RATE_PLATFORM_PER_MINUTE": str(settings.bulk_rate_platform_per_minute),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "recruitmail.cli", "worker"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+async def test_worker_killed_mid_job_then_restarted_delivers_everything(
+    temporal_client, engine, database_url, tmp_path
+):
+    total = 60
+    with SmtpSink() as sink:
+        settings = stack_settings(
+            tmp_path,
+            task_queue=f"test-{uuid.uuid4().hex[:10]}",
+            **relay(sink, bulk_rate_platform_per_minute=600, bulk_batch_size=25),
+            bulk_heartbeat_timeout="PT3S",
+        )
+        target = temporal_client.service_client.config.target_host
+        async with api_only(temporal_client, engine, settings) as http:
+            stack = Stack(settings, engine, temporal_client, http)
+            tenant = stack.tenant()
+            worker = spawn_worker(settings, database_url, target, tmp_path / "worker1.log")
+            job = await start_bulk(stack, tenant, add_candidates(stack, tenant, total))
+            try:
+                deadline = asyncio.get_running_loop().time() + 60
+                while len(sink.received) < 20:
+                    assert asyncio.get_running_loop().time() < deadline, (
+                        tmp_path / "worker1.log"
+                    ).read_text()[-2000:]
+                    await asyncio.sleep(0.05)
+                worker.kill()  # SIGKILL: no cleanup, a send may be under way
+                worker.wait()
+                at_kill = len(sink.received)
+                worker = spawn_worker(settings, database_url, target, tmp_path / "worker2.log")
+                done = await wait_job(http, tenant, job["id"], timeout=120)
+            finally:
+                worker.kill()
+                worker.wait()
+
+    seen = Counter(message_ids(sink))
+    duplicates = sum(n - 1 for n in seen.values())
+    print(f"killed after {at_kill} deliveries; duplicates seen: {duplicates}")
+    assert at_kill < total
+    assert done["counts"]["sent"] == total
+    assert len(seen) == total  # every message delivered
+    assert duplicates <= 1  # at most the send in flight at the kill
