@@ -348,4 +348,5 @@ async def test_worker_killed_mid_job_then_restarted_delivers_everything(
     assert at_kill < total
     assert done["counts"]["sent"] == total
     assert len(seen) == total  # every message delivered
-    assert duplicates <= 1  # at most the send in flight at the kill
+    # At most the sends in flight at the kill: one per batch running (3 batches of 25 here).
+    assert duplicates <= 3

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from typing import cast
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 from temporalio import activity
 
@@ -33,7 +33,7 @@ from recruitmail.core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from recruitmail.core.mail import Composed, compose
+from recruitmail.core.mail import Composed, compose_bytes
 from recruitmail.core.models import (
     BulkJob,
     BulkJobStatus,
@@ -46,7 +46,7 @@ from recruitmail.core.models import (
     User,
     utcnow,
 )
-from recruitmail.core.senders import effective_sender
+from recruitmail.core.senders import EffectiveSender, effective_sender
 from recruitmail.core.settings import Settings
 from recruitmail.workflows.bulk_send import (
     BatchInput,
@@ -57,6 +57,12 @@ from recruitmail.workflows.bulk_send import (
 )
 
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
+_MESSAGE = Message.__table__
+_TO_SENDING = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("target_id"), _MESSAGE.c.status.in_(_PENDING))
+    .values(status=MessageStatus.SENDING, updated_at=bindparam("now"))
+)
 # Waits up to this long inside the batch; a longer one goes back to the workflow's timer.
 MAX_INLINE_WAIT = 60.0
 # A message whose send keeps failing transiently inside one attempt of the batch: the batch
@@ -84,45 +90,61 @@ class BulkActivities:
             if company.sender_name_mode == SenderNameMode.EMPLOYEE and job.created_by_user_id:
                 creator = session.get(User, job.created_by_user_id)
                 sender_name = creator.name if creator else sender_name
-            rows = session.exec(
-                select(Message, Candidate)
+            rows = session.execute(
+                select(
+                    Message.id,
+                    Message.subject,
+                    Message.text,
+                    Message.html,
+                    Message.message_id_header,
+                    Message.created_at,
+                    Candidate.name,
+                    Candidate.email,
+                    Candidate.legal_entity_id,
+                )
                 .join(Candidate, col(Message.candidate_id) == col(Candidate.id))
                 .where(Message.bulk_job_id == job.id)
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
-            senders: dict[uuid.UUID | None, object] = {}
-            groups: dict[tuple[str, uuid.UUID | None], list[tuple[Message, Candidate]]]
-            groups = defaultdict(list)
-            for message, candidate in rows:
-                entity = candidate.legal_entity_id
+            senders: dict[uuid.UUID | None, EffectiveSender] = {}
+            groups: dict[tuple[str, uuid.UUID | None], list[dict]] = defaultdict(list)
+            for row in rows:
+                entity = row.legal_entity_id
                 if entity not in senders:
                     senders[entity] = effective_sender(session, self._settings, company, entity)
                 sender = senders[entity]
-                groups[(sender.transport, sender.connection_id)].append((message, candidate))
-                _, composed = compose(
+                composed = compose_bytes(
                     from_address=sender.address,
                     from_name=sender_name,
-                    to_address=candidate.email,
-                    to_name=" ".join(candidate.name.split()),  # imported names may hold CR/LF
-                    subject=message.subject,
-                    text=message.text,
-                    html=message.html,
-                    message_id=message.message_id_header,
-                    date=message.created_at,
+                    to_address=row.email,
+                    # Imported names may hold line breaks; a header must not.
+                    to_name=" ".join(row.name.split()),
+                    subject=row.subject,
+                    text=row.text,
+                    html=row.html,
+                    message_id=row.message_id_header,
+                    date=row.created_at,
                 )
-                message.raw_mime = composed.mime
-                message.from_address = sender.address
-                message.from_name = sender_name
-                message.to_addresses = composed.envelope_to
-                message.transport = sender.transport
-                message.connection_id = sender.connection_id
+                groups[(sender.transport, sender.connection_id)].append(
+                    {
+                        "id": row.id,
+                        "raw_mime": composed.mime,
+                        "from_address": sender.address,
+                        "from_name": sender_name,
+                        "to_addresses": composed.envelope_to,
+                        "transport": sender.transport,
+                        "connection_id": sender.connection_id,
+                    }
+                )
+            updates = []
             batch = 0
             for members in groups.values():
                 for start in range(0, len(members), input.batch_size):
-                    for message, _ in members[start : start + input.batch_size]:
-                        message.bulk_batch = batch
-                        session.add(message)
+                    for values in members[start : start + input.batch_size]:
+                        updates.append({**values, "bulk_batch": batch})
                     batch += 1
+            if updates:
+                session.execute(update(Message), updates)  # one executemany, by primary key
             job.batches = batch
             job.status = BulkJobStatus.RUNNING
             session.add(job)
@@ -263,39 +285,34 @@ class BulkActivities:
             )
 
     def _mark_sending(self, message_id: uuid.UUID) -> None:
-        with session_scope(self._engine) as session:
-            session.execute(
-                update(Message)
-                .where(col(Message.id) == message_id, col(Message.status).in_(_PENDING))
-                .values(status=MessageStatus.SENDING, updated_at=utcnow())
-            )
+        with self._engine.begin() as connection:
+            connection.execute(_TO_SENDING, {"target_id": message_id, "now": utcnow()})
 
     def _requeue(self, message_id: uuid.UUID) -> None:
-        with session_scope(self._engine) as session:
-            session.execute(
-                update(Message)
-                .where(col(Message.id) == message_id, Message.status == MessageStatus.SENDING)
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(_MESSAGE)
+                .where(_MESSAGE.c.id == message_id, _MESSAGE.c.status == MessageStatus.SENDING)
                 .values(status=MessageStatus.QUEUED, updated_at=utcnow())
             )
 
     def _advance(
         self, message_id: uuid.UUID, status: str, detail: str, next_id: uuid.UUID | None
     ) -> None:
-        """This message's outcome and the next one's `sending`, in one transaction."""
+        """This message's outcome and the next one's `sending`, in one transaction.
+
+        SQLAlchemy Core, not the ORM: this runs once per message, on the hot path.
+        """
         now = utcnow()
-        values: dict = {"status": status, "updated_at": now, "attempts": Message.attempts + 1}
+        values: dict = {"status": status, "updated_at": now, "attempts": _MESSAGE.c.attempts + 1}
         if status == MessageStatus.SENT:
             values.update(sent_at=now, provider_message_id=detail[:255], error=None)
         else:
             values.update(error=detail)
-        with session_scope(self._engine) as session:
-            session.execute(update(Message).where(col(Message.id) == message_id).values(**values))
+        with self._engine.begin() as connection:
+            connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message_id).values(values))
             if next_id is not None:
-                session.execute(
-                    update(Message)
-                    .where(col(Message.id) == next_id, col(Message.status).in_(_PENDING))
-                    .values(status=MessageStatus.SENDING, updated_at=now)
-                )
+                connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
 
     def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
         with session_scope(self._engine) as session:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import quopri
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 
 # Deliberately stricter than RFC 5322: what recruiting mail really uses, and nothing that
 # needs quoting in a header (no spaces, quotes, angle brackets or line breaks).
@@ -80,3 +82,68 @@ def compose(
     if html:
         msg.add_alternative(html, subtype="html")
     return msg, Composed(mime=msg.as_bytes(), envelope_from=from_address, envelope_to=[to_address])
+
+
+def _header_value(value: str) -> str:
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name="Subject").encode(linesep="\r\n")
+
+
+def _qp_body(text: str) -> bytes:
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not normalized.endswith("\n"):
+        normalized += "\n"  # as set_content() does
+    return quopri.encodestring(normalized.encode("utf-8")).replace(b"\n", b"\r\n")
+
+
+def compose_bytes(
+    *,
+    from_address: str,
+    from_name: str,
+    to_address: str,
+    to_name: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    message_id: str,
+    date: datetime,
+) -> Composed:
+    """The same message as compose(), built directly as bytes: about ten times faster, for bulk
+    sends composing thousands. Display names and subject are encoded words when not ASCII, the
+    bodies quoted-printable UTF-8 (lines within 76), every line CRLF. Callers pass text
+    without CR/LF in the header fields (the API validates them; bulk planning collapses them).
+    """
+    headers = [
+        ("From", formataddr((from_name, from_address), charset="utf-8")),
+        ("To", formataddr((to_name, to_address), charset="utf-8")),
+        ("Subject", _header_value(subject)),
+        ("Date", format_datetime(date)),
+        ("Message-ID", message_id),
+        ("MIME-Version", "1.0"),
+    ]
+    plain_headers = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    if html is None:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+        mime = head + plain_headers + _qp_body(text)
+    else:
+        boundary = f"=_rm_{uuid.uuid4().hex}"
+        headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+        mark = f"--{boundary}\r\n".encode()
+        mime = (
+            head
+            + b"\r\n"
+            + mark
+            + plain_headers
+            + _qp_body(text)
+            + b"\r\n"  # the CRLF before a boundary belongs to the boundary (RFC 2046)
+            + mark
+            + b"Content-Type: text/html; charset=utf-8\r\n"
+            + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            + _qp_body(html)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+    return Composed(mime=mime, envelope_from=from_address, envelope_to=[to_address])

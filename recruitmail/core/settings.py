@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # `bulk_batches_per_run` batches, then continues as new to keep its history short.
     bulk_batch_size: int = 100
     bulk_batches_per_run: int = 40
+    # Batches sent at once, each over its own connection (Exchange allows 4 per mailbox).
+    bulk_parallel_batches: int = 4
     bulk_max_recipients: int = 5000
     # A batch whose worker stops heartbeating for this long is retried on another worker.
     bulk_heartbeat_timeout: timedelta = timedelta(seconds=30)

@@ -3,6 +3,7 @@ mailbox, with nothing lost or doubled."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ class BulkSendInput:
     company_id: str
     batch_size: int = 100
     batches_per_run: int = 40
+    parallel_batches: int = 4
     # A batch that stops heartbeating (its worker died) is retried after this long.
     heartbeat_timeout: timedelta = timedelta(seconds=30)
     # Where a continued run picks up; the plan is made once, by the first run.
@@ -82,9 +84,9 @@ class BulkSendWorkflow:
 
     Each batch is an activity that reuses one connection, heartbeats its progress and records
     every message's status before and after its send, so a retry after a crash skips what was
-    sent. Waits for nothing else; a `cancel` update stops before the next batch (the running
-    batch stops at its next message). Ends `completed` or `cancelled`; large jobs continue as
-    new every `batches_per_run` batches.
+    sent. Up to `parallel_batches` run at once. Waits for nothing else; a `cancel` update
+    stops before the next batch (a running batch stops within a second). Ends `completed` or
+    `cancelled`; large jobs continue as new every `batches_per_run` batches.
     """
 
     @workflow.init
@@ -127,25 +129,21 @@ class BulkSendWorkflow:
             self._progress.batches = batches
             workflow.upsert_search_attributes([MAIL_STATUS.value_set("sending")])
 
-        batch = input.next_batch
         run_end = min(batches, input.next_batch + input.batches_per_run)
-        while batch < run_end and not self._cancel:
-            result = await self._send_batch(input, batch)
-            self._progress.sent += result.sent
-            self._progress.failed += result.failed
-            if result.resume_at is not None and not result.cancelled:
-                wait = result.resume_at - workflow.now().timestamp()
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._cancel, timeout=timedelta(seconds=max(wait, 1))
-                    )
-                except TimeoutError:
-                    pass
-                continue  # the same batch: it skips what it already sent
-            batch += 1
-            self._progress.next_batch = batch
-            if result.cancelled:
-                self._cancel = True
+        # Up to `parallel_batches` batches at once, each over its own connection: the
+        # throughput of one reused connection is bound by round trips, not bandwidth. Each
+        # batch keeps at most one send in flight, so a crash can double at most that many.
+        waiting = list(range(input.next_batch, run_end))
+        running: set = set()
+        while (waiting and not self._cancel) or running:
+            while waiting and not self._cancel and len(running) < input.parallel_batches:
+                running.add(asyncio.ensure_future(self._run_batch(input, waiting.pop(0))))
+            done, still = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            running = set(still)
+            for task in done:
+                task.result()  # a batch never raises; this surfaces a bug as a task failure
+        batch = run_end
+        self._progress.next_batch = batch
 
         if batch < batches and not self._cancel:
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -155,6 +153,7 @@ class BulkSendWorkflow:
                     company_id=input.company_id,
                     batch_size=input.batch_size,
                     batches_per_run=input.batches_per_run,
+                    parallel_batches=input.parallel_batches,
                     heartbeat_timeout=input.heartbeat_timeout,
                     next_batch=batch,
                     batches=batches,
@@ -174,6 +173,27 @@ class BulkSendWorkflow:
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(self._progress.status)])
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
+
+    async def _run_batch(self, input: BulkSendInput, batch: int) -> None:
+        """One batch to its end: resumed after a throttle's far-off slot, counted once done."""
+        while True:
+            result = await self._send_batch(input, batch)
+            self._progress.sent += result.sent
+            self._progress.failed += result.failed
+            if result.cancelled:
+                self._cancel = True
+                return
+            if result.resume_at is None:
+                return
+            wait = result.resume_at - workflow.now().timestamp()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel, timeout=timedelta(seconds=max(wait, 1))
+                )
+            except TimeoutError:
+                pass
+            if self._cancel:
+                return
 
     async def _send_batch(self, input: BulkSendInput, batch: int) -> BatchResult:
         job_id = input.job_id

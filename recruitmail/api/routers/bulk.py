@@ -192,6 +192,7 @@ async def create_bulk_send(
                 company_id=str(job.company_id),
                 batch_size=settings.bulk_batch_size,
                 batches_per_run=settings.bulk_batches_per_run,
+                parallel_batches=settings.bulk_parallel_batches,
                 heartbeat_timeout=settings.bulk_heartbeat_timeout,
             ),
             id=job.workflow_id,
