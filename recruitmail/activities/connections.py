@@ -59,7 +59,7 @@ def smtp_target(box: SecretBox, connection: Connection) -> SmtpTarget:
     )
 
 
-def _load(session: Session, connection_id: str) -> Connection:
+def load_connection(session: Session, connection_id: str) -> Connection:
     connection = session.get(Connection, uuid.UUID(connection_id))
     if connection is None:
         raise ApplicationError(f"connection {connection_id} does not exist", non_retryable=True)
@@ -76,7 +76,7 @@ class ConnectionActivities:
     async def verify_smtp_connection(self, connection_id: str) -> VerificationResult:
         def load() -> tuple[SmtpTarget, str]:
             with Session(self._engine) as session:
-                connection = _load(session, connection_id)
+                connection = load_connection(session, connection_id)
                 return smtp_target(self._box, connection), connection.custom_address
 
         target, address = await asyncio.to_thread(load)
@@ -87,7 +87,7 @@ class ConnectionActivities:
 
         def store() -> None:
             with session_scope(self._engine) as session:
-                connection = _load(session, connection_id)
+                connection = load_connection(session, connection_id)
                 connection.steps = steps
                 connection.tested_at = utcnow()
                 connection.last_error = error
@@ -102,7 +102,7 @@ class ConnectionActivities:
     @activity.defn(name="set-connection-status")
     def set_connection_status(self, input: StatusInput) -> None:
         with session_scope(self._engine) as session:
-            connection = _load(session, input.connection_id)
+            connection = load_connection(session, input.connection_id)
             connection.setup_state = input.status
             connection.updated_at = utcnow()
             if input.status != ConnectionStatus.AWAITING_ADMIN_CONSENT:
@@ -125,7 +125,7 @@ class ConnectionActivities:
     def activate_connection(self, input: ActivateInput) -> None:
         """Make this the scope's sender, disabling the one it replaces, in one transaction."""
         with session_scope(self._engine) as session:
-            connection = _load(session, input.connection_id)
+            connection = load_connection(session, input.connection_id)
             if connection.status == ConnectionStatus.ACTIVE:
                 return  # a retried activation
             replaced = session.exec(

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from recruitmail.activities.connections import load_connection as _load
 from recruitmail.activities.connections import open_secret, seal_secret
 from recruitmail.activities.google import GoogleProvider, admin_instructions
 from recruitmail.activities.microsoft import MicrosoftProvider
@@ -53,13 +54,6 @@ def open_json(box: SecretBox, connection_id: uuid.UUID, blob: bytes | None) -> d
     if blob is None:
         return None
     return json.loads(box.decrypt(blob, associated_data=connection_id.bytes))
-
-
-def _load(session: Session, connection_id: str) -> Connection:
-    connection = session.get(Connection, uuid.UUID(connection_id))
-    if connection is None:
-        raise ApplicationError(f"connection {connection_id} does not exist", non_retryable=True)
-    return connection
 
 
 class OAuthActivities:

@@ -14,8 +14,8 @@ from recruitmail.workflows.search_attributes import MAIL_STATUS
 from recruitmail.workflows.smtp_setup import (
     ActivateInput,
     SetupState,
-    StatusInput,
     VerificationResult,
+    record_status,
 )
 
 AWAITING_AUTHORIZATION = "awaiting_authorization"
@@ -336,15 +336,9 @@ class OAuthConnectionSetupWorkflow:
         return result
 
     async def _set(self, status: str, error: str | None = None) -> None:
+        # Set first: updates arriving while the activity runs already see the new state.
         self._state = SetupState(status=status, last_error=error)
-        workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
-        await workflow.execute_local_activity(
-            "set-connection-status",
-            StatusInput(self._input.connection_id, status, error),
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
+        await record_status(self._input.connection_id, status, error)
 
 
 def _expiry_text(awaiting_consent: bool, wait: timedelta) -> str:

@@ -56,6 +56,19 @@ class SetupState:
     last_error: str | None = None
 
 
+async def record_status(connection_id: str, status: str, error: str | None) -> SetupState:
+    """Both setup workflows: the new state in the search attributes and in the database."""
+    workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
+    await workflow.execute_local_activity(
+        "set-connection-status",
+        StatusInput(connection_id, status, error),
+        start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+        schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+        retry_policy=policies.DB_STEP_RETRY,
+    )
+    return SetupState(status=status, last_error=error)
+
+
 @workflow.defn(name="smtp-connection-setup")
 class SmtpConnectionSetupWorkflow:
     """Waits for the admin to test (any number of times) and then activate the connection.
@@ -77,15 +90,9 @@ class SmtpConnectionSetupWorkflow:
         return self._state
 
     async def _set(self, status: str, error: str | None = None) -> None:
+        # Set first: updates arriving while the activity runs already see the new state.
         self._state = SetupState(status=status, last_error=error)
-        workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
-        await workflow.execute_local_activity(
-            "set-connection-status",
-            StatusInput(self._input.connection_id, status, error),
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
+        await record_status(self._input.connection_id, status, error)
 
     def _check_open(self) -> None:
         if self._done:

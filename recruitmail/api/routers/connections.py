@@ -136,6 +136,27 @@ def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
         )
 
 
+def _save_new(session: Session, user: User, connection: Connection, **detail: dict) -> Connection:
+    """The new connection and its audit event (never a secret in it), in one commit."""
+    session.add(connection)
+    session.add(
+        AuditEvent(
+            company_id=user.company_id,
+            user_id=user.id,
+            action="connection.create",
+            target=f"connection:{connection.id}",
+            detail={
+                "kind": connection.kind,
+                "custom_address": connection.custom_address,
+                "legal_entity_id": str(connection.legal_entity_id or ""),
+                **detail,
+            },
+        )
+    )
+    session.commit()
+    return connection
+
+
 def _create_oauth_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
     label = _PROVIDER_LABEL[body.kind]
     if body.smtp is not None:
@@ -159,22 +180,7 @@ def _create_oauth_row(session: Session, settings, user: User, body: ConnectionCr
         workflow_id=setup_workflow_id(str(connection_id)),
         created_by_user_id=user.id,
     )
-    session.add(connection)
-    session.add(
-        AuditEvent(
-            company_id=user.company_id,
-            user_id=user.id,
-            action="connection.create",
-            target=f"connection:{connection.id}",
-            detail={
-                "kind": connection.kind,
-                "custom_address": connection.custom_address,
-                "legal_entity_id": str(connection.legal_entity_id or ""),
-            },
-        )
-    )
-    session.commit()
-    return connection
+    return _save_new(session, user, connection)
 
 
 def _create_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
@@ -219,23 +225,8 @@ def _create_row(session: Session, settings, user: User, body: ConnectionCreate) 
         workflow_id=setup_workflow_id(str(connection_id)),
         created_by_user_id=user.id,
     )
-    session.add(connection)
-    session.add(
-        AuditEvent(
-            company_id=user.company_id,
-            user_id=user.id,
-            action="connection.create",
-            target=f"connection:{connection.id}",
-            detail={
-                "kind": connection.kind,
-                "custom_address": connection.custom_address,
-                "legal_entity_id": str(connection.legal_entity_id or ""),
-                "smtp": {"host": host, "port": body.smtp.port, "security": body.smtp.security},
-            },
-        )
-    )
-    session.commit()
-    return connection
+    smtp = {"host": host, "port": body.smtp.port, "security": body.smtp.security}
+    return _save_new(session, user, connection, smtp=smtp)
 
 
 @router.post("", response_model=ConnectionPublic, status_code=status.HTTP_202_ACCEPTED)
