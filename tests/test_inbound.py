@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -492,3 +493,31 @@ async def test_stored_mail_whose_routing_did_not_start_is_swept(temporal_client,
     assert started >= 1
     assert row.state == "routed"
     assert message.from_address == "late@example.org" and message.candidate_id is None
+
+
+async def test_receiver_offers_starttls_with_a_certificate(
+    temporal_client, engine, tmp_path, test_ca
+):
+    cert, key = test_ca.issue("inbound", ["127.0.0.1", "localhost"])
+    async with inbound_stack(
+        temporal_client, engine, tmp_path, inbound_tls_cert=cert, inbound_tls_key=key
+    ) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        smtp = aiosmtplib.SMTP(
+            hostname="127.0.0.1",
+            port=inbound.port,
+            start_tls=True,  # fails unless the receiver offers STARTTLS
+            tls_context=ssl.create_default_context(cafile=str(test_ca.ca_pem)),
+            timeout=10,
+        )
+        async with smtp:
+            encrypted = smtp.get_transport_info("sslcontext") is not None
+            await smtp.sendmail(
+                "a@example.org", [hosted], samples.plain_mail(sender="a@example.org", to=hosted)
+            )
+        await inbound.wait_routed(tenant)
+        [waiting] = await inbound.unassigned(tenant)
+
+    assert encrypted
+    assert waiting["from_address"] == "a@example.org"
