@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, StringConstraints
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
@@ -26,9 +26,11 @@ from recruitmail.core.models import (
     Company,
     Direction,
     Message,
+    MessageKind,
     MessageStatus,
     SenderNameMode,
     User,
+    utcnow,
 )
 from recruitmail.core.settings import Settings
 from recruitmail.core.templates import check_template, render, values_for
@@ -142,27 +144,36 @@ def _create(session: Session, settings: Settings, user: User, body: BulkCreate) 
     )
     session.add(job)
     session.flush()
-    messages = []
+    # One executemany of plain rows: thousands of model objects would cost seconds here.
+    now = utcnow()
+    rows = []
     for candidate_id in ids:
         candidate = found[candidate_id]
         values = values_for(candidate.name, company.name, sender_name)
-        messages.append(
-            Message(
-                company_id=company.id,
-                candidate_id=candidate.id,
-                direction=Direction.OUTBOUND,
-                status=MessageStatus.QUEUED,
-                to_addresses=[candidate.email],
-                subject=render(body.subject, values, mode="header"),
-                text=render(body.text, values),
-                html=render(body.html, values, mode="html") if body.html is not None else None,
-                message_id_header=new_message_id(settings.platform_mail_domain),
-                sender_user_id=user.id,
-                workflow_id=job.workflow_id,
-                bulk_job_id=job.id,
-            )
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "company_id": company.id,
+                "candidate_id": candidate.id,
+                "direction": Direction.OUTBOUND.value,
+                "status": MessageStatus.QUEUED.value,
+                "kind": MessageKind.MAIL.value,
+                "from_address": "",
+                "from_name": "",
+                "to_addresses": [candidate.email],
+                "subject": render(body.subject, values, mode="header"),
+                "text": render(body.text, values),
+                "html": render(body.html, values, mode="html") if body.html is not None else None,
+                "message_id_header": new_message_id(settings.platform_mail_domain),
+                "sender_user_id": user.id,
+                "workflow_id": job.workflow_id,
+                "bulk_job_id": job.id,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-    session.add_all(messages)
+    session.execute(insert(Message.__table__), rows)
     session.commit()
     return job
 
