@@ -417,3 +417,32 @@ async def test_oauth_needs_configuration_and_refuses_smtp_fields(
     assert "RECRUITMAIL_GOOGLE_CLIENT_ID" in unconfigured.json()["detail"]
     assert with_smtp.status_code == 422 and "smtp" in with_smtp.json()["detail"]
     assert listed.json() == []
+
+
+async def test_a_callback_that_cannot_reach_temporal_can_be_reloaded(
+    temporal_client, engine, tmp_path, test_ca
+):
+    from recruitmail.api.app import create_app
+    from tests.fakes.net import free_port
+
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address()
+        w.microsoft.controls.mailbox = mailbox
+        created = await w.connect(tenant, "microsoft", mailbox)
+        async with httpx.AsyncClient(verify=client_context(w.ca)) as browser:
+            location = (await browser.get(created["authorization_url"])).headers["location"]
+        # The same API, but Temporal is unreachable from it.
+        cut_off = w.stack.settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{free_port()}"}
+        )
+        app = create_app(cut_off, engine=engine)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=API) as down:
+            unavailable = await down.get(location.removeprefix(API))
+        reloaded = await w.stack.http.get(location.removeprefix(API))
+        tested = await w.wait_status(tenant, created["id"], {"tested"})
+
+    assert unavailable.status_code == 503 and "Reload" in unavailable.text
+    assert reloaded.status_code == 200, reloaded.text  # the same link works once it is back
+    assert tested["status"] == "tested"

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from sqlalchemy import update
 from sqlmodel import Session
+from temporalio.service import RPCError
 
 from recruitmail.activities.oauth import seal_json
 from recruitmail.api.deps import SettingsDep
@@ -164,10 +165,28 @@ async def oauth_callback(
         outcome = await _send(
             request, connection, "complete-authorization", CallbackInput(nonce=nonce)
         )
-    except HTTPException as exc:
+    except (HTTPException, RPCError) as exc:
+        if isinstance(exc, RPCError) or exc.status_code == 503:
+            # Never delivered (Temporal unreachable): give the link back, so a reload works.
+            await run_in_threadpool(_unspend, engine, connection.id, nonce)
+            return _page(
+                "Please try again",
+                ["Recruitmail is briefly unavailable. Reload this page in a moment."],
+                503,
+            )
         return _refused(str(exc.detail))
     connection = await run_in_threadpool(_fresh, engine, connection.id)
     return outcome_page(connection, outcome)
+
+
+def _unspend(engine, connection_id: uuid.UUID, nonce: str) -> None:
+    with Session(engine) as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id, Connection.oauth_state_nonce.is_(None))
+            .values(oauth_state_nonce=nonce, oauth_callback_blob=None)
+        )
+        session.commit()
 
 
 def _fresh(engine, connection_id: uuid.UUID) -> Connection:
