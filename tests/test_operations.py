@@ -115,7 +115,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_endpoint_decodes_it(
     assert decoded.status_code == 200, decoded.text
     plain = [
         base64.b64decode(p.get("data", "")).decode()
-        for p in MessageToDict(json_to_payloads(decoded.text))["payloads"]
+        for p in MessageToDict(Parse(decoded.text, Payloads()))["payloads"]
     ]
     assert any(sent["id"] in text for text in plain)  # the workflow input, readable again
     assert no_token.status_code == 401
@@ -130,10 +130,6 @@ async def test_history_holds_only_ciphertext_and_the_codec_endpoint_decodes_it(
     assert {
         base64.b64decode(p["metadata"]["encoding"]) for p in json.loads(encoded.text)["payloads"]
     } == {ENCODING}
-
-
-def json_to_payloads(text: str) -> Payloads:
-    return Parse(text, Payloads())
 
 
 async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):

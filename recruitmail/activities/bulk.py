@@ -12,17 +12,18 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from recruitmail.activities.platform import SessionSender, batch_sender
+from recruitmail.activities.platform import BatchSender, SessionSender, batch_sender
 from recruitmail.activities.send import SendActivities, to_application_error
 from recruitmail.core import throttle
 from recruitmail.core.db import session_scope
@@ -39,7 +40,6 @@ from recruitmail.core.models import (
     BulkJobStatus,
     Candidate,
     Company,
-    Connection,
     Message,
     MessageStatus,
     SenderNameMode,
@@ -68,6 +68,31 @@ MAX_INLINE_WAIT = 60.0
 # A message whose send keeps failing transiently inside one attempt of the batch: the batch
 # attempt fails and Temporal retries it later (skipping what was sent).
 MAX_TRANSIENT_TRIES = 4
+
+
+class _Pending(NamedTuple):
+    """A message of the batch still to send, with its stored MIME and envelope."""
+
+    id: uuid.UUID
+    raw: bytes
+    transport: str
+    connection_id: uuid.UUID | None
+    envelope_from: str
+    envelope_to: list[str]
+
+
+@dataclass
+class _Mailbox:
+    """Where a batch sends: one sender (a reused session), and that mailbox's throttle."""
+
+    job_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    sender: BatchSender
+    rate: throttle.Rate
+
+    @property
+    def key(self) -> str:
+        return f"connection:{self.connection_id}" if self.connection_id else "platform"
 
 
 class BulkActivities:
@@ -160,72 +185,80 @@ class BulkActivities:
         if cancelled or not pending:
             result.cancelled = cancelled
             return result
-        transport_name, connection_id = pending[0][2], pending[0][3]
+        # A batch has one sender: planning grouped it by transport and connection.
+        transport_name, connection_id = pending[0].transport, pending[0].connection_id
         try:
             transport = await asyncio.to_thread(
                 self._send.transport_for, transport_name, connection_id
             )
         except MailError as err:
             raise await self._batch_error(err, connection_id) from err
-        kind = await asyncio.to_thread(self._kind, connection_id)
-        key = f"connection:{connection_id}" if connection_id else "platform"
-        rate = throttle.rate_for(self._settings, kind)
-        sender = batch_sender(transport)
+        mailbox = _Mailbox(
+            job_id=job_id,
+            connection_id=connection_id,
+            sender=batch_sender(transport),
+            # The transport name is the connection's kind, or "platform".
+            rate=throttle.rate_for(self._settings, transport_name),
+        )
+        if mailbox.rate.limited:
+            await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)
         last_check = time.monotonic()
         try:
-            await asyncio.to_thread(self._mark_sending, pending[0][0])
-            for index, (message_id, raw, _, _, envelope) in enumerate(pending):
+            await asyncio.to_thread(self._mark_sending, pending[0].id)
+            for index, message in enumerate(pending):
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     if await asyncio.to_thread(self._cancel_requested, job_id):
-                        await asyncio.to_thread(self._requeue, message_id)
+                        await asyncio.to_thread(self._requeue, message.id)
                         result.cancelled = True
                         return result
-                next_id = pending[index + 1][0] if index + 1 < len(pending) else None
-                outcome = await self._deliver(
-                    sender, key, rate, job_id, message_id, raw, envelope, index
-                )
+                outcome = await self._deliver(mailbox, message, index)
                 if isinstance(outcome, float):  # the mailbox's next slot is far off
-                    await asyncio.to_thread(self._requeue, message_id)
+                    await asyncio.to_thread(self._requeue, message.id)
                     result.resume_at = outcome
                     return result
                 status, detail = outcome
-                await asyncio.to_thread(self._advance, message_id, status, detail, next_id)
+                next_id = pending[index + 1].id if index + 1 < len(pending) else None
+                await asyncio.to_thread(self._advance, message.id, status, detail, next_id)
                 if status == MessageStatus.SENT:
                     result.sent += 1
                 else:
                     result.failed += 1
                 activity.heartbeat(index + 1)
         finally:
-            await sender.close()
+            await mailbox.sender.close()
         await asyncio.to_thread(self._clear_next_send, job_id)
         return result
 
     async def _deliver(
-        self, sender, key, rate, job_id, message_id, raw, envelope, index
+        self, mailbox: _Mailbox, message: _Pending, index: int
     ) -> tuple[str, str] | float:
         """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
-        composed = Composed(mime=raw, envelope_from=envelope[0], envelope_to=envelope[1])
+        composed = Composed(
+            mime=message.raw, envelope_from=message.envelope_from, envelope_to=message.envelope_to
+        )
         parsed = None
-        if not isinstance(sender, SessionSender):  # HTTP APIs build their request from it
-            parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
+        if not isinstance(mailbox.sender, SessionSender):  # HTTP APIs build requests from it
+            parsed = cast(EmailMessage, message_from_bytes(message.raw, policy=default_policy))
         tries = 0
         while True:
-            if rate.limited:
-                slot = await asyncio.to_thread(throttle.reserve, self._engine, key, rate)
+            if mailbox.rate.limited:
+                slot = await asyncio.to_thread(
+                    throttle.reserve, self._engine, mailbox.key, mailbox.rate
+                )
                 wait = slot - time.time()
                 if wait > MAX_INLINE_WAIT:
-                    await asyncio.to_thread(self._set_next_send, job_id, slot)
+                    await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
                     return slot
                 if wait > 0:
                     if wait > 1:
-                        await asyncio.to_thread(self._set_next_send, job_id, slot)
+                        await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
                     await _sleep_heartbeating(wait, index)
             try:
-                provider_id = await sender.send(parsed, composed, str(message_id))
+                provider_id = await mailbox.sender.send(parsed, composed, str(message.id))
                 return MessageStatus.SENT, provider_id
             except (AuthExpiredError, ConfigurationError) as err:
-                raise await self._batch_error(err, _connection_of(key)) from err
+                raise await self._batch_error(err, mailbox.connection_id) from err
             except PermanentMailError as err:
                 return MessageStatus.FAILED, str(err)
             except TransientMailError as err:
@@ -234,7 +267,7 @@ class BulkActivities:
                     raise to_application_error(err) from err
                 pause = err.retry_after.total_seconds() if err.retry_after else 0.5 * tries
                 if err.retry_after is not None:
-                    await asyncio.to_thread(throttle.hold_back, self._engine, key, pause)
+                    await asyncio.to_thread(throttle.hold_back, self._engine, mailbox.key, pause)
                 if pause > MAX_INLINE_WAIT:
                     return time.time() + pause
                 await _sleep_heartbeating(pause, index)
@@ -246,7 +279,7 @@ class BulkActivities:
 
     # -- database steps -----------------------------------------------------------------
 
-    def _load_batch(self, job_id: uuid.UUID, batch: int):
+    def _load_batch(self, job_id: uuid.UUID, batch: int) -> tuple[bool, list[_Pending]]:
         with Session(self._engine) as session:
             job = session.get(BulkJob, job_id)
             rows = session.exec(
@@ -266,17 +299,10 @@ class BulkActivities:
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
         pending = [
-            (mid, raw, transport or "platform", connection_id, (sender, list(to)))
+            _Pending(mid, raw, transport or "platform", connection_id, sender, list(to))
             for mid, raw, transport, connection_id, sender, to in rows
         ]
         return job.cancel_requested, pending
-
-    def _kind(self, connection_id: uuid.UUID | None) -> str:
-        if connection_id is None:
-            return "platform"
-        with Session(self._engine) as session:
-            connection = session.get(Connection, connection_id)
-            return connection.kind if connection else "platform"
 
     def _cancel_requested(self, job_id: uuid.UUID) -> bool:
         with Session(self._engine) as session:
@@ -378,10 +404,6 @@ class BulkActivities:
             self.fail_bulk_batch,
             self.finish_bulk_send,
         ]
-
-
-def _connection_of(key: str) -> uuid.UUID | None:
-    return uuid.UUID(key.split(":", 1)[1]) if key.startswith("connection:") else None
 
 
 async def _sleep_heartbeating(seconds: float, progress: int) -> None:

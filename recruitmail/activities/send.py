@@ -27,6 +27,7 @@ from recruitmail.core.errors import (
 )
 from recruitmail.core.mail import Composed, compose
 from recruitmail.core.models import (
+    KIND_LABELS,
     Candidate,
     Company,
     Connection,
@@ -221,7 +222,7 @@ class SendActivities:
                 connection.last_error = str(err)
                 connection.updated_at = utcnow()
                 session.add(connection)
-            label = {"smtp": "SMTP", "google": "Google", "microsoft": "Microsoft"}[connection.kind]
+            label = KIND_LABELS[connection.kind]
             if connection.kind == "smtp":
                 todo = (
                     "An admin must switch back to the platform service and set the connection "

@@ -15,7 +15,7 @@ from email import message_from_bytes
 from email.message import EmailMessage, Message
 from email.parser import HeaderParser
 from email.policy import default as default_policy
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 from html.parser import HTMLParser
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
@@ -474,9 +474,3 @@ def _mailjet_part_types(parts: object) -> dict[str, tuple[str, str]]:
         filename = parser.get_filename() or parser.get_param("name") or ref
         found[ref] = (parser.get_content_type(), str(filename))
     return found
-
-
-def display_sender(value: str) -> tuple[str, str]:
-    """(name, address) of a From-like header value, for callers outside parse()."""
-    name, address = parseaddr(value)
-    return name, _lower_domain(address) if "@" in address else ""

@@ -102,6 +102,15 @@ class ConnectionKind(StrEnum):
     MICROSOFT = "microsoft"
 
 
+# How each kind is named to people ("The Microsoft connection for …").
+KIND_LABELS = {
+    ConnectionKind.SMTP: "SMTP",
+    ConnectionKind.GOOGLE: "Google",
+    ConnectionKind.MICROSOFT: "Microsoft",
+}
+OAUTH_KINDS = (ConnectionKind.GOOGLE.value, ConnectionKind.MICROSOFT.value)
+
+
 class ConnectionStatus(StrEnum):
     # OAuth setups (Google, Microsoft)
     AWAITING_AUTHORIZATION = "awaiting_authorization"  # waiting for the person to sign in

@@ -41,7 +41,8 @@ def rate_for(settings: Settings, kind: str) -> Rate:
     return Rate(interval=60.0 / per_minute if per_minute > 0 else 0.0, daily_cap=cap)
 
 
-def _ensure_row(engine: Engine, key: str) -> None:
+def ensure_row(engine: Engine, key: str) -> None:
+    """Create the mailbox's row once; reserve() then only updates it."""
     with Session(engine) as session:
         if session.get(MailboxThrottle, key) is not None:
             return
@@ -53,9 +54,10 @@ def _ensure_row(engine: Engine, key: str) -> None:
 
 
 def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> float:
-    """Take the mailbox's next send slot; returns its time (epoch seconds), maybe `now`."""
+    """Take the mailbox's next send slot; returns its time (epoch seconds), maybe `now`.
+
+    The row must exist (ensure_row): this is one UPDATE per send, on the hot path."""
     now = time.time() if now is None else now
-    _ensure_row(engine, key)
     table = MailboxThrottle.__table__
     start = case((table.c.next_slot > literal(now), table.c.next_slot), else_=literal(now))
     with Session(engine) as session:
@@ -97,7 +99,7 @@ def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> f
 def hold_back(engine: Engine, key: str, seconds: float) -> None:
     """The provider said wait (429, Retry-After): no send through this mailbox before then."""
     until = time.time() + seconds
-    _ensure_row(engine, key)
+    ensure_row(engine, key)
     table = MailboxThrottle.__table__
     with Session(engine) as session:
         session.execute(

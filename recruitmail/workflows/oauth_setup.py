@@ -119,15 +119,12 @@ class OAuthConnectionSetupWorkflow:
 
     @complete_authorization.validator
     def _validate_callback(self, input: CallbackInput) -> None:
-        self._check_open()
-        if self._callback is not None or self._state.status not in (
-            AWAITING_AUTHORIZATION,
-            AWAITING_ADMIN_CONSENT,
-        ):
-            raise ApplicationError(
-                f"This setup is not waiting for a sign-in (it is {self._state.status}).",
-                type="NotWaiting",
-            )
+        self._expect(
+            (AWAITING_AUTHORIZATION, AWAITING_ADMIN_CONSENT),
+            "This setup is not waiting for a sign-in",
+            "NotWaiting",
+            busy=self._callback is not None,
+        )
 
     @workflow.update(name="admin-consent-granted")
     async def admin_consent_granted(self, input: ConsentInput) -> SetupState:
@@ -140,13 +137,11 @@ class OAuthConnectionSetupWorkflow:
 
     @admin_consent_granted.validator
     def _validate_consent(self, input: ConsentInput) -> None:
-        self._check_open()
-        if self._state.status != AWAITING_ADMIN_CONSENT:
-            raise ApplicationError(
-                "This setup is not waiting for an administrator's consent "
-                f"(it is {self._state.status}).",
-                type="NotWaiting",
-            )
+        self._expect(
+            (AWAITING_ADMIN_CONSENT,),
+            "This setup is not waiting for an administrator's consent",
+            "NotWaiting",
+        )
 
     @workflow.update(name="test")
     async def test(self) -> VerificationResult:
@@ -158,13 +153,12 @@ class OAuthConnectionSetupWorkflow:
 
     @test.validator
     def _validate_test(self) -> None:
-        self._check_open()
-        if self._busy or self._state.status not in (TESTED, TEST_FAILED):
-            raise ApplicationError(
-                f"Sign in first: the connection can be tested once it is authorized (it is "
-                f"{self._state.status}).",
-                type="NotAuthorized",
-            )
+        self._expect(
+            (TESTED, TEST_FAILED),
+            "Sign in first: the connection can be tested once it is authorized",
+            "NotAuthorized",
+            busy=self._busy,
+        )
 
     @workflow.update(name="activate")
     async def activate(self, input: ActivateInput) -> SetupState:
@@ -174,13 +168,12 @@ class OAuthConnectionSetupWorkflow:
 
     @activate.validator
     def _validate_activate(self, input: ActivateInput) -> None:
-        self._check_open()
-        if self._busy or self._state.status != TESTED or self._activation is not None:
-            raise ApplicationError(
-                "Only a signed-in connection whose test passed can be activated (it is "
-                f"{self._state.status}).",
-                type="NotTested",
-            )
+        self._expect(
+            (TESTED,),
+            "Only a signed-in connection whose test passed can be activated",
+            "NotTested",
+            busy=self._busy or self._activation is not None,
+        )
 
     @workflow.update(name="cancel")
     async def cancel(self) -> SetupState:
@@ -193,6 +186,15 @@ class OAuthConnectionSetupWorkflow:
         self._check_open()
         if self._cancel:
             raise ApplicationError("The setup is already being cancelled.", type="SetupEnded")
+
+    def _expect(
+        self, statuses: tuple[str, ...], refusal: str, kind: str, *, busy: bool = False
+    ) -> None:
+        """An update's validator: refuse (nothing enters history) unless the setup is open,
+        idle, and in one of `statuses`."""
+        self._check_open()
+        if busy or self._state.status not in statuses:
+            raise ApplicationError(f"{refusal} (it is {self._state.status}).", type=kind)
 
     def _check_open(self) -> None:
         if self._done:

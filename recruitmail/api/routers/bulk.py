@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from recruitmail.api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep
-from recruitmail.api.routers.common import get_owned
+from recruitmail.api.routers.common import get_owned, start_or_undo
 from recruitmail.api.schemas import Body, Request, Subject
 from recruitmail.core.db import session_scope
 from recruitmail.core.mail import new_message_id
@@ -195,8 +195,8 @@ async def create_bulk_send(
     """Queue one personalised email per candidate. Placeholders: {{candidate.name}},
     {{candidate.first_name}}, {{company.name}}, {{sender.name}}."""
     job = await run_in_threadpool(_create, session, settings, user, body)
-    try:
-        await temporal.start_workflow(
+    await start_or_undo(
+        temporal.start_workflow(
             BulkSendWorkflow.run,
             BulkSendInput(
                 job_id=str(job.id),
@@ -214,14 +214,11 @@ async def create_bulk_send(
                     SearchAttributePair(MAIL_STATUS, BulkJobStatus.QUEUED.value),
                 ]
             ),
-        )
-    except Exception as exc:
-        log.exception("could not start %s", job.workflow_id)
-        await run_in_threadpool(_delete, session.bind, job.id)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "The bulk send was not queued: the workflow service is unavailable. Try again.",
-        ) from exc
+        ),
+        lambda: _delete(session.bind, job.id),
+        "The bulk send was not queued",
+        job.workflow_id,
+    )
     return await run_in_threadpool(_public, session, job)
 
 

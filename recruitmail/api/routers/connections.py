@@ -3,7 +3,6 @@ workflow; reads come from the database."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import timedelta
 
@@ -21,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from recruitmail.activities.connections import seal_secret
 from recruitmail.api.deps import SessionDep, SettingsAdmin, SettingsDep, TemporalDep
-from recruitmail.api.routers.common import get_owned
+from recruitmail.api.routers.common import get_owned, start_or_undo
 from recruitmail.api.schemas import (
     ConnectionCreate,
     ConnectionPublic,
@@ -36,6 +35,7 @@ from recruitmail.core.connection_rules import (
 )
 from recruitmail.core.db import session_scope
 from recruitmail.core.models import (
+    KIND_LABELS,
     LIVE_STATUSES,
     SETUP_STATUSES,
     AuditEvent,
@@ -65,7 +65,6 @@ from recruitmail.workflows.smtp_setup import (
     setup_workflow_id,
 )
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/connections", tags=["connections"])
 
 REPLACE_LIVE = (
@@ -117,9 +116,6 @@ def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UU
     return f"The legal entity {entity.name!r}" if entity else "This legal entity"
 
 
-_PROVIDER_LABEL = {"google": "Google", "microsoft": "Microsoft"}
-
-
 def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
     if body.legal_entity_id is not None:
         entity = session.get(LegalEntity, body.legal_entity_id)
@@ -158,7 +154,7 @@ def _save_new(session: Session, user: User, connection: Connection, **detail: di
 
 
 def _create_oauth_row(session: Session, settings, user: User, body: ConnectionCreate) -> Connection:
-    label = _PROVIDER_LABEL[body.kind]
+    label = KIND_LABELS[body.kind]
     if body.smtp is not None:
         raise _unprocessable(f"smtp: only SMTP connections take SMTP settings, not {label}")
     if not settings.oauth_configured(body.kind):
@@ -240,16 +236,12 @@ async def create_connection(
     """Start a setup. SMTP: test it (`/test`), then activate it (`/activate`). Google and
     Microsoft: follow `authorization_url` to sign in; the test runs by itself, then activate."""
     connection = await run_in_threadpool(_create_row, session, settings, user, body)
-    try:
-        await start_setup(temporal, settings, connection)
-    except Exception as exc:
-        log.exception("could not start %s", connection.workflow_id)
-        await run_in_threadpool(_delete_row, session.bind, connection.id)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "The connection was not created: the workflow service is unavailable. "
-            "Try again shortly.",
-        ) from exc
+    await start_or_undo(
+        start_setup(temporal, settings, connection),
+        lambda: _delete_row(session.bind, connection.id),
+        "The connection was not created",
+        connection.workflow_id,
+    )
     if connection.kind != "smtp":
         await run_update(
             temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait

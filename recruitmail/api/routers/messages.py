@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -15,10 +14,9 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from recruitmail.api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
-from recruitmail.api.routers.common import get_owned
+from recruitmail.api.routers.common import get_owned, start_or_undo
 from recruitmail.api.schemas import (
     AssignRequest,
     AttachmentPublic,
@@ -45,7 +43,6 @@ from recruitmail.workflows.send_message import (
     send_workflow_id,
 )
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["messages"])
 
 
@@ -129,8 +126,8 @@ async def send_message(
         workflow_id=send_workflow_id(str(message_id)),
     )
     await run_in_threadpool(_insert, session, message)
-    try:
-        await temporal.start_workflow(
+    await start_or_undo(
+        temporal.start_workflow(
             SendMessageWorkflow.run,
             SendMessageInput(
                 message_id=str(message.id),
@@ -149,17 +146,11 @@ async def send_message(
                     SearchAttributePair(MAIL_STATUS, MessageStatus.QUEUED.value),
                 ]
             ),
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # the message id is new, so this can only be our own retried start
-    except Exception as exc:
-        log.exception("could not start %s", message.workflow_id)
-        # Nothing half-written: without a workflow the row would never move, so remove it.
-        await run_in_threadpool(_delete, session.bind, message.id)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "The message was not queued: the workflow service is unavailable. Try again shortly.",
-        ) from exc
+        ),
+        lambda: _delete(session.bind, message.id),
+        "The message was not queued",
+        message.workflow_id,
+    )
     return MessagePublic.model_validate(message)
 
 

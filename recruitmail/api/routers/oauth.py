@@ -23,13 +23,11 @@ from temporalio.service import RPCError
 from recruitmail.activities.oauth import seal_json
 from recruitmail.api.deps import SettingsDep
 from recruitmail.api.routers.connections import run_update
-from recruitmail.core.models import Connection
+from recruitmail.core.models import KIND_LABELS, OAUTH_KINDS, Connection
 from recruitmail.core.security import secret_box
 from recruitmail.workflows.oauth_setup import CallbackInput, CallbackOutcome, ConsentInput
 
-router = APIRouter(tags=["oauth"], include_in_schema=True)
-
-_PROVIDERS = {"google": "Google", "microsoft": "Microsoft"}
+router = APIRouter(tags=["oauth"])
 
 
 def _page(title: str, paragraphs: list[str], status_code: int = 200) -> HTMLResponse:
@@ -85,7 +83,13 @@ def _consume(
         return connection, str(claims["n"])
 
 
-async def _send(request: Request, connection: Connection, update_name: str, arg) -> object:
+async def _send(
+    request: Request,
+    connection: Connection,
+    update_name: str,
+    arg: object,
+    result_type: type | None = None,
+) -> object:
     try:
         client = await request.app.state.temporal.client()
     except Exception:
@@ -97,7 +101,7 @@ async def _send(request: Request, connection: Connection, update_name: str, arg)
         update_name,
         arg,
         settings.connection_test_wait,
-        result_type=CallbackOutcome if update_name == "complete-authorization" else None,
+        result_type=result_type,
     )
 
 
@@ -151,7 +155,7 @@ async def oauth_callback(
     provider: str, request: Request, settings: SettingsDep, state: Annotated[str, Query()] = ""
 ) -> HTMLResponse:
     """Where the provider sends the browser after sign-in, with a code or an error."""
-    if provider not in _PROVIDERS:
+    if provider not in OAUTH_KINDS:
         return _refused(f"Unknown provider {provider!r}.")
     query = dict(request.query_params.items())
     engine = request.app.state.engine
@@ -163,7 +167,11 @@ async def oauth_callback(
         return _refused(str(exc))
     try:
         outcome = await _send(
-            request, connection, "complete-authorization", CallbackInput(nonce=nonce)
+            request,
+            connection,
+            "complete-authorization",
+            CallbackInput(nonce=nonce),
+            result_type=CallbackOutcome,
         )
     except (HTTPException, RPCError) as exc:
         if isinstance(exc, RPCError) or exc.status_code == 503:
@@ -195,7 +203,7 @@ def _fresh(engine, connection_id: uuid.UUID) -> Connection:
 
 
 def outcome_page(connection: Connection, outcome: CallbackOutcome) -> HTMLResponse:
-    label = _PROVIDERS.get(connection.kind, connection.kind)
+    label = KIND_LABELS[connection.kind]
     address = html.escape(connection.custom_address)
     if outcome.status in ("authorized", "tested", "test_failed"):
         return _page(
