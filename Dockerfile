@@ -8,7 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY recruitmail ./recruitmail
+COPY api ./api
+COPY workflows ./workflows
+COPY activities ./activities
+COPY providers ./providers
+COPY worker ./worker
+COPY core ./core
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app recruitmail \
     && mkdir -p /app/.recruitmail && chown recruitmail /app/.recruitmail

@@ -16,8 +16,8 @@ import httpx
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
-from recruitmail.core.settings import Settings
-from recruitmail.core.temporal import SEARCH_ATTRIBUTES, data_converter
+from core.settings import Settings
+from core.temporal import SEARCH_ATTRIBUTES, data_converter
 
 
 def free_port() -> int:
@@ -59,7 +59,7 @@ async def start_temporal(state: Path) -> WorkflowEnvironment:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "recruitmail.cli", *args],
+        [sys.executable, "-m", "worker.cli", *args],
         env={**os.environ, **env},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from common import free_port, percentile, spawn, start_temporal, wait_http, wait_port
 
-from recruitmail.core.bootstrap import create_company
-from recruitmail.core.db import make_engine
-from recruitmail.core.migrate import upgrade
+from core.bootstrap import create_company
+from core.db import make_engine
+from core.migrate import upgrade
 
 DOMAIN = "jobs.bench.example"
 

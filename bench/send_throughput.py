@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from bare_loop import BareLoop, bare_noop
 from common import free_port, percentile, spawn, start_temporal, wait_http, wait_port
 
-from recruitmail.core.bootstrap import create_company
-from recruitmail.core.db import make_engine
-from recruitmail.core.mail import compose, new_message_id
-from recruitmail.core.migrate import upgrade
-from recruitmail.core.models import utcnow
+from core.bootstrap import create_company
+from core.db import make_engine
+from core.mail import compose, new_message_id
+from core.migrate import upgrade
+from core.models import utcnow
 
 
 async def bounded(concurrency: int, jobs):

@@ -16,9 +16,9 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from recruitmail.core.db import make_engine
-from recruitmail.core.migrate import upgrade
-from recruitmail.core.temporal import SEARCH_ATTRIBUTES, data_converter
+from core.db import make_engine
+from core.migrate import upgrade
+from core.temporal import SEARCH_ATTRIBUTES, data_converter
 from tests.fakes.tls import TestCA
 from tests.helpers import test_settings
 

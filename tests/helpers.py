@@ -17,11 +17,11 @@ from sqlmodel import Session
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from recruitmail.api.app import create_app
-from recruitmail.core.bootstrap import create_company, create_user
-from recruitmail.core.models import Company, Permission
-from recruitmail.core.settings import Settings
-from recruitmail.worker.main import build_worker
+from api.app import create_app
+from core.bootstrap import create_company, create_user
+from core.models import Company, Permission
+from core.settings import Settings
+from worker.main import build_worker
 
 TEST_KEY = "test1:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 

@@ -6,8 +6,8 @@ import pytest
 from sqlmodel import Session, func, select
 from temporalio.client import Client
 
-from recruitmail.core.models import Message, Permission
-from recruitmail.core.temporal import data_converter
+from core.models import Message, Permission
+from core.temporal import data_converter
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import running_stack
 
@@ -40,7 +40,7 @@ async def test_health_and_readiness(stack):
 async def test_readiness_reports_an_unreachable_temporal(engine, tmp_path):
     import httpx
 
-    from recruitmail.api.app import create_app
+    from api.app import create_app
     from tests.fakes.net import free_port
     from tests.helpers import test_settings
 
@@ -236,7 +236,7 @@ async def test_mail_settings_show_the_hosted_address_and_effective_sender(stack)
 async def test_a_failed_workflow_start_is_503_and_leaves_no_message(stack, temporal_env):
     import httpx
 
-    from recruitmail.api.app import create_app
+    from api.app import create_app
 
     # A client for a namespace that does not exist: connecting works, starting fails.
     broken = await Client.connect(

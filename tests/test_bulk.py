@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, func, select
 
-from recruitmail.api.app import create_app
-from recruitmail.core.models import BulkJob, Candidate
+from api.app import create_app
+from core.models import BulkJob, Candidate
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import TEST_KEY, Stack, Tenant, running_stack
 from tests.helpers import test_settings as stack_settings
@@ -300,7 +300,7 @@ def spawn_worker(settings, database_url: str, target: str, log: Path) -> subproc
         "RECRUITMAIL_BULK_RATE_PLATFORM_PER_MINUTE": str(settings.bulk_rate_platform_per_minute),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "recruitmail.cli", "worker"],
+        [sys.executable, "-m", "worker.cli", "worker"],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -273,7 +273,7 @@ async def test_guard_rails(stack, overrides, field, words):
 async def test_password_stays_out_of_answers_storage_and_history(stack, test_ca, engine):
     from sqlmodel import Session
 
-    from recruitmail.core.models import Connection
+    from core.models import Connection
 
     tenant = stack.tenant()
     address = "secret@acme-corp.example.com"
@@ -291,7 +291,7 @@ async def test_password_stays_out_of_answers_storage_and_history(stack, test_ca,
 
 
 async def test_connections_are_tenant_scoped_and_need_the_settings_permission(stack):
-    from recruitmail.core.models import Permission
+    from core.models import Permission
 
     a, b = stack.tenant(), stack.tenant()
     created = await stack.http.post(

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
-from recruitmail.core import intake
-from recruitmail.core.models import Candidate, InboundRaw, Message, utcnow
-from recruitmail.worker.inbound_smtp import InboundSmtpServer
+from core import intake
+from core.models import Candidate, InboundRaw, Message, utcnow
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, running_stack
+from worker.inbound_smtp import InboundSmtpServer
 
 SECRET = "inbound-test-secret-0123456789"
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from recruitmail.core.inbound import mailjet_to_mime, parse
+from core.inbound import mailjet_to_mime, parse
 from tests import mail_samples as samples
 
 TO = "acme-jobs@jobs.test.example"

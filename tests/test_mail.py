@@ -7,8 +7,8 @@ from email.policy import default
 
 import pytest
 
-from recruitmail.core.mail import compose, compose_bytes, new_message_id
-from recruitmail.core.models import utcnow
+from core.mail import compose, compose_bytes, new_message_id
+from core.models import utcnow
 
 
 @pytest.mark.parametrize(

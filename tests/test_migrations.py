@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import recruitmail.core.models  # noqa: F401
+import core.models  # noqa: F401
 
 
 def test_migrations_match_the_models(engine):
@@ -17,6 +17,6 @@ def test_migrations_match_the_models(engine):
 
 
 def test_upgrade_is_idempotent(database_url):
-    from recruitmail.core.migrate import upgrade
+    from core.migrate import upgrade
 
     upgrade(database_url)  # already at head: nothing to do, no error

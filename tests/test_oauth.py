@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from sqlmodel import Session
 
-from recruitmail.core.models import Connection
+from core.models import Connection
 from tests.fakes.oauth import client_context
 from tests.oauth_world import API, address, connected, world
 
@@ -321,7 +321,7 @@ async def test_oauth_needs_configuration_and_refuses_smtp_fields(
 async def test_a_callback_that_cannot_reach_temporal_can_be_reloaded(
     temporal_client, engine, tmp_path, test_ca
 ):
-    from recruitmail.api.app import create_app
+    from api.app import create_app
     from tests.fakes.net import free_port
 
     async with world(temporal_client, engine, tmp_path, test_ca) as w:

@@ -19,19 +19,19 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlmodel import Session
 from temporalio.api.common.v1 import Payload, Payloads
 
-from recruitmail.activities.connections import open_secret, seal_secret
-from recruitmail.cli import app as cli_app
-from recruitmail.core.bootstrap import create_company, create_operator
-from recruitmail.core.codec import ENCODING, EncryptionCodec
-from recruitmail.core.db import make_engine
-from recruitmail.core.keys import rotate_secrets
-from recruitmail.core.logs import log_handler
-from recruitmail.core.migrate import upgrade
-from recruitmail.core.models import Connection, ConnectionStatus, Permission
-from recruitmail.core.security import SecretBox
+from activities.connections import open_secret, seal_secret
+from core.bootstrap import create_company, create_operator
+from core.codec import ENCODING, EncryptionCodec
+from core.db import make_engine
+from core.keys import rotate_secrets
+from core.logs import log_handler
+from core.migrate import upgrade
+from core.models import Connection, ConnectionStatus, Permission
+from core.security import SecretBox
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import running_stack
+from worker.cli import app as cli_app
 
 ROOT = Path(__file__).resolve().parent.parent
 UI_ORIGIN = "http://localhost:8233"

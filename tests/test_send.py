@@ -11,10 +11,10 @@ from temporalio.client import WorkflowHistory
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from recruitmail.workflows.send_message import SendMessageInput, SendMessageWorkflow
 from tests.fakes.mailjet import MailjetFake
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import running_stack
+from workflows.send_message import SendMessageInput, SendMessageWorkflow
 
 
 def relay(sink: SmtpSink, scheme: str = "smtp", userinfo: str = "") -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recruitmail.activities.smtp import SmtpSecurity, SmtpTarget, verify_smtp
-from recruitmail.core.tls import client_tls_context
+from activities.smtp import SmtpSecurity, SmtpTarget, verify_smtp
+from core.tls import client_tls_context
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
 

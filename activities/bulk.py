@@ -1,0 +1,413 @@
+"""Activities of BulkSend: plan the batches, send one batch over one connection, finish.
+
+The invariant that keeps a crash from losing or doubling mail: each message is marked
+`sending` in the database before its send and `sent` after it, in the same transaction that
+marks the next one `sending`. A batch retried after a crash resends only what is not `sent`,
+so the only possible duplicate is the one message whose send was under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import NamedTuple, cast
+
+from sqlalchemy import Engine, bindparam, update
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.platform import BatchSender, SessionSender, batch_sender
+from activities.send import SendActivities, to_application_error
+from core import throttle
+from core.db import session_scope
+from core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    MailError,
+    PermanentMailError,
+    TransientMailError,
+)
+from core.mail import Composed, compose_bytes
+from core.models import (
+    BulkJob,
+    BulkJobStatus,
+    Candidate,
+    Company,
+    Message,
+    MessageStatus,
+    SenderNameMode,
+    User,
+    utcnow,
+)
+from core.senders import EffectiveSender, effective_sender
+from core.settings import Settings
+from workflows.bulk_send import (
+    BatchInput,
+    BatchResult,
+    FailBatchInput,
+    FinishInput,
+    PlanInput,
+)
+
+_PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
+_MESSAGE = Message.__table__
+_TO_SENDING = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("target_id"), _MESSAGE.c.status.in_(_PENDING))
+    .values(status=MessageStatus.SENDING, updated_at=bindparam("now"))
+)
+# Waits up to this long inside the batch; a longer one goes back to the workflow's timer.
+MAX_INLINE_WAIT = 60.0
+# A message whose send keeps failing transiently inside one attempt of the batch: the batch
+# attempt fails and Temporal retries it later (skipping what was sent).
+MAX_TRANSIENT_TRIES = 4
+
+
+class _Pending(NamedTuple):
+    """A message of the batch still to send, with its stored MIME and envelope."""
+
+    id: uuid.UUID
+    raw: bytes
+    transport: str
+    connection_id: uuid.UUID | None
+    envelope_from: str
+    envelope_to: list[str]
+
+
+@dataclass
+class _Mailbox:
+    """Where a batch sends: one sender (a reused session), and that mailbox's throttle."""
+
+    job_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    sender: BatchSender
+    rate: throttle.Rate
+
+    @property
+    def key(self) -> str:
+        return f"connection:{self.connection_id}" if self.connection_id else "platform"
+
+
+class BulkActivities:
+    def __init__(self, engine: Engine, settings: Settings, send: SendActivities) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._send = send
+
+    # -- planning -----------------------------------------------------------------------
+
+    @activity.defn(name="plan-bulk-send")
+    def plan_bulk_send(self, input: PlanInput) -> int:
+        """Resolve each recipient's sender, compose every MIME once, number the batches."""
+        with session_scope(self._engine) as session:
+            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            if job.batches:
+                return job.batches  # planned by an earlier attempt that committed
+            company = session.get(Company, job.company_id)
+            sender_name = company.name
+            if company.sender_name_mode == SenderNameMode.EMPLOYEE and job.created_by_user_id:
+                creator = session.get(User, job.created_by_user_id)
+                sender_name = creator.name if creator else sender_name
+            rows = session.execute(
+                select(
+                    Message.id,
+                    Message.subject,
+                    Message.text,
+                    Message.html,
+                    Message.message_id_header,
+                    Message.created_at,
+                    Candidate.name,
+                    Candidate.email,
+                    Candidate.legal_entity_id,
+                )
+                .join(Candidate, col(Message.candidate_id) == col(Candidate.id))
+                .where(Message.bulk_job_id == job.id)
+                .order_by(col(Message.created_at), col(Message.id))
+            ).all()
+            senders: dict[uuid.UUID | None, EffectiveSender] = {}
+            groups: dict[tuple[str, uuid.UUID | None], list[dict]] = defaultdict(list)
+            for row in rows:
+                entity = row.legal_entity_id
+                if entity not in senders:
+                    senders[entity] = effective_sender(session, self._settings, company, entity)
+                sender = senders[entity]
+                composed = compose_bytes(
+                    from_address=sender.address,
+                    from_name=sender_name,
+                    to_address=row.email,
+                    # Imported names may hold line breaks; a header must not.
+                    to_name=" ".join(row.name.split()),
+                    subject=row.subject,
+                    text=row.text,
+                    html=row.html,
+                    message_id=row.message_id_header,
+                    date=row.created_at,
+                )
+                groups[(sender.transport, sender.connection_id)].append(
+                    {
+                        "id": row.id,
+                        "raw_mime": composed.mime,
+                        "from_address": sender.address,
+                        "from_name": sender_name,
+                        "to_addresses": composed.envelope_to,
+                        "transport": sender.transport,
+                        "connection_id": sender.connection_id,
+                    }
+                )
+            updates = []
+            batch = 0
+            for members in groups.values():
+                for start in range(0, len(members), input.batch_size):
+                    for values in members[start : start + input.batch_size]:
+                        updates.append({**values, "bulk_batch": batch})
+                    batch += 1
+            if updates:
+                session.execute(update(Message), updates)  # one executemany, by primary key
+            job.batches = batch
+            job.status = BulkJobStatus.RUNNING
+            session.add(job)
+            return batch
+
+    # -- one batch ----------------------------------------------------------------------
+
+    @activity.defn(name="send-bulk-batch")
+    async def send_bulk_batch(self, input: BatchInput) -> BatchResult:
+        job_id = uuid.UUID(input.job_id)
+        cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
+        result = BatchResult()
+        if cancelled or not pending:
+            result.cancelled = cancelled
+            return result
+        # A batch has one sender: planning grouped it by transport and connection.
+        transport_name, connection_id = pending[0].transport, pending[0].connection_id
+        try:
+            transport = await asyncio.to_thread(
+                self._send.transport_for, transport_name, connection_id
+            )
+        except MailError as err:
+            raise await self._batch_error(err, connection_id) from err
+        mailbox = _Mailbox(
+            job_id=job_id,
+            connection_id=connection_id,
+            sender=batch_sender(transport),
+            # The transport name is the connection's kind, or "platform".
+            rate=throttle.rate_for(self._settings, transport_name),
+        )
+        if mailbox.rate.limited:
+            await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)
+        last_check = time.monotonic()
+        try:
+            await asyncio.to_thread(self._mark_sending, pending[0].id)
+            for index, message in enumerate(pending):
+                if time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    if await asyncio.to_thread(self._cancel_requested, job_id):
+                        await asyncio.to_thread(self._requeue, message.id)
+                        result.cancelled = True
+                        return result
+                outcome = await self._deliver(mailbox, message, index)
+                if isinstance(outcome, float):  # the mailbox's next slot is far off
+                    await asyncio.to_thread(self._requeue, message.id)
+                    result.resume_at = outcome
+                    return result
+                status, detail = outcome
+                next_id = pending[index + 1].id if index + 1 < len(pending) else None
+                await asyncio.to_thread(self._advance, message.id, status, detail, next_id)
+                if status == MessageStatus.SENT:
+                    result.sent += 1
+                else:
+                    result.failed += 1
+                activity.heartbeat(index + 1)
+        finally:
+            await mailbox.sender.close()
+        await asyncio.to_thread(self._clear_next_send, job_id)
+        return result
+
+    async def _deliver(
+        self, mailbox: _Mailbox, message: _Pending, index: int
+    ) -> tuple[str, str] | float:
+        """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
+        composed = Composed(
+            mime=message.raw, envelope_from=message.envelope_from, envelope_to=message.envelope_to
+        )
+        parsed = None
+        if not isinstance(mailbox.sender, SessionSender):  # HTTP APIs build requests from it
+            parsed = cast(EmailMessage, message_from_bytes(message.raw, policy=default_policy))
+        tries = 0
+        while True:
+            if mailbox.rate.limited:
+                slot = await asyncio.to_thread(
+                    throttle.reserve, self._engine, mailbox.key, mailbox.rate
+                )
+                wait = slot - time.time()
+                if wait > MAX_INLINE_WAIT:
+                    await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
+                    return slot
+                if wait > 0:
+                    if wait > 1:
+                        await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
+                    await _sleep_heartbeating(wait, index)
+            try:
+                provider_id = await mailbox.sender.send(parsed, composed, str(message.id))
+                return MessageStatus.SENT, provider_id
+            except (AuthExpiredError, ConfigurationError) as err:
+                raise await self._batch_error(err, mailbox.connection_id) from err
+            except PermanentMailError as err:
+                return MessageStatus.FAILED, str(err)
+            except TransientMailError as err:
+                tries += 1
+                if tries >= MAX_TRANSIENT_TRIES:
+                    raise to_application_error(err) from err
+                pause = err.retry_after.total_seconds() if err.retry_after else 0.5 * tries
+                if err.retry_after is not None:
+                    await asyncio.to_thread(throttle.hold_back, self._engine, mailbox.key, pause)
+                if pause > MAX_INLINE_WAIT:
+                    return time.time() + pause
+                await _sleep_heartbeating(pause, index)
+
+    async def _batch_error(self, err: MailError, connection_id: uuid.UUID | None):
+        if isinstance(err, AuthExpiredError) and connection_id is not None:
+            err = await asyncio.to_thread(self._send.mark_needs_reauth, connection_id, err)
+        return to_application_error(err)
+
+    # -- database steps -----------------------------------------------------------------
+
+    def _load_batch(self, job_id: uuid.UUID, batch: int) -> tuple[bool, list[_Pending]]:
+        with Session(self._engine) as session:
+            job = session.get(BulkJob, job_id)
+            rows = session.exec(
+                select(
+                    Message.id,
+                    Message.raw_mime,
+                    Message.transport,
+                    Message.connection_id,
+                    Message.from_address,
+                    Message.to_addresses,
+                )
+                .where(
+                    Message.bulk_job_id == job_id,
+                    Message.bulk_batch == batch,
+                    col(Message.status).in_(_PENDING),
+                )
+                .order_by(col(Message.created_at), col(Message.id))
+            ).all()
+        pending = [
+            _Pending(mid, raw, transport or "platform", connection_id, sender, list(to))
+            for mid, raw, transport, connection_id, sender, to in rows
+        ]
+        return job.cancel_requested, pending
+
+    def _cancel_requested(self, job_id: uuid.UUID) -> bool:
+        with Session(self._engine) as session:
+            return bool(
+                session.exec(select(BulkJob.cancel_requested).where(BulkJob.id == job_id)).one()
+            )
+
+    def _mark_sending(self, message_id: uuid.UUID) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(_TO_SENDING, {"target_id": message_id, "now": utcnow()})
+
+    def _requeue(self, message_id: uuid.UUID) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(_MESSAGE)
+                .where(_MESSAGE.c.id == message_id, _MESSAGE.c.status == MessageStatus.SENDING)
+                .values(status=MessageStatus.QUEUED, updated_at=utcnow())
+            )
+
+    def _advance(
+        self, message_id: uuid.UUID, status: str, detail: str, next_id: uuid.UUID | None
+    ) -> None:
+        """This message's outcome and the next one's `sending`, in one transaction.
+
+        SQLAlchemy Core, not the ORM: this runs once per message, on the hot path.
+        """
+        now = utcnow()
+        values: dict = {"status": status, "updated_at": now, "attempts": _MESSAGE.c.attempts + 1}
+        if status == MessageStatus.SENT:
+            values.update(sent_at=now, provider_message_id=detail[:255], error=None)
+        else:
+            values.update(error=detail)
+        with self._engine.begin() as connection:
+            connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message_id).values(values))
+            if next_id is not None:
+                connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
+
+    def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(BulkJob)
+                .where(col(BulkJob.id) == job_id)
+                .values(next_send_at=datetime.fromtimestamp(slot, UTC))
+            )
+
+    def _clear_next_send(self, job_id: uuid.UUID) -> None:
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(BulkJob).where(col(BulkJob.id) == job_id).values(next_send_at=None)
+            )
+
+    # -- endings ------------------------------------------------------------------------
+
+    @activity.defn(name="fail-bulk-batch")
+    def fail_bulk_batch(self, input: FailBatchInput) -> BatchResult:
+        """Retries ran out: what is left of the batch fails, with the reason."""
+        with session_scope(self._engine) as session:
+            rows = session.exec(
+                select(Message).where(
+                    Message.bulk_job_id == uuid.UUID(input.job_id),
+                    Message.bulk_batch == input.batch,
+                    col(Message.status).in_(_PENDING),
+                )
+            ).all()
+            for message in rows:
+                message.status = MessageStatus.FAILED
+                message.error = input.reason
+                message.updated_at = utcnow()
+                session.add(message)
+            return BatchResult(failed=len(rows))
+
+    @activity.defn(name="finish-bulk-send")
+    def finish_bulk_send(self, input: FinishInput) -> None:
+        with session_scope(self._engine) as session:
+            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            if input.cancelled:
+                session.execute(
+                    update(Message)
+                    .where(
+                        col(Message.bulk_job_id) == job.id,
+                        col(Message.status).in_(_PENDING),
+                    )
+                    .values(
+                        status=MessageStatus.CANCELLED,
+                        error="The bulk send was cancelled before this message was sent.",
+                        updated_at=utcnow(),
+                    )
+                )
+            job.status = BulkJobStatus.CANCELLED if input.cancelled else BulkJobStatus.COMPLETED
+            job.finished_at = utcnow()
+            job.next_send_at = None
+            session.add(job)
+
+    @property
+    def all(self) -> list:
+        return [
+            self.plan_bulk_send,
+            self.send_bulk_batch,
+            self.fail_bulk_batch,
+            self.finish_bulk_send,
+        ]
+
+
+async def _sleep_heartbeating(seconds: float, progress: int) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 1.0))
+        activity.heartbeat(progress)

@@ -1,0 +1,196 @@
+"""Google Workspace: sign-in through google-auth-oauthlib (offline access, PKCE), sending
+through the Gmail API `users.messages.send` with the raw MIME."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import google.auth.exceptions
+import google.auth.transport.requests
+import oauthlib.oauth2
+from google.oauth2.credentials import Credentials
+from google_auth_oauthlib.flow import Flow
+
+from activities.oauth_http import (
+    Grant,
+    api_client,
+    classify_api_answer,
+    requests_session,
+)
+from core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    ConsentRequiredError,
+    PermanentMailError,
+    TransientMailError,
+)
+from core.settings import Settings
+
+GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
+SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", GMAIL_SEND]
+# A user may untick gmail.send on the consent screen; oauthlib would then raise "Scope has
+# changed". Relaxed, the exchange passes and the granted scopes are checked explicitly below.
+os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
+_BLOCKED = {"admin_policy_enforced", "org_internal"}
+
+
+def admin_instructions(client_id: str) -> str:
+    return (
+        "Your Google Workspace administrator must allow Recruitmail: Admin console → Security → "
+        "Access and data control → API controls → Manage third-party app access → Configure "
+        f"new app → search for the OAuth client ID {client_id} → Trusted. Then tell Recruitmail "
+        "that access was granted (POST /v1/connections/{id}/admin-consent-granted), or simply "
+        "sign in again with the new link."
+    )
+
+
+class GoogleProvider:
+    name = "Google"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _flow(self, state: str | None = None, code_verifier: str | None = None) -> Flow:
+        redirect = self.settings.oauth_redirect_uri("google")
+        flow = Flow.from_client_config(
+            {
+                "web": {
+                    "client_id": self.settings.google_client_id,
+                    "client_secret": self.settings.google_client_secret,
+                    "auth_uri": self.settings.google_auth_uri,
+                    "token_uri": self.settings.google_token_uri,
+                    "redirect_uris": [redirect],
+                }
+            },
+            scopes=SCOPES,
+            redirect_uri=redirect,
+            state=state,
+            code_verifier=code_verifier,
+            autogenerate_code_verifier=code_verifier is None,
+        )
+        session = requests_session(self.settings)
+        flow.oauth2session.verify = session.verify
+        flow.oauth2session.trust_env = False
+        return flow
+
+    def authorization(self, state: str, login_hint: str) -> tuple[str, dict]:
+        flow = self._flow()
+        url, _ = flow.authorization_url(
+            access_type="offline",
+            # Google returns a refresh token only on consent; a reconnect needs a new one.
+            prompt="consent",
+            include_granted_scopes="true",
+            login_hint=login_hint,
+            state=state,
+        )
+        return url, {"state": state, "code_verifier": flow.code_verifier}
+
+    def exchange(self, flow_data: dict, query: dict) -> Grant:
+        error = str(query.get("error", ""))
+        if error:
+            subtype = str(query.get("error_subtype", ""))
+            if error in _BLOCKED or subtype in _BLOCKED:
+                raise ConsentRequiredError(
+                    "Your Google Workspace blocks Recruitmail until an administrator trusts it."
+                )
+            if error == "access_denied":
+                raise PermanentMailError(
+                    "The sign-in was declined. Start the connection again and allow Recruitmail "
+                    "to send email on your behalf."
+                )
+            raise PermanentMailError(f"Google refused the sign-in ({error}).")
+        flow = self._flow(state=flow_data["state"], code_verifier=flow_data["code_verifier"])
+        try:
+            token = flow.fetch_token(code=str(query.get("code", "")))
+        except oauthlib.oauth2.rfc6749.errors.OAuth2Error as exc:
+            if exc.error in ("invalid_client", "unauthorized_client"):
+                raise ConfigurationError(
+                    "Google refused Recruitmail's client credentials; an operator must update "
+                    "RECRUITMAIL_GOOGLE_CLIENT_ID and RECRUITMAIL_GOOGLE_CLIENT_SECRET."
+                ) from exc
+            if exc.error in _BLOCKED:
+                raise ConsentRequiredError(
+                    "Your Google Workspace blocks Recruitmail until an administrator trusts it."
+                ) from exc
+            raise PermanentMailError(
+                f"Google refused the sign-in ({exc.error}); start the sign-in again."
+            ) from exc
+        except OSError as exc:
+            raise TransientMailError(f"Google sign-in is unreachable ({exc}).") from exc
+        granted = token.get("scope") or []
+        granted = granted.split() if isinstance(granted, str) else list(granted)
+        if GMAIL_SEND not in granted:
+            raise PermanentMailError(
+                "The permission to send email on your behalf was not granted, so Recruitmail "
+                "cannot send from this mailbox. Sign in again and keep that box ticked."
+            )
+        if not token.get("refresh_token"):
+            raise PermanentMailError(
+                "Google returned no refresh token; remove Recruitmail from the account's "
+                "third-party access and sign in again."
+            )
+        email = str(_id_token_claims(token.get("id_token", "")).get("email", "")).lower()
+        return Grant(secret={"refresh_token": token["refresh_token"]}, mailbox=email)
+
+    def _credentials(self, secret: dict) -> Credentials:
+        return Credentials(
+            token=None,
+            refresh_token=secret.get("refresh_token"),
+            token_uri=self.settings.google_token_uri,
+            client_id=self.settings.google_client_id,
+            client_secret=self.settings.google_client_secret,
+            scopes=[GMAIL_SEND],
+        )
+
+    def access_token(self, secret: dict) -> tuple[str, dict | None]:
+        if not secret.get("refresh_token"):
+            raise AuthExpiredError("No Google sign-in is stored; reconnect the mailbox.")
+        credentials = self._credentials(secret)
+        try:
+            credentials.refresh(
+                google.auth.transport.requests.Request(requests_session(self.settings))
+            )
+        except google.auth.exceptions.RefreshError as exc:
+            if getattr(exc, "retryable", False):
+                raise TransientMailError(f"Google sign-in is unavailable ({exc}).") from exc
+            raise AuthExpiredError(
+                "Google no longer accepts the mailbox's sign-in (it expired or was revoked); "
+                "reconnect the mailbox."
+            ) from exc
+        except google.auth.exceptions.TransportError as exc:
+            raise TransientMailError(f"Google sign-in is unreachable ({exc}).") from exc
+        changed = None
+        if credentials.refresh_token and credentials.refresh_token != secret["refresh_token"]:
+            changed = {"refresh_token": credentials.refresh_token}
+        return str(credentials.token), changed
+
+    async def send(self, access_token: str, address: str, mime: bytes) -> str:
+        url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/messages/send"
+        async with api_client(self.settings) as http:
+            try:
+                response = await http.post(
+                    url,
+                    json={"raw": base64.urlsafe_b64encode(mime).decode()},
+                    headers={"Authorization": f"Bearer {access_token}"},
+                )
+            except Exception as exc:  # httpx transport errors: connect, read, TLS
+                raise TransientMailError(f"The Gmail API is unreachable ({exc}).") from exc
+        classify_api_answer(response, "Gmail", address)
+        return str(response.json().get("id", ""))
+
+    def profile(self, access_token: str) -> str:
+        return ""  # gmail.send cannot read the profile; the id_token named the mailbox
+
+
+def _id_token_claims(id_token: str) -> dict:
+    """The claims of an id_token received directly from the token endpoint over TLS.
+
+    OpenID Connect allows skipping the signature check for a token obtained this way.
+    """
+    try:
+        payload = id_token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}

@@ -1,0 +1,273 @@
+"""Routing stored inbound mail: parse, classify, match a candidate, store, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from core.db import session_scope
+from core.inbound import ParsedMail, parse
+from core.models import (
+    ApplicationStatus,
+    Attachment,
+    Candidate,
+    CandidateAddress,
+    Company,
+    Connection,
+    Direction,
+    InboundRaw,
+    InboundState,
+    MatchReason,
+    Message,
+    MessageKind,
+    MessageStatus,
+    User,
+    utcnow,
+)
+from core.settings import Settings
+from workflows.receive_message import ReceiveMessageResult, RouteInput
+
+# Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
+_BOUNCEABLE = (MessageStatus.SENT.value, MessageStatus.SENDING.value)
+
+
+class InboundActivities:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+
+    @activity.defn(name="route-inbound-message")
+    def route_inbound_message(self, input: RouteInput) -> ReceiveMessageResult:
+        try:
+            return self.route(uuid.UUID(input.inbound_id), input.closed_application_grace)
+        except IntegrityError:
+            # The same Message-ID was stored for this company by a concurrent run: recording
+            # this copy as its duplicate is the whole job now.
+            return self.route(uuid.UUID(input.inbound_id), input.closed_application_grace)
+
+    @property
+    def all(self) -> list:
+        return [self.route_inbound_message]
+
+    def route(self, inbound_id: uuid.UUID, grace: timedelta) -> ReceiveMessageResult:
+        with session_scope(self._engine) as session:
+            raw = session.get(InboundRaw, inbound_id)
+            if raw is None or raw.company_id is None:
+                raise LookupError(f"inbound message {inbound_id} is not stored")
+            if raw.state != InboundState.STORED:
+                return _already_routed(session, raw)
+
+            parsed = parse(raw.raw)
+            existing = session.exec(
+                select(Message).where(
+                    Message.company_id == raw.company_id,
+                    Message.message_id_header == parsed.message_id,
+                )
+            ).first()
+            if existing is not None:
+                raw.state = InboundState.DUPLICATE
+                raw.message_id = existing.id
+                return ReceiveMessageResult(
+                    state="duplicate",
+                    message_id=str(existing.id),
+                    candidate_id=_str(existing.candidate_id),
+                    match_reason=existing.match_reason,
+                    kind=existing.kind,
+                )
+
+            router = _Router(session, raw.company_id, raw.received_at, grace, self._settings)
+            candidate_id, reason, detail, thread_message = router.match(parsed)
+            bounced = None
+            if parsed.kind == MessageKind.BOUNCE and parsed.bounce is not None:
+                bounced = _mark_bounce(session, thread_message, parsed)
+            message = _inbound_message(raw, parsed, candidate_id, reason, detail)
+            session.add(message)
+            session.flush()  # the message row first: attachments refer to it
+            for item in parsed.attachments:
+                session.add(
+                    Attachment(
+                        message_id=message.id,
+                        filename=item.filename,
+                        content_type=item.content_type,
+                        size=len(item.content),
+                        sha256=item.sha256,
+                        content=item.content,
+                    )
+                )
+            raw.state = InboundState.ROUTED
+            raw.message_id = message.id
+            session.flush()  # a duplicate Message-ID surfaces here, before commit
+            return ReceiveMessageResult(
+                state="routed",
+                message_id=str(message.id),
+                candidate_id=_str(candidate_id),
+                match_reason=reason,
+                kind=parsed.kind,
+                bounced_message_id=_str(bounced.id) if bounced is not None else None,
+            )
+
+
+class _Router:
+    """The routing rules of DESIGN.md, point 4, within one company."""
+
+    def __init__(
+        self,
+        session: Session,
+        company_id: uuid.UUID,
+        received_at: datetime,
+        grace: timedelta,
+        settings: Settings,
+    ) -> None:
+        self.session = session
+        self.company_id = company_id
+        self.received_at = received_at
+        self.grace = grace
+        self.settings = settings
+
+    def match(self, parsed: ParsedMail) -> tuple[uuid.UUID | None, str, str, Message | None]:
+        """(candidate id, match reason, detail, the outbound message replied to)."""
+        sent = self._our_message(parsed.thread_ids)
+        if sent is not None and sent.candidate_id is not None:
+            return sent.candidate_id, MatchReason.THREAD, f"reply to {sent.message_id_header}", sent
+
+        own = self._own_addresses()
+        senders = [a for a in parsed.sender_addresses if a.lower() not in own]
+        for address in senders:
+            candidate = self._candidate_by_address(address)
+            if candidate is not None:
+                return candidate.id, MatchReason.SENDER, f"sender {address}", sent
+        why = ["no Message-ID we sent in In-Reply-To or References"]
+        if senders:
+            why.append(
+                f"no candidate with an open (or recently closed) application at "
+                f"{', '.join(senders[:3])}"
+            )
+        else:
+            why.append("no sender address outside the company's own")
+        return None, MatchReason.NONE, "; ".join(why), sent
+
+    def _our_message(self, ids: list[str]) -> Message | None:
+        if not ids:
+            return None
+        return self.session.exec(
+            select(Message)
+            .where(
+                Message.company_id == self.company_id,
+                Message.direction == Direction.OUTBOUND,
+                col(Message.message_id_header).in_(ids[:200]),
+            )
+            .order_by(col(Message.created_at).desc())
+        ).first()
+
+    def _own_addresses(self) -> set[str]:
+        """Addresses of the company itself: mail from these was forwarded, not written."""
+        slug = self.session.exec(select(Company.slug).where(Company.id == self.company_id)).one()
+        own = {self.settings.hosted_address(slug).lower()}
+        own.update(
+            a.lower()
+            for a in self.session.exec(
+                select(Connection.custom_address).where(Connection.company_id == self.company_id)
+            )
+        )
+        own.update(
+            a.lower()
+            for a in self.session.exec(select(User.email).where(User.company_id == self.company_id))
+        )
+        return own
+
+    def _candidate_by_address(self, address: str) -> Candidate | None:
+        address = address.lower()
+        remembered = select(CandidateAddress.candidate_id).where(
+            CandidateAddress.company_id == self.company_id, CandidateAddress.email == address
+        )
+        open_or_recent = or_(
+            Candidate.application_status == ApplicationStatus.OPEN,
+            col(Candidate.closed_at) >= self.received_at - self.grace,
+        )
+        is_open = Candidate.application_status == ApplicationStatus.OPEN
+        return self.session.exec(
+            select(Candidate)
+            .where(
+                Candidate.company_id == self.company_id,
+                or_(func.lower(Candidate.email) == address, col(Candidate.id).in_(remembered)),
+                open_or_recent,
+            )
+            # The most recent open application wins; then the most recently closed one.
+            .order_by(
+                is_open.desc(),
+                col(Candidate.created_at).desc(),
+                col(Candidate.closed_at).desc(),
+            )
+        ).first()
+
+
+def _mark_bounce(session: Session, sent: Message | None, parsed: ParsedMail) -> Message | None:
+    """Mark the outbound message bounced, and flag the candidate's address."""
+    report = parsed.bounce
+    if sent is None or report is None:
+        return None
+    if sent.status in _BOUNCEABLE:
+        sent.status = MessageStatus.BOUNCED
+        sent.error = report.describe()
+        sent.updated_at = utcnow()
+    candidate = session.get(Candidate, sent.candidate_id) if sent.candidate_id else None
+    if candidate is not None and (
+        report.recipient is None or report.recipient.lower() == candidate.email.lower()
+    ):
+        candidate.email_bounced_at = utcnow()
+        candidate.email_bounce_detail = report.describe()
+    return sent
+
+
+def _inbound_message(
+    raw: InboundRaw,
+    parsed: ParsedMail,
+    candidate_id: uuid.UUID | None,
+    reason: str,
+    detail: str,
+) -> Message:
+    if parsed.kind != MessageKind.MAIL:
+        detail = f"{detail}; {parsed.kind_detail}"
+    if parsed.defects:
+        detail = f"{detail}; parsed with defects: {'; '.join(parsed.defects[:3])}"
+    return Message(
+        company_id=raw.company_id,
+        candidate_id=candidate_id,
+        direction=Direction.INBOUND,
+        status=MessageStatus.RECEIVED,
+        kind=parsed.kind,
+        from_address=parsed.from_address[:320],
+        from_name=parsed.from_name[:200],
+        to_addresses=parsed.to_addresses[:50] or [raw.recipient],
+        subject=parsed.subject,
+        text=parsed.text,
+        html=parsed.html,
+        message_id_header=parsed.message_id,
+        in_reply_to=parsed.in_reply_to or None,
+        references=parsed.references or None,
+        match_reason=reason,
+        match_detail=detail,
+        inbound_raw_id=raw.id,
+        created_at=raw.received_at,
+        updated_at=utcnow(),
+    )
+
+
+def _already_routed(session: Session, raw: InboundRaw) -> ReceiveMessageResult:
+    message = session.get(Message, raw.message_id) if raw.message_id else None
+    return ReceiveMessageResult(
+        state=str(raw.state),
+        message_id=_str(raw.message_id),
+        candidate_id=_str(message.candidate_id) if message else None,
+        match_reason=message.match_reason if message else None,
+        kind=message.kind if message else MessageKind.MAIL,
+    )
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None

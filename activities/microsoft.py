@@ -1,0 +1,218 @@
+"""Microsoft 365: sign-in through msal (auth-code flow with PKCE), sending through Graph.
+
+msal's constructor fetches the authority's metadata over the network, so the application is
+built inside activities, never at import or in the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import quote, urlencode
+
+import msal
+
+from activities.oauth_http import (
+    Grant,
+    api_client,
+    classify_api_answer,
+    requests_session,
+)
+from core.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    ConsentRequiredError,
+    PermanentMailError,
+    TransientMailError,
+)
+from core.settings import Settings
+
+# msal adds openid, profile and offline_access itself (and refuses them when given).
+SCOPES = ["Mail.Send", "User.Read"]
+GRAPH_SCOPES = "https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read"
+CONSENT_CODES = {65001, 90094, 90095}
+DECLINED_CODES = {65004}
+REVOKED_CODES = {700082, 70008, 50173}
+CONDITIONAL_ACCESS_CODES = {53003}
+CLIENT_SECRET_CODES = {7000215, 7000222}
+_GENERIC_TENANTS = {"organizations", "common", "consumers"}
+_AADSTS = re.compile(r"AADSTS(\d+)")
+
+
+def error_codes(result: dict) -> set[int]:
+    codes = {int(c) for c in result.get("error_codes") or [] if str(c).isdigit()}
+    codes.update(int(c) for c in _AADSTS.findall(str(result.get("error_description", ""))))
+    return codes
+
+
+def classify(result: dict) -> Exception:
+    """The MailError an msal error answer means, worded for the admin connecting."""
+    codes = error_codes(result)
+    error = str(result.get("error", ""))
+    description = str(result.get("error_description", "")).split("\r\n")[0][:300]
+    if codes & CONSENT_CODES or error == "consent_required":
+        return ConsentRequiredError(
+            "An administrator of your Microsoft 365 organisation must approve Recruitmail "
+            f"before this mailbox can be connected ({description or error})."
+        )
+    if codes & DECLINED_CODES or error == "access_denied":
+        return PermanentMailError(
+            "The sign-in was declined. Start the connection again and accept the permissions "
+            "Recruitmail asks for."
+        )
+    if codes & CONDITIONAL_ACCESS_CODES:
+        return PermanentMailError(
+            "A Conditional Access policy of your organisation blocked the sign-in; ask your "
+            f"Microsoft 365 administrator to allow Recruitmail ({description})."
+        )
+    if codes & CLIENT_SECRET_CODES or error in ("invalid_client", "unauthorized_client"):
+        return ConfigurationError(
+            "Microsoft refused Recruitmail's client credentials; an operator must update "
+            "RECRUITMAIL_MICROSOFT_CLIENT_ID and RECRUITMAIL_MICROSOFT_CLIENT_SECRET."
+        )
+    if codes & REVOKED_CODES or error == "invalid_grant":
+        return AuthExpiredError(
+            "Microsoft no longer accepts the mailbox's sign-in (it expired or was revoked); "
+            "reconnect the mailbox."
+        )
+    if error in ("temporarily_unavailable", "server_error"):
+        return TransientMailError(f"Microsoft sign-in is temporarily unavailable ({description}).")
+    return PermanentMailError(f"Microsoft refused the sign-in: {description or error}.")
+
+
+class MicrosoftProvider:
+    name = "Microsoft"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def authority(self) -> str:
+        return (
+            f"{self.settings.microsoft_authority_host.rstrip('/')}/{self.settings.microsoft_tenant}"
+        )
+
+    def _app(self, cache: msal.SerializableTokenCache | None = None):
+        try:
+            return msal.ConfidentialClientApplication(
+                self.settings.microsoft_client_id,
+                client_credential=self.settings.microsoft_client_secret,
+                authority=self.authority,
+                token_cache=cache,
+                http_client=requests_session(self.settings),
+                instance_discovery=False,
+                timeout=self.settings.oauth_http_timeout_seconds,
+            )
+        except ValueError as exc:  # msal's wording for an unreachable or wrong authority
+            raise ConfigurationError(
+                f"The Microsoft authority {self.authority} could not be used: {exc}"
+            ) from exc
+        except OSError as exc:
+            raise TransientMailError(f"Microsoft sign-in is unreachable ({exc}).") from exc
+
+    def authorization(self, state: str, login_hint: str) -> tuple[str, dict]:
+        flow = self._app().initiate_auth_code_flow(
+            SCOPES,
+            redirect_uri=self.settings.oauth_redirect_uri("microsoft"),
+            state=state,
+            login_hint=login_hint,
+        )  # no prompt: never prompt=consent, which would ask users for admin-only consent
+        return flow["auth_uri"], flow
+
+    def exchange(self, flow: dict, query: dict) -> Grant:
+        cache = msal.SerializableTokenCache()
+        app = self._app(cache)
+        try:
+            result = app.acquire_token_by_auth_code_flow(flow, query)
+        except ValueError as exc:
+            raise PermanentMailError(
+                "The sign-in answer does not belong to this setup; start the sign-in again."
+            ) from exc
+        if "error" in result:
+            raise classify(result)
+        scopes = result.get("scope") or []
+        scopes = scopes.split() if isinstance(scopes, str) else list(scopes)
+        if not any(s.lower().rsplit("/", 1)[-1] == "mail.send" for s in scopes):
+            raise PermanentMailError(
+                "The 'Send mail as you' permission (Mail.Send) was not granted, so Recruitmail "
+                "cannot send from this mailbox. Sign in again and keep it selected."
+            )
+        mailbox = self.profile(result["access_token"])
+        return Grant(secret={"token_cache": cache.serialize()}, mailbox=mailbox)
+
+    def profile(self, access_token: str) -> str:
+        """The signed-in mailbox's address, from Graph /me (User.Read)."""
+        session = requests_session(self.settings)
+        url = f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/me"
+        try:
+            response = session.get(
+                url,
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=self.settings.oauth_http_timeout_seconds,
+            )
+        except OSError as exc:
+            raise TransientMailError(f"Microsoft Graph is unreachable ({exc}).") from exc
+        if response.status_code != 200:
+            raise PermanentMailError(
+                f"Microsoft Graph did not show the signed-in mailbox ({response.status_code})."
+            )
+        me = response.json()
+        return str(me.get("mail") or me.get("userPrincipalName") or "").lower()
+
+    def access_token(self, secret: dict) -> tuple[str, dict | None]:
+        """A fresh access token; the new secret too when msal refreshed (save it)."""
+        cache = msal.SerializableTokenCache()
+        cache.deserialize(secret.get("token_cache") or "{}")
+        app = self._app(cache)
+        accounts = app.get_accounts()
+        if not accounts:
+            raise AuthExpiredError("No Microsoft sign-in is stored; reconnect the mailbox.")
+        result = app.acquire_token_silent_with_error(SCOPES, account=accounts[0])
+        if result is None:
+            raise AuthExpiredError("The Microsoft sign-in has expired; reconnect the mailbox.")
+        if "access_token" not in result:
+            error = classify(result)
+            if isinstance(error, PermanentMailError) and not isinstance(
+                error, (AuthExpiredError, ConfigurationError)
+            ):
+                error = AuthExpiredError(f"{error} Reconnect the mailbox.")
+            raise error
+        changed = {"token_cache": cache.serialize()} if cache.has_state_changed else None
+        return result["access_token"], changed
+
+    async def send(self, access_token: str, address: str, mime: bytes) -> str:
+        """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued."""
+        url = (
+            f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
+            f"{quote(address, safe='@')}/sendMail"
+        )
+        async with api_client(self.settings) as http:
+            try:
+                response = await http.post(
+                    url,
+                    content=base64.b64encode(mime),
+                    headers={
+                        "Authorization": f"Bearer {access_token}",
+                        "Content-Type": "text/plain",
+                    },
+                )
+            except Exception as exc:  # httpx transport errors: connect, read, TLS
+                raise TransientMailError(f"Microsoft Graph is unreachable ({exc}).") from exc
+        classify_api_answer(response, "Microsoft Graph", address)
+        return response.headers.get("request-id", "")
+
+    def admin_consent_url(self, custom_address: str, state: str) -> str:
+        """The tenant's admin-consent link, for the person connecting to forward to an admin."""
+        tenant = self.settings.microsoft_tenant
+        if tenant in _GENERIC_TENANTS:
+            tenant = custom_address.rpartition("@")[2]  # a verified domain names the tenant
+        query = urlencode(
+            {
+                "client_id": self.settings.microsoft_client_id,
+                "scope": GRAPH_SCOPES,
+                "redirect_uri": self.settings.admin_consent_redirect_uri(),
+                "state": state,
+            }
+        )
+        host = self.settings.microsoft_authority_host.rstrip("/")
+        return f"{host}/{tenant}/v2.0/adminconsent?{query}"

@@ -1,0 +1,151 @@
+"""Inbound mail over HTTP: raw RFC 5322, and Mailjet Parse API posts. Same path as SMTP."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import uuid
+from email import message_from_bytes
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from api.deps import SettingsDep
+from core import intake
+from core.inbound import mailjet_to_mime
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["inbound"])
+
+# Where a raw post without an explicit recipient names the mailbox it was delivered to.
+_RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
+
+
+class InboundAccepted(BaseModel):
+    stored: list[uuid.UUID]
+    recipients: list[str]
+
+
+def _check_secret(request: Request, settings: Settings) -> None:
+    """Basic auth (any user, the secret as password, as Mailjet sends it) or a Bearer secret."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+    expected = settings.effective_inbound_secret()
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "The inbound secret is missing or wrong: send it as the Basic auth password "
+            "or as a Bearer token.",
+            headers={"WWW-Authenticate": 'Basic realm="recruitmail-inbound"'},
+        )
+
+
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    limit = settings.inbound_max_message_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"The message is larger than {limit} bytes."
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"The message is larger than {limit} bytes.",
+            )
+    if not body.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The body is empty.")
+    return bytes(body)
+
+
+def _served(engine, settings: Settings, addresses: list[str]) -> dict[str, uuid.UUID]:
+    found: dict[str, uuid.UUID] = {}
+    with Session(engine) as session:
+        for address in addresses:
+            company_id = intake.company_for_recipient(session, settings, address)
+            if company_id is not None:
+                found[address.lower()] = company_id
+    return found
+
+
+async def _accept(
+    request: Request, settings: Settings, raw: bytes, addresses: list[str], channel: str
+) -> InboundAccepted:
+    engine = request.app.state.engine
+    recipients = await run_in_threadpool(_served, engine, settings, addresses)
+    if not recipients:
+        shown = ", ".join(addresses[:5]) or "none found"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"No recipient is a mailbox served here (recipients: {shown}).",
+        )
+    stored = await run_in_threadpool(
+        lambda: intake.store_inbound(
+            engine, raw=raw, mail_from="", recipients=recipients, channel=channel
+        )
+    )
+    try:
+        client = await request.app.state.temporal.client()
+        await intake.start_all(client, settings, stored)
+    except Exception:
+        # Stored is what matters to the sender; the receiver's sweeper starts routing later.
+        log.warning("Temporal unavailable; inbound routing deferred to the sweeper")
+    return InboundAccepted(stored=[s.inbound_id for s in stored], recipients=list(recipients))
+
+
+@router.post("/inbound/raw", status_code=status.HTTP_202_ACCEPTED, response_model=InboundAccepted)
+async def inbound_raw(
+    request: Request,
+    settings: SettingsDep,
+    recipient: Annotated[list[str] | None, Query(description="envelope recipients")] = None,
+) -> InboundAccepted:
+    """One raw RFC 5322 message. Without `recipient`, the delivery headers name the mailbox."""
+    _check_secret(request, settings)
+    raw = await _read_body(request, settings)
+    addresses = list(recipient or []) or _header_recipients(raw)
+    return await _accept(request, settings, raw, addresses, "raw")
+
+
+@router.post("/inbound/mailjet", response_model=InboundAccepted)
+async def inbound_mailjet(request: Request, settings: SettingsDep) -> InboundAccepted:
+    """A Mailjet Parse API post, rebuilt into MIME. Answers 200, which stops Mailjet retrying."""
+    _check_secret(request, settings)
+    body = await _read_body(request, settings)
+    try:
+        post = json.loads(body)
+        raw = mailjet_to_mime(post)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a Mailjet Parse API post: {exc}"
+        ) from None
+    recipient = str(post.get("Recipient") or "")
+    addresses = [a for _, a in getaddresses([recipient]) if "@" in a] or _header_recipients(raw)
+    return await _accept(request, settings, raw, addresses, "mailjet")
+
+
+def _header_recipients(raw: bytes) -> list[str]:
+    try:
+        msg = message_from_bytes(raw, policy=default_policy)
+        values = [str(v) for name in _RECIPIENT_HEADERS for v in msg.get_all(name) or []]
+    except Exception:
+        return []
+    return [a for _, a in getaddresses(values) if "@" in a]

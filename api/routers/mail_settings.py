@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from sqlmodel import select
+
+from api.deps import SessionDep, SettingsAdmin, SettingsDep
+from api.routers.connections import disable_connection
+from api.schemas import (
+    ConnectionSummary,
+    EffectiveSenderPublic,
+    MailSettingsPublic,
+    MailSettingsUpdate,
+    ScopePublic,
+    UsePlatformRequest,
+)
+from core.models import (
+    LIVE_STATUSES,
+    SETUP_STATUSES,
+    AuditEvent,
+    Company,
+    Connection,
+    LegalEntity,
+)
+from core.senders import effective_sender, live_connection
+
+router = APIRouter(prefix="/v1/mail-settings", tags=["mail settings"])
+
+
+def _view(session, settings, company: Company) -> MailSettingsPublic:
+    entities = session.exec(
+        select(LegalEntity)
+        .where(LegalEntity.company_id == company.id)
+        .order_by(LegalEntity.created_at, LegalEntity.id)
+    ).all()
+    current = session.exec(
+        select(Connection)
+        .where(
+            Connection.company_id == company.id,
+            Connection.status.in_([*LIVE_STATUSES, *SETUP_STATUSES]),  # type: ignore[attr-defined]
+        )
+        .order_by(Connection.created_at.desc())  # type: ignore[union-attr]
+    ).all()
+    scopes = []
+    for entity_id, name in [(None, company.name)] + [(e.id, e.name) for e in entities]:
+        sender = effective_sender(session, settings, company, entity_id)
+        mine = [c for c in current if c.legal_entity_id == entity_id]
+        live = [c for c in mine if c.status in LIVE_STATUSES]
+        # The scope's own custom address: the live connection's, else the newest setup's.
+        custom = (live or mine or [None])[0]
+        scopes.append(
+            ScopePublic(
+                legal_entity_id=entity_id,
+                name=name,
+                custom_address=custom.custom_address if custom else None,
+                connections=[
+                    ConnectionSummary(
+                        id=c.id, kind=c.kind, custom_address=c.custom_address, status=c.status
+                    )
+                    for c in mine
+                ],
+                effective_sender=EffectiveSenderPublic(
+                    address=sender.address, transport=sender.transport, source=sender.source
+                ),
+            )
+        )
+    return MailSettingsPublic(
+        hosted_address=settings.hosted_address(company.slug),
+        sender_name_mode=company.sender_name_mode,
+        scopes=scopes,
+    )
+
+
+@router.get("", response_model=MailSettingsPublic)
+def read_mail_settings(
+    user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> MailSettingsPublic:
+    return _view(session, settings, session.get(Company, user.company_id))
+
+
+@router.patch("", response_model=MailSettingsPublic)
+def update_mail_settings(
+    body: MailSettingsUpdate, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> MailSettingsPublic:
+    company = session.get(Company, user.company_id)
+    before = company.sender_name_mode
+    company.sender_name_mode = body.sender_name_mode
+    session.add(company)
+    session.add(
+        AuditEvent(
+            company_id=company.id,
+            user_id=user.id,
+            action="mail_settings.update",
+            target=f"company:{company.id}",
+            detail={"sender_name_mode": {"before": before, "after": body.sender_name_mode}},
+        )
+    )
+    session.commit()
+    return _view(session, settings, company)
+
+
+@router.post("/use-platform", response_model=MailSettingsPublic)
+def use_platform(
+    body: UsePlatformRequest, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> MailSettingsPublic:
+    """Switch a scope back to the platform service (or, for an entity, to the company's sender):
+    its live connection is disabled. Doing it twice is harmless."""
+    company = session.get(Company, user.company_id)
+    if body.legal_entity_id is not None:
+        entity = session.get(LegalEntity, body.legal_entity_id)
+        if entity is None or entity.company_id != company.id:
+            raise HTTPException(422, "legal_entity_id: no such legal entity in your company")
+    connection = live_connection(session, company.id, body.legal_entity_id)
+    if connection is not None:
+        disable_connection(
+            session,
+            connection,
+            user,
+            "mail_settings.use_platform",
+            legal_entity_id=str(body.legal_entity_id or ""),
+        )
+    return _view(session, settings, company)

@@ -1,0 +1,221 @@
+"""Request and response bodies. Requests refuse unknown fields; responses never hold secrets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+from core.mail import check_header_text, normalize_address
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(normalize_address)]
+HeaderText = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(check_header_text),
+    AfterValidator(_not_blank),
+]
+Subject = Annotated[
+    str,
+    StringConstraints(max_length=998),
+    AfterValidator(check_header_text),
+    AfterValidator(_not_blank),
+]
+Body = Annotated[str, StringConstraints(max_length=1_000_000), AfterValidator(_not_blank)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- mail settings ---------------------------------------------------------------------
+
+
+class MailSettingsUpdate(Request):
+    sender_name_mode: Literal["company", "employee"]
+
+
+class EffectiveSenderPublic(BaseModel):
+    address: str
+    transport: str
+    source: Literal["entity", "company", "platform"]
+
+
+class ScopePublic(BaseModel):
+    legal_entity_id: uuid.UUID | None
+    name: str
+    custom_address: str | None
+    connections: list[ConnectionSummary] = []
+    effective_sender: EffectiveSenderPublic
+
+
+class MailSettingsPublic(BaseModel):
+    hosted_address: str
+    sender_name_mode: str
+    scopes: list[ScopePublic]
+
+
+# -- legal entities and candidates -----------------------------------------------------
+
+
+class LegalEntityCreate(Request):
+    name: HeaderText
+
+
+class LegalEntityPublic(Public):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class CandidateCreate(Request):
+    name: HeaderText
+    email: EmailAddress
+    legal_entity_id: uuid.UUID | None = None
+    application_status: Literal["open", "closed"] = "open"
+
+
+class CandidateUpdate(Request):
+    name: HeaderText | None = None
+    email: EmailAddress | None = None
+    legal_entity_id: uuid.UUID | None = None
+    application_status: Literal["open", "closed"] | None = None
+
+
+class CandidatePublic(Public):
+    id: uuid.UUID
+    name: str
+    email: str
+    legal_entity_id: uuid.UUID | None
+    application_status: str
+    closed_at: datetime | None
+    # Set when mail to `email` bounced, with the receiving server's reason.
+    email_bounced_at: datetime | None = None
+    email_bounce_detail: str | None = None
+    created_at: datetime
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+class SendMessageRequest(Request):
+    subject: Subject
+    text: Body
+    html: Annotated[str, StringConstraints(max_length=2_000_000)] | None = None
+
+
+class AttachmentPublic(Public):
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+
+
+class MessagePublic(Public):
+    id: uuid.UUID
+    candidate_id: uuid.UUID | None
+    direction: str
+    status: str
+    error: str | None
+    kind: str
+    match_reason: str | None
+    match_detail: str | None
+    message_id_header: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    subject: str
+    text: str
+    html: str | None
+    attempts: int
+    workflow_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    attachments: list[AttachmentPublic] = Field(default_factory=list)
+
+
+class AssignRequest(Request):
+    candidate_id: uuid.UUID
+    remember_address: bool = False
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+class SmtpFields(Request):
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: int
+    security: Literal["starttls", "tls", "none"]
+    verify_certificate: bool = True
+    username: EmailAddress
+    password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+
+
+class ConnectionCreate(Request):
+    kind: Literal["smtp", "google", "microsoft"]
+    custom_address: EmailAddress
+    legal_entity_id: uuid.UUID | None = None
+    smtp: SmtpFields | None = None
+
+
+class SmtpPublic(BaseModel):
+    host: str
+    port: int
+    security: str
+    verify_certificate: bool
+    username: str
+
+
+class ConnectionStep(BaseModel):
+    name: str
+    status: str
+    detail: str = ""
+
+
+class ConnectionPublic(BaseModel):
+    id: uuid.UUID
+    kind: str
+    custom_address: str
+    legal_entity_id: uuid.UUID | None
+    status: str
+    # Where the setup stands; differs from `status` while a live connection is reconnected.
+    setup_state: str | None = None
+    steps: list[ConnectionStep]
+    last_error: str | None
+    sending_mailbox: str | None
+    smtp: SmtpPublic | None
+    workflow_id: str | None
+    authorization_url: str | None = None
+    admin_consent_url: str | None = None
+    admin_instructions: str | None = None
+    created_at: datetime
+    tested_at: datetime | None
+    activated_at: datetime | None
+
+
+class UsePlatformRequest(Request):
+    legal_entity_id: uuid.UUID | None = None
+
+
+class ConnectionSummary(BaseModel):
+    id: uuid.UUID
+    kind: str
+    custom_address: str
+    status: str
+
+
+ScopePublic.model_rebuild()
+MailSettingsPublic.model_rebuild()

@@ -1,0 +1,1 @@
+"""Mail providers: one module each behind one protocol, found in one registry by kind."""

@@ -1,0 +1,72 @@
+"""The worker: registers workflows and activities on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.bulk import BulkActivities
+from activities.connections import ConnectionActivities
+from activities.inbound import InboundActivities
+from activities.oauth import OAuthActivities
+from activities.send import SendActivities
+from core.db import make_engine
+from core.security import secret_box
+from core.settings import Settings
+from core.temporal import connect
+from workflows.bulk_send import BulkSendWorkflow
+from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+from workflows.receive_message import ReceiveMessageWorkflow
+from workflows.send_message import SendMessageWorkflow
+from workflows.smtp_setup import SmtpConnectionSetupWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = [
+    SendMessageWorkflow,
+    SmtpConnectionSetupWorkflow,
+    OAuthConnectionSetupWorkflow,
+    ReceiveMessageWorkflow,
+    BulkSendWorkflow,
+]
+# Bounded by the database: each concurrent activity may hold one connection.
+MAX_CONCURRENT = 32
+
+
+def build_worker(
+    client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None
+) -> Worker:
+    box = secret_box(settings)
+    send = SendActivities(engine, settings, box)
+    connections = ConnectionActivities(engine, settings, box)
+    inbound = InboundActivities(engine, settings)
+    oauth = OAuthActivities(engine, settings, box)
+    bulk = BulkActivities(engine, settings, send)
+    # Sync DB activities run in this pool; its size bounds concurrent database sessions.
+    executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[*send.all, *connections.all, *inbound.all, *oauth.all, *bulk.all],
+        activity_executor=executor,
+        max_concurrent_activities=MAX_CONCURRENT,
+        max_concurrent_local_activities=MAX_CONCURRENT,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    engine = make_engine(settings.effective_database_url)
+    worker = build_worker(client, settings, engine)
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    await worker.run()
+
+
+def main(settings: Settings) -> None:
+    asyncio.run(run_worker(settings))

@@ -1,0 +1,222 @@
+"""BulkSend: one email to many candidates, in batches over reused connections, throttled per
+mailbox, with nothing lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies
+from workflows.search_attributes import MAIL_STATUS
+
+
+def bulk_workflow_id(job_id: str) -> str:
+    return f"bulk-send-{job_id}"
+
+
+@dataclass
+class BulkSendInput:
+    job_id: str
+    company_id: str
+    batch_size: int = 100
+    batches_per_run: int = 40
+    parallel_batches: int = 4
+    # A batch that stops heartbeating (its worker died) is retried after this long.
+    heartbeat_timeout: timedelta = timedelta(seconds=30)
+    # Where a continued run picks up; the plan is made once, by the first run.
+    next_batch: int = 0
+    batches: int = -1
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass
+class PlanInput:
+    job_id: str
+    batch_size: int
+
+
+@dataclass
+class BatchInput:
+    job_id: str
+    batch: int
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: int = 0
+    cancelled: bool = False
+    # The mailbox's next slot is far off (a daily cap, a long Retry-After): the batch stopped,
+    # and the workflow sleeps until then (epoch seconds) on a durable timer, then resumes it.
+    resume_at: float | None = None
+
+
+@dataclass
+class FailBatchInput:
+    job_id: str
+    batch: int
+    reason: str
+
+
+@dataclass
+class FinishInput:
+    job_id: str
+    cancelled: bool
+
+
+@dataclass
+class BulkProgress:
+    status: str = "queued"
+    batches: int = 0
+    next_batch: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+@workflow.defn(name="bulk-send")
+class BulkSendWorkflow:
+    """Plans batches (grouped by effective sender), then runs them one by one.
+
+    Each batch is an activity that reuses one connection, heartbeats its progress and records
+    every message's status before and after its send, so a retry after a crash skips what was
+    sent. Up to `parallel_batches` run at once. Waits for nothing else; a `cancel` update
+    stops before the next batch (a running batch stops within a second). Ends `completed` or
+    `cancelled`; large jobs continue as new every `batches_per_run` batches.
+    """
+
+    @workflow.init
+    def __init__(self, input: BulkSendInput) -> None:
+        self._progress = BulkProgress(
+            status="running",
+            batches=max(input.batches, 0),
+            next_batch=input.next_batch,
+            sent=input.sent,
+            failed=input.failed,
+        )
+        self._cancel = False
+
+    @workflow.query(name="progress")
+    def progress(self) -> BulkProgress:
+        return self._progress
+
+    @workflow.update(name="cancel")
+    async def cancel(self) -> BulkProgress:
+        self._cancel = True
+        return self._progress
+
+    @cancel.validator
+    def _validate_cancel(self) -> None:
+        if self._progress.status in ("completed", "cancelled"):
+            raise ApplicationError(f"The job has ended ({self._progress.status}).")
+
+    @workflow.run
+    async def run(self, input: BulkSendInput) -> BulkProgress:
+        batches = input.batches
+        if batches < 0:
+            batches = await workflow.execute_activity(
+                "plan-bulk-send",
+                PlanInput(input.job_id, input.batch_size),
+                result_type=int,
+                start_to_close_timeout=policies.BULK_PLAN_TIMEOUT,
+                retry_policy=policies.DB_STEP_RETRY,
+                schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            )
+            self._progress.batches = batches
+            workflow.upsert_search_attributes([MAIL_STATUS.value_set("sending")])
+
+        run_end = min(batches, input.next_batch + input.batches_per_run)
+        # Up to `parallel_batches` batches at once, each over its own connection: the
+        # throughput of one reused connection is bound by round trips, not bandwidth. Each
+        # batch keeps at most one send in flight, so a crash can double at most that many.
+        waiting = list(range(input.next_batch, run_end))
+        running: set = set()
+        while (waiting and not self._cancel) or running:
+            while waiting and not self._cancel and len(running) < input.parallel_batches:
+                running.add(asyncio.ensure_future(self._run_batch(input, waiting.pop(0))))
+            done, still = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            running = set(still)
+            for task in done:
+                task.result()  # a batch never raises; this surfaces a bug as a task failure
+        batch = run_end
+        self._progress.next_batch = batch
+
+        if batch < batches and not self._cancel:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                BulkSendInput(
+                    job_id=input.job_id,
+                    company_id=input.company_id,
+                    batch_size=input.batch_size,
+                    batches_per_run=input.batches_per_run,
+                    parallel_batches=input.parallel_batches,
+                    heartbeat_timeout=input.heartbeat_timeout,
+                    next_batch=batch,
+                    batches=batches,
+                    sent=self._progress.sent,
+                    failed=self._progress.failed,
+                )
+            )
+
+        await workflow.execute_local_activity(
+            "finish-bulk-send",
+            FinishInput(input.job_id, cancelled=self._cancel),
+            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            retry_policy=policies.DB_STEP_RETRY,
+        )
+        self._progress.status = "cancelled" if self._cancel else "completed"
+        workflow.upsert_search_attributes([MAIL_STATUS.value_set(self._progress.status)])
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._progress
+
+    async def _run_batch(self, input: BulkSendInput, batch: int) -> None:
+        """One batch to its end: resumed after a throttle's far-off slot, counted once done."""
+        while True:
+            result = await self._send_batch(input, batch)
+            self._progress.sent += result.sent
+            self._progress.failed += result.failed
+            if result.cancelled:
+                self._cancel = True
+                return
+            if result.resume_at is None:
+                return
+            wait = result.resume_at - workflow.now().timestamp()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel, timeout=timedelta(seconds=max(wait, 1))
+                )
+            except TimeoutError:
+                pass
+            if self._cancel:
+                return
+
+    async def _send_batch(self, input: BulkSendInput, batch: int) -> BatchResult:
+        job_id = input.job_id
+        try:
+            return await workflow.execute_activity(
+                "send-bulk-batch",
+                BatchInput(job_id, batch),
+                result_type=BatchResult,
+                start_to_close_timeout=policies.BULK_BATCH_TIMEOUT,
+                heartbeat_timeout=input.heartbeat_timeout,
+                schedule_to_close_timeout=policies.BULK_BATCH_SCHEDULE_TO_CLOSE,
+                retry_policy=policies.BULK_BATCH_RETRY,
+            )
+        except ActivityError as err:
+            # Retries ran out (or a permanent error such as revoked credentials): what is left
+            # of the batch fails with the reason, and the job goes on with the next batch.
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            return await workflow.execute_local_activity(
+                "fail-bulk-batch",
+                FailBatchInput(job_id, batch, reason or "The batch could not be sent."),
+                result_type=BatchResult,
+                start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+                schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+                retry_policy=policies.DB_STEP_RETRY,
+            )

@@ -1,0 +1,370 @@
+"""OAuthConnectionSetup: sign in with Google or Microsoft, wait for an administrator's consent
+for as long as it takes, test, then activate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies
+from workflows.search_attributes import MAIL_STATUS
+from workflows.smtp_setup import (
+    ActivateInput,
+    SetupState,
+    VerificationResult,
+    record_status,
+)
+
+AWAITING_AUTHORIZATION = "awaiting_authorization"
+AUTHORIZING = "authorizing"
+AWAITING_ADMIN_CONSENT = "awaiting_admin_consent"
+AUTHORIZED = "authorized"
+TESTED = "tested"
+TEST_FAILED = "test_failed"
+ACTIVE = "active"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+
+
+@dataclass
+class OAuthSetupInput:
+    connection_id: str
+    company_id: str
+    provider: str  # google or microsoft
+    signin_wait: timedelta = timedelta(hours=1)
+    consent_wait: timedelta = timedelta(days=30)
+    activation_wait: timedelta = timedelta(days=7)
+    # A reconnect of a connection that was already active: it goes live again once tested.
+    reconnect: bool = False
+    user_id: str | None = None
+
+
+@dataclass
+class CallbackInput:
+    """The browser came back. The code itself stays in the database, encrypted."""
+
+    nonce: str
+
+
+@dataclass
+class CallbackOutcome:
+    status: str  # the setup's state after the exchange
+    error: str | None = None
+    mailbox: str | None = None
+
+
+@dataclass
+class ExchangeResult:
+    outcome: str  # authorized, consent_required, retry_signin or failed
+    error: str | None = None
+    mailbox: str | None = None
+
+
+@dataclass
+class ConsentInput:
+    source: str  # "microsoft-admin-consent" (the redirect) or "admin-said" (the API)
+    user_id: str | None = None
+
+
+@dataclass
+class BeginResult:
+    ok: bool
+    error: str | None = None
+
+
+@workflow.defn(name="oauth-connection-setup")
+class OAuthConnectionSetupWorkflow:
+    """Waits for the sign-in callback (`signin_wait`), then for an administrator's consent when
+    the provider asks for one (`consent_wait`, days if need be), then for activation.
+
+    Ends `active`, `failed` (a wrong mailbox, a declined or refused sign-in), `expired` (a wait
+    ran out) or `cancelled`. Codes, PKCE verifiers and tokens never enter history: the API
+    stores the callback encrypted, and activities read it by connection id.
+    """
+
+    @workflow.init
+    def __init__(self, input: OAuthSetupInput) -> None:
+        self._input = input
+        self._state = SetupState(status=AWAITING_AUTHORIZATION)
+        self._link_ready = False
+        self._callback: str | None = None
+        self._outcomes: dict[str, CallbackOutcome] = {}
+        self._consent = False
+        self._cancel = False
+        self._activation: ActivateInput | None = None
+        self._done = False
+        self._busy = False
+
+    @workflow.query(name="state")
+    def state(self) -> SetupState:
+        return self._state
+
+    # -- updates ------------------------------------------------------------------------
+
+    @workflow.update(name="wait-for-sign-in-link")
+    async def wait_for_sign_in_link(self) -> SetupState:
+        """Answers once the authorization URL is stored (or the setup could not begin)."""
+        await workflow.wait_condition(lambda: self._link_ready or self._done)
+        return self._state
+
+    @workflow.update(name="complete-authorization")
+    async def complete_authorization(self, input: CallbackInput) -> CallbackOutcome:
+        self._callback = input.nonce
+        await workflow.wait_condition(lambda: input.nonce in self._outcomes)
+        return self._outcomes[input.nonce]
+
+    @complete_authorization.validator
+    def _validate_callback(self, input: CallbackInput) -> None:
+        self._expect(
+            (AWAITING_AUTHORIZATION, AWAITING_ADMIN_CONSENT),
+            "This setup is not waiting for a sign-in",
+            "NotWaiting",
+            busy=self._callback is not None,
+        )
+
+    @workflow.update(name="admin-consent-granted")
+    async def admin_consent_granted(self, input: ConsentInput) -> SetupState:
+        self._consent = True
+        await workflow.wait_condition(
+            lambda: self._state.status != AWAITING_ADMIN_CONSENT or self._done
+        )
+        await workflow.wait_condition(lambda: self._link_ready or self._done)
+        return self._state
+
+    @admin_consent_granted.validator
+    def _validate_consent(self, input: ConsentInput) -> None:
+        self._expect(
+            (AWAITING_ADMIN_CONSENT,),
+            "This setup is not waiting for an administrator's consent",
+            "NotWaiting",
+        )
+
+    @workflow.update(name="test")
+    async def test(self) -> VerificationResult:
+        self._busy = True
+        try:
+            return await self._run_test()
+        finally:
+            self._busy = False
+
+    @test.validator
+    def _validate_test(self) -> None:
+        self._expect(
+            (TESTED, TEST_FAILED),
+            "Sign in first: the connection can be tested once it is authorized",
+            "NotAuthorized",
+            busy=self._busy,
+        )
+
+    @workflow.update(name="activate")
+    async def activate(self, input: ActivateInput) -> SetupState:
+        self._activation = input
+        await workflow.wait_condition(lambda: self._done)
+        return self._state
+
+    @activate.validator
+    def _validate_activate(self, input: ActivateInput) -> None:
+        self._expect(
+            (TESTED,),
+            "Only a signed-in connection whose test passed can be activated",
+            "NotTested",
+            busy=self._busy or self._activation is not None,
+        )
+
+    @workflow.update(name="cancel")
+    async def cancel(self) -> SetupState:
+        self._cancel = True
+        await workflow.wait_condition(lambda: self._done)
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self) -> None:
+        self._check_open()
+        if self._cancel:
+            raise ApplicationError("The setup is already being cancelled.", type="SetupEnded")
+
+    def _expect(
+        self, statuses: tuple[str, ...], refusal: str, kind: str, *, busy: bool = False
+    ) -> None:
+        """An update's validator: refuse (nothing enters history) unless the setup is open,
+        idle, and in one of `statuses`."""
+        self._check_open()
+        if busy or self._state.status not in statuses:
+            raise ApplicationError(f"{refusal} (it is {self._state.status}).", type=kind)
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise ApplicationError(
+                f"This setup has ended ({self._state.status}).", type="SetupEnded"
+            )
+
+    # -- the process --------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: OAuthSetupInput) -> SetupState:
+        await self._process(input)
+        self._done = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _process(self, input: OAuthSetupInput) -> None:
+        awaiting_consent = False
+        while True:
+            if not await self._begin(awaiting_consent):
+                return
+            wait = input.consent_wait if awaiting_consent else input.signin_wait
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel or self._callback is not None or self._consent,
+                    timeout=wait,
+                )
+            except TimeoutError:
+                await self._set(EXPIRED, _expiry_text(awaiting_consent, wait))
+                return
+            if self._cancel:
+                await self._set(CANCELLED)
+                return
+            if self._consent:  # the administrator approved: the person signs in again
+                self._consent = False
+                awaiting_consent = False
+                continue
+
+            nonce = self._callback
+            await self._set(AUTHORIZING)
+            result = await self._exchange()
+            self._callback = None
+            if result.outcome == "consent_required":
+                awaiting_consent = True
+                status = AWAITING_ADMIN_CONSENT
+            elif result.outcome == "retry_signin":
+                status = AWAITING_AUTHORIZATION
+            elif result.outcome == "failed":
+                status = FAILED
+            else:
+                status = AUTHORIZED
+            self._outcomes[nonce] = CallbackOutcome(status, result.error, result.mailbox)
+            if status == FAILED:
+                await self._set(FAILED, result.error)
+                return
+            if status == AUTHORIZED:
+                break
+            # Consent required, or a sign-in to repeat: keep the explanation, loop for a link.
+            self._state = SetupState(status=status, last_error=result.error)
+
+        await self._set(AUTHORIZED)
+        test = await self._run_test()
+        if input.reconnect and test.ok and input.user_id:
+            self._activation = ActivateInput(input.connection_id, input.user_id)
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel or (self._activation is not None and not self._busy),
+                timeout=input.activation_wait,
+            )
+        except TimeoutError:
+            await self._set(
+                EXPIRED, "The connection was not activated in time; connect the mailbox again."
+            )
+            return
+        if self._cancel:
+            await self._set(CANCELLED)
+            return
+        await workflow.execute_local_activity(
+            "activate-connection",
+            self._activation,
+            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            retry_policy=policies.DB_STEP_RETRY,
+        )
+        self._state = SetupState(status=ACTIVE)
+        workflow.upsert_search_attributes([MAIL_STATUS.value_set(ACTIVE)])
+
+    async def _begin(self, awaiting_consent: bool) -> bool:
+        """Issue a sign-in link (a new state), unless Microsoft's admin-consent link is out."""
+        self._link_ready = False
+        if awaiting_consent and self._input.provider == "microsoft":
+            # The exchange stored the admin-consent link; its state is the one now valid.
+            await self._set(AWAITING_ADMIN_CONSENT, self._state.last_error)
+            self._link_ready = True
+            return True
+        try:
+            result = await workflow.execute_activity(
+                "begin-oauth-authorization",
+                self._input.connection_id,
+                result_type=BeginResult,
+                start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
+                schedule_to_close_timeout=policies.OAUTH_CALL_SCHEDULE_TO_CLOSE,
+                retry_policy=policies.OAUTH_CALL_RETRY,
+            )
+        except ActivityError as err:
+            result = BeginResult(ok=False, error=_cause(err))
+        if not result.ok:
+            await self._set(FAILED, result.error)
+            self._link_ready = True
+            return False
+        status = AWAITING_ADMIN_CONSENT if awaiting_consent else AWAITING_AUTHORIZATION
+        await self._set(status, self._state.last_error)
+        self._link_ready = True
+        return True
+
+    async def _exchange(self) -> ExchangeResult:
+        try:
+            return await workflow.execute_activity(
+                "exchange-oauth-code",
+                self._input.connection_id,
+                result_type=ExchangeResult,
+                start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
+                # An authorization code is single-use: a retried exchange could only fail.
+                retry_policy=policies.NO_RETRY,
+            )
+        except ActivityError as err:
+            return ExchangeResult(outcome="retry_signin", error=_cause(err))
+
+    async def _run_test(self) -> VerificationResult:
+        try:
+            result = await workflow.execute_activity(
+                "test-oauth-connection",
+                self._input.connection_id,
+                result_type=VerificationResult,
+                start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
+                retry_policy=policies.NO_RETRY,
+            )
+        except ActivityError as err:
+            result = VerificationResult(ok=False, error=_cause(err))
+        await self._set(TESTED if result.ok else TEST_FAILED, result.error)
+        return result
+
+    async def _set(self, status: str, error: str | None = None) -> None:
+        # Set first: updates arriving while the activity runs already see the new state.
+        self._state = SetupState(status=status, last_error=error)
+        await record_status(self._input.connection_id, status, error)
+
+
+def _expiry_text(awaiting_consent: bool, wait: timedelta) -> str:
+    if awaiting_consent:
+        return (
+            f"No administrator approved Recruitmail within {_days(wait)}; connect the mailbox "
+            "again once the administrator is ready."
+        )
+    return f"Nobody signed in within {_days(wait)}; connect the mailbox again."
+
+
+def _days(wait: timedelta) -> str:
+    seconds = int(wait.total_seconds())
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds // 86400} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} hours"
+    if seconds >= 60:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def _cause(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return "The provider could not be reached; try again."

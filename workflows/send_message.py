@@ -1,0 +1,170 @@
+"""SendMessage: deliver one outbound message, retrying transient failures for a bounded time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+
+from workflows import policies
+from workflows.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
+
+
+def send_workflow_id(message_id: str) -> str:
+    return f"send-message-{message_id}"
+
+
+@dataclass
+class SendMessageInput:
+    message_id: str
+    company_id: str
+    retry_initial_interval: timedelta = timedelta(seconds=2)
+    retry_max_interval: timedelta = timedelta(minutes=5)
+    retry_total: timedelta = timedelta(hours=6)
+
+
+@dataclass
+class SendMessageResult:
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class SenderChoice:
+    """The effective sender; addresses and names only, never credentials."""
+
+    address: str
+    name: str
+    transport: str
+    source: str  # entity, company or platform
+    connection_id: str | None = None
+
+
+@dataclass
+class ComposeInput:
+    message_id: str
+    sender: SenderChoice
+
+
+@dataclass
+class DeliveryResult:
+    provider_message_id: str = ""
+    already_sent: bool = False
+
+
+@dataclass
+class RecordOutcomeInput:
+    message_id: str
+    status: str
+    error: str | None = None
+    # True when retries ran out: the reason is then built from the last recorded attempt.
+    retries_exhausted: bool = False
+    retry_total: timedelta | None = None
+
+
+@dataclass
+class SendMessageProgress:
+    status: str = "queued"
+    error: str | None = None
+    sender: SenderChoice | None = field(default=None)
+
+
+@workflow.defn(name="send-message")
+class SendMessageWorkflow:
+    """Resolves the sender, composes the MIME once, then delivers it.
+
+    Waits only for the delivery activity, which retries transient failures with exponential
+    backoff until `retry_total`. Ends `sent`, or `failed` with a reason a recruiter can act on.
+    Subject and body never enter history: activities read them from the database by id.
+    """
+
+    @workflow.init
+    def __init__(self, input: SendMessageInput) -> None:
+        self._progress = SendMessageProgress()
+
+    @workflow.query(name="progress")
+    def progress(self) -> SendMessageProgress:
+        return self._progress
+
+    def _set_status(self, status: str) -> None:
+        self._progress.status = status
+        workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
+
+    @workflow.run
+    async def run(self, input: SendMessageInput) -> SendMessageResult:
+        sender = await workflow.execute_local_activity(
+            "resolve-sender",
+            input.message_id,
+            result_type=SenderChoice,
+            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            retry_policy=policies.DB_STEP_RETRY,
+        )
+        self._progress.sender = sender
+        attributes = [PROVIDER.value_set(sender.transport)]
+        if sender.connection_id:
+            attributes.append(CONNECTION_ID.value_set(sender.connection_id))
+        workflow.upsert_search_attributes(attributes)
+
+        await workflow.execute_local_activity(
+            "compose-message",
+            ComposeInput(message_id=input.message_id, sender=sender),
+            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            retry_policy=policies.DB_STEP_RETRY,
+        )
+        self._set_status("sending")
+
+        outcome = RecordOutcomeInput(message_id=input.message_id, status="sent")
+        try:
+            await workflow.execute_activity(
+                "deliver-message",
+                input.message_id,
+                result_type=DeliveryResult,
+                start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=input.retry_total,
+                retry_policy=policies.delivery_retry(
+                    input.retry_initial_interval, input.retry_max_interval
+                ),
+            )
+        except ActivityError as err:
+            outcome = RecordOutcomeInput(
+                message_id=input.message_id,
+                status="failed",
+                error=_failure_text(err),
+                retries_exhausted=_retries_exhausted(err),
+                retry_total=input.retry_total,
+            )
+
+        result = await workflow.execute_local_activity(
+            "record-outcome",
+            outcome,
+            result_type=SendMessageResult,
+            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
+            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
+            retry_policy=policies.DB_STEP_RETRY,
+        )
+        self._progress.error = result.error
+        self._set_status(result.status)
+        return result
+
+
+def _retries_exhausted(err: ActivityError) -> bool:
+    # Either the last attempt timed out against the cap, or the server declined to schedule a
+    # retry that would overrun it (then the cause is the last ApplicationError, state TIMEOUT).
+    return isinstance(err.cause, TimeoutError) or err.retry_state in (
+        RetryState.TIMEOUT,
+        RetryState.MAXIMUM_ATTEMPTS_REACHED,
+    )
+
+
+def _failure_text(err: ActivityError) -> str:
+    cause = err.cause
+    # A retry timeout carries the last attempt's failure as its cause.
+    while isinstance(cause, TimeoutError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return "The message could not be delivered."
