@@ -14,19 +14,15 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.platform import BatchSender, SessionSender, batch_sender
 from activities.send import SendActivities, to_application_error
 from core import throttle
-from core.db import session_scope
+from core.db import get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -34,7 +30,7 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from core.mail import Composed, compose_bytes
+from core.mail import compose_bytes
 from core.models import (
     BulkJob,
     BulkJobStatus,
@@ -48,7 +44,12 @@ from core.models import (
 )
 from core.senders import EffectiveSender, effective_sender
 from core.settings import Settings
+from providers.base import MailSession, Outgoing
 from workflows.bulk_send import (
+    FAIL_BULK_BATCH,
+    FINISH_BULK_SEND,
+    PLAN_BULK_SEND,
+    SEND_BULK_BATCH,
     BatchInput,
     BatchResult,
     FailBatchInput,
@@ -87,7 +88,7 @@ class _Mailbox:
 
     job_id: uuid.UUID
     connection_id: uuid.UUID | None
-    sender: BatchSender
+    session: MailSession
     rate: throttle.Rate
 
     @property
@@ -103,14 +104,14 @@ class BulkActivities:
 
     # -- planning -----------------------------------------------------------------------
 
-    @activity.defn(name="plan-bulk-send")
+    @activity.defn(name=PLAN_BULK_SEND)
     def plan_bulk_send(self, input: PlanInput) -> int:
         """Resolve each recipient's sender, compose every MIME once, number the batches."""
         with session_scope(self._engine) as session:
-            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            job = get_or_fail(session, BulkJob, input.job_id)
             if job.batches:
                 return job.batches  # planned by an earlier attempt that committed
-            company = session.get(Company, job.company_id)
+            company = get_or_fail(session, Company, job.company_id)
             sender_name = company.name
             if company.sender_name_mode == SenderNameMode.EMPLOYEE and job.created_by_user_id:
                 creator = session.get(User, job.created_by_user_id)
@@ -177,7 +178,7 @@ class BulkActivities:
 
     # -- one batch ----------------------------------------------------------------------
 
-    @activity.defn(name="send-bulk-batch")
+    @activity.defn(name=SEND_BULK_BATCH)
     async def send_bulk_batch(self, input: BatchInput) -> BatchResult:
         job_id = uuid.UUID(input.job_id)
         cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
@@ -188,17 +189,16 @@ class BulkActivities:
         # A batch has one sender: planning grouped it by transport and connection.
         transport_name, connection_id = pending[0].transport, pending[0].connection_id
         try:
-            transport = await asyncio.to_thread(
-                self._send.transport_for, transport_name, connection_id
+            provider, account = await asyncio.to_thread(
+                self._send.sender_for, transport_name, connection_id
             )
         except MailError as err:
             raise await self._batch_error(err, connection_id) from err
         mailbox = _Mailbox(
             job_id=job_id,
             connection_id=connection_id,
-            sender=batch_sender(transport),
-            # The transport name is the connection's kind, or "platform".
-            rate=throttle.rate_for(self._settings, transport_name),
+            session=provider.session(account),
+            rate=provider.rate(),
         )
         if mailbox.rate.limited:
             await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)
@@ -226,7 +226,7 @@ class BulkActivities:
                     result.failed += 1
                 activity.heartbeat(index + 1)
         finally:
-            await mailbox.sender.close()
+            await mailbox.session.close()
         await asyncio.to_thread(self._clear_next_send, job_id)
         return result
 
@@ -234,12 +234,7 @@ class BulkActivities:
         self, mailbox: _Mailbox, message: _Pending, index: int
     ) -> tuple[str, str] | float:
         """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
-        composed = Composed(
-            mime=message.raw, envelope_from=message.envelope_from, envelope_to=message.envelope_to
-        )
-        parsed = None
-        if not isinstance(mailbox.sender, SessionSender):  # HTTP APIs build requests from it
-            parsed = cast(EmailMessage, message_from_bytes(message.raw, policy=default_policy))
+        mail = Outgoing(message.raw, message.envelope_from, message.envelope_to, str(message.id))
         tries = 0
         while True:
             if mailbox.rate.limited:
@@ -255,7 +250,7 @@ class BulkActivities:
                         await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
                     await _sleep_heartbeating(wait, index)
             try:
-                provider_id = await mailbox.sender.send(parsed, composed, str(message.id))
+                provider_id = await mailbox.session.send(mail)
                 return MessageStatus.SENT, provider_id
             except (AuthExpiredError, ConfigurationError) as err:
                 raise await self._batch_error(err, mailbox.connection_id) from err
@@ -281,7 +276,7 @@ class BulkActivities:
 
     def _load_batch(self, job_id: uuid.UUID, batch: int) -> tuple[bool, list[_Pending]]:
         with Session(self._engine) as session:
-            job = session.get(BulkJob, job_id)
+            job = get_or_fail(session, BulkJob, job_id)
             rows = session.exec(
                 select(
                     Message.id,
@@ -356,7 +351,7 @@ class BulkActivities:
 
     # -- endings ------------------------------------------------------------------------
 
-    @activity.defn(name="fail-bulk-batch")
+    @activity.defn(name=FAIL_BULK_BATCH)
     def fail_bulk_batch(self, input: FailBatchInput) -> BatchResult:
         """Retries ran out: what is left of the batch fails, with the reason."""
         with session_scope(self._engine) as session:
@@ -374,10 +369,10 @@ class BulkActivities:
                 session.add(message)
             return BatchResult(failed=len(rows))
 
-    @activity.defn(name="finish-bulk-send")
+    @activity.defn(name=FINISH_BULK_SEND)
     def finish_bulk_send(self, input: FinishInput) -> None:
         with session_scope(self._engine) as session:
-            job = session.get(BulkJob, uuid.UUID(input.job_id))
+            job = get_or_fail(session, BulkJob, input.job_id)
             if input.cancelled:
                 session.execute(
                     update(Message)

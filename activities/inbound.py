@@ -30,7 +30,7 @@ from core.models import (
     utcnow,
 )
 from core.settings import Settings
-from workflows.receive_message import ReceiveMessageResult, RouteInput
+from workflows.receive_message import ROUTE_INBOUND_MESSAGE, ReceiveMessageResult, RouteInput
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
 _BOUNCEABLE = (MessageStatus.SENT.value, MessageStatus.SENDING.value)
@@ -41,7 +41,7 @@ class InboundActivities:
         self._engine = engine
         self._settings = settings
 
-    @activity.defn(name="route-inbound-message")
+    @activity.defn(name=ROUTE_INBOUND_MESSAGE)
     def route_inbound_message(self, input: RouteInput) -> ReceiveMessageResult:
         try:
             return self.route(uuid.UUID(input.inbound_id), input.closed_application_grace)

@@ -6,28 +6,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
-from typing import cast
 
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.connections import smtp_target
-from activities.oauth import OAuthActivities, OAuthTransport, provider_for
-from activities.platform import SmtpTransport, Transport, platform_transport
-from core.db import session_scope
+from activities.accounts import Accounts
+from core.db import get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
     MailError,
     TransientMailError,
 )
-from core.mail import Composed, compose
+from core.mail import compose
 from core.models import (
-    KIND_LABELS,
     Candidate,
     Company,
     Connection,
@@ -38,13 +31,17 @@ from core.models import (
     User,
     utcnow,
 )
-from core.security import SecretBox
 from core.senders import effective_sender
 from core.settings import Settings
-from core.tls import client_tls_context
+from providers.base import Account, MailProvider, Outgoing
 from workflows.send_message import (
+    COMPOSE_MESSAGE,
+    DELIVER_MESSAGE,
+    RECORD_OUTCOME,
+    RESOLVE_SENDER,
     ComposeInput,
     DeliveryResult,
+    MessageRef,
     RecordOutcomeInput,
     SenderChoice,
     SendMessageResult,
@@ -70,22 +67,18 @@ def _describe(delta: timedelta) -> str:
 
 
 class SendActivities:
-    def __init__(self, engine: Engine, settings: Settings, box: SecretBox) -> None:
+    def __init__(self, engine: Engine, settings: Settings, accounts: Accounts) -> None:
         self._engine = engine
         self._settings = settings
-        self._box = box
-        self._platform: Transport | None = None
-        self._oauth = OAuthActivities(engine, settings, box)
+        self._accounts = accounts
 
     # -- local activities (sync, thread pool) --------------------------------------------
 
-    @activity.defn(name="resolve-sender")
-    def resolve_sender(self, message_id: str) -> SenderChoice:
+    @activity.defn(name=RESOLVE_SENDER)
+    def resolve_sender(self, input: MessageRef) -> SenderChoice:
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(message_id))
-            if message is None:
-                raise ApplicationError(f"message {message_id} does not exist", non_retryable=True)
-            company = session.get(Company, message.company_id)
+            message = get_or_fail(session, Message, input.message_id)
+            company = get_or_fail(session, Company, message.company_id)
             candidate = session.get(Candidate, message.candidate_id)
             sender = effective_sender(
                 session, self._settings, company, candidate.legal_entity_id if candidate else None
@@ -102,14 +95,14 @@ class SendActivities:
                 connection_id=str(sender.connection_id) if sender.connection_id else None,
             )
 
-    @activity.defn(name="compose-message")
+    @activity.defn(name=COMPOSE_MESSAGE)
     def compose_message(self, input: ComposeInput) -> None:
         """Compose the MIME once and store it, so every attempt sends the same bytes."""
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(input.message_id))
+            message = get_or_fail(session, Message, input.message_id)
             if message.raw_mime is not None:
                 return
-            candidate = session.get(Candidate, message.candidate_id)
+            candidate = get_or_fail(session, Candidate, message.candidate_id)
             _, composed = compose(
                 from_address=input.sender.address,
                 from_name=input.sender.name,
@@ -136,10 +129,10 @@ class SendActivities:
             message.updated_at = utcnow()
             session.add(message)
 
-    @activity.defn(name="record-outcome")
+    @activity.defn(name=RECORD_OUTCOME)
     def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(input.message_id))
+            message = get_or_fail(session, Message, input.message_id)
             if message.status == MessageStatus.SENT or input.status == MessageStatus.SENT:
                 # deliver-message already wrote `sent`; never downgrade a delivered message.
                 message.status = MessageStatus.SENT
@@ -159,18 +152,19 @@ class SendActivities:
 
     # -- delivery (async, talks to the provider) --------------------------------------------
 
-    @activity.defn(name="deliver-message")
-    async def deliver_message(self, message_id: str) -> DeliveryResult:
+    @activity.defn(name=DELIVER_MESSAGE)
+    async def deliver_message(self, input: MessageRef) -> DeliveryResult:
+        message_id = input.message_id
         attempt = activity.info().attempt
         state = await asyncio.to_thread(self._begin_attempt, message_id, attempt)
         if state is None:
             return DeliveryResult(already_sent=True)
-        raw, envelope_from, envelope_to, transport_name, connection_id = state
-        parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
-        composed = Composed(mime=raw, envelope_from=envelope_from, envelope_to=envelope_to)
+        mail, transport_name, connection_id = state
         try:
-            transport = await asyncio.to_thread(self.transport_for, transport_name, connection_id)
-            provider_id = await transport.send(parsed, composed, custom_id=message_id)
+            provider, account = await asyncio.to_thread(
+                self.sender_for, transport_name, connection_id
+            )
+            provider_id = await provider.send(account, mail)
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
                 err = await asyncio.to_thread(self.mark_needs_reauth, connection_id, err)
@@ -179,17 +173,18 @@ class SendActivities:
         await asyncio.to_thread(self._mark_sent, message_id, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
 
-    def transport_for(self, name: str, connection_id: uuid.UUID | None) -> Transport:
-        if name == "platform":
-            if self._platform is None:
-                self._platform = platform_transport(self._settings)
-            return self._platform
+    def sender_for(
+        self, transport: str, connection_id: uuid.UUID | None
+    ) -> tuple[MailProvider, Account]:
+        """The provider and account a message composed for `transport` goes out through."""
+        if transport == "platform":
+            return self._accounts.platform()
         with session_scope(self._engine) as session:
             connection = session.get(Connection, connection_id) if connection_id else None
-            if connection is None or name != connection.kind:
+            if connection is None or transport != connection.kind:
                 raise ConfigurationError(
-                    f"The {name} connection this message was composed for no longer exists; "
-                    "send the message again."
+                    f"The {transport} connection this message was composed for no longer "
+                    "exists; send the message again."
                 )
             if connection.status == ConnectionStatus.NEEDS_REAUTH:
                 raise AuthExpiredError(connection.last_error or "Its credentials were refused.")
@@ -200,61 +195,49 @@ class SendActivities:
                     f"The connection for {connection.custom_address} is no longer active; "
                     "send the message again."
                 )
-            if connection.kind != "smtp":
-                return OAuthTransport(
-                    self._oauth,
-                    provider_for(self._settings, connection.kind),
-                    connection,
-                    self._box,
-                )
-            target = smtp_target(self._box, connection)
-        tls = client_tls_context(self._settings.ca_bundle, verify=target.verify_certificate)
-        return SmtpTransport(target, tls, self._settings.smtp_timeout_seconds)
+            return self._accounts.provider(connection.kind), self._accounts.account(connection)
 
     def mark_needs_reauth(
         self, connection_id: uuid.UUID, err: AuthExpiredError
     ) -> AuthExpiredError:
         """Credentials refused at send time: flag the connection, fail with a clear reason."""
         with session_scope(self._engine) as session:
-            connection = session.get(Connection, connection_id)
+            connection = get_or_fail(session, Connection, connection_id)
             if connection.status == ConnectionStatus.ACTIVE:
                 connection.status = ConnectionStatus.NEEDS_REAUTH
                 connection.last_error = str(err)
                 connection.updated_at = utcnow()
                 session.add(connection)
-            label = KIND_LABELS[connection.kind]
-            if connection.kind == "smtp":
-                todo = (
-                    "An admin must switch back to the platform service and set the connection "
-                    "up again."
-                )
-            else:
-                todo = "An admin must reconnect the mailbox (Reconnect in the mail settings)."
+            provider = self._accounts.provider(connection.kind)
             return AuthExpiredError(
-                f"The {label} connection for {connection.custom_address} needs attention: "
-                f"{err} {todo}"
+                f"The {provider.label} connection for {connection.custom_address} needs "
+                f"attention: {err} {provider.needs_attention(connection.custom_address)}"
             )
 
     def _begin_attempt(
         self, message_id: str, attempt: int
-    ) -> tuple[bytes, str, list[str], str, uuid.UUID | None] | None:
+    ) -> tuple[Outgoing, str, uuid.UUID | None] | None:
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(message_id))
+            message = get_or_fail(session, Message, message_id)
             if message.status == MessageStatus.SENT:
                 return None
             message.attempts = attempt
             session.add(message)
-            return (
-                message.raw_mime,
-                message.from_address,
-                list(message.to_addresses),
-                message.transport or "platform",
-                message.connection_id,
+            if message.raw_mime is None:
+                raise ApplicationError(
+                    f"message {message_id} was never composed", non_retryable=True
+                )
+            mail = Outgoing(
+                mime=message.raw_mime,
+                envelope_from=message.from_address,
+                envelope_to=list(message.to_addresses),
+                custom_id=message_id,
             )
+            return mail, message.transport or "platform", message.connection_id
 
     def _note_failure(self, message_id: str, err: MailError) -> None:
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(message_id))
+            message = get_or_fail(session, Message, message_id)
             text = str(err)
             if isinstance(err, TransientMailError):
                 text += " Retrying."
@@ -264,7 +247,7 @@ class SendActivities:
 
     def _mark_sent(self, message_id: str, provider_id: str) -> None:
         with session_scope(self._engine) as session:
-            message = session.get(Message, uuid.UUID(message_id))
+            message = get_or_fail(session, Message, message_id)
             message.status = MessageStatus.SENT
             message.error = None
             message.sent_at = utcnow()

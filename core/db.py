@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, event
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
+
+T = TypeVar("T", bound=SQLModel)
 
 
 def make_engine(url: str) -> Engine:
@@ -42,3 +46,17 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class RowMissing(LookupError):
+    """A row an activity was given by id no longer exists. Permanent: retrying cannot bring it
+    back, so the retry policies list this class by name as non-retryable."""
+
+
+def get_or_fail(session: Session, model: type[T], row_id: uuid.UUID | str) -> T:
+    """The row with this id, or RowMissing naming what is missing."""
+    key = row_id if isinstance(row_id, uuid.UUID) else uuid.UUID(str(row_id))
+    row = session.get(model, key)
+    if row is None:
+        raise RowMissing(f"{model.__name__} {key} does not exist (it was deleted).")
+    return row

@@ -1,8 +1,8 @@
-"""Receiving mail: which recipients we serve, storing the bytes, and starting the routing run.
+"""Receiving mail: which recipients we serve, and storing the bytes.
 
 The SMTP receiver and the HTTP webhooks share this path. The raw bytes are committed before
-the sender hears 250 (or 202), and the routing workflow starts after; if that start fails,
-the sweeper starts it later from the stored row, so nothing is lost either way.
+the sender hears 250 (or 202); the routing run starts after (workflows/client.py), and if that
+start fails, the sweeper starts it later from the stored row, so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -15,14 +15,6 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
-from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.db import session_scope
 from core.models import (
@@ -33,13 +25,8 @@ from core.models import (
     InboundState,
     utcnow,
 )
+from core.run_ids import receive_workflow_id
 from core.settings import Settings
-from workflows.receive_message import (
-    ReceiveMessageInput,
-    ReceiveMessageWorkflow,
-    receive_workflow_id,
-)
-from workflows.search_attributes import COMPANY_ID, MAIL_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -110,45 +97,6 @@ def store_inbound(
             session.add(row)
             stored.append(StoredInbound(row.id, company_id))
     return stored
-
-
-async def start_routing(client: Client, settings: Settings, item: StoredInbound) -> None:
-    """Start receive-message-{id}. A second start of the same row is a no-op."""
-    try:
-        await client.start_workflow(
-            ReceiveMessageWorkflow.run,
-            ReceiveMessageInput(
-                inbound_id=str(item.inbound_id),
-                company_id=str(item.company_id),
-                closed_application_grace=settings.closed_application_grace,
-            ),
-            id=receive_workflow_id(str(item.inbound_id)),
-            task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # Routing is idempotent, so a run that failed (database down too long) may rerun.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(COMPANY_ID, str(item.company_id)),
-                    SearchAttributePair(MAIL_STATUS, InboundState.STORED.value),
-                ]
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # routed already, or running
-
-
-async def start_all(client: Client, settings: Settings, items: list[StoredInbound]) -> None:
-    """Start routing for freshly stored mail; failures are left to the sweeper."""
-    for item in items:
-        try:
-            await start_routing(client, settings, item)
-        except Exception:
-            log.warning(
-                "routing for inbound %s not started; the sweeper will retry",
-                item.inbound_id,
-                exc_info=True,
-            )
 
 
 def unstarted(engine: Engine, older_than: timedelta, limit: int = 100) -> list[StoredInbound]:

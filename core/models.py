@@ -18,6 +18,21 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+# The status vocabulary lives in core/statuses.py (workflows share it); re-exported here.
+from core.statuses import (  # noqa: F401
+    KIND_LABELS,
+    LIVE_STATUSES,
+    OAUTH_KINDS,
+    SETUP_STATUSES,
+    BulkJobStatus,
+    ConnectionKind,
+    ConnectionStatus,
+    InboundState,
+    MatchReason,
+    MessageKind,
+    MessageStatus,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -63,86 +78,6 @@ class ApplicationStatus(StrEnum):
 class Direction(StrEnum):
     OUTBOUND = "outbound"
     INBOUND = "inbound"
-
-
-class MessageStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    BOUNCED = "bounced"
-    RECEIVED = "received"
-    CANCELLED = "cancelled"  # a bulk send was cancelled before this message went out
-
-
-class MessageKind(StrEnum):
-    """What an inbound message is: a person's mail, or automated mail we never answer."""
-
-    MAIL = "mail"
-    AUTO_REPLY = "auto_reply"  # out-of-office and other Auto-Submitted mail
-    BOUNCE = "bounce"  # a delivery status notification saying a message failed
-
-
-class InboundState(StrEnum):
-    STORED = "stored"  # raw bytes safe; routing not yet done
-    ROUTED = "routed"  # a Message row exists for it
-    DUPLICATE = "duplicate"  # the same Message-ID already reached this company
-
-
-class MatchReason(StrEnum):
-    THREAD = "thread"
-    SENDER = "sender"
-    MANUAL = "manual"
-    NONE = "none"
-
-
-class ConnectionKind(StrEnum):
-    SMTP = "smtp"
-    GOOGLE = "google"
-    MICROSOFT = "microsoft"
-
-
-# How each kind is named to people ("The Microsoft connection for …").
-KIND_LABELS = {
-    ConnectionKind.SMTP: "SMTP",
-    ConnectionKind.GOOGLE: "Google",
-    ConnectionKind.MICROSOFT: "Microsoft",
-}
-OAUTH_KINDS = (ConnectionKind.GOOGLE.value, ConnectionKind.MICROSOFT.value)
-
-
-class ConnectionStatus(StrEnum):
-    # OAuth setups (Google, Microsoft)
-    AWAITING_AUTHORIZATION = "awaiting_authorization"  # waiting for the person to sign in
-    AUTHORIZING = "authorizing"  # the sign-in came back; exchanging the code
-    AWAITING_ADMIN_CONSENT = "awaiting_admin_consent"  # an administrator must approve the app
-    AUTHORIZED = "authorized"  # signed in as the custom address; being tested
-    FAILED = "failed"  # the setup ended without a usable grant; `last_error` says why
-    # SMTP setups
-    PENDING = "pending"  # created; waiting for a test
-    TESTING = "testing"
-    TESTED = "tested"  # the last test passed; can be activated
-    TEST_FAILED = "test_failed"  # the last test failed; `last_error` says why
-    ACTIVE = "active"
-    NEEDS_REAUTH = "needs_reauth"  # still the scope's sender, but its credentials were refused
-    DISABLED = "disabled"  # was active; replaced, or switched back to the platform
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"  # the setup was not finished in time
-
-
-# The connection that sends for its scope. needs_reauth stays here: no silent fallback.
-LIVE_STATUSES = (ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH)
-# A setup still under way; its workflow is running.
-SETUP_STATUSES = (
-    ConnectionStatus.AWAITING_AUTHORIZATION,
-    ConnectionStatus.AUTHORIZING,
-    ConnectionStatus.AWAITING_ADMIN_CONSENT,
-    ConnectionStatus.AUTHORIZED,
-    ConnectionStatus.PENDING,
-    ConnectionStatus.TESTING,
-    ConnectionStatus.TESTED,
-    ConnectionStatus.TEST_FAILED,
-)
 
 
 class Company(SQLModel, table=True):
@@ -283,13 +218,6 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
-
-
-class BulkJobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
 
 
 class BulkJob(SQLModel, table=True):

@@ -9,6 +9,8 @@ import json
 import os
 import secrets
 import time
+import uuid
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -64,6 +66,18 @@ class SecretBox:
         if key is None:
             raise KeyError(f"secret key {kid!r} is not configured")
         return AESGCM(key).decrypt(nonce, blob[13 + kid_len :], associated_data)
+
+    # -- a row's secrets (passwords, tokens, OAuth flows), bound to the row's id ------------
+
+    def seal_json(self, row_id: uuid.UUID, value: dict[str, Any]) -> bytes:
+        # The row id is bound in as associated data: a blob cannot be moved to another row.
+        return self.encrypt(json.dumps(value).encode(), associated_data=row_id.bytes)
+
+    def open_json(self, row_id: uuid.UUID, blob: bytes | None) -> dict[str, Any] | None:
+        if blob is None:
+            return None
+        value: dict[str, Any] = json.loads(self.decrypt(blob, associated_data=row_id.bytes))
+        return value
 
     # -- signed tokens (the OAuth `state` parameter) ---------------------------------------
 

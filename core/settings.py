@@ -5,19 +5,12 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import timedelta
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-
-class PlatformTransportKind(StrEnum):
-    DEV_OUTBOX = "dev_outbox"
-    SMTP = "smtp"
-    MAILJET = "mailjet"
 
 
 class Settings(BaseSettings):
@@ -42,7 +35,8 @@ class Settings(BaseSettings):
     platform_mail_domain: str = "jobs.recruitmail.localhost"
 
     # Platform transport: the dev outbox, an SMTP relay URL, or Mailjet.
-    platform_transport: PlatformTransportKind = PlatformTransportKind.DEV_OUTBOX
+    # A platform provider's kind (see providers/): dev_outbox, smtp (a relay) or mailjet.
+    platform_transport: str = "dev_outbox"
     # smtp://user:pass@host:587 (STARTTLS when offered, required with credentials),
     # smtp+starttls://… (STARTTLS required), smtps://…:465 (implicit TLS).
     smtp_relay_url: str = ""
@@ -153,7 +147,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RECRUITMAIL_INBOUND_SECRET must be set outside development (16+ characters)"
             )
-        if self.platform_transport is PlatformTransportKind.DEV_OUTBOX:
+        if self.platform_transport == "dev_outbox":
             raise ValueError(
                 "RECRUITMAIL_PLATFORM_TRANSPORT=dev_outbox is for development only; "
                 "set smtp (with RECRUITMAIL_SMTP_RELAY_URL) or mailjet"

@@ -9,8 +9,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
 from core.codec import EncryptionCodec
+from core.search_attributes import ALL as SEARCH_ATTRIBUTES
 from core.settings import Settings
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 __all__ = ["SEARCH_ATTRIBUTES", "connect", "data_converter"]
 

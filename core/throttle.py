@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from core.models import MailboxThrottle
-from core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,10 @@ class Rate:
     def limited(self) -> bool:
         return self.interval > 0 or self.daily_cap > 0
 
-
-def rate_for(settings: Settings, kind: str) -> Rate:
-    """kind: microsoft, google, smtp or platform."""
-    per_minute = {
-        "microsoft": settings.bulk_rate_microsoft_per_minute,
-        "google": settings.bulk_rate_google_per_minute,
-        "smtp": settings.bulk_rate_smtp_per_minute,
-    }.get(kind, settings.bulk_rate_platform_per_minute)
-    cap = settings.bulk_daily_cap_google if kind == "google" else 0
-    return Rate(interval=60.0 / per_minute if per_minute > 0 else 0.0, daily_cap=cap)
+    @classmethod
+    def per_minute(cls, per_minute: float, daily_cap: int = 0) -> Rate:
+        """0 per minute means no interval; each provider picks its settings."""
+        return cls(interval=60.0 / per_minute if per_minute > 0 else 0.0, daily_cap=daily_cap)
 
 
 def ensure_row(engine: Engine, key: str) -> None:

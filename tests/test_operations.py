@@ -19,7 +19,6 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlmodel import Session
 from temporalio.api.common.v1 import Payload, Payloads
 
-from activities.connections import open_secret, seal_secret
 from core.bootstrap import create_company, create_operator
 from core.codec import ENCODING, EncryptionCodec
 from core.db import make_engine
@@ -157,14 +156,14 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
             custom_address="jobs@rotate.example",
             status=ConnectionStatus.ACTIVE,
         )
-        connection.secret_blob = seal_secret(old_box, connection.id, {"password": "hunter2"})
+        connection.secret_blob = old_box.seal_json(connection.id, {"password": "hunter2"})
         session.add(connection)
         session.commit()
     first = rotate_secrets(engine, rotated_box)
     again = rotate_secrets(engine, rotated_box)
     with Session(engine) as session:
         row = session.get(Connection, connection.id)
-        secret_after = open_secret(SecretBox(ring("new")), row)
+        secret_after = SecretBox(ring("new")).open_json(row.id, row.secret_blob)
         kid_after = SecretBox.kid_of(row.secret_blob)
 
     assert reopened == original

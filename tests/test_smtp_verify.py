@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
-from activities.smtp import SmtpSecurity, SmtpTarget, verify_smtp
 from core.tls import client_tls_context
+from providers.smtp import SmtpSecurity, SmtpTarget
+from providers.smtp import verify_smtp as verify
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
 
@@ -15,6 +18,12 @@ PASSWORD = "correct horse"
 
 def target(sink_port: int, security: SmtpSecurity, password: str = PASSWORD) -> SmtpTarget:
     return SmtpTarget("127.0.0.1", sink_port, security, ADDRESS, password)
+
+
+async def verify_smtp(target: SmtpTarget, address: str, **kw) -> tuple[bool, list[dict], str]:
+    """The verification as (ok, steps as dicts, error), as the connection's row stores it."""
+    result = await verify(target, address, **kw)
+    return result.ok, [asdict(step) for step in result.steps], result.error
 
 
 async def run(target: SmtpTarget, ca=None):

@@ -22,6 +22,7 @@ from core import intake
 from core.db import make_engine
 from core.settings import Settings
 from core.temporal import connect
+from workflows.client import start_all_routing
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,12 @@ class InboundHandler:
         except Exception:
             log.exception("could not store an inbound message; answered 451")
             return "451 4.3.0 Message not stored; try again later"
-        await intake.start_all(self.client, self.settings, stored)
+        await start_all_routing(
+            self.client,
+            stored,
+            task_queue=self.settings.task_queue,
+            closed_application_grace=self.settings.closed_application_grace,
+        )
         ids = ",".join(str(s.inbound_id) for s in stored)
         return f"250 2.0.0 Message stored as {ids}"
 
@@ -124,7 +130,12 @@ class InboundSmtpServer:
         """Start routing for stored mail whose start failed; returns how many were started."""
         interval = self.settings.inbound_sweep_interval
         pending = await asyncio.to_thread(intake.unstarted, self.engine, interval)
-        await intake.start_all(self.client, self.settings, pending)
+        await start_all_routing(
+            self.client,
+            pending,
+            task_queue=self.settings.task_queue,
+            closed_application_grace=self.settings.closed_application_grace,
+        )
         return len(pending)
 
     async def _sweep_forever(self) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.accounts import Accounts
 from activities.bulk import BulkActivities
 from activities.connections import ConnectionActivities
 from activities.inbound import InboundActivities
@@ -41,11 +42,11 @@ MAX_CONCURRENT = 32
 def build_worker(
     client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None
 ) -> Worker:
-    box = secret_box(settings)
-    send = SendActivities(engine, settings, box)
-    connections = ConnectionActivities(engine, settings, box)
+    accounts = Accounts(engine, settings, secret_box(settings))
+    send = SendActivities(engine, settings, accounts)
+    connections = ConnectionActivities(engine, accounts)
     inbound = InboundActivities(engine, settings)
-    oauth = OAuthActivities(engine, settings, box)
+    oauth = OAuthActivities(accounts)
     bulk = BulkActivities(engine, settings, send)
     # Sync DB activities run in this pool; its size bounds concurrent database sessions.
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")

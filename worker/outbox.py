@@ -1,12 +1,11 @@
-"""The dev outbox: an SMTP sink that keeps every message it receives as a file."""
+"""The dev outbox: an SMTP sink that keeps every message it receives as a file (read by
+core/outbox.py for `GET /dev/outbox`)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from email import message_from_bytes
-from email.policy import default as default_policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -29,34 +28,6 @@ class OutboxHandler:
         tmp.write_text(json.dumps(record))
         tmp.rename(self.directory / name)  # readers never see a half-written file
         return "250 Message accepted for delivery"
-
-
-def read_outbox(directory: Path, limit: int = 100) -> list[dict]:
-    """The newest captured messages first, parsed for display."""
-    if not directory.exists():
-        return []
-    files = sorted(directory.glob("*.json"), reverse=True)[:limit]
-    items = []
-    for path in files:
-        record = json.loads(path.read_text())
-        msg = message_from_bytes(record["raw"].encode(), policy=default_policy)
-        body = msg.get_body(("plain",))
-        html = msg.get_body(("html",))
-        items.append(
-            {
-                "id": path.stem,
-                "received_at": record["received_at"],
-                "mail_from": record["mail_from"],
-                "rcpt_tos": record["rcpt_tos"],
-                "from": str(msg["From"] or ""),
-                "to": str(msg["To"] or ""),
-                "subject": str(msg["Subject"] or ""),
-                "message_id": str(msg["Message-ID"] or "").strip(),
-                "text": body.get_content() if body is not None else "",
-                "html": html.get_content() if html is not None else None,
-            }
-        )
-    return items
 
 
 def start_outbox(directory: Path, host: str, port: int) -> Controller:

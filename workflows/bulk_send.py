@@ -4,18 +4,21 @@ mailbox, with nothing lost or doubled."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from core.search_attributes import MAIL_STATUS
+from core.statuses import BulkJobStatus, MessageStatus
 from workflows import policies
-from workflows.search_attributes import MAIL_STATUS
 
-
-def bulk_workflow_id(job_id: str) -> str:
-    return f"bulk-send-{job_id}"
+PLAN_BULK_SEND = "plan-bulk-send"
+SEND_BULK_BATCH = "send-bulk-batch"
+FAIL_BULK_BATCH = "fail-bulk-batch"
+FINISH_BULK_SEND = "finish-bulk-send"
 
 
 @dataclass
@@ -71,7 +74,7 @@ class FinishInput:
 
 @dataclass
 class BulkProgress:
-    status: str = "queued"
+    status: str = BulkJobStatus.QUEUED
     batches: int = 0
     next_batch: int = 0
     sent: int = 0
@@ -92,7 +95,7 @@ class BulkSendWorkflow:
     @workflow.init
     def __init__(self, input: BulkSendInput) -> None:
         self._progress = BulkProgress(
-            status="running",
+            status=BulkJobStatus.RUNNING,
             batches=max(input.batches, 0),
             next_batch=input.next_batch,
             sent=input.sent,
@@ -111,7 +114,7 @@ class BulkSendWorkflow:
 
     @cancel.validator
     def _validate_cancel(self) -> None:
-        if self._progress.status in ("completed", "cancelled"):
+        if self._progress.status in (BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED):
             raise ApplicationError(f"The job has ended ({self._progress.status}).")
 
     @workflow.run
@@ -119,7 +122,7 @@ class BulkSendWorkflow:
         batches = input.batches
         if batches < 0:
             batches = await workflow.execute_activity(
-                "plan-bulk-send",
+                PLAN_BULK_SEND,
                 PlanInput(input.job_id, input.batch_size),
                 result_type=int,
                 start_to_close_timeout=policies.BULK_PLAN_TIMEOUT,
@@ -127,7 +130,7 @@ class BulkSendWorkflow:
                 schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
             )
             self._progress.batches = batches
-            workflow.upsert_search_attributes([MAIL_STATUS.value_set("sending")])
+            workflow.upsert_search_attributes([MAIL_STATUS.value_set(MessageStatus.SENDING)])
 
         run_end = min(batches, input.next_batch + input.batches_per_run)
         # Up to `parallel_batches` batches at once, each over its own connection: the
@@ -148,13 +151,8 @@ class BulkSendWorkflow:
         if batch < batches and not self._cancel:
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(
-                BulkSendInput(
-                    job_id=input.job_id,
-                    company_id=input.company_id,
-                    batch_size=input.batch_size,
-                    batches_per_run=input.batches_per_run,
-                    parallel_batches=input.parallel_batches,
-                    heartbeat_timeout=input.heartbeat_timeout,
+                dataclasses.replace(
+                    input,
                     next_batch=batch,
                     batches=batches,
                     sent=self._progress.sent,
@@ -162,14 +160,8 @@ class BulkSendWorkflow:
                 )
             )
 
-        await workflow.execute_local_activity(
-            "finish-bulk-send",
-            FinishInput(input.job_id, cancelled=self._cancel),
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
-        self._progress.status = "cancelled" if self._cancel else "completed"
+        await policies.db_step(FINISH_BULK_SEND, FinishInput(input.job_id, self._cancel))
+        self._progress.status = BulkJobStatus.CANCELLED if self._cancel else BulkJobStatus.COMPLETED
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(self._progress.status)])
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._progress
@@ -199,7 +191,7 @@ class BulkSendWorkflow:
         job_id = input.job_id
         try:
             return await workflow.execute_activity(
-                "send-bulk-batch",
+                SEND_BULK_BATCH,
                 BatchInput(job_id, batch),
                 result_type=BatchResult,
                 start_to_close_timeout=policies.BULK_BATCH_TIMEOUT,
@@ -212,11 +204,8 @@ class BulkSendWorkflow:
             # of the batch fails with the reason, and the job goes on with the next batch.
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            return await workflow.execute_local_activity(
-                "fail-bulk-batch",
+            return await policies.db_step(
+                FAIL_BULK_BATCH,
                 FailBatchInput(job_id, batch, reason or "The batch could not be sent."),
                 result_type=BatchResult,
-                start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-                schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-                retry_policy=policies.DB_STEP_RETRY,
             )

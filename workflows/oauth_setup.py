@@ -9,25 +9,30 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from core.statuses import ConnectionStatus, ExchangeOutcome
 from workflows import policies
-from workflows.search_attributes import MAIL_STATUS
-from workflows.smtp_setup import (
+from workflows.setup import (
+    TEST_CONNECTION,
     ActivateInput,
+    ConnectionRef,
     SetupState,
     VerificationResult,
+    activate,
     record_status,
 )
 
-AWAITING_AUTHORIZATION = "awaiting_authorization"
-AUTHORIZING = "authorizing"
-AWAITING_ADMIN_CONSENT = "awaiting_admin_consent"
-AUTHORIZED = "authorized"
-TESTED = "tested"
-TEST_FAILED = "test_failed"
-ACTIVE = "active"
-FAILED = "failed"
-EXPIRED = "expired"
-CANCELLED = "cancelled"
+AWAITING_AUTHORIZATION = ConnectionStatus.AWAITING_AUTHORIZATION
+AUTHORIZING = ConnectionStatus.AUTHORIZING
+AWAITING_ADMIN_CONSENT = ConnectionStatus.AWAITING_ADMIN_CONSENT
+AUTHORIZED = ConnectionStatus.AUTHORIZED
+TESTED = ConnectionStatus.TESTED
+TEST_FAILED = ConnectionStatus.TEST_FAILED
+FAILED = ConnectionStatus.FAILED
+EXPIRED = ConnectionStatus.EXPIRED
+CANCELLED = ConnectionStatus.CANCELLED
+
+BEGIN_OAUTH_AUTHORIZATION = "begin-oauth-authorization"
+EXCHANGE_OAUTH_CODE = "exchange-oauth-code"
 
 
 @dataclass
@@ -59,9 +64,11 @@ class CallbackOutcome:
 
 @dataclass
 class ExchangeResult:
-    outcome: str  # authorized, consent_required, retry_signin or failed
+    outcome: str  # a core.statuses.ExchangeOutcome
     error: str | None = None
     mailbox: str | None = None
+    # Consent comes back through an admin-consent link of the provider's (Microsoft).
+    consent_link: bool = False
 
 
 @dataclass
@@ -98,6 +105,8 @@ class OAuthConnectionSetupWorkflow:
         self._activation: ActivateInput | None = None
         self._done = False
         self._busy = False
+        # The provider sent an admin-consent link that calls us back (Microsoft).
+        self._consent_link = False
 
     @workflow.query(name="state")
     def state(self) -> SetupState:
@@ -202,59 +211,76 @@ class OAuthConnectionSetupWorkflow:
                 f"This setup has ended ({self._state.status}).", type="SetupEnded"
             )
 
-    # -- the process --------------------------------------------------------------------
+    # -- the process: sign in (with consent if needed), test, wait for activation ------------
 
     @workflow.run
     async def run(self, input: OAuthSetupInput) -> SetupState:
-        await self._process(input)
+        if await self._sign_in(input):
+            await self._test_and_activate(input)
         self._done = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
-    async def _process(self, input: OAuthSetupInput) -> None:
+    async def _sign_in(self, input: OAuthSetupInput) -> bool:
+        """Until the mailbox is authorized (True), or the setup ended (False).
+
+        Each round issues a link and waits for the browser; an administrator's consent
+        starts a new round, a sign-in to repeat too."""
         awaiting_consent = False
         while True:
             if not await self._begin(awaiting_consent):
-                return
-            wait = input.consent_wait if awaiting_consent else input.signin_wait
-            try:
-                await workflow.wait_condition(
-                    lambda: self._cancel or self._callback is not None or self._consent,
-                    timeout=wait,
-                )
-            except TimeoutError:
-                await self._set(EXPIRED, _expiry_text(awaiting_consent, wait))
-                return
-            if self._cancel:
-                await self._set(CANCELLED)
-                return
+                return False
+            if not await self._wait_for_browser(input, awaiting_consent):
+                return False
             if self._consent:  # the administrator approved: the person signs in again
                 self._consent = False
                 awaiting_consent = False
                 continue
-
-            nonce = self._callback
-            await self._set(AUTHORIZING)
-            result = await self._exchange()
-            self._callback = None
-            if result.outcome == "consent_required":
-                awaiting_consent = True
-                status = AWAITING_ADMIN_CONSENT
-            elif result.outcome == "retry_signin":
-                status = AWAITING_AUTHORIZATION
-            elif result.outcome == "failed":
-                status = FAILED
-            else:
-                status = AUTHORIZED
-            self._outcomes[nonce] = CallbackOutcome(status, result.error, result.mailbox)
-            if status == FAILED:
-                await self._set(FAILED, result.error)
-                return
+            status = await self._redeem()
             if status == AUTHORIZED:
-                break
-            # Consent required, or a sign-in to repeat: keep the explanation, loop for a link.
-            self._state = SetupState(status=status, last_error=result.error)
+                return True
+            if status == FAILED:
+                return False
+            awaiting_consent = status == AWAITING_ADMIN_CONSENT
 
+    async def _wait_for_browser(self, input: OAuthSetupInput, awaiting_consent: bool) -> bool:
+        """A callback or a consent arrived (True); the wait expired or was cancelled (False)."""
+        wait = input.consent_wait if awaiting_consent else input.signin_wait
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel or self._callback is not None or self._consent,
+                timeout=wait,
+            )
+        except TimeoutError:
+            await self._set(EXPIRED, _expiry_text(awaiting_consent, wait))
+            return False
+        if self._cancel:
+            await self._set(CANCELLED)
+            return False
+        return True
+
+    async def _redeem(self) -> str:
+        """Exchange the callback's code; answer the waiting callback with the new state."""
+        nonce = self._callback
+        await self._set(AUTHORIZING)
+        result = await self._exchange()
+        self._callback = None
+        status = {
+            ExchangeOutcome.CONSENT_REQUIRED: AWAITING_ADMIN_CONSENT,
+            ExchangeOutcome.RETRY_SIGNIN: AWAITING_AUTHORIZATION,
+            ExchangeOutcome.FAILED: FAILED,
+        }.get(ExchangeOutcome(result.outcome), AUTHORIZED)
+        self._consent_link = result.consent_link
+        if nonce is not None:
+            self._outcomes[nonce] = CallbackOutcome(status, result.error, result.mailbox)
+        if status == FAILED:
+            await self._set(FAILED, result.error)
+        elif status != AUTHORIZED:
+            # Consent required, or a sign-in to repeat: keep the explanation for the next link.
+            self._state = SetupState(status=status, last_error=result.error)
+        return status
+
+    async def _test_and_activate(self, input: OAuthSetupInput) -> None:
         await self._set(AUTHORIZED)
         test = await self._run_test()
         if input.reconnect and test.ok and input.user_id:
@@ -269,31 +295,23 @@ class OAuthConnectionSetupWorkflow:
                 EXPIRED, "The connection was not activated in time; connect the mailbox again."
             )
             return
-        if self._cancel:
+        if self._cancel or self._activation is None:
             await self._set(CANCELLED)
             return
-        await workflow.execute_local_activity(
-            "activate-connection",
-            self._activation,
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
-        self._state = SetupState(status=ACTIVE)
-        workflow.upsert_search_attributes([MAIL_STATUS.value_set(ACTIVE)])
+        self._state = await activate(self._activation)
 
     async def _begin(self, awaiting_consent: bool) -> bool:
         """Issue a sign-in link (a new state), unless Microsoft's admin-consent link is out."""
         self._link_ready = False
-        if awaiting_consent and self._input.provider == "microsoft":
+        if awaiting_consent and self._consent_link:
             # The exchange stored the admin-consent link; its state is the one now valid.
             await self._set(AWAITING_ADMIN_CONSENT, self._state.last_error)
             self._link_ready = True
             return True
         try:
             result = await workflow.execute_activity(
-                "begin-oauth-authorization",
-                self._input.connection_id,
+                BEGIN_OAUTH_AUTHORIZATION,
+                ConnectionRef(self._input.connection_id),
                 result_type=BeginResult,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
                 schedule_to_close_timeout=policies.OAUTH_CALL_SCHEDULE_TO_CLOSE,
@@ -313,21 +331,21 @@ class OAuthConnectionSetupWorkflow:
     async def _exchange(self) -> ExchangeResult:
         try:
             return await workflow.execute_activity(
-                "exchange-oauth-code",
-                self._input.connection_id,
+                EXCHANGE_OAUTH_CODE,
+                ConnectionRef(self._input.connection_id),
                 result_type=ExchangeResult,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
                 # An authorization code is single-use: a retried exchange could only fail.
                 retry_policy=policies.NO_RETRY,
             )
         except ActivityError as err:
-            return ExchangeResult(outcome="retry_signin", error=_cause(err))
+            return ExchangeResult(outcome=ExchangeOutcome.RETRY_SIGNIN, error=_cause(err))
 
     async def _run_test(self) -> VerificationResult:
         try:
             result = await workflow.execute_activity(
-                "test-oauth-connection",
-                self._input.connection_id,
+                TEST_CONNECTION,
+                ConnectionRef(self._input.connection_id),
                 result_type=VerificationResult,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
                 retry_policy=policies.NO_RETRY,

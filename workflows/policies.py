@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, TypeVar
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
+
+T = TypeVar("T")
 
 # Database steps run as local activities: a single-row read or write that takes milliseconds.
 # Ten seconds leaves room for a busy SQLite writer lock (busy timeout 30 s is the outer bound).
@@ -15,6 +19,8 @@ DB_STEP_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,
+    # A row that was deleted does not come back (core.db.RowMissing).
+    non_retryable_error_types=["RowMissing"],
 )
 DB_STEP_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 
@@ -81,3 +87,25 @@ BULK_BATCH_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=PERMANENT_MAIL_ERRORS,
 )
+
+
+async def db_step(
+    activity: str,
+    arg: Any,
+    *,
+    result_type: type[T] | None = None,
+    timeout: timedelta = DB_STEP_TIMEOUT,
+) -> T:
+    """Run a database step as a local activity, with the database steps' timeout and retry.
+
+    Bounded by DB_STEP_SCHEDULE_TO_CLOSE: a database that stays down longer fails the step,
+    and the caller records the outcome.
+    """
+    return await workflow.execute_local_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timeout,
+        schedule_to_close_timeout=DB_STEP_SCHEDULE_TO_CLOSE,
+        retry_policy=DB_STEP_RETRY,
+    )

@@ -7,12 +7,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from core.search_attributes import MAIL_STATUS
+from core.statuses import InboundKind, MessageKind, RoutingState
 from workflows import policies
-from workflows.search_attributes import MAIL_STATUS
 
-
-def receive_workflow_id(inbound_id: str) -> str:
-    return f"receive-message-{inbound_id}"
+ROUTE_INBOUND_MESSAGE = "route-inbound-message"
 
 
 @dataclass
@@ -32,11 +31,11 @@ class RouteInput:
 class ReceiveMessageResult:
     """Ids and routing facts only; the mail itself stays in the database."""
 
-    state: str  # routed or duplicate
+    state: str  # a core.statuses.RoutingState
     message_id: str | None = None
     candidate_id: str | None = None
     match_reason: str | None = None
-    kind: str = "mail"
+    kind: str = MessageKind.MAIL
     bounced_message_id: str | None = None
 
 
@@ -61,13 +60,11 @@ class ReceiveMessageWorkflow:
     async def run(self, input: ReceiveMessageInput) -> ReceiveMessageResult:
         # A local activity: one database transaction, no provider call. It saves the server
         # round trips of a scheduled activity, which dominate routing time on small machines.
-        result = await workflow.execute_local_activity(
-            "route-inbound-message",
+        result = await policies.db_step(
+            ROUTE_INBOUND_MESSAGE,
             RouteInput(input.inbound_id, input.closed_application_grace),
             result_type=ReceiveMessageResult,
-            start_to_close_timeout=policies.ROUTE_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
+            timeout=policies.ROUTE_TIMEOUT,
         )
         self._result = result
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(_mail_status(result))])
@@ -76,8 +73,8 @@ class ReceiveMessageWorkflow:
 
 def _mail_status(result: ReceiveMessageResult) -> str:
     """What an operator filters on: received, unassigned, bounce, auto_reply or duplicate."""
-    if result.state == "duplicate":
-        return "duplicate"
-    if result.kind != "mail":
+    if result.state == RoutingState.DUPLICATE:
+        return InboundKind.DUPLICATE
+    if result.kind != MessageKind.MAIL:
         return result.kind
-    return "received" if result.candidate_id else "unassigned"
+    return InboundKind.RECEIVED if result.candidate_id else InboundKind.UNASSIGNED

@@ -8,12 +8,14 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
+from core.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
+from core.statuses import MessageStatus
 from workflows import policies
-from workflows.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
 
-
-def send_workflow_id(message_id: str) -> str:
-    return f"send-message-{message_id}"
+RESOLVE_SENDER = "resolve-sender"
+COMPOSE_MESSAGE = "compose-message"
+DELIVER_MESSAGE = "deliver-message"
+RECORD_OUTCOME = "record-outcome"
 
 
 @dataclass
@@ -29,6 +31,13 @@ class SendMessageInput:
 class SendMessageResult:
     status: str
     error: str | None = None
+
+
+@dataclass
+class MessageRef:
+    """The input of an activity that needs only the message: it reads the rest by id."""
+
+    message_id: str
 
 
 @dataclass
@@ -66,7 +75,7 @@ class RecordOutcomeInput:
 
 @dataclass
 class SendMessageProgress:
-    status: str = "queued"
+    status: str = MessageStatus.QUEUED
     error: str | None = None
     sender: SenderChoice | None = field(default=None)
 
@@ -94,13 +103,8 @@ class SendMessageWorkflow:
 
     @workflow.run
     async def run(self, input: SendMessageInput) -> SendMessageResult:
-        sender = await workflow.execute_local_activity(
-            "resolve-sender",
-            input.message_id,
-            result_type=SenderChoice,
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
+        sender = await policies.db_step(
+            RESOLVE_SENDER, MessageRef(input.message_id), result_type=SenderChoice
         )
         self._progress.sender = sender
         attributes = [PROVIDER.value_set(sender.transport)]
@@ -108,20 +112,14 @@ class SendMessageWorkflow:
             attributes.append(CONNECTION_ID.value_set(sender.connection_id))
         workflow.upsert_search_attributes(attributes)
 
-        await workflow.execute_local_activity(
-            "compose-message",
-            ComposeInput(message_id=input.message_id, sender=sender),
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
-        self._set_status("sending")
+        await policies.db_step(COMPOSE_MESSAGE, ComposeInput(input.message_id, sender))
+        self._set_status(MessageStatus.SENDING)
 
-        outcome = RecordOutcomeInput(message_id=input.message_id, status="sent")
+        outcome = RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
         try:
             await workflow.execute_activity(
-                "deliver-message",
-                input.message_id,
+                DELIVER_MESSAGE,
+                MessageRef(input.message_id),
                 result_type=DeliveryResult,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=input.retry_total,
@@ -132,20 +130,13 @@ class SendMessageWorkflow:
         except ActivityError as err:
             outcome = RecordOutcomeInput(
                 message_id=input.message_id,
-                status="failed",
+                status=MessageStatus.FAILED,
                 error=_failure_text(err),
                 retries_exhausted=_retries_exhausted(err),
                 retry_total=input.retry_total,
             )
 
-        result = await workflow.execute_local_activity(
-            "record-outcome",
-            outcome,
-            result_type=SendMessageResult,
-            start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-            schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-            retry_policy=policies.DB_STEP_RETRY,
-        )
+        result = await policies.db_step(RECORD_OUTCOME, outcome, result_type=SendMessageResult)
         self._progress.error = result.error
         self._set_status(result.status)
         return result

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from core.statuses import ConnectionStatus
 from workflows import policies
-from workflows.search_attributes import MAIL_STATUS
-
-
-def setup_workflow_id(connection_id: str) -> str:
-    return f"connection-setup-{connection_id}"
+from workflows.setup import (
+    TEST_CONNECTION,
+    ActivateInput,
+    ConnectionRef,
+    SetupState,
+    VerificationResult,
+    activate,
+    record_status,
+)
 
 
 @dataclass
@@ -21,52 +26,6 @@ class SmtpSetupInput:
     connection_id: str
     company_id: str
     expires_after: timedelta = timedelta(days=7)
-
-
-@dataclass
-class VerificationStep:
-    name: str
-    status: str  # ok, failed, skipped
-    detail: str = ""
-
-
-@dataclass
-class VerificationResult:
-    ok: bool
-    steps: list[VerificationStep] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class ActivateInput:
-    connection_id: str
-    user_id: str
-
-
-@dataclass
-class StatusInput:
-    connection_id: str
-    status: str
-    error: str | None = None
-
-
-@dataclass
-class SetupState:
-    status: str = "pending"
-    last_error: str | None = None
-
-
-async def record_status(connection_id: str, status: str, error: str | None) -> SetupState:
-    """Both setup workflows: the new state in the search attributes and in the database."""
-    workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
-    await workflow.execute_local_activity(
-        "set-connection-status",
-        StatusInput(connection_id, status, error),
-        start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-        schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-        retry_policy=policies.DB_STEP_RETRY,
-    )
-    return SetupState(status=status, last_error=error)
 
 
 @workflow.defn(name="smtp-connection-setup")
@@ -106,15 +65,16 @@ class SmtpConnectionSetupWorkflow:
     async def test(self) -> VerificationResult:
         self._busy = True
         try:
-            await self._set("testing")
+            await self._set(ConnectionStatus.TESTING)
             result = await workflow.execute_activity(
-                "verify-smtp-connection",
-                self._input.connection_id,
+                TEST_CONNECTION,
+                ConnectionRef(self._input.connection_id),
                 result_type=VerificationResult,
                 start_to_close_timeout=policies.CONNECTION_TEST_TIMEOUT,
                 retry_policy=policies.NO_RETRY,
             )
-            await self._set("tested" if result.ok else "test_failed", result.error)
+            status = ConnectionStatus.TESTED if result.ok else ConnectionStatus.TEST_FAILED
+            await self._set(status, result.error)
             return result
         finally:
             self._busy = False
@@ -127,15 +87,7 @@ class SmtpConnectionSetupWorkflow:
     async def activate(self, input: ActivateInput) -> SetupState:
         self._busy = True
         try:
-            await workflow.execute_local_activity(
-                "activate-connection",
-                input,
-                start_to_close_timeout=policies.DB_STEP_TIMEOUT,
-                schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
-                retry_policy=policies.DB_STEP_RETRY,
-            )
-            self._state = SetupState(status="active")
-            workflow.upsert_search_attributes([MAIL_STATUS.value_set("active")])
+            self._state = await activate(input)
             self._done = True
             return self._state
         finally:
@@ -144,7 +96,7 @@ class SmtpConnectionSetupWorkflow:
     @activate.validator
     def _validate_activate(self, input: ActivateInput) -> None:
         self._check_open()
-        if self._state.status != "tested":
+        if self._state.status != ConnectionStatus.TESTED:
             raise ApplicationError(
                 "Test the connection first: only a connection whose last test passed can be "
                 f"activated (it is {self._state.status}).",
@@ -153,7 +105,7 @@ class SmtpConnectionSetupWorkflow:
 
     @workflow.update(name="cancel")
     async def cancel(self) -> SetupState:
-        await self._set("cancelled")
+        await self._set(ConnectionStatus.CANCELLED)
         self._done = True
         return self._state
 
@@ -169,7 +121,7 @@ class SmtpConnectionSetupWorkflow:
             await workflow.wait_condition(lambda: not self._busy)
             if not self._done:
                 await self._set(
-                    "expired",
+                    ConnectionStatus.EXPIRED,
                     "The setup was not activated in time; create the connection again.",
                 )
                 self._done = True

@@ -12,7 +12,6 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep
 from api.routers.common import get_owned, start_or_undo
@@ -32,10 +31,11 @@ from core.models import (
     User,
     utcnow,
 )
+from core.run_ids import bulk_workflow_id
 from core.settings import Settings
 from core.templates import check_template, render, values_for
-from workflows.bulk_send import BulkSendInput, BulkSendWorkflow, bulk_workflow_id
-from workflows.search_attributes import COMPANY_ID, MAIL_STATUS
+from workflows.bulk_send import BulkSendInput, BulkSendWorkflow
+from workflows.client import start_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
@@ -196,7 +196,8 @@ async def create_bulk_send(
     {{candidate.first_name}}, {{company.name}}, {{sender.name}}."""
     job = await run_in_threadpool(_create, session, settings, user, body)
     await start_or_undo(
-        temporal.start_workflow(
+        start_run(
+            temporal,
             BulkSendWorkflow.run,
             BulkSendInput(
                 job_id=str(job.id),
@@ -206,14 +207,10 @@ async def create_bulk_send(
                 parallel_batches=settings.bulk_parallel_batches,
                 heartbeat_timeout=settings.bulk_heartbeat_timeout,
             ),
-            id=job.workflow_id,
+            workflow_id=job.workflow_id,
             task_queue=settings.task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(COMPANY_ID, str(job.company_id)),
-                    SearchAttributePair(MAIL_STATUS, BulkJobStatus.QUEUED.value),
-                ]
-            ),
+            company_id=str(job.company_id),
+            status=BulkJobStatus.QUEUED,
         ),
         lambda: _delete(session.bind, job.id),
         "The bulk send was not queued",

@@ -11,7 +11,6 @@ from typing import TypeVar
 from fastapi import HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, SQLModel
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import parse_id
 
@@ -30,14 +29,13 @@ def get_owned(
 
 
 async def start_or_undo(
-    start: Awaitable[object], undo: Callable[[], None], refusal: str, workflow_id: str
+    start: Awaitable[bool], undo: Callable[[], None], refusal: str, workflow_id: str
 ) -> None:
-    """Start the run for rows just written. If Temporal cannot take it, remove the rows
-    (nothing half-written: without a run they would never move) and answer 503."""
+    """Start the run for rows just written (workflows.client.start_run). If Temporal cannot
+    take it, remove the rows (nothing half-written: without a run they would never move) and
+    answer 503. A run that already exists is our own retried start: nothing to do."""
     try:
         await start
-    except WorkflowAlreadyStartedError:
-        pass  # the ids are new, so this can only be our own retried start
     except Exception as exc:
         log.exception("could not start %s", workflow_id)
         await run_in_threadpool(undo)

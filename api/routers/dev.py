@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SettingsDep
-from worker.outbox import read_outbox
+from core.outbox import read_outbox
 
 router = APIRouter(prefix="/dev", tags=["development"])
 

@@ -22,6 +22,7 @@ from api.deps import SettingsDep
 from core import intake
 from core.inbound import mailjet_to_mime
 from core.settings import Settings
+from workflows.client import start_all_routing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inbound"])
@@ -105,7 +106,12 @@ async def _accept(
     )
     try:
         client = await request.app.state.temporal.client()
-        await intake.start_all(client, settings, stored)
+        await start_all_routing(
+            client,
+            stored,
+            task_queue=settings.task_queue,
+            closed_application_grace=settings.closed_application_grace,
+        )
     except Exception:
         # Stored is what matters to the sender; the receiver's sweeper starts routing later.
         log.warning("Temporal unavailable; inbound routing deferred to the sweeper")

@@ -5,7 +5,8 @@ from sqlmodel import select
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import LegalEntityCreate, LegalEntityPublic
-from core.models import AuditEvent, LegalEntity
+from core import audit
+from core.models import LegalEntity
 
 router = APIRouter(prefix="/v1/legal-entities", tags=["legal entities"])
 
@@ -16,14 +17,13 @@ def create_legal_entity(
 ) -> LegalEntity:
     entity = LegalEntity(company_id=user.company_id, name=body.name.strip())
     session.add(entity)
-    session.add(
-        AuditEvent(
-            company_id=user.company_id,
-            user_id=user.id,
-            action="legal_entity.create",
-            target=f"legal_entity:{entity.id}",
-            detail={"name": entity.name},
-        )
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="legal_entity.create",
+        target=f"legal_entity:{entity.id}",
+        name=entity.name,
     )
     session.commit()
     return entity

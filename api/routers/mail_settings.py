@@ -4,7 +4,6 @@ from fastapi import APIRouter, HTTPException
 from sqlmodel import select
 
 from api.deps import SessionDep, SettingsAdmin, SettingsDep
-from api.routers.connections import disable_connection
 from api.schemas import (
     ConnectionSummary,
     EffectiveSenderPublic,
@@ -13,10 +12,11 @@ from api.schemas import (
     ScopePublic,
     UsePlatformRequest,
 )
+from api.services.connections import disable_connection
+from core import audit
 from core.models import (
     LIVE_STATUSES,
     SETUP_STATUSES,
-    AuditEvent,
     Company,
     Connection,
     LegalEntity,
@@ -85,14 +85,13 @@ def update_mail_settings(
     before = company.sender_name_mode
     company.sender_name_mode = body.sender_name_mode
     session.add(company)
-    session.add(
-        AuditEvent(
-            company_id=company.id,
-            user_id=user.id,
-            action="mail_settings.update",
-            target=f"company:{company.id}",
-            detail={"sender_name_mode": {"before": before, "after": body.sender_name_mode}},
-        )
+    audit.record(
+        session,
+        company_id=company.id,
+        user_id=user.id,
+        action="mail_settings.update",
+        target=f"company:{company.id}",
+        sender_name_mode={"before": before, "after": body.sender_name_mode},
     )
     session.commit()
     return _view(session, settings, company)

@@ -8,12 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
 from api.routers.common import get_owned, start_or_undo
@@ -23,11 +18,11 @@ from api.schemas import (
     MessagePublic,
     SendMessageRequest,
 )
+from core import audit
 from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
     Attachment,
-    AuditEvent,
     Candidate,
     CandidateAddress,
     Direction,
@@ -36,12 +31,9 @@ from core.models import (
     MessageStatus,
     utcnow,
 )
-from workflows.search_attributes import COMPANY_ID, MAIL_STATUS
-from workflows.send_message import (
-    SendMessageInput,
-    SendMessageWorkflow,
-    send_workflow_id,
-)
+from core.run_ids import send_workflow_id
+from workflows.client import start_run
+from workflows.send_message import SendMessageInput, SendMessageWorkflow
 
 router = APIRouter(tags=["messages"])
 
@@ -127,7 +119,8 @@ async def send_message(
     )
     await run_in_threadpool(_insert, session, message)
     await start_or_undo(
-        temporal.start_workflow(
+        start_run(
+            temporal,
             SendMessageWorkflow.run,
             SendMessageInput(
                 message_id=str(message.id),
@@ -136,16 +129,12 @@ async def send_message(
                 retry_max_interval=settings.send_retry_max_interval,
                 retry_total=settings.send_retry_total,
             ),
-            id=message.workflow_id,
+            workflow_id=message.workflow_id,
             task_queue=settings.task_queue,
+            company_id=str(user.company_id),
+            status=MessageStatus.QUEUED,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(COMPANY_ID, str(user.company_id)),
-                    SearchAttributePair(MAIL_STATUS, MessageStatus.QUEUED.value),
-                ]
-            ),
         ),
         lambda: _delete(session.bind, message.id),
         "The message was not queued",
@@ -210,18 +199,15 @@ def assign_message(
     remembered = None
     if body.remember_address:
         remembered = _remember(session, user.company_id, candidate, message.from_address)
-    session.add(
-        AuditEvent(
-            company_id=user.company_id,
-            user_id=user.id,
-            action="message.assign",
-            target=f"message:{message.id}",
-            detail={
-                "before": {"candidate_id": before},
-                "after": {"candidate_id": str(candidate.id)},
-                "remembered_address": remembered,
-            },
-        )
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="message.assign",
+        target=f"message:{message.id}",
+        before={"candidate_id": before},
+        after={"candidate_id": str(candidate.id)},
+        remembered_address=remembered,
     )
     session.commit()
     return to_public(session, message)

@@ -20,9 +20,8 @@ from sqlalchemy import update
 from sqlmodel import Session
 from temporalio.service import RPCError
 
-from activities.oauth import seal_json
 from api.deps import SettingsDep
-from api.routers.connections import run_update
+from api.services.connections import run_update
 from core.models import KIND_LABELS, OAUTH_KINDS, Connection
 from core.security import secret_box
 from workflows.oauth_setup import CallbackInput, CallbackOutcome, ConsentInput
@@ -67,7 +66,7 @@ def _consume(
             raise ValueError("This link does not belong to a setup of this provider.")
         values: dict = {"oauth_state_nonce": None}
         if callback is not None:
-            values["oauth_callback_blob"] = seal_json(box, connection_id, callback)
+            values["oauth_callback_blob"] = box.seal_json(connection_id, callback)
         spent = session.execute(
             update(Connection)
             .where(

@@ -1,4 +1,4 @@
-"""HTTP clients for the OAuth libraries and the mail APIs, with one trust store for all.
+"""HTTP clients for the OAuth providers' libraries and mail APIs, with one trust store for all.
 
 `requests` (used by msal and google-auth-oauthlib) verifies against one CA file, and honours
 REQUESTS_CA_BUNDLE from the environment unless `trust_env` is off. So sessions here turn
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -21,14 +20,6 @@ import requests
 from core.errors import AuthExpiredError, PermanentMailError, TransientMailError
 from core.settings import Settings
 from core.tls import client_tls_context
-
-
-@dataclass
-class Grant:
-    """What a completed sign-in leaves: the secret to store encrypted, the signed-in mailbox."""
-
-    secret: dict
-    mailbox: str
 
 
 @lru_cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from typing import Any, ClassVar
 
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -13,12 +14,6 @@ import oauthlib.oauth2
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
-from activities.oauth_http import (
-    Grant,
-    api_client,
-    classify_api_answer,
-    requests_session,
-)
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -26,7 +21,9 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from core.settings import Settings
+from core.throttle import Rate
+from providers.base import ConsentHelp, Grant, OAuthProvider, Secret
+from providers.http import api_client, classify_api_answer, requests_session
 
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", GMAIL_SEND]
@@ -46,14 +43,24 @@ def admin_instructions(client_id: str) -> str:
     )
 
 
-class GoogleProvider:
-    name = "Google"
+class GoogleProvider(OAuthProvider):
+    """A Google Workspace mailbox: google-auth-oauthlib sign-in, Gmail `messages.send`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    kind: ClassVar[str] = "google"
+    label: ClassVar[str] = "Google"
+
+    def rate(self) -> Rate:
+        # Gmail: a daily cap per mailbox (2,000 for Workspace), optionally a per-minute pace.
+        return Rate.per_minute(
+            self.settings.bulk_rate_google_per_minute, self.settings.bulk_daily_cap_google
+        )
+
+    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
+        instructions = admin_instructions(self.settings.google_client_id)
+        return ConsentHelp(admin_instructions=instructions.replace("{id}", connection_id))
 
     def _flow(self, state: str | None = None, code_verifier: str | None = None) -> Flow:
-        redirect = self.settings.oauth_redirect_uri("google")
+        redirect = self.settings.oauth_redirect_uri(self.kind)
         flow = Flow.from_client_config(
             {
                 "web": {
@@ -75,7 +82,7 @@ class GoogleProvider:
         flow.oauth2session.trust_env = False
         return flow
 
-    def authorization(self, state: str, login_hint: str) -> tuple[str, dict]:
+    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
         flow = self._flow()
         url, _ = flow.authorization_url(
             access_type="offline",
@@ -87,7 +94,7 @@ class GoogleProvider:
         )
         return url, {"state": state, "code_verifier": flow.code_verifier}
 
-    def exchange(self, flow_data: dict, query: dict) -> Grant:
+    def exchange_code(self, flow_data: Secret, query: dict[str, str]) -> Grant:
         error = str(query.get("error", ""))
         if error:
             subtype = str(query.get("error_subtype", ""))
@@ -134,7 +141,7 @@ class GoogleProvider:
         email = str(_id_token_claims(token.get("id_token", "")).get("email", "")).lower()
         return Grant(secret={"refresh_token": token["refresh_token"]}, mailbox=email)
 
-    def _credentials(self, secret: dict) -> Credentials:
+    def _credentials(self, secret: Secret) -> Credentials:
         return Credentials(
             token=None,
             refresh_token=secret.get("refresh_token"),
@@ -144,7 +151,7 @@ class GoogleProvider:
             scopes=[GMAIL_SEND],
         )
 
-    def access_token(self, secret: dict) -> tuple[str, dict | None]:
+    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
         if not secret.get("refresh_token"):
             raise AuthExpiredError("No Google sign-in is stored; reconnect the mailbox.")
         credentials = self._credentials(secret)
@@ -166,7 +173,7 @@ class GoogleProvider:
             changed = {"refresh_token": credentials.refresh_token}
         return str(credentials.token), changed
 
-    async def send(self, access_token: str, address: str, mime: bytes) -> str:
+    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
         url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/messages/send"
         async with api_client(self.settings) as http:
             try:
@@ -180,11 +187,8 @@ class GoogleProvider:
         classify_api_answer(response, "Gmail", address)
         return str(response.json().get("id", ""))
 
-    def profile(self, access_token: str) -> str:
-        return ""  # gmail.send cannot read the profile; the id_token named the mailbox
 
-
-def _id_token_claims(id_token: str) -> dict:
+def _id_token_claims(id_token: str) -> dict[str, Any]:
     """The claims of an id_token received directly from the token endpoint over TLS.
 
     OpenID Connect allows skipping the signature check for a token obtained this way.

@@ -1,4 +1,5 @@
-"""Sending raw MIME over SMTP with aiosmtplib, and turning its failures into MailErrors."""
+"""SMTP: a company's own mailbox connected with host, port and password, and the SMTP
+machinery the platform relay and the dev outbox share (aiosmtplib, error classification)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 import aiosmtplib
 
@@ -17,7 +19,17 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from core.mail import Composed
+from core.throttle import Rate
+from core.tls import client_tls_context
+from providers.base import (
+    Account,
+    MailProvider,
+    MailSession,
+    Outgoing,
+    StepFailed,
+    Steps,
+    Verification,
+)
 
 
 class SmtpSecurity(StrEnum):
@@ -60,7 +72,7 @@ def _client(target: SmtpTarget, tls_context: ssl.SSLContext, timeout: float) -> 
 
 
 async def send_over_smtp(
-    target: SmtpTarget, composed: Composed, *, tls_context: ssl.SSLContext, timeout: float
+    target: SmtpTarget, mail: Outgoing, *, tls_context: ssl.SSLContext, timeout: float
 ) -> str:
     """Send one message on a fresh connection; return the server's final answer."""
     client = _client(target, tls_context, timeout)
@@ -68,9 +80,7 @@ async def send_over_smtp(
         async with client:
             if target.username:
                 await client.login(target.username, target.password or "")
-            refused, answer = await client.sendmail(
-                composed.envelope_from, composed.envelope_to, composed.mime
-            )
+            refused, answer = await client.sendmail(mail.envelope_from, mail.envelope_to, mail.mime)
     except Exception as exc:  # every aiosmtplib and socket failure is classified below
         raise classify_smtp_error(exc, target.label) from exc
     if refused:
@@ -82,7 +92,7 @@ async def send_over_smtp(
     return answer
 
 
-class SmtpSession:
+class SmtpSession(MailSession):
     """One authenticated SMTP connection reused for many messages (bulk sends).
 
     Reconnects when the server drops the connection or answers 421 (closing), and sends that
@@ -104,14 +114,14 @@ class SmtpSession:
         self.connects += 1
         return client
 
-    async def send(self, composed: Composed) -> str:
+    async def send(self, mail: Outgoing) -> str:
         last: BaseException | None = None
         for _ in range(3):
             try:
                 if self.client is None or not self.client.is_connected:
                     self.client = await self._connect()
                 refused, answer = await self.client.sendmail(
-                    composed.envelope_from, composed.envelope_to, composed.mime
+                    mail.envelope_from, mail.envelope_to, mail.mime
                 )
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 last = exc
@@ -265,170 +275,237 @@ def explain_tls_failure(exc: BaseException, server: str) -> str:
     return f"The TLS handshake with {server} failed ({exc})."
 
 
-class _StepFailed(Exception):
-    pass
+class _Check:
+    """One connection test: each SMTP step is a method that records itself or raises."""
 
-
-class StepLog:
-    def __init__(self) -> None:
-        self.steps: list[dict] = []
-
-    def ok(self, name: str, detail: str = "") -> None:
-        self.steps.append({"name": name, "status": "ok", "detail": detail})
-
-    def fail(self, name: str, detail: str) -> _StepFailed:
-        self.steps.append({"name": name, "status": "failed", "detail": detail})
-        return _StepFailed(detail)
-
-    def skip(self, name: str, detail: str = "") -> None:
-        self.steps.append({"name": name, "status": "skipped", "detail": detail})
-
-
-async def verify_smtp(
-    target: SmtpTarget, mail_from: str, *, tls_context: ssl.SSLContext, timeout: float
-) -> tuple[bool, list[dict], str | None]:
-    """Walk the connection step by step, recording each; nothing is sent (MAIL FROM, RSET)."""
-    log = StepLog()
-    server = target.label
-    try:
-        await _verify(target, mail_from, tls_context, timeout, log, server)
-    except _StepFailed as failed:
-        return False, log.steps, str(failed)
-    return True, log.steps, None
-
-
-async def _verify(
-    target: SmtpTarget,
-    mail_from: str,
-    tls_context: ssl.SSLContext,
-    timeout: float,
-    log: StepLog,
-    server: str,
-) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM), timeout
+    def __init__(
+        self, target: SmtpTarget, mail_from: str, tls_context: ssl.SSLContext, timeout: float
+    ) -> None:
+        self.target = target
+        self.mail_from = mail_from
+        self.tls_context = tls_context
+        self.timeout = timeout
+        self.server = target.label
+        self.log = Steps()
+        self.implicit = target.security is SmtpSecurity.TLS
+        self.verified = (
+            "certificate verified"
+            if target.verify_certificate
+            else "certificate NOT verified (verify_certificate is off)"
         )
-        log.ok("dns", f"{target.host} resolves to {infos[0][4][0]}")
-    except (OSError, TimeoutError):
-        raise log.fail(
-            "dns", f"The host name {target.host} cannot be resolved. Check the spelling."
-        ) from None
 
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port), timeout
+    async def run(self) -> None:
+        await self.dns()
+        await self.tcp_connect()
+        client = aiosmtplib.SMTP(
+            hostname=self.target.host,
+            port=self.target.port,
+            use_tls=self.implicit,
+            start_tls=False,
+            validate_certs=self.target.verify_certificate,
+            tls_context=self.tls_context if self.target.security is not SmtpSecurity.NONE else None,
+            timeout=self.timeout,
         )
+        try:
+            await self.greeting(client)
+            await self.ehlo(client)
+            await self.starttls(client)
+            await self.auth(client)
+            await self.mail_from_accepted(client)
+        except aiosmtplib.SMTPTimeoutError:
+            raise self.log.fail("timeout", f"{self.server} stopped answering (timeout).") from None
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise self.log.fail(
+                "disconnected", f"{self.server} closed the connection ({exc})."
+            ) from None
+        finally:
+            client.close()
+
+    async def dns(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(self.target.host, self.target.port, type=socket.SOCK_STREAM),
+                self.timeout,
+            )
+        except (OSError, TimeoutError):
+            raise self.log.fail(
+                "dns", f"The host name {self.target.host} cannot be resolved. Check the spelling."
+            ) from None
+        self.log.ok("dns", f"{self.target.host} resolves to {infos[0][4][0]}")
+
+    async def tcp_connect(self) -> None:
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.target.host, self.target.port), self.timeout
+            )
+        except TimeoutError:
+            raise self.log.fail(
+                "tcp_connect",
+                f"Connecting to {self.server} timed out. Check the port, and that a firewall "
+                "allows it.",
+            ) from None
+        except OSError as exc:
+            raise self.log.fail(
+                "tcp_connect",
+                f"{self.server} refused the connection ({exc.strerror or exc}). Check the port.",
+            ) from None
         writer.close()
-        log.ok("tcp_connect", f"connected to {server}")
-    except TimeoutError:
-        raise log.fail(
-            "tcp_connect",
-            f"Connecting to {server} timed out. Check the port, and that a firewall allows it.",
-        ) from None
-    except OSError as exc:
-        raise log.fail(
-            "tcp_connect",
-            f"{server} refused the connection ({exc.strerror or exc}). Check the port.",
-        ) from None
+        self.log.ok("tcp_connect", f"connected to {self.server}")
 
-    implicit = target.security is SmtpSecurity.TLS
-    client = aiosmtplib.SMTP(
-        hostname=target.host,
-        port=target.port,
-        use_tls=implicit,
-        start_tls=False,
-        validate_certs=target.verify_certificate,
-        tls_context=tls_context if target.security is not SmtpSecurity.NONE else None,
-        timeout=timeout,
-    )
-    try:
+    async def greeting(self, client: aiosmtplib.SMTP) -> None:
         try:
             await client.connect()
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise log.fail("tls_handshake", explain_tls_failure(exc, server)) from None
+            raise self.log.fail("tls_handshake", explain_tls_failure(exc, self.server)) from None
         except aiosmtplib.SMTPException as exc:
-            if implicit and isinstance(exc.__cause__, ssl.SSLError):
-                raise log.fail(
-                    "tls_handshake", explain_tls_failure(exc.__cause__, server)
+            if self.implicit and isinstance(exc.__cause__, ssl.SSLError):
+                raise self.log.fail(
+                    "tls_handshake", explain_tls_failure(exc.__cause__, self.server)
                 ) from None
-            raise log.fail(
+            raise self.log.fail(
                 "greeting",
-                f"{server} did not greet as an SMTP server ({exc}). "
-                + ("Is it an implicit-TLS port? Try port 465." if not implicit else ""),
+                f"{self.server} did not greet as an SMTP server ({exc}). "
+                + ("Is it an implicit-TLS port? Try port 465." if not self.implicit else ""),
             ) from None
-        if implicit:
-            log.ok("tls_handshake", "implicit TLS, certificate verified")
-        await _ehlo(client, log, server)
+        if self.implicit:
+            self.log.ok("tls_handshake", f"implicit TLS, {self.verified}")
 
-        if target.security is SmtpSecurity.STARTTLS:
-            if not client.supports_extension("starttls"):
-                raise log.fail(
-                    "starttls_offered",
-                    f"{server} does not offer STARTTLS, so the password cannot be sent safely. "
-                    'Use its TLS port (465, "security": "tls") or enable STARTTLS.',
-                )
-            log.ok("starttls_offered")
-            try:
-                await client.starttls()
-            except (ssl.SSLError, ssl.CertificateError) as exc:
-                raise log.fail("tls_handshake", explain_tls_failure(exc, server)) from None
-            except aiosmtplib.SMTPException as exc:
-                cause = exc.__cause__
-                if isinstance(cause, ssl.SSLError):
-                    raise log.fail("tls_handshake", explain_tls_failure(cause, server)) from None
-                raise log.fail("tls_handshake", f"STARTTLS failed ({exc}).") from None
-            log.ok("tls_handshake", "STARTTLS, certificate verified")
-            await _ehlo(client, log, server)
-        elif target.security is SmtpSecurity.NONE:
-            log.skip("tls_handshake", "security is none (allowed by the operator)")
+    async def ehlo(self, client: aiosmtplib.SMTP) -> None:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self.log.fail(
+                "ehlo", f"{self.server} refused EHLO ({_smtp_said(exc)})."
+            ) from None
+        self.log.ok("ehlo")
 
+    async def starttls(self, client: aiosmtplib.SMTP) -> None:
+        if self.target.security is SmtpSecurity.NONE:
+            self.log.skip("tls_handshake", "security is none (allowed by the operator)")
+            return
+        if self.target.security is not SmtpSecurity.STARTTLS:
+            return
+        if not client.supports_extension("starttls"):
+            raise self.log.fail(
+                "starttls_offered",
+                f"{self.server} does not offer STARTTLS, so the password cannot be sent safely. "
+                'Use its TLS port (465, "security": "tls") or enable STARTTLS.',
+            )
+        self.log.ok("starttls_offered")
+        try:
+            await client.starttls()
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise self.log.fail("tls_handshake", explain_tls_failure(exc, self.server)) from None
+        except aiosmtplib.SMTPException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise self.log.fail(
+                    "tls_handshake", explain_tls_failure(cause, self.server)
+                ) from None
+            raise self.log.fail("tls_handshake", f"STARTTLS failed ({exc}).") from None
+        self.log.ok("tls_handshake", f"STARTTLS, {self.verified}")
+        await self.ehlo(client)
+
+    async def auth(self, client: aiosmtplib.SMTP) -> None:
         if not client.supports_extension("auth"):
-            encrypted = target.security is not SmtpSecurity.NONE
-            raise log.fail(
+            encrypted = self.target.security is not SmtpSecurity.NONE
+            raise self.log.fail(
                 "auth_offered",
-                f"{server} does not offer AUTH"
+                f"{self.server} does not offer AUTH"
                 + ("." if encrypted else " without TLS: choose starttls or tls."),
             )
-        log.ok("auth_offered", ", ".join(sorted(client.server_auth_methods)))
+        self.log.ok("auth_offered", ", ".join(sorted(client.server_auth_methods)))
         try:
-            await client.login(target.username or "", target.password or "")
+            await client.login(self.target.username or "", self.target.password or "")
         except aiosmtplib.SMTPResponseException as exc:
-            raise log.fail("auth", explain_auth_failure(exc, mail_from)) from None
+            raise self.log.fail("auth", explain_auth_failure(exc, self.mail_from)) from None
         except aiosmtplib.SMTPException as exc:
-            raise log.fail("auth", f"Signing in failed: {exc}.") from None
-        log.ok("auth", f"signed in as {target.username}")
+            raise self.log.fail("auth", f"Signing in failed: {exc}.") from None
+        self.log.ok("auth", f"signed in as {self.target.username}")
 
+    async def mail_from_accepted(self, client: aiosmtplib.SMTP) -> None:
         try:
-            await client.mail(mail_from)
+            await client.mail(self.mail_from)
         except aiosmtplib.SMTPResponseException as exc:
             said = _smtp_said(exc)
             if "5.7.60" in said or "sendasdenied" in said.lower().replace(" ", ""):
-                raise log.fail("mail_from", _SEND_AS_DENIED.format(address=mail_from)) from None
+                raise self.log.fail(
+                    "mail_from", _SEND_AS_DENIED.format(address=self.mail_from)
+                ) from None
             if exc.code == 530:
-                raise log.fail("mail_from", _MUST_STARTTLS) from None
-            raise log.fail(
-                "mail_from", f"The server refused {mail_from} as the sender ({said})."
+                raise self.log.fail("mail_from", _MUST_STARTTLS) from None
+            raise self.log.fail(
+                "mail_from", f"The server refused {self.mail_from} as the sender ({said})."
             ) from None
-        log.ok("mail_from", f"{mail_from} accepted as sender")
+        self.log.ok("mail_from", f"{self.mail_from} accepted as sender")
         await client.rset()
-        log.ok("rset", "nothing was sent")
+        self.log.ok("rset", "nothing was sent")
         try:
             await client.quit()
         except aiosmtplib.SMTPException:
             pass  # some servers drop the line on QUIT; the test already passed
-    except aiosmtplib.SMTPTimeoutError:
-        raise log.fail("timeout", f"{server} stopped answering (timeout).") from None
-    except aiosmtplib.SMTPServerDisconnected as exc:
-        raise log.fail("disconnected", f"{server} closed the connection ({exc}).") from None
-    finally:
-        client.close()
 
 
-async def _ehlo(client: aiosmtplib.SMTP, log: StepLog, server: str) -> None:
+async def verify_smtp(
+    target: SmtpTarget, mail_from: str, *, tls_context: ssl.SSLContext, timeout: float
+) -> Verification:
+    """Walk the connection step by step, recording each; nothing is sent (MAIL FROM, RSET)."""
+    check = _Check(target, mail_from, tls_context, timeout)
     try:
-        await client.ehlo()
-    except aiosmtplib.SMTPResponseException as exc:
-        raise log.fail("ehlo", f"{server} refused EHLO ({_smtp_said(exc)}).") from None
-    log.ok("ehlo")
+        await check.run()
+    except StepFailed as failed:
+        return Verification(ok=False, steps=check.log.steps, error=str(failed))
+    return Verification(ok=True, steps=check.log.steps)
+
+
+def target_for(account: Account) -> SmtpTarget:
+    """The account's server settings plus its password, decrypted only for this session."""
+    server = account.server
+    if server is None:
+        raise ConfigurationError(f"No SMTP server is set for {account.address}.")
+    return SmtpTarget(
+        host=server.host,
+        port=server.port,
+        security=SmtpSecurity(server.security),
+        username=server.username,
+        password=account.secret.get("password"),
+        verify_certificate=server.verify_certificate,
+    )
+
+
+class SmtpProvider(MailProvider):
+    """A company's own mailbox over SMTP with a password (host, port, security, account)."""
+
+    kind: ClassVar[str] = "smtp"
+    label: ClassVar[str] = "SMTP"
+
+    def rate(self) -> Rate:
+        return Rate.per_minute(self.settings.bulk_rate_smtp_per_minute)
+
+    def _tls(self, target: SmtpTarget) -> ssl.SSLContext:
+        return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
+
+    def session(self, account: Account) -> MailSession:
+        target = target_for(account)
+        return SmtpSession(target, self._tls(target), self.settings.smtp_timeout_seconds)
+
+    async def send(self, account: Account, mail: Outgoing) -> str:
+        # One message, one fresh connection: a drop mid-send fails this attempt, and the
+        # workflow's retry decides, so a message is never resent inside one attempt.
+        target = target_for(account)
+        return await send_over_smtp(
+            target, mail, tls_context=self._tls(target), timeout=self.settings.smtp_timeout_seconds
+        )
+
+    async def verify(self, account: Account) -> Verification:
+        target = target_for(account)
+        return await verify_smtp(
+            target,
+            account.address,
+            tls_context=self._tls(target),
+            timeout=self.settings.smtp_timeout_seconds,
+        )
+
+    def needs_attention(self, address: str) -> str:
+        return "An admin must switch back to the platform service and set the connection up again."

@@ -1,4 +1,7 @@
-"""The custom search attributes operators filter runs by. Registered on the server at start-up."""
+"""The custom search attributes operators filter runs by. Registered on the server at start-up.
+
+Light (temporalio only): workflows set them from inside the sandbox, the API and the receiver
+at start, `recruitmail dev` and compose register them."""
 
 from temporalio.common import SearchAttributeKey
 

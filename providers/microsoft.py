@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import ClassVar
 from urllib.parse import quote, urlencode
 
 import msal
 
-from activities.oauth_http import (
-    Grant,
-    api_client,
-    classify_api_answer,
-    requests_session,
-)
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -25,7 +20,9 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from core.settings import Settings
+from core.throttle import Rate
+from providers.base import ConsentHelp, Grant, OAuthProvider, Secret
+from providers.http import api_client, classify_api_answer, requests_session
 
 # msal adds openid, profile and offline_access itself (and refuses them when given).
 SCOPES = ["Mail.Send", "User.Read"]
@@ -80,11 +77,17 @@ def classify(result: dict) -> Exception:
     return PermanentMailError(f"Microsoft refused the sign-in: {description or error}.")
 
 
-class MicrosoftProvider:
-    name = "Microsoft"
+class MicrosoftProvider(OAuthProvider):
+    """A Microsoft 365 mailbox: msal sign-in, Graph sendMail with the raw MIME."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    kind: ClassVar[str] = "microsoft"
+    label: ClassVar[str] = "Microsoft"
+    # Microsoft's admin-consent endpoint calls us back, with a state of its own.
+    consent_link: ClassVar[bool] = True
+
+    def rate(self) -> Rate:
+        # Exchange Online: 30 messages a minute per mailbox.
+        return Rate.per_minute(self.settings.bulk_rate_microsoft_per_minute)
 
     @property
     def authority(self) -> str:
@@ -110,16 +113,16 @@ class MicrosoftProvider:
         except OSError as exc:
             raise TransientMailError(f"Microsoft sign-in is unreachable ({exc}).") from exc
 
-    def authorization(self, state: str, login_hint: str) -> tuple[str, dict]:
+    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
         flow = self._app().initiate_auth_code_flow(
             SCOPES,
-            redirect_uri=self.settings.oauth_redirect_uri("microsoft"),
+            redirect_uri=self.settings.oauth_redirect_uri(self.kind),
             state=state,
             login_hint=login_hint,
         )  # no prompt: never prompt=consent, which would ask users for admin-only consent
         return flow["auth_uri"], flow
 
-    def exchange(self, flow: dict, query: dict) -> Grant:
+    def exchange_code(self, flow: Secret, query: dict[str, str]) -> Grant:
         cache = msal.SerializableTokenCache()
         app = self._app(cache)
         try:
@@ -137,10 +140,10 @@ class MicrosoftProvider:
                 "The 'Send mail as you' permission (Mail.Send) was not granted, so Recruitmail "
                 "cannot send from this mailbox. Sign in again and keep it selected."
             )
-        mailbox = self.profile(result["access_token"])
+        mailbox = self.mailbox(result["access_token"])
         return Grant(secret={"token_cache": cache.serialize()}, mailbox=mailbox)
 
-    def profile(self, access_token: str) -> str:
+    def mailbox(self, access_token: str) -> str:
         """The signed-in mailbox's address, from Graph /me (User.Read)."""
         session = requests_session(self.settings)
         url = f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/me"
@@ -159,7 +162,7 @@ class MicrosoftProvider:
         me = response.json()
         return str(me.get("mail") or me.get("userPrincipalName") or "").lower()
 
-    def access_token(self, secret: dict) -> tuple[str, dict | None]:
+    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
         """A fresh access token; the new secret too when msal refreshed (save it)."""
         cache = msal.SerializableTokenCache()
         cache.deserialize(secret.get("token_cache") or "{}")
@@ -180,7 +183,7 @@ class MicrosoftProvider:
         changed = {"token_cache": cache.serialize()} if cache.has_state_changed else None
         return result["access_token"], changed
 
-    async def send(self, access_token: str, address: str, mime: bytes) -> str:
+    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
         """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued."""
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
@@ -200,6 +203,9 @@ class MicrosoftProvider:
                 raise TransientMailError(f"Microsoft Graph is unreachable ({exc}).") from exc
         classify_api_answer(response, "Microsoft Graph", address)
         return response.headers.get("request-id", "")
+
+    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
+        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state))
 
     def admin_consent_url(self, custom_address: str, state: str) -> str:
         """The tenant's admin-consent link, for the person connecting to forward to an admin."""

@@ -1,0 +1,66 @@
+"""From a connection row to a provider and the account it sends as: the one place that
+decrypts a connection's secret, and the one that saves the secrets providers renew."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Engine
+
+from core.db import get_or_fail, session_scope
+from core.models import Connection, utcnow
+from core.security import SecretBox
+from core.settings import Settings
+from providers import oauth_provider, platform_provider, provider
+from providers.base import Account, MailProvider, OAuthProvider, Secret, SmtpServer
+
+
+class Accounts:
+    """Built once by the worker; shared by the activity classes that send or test."""
+
+    def __init__(self, engine: Engine, settings: Settings, box: SecretBox) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.box = box
+        self._platform: tuple[MailProvider, Account] | None = None
+
+    def platform(self) -> tuple[MailProvider, Account]:
+        """The platform transport: built once, from settings."""
+        if self._platform is None:
+            found = platform_provider(self.settings)
+            self._platform = (found, found.platform_account())
+        return self._platform
+
+    def provider(self, kind: str) -> MailProvider:
+        return provider(kind, self.settings)
+
+    def oauth(self, kind: str) -> OAuthProvider:
+        return oauth_provider(kind, self.settings)
+
+    def account(self, connection: Connection) -> Account:
+        """The connection's mailbox with its credentials decrypted, for one activity."""
+        server = None
+        if connection.smtp_host:
+            server = SmtpServer(
+                host=connection.smtp_host,
+                port=connection.smtp_port or 587,
+                security=connection.smtp_security or "starttls",
+                username=connection.smtp_username,
+                verify_certificate=connection.smtp_verify_certificate,
+            )
+        connection_id = str(connection.id)
+        return Account(
+            address=connection.custom_address,
+            secret=self.box.open_json(connection.id, connection.secret_blob) or {},
+            server=server,
+            save_secret=lambda secret: self.save_secret(connection_id, secret),
+            connection_id=connection_id,
+        )
+
+    def save_secret(self, connection_id: str, secret: Secret) -> None:
+        """Every renewed credential is saved, encrypted (Microsoft rotates refresh tokens)."""
+        with session_scope(self.engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            connection.secret_blob = self.box.seal_json(uuid.UUID(connection_id), secret)
+            connection.updated_at = utcnow()
+            session.add(connection)

@@ -1,0 +1,1 @@
+"""Small services under the routers: what a handler does beyond reading its request."""

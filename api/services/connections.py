@@ -1,0 +1,309 @@
+"""Connections as the API changes them: the row a setup starts from, the setup run, updates
+to it, and the audit trail. The route handlers in api/routers/connections.py stay thin."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from fastapi import HTTPException, status
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.schemas import ConnectionCreate, ConnectionPublic, ConnectionStep, SmtpPublic
+from core import audit
+from core.connection_rules import (
+    RuleViolation,
+    SmtpSettingsInput,
+    check_host,
+    check_smtp_connection,
+)
+from core.db import session_scope
+from core.models import AuditEvent, Connection, LegalEntity, User, utcnow
+from core.run_ids import setup_workflow_id
+from core.security import secret_box
+from core.senders import live_connection
+from core.settings import Settings
+from core.statuses import KIND_LABELS, ConnectionKind, ConnectionStatus
+from workflows.client import start_run
+from workflows.oauth_setup import OAuthConnectionSetupWorkflow, OAuthSetupInput
+from workflows.smtp_setup import SmtpConnectionSetupWorkflow, SmtpSetupInput
+
+REPLACE_LIVE = (
+    "{scope} already sends through an active connection ({address}). An active connection is "
+    "not edited or replaced in place: switch the scope back to the platform service first "
+    "(POST /v1/mail-settings/use-platform), then set up the new connection."
+)
+
+
+def to_public(connection: Connection) -> ConnectionPublic:
+    smtp = None
+    if connection.kind == ConnectionKind.SMTP:
+        smtp = SmtpPublic(
+            host=connection.smtp_host or "",
+            port=connection.smtp_port or 0,
+            security=connection.smtp_security or "",
+            verify_certificate=connection.smtp_verify_certificate,
+            username=connection.smtp_username or "",
+        )
+    return ConnectionPublic(
+        id=connection.id,
+        kind=connection.kind,
+        custom_address=connection.custom_address,
+        legal_entity_id=connection.legal_entity_id,
+        status=connection.status,
+        setup_state=connection.setup_state,
+        authorization_url=connection.authorization_url,
+        admin_consent_url=connection.admin_consent_url,
+        admin_instructions=connection.admin_instructions,
+        steps=[ConnectionStep(**step) for step in connection.steps],
+        last_error=connection.last_error,
+        sending_mailbox=connection.display_mailbox,
+        smtp=smtp,
+        workflow_id=connection.workflow_id,
+        created_at=connection.created_at,
+        tested_at=connection.tested_at,
+        activated_at=connection.activated_at,
+    )
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None) -> str:
+    if legal_entity_id is None:
+        return "The company"
+    entity = session.get(LegalEntity, legal_entity_id)
+    return f"The legal entity {entity.name!r}" if entity else "This legal entity"
+
+
+def refuse_live(session: Session, company_id: uuid.UUID, live: Connection) -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        REPLACE_LIVE.format(
+            scope=scope_name(session, company_id, live.legal_entity_id),
+            address=live.custom_address,
+        ),
+    )
+
+
+def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
+    if body.legal_entity_id is not None:
+        entity = session.get(LegalEntity, body.legal_entity_id)
+        if entity is None or entity.company_id != user.company_id:
+            raise _unprocessable("legal_entity_id: no such legal entity in your company")
+    live = live_connection(session, user.company_id, body.legal_entity_id)
+    if live is not None:
+        raise refuse_live(session, user.company_id, live)
+
+
+def _check_oauth(settings: Settings, body: ConnectionCreate) -> None:
+    label = KIND_LABELS[ConnectionKind(body.kind)]
+    if body.smtp is not None:
+        raise _unprocessable(f"smtp: only SMTP connections take SMTP settings, not {label}")
+    if not settings.oauth_configured(body.kind):
+        prefix = f"RECRUITMAIL_{body.kind.upper()}"
+        raise _unprocessable(
+            f"kind: {label} sign-in is not configured on this server; an operator must set "
+            f"{prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET (see the README)"
+        )
+
+
+def _smtp_fields(settings: Settings, body: ConnectionCreate) -> dict[str, Any]:
+    """The checked SMTP columns of a new connection (the password is sealed separately)."""
+    if body.smtp is None:
+        raise _unprocessable("smtp: host, port, security, username and password are required")
+    try:
+        host = check_host(body.smtp.host)
+        check_smtp_connection(
+            SmtpSettingsInput(
+                custom_address=body.custom_address,
+                host=host,
+                port=body.smtp.port,
+                security=body.smtp.security,
+                username=body.smtp.username,
+            ),
+            allow_insecure=settings.allow_insecure_smtp,
+        )
+    except RuleViolation as violation:
+        raise _unprocessable(str(violation)) from None
+    return {
+        "smtp_host": host,
+        "smtp_port": body.smtp.port,
+        "smtp_security": body.smtp.security,
+        "smtp_verify_certificate": body.smtp.verify_certificate,
+        "smtp_username": body.smtp.username,
+    }
+
+
+def create_row(
+    session: Session, settings: Settings, user: User, body: ConnectionCreate
+) -> Connection:
+    """The new connection and its audit event, in one commit; 422 or 409 writes nothing."""
+    smtp = body.kind == ConnectionKind.SMTP
+    fields = _smtp_fields(settings, body) if smtp else {}
+    if not smtp:
+        _check_oauth(settings, body)
+    _check_scope(session, user, body)
+    first = ConnectionStatus.PENDING if smtp else ConnectionStatus.AWAITING_AUTHORIZATION
+    connection_id = uuid.uuid4()
+    connection = Connection(
+        id=connection_id,
+        company_id=user.company_id,
+        legal_entity_id=body.legal_entity_id,
+        kind=body.kind,
+        custom_address=body.custom_address,
+        status=first,
+        setup_state=first,
+        workflow_id=setup_workflow_id(str(connection_id)),
+        created_by_user_id=user.id,
+        **fields,
+    )
+    detail: dict[str, Any] = {}
+    if body.smtp is not None and smtp:
+        password = {"password": body.smtp.password.get_secret_value()}
+        connection.secret_blob = secret_box(settings).seal_json(connection_id, password)
+        detail["smtp"] = {
+            "host": fields["smtp_host"],
+            "port": body.smtp.port,
+            "security": body.smtp.security,
+        }
+    session.add(connection)
+    audit.record_connection(
+        session,
+        connection,
+        user.id,
+        "connection.create",
+        kind=connection.kind,
+        legal_entity_id=str(connection.legal_entity_id or ""),
+        **detail,
+    )
+    session.commit()
+    return connection
+
+
+def delete_row(engine: Engine, connection_id: uuid.UUID) -> None:
+    """Undo create_row when its run could not start."""
+    with session_scope(engine) as session:
+        for event in session.exec(
+            select(AuditEvent).where(AuditEvent.target == f"connection:{connection_id}")
+        ):
+            session.delete(event)
+        row = session.get(Connection, connection_id)
+        if row is not None:
+            session.delete(row)
+
+
+async def start_setup(
+    client: Client,
+    settings: Settings,
+    connection: Connection,
+    *,
+    reconnect: bool = False,
+    user_id: uuid.UUID | None = None,
+) -> bool:
+    """Start connection-setup-{id}: the SMTP or the OAuth process, by the connection's kind.
+    False when a setup run for this connection is still running."""
+    common = {"connection_id": str(connection.id), "company_id": str(connection.company_id)}
+    if connection.kind == ConnectionKind.SMTP:
+        run: Any = SmtpConnectionSetupWorkflow.run
+        arg: Any = SmtpSetupInput(**common, expires_after=settings.connection_setup_expiry)
+    else:
+        run = OAuthConnectionSetupWorkflow.run
+        arg = OAuthSetupInput(
+            **common,
+            provider=connection.kind,
+            signin_wait=settings.oauth_signin_wait,
+            consent_wait=settings.oauth_admin_consent_wait,
+            activation_wait=settings.connection_setup_expiry,
+            reconnect=reconnect,
+            user_id=str(user_id) if user_id else None,
+        )
+    return await start_run(
+        client,
+        run,
+        arg,
+        workflow_id=connection.workflow_id,
+        task_queue=settings.task_queue,
+        company_id=str(connection.company_id),
+        status=connection.setup_state or connection.status,
+        connection_id=str(connection.id),
+        provider=connection.kind,
+    )
+
+
+async def run_update(
+    client: Client,
+    connection: Connection,
+    update: str,
+    arg: object | None,
+    wait: timedelta,
+    *,
+    result_type: type | None = None,
+) -> object:
+    """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504."""
+    handle = client.get_workflow_handle(connection.workflow_id)
+    args = [] if arg is None else [arg]
+    try:
+        return await handle.execute_update(update, *args, rpc_timeout=wait, result_type=result_type)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise HTTPException(status.HTTP_409_CONFLICT, message) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"The {update} is still running; follow it with GET /v1/connections/{connection.id}.",
+        ) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"This setup has ended (status {connection.status}); create a new connection.",
+            ) from None
+        raise
+
+
+def disable_connection(
+    session: Session, connection: Connection, user: User, action: str, **detail: str
+) -> None:
+    """Take a live connection out of service (its scope falls back), audited, and commit."""
+    before = connection.status
+    connection.status = ConnectionStatus.DISABLED
+    connection.updated_at = utcnow()
+    session.add(connection)
+    audit.record_connection(
+        session,
+        connection,
+        user.id,
+        action,
+        status={"before": before, "after": ConnectionStatus.DISABLED.value},
+        **detail,
+    )
+    session.commit()
+
+
+def prepare_reconnect(session: Session, user: User, connection: Connection, live: bool) -> None:
+    before = connection.status
+    if not live:
+        connection.status = ConnectionStatus.AWAITING_AUTHORIZATION
+    connection.setup_state = ConnectionStatus.AWAITING_AUTHORIZATION
+    connection.updated_at = utcnow()
+    session.add(connection)
+    audit_and_commit(session, user, connection, "connection.reconnect", status_before=before)
+
+
+def audit_and_commit(
+    session: Session, user: User, connection: Connection, action: str, **detail: Any
+) -> None:
+    audit.record_connection(session, connection, user.id, action, **detail)
+    session.commit()

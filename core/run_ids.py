@@ -1,0 +1,21 @@
+"""Workflow ids say what a run is about, and make a second start of the same run a no-op.
+
+Light (standard library only), so rows can store their run's id when they are written."""
+
+from __future__ import annotations
+
+
+def send_workflow_id(message_id: str) -> str:
+    return f"send-message-{message_id}"
+
+
+def receive_workflow_id(inbound_id: str) -> str:
+    return f"receive-message-{inbound_id}"
+
+
+def setup_workflow_id(connection_id: str) -> str:
+    return f"connection-setup-{connection_id}"
+
+
+def bulk_workflow_id(job_id: str) -> str:
+    return f"bulk-send-{job_id}"

@@ -1,0 +1,275 @@
+"""The one interface every mail provider implements, as django-anymail has one backend.
+
+A provider is a class with a `kind` (its registry key), a `label` for people, a throttle, a
+way to open a sending session, and the steps of a connection test. OAuth providers add the
+authorization URL, the code exchange, the token refresh and what a consent refusal means.
+
+Providers are only used inside activities: secrets arrive decrypted in an `Account` and leave
+only through `Account.save_secret`, which writes them encrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from core.errors import ConfigurationError, MailError
+from core.mail import Composed
+from core.settings import Settings
+from core.throttle import Rate
+
+Secret = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where an SMTP connection sends: the non-secret half of its settings."""
+
+    host: str
+    port: int
+    security: str  # starttls, tls, none (see providers.smtp.SmtpSecurity)
+    username: str | None = None
+    verify_certificate: bool = True
+
+
+@dataclass
+class Account:
+    """The mailbox a provider sends as, with its credentials decrypted in memory."""
+
+    address: str
+    secret: Secret = field(default_factory=dict)
+    server: SmtpServer | None = None  # SMTP connections only
+    # Called with every credential the provider renews (Microsoft rotates refresh tokens).
+    save_secret: Callable[[Secret], None] | None = None
+    connection_id: str | None = None
+
+    def renewed(self, secret: Secret) -> None:
+        self.secret = secret
+        if self.save_secret is not None:
+            self.save_secret(secret)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One checked step of a connection test, as the admin sees it."""
+
+    name: str
+    status: str  # ok, failed, skipped, warning
+    detail: str = ""
+
+
+class StepFailed(Exception):
+    """Raised by a verification step; the test stops there, with this reason."""
+
+
+class Steps:
+    """The running record of a connection test."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+
+    def ok(self, name: str, detail: str = "") -> None:
+        self.steps.append(Step(name, "ok", detail))
+
+    def skip(self, name: str, detail: str = "") -> None:
+        self.steps.append(Step(name, "skipped", detail))
+
+    def fail(self, name: str, detail: str) -> StepFailed:
+        self.steps.append(Step(name, "failed", detail))
+        return StepFailed(detail)
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    steps: list[Step]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One composed message: its exact bytes, its envelope, and our id for it."""
+
+    mime: bytes
+    envelope_from: str
+    envelope_to: list[str]
+    custom_id: str = ""
+
+    @classmethod
+    def of(cls, composed: Composed, custom_id: str = "") -> Outgoing:
+        return cls(composed.mime, composed.envelope_from, composed.envelope_to, custom_id)
+
+
+class MailSession(ABC):
+    """Sends messages through one account. A batch reuses one session (one SMTP connection,
+    one refreshed OAuth token); a single send opens one and closes it."""
+
+    @abstractmethod
+    async def send(self, mail: Outgoing) -> str:
+        """Send; return the provider's id or final answer. Raises a MailError."""
+
+    async def close(self) -> None:  # noqa: B027 - most sessions hold nothing to close
+        """Release what the session holds."""
+
+
+class MailProvider(ABC):
+    """A way to send mail. Subclasses set `kind` and `label` and implement `session`."""
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    # True for the platform's own transports (chosen by RECRUITMAIL_PLATFORM_TRANSPORT),
+    # False for the kinds a company connects its own address with.
+    platform: ClassVar[bool] = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def session(self, account: Account) -> MailSession:
+        """A session sending as `account`."""
+
+    def rate(self) -> Rate:
+        """How fast one mailbox may send in bulk; unlimited unless the provider says so."""
+        return Rate(interval=0.0)
+
+    def platform_account(self) -> Account:
+        """The account the platform sends hosted mail through (platform providers only)."""
+        raise ConfigurationError(f"{self.label} is not a platform transport.")
+
+    async def verify(self, account: Account) -> Verification:
+        """Walk the connection test step by step. Providers override this."""
+        return Verification(ok=True, steps=[])
+
+    async def send(self, account: Account, mail: Outgoing) -> str:
+        session = self.session(account)
+        try:
+            return await session.send(mail)
+        finally:
+            await session.close()
+
+    def needs_attention(self, address: str) -> str:
+        """What an admin must do when the credentials are refused at send time."""
+        return "An admin must reconnect the mailbox (Reconnect in the mail settings)."
+
+    def setup_steps(self) -> set[str]:
+        """Names of steps a setup recorded before any test, which a new test keeps."""
+        return set()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a completed sign-in leaves: the secret to store encrypted, the signed-in mailbox."""
+
+    secret: Secret
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class ConsentHelp:
+    """What the person connecting forwards to an administrator while consent is missing."""
+
+    admin_consent_url: str | None = None  # a link an admin opens (Microsoft)
+    admin_instructions: str | None = None  # steps in an admin console (Google)
+
+
+class OAuthProvider(MailProvider):
+    """A mailbox connected by signing in: authorization-code flow with PKCE, refresh tokens."""
+
+    # Whether an administrator's consent comes back to us through a link with a new state
+    # (Microsoft's admin-consent endpoint). Otherwise an admin says it was granted.
+    consent_link: ClassVar[bool] = False
+
+    @abstractmethod
+    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
+        """The sign-in URL, and the flow data (PKCE verifier) to keep encrypted."""
+
+    @abstractmethod
+    def exchange_code(self, flow: Secret, query: dict[str, str]) -> Grant:
+        """Redeem the callback. Raises ConsentRequiredError when an admin must approve."""
+
+    @abstractmethod
+    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
+        """A fresh access token; the renewed secret too when it changed (save it)."""
+
+    @abstractmethod
+    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
+        """What to show while an administrator's consent is missing."""
+
+    @abstractmethod
+    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
+        """Send raw MIME through the provider's mail API; return its id."""
+
+    def mailbox(self, access_token: str) -> str:
+        """The signed-in mailbox, when the granted scopes can read it ("" otherwise)."""
+        return ""
+
+    def sign_in_steps(self, mailbox: str) -> list[Step]:
+        """What a completed sign-in proved; kept beside every later test's steps."""
+        return [
+            Step(f"{self.label} sign-in", "ok"),
+            Step("Signed-in mailbox", "ok", mailbox),
+            Step("Send permission", "ok", "granted"),
+        ]
+
+    def setup_steps(self) -> set[str]:
+        return {step.name for step in self.sign_in_steps("")}
+
+    async def verify(self, account: Account) -> Verification:
+        """Refresh the grant (saving any renewed token); the mailbox must still be the address."""
+        steps = Steps()
+        try:
+            token, renewed = await asyncio.to_thread(self.refresh, account.secret)
+            steps.ok("Token refresh")
+            if renewed:
+                await asyncio.to_thread(account.renewed, renewed)
+            mailbox = await asyncio.to_thread(self.mailbox, token)
+        except MailError as err:
+            steps.fail("Token refresh", str(err))
+            return Verification(ok=False, steps=steps.steps, error=str(err))
+        if mailbox and mailbox != account.address.lower():
+            error = f"The signed-in mailbox is now {mailbox}, not {account.address}; sign in again."
+            steps.fail("Mailbox", error)
+            return Verification(ok=False, steps=steps.steps, error=error)
+        steps.ok("Mailbox", mailbox or account.address)
+        return Verification(ok=True, steps=steps.steps)
+
+    def session(self, account: Account) -> MailSession:
+        return _TokenSession(self, account)
+
+
+class _TokenSession(MailSession):
+    """Refreshes the token once for the whole session (a bulk batch), then posts each MIME."""
+
+    def __init__(self, provider: OAuthProvider, account: Account) -> None:
+        self._provider = provider
+        self._account = account
+        self._token: str | None = None
+
+    async def send(self, mail: Outgoing) -> str:
+        if self._token is None:
+            token, renewed = await asyncio.to_thread(self._provider.refresh, self._account.secret)
+            if renewed:
+                await asyncio.to_thread(self._account.renewed, renewed)
+            self._token = token
+        return await self._provider.post_mime(self._token, self._account.address, mail.mime)
+
+
+__all__ = [
+    "Account",
+    "ConsentHelp",
+    "Grant",
+    "MailError",
+    "MailProvider",
+    "MailSession",
+    "OAuthProvider",
+    "Outgoing",
+    "Secret",
+    "SmtpServer",
+    "Step",
+    "StepFailed",
+    "Steps",
+    "Verification",
+]

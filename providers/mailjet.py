@@ -1,0 +1,142 @@
+"""Mailjet Send API v3.1: a platform transport over HTTPS (httpx)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, cast
+
+import httpx
+
+from core.errors import ConfigurationError, PermanentMailError, TransientMailError
+from core.models import utcnow
+from core.tls import client_tls_context
+from providers.base import Account, MailProvider, MailSession, Outgoing
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        return max(parsedate_to_datetime(value) - utcnow(), timedelta(0))
+    except (TypeError, ValueError):
+        return None
+
+
+def payload(message: EmailMessage, custom_id: str) -> dict[str, Any]:
+    """The Send API's JSON for one message, built from its composed MIME."""
+    sender = message["From"].addresses[0]
+    headers = {
+        name: str(message[name])
+        for name in ("Message-ID", "In-Reply-To", "References")
+        if message[name]
+    }
+    item: dict[str, Any] = {
+        "From": {"Email": sender.addr_spec, "Name": sender.display_name},
+        "To": [{"Email": a.addr_spec, "Name": a.display_name} for a in message["To"].addresses],
+        "Subject": str(message["Subject"]),
+        "Headers": headers,
+        "CustomID": custom_id,
+    }
+    plain = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    # Parsed from the wire form, so lines end in CRLF; the API wants plain text.
+    if isinstance(plain, EmailMessage):
+        item["TextPart"] = plain.get_content().replace("\r\n", "\n")
+    if isinstance(html, EmailMessage):
+        item["HTMLPart"] = html.get_content().replace("\r\n", "\n")
+    attachments = [
+        {
+            "ContentType": part.get_content_type(),
+            "Filename": part.get_filename() or "attachment",
+            "Base64Content": base64.b64encode(cast(bytes, part.get_payload(decode=True))).decode(),
+        }
+        for part in message.iter_attachments()
+    ]
+    if attachments:
+        item["Attachments"] = attachments
+    return {"Messages": [item]}
+
+
+def result_of(response: httpx.Response) -> str:
+    """Mailjet's message id, or the MailError its answer means."""
+    if response.status_code == 429:
+        raise TransientMailError(
+            "Mailjet is throttling the platform's sending.", retry_after=_retry_after(response)
+        )
+    if response.status_code >= 500:
+        raise TransientMailError(
+            f"Mailjet had a temporary problem (HTTP {response.status_code}).",
+            retry_after=_retry_after(response),
+        )
+    if response.status_code in (401, 403):
+        raise ConfigurationError(
+            "Mailjet refused the platform's API key "
+            "(check RECRUITMAIL_MAILJET_API_KEY and RECRUITMAIL_MAILJET_API_SECRET)."
+        )
+    try:
+        result = response.json()["Messages"][0]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise PermanentMailError(
+            f"Mailjet answered HTTP {response.status_code} with an unreadable body."
+        ) from exc
+    if result.get("Status") == "success":
+        return str(result["To"][0]["MessageID"])
+    errors = result.get("Errors") or []
+    detail = "; ".join(e.get("ErrorMessage", "") for e in errors) or "no detail"
+    raise PermanentMailError(f"Mailjet refused the message: {detail}.")
+
+
+class _MailjetSession(MailSession):
+    def __init__(self, provider: MailjetProvider) -> None:
+        self._provider = provider
+        self._http: httpx.AsyncClient | None = None
+
+    async def send(self, mail: Outgoing) -> str:
+        settings = self._provider.settings
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                verify=client_tls_context(settings.ca_bundle),
+                timeout=settings.smtp_timeout_seconds,
+            )
+        message = cast(EmailMessage, message_from_bytes(mail.mime, policy=default_policy))
+        url = settings.mailjet_api_url.rstrip("/") + "/v3.1/send"
+        try:
+            response = await self._http.post(
+                url,
+                json=payload(message, mail.custom_id),
+                auth=(settings.mailjet_api_key, settings.mailjet_api_secret),
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientMailError("Mailjet did not answer in time.") from exc
+        except httpx.TransportError as exc:
+            raise TransientMailError(f"Could not reach Mailjet: {exc}.") from exc
+        return result_of(response)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+class MailjetProvider(MailProvider):
+    """The platform's hosted mail through Mailjet (RECRUITMAIL_PLATFORM_TRANSPORT=mailjet)."""
+
+    kind: ClassVar[str] = "mailjet"
+    label: ClassVar[str] = "Mailjet"
+    platform: ClassVar[bool] = True
+
+    def platform_account(self) -> Account:
+        if not (self.settings.mailjet_api_key and self.settings.mailjet_api_secret):
+            raise ConfigurationError("Mailjet is selected but its API key is not set.")
+        return Account(address="")
+
+    def session(self, account: Account) -> MailSession:
+        return _MailjetSession(self)

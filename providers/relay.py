@@ -1,0 +1,96 @@
+"""The platform's SMTP transports: a relay (RECRUITMAIL_SMTP_RELAY_URL) and, in development,
+the dev outbox. Hosted mail goes through one of them, or through Mailjet."""
+
+from __future__ import annotations
+
+import ssl
+from abc import abstractmethod
+from typing import ClassVar
+from urllib.parse import unquote, urlsplit
+
+from core.errors import ConfigurationError
+from core.throttle import Rate
+from core.tls import client_tls_context
+from providers.base import Account, MailProvider, MailSession, Outgoing
+from providers.smtp import SmtpSecurity, SmtpSession, SmtpTarget, send_over_smtp
+
+_SCHEMES = {
+    "smtp": SmtpSecurity.OPPORTUNISTIC,
+    "smtp+starttls": SmtpSecurity.STARTTLS,
+    "smtps": SmtpSecurity.TLS,
+}
+
+
+def parse_relay_url(url: str) -> SmtpTarget:
+    """`smtp://user:pass@host:587`, `smtp+starttls://…`, `smtps://host:465`; `?verify=false`."""
+    parts = urlsplit(url)
+    security = _SCHEMES.get(parts.scheme)
+    if security is None or not parts.hostname:
+        raise ConfigurationError(
+            f"RECRUITMAIL_SMTP_RELAY_URL must look like smtp://user:password@host:587, "
+            f"smtp+starttls://… or smtps://…:465 (got scheme {parts.scheme!r})"
+        )
+    default_port = 465 if security is SmtpSecurity.TLS else 587
+    verify = "verify=false" not in (parts.query or "").lower()
+    return SmtpTarget(
+        host=parts.hostname,
+        port=parts.port or default_port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        verify_certificate=verify,
+    )
+
+
+class _PlatformSmtp(MailProvider):
+    """SMTP to a server the operator configured; the target comes from settings."""
+
+    platform: ClassVar[bool] = True
+
+    @abstractmethod
+    def target(self) -> SmtpTarget:
+        """Where this transport sends."""
+
+    def platform_account(self) -> Account:
+        self.target()  # a wrong relay URL fails here, with its explanation
+        return Account(address="")
+
+    def _tls(self, target: SmtpTarget) -> ssl.SSLContext:
+        return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
+
+    def rate(self) -> Rate:
+        return Rate.per_minute(self.settings.bulk_rate_platform_per_minute)
+
+    def session(self, account: Account) -> MailSession:
+        target = self.target()
+        return SmtpSession(target, self._tls(target), self.settings.smtp_timeout_seconds)
+
+    async def send(self, account: Account, mail: Outgoing) -> str:
+        target = self.target()
+        return await send_over_smtp(
+            target, mail, tls_context=self._tls(target), timeout=self.settings.smtp_timeout_seconds
+        )
+
+
+class SmtpRelayProvider(_PlatformSmtp):
+    """RECRUITMAIL_PLATFORM_TRANSPORT=smtp: an SMTP relay given as a URL."""
+
+    kind: ClassVar[str] = "smtp_relay"
+    label: ClassVar[str] = "SMTP relay"
+
+    def target(self) -> SmtpTarget:
+        return parse_relay_url(self.settings.smtp_relay_url)
+
+
+class DevOutboxProvider(_PlatformSmtp):
+    """Development only: the local sink whose mail `GET /dev/outbox` shows."""
+
+    kind: ClassVar[str] = "dev_outbox"
+    label: ClassVar[str] = "dev outbox"
+
+    def target(self) -> SmtpTarget:
+        return SmtpTarget(
+            host=self.settings.dev_outbox_host,
+            port=self.settings.dev_outbox_port,
+            security=SmtpSecurity.NONE,
+        )

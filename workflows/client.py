@@ -1,0 +1,131 @@
+"""Starting runs from outside Temporal (the API and the inbound receiver): the one place that
+sets a run's id policies and its search attributes.
+
+Not a workflow module: it uses the Temporal client. It imports only temporalio and the
+workflows' own types, so the API and the receiver can share it without importing the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+from typing import Any, Protocol
+
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from core.run_ids import receive_workflow_id
+from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
+from core.statuses import InboundState
+from workflows.receive_message import ReceiveMessageInput, ReceiveMessageWorkflow
+
+log = logging.getLogger(__name__)
+
+
+async def start_run(
+    client: Client,
+    run: Callable[[Any, Any], Awaitable[Any]],
+    arg: Any,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    company_id: str,
+    status: str,
+    connection_id: str | None = None,
+    provider: str | None = None,
+    id_conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.FAIL,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+) -> bool:
+    """Start `run` under `workflow_id`, filterable by company, status and connection.
+
+    True when this call started it; False when a run with the id already exists (a retried
+    start of our own, since ids are new per row). Any other failure raises.
+    """
+    pairs = [SearchAttributePair(COMPANY_ID, company_id), SearchAttributePair(MAIL_STATUS, status)]
+    if connection_id:
+        pairs.append(SearchAttributePair(CONNECTION_ID, connection_id))
+    if provider:
+        pairs.append(SearchAttributePair(PROVIDER, provider))
+    try:
+        await client.start_workflow(
+            run,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=id_conflict_policy,
+            id_reuse_policy=id_reuse_policy,
+            search_attributes=TypedSearchAttributes(pairs),
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+async def start_routing(
+    client: Client,
+    *,
+    inbound_id: str,
+    company_id: str,
+    task_queue: str,
+    closed_application_grace: timedelta,
+) -> None:
+    """Start receive-message-{id} for mail already stored. A second start is a no-op."""
+    await start_run(
+        client,
+        ReceiveMessageWorkflow.run,
+        ReceiveMessageInput(
+            inbound_id=inbound_id,
+            company_id=company_id,
+            closed_application_grace=closed_application_grace,
+        ),
+        workflow_id=receive_workflow_id(inbound_id),
+        task_queue=task_queue,
+        company_id=company_id,
+        status=InboundState.STORED,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # Routing is idempotent, so a run that failed (database down too long) may rerun.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    )
+
+
+class Stored(Protocol):
+    """Stored inbound mail waiting for its routing run (core.intake.StoredInbound)."""
+
+    @property
+    def inbound_id(self) -> uuid.UUID: ...
+
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+async def start_all_routing(
+    client: Client,
+    items: Iterable[Stored],
+    *,
+    task_queue: str,
+    closed_application_grace: timedelta,
+) -> None:
+    """Start routing for stored mail; a failed start is logged and left to the sweeper."""
+    for item in items:
+        try:
+            await start_routing(
+                client,
+                inbound_id=str(item.inbound_id),
+                company_id=str(item.company_id),
+                task_queue=task_queue,
+                closed_application_grace=closed_application_grace,
+            )
+        except Exception:
+            log.warning(
+                "routing for inbound %s not started; the sweeper will retry",
+                item.inbound_id,
+                exc_info=True,
+            )
