@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean record-histories lock
 
 # Install once; reinstall only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Re-record tests/histories/ (the replay test's fixtures) from a full run of the suite.
+record-histories: $(STAMP)
+	RECRUITMAIL_RECORD_HISTORIES=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from core.db import make_engine
 from core.migrate import upgrade
 from core.temporal import SEARCH_ATTRIBUTES, data_converter
 from tests.fakes.tls import TestCA
-from tests.helpers import test_settings
+from tests.helpers import eventually, test_settings
 
 
 def _temporal_binary() -> str:
@@ -50,19 +49,17 @@ async def temporal_env(tmp_path_factory) -> AsyncIterator[WorkflowEnvironment]:
 
 async def _wait_for_namespace(client: Client, timeout: float = 120.0) -> None:
     """Right after start the server once answered 'Namespace default is not found'."""
-    import asyncio
 
-    deadline = time.monotonic() + timeout
-    while True:
+    async def answers() -> bool:
         try:
             await client.workflow_service.describe_namespace(
                 DescribeNamespaceRequest(namespace=client.namespace), timeout=timedelta(seconds=5)
             )
-            return
         except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+            return False
+        return True
+
+    await eventually(answers, timeout=timeout, interval=0.5, what="the default namespace")
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +87,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory) -> TestCA:
     return TestCA.create(tmp_path_factory.mktemp("ca"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after all others (they look back at what the suite did)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

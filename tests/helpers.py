@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -22,6 +23,36 @@ from core.bootstrap import create_company, create_user
 from core.models import Company, Permission
 from core.settings import Settings
 from worker.main import build_worker
+
+T = TypeVar("T")
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[T]],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "the condition",
+    fail: bool = True,
+) -> T:
+    """Fetch until `until(value)` holds, and return that value.
+
+    After `timeout`, fail naming `what` and the last value (or, with fail=False, return the
+    last value for the caller to assert on: visibility, say, lags by seconds).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await fetch()
+        if until(value):
+            return value
+        if loop.time() > deadline:
+            if not fail:
+                return value
+            raise AssertionError(f"{what} did not happen within {timeout} s; last: {value!r}")
+        await asyncio.sleep(interval)
+
 
 TEST_KEY = "test1:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 
@@ -115,15 +146,16 @@ class Stack:
     async def wait_for_status(
         self, tenant: Tenant, message_id: str, statuses: set[str], timeout: float = 60.0
     ) -> dict:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
+        async def message() -> dict:
             response = await self.http.get(f"/v1/messages/{message_id}", headers=tenant.headers)
-            message = response.json()
-            if message["status"] in statuses:
-                return message
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"message stayed {message['status']}: {message}")
-            await asyncio.sleep(0.1)
+            return response.json()
+
+        return await eventually(
+            message,
+            lambda m: m["status"] in statuses,
+            timeout=timeout,
+            what=f"message {message_id} reaching {sorted(statuses)}",
+        )
 
 
 @asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ import httpx
 from tests.fakes.oauth import GoogleFake, MicrosoftFake, client_context
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.tls import TestCA
-from tests.helpers import Stack, Tenant, running_stack
+from tests.helpers import Stack, Tenant, eventually, running_stack
 
 API = "http://api"
 
@@ -58,14 +57,12 @@ class World:
     async def wait_status(
         self, tenant: Tenant, connection_id: str, statuses: set[str], timeout: float = 30
     ) -> dict:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            connection = await self.connection(tenant, connection_id)
-            if connection["status"] in statuses:
-                return connection
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"connection stayed {connection['status']}: {connection}")
-            await asyncio.sleep(0.1)
+        return await eventually(
+            lambda: self.connection(tenant, connection_id),
+            lambda c: c["status"] in statuses,
+            timeout=timeout,
+            what=f"connection {connection_id} reaching {sorted(statuses)}",
+        )
 
     async def activate(self, tenant: Tenant, connection_id: str) -> dict:
         response = await self.stack.http.post(

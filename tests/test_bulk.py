@@ -18,7 +18,7 @@ from sqlmodel import Session, func, select
 from api.app import create_app
 from core.models import BulkJob, Candidate
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import TEST_KEY, Stack, Tenant, running_stack
+from tests.helpers import TEST_KEY, Stack, Tenant, eventually, running_stack
 from tests.helpers import test_settings as stack_settings
 from tests.oauth_world import connected, world
 
@@ -65,24 +65,27 @@ async def start_bulk(stack: Stack, tenant: Tenant, ids: list[str], **fields) -> 
 async def wait_job(
     http: httpx.AsyncClient, tenant: Tenant, job_id: str, statuses=("completed",), timeout=90
 ) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        job = (await http.get(f"/v1/bulk-messages/{job_id}", headers=tenant.headers)).json()
-        if job["status"] in statuses:
-            return job
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"bulk send stayed {job['status']}: {job}")
-        await asyncio.sleep(0.2)
+    async def job() -> dict:
+        return (await http.get(f"/v1/bulk-messages/{job_id}", headers=tenant.headers)).json()
+
+    return await eventually(
+        job,
+        lambda j: j["status"] in statuses,
+        timeout=timeout,
+        interval=0.2,
+        what=f"bulk send reaching {statuses}",
+    )
 
 
 async def runs_of(stack: Stack, workflow_id: str, at_least: int, timeout: float = 30) -> list:
     """The workflow's runs as visibility lists them; visibility lags a few seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        runs = [r async for r in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
-        if len(runs) >= at_least or asyncio.get_running_loop().time() > deadline:
-            return runs
-        await asyncio.sleep(0.5)
+
+    async def runs() -> list:
+        return [r async for r in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+
+    return await eventually(
+        runs, lambda r: len(r) >= at_least, timeout=timeout, interval=0.5, fail=False
+    )
 
 
 def message_ids(sink: SmtpSink) -> list[str]:
@@ -130,18 +133,21 @@ async def test_throttle_spaces_sends_across_jobs_and_shows_the_next_send(
             first = await start_bulk(stack, tenant, add_candidates(stack, tenant, 2))
             second = await start_bulk(stack, other, add_candidates(stack, other, 2))
             due_seen = None
-            deadline = asyncio.get_running_loop().time() + 60
-            while asyncio.get_running_loop().time() < deadline:
-                jobs = [
+
+            async def jobs() -> list[dict]:
+                nonlocal due_seen
+                found = [
                     (await stack.http.get(f"/v1/bulk-messages/{j['id']}", headers=t.headers)).json()
                     for j, t in ((first, tenant), (second, other))
                 ]
                 due_seen = due_seen or next(
-                    (j["next_send_at"] for j in jobs if j["next_send_at"]), None
+                    (j["next_send_at"] for j in found if j["next_send_at"]), None
                 )
-                if all(j["status"] == "completed" for j in jobs):
-                    break
-                await asyncio.sleep(0.1)
+                return found
+
+            await eventually(
+                jobs, lambda js: all(j["status"] == "completed" for j in js), timeout=60, fail=False
+            )
 
     times = sorted(r.at for r in sink.received)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -326,12 +332,17 @@ async def test_worker_killed_mid_job_then_restarted_delivers_everything(
             worker = spawn_worker(settings, database_url, target, tmp_path / "worker1.log")
             job = await start_bulk(stack, tenant, add_candidates(stack, tenant, total))
             try:
-                deadline = asyncio.get_running_loop().time() + 60
-                while len(sink.received) < 20:
-                    assert asyncio.get_running_loop().time() < deadline, (
-                        tmp_path / "worker1.log"
-                    ).read_text()[-2000:]
-                    await asyncio.sleep(0.05)
+
+                async def received() -> int:
+                    return len(sink.received)
+
+                await eventually(
+                    received,
+                    lambda n: n >= 20,
+                    timeout=60,
+                    interval=0.05,
+                    what=f"20 deliveries (worker log: {tmp_path / 'worker1.log'})",
+                )
                 worker.kill()  # SIGKILL: no cleanup, a send may be under way
                 worker.wait()
                 at_kill = len(sink.received)

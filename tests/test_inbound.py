@@ -20,7 +20,7 @@ from core import intake
 from core.models import Candidate, InboundRaw, Message, utcnow
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import Stack, Tenant, running_stack
+from tests.helpers import Stack, Tenant, eventually, running_stack
 from worker.inbound_smtp import InboundSmtpServer
 
 SECRET = "inbound-test-secret-0123456789"
@@ -60,19 +60,16 @@ class Inbound:
     async def wait_routed(self, *tenants: Tenant, timeout: float = 30.0) -> None:
         """Wait until every message stored for these companies has been routed."""
         companies = [t.company.id for t in tenants]
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
+
+        async def pending() -> int:
             with Session(self.stack.engine) as session:
-                pending = session.exec(
+                return session.exec(
                     select(func.count())
                     .select_from(InboundRaw)
                     .where(InboundRaw.state == "stored", col(InboundRaw.company_id).in_(companies))
                 ).one()
-            if pending == 0:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{pending} inbound messages still unrouted")
-            await asyncio.sleep(0.1)
+
+        await eventually(pending, lambda n: n == 0, timeout=timeout, what="routing every message")
 
 
 @asynccontextmanager
@@ -95,14 +92,7 @@ async def inbound_stack(temporal_client, engine, tmp_path, **overrides) -> Async
 
 
 async def wait_for(check, timeout: float = 30.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    return await eventually(check, timeout=timeout)
 
 
 async def test_replies_from_gmail_outlook_and_apple_mail_thread_to_the_candidate(

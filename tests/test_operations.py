@@ -3,7 +3,6 @@ attributes, the audit trail, logs without secrets, and the production compose fi
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -29,7 +28,7 @@ from core.models import Connection, ConnectionStatus, Permission
 from core.security import SecretBox
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import running_stack
+from tests.helpers import eventually, running_stack
 from worker.cli import app as cli_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,16 +194,20 @@ async def test_search_attributes_find_runs_by_company_and_status(temporal_client
             async def ids(query: str) -> set[str]:
                 return {w.id async for w in stack.client.list_workflows(query)}
 
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:  # visibility lags a few seconds behind
-                failed_runs = await ids(f"CompanyId = '{company}' AND MailStatus = 'failed'")
-                all_runs = await ids(f"CompanyId = '{company}'")
-                platform = await ids(f"CompanyId = '{company}' AND Provider = 'platform'")
-                if len(all_runs) >= 2 and failed_runs and len(platform) >= 2:
-                    break
-                if asyncio.get_running_loop().time() > deadline:
-                    break
-                await asyncio.sleep(0.5)
+            async def runs() -> tuple[set[str], set[str], set[str]]:
+                return (
+                    await ids(f"CompanyId = '{company}' AND MailStatus = 'failed'"),
+                    await ids(f"CompanyId = '{company}'"),
+                    await ids(f"CompanyId = '{company}' AND Provider = 'platform'"),
+                )
+
+            # Visibility lags a few seconds behind.
+            failed_runs, all_runs, platform = await eventually(
+                runs,
+                lambda r: bool(r[0]) and len(r[1]) >= 2 and len(r[2]) >= 2,
+                interval=0.5,
+                fail=False,
+            )
 
     assert failed["status"] == "failed" and sent["status"] == "sent"
     assert failed_runs == {failed["workflow_id"]}

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 
-import pytest
+from sqlmodel import Session
 from temporalio.client import WorkflowHistory
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.routers.messages import start_send
+from core.models import Message
 from tests.fakes.mailjet import MailjetFake
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import running_stack
-from workflows.send_message import SendMessageInput, SendMessageWorkflow
+from workflows.send_message import SendMessageWorkflow
 
 
 def relay(sink: SmtpSink, scheme: str = "smtp", userinfo: str = "") -> dict:
@@ -254,20 +255,23 @@ async def test_history_holds_neither_subject_nor_body(temporal_client, engine, t
 
 
 async def test_a_second_start_for_the_same_message_is_rejected(temporal_client, engine, tmp_path):
+    """The API's own start call, made again for a message already sent, starts nothing."""
     with SmtpSink() as sink:
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
             tenant = stack.tenant()
             candidate = await stack.candidate(tenant)
             queued = await stack.send(tenant, candidate["id"])
             await stack.wait_for_status(tenant, queued["id"], {"sent"})
-            with pytest.raises(WorkflowAlreadyStartedError):
-                await temporal_client.start_workflow(
-                    SendMessageWorkflow.run,
-                    SendMessageInput(message_id=queued["id"], company_id=str(tenant.company.id)),
-                    id=f"send-message-{queued['id']}",
-                    task_queue=stack.settings.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            with Session(engine) as session:
+                message = session.get(Message, uuid.UUID(queued["id"]))
+            assert await start_send(temporal_client, stack.settings, message) is False
+            runs = [
+                r
+                async for r in temporal_client.list_workflows(
+                    f"WorkflowId = '{message.workflow_id}'"
                 )
+            ]
+    assert len(runs) == 1
     assert len(sink.received) == 1
 
 

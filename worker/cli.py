@@ -118,7 +118,8 @@ def company_create(
     settings = get_settings()
     engine = make_engine(settings.effective_database_url)
     try:
-        with Session(engine) as session:
+        # The rows are read after the commit, to print them: keep them loaded.
+        with Session(engine, expire_on_commit=False) as session:
             created = create_company(
                 session, name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
             )
@@ -164,7 +165,7 @@ def operator_create(
     from core.db import make_engine
 
     settings = get_settings()
-    with Session(make_engine(settings.effective_database_url)) as session:
+    with Session(make_engine(settings.effective_database_url), expire_on_commit=False) as session:
         try:
             user, token = create_operator(session, email=email, name=name)
         except ValueError as exc:

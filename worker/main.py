@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
@@ -39,22 +41,29 @@ WORKFLOWS = [
 MAX_CONCURRENT = 32
 
 
+def activities(settings: Settings, engine: Engine) -> list[Callable[..., Any]]:
+    """Every activity of the task queue, bound to one engine and one key ring."""
+    accounts = Accounts(engine, settings, secret_box(settings))
+    send = SendActivities(engine, settings, accounts)
+    return [
+        *send.all,
+        *ConnectionActivities(engine, accounts).all,
+        *InboundActivities(engine, settings).all,
+        *OAuthActivities(accounts).all,
+        *BulkActivities(engine, settings, send).all,
+    ]
+
+
 def build_worker(
     client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None
 ) -> Worker:
-    accounts = Accounts(engine, settings, secret_box(settings))
-    send = SendActivities(engine, settings, accounts)
-    connections = ConnectionActivities(engine, accounts)
-    inbound = InboundActivities(engine, settings)
-    oauth = OAuthActivities(accounts)
-    bulk = BulkActivities(engine, settings, send)
     # Sync DB activities run in this pool; its size bounds concurrent database sessions.
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*send.all, *connections.all, *inbound.all, *oauth.all, *bulk.all],
+        activities=activities(settings, engine),
         activity_executor=executor,
         max_concurrent_activities=MAX_CONCURRENT,
         max_concurrent_local_activities=MAX_CONCURRENT,

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
@@ -32,6 +33,7 @@ from core.models import (
     utcnow,
 )
 from core.run_ids import send_workflow_id
+from core.settings import Settings
 from workflows.client import start_run
 from workflows.send_message import SendMessageInput, SendMessageWorkflow
 
@@ -119,28 +121,34 @@ async def send_message(
     )
     await run_in_threadpool(_insert, session, message)
     await start_or_undo(
-        start_run(
-            temporal,
-            SendMessageWorkflow.run,
-            SendMessageInput(
-                message_id=str(message.id),
-                company_id=str(user.company_id),
-                retry_initial_interval=settings.send_retry_initial_interval,
-                retry_max_interval=settings.send_retry_max_interval,
-                retry_total=settings.send_retry_total,
-            ),
-            workflow_id=message.workflow_id,
-            task_queue=settings.task_queue,
-            company_id=str(user.company_id),
-            status=MessageStatus.QUEUED,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        ),
+        start_send(temporal, settings, message),
         lambda: _delete(session.bind, message.id),
         "The message was not queued",
         message.workflow_id,
     )
     return MessagePublic.model_validate(message)
+
+
+async def start_send(client: Client, settings: Settings, message: Message) -> bool:
+    """Start send-message-{id}. A second start for the same message never sends it again:
+    while the run is open it is the same run, after it closed the start is refused (False)."""
+    return await start_run(
+        client,
+        SendMessageWorkflow.run,
+        SendMessageInput(
+            message_id=str(message.id),
+            company_id=str(message.company_id),
+            retry_initial_interval=settings.send_retry_initial_interval,
+            retry_max_interval=settings.send_retry_max_interval,
+            retry_total=settings.send_retry_total,
+        ),
+        workflow_id=message.workflow_id,
+        task_queue=settings.task_queue,
+        company_id=str(message.company_id),
+        status=MessageStatus.QUEUED,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
 
 
 def _insert(session: Session, message: Message) -> None:

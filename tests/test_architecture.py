@@ -1,0 +1,193 @@
+"""The structure the design promises, checked: imports go one way, workflows stay light, every
+activity a workflow calls is registered, and every activity takes one dataclass input."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+
+import providers
+from core.settings import Settings
+from tests.helpers import test_settings as settings_for
+from worker.main import WORKFLOWS, activities
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("api", "workflows", "activities", "providers", "worker", "core")
+
+# What each package may import from the others (its own modules always).
+ALLOWED = {
+    # The API starts, updates and queries runs through the Temporal client: it uses the
+    # workflows' contract (inputs, names, workflows/client.py), never an activity or provider.
+    "api": {"core", "workflows"},
+    "worker": {"core", "workflows", "activities"},
+    "activities": {"core", "providers", "workflows"},
+    "providers": {"core"},
+    "core": set(),
+    "workflows": {"core"},
+}
+# Workflow modules run in Temporal's sandbox: only these light core modules, and nothing of
+# the heavy libraries.
+WORKFLOW_CORE_MODULES = {"core.statuses", "core.search_attributes", "core.run_ids"}
+HEAVY = {"sqlmodel", "sqlalchemy", "fastapi", "aiosmtplib", "aiosmtpd", "httpx", "msal", "google"}
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _violations(package: str) -> list[str]:
+    wrong = []
+    for path in _modules(package):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top in PACKAGES and top != package and top not in ALLOWED[package]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    return wrong
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_go_one_way(package):
+    assert _violations(package) == []
+
+
+def test_the_rule_catches_a_wrong_import(tmp_path, monkeypatch):
+    """The check above would fail: an API module importing an activity is reported."""
+    fake_root = tmp_path
+    (fake_root / "api").mkdir()
+    (fake_root / "api" / "bad.py").write_text("from activities.send import SendActivities\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
+    assert _violations("api") == ["api/bad.py imports activities.send"]
+
+
+def test_workflow_modules_import_only_temporalio_and_light_modules():
+    for path in _modules("workflows"):
+        if path.name == "client.py":  # the client side: starts runs, never runs in the sandbox
+            continue
+        for name in _imports(path):
+            top = name.split(".")[0]
+            assert top not in HEAVY, f"{path.name} imports {name}"
+            if top == "core":
+                assert any(name.startswith(m) for m in WORKFLOW_CORE_MODULES), (
+                    f"{path.name} imports {name}"
+                )
+            if top in PACKAGES:
+                assert top in {"core", "workflows"}, f"{path.name} imports {name}"
+
+
+def test_core_starts_no_workflow():
+    for path in _modules("core"):
+        tree = ast.parse(path.read_text())
+        calls = [
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr in {"start_workflow", "execute_workflow", "signal_with_start_workflow"}
+        ]
+        assert calls == [], f"{path.name} starts a workflow"
+
+
+def test_api_never_calls_a_provider_library():
+    libraries = ("msal", "google.auth", "google_auth_oauthlib", "google.oauth2", "aiosmtplib")
+    for path in _modules("api"):
+        used = [n for n in _imports(path) if n.startswith(libraries)]
+        assert used == [], path.name
+
+
+# -- workflow wiring ---------------------------------------------------------------------
+
+_CALLS = {"execute_activity", "execute_local_activity", "db_step", "start_activity"}
+
+
+def _called_activities() -> dict[str, str]:
+    """Activity name → the workflow module that calls it, read from the calls' first argument."""
+    called: dict[str, str] = {}
+    for path in _modules("workflows"):
+        if path.name == "policies.py":  # db_step passes its caller's constant through
+            continue
+        module = importlib.import_module(f"workflows.{path.stem}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in _CALLS:
+                continue
+            first = node.args[0]
+            assert isinstance(first, ast.Name), (
+                f"{path.name}:{node.lineno}: activities are named by a shared constant"
+            )
+            called[getattr(module, first.id)] = path.name
+    return called
+
+
+def _registered(settings: Settings, engine) -> dict[str, typing.Callable]:
+    return {
+        activity._Definition.must_from_callable(fn).name: fn for fn in activities(settings, engine)
+    }
+
+
+def test_every_called_activity_is_registered(tmp_path, engine):
+    called = _called_activities()
+    registered = _registered(settings_for(tmp_path), engine)
+    assert len(called) >= 12
+    missing = {name: where for name, where in called.items() if name not in registered}
+    assert missing == {}
+
+
+def test_every_activity_takes_one_dataclass(tmp_path, engine):
+    for name, fn in _registered(settings_for(tmp_path), engine).items():
+        parameters = list(inspect.signature(fn).parameters.values())
+        assert len(parameters) == 1, f"{name} takes {len(parameters)} arguments"
+        hint = typing.get_type_hints(fn)[parameters[0].name]
+        assert dataclasses.is_dataclass(hint), f"{name} takes {hint}, not a dataclass"
+
+
+def test_every_workflow_module_is_on_the_worker():
+    defined = set()
+    for path in _modules("workflows"):
+        module = importlib.import_module(f"workflows.{path.stem}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and hasattr(cls, "__temporal_workflow_definition"):
+                defined.add(cls)
+    assert defined == set(WORKFLOWS)
+
+
+# -- providers ---------------------------------------------------------------------------
+
+
+def test_every_provider_is_found_by_its_kind():
+    found = providers.registry()
+    assert set(found) == {"smtp", "google", "microsoft", "dev_outbox", "smtp_relay", "mailjet"}
+    for kind, cls in found.items():
+        assert cls.kind == kind and cls.label
+    assert {k for k, cls in found.items() if cls.platform} == {
+        "dev_outbox",
+        "smtp_relay",
+        "mailjet",
+    }
+
+
+def test_an_unknown_kind_is_a_configuration_error(tmp_path):
+    from core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="known: dev_outbox"):
+        providers.provider("sendgrid", settings_for(tmp_path))
