@@ -7,14 +7,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RECRUITMAIL_ENVIRONMENT=production
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY api ./api
 COPY workflows ./workflows
 COPY activities ./activities
 COPY providers ./providers
 COPY worker ./worker
 COPY core ./core
-RUN pip install . \
+RUN pip install --require-hashes -r requirements.lock \
+    && pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /app recruitmail \
     && mkdir -p /app/.recruitmail && chown recruitmail /app/.recruitmail
 

@@ -6,11 +6,11 @@ STAMP := $(VENV)/.install-stamp
 
 .PHONY: run test lint format bench clean record-histories lock
 
-# Install once; reinstall only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Install once, from the hashed lock file; reinstall only when it or pyproject.toml changes.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -26,6 +26,7 @@ record-histories: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -33,6 +34,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/send_throughput.py
+
+# Re-resolve the lock files after changing dependencies in pyproject.toml (see the README).
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(LOCK) --extra test -o requirements-dev.lock pyproject.toml
+	$(LOCK) -c requirements-dev.lock -o requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .recruitmail .pytest_cache

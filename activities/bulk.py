@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio import activity
 
@@ -33,17 +34,17 @@ from core.errors import (
 from core.mail import compose_bytes
 from core.models import (
     BulkJob,
-    BulkJobStatus,
     Candidate,
     Company,
     Message,
-    MessageStatus,
     SenderNameMode,
     User,
+    table_of,
     utcnow,
 )
 from core.senders import EffectiveSender, effective_sender
 from core.settings import Settings
+from core.statuses import BulkJobStatus, MessageStatus
 from providers.base import MailSession, Outgoing
 from workflows.bulk_send import (
     FAIL_BULK_BATCH,
@@ -58,7 +59,7 @@ from workflows.bulk_send import (
 )
 
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
-_MESSAGE = Message.__table__
+_MESSAGE = table_of(Message)
 _TO_SENDING = (
     update(_MESSAGE)
     .where(_MESSAGE.c.id == bindparam("target_id"), _MESSAGE.c.status.in_(_PENDING))
@@ -117,19 +118,19 @@ class BulkActivities:
                 creator = session.get(User, job.created_by_user_id)
                 sender_name = creator.name if creator else sender_name
             rows = session.execute(
-                select(
-                    Message.id,
-                    Message.subject,
-                    Message.text,
-                    Message.html,
-                    Message.message_id_header,
-                    Message.created_at,
-                    Candidate.name,
-                    Candidate.email,
-                    Candidate.legal_entity_id,
+                core_select(
+                    col(Message.id),
+                    col(Message.subject),
+                    col(Message.text),
+                    col(Message.html),
+                    col(Message.message_id_header),
+                    col(Message.created_at),
+                    col(Candidate.name),
+                    col(Candidate.email),
+                    col(Candidate.legal_entity_id),
                 )
                 .join(Candidate, col(Message.candidate_id) == col(Candidate.id))
-                .where(Message.bulk_job_id == job.id)
+                .where(col(Message.bulk_job_id) == job.id)
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
             senders: dict[uuid.UUID | None, EffectiveSender] = {}
@@ -277,18 +278,18 @@ class BulkActivities:
     def _load_batch(self, job_id: uuid.UUID, batch: int) -> tuple[bool, list[_Pending]]:
         with Session(self._engine) as session:
             job = get_or_fail(session, BulkJob, job_id)
-            rows = session.exec(
-                select(
-                    Message.id,
-                    Message.raw_mime,
-                    Message.transport,
-                    Message.connection_id,
-                    Message.from_address,
-                    Message.to_addresses,
+            rows = session.execute(
+                core_select(
+                    col(Message.id),
+                    col(Message.raw_mime),
+                    col(Message.transport),
+                    col(Message.connection_id),
+                    col(Message.from_address),
+                    col(Message.to_addresses),
                 )
                 .where(
-                    Message.bulk_job_id == job_id,
-                    Message.bulk_batch == batch,
+                    col(Message.bulk_job_id) == job_id,
+                    col(Message.bulk_batch) == batch,
                     col(Message.status).in_(_PENDING),
                 )
                 .order_by(col(Message.created_at), col(Message.id))

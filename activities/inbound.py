@@ -21,15 +21,12 @@ from core.models import (
     Connection,
     Direction,
     InboundRaw,
-    InboundState,
-    MatchReason,
     Message,
-    MessageKind,
-    MessageStatus,
     User,
     utcnow,
 )
 from core.settings import Settings
+from core.statuses import InboundState, MatchReason, MessageKind, MessageStatus
 from workflows.receive_message import ROUTE_INBOUND_MESSAGE, ReceiveMessageResult, RouteInput
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
@@ -59,6 +56,7 @@ class InboundActivities:
             raw = session.get(InboundRaw, inbound_id)
             if raw is None or raw.company_id is None:
                 raise LookupError(f"inbound message {inbound_id} is not stored")
+            company_id = raw.company_id
             if raw.state != InboundState.STORED:
                 return _already_routed(session, raw)
 
@@ -85,7 +83,7 @@ class InboundActivities:
             bounced = None
             if parsed.kind == MessageKind.BOUNCE and parsed.bounce is not None:
                 bounced = _mark_bounce(session, thread_message, parsed)
-            message = _inbound_message(raw, parsed, candidate_id, reason, detail)
+            message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
             session.add(message)
             session.flush()  # the message row first: attachments refer to it
             for item in parsed.attachments:
@@ -186,10 +184,10 @@ class _Router:
             CandidateAddress.company_id == self.company_id, CandidateAddress.email == address
         )
         open_or_recent = or_(
-            Candidate.application_status == ApplicationStatus.OPEN,
+            col(Candidate.application_status) == ApplicationStatus.OPEN,
             col(Candidate.closed_at) >= self.received_at - self.grace,
         )
-        is_open = Candidate.application_status == ApplicationStatus.OPEN
+        is_open = col(Candidate.application_status) == ApplicationStatus.OPEN
         return self.session.exec(
             select(Candidate)
             .where(
@@ -225,6 +223,7 @@ def _mark_bounce(session: Session, sent: Message | None, parsed: ParsedMail) -> 
 
 
 def _inbound_message(
+    company_id: uuid.UUID,
     raw: InboundRaw,
     parsed: ParsedMail,
     candidate_id: uuid.UUID | None,
@@ -236,7 +235,7 @@ def _inbound_message(
     if parsed.defects:
         detail = f"{detail}; parsed with defects: {'; '.join(parsed.defects[:3])}"
     return Message(
-        company_id=raw.company_id,
+        company_id=company_id,
         candidate_id=candidate_id,
         direction=Direction.INBOUND,
         status=MessageStatus.RECEIVED,

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
-from core.db import get_or_fail, session_scope
+from core.db import RowMissing, get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -20,19 +20,10 @@ from core.errors import (
     TransientMailError,
 )
 from core.mail import compose
-from core.models import (
-    Candidate,
-    Company,
-    Connection,
-    ConnectionStatus,
-    Message,
-    MessageStatus,
-    SenderNameMode,
-    User,
-    utcnow,
-)
+from core.models import Candidate, Company, Connection, Message, SenderNameMode, User, utcnow
 from core.senders import effective_sender
 from core.settings import Settings
+from core.statuses import ConnectionStatus, MessageStatus
 from providers.base import Account, MailProvider, Outgoing
 from workflows.send_message import (
     COMPOSE_MESSAGE,
@@ -102,7 +93,9 @@ class SendActivities:
             message = get_or_fail(session, Message, input.message_id)
             if message.raw_mime is not None:
                 return
-            candidate = get_or_fail(session, Candidate, message.candidate_id)
+            candidate = session.get(Candidate, message.candidate_id)
+            if candidate is None:
+                raise RowMissing(f"The candidate of message {input.message_id} was deleted.")
             _, composed = compose(
                 from_address=input.sender.address,
                 from_name=input.sender.name,

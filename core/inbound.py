@@ -17,6 +17,7 @@ from email.parser import HeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import Any
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 # Subjects of out-of-office answers, in the languages recruiters meet most.
@@ -96,7 +97,7 @@ def parse(raw: bytes) -> ParsedMail:
     thread_ids = _unique(_MSGID_RE.findall(f"{in_reply_to} {references}"))
 
     from_name, from_address = _first_address(msg, "From", defects)
-    senders = []
+    senders: list[str] = []
     for name in ("X-Original-From", "From", "Reply-To", "Resent-From"):
         senders.extend(addr for _, addr in _addresses(msg, name, defects))
     to_addresses = [addr for _, addr in _addresses(msg, "To", defects)]
@@ -209,7 +210,12 @@ def _first_msgid(value: str) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     seen: set[str] = set()
-    return [i for i in items if not (i.lower() in seen or seen.add(i.lower()))]
+    unique = []
+    for item in items:
+        if item.lower() not in seen:
+            seen.add(item.lower())
+            unique.append(item)
+    return unique
 
 
 # -- bodies and attachments ---------------------------------------------------------------
@@ -240,7 +246,7 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Par
                     continue
                 if content_type.startswith("text/"):
                     continue  # alternative bodies beyond the first, delivery-status text
-            payload = part.get_payload(decode=True) or b""
+            payload = _payload_bytes(part)
             attachments.append(
                 ParsedAttachment(
                     filename=filename or f"attachment-{len(attachments) + 1}",
@@ -265,9 +271,15 @@ def _filename(part: Message) -> str:
     return "".join(c for c in name if ord(c) >= 32 and c != "\x7f")[:255]
 
 
+def _payload_bytes(part: Message) -> bytes:
+    """A leaf part's decoded bytes (empty for a multipart or an undecodable part)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
 def _decode_text(part: Message, defects: list[str]) -> str:
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):
         payload = str(part.get_payload()).encode("utf-8", "replace")
     charset = (part.get_content_charset() or "utf-8").lower()
     charset = _CHARSET_ALIASES.get(charset, charset)
@@ -290,7 +302,7 @@ class _TextExtractor(HTMLParser):
         self.chunks: list[str] = []
         self._skip = 0
 
-    def handle_starttag(self, tag: str, attrs) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "style"):
             self._skip += 1
         elif tag in ("br", "p", "div", "tr", "li"):
@@ -358,7 +370,7 @@ def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceRepor
     try:
         if msg.get_content_type() != "multipart/report":
             return None
-        if (msg.get_param("report-type") or "").lower() != "delivery-status":
+        if str(msg.get_param("report-type") or "").lower() != "delivery-status":
             return None
         original_id: str | None = None
         fields: dict[str, str] = {}
@@ -395,7 +407,9 @@ def _first_failed_recipient(part: Message) -> dict[str, str]:
     payload = part.get_payload()
     if isinstance(payload, list):
         for block in payload:
-            blocks.append({k.lower(): " ".join(str(v).split()) for k, v in block.raw_items()})
+            if isinstance(block, Message):
+                items = block.raw_items()
+                blocks.append({k.lower(): " ".join(str(v).split()) for k, v in items})
     else:  # some servers send the report as one text block
         text = _payload_text(part)
         for chunk in re.split(r"\r?\n\r?\n", text):
@@ -420,7 +434,7 @@ def _payload_text(part: Message) -> str:
 _SKIPPED_MAILJET_HEADERS = {"content-type", "content-transfer-encoding", "mime-version"}
 
 
-def mailjet_to_mime(post: dict) -> bytes:
+def mailjet_to_mime(post: dict[str, Any]) -> bytes:
     """Rebuild a Mailjet Parse API post into RFC 5322 bytes, so it takes the same path as SMTP.
 
     Raises ValueError naming the problem when the post is not a Parse API payload.

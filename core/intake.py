@@ -17,16 +17,10 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from core.db import session_scope
-from core.models import (
-    Company,
-    Connection,
-    ConnectionStatus,
-    InboundRaw,
-    InboundState,
-    utcnow,
-)
+from core.models import Company, Connection, InboundRaw, utcnow
 from core.run_ids import receive_workflow_id
 from core.settings import Settings
+from core.statuses import ConnectionStatus, InboundState
 
 log = logging.getLogger(__name__)
 
@@ -113,4 +107,4 @@ def unstarted(engine: Engine, older_than: timedelta, limit: int = 100) -> list[S
             .order_by(col(InboundRaw.received_at))
             .limit(limit)
         ).all()
-    return [StoredInbound(inbound_id, company_id) for inbound_id, company_id in rows]
+    return [StoredInbound(inbound_id, company_id) for inbound_id, company_id in rows if company_id]

@@ -14,6 +14,7 @@ import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 from core.settings import Settings
 
@@ -108,7 +109,7 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
-def log_handler(json_lines: bool, stream=None) -> logging.Handler:
+def log_handler(json_lines: bool, stream: TextIO | None = None) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -12,14 +13,17 @@ from sqlalchemy import (
     DateTime,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 # The status vocabulary lives in core/statuses.py (workflows share it); re-exported here.
-from core.statuses import (  # noqa: F401
+from core.run_ids import bulk_workflow_id, send_workflow_id, setup_workflow_id
+from core.statuses import (  # noqa: F401 - tests and older code import them from here
     KIND_LABELS,
     LIVE_STATUSES,
     OAUTH_KINDS,
@@ -38,24 +42,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on both databases (SQLite drops the offset on its own)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC) if value is not None else None
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def ts(nullable: bool = False, **kw) -> Column:
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's Core table, for the hot paths that use SQLAlchemy Core (SQLModel sets
+    `__table__` at class creation, where type checkers do not see it)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def ts(nullable: bool = False, **kw: Any) -> Column[datetime]:
     return Column(UTCDateTime(), nullable=nullable, **kw)
 
 
@@ -168,13 +178,20 @@ class Connection(SQLModel, table=True):
     admin_instructions: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # What the last test checked, in order: [{"name", "status": ok|failed|skipped, "detail"}].
-    steps: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    steps: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     workflow_id: str | None = Field(default=None, max_length=200)
     created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     tested_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     activated_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+    @property
+    def run_id(self) -> str:
+        """The id of the workflow run that moves this row (set when the row is written)."""
+        return self.workflow_id or setup_workflow_id(str(self.id))
 
 
 class Message(SQLModel, table=True):
@@ -219,6 +236,11 @@ class Message(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
 
+    @property
+    def run_id(self) -> str:
+        """The id of the workflow run that moves this row (set when the row is written)."""
+        return self.workflow_id or send_workflow_id(str(self.id))
+
 
 class BulkJob(SQLModel, table=True):
     """One email to many candidates; every recipient also has its own Message row."""
@@ -239,6 +261,11 @@ class BulkJob(SQLModel, table=True):
     workflow_id: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     finished_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+    @property
+    def run_id(self) -> str:
+        """The id of the workflow run that moves this row (set when the row is written)."""
+        return self.workflow_id or bulk_workflow_id(str(self.id))
 
 
 class MailboxThrottle(SQLModel, table=True):
@@ -291,5 +318,5 @@ class AuditEvent(SQLModel, table=True):
     user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     action: str = Field(max_length=64)
     target: str = Field(default="", max_length=200)
-    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())

@@ -7,7 +7,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 
 def read_outbox(directory: Path, limit: int = 100) -> list[dict[str, Any]]:
@@ -18,7 +18,7 @@ def read_outbox(directory: Path, limit: int = 100) -> list[dict[str, Any]]:
     items = []
     for path in files:
         record = json.loads(path.read_text())
-        msg = cast(EmailMessage, message_from_bytes(record["raw"].encode(), policy=default_policy))
+        msg = message_from_bytes(record["raw"].encode(), policy=default_policy)
         body = msg.get_body(("plain",))
         html = msg.get_body(("html",))
         items.append(

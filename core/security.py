@@ -10,9 +10,12 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 TOKEN_PREFIX = "rm_"
 
@@ -85,14 +88,14 @@ class SecretBox:
         # A key of its own, derived from the encryption key, so the two uses never mix.
         return hmac.new(self._by_id[kid], b"recruitmail signed token v1", hashlib.sha256).digest()
 
-    def sign(self, claims: dict, ttl_seconds: float) -> str:
+    def sign(self, claims: dict[str, Any], ttl_seconds: float) -> str:
         """A URL-safe token carrying `claims`, signed with the newest key, expiring in ttl."""
         kid = self.current_kid
         body = _b64(json.dumps({**claims, "exp": int(time.time() + ttl_seconds)}).encode())
         mac = hmac.new(self._signing_key(kid), f"{kid}.{body}".encode(), hashlib.sha256)
         return f"{kid}.{body}.{_b64(mac.digest())}"
 
-    def verify(self, token: str) -> dict:
+    def verify(self, token: str) -> dict[str, Any]:
         """The claims of a token this ring signed and that has not expired; else ValueError."""
         try:
             kid, body, mac = token.split(".")
@@ -115,5 +118,5 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def secret_box(settings) -> SecretBox:
+def secret_box(settings: Settings) -> SecretBox:
     return SecretBox(settings.secret_key_ring())

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from core.models import LIVE_STATUSES, Company, Connection
+from core.models import Company, Connection
 from core.settings import Settings
+from core.statuses import LIVE_STATUSES
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _split_keys(cls, data: dict) -> dict:
+    def _split_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
         for name in ("secret_keys", "codec_cors_origins"):

@@ -37,7 +37,7 @@ def values_for(candidate_name: str, company_name: str, sender_name: str) -> dict
 def render(template: str, values: dict[str, str], *, mode: str = "text") -> str:
     """mode: "header" (line breaks become spaces), "text", or "html" (escaped)."""
 
-    def value(match: re.Match) -> str:
+    def value(match: re.Match[str]) -> str:
         text = values[match.group(1)]
         if mode == "header":
             return " ".join(text.split())

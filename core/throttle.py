@@ -16,7 +16,7 @@ from sqlalchemy import Engine, case, literal, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core.models import MailboxThrottle
+from core.models import MailboxThrottle, table_of
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> f
 
     The row must exist (ensure_row): this is one UPDATE per send, on the hot path."""
     now = time.time() if now is None else now
-    table = MailboxThrottle.__table__
+    table = table_of(MailboxThrottle)
     start = case((table.c.next_slot > literal(now), table.c.next_slot), else_=literal(now))
     with Session(engine) as session:
         row = session.execute(
@@ -60,7 +60,7 @@ def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> f
             .values(next_slot=start + literal(rate.interval))
             .returning(table.c.next_slot)
         ).one()
-        slot = row.next_slot - rate.interval
+        slot = float(row.next_slot) - rate.interval
         if rate.daily_cap:
             day = datetime.fromtimestamp(slot, UTC).date().isoformat()
             counted = session.execute(
@@ -93,7 +93,7 @@ def hold_back(engine: Engine, key: str, seconds: float) -> None:
     """The provider said wait (429, Retry-After): no send through this mailbox before then."""
     until = time.time() + seconds
     ensure_row(engine, key)
-    table = MailboxThrottle.__table__
+    table = table_of(MailboxThrottle)
     with Session(engine) as session:
         session.execute(
             update(table)

@@ -106,7 +106,7 @@ class _MailjetSession(MailSession):
                 verify=client_tls_context(settings.ca_bundle),
                 timeout=settings.smtp_timeout_seconds,
             )
-        message = cast(EmailMessage, message_from_bytes(mail.mime, policy=default_policy))
+        message = message_from_bytes(mail.mime, policy=default_policy)
         url = settings.mailjet_api_url.rstrip("/") + "/v3.1/send"
         try:
             response = await self._http.post(

@@ -264,6 +264,7 @@ async def test_a_second_start_for_the_same_message_is_rejected(temporal_client, 
             await stack.wait_for_status(tenant, queued["id"], {"sent"})
             with Session(engine) as session:
                 message = session.get(Message, uuid.UUID(queued["id"]))
+            await temporal_client.get_workflow_handle(message.run_id).result()  # closed
             assert await start_send(temporal_client, stack.settings, message) is False
             runs = [
                 r

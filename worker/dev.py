@@ -96,7 +96,7 @@ def seed_demo(settings: Settings) -> str:
             elif token_file.exists():
                 return token_file.read_text().strip()
             else:
-                admin = session.exec(select(User).where(User.company_id == company.id)).first()
+                admin = session.exec(select(User).where(User.company_id == company.id)).one()
                 token = rotate_token(session, admin)
     finally:
         engine.dispose()

@@ -25,6 +25,8 @@ from core.temporal import connect
 from workflows.client import start_all_routing
 
 log = logging.getLogger(__name__)
+# Where an envelope keeps, per accepted recipient, the company that receives its copy.
+_COMPANIES = "recruitmail_companies"
 
 
 class InboundHandler:
@@ -45,14 +47,14 @@ class InboundHandler:
             return f"550 5.1.1 <{address}>: no such recruiting mailbox here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        recipients = getattr(envelope, "recruitmail_companies", {})
+        recipients = getattr(envelope, _COMPANIES, {})
         recipients[address] = company_id
-        envelope.recruitmail_companies = recipients
+        setattr(envelope, _COMPANIES, recipients)
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        recipients: dict[str, uuid.UUID] = getattr(envelope, "recruitmail_companies", {})
+        recipients: dict[str, uuid.UUID] = getattr(envelope, _COMPANIES, {})
         try:
             stored = await asyncio.to_thread(
                 intake.store_inbound,

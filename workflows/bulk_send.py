@@ -137,7 +137,7 @@ class BulkSendWorkflow:
         # throughput of one reused connection is bound by round trips, not bandwidth. Each
         # batch keeps at most one send in flight, so a crash can double at most that many.
         waiting = list(range(input.next_batch, run_end))
-        running: set = set()
+        running: set[asyncio.Future[None]] = set()
         while (waiting and not self._cancel) or running:
             while waiting and not self._cancel and len(running) < input.parallel_batches:
                 running.add(asyncio.ensure_future(self._run_batch(input, waiting.pop(0))))
@@ -190,7 +190,7 @@ class BulkSendWorkflow:
     async def _send_batch(self, input: BulkSendInput, batch: int) -> BatchResult:
         job_id = input.job_id
         try:
-            return await workflow.execute_activity(
+            result: BatchResult = await workflow.execute_activity(
                 SEND_BULK_BATCH,
                 BatchInput(job_id, batch),
                 result_type=BatchResult,
@@ -199,6 +199,7 @@ class BulkSendWorkflow:
                 schedule_to_close_timeout=policies.BULK_BATCH_SCHEDULE_TO_CLOSE,
                 retry_policy=policies.BULK_BATCH_RETRY,
             )
+            return result
         except ActivityError as err:
             # Retries ran out (or a permanent error such as revoked credentials): what is left
             # of the batch fails with the reason, and the job goes on with the next batch.

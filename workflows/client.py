@@ -46,8 +46,9 @@ async def start_run(
 ) -> bool:
     """Start `run` under `workflow_id`, filterable by company, status and connection.
 
-    True when this call started it; False when a run with the id already exists (a retried
-    start of our own, since ids are new per row). Any other failure raises.
+    False when the id policies refused the start because a run with this id exists (with
+    USE_EXISTING, a running one is taken as is, and that answers True). Ids are new per row,
+    so a refusal is a retried start of our own. Any other failure raises.
     """
     pairs = [SearchAttributePair(COMPANY_ID, company_id), SearchAttributePair(MAIL_STATUS, status)]
     if connection_id:

@@ -330,7 +330,7 @@ class OAuthConnectionSetupWorkflow:
 
     async def _exchange(self) -> ExchangeResult:
         try:
-            return await workflow.execute_activity(
+            result: ExchangeResult = await workflow.execute_activity(
                 EXCHANGE_OAUTH_CODE,
                 ConnectionRef(self._input.connection_id),
                 result_type=ExchangeResult,
@@ -340,10 +340,11 @@ class OAuthConnectionSetupWorkflow:
             )
         except ActivityError as err:
             return ExchangeResult(outcome=ExchangeOutcome.RETRY_SIGNIN, error=_cause(err))
+        return result
 
     async def _run_test(self) -> VerificationResult:
         try:
-            result = await workflow.execute_activity(
+            result: VerificationResult = await workflow.execute_activity(
                 TEST_CONNECTION,
                 ConnectionRef(self._input.connection_id),
                 result_type=VerificationResult,

@@ -101,7 +101,7 @@ async def db_step(
     Bounded by DB_STEP_SCHEDULE_TO_CLOSE: a database that stays down longer fails the step,
     and the caller records the outcome.
     """
-    return await workflow.execute_local_activity(
+    result: T = await workflow.execute_local_activity(
         activity,
         arg,
         result_type=result_type,
@@ -109,3 +109,4 @@ async def db_step(
         schedule_to_close_timeout=DB_STEP_SCHEDULE_TO_CLOSE,
         retry_policy=DB_STEP_RETRY,
     )
+    return result

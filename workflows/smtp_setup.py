@@ -66,7 +66,7 @@ class SmtpConnectionSetupWorkflow:
         self._busy = True
         try:
             await self._set(ConnectionStatus.TESTING)
-            result = await workflow.execute_activity(
+            result: VerificationResult = await workflow.execute_activity(
                 TEST_CONNECTION,
                 ConnectionRef(self._input.connection_id),
                 result_type=VerificationResult,

@@ -16,23 +16,22 @@ from sqlmodel import Session, col, select
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep
 from api.routers.common import get_owned, start_or_undo
 from api.schemas import Body, Request, Subject
-from core.db import session_scope
+from core.db import get_or_fail, session_scope
 from core.mail import new_message_id
 from core.models import (
     BulkJob,
-    BulkJobStatus,
     Candidate,
     Company,
     Direction,
     Message,
-    MessageKind,
-    MessageStatus,
     SenderNameMode,
     User,
+    table_of,
     utcnow,
 )
 from core.run_ids import bulk_workflow_id
 from core.settings import Settings
+from core.statuses import BulkJobStatus, MessageKind, MessageStatus
 from core.templates import check_template, render, values_for
 from workflows.bulk_send import BulkSendInput, BulkSendWorkflow
 from workflows.client import start_run
@@ -129,7 +128,7 @@ def _create(session: Session, settings: Settings, user: User, body: BulkCreate) 
         )
         raise _unprocessable(f"candidate_ids: no such candidate in your company: {shown}")
 
-    company = session.get(Company, user.company_id)
+    company = get_or_fail(session, Company, user.company_id)
     sender_name = user.name if company.sender_name_mode == SenderNameMode.EMPLOYEE else company.name
     job_id = uuid.uuid4()
     job = BulkJob(
@@ -173,7 +172,7 @@ def _create(session: Session, settings: Settings, user: User, body: BulkCreate) 
                 "updated_at": now,
             }
         )
-    session.execute(insert(Message.__table__), rows)
+    session.execute(insert(table_of(Message)), rows)
     session.commit()
     return job
 
@@ -207,14 +206,14 @@ async def create_bulk_send(
                 parallel_batches=settings.bulk_parallel_batches,
                 heartbeat_timeout=settings.bulk_heartbeat_timeout,
             ),
-            workflow_id=job.workflow_id,
+            workflow_id=job.run_id,
             task_queue=settings.task_queue,
             company_id=str(job.company_id),
             status=BulkJobStatus.QUEUED,
         ),
         lambda: _delete(session.bind, job.id),
         "The bulk send was not queued",
-        job.workflow_id,
+        job.run_id,
     )
     return await run_in_threadpool(_public, session, job)
 
@@ -241,7 +240,7 @@ async def cancel_bulk_send(
         raise HTTPException(status.HTTP_409_CONFLICT, f"This bulk send has ended ({job.status}).")
     await run_in_threadpool(_request_cancel, session, job)
     try:
-        await temporal.get_workflow_handle(job.workflow_id).execute_update("cancel")
+        await temporal.get_workflow_handle(job.run_id).execute_update("cancel")
     except Exception:
         # The flag in the database stops the batches too; the update only saves a wait.
         log.warning("cancel update for %s not delivered", job.workflow_id, exc_info=True)

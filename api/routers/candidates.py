@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.deps import CurrentUser, Recruiter, SessionDep
 from api.routers.common import get_owned
@@ -45,7 +45,7 @@ def list_candidates(user: CurrentUser, session: SessionDep, limit: int = 100) ->
         session.exec(
             select(Candidate)
             .where(Candidate.company_id == user.company_id)
-            .order_by(Candidate.created_at.desc())  # type: ignore[union-attr]
+            .order_by(col(Candidate.created_at).desc())
             .limit(limit)
         ).all()
     )

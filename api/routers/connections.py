@@ -46,7 +46,7 @@ async def create_connection(
         service.start_setup(temporal, settings, connection),
         lambda: service.delete_row(engine, connection.id),
         "The connection was not created",
-        connection.workflow_id,
+        connection.run_id,
     )
     if connection.kind != ConnectionKind.SMTP:
         await service.run_update(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import LegalEntityCreate, LegalEntityPublic
@@ -35,6 +35,6 @@ def list_legal_entities(user: CurrentUser, session: SessionDep) -> list[LegalEnt
         session.exec(
             select(LegalEntity)
             .where(LegalEntity.company_id == user.company_id)
-            .order_by(LegalEntity.created_at, LegalEntity.id)
+            .order_by(col(LegalEntity.created_at), col(LegalEntity.id))
         ).all()
     )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from api.deps import SessionDep, SettingsAdmin, SettingsDep
 from api.schemas import (
@@ -14,31 +14,28 @@ from api.schemas import (
 )
 from api.services.connections import disable_connection
 from core import audit
-from core.models import (
-    LIVE_STATUSES,
-    SETUP_STATUSES,
-    Company,
-    Connection,
-    LegalEntity,
-)
+from core.db import get_or_fail
+from core.models import Company, Connection, LegalEntity
 from core.senders import effective_sender, live_connection
+from core.settings import Settings
+from core.statuses import LIVE_STATUSES, SETUP_STATUSES
 
 router = APIRouter(prefix="/v1/mail-settings", tags=["mail settings"])
 
 
-def _view(session, settings, company: Company) -> MailSettingsPublic:
+def _view(session: Session, settings: Settings, company: Company) -> MailSettingsPublic:
     entities = session.exec(
         select(LegalEntity)
         .where(LegalEntity.company_id == company.id)
-        .order_by(LegalEntity.created_at, LegalEntity.id)
+        .order_by(col(LegalEntity.created_at), col(LegalEntity.id))
     ).all()
     current = session.exec(
         select(Connection)
         .where(
             Connection.company_id == company.id,
-            Connection.status.in_([*LIVE_STATUSES, *SETUP_STATUSES]),  # type: ignore[attr-defined]
+            col(Connection.status).in_([*LIVE_STATUSES, *SETUP_STATUSES]),
         )
-        .order_by(Connection.created_at.desc())  # type: ignore[union-attr]
+        .order_by(col(Connection.created_at).desc())
     ).all()
     scopes = []
     for entity_id, name in [(None, company.name)] + [(e.id, e.name) for e in entities]:
@@ -46,7 +43,7 @@ def _view(session, settings, company: Company) -> MailSettingsPublic:
         mine = [c for c in current if c.legal_entity_id == entity_id]
         live = [c for c in mine if c.status in LIVE_STATUSES]
         # The scope's own custom address: the live connection's, else the newest setup's.
-        custom = (live or mine or [None])[0]
+        custom = next(iter(live or mine), None)
         scopes.append(
             ScopePublic(
                 legal_entity_id=entity_id,
@@ -74,14 +71,14 @@ def _view(session, settings, company: Company) -> MailSettingsPublic:
 def read_mail_settings(
     user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> MailSettingsPublic:
-    return _view(session, settings, session.get(Company, user.company_id))
+    return _view(session, settings, get_or_fail(session, Company, user.company_id))
 
 
 @router.patch("", response_model=MailSettingsPublic)
 def update_mail_settings(
     body: MailSettingsUpdate, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> MailSettingsPublic:
-    company = session.get(Company, user.company_id)
+    company = get_or_fail(session, Company, user.company_id)
     before = company.sender_name_mode
     company.sender_name_mode = body.sender_name_mode
     session.add(company)
@@ -103,7 +100,7 @@ def use_platform(
 ) -> MailSettingsPublic:
     """Switch a scope back to the platform service (or, for an entity, to the company's sender):
     its live connection is disabled. Doing it twice is harmless."""
-    company = session.get(Company, user.company_id)
+    company = get_or_fail(session, Company, user.company_id)
     if body.legal_entity_id is not None:
         entity = session.get(LegalEntity, body.legal_entity_id)
         if entity is None or entity.company_id != company.id:

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -22,18 +23,10 @@ from api.schemas import (
 from core import audit
 from core.db import session_scope
 from core.mail import new_message_id
-from core.models import (
-    Attachment,
-    Candidate,
-    CandidateAddress,
-    Direction,
-    MatchReason,
-    Message,
-    MessageStatus,
-    utcnow,
-)
+from core.models import Attachment, Candidate, CandidateAddress, Direction, Message, utcnow
 from core.run_ids import send_workflow_id
 from core.settings import Settings
+from core.statuses import MatchReason, MessageStatus
 from workflows.client import start_run
 from workflows.send_message import SendMessageInput, SendMessageWorkflow
 
@@ -49,13 +42,13 @@ def to_public_list(session: Session, messages: list[Message]) -> list[MessagePub
     ids = [m.id for m in messages]
     by_message: dict[uuid.UUID, list[AttachmentPublic]] = {i: [] for i in ids}
     if ids:
-        rows = session.exec(
-            select(
-                Attachment.id,
-                Attachment.message_id,
-                Attachment.filename,
-                Attachment.content_type,
-                Attachment.size,
+        rows = session.execute(
+            core_select(
+                col(Attachment.id),
+                col(Attachment.message_id),
+                col(Attachment.filename),
+                col(Attachment.content_type),
+                col(Attachment.size),
             )
             .where(col(Attachment.message_id).in_(ids))
             .order_by(col(Attachment.filename))
@@ -124,7 +117,7 @@ async def send_message(
         start_send(temporal, settings, message),
         lambda: _delete(session.bind, message.id),
         "The message was not queued",
-        message.workflow_id,
+        message.run_id,
     )
     return MessagePublic.model_validate(message)
 
@@ -142,7 +135,7 @@ async def start_send(client: Client, settings: Settings, message: Message) -> bo
             retry_max_interval=settings.send_retry_max_interval,
             retry_total=settings.send_retry_total,
         ),
-        workflow_id=message.workflow_id,
+        workflow_id=message.run_id,
         task_queue=settings.task_queue,
         company_id=str(message.company_id),
         status=MessageStatus.QUEUED,

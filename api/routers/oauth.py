@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import html
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from sqlalchemy import update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, Engine, update
+from sqlmodel import Session, col
 from temporalio.service import RPCError
 
 from api.deps import SettingsDep
 from api.services.connections import run_update
-from core.models import KIND_LABELS, OAUTH_KINDS, Connection
+from core.db import get_or_fail
+from core.models import Connection
 from core.security import secret_box
+from core.statuses import KIND_LABELS, OAUTH_KINDS, ConnectionKind
 from workflows.oauth_setup import CallbackInput, CallbackOutcome, ConsentInput
 
 router = APIRouter(tags=["oauth"])
@@ -64,19 +66,19 @@ def _consume(
         connection = session.get(Connection, connection_id)
         if connection is None or connection.kind != provider:
             raise ValueError("This link does not belong to a setup of this provider.")
-        values: dict = {"oauth_state_nonce": None}
+        values: dict[str, object] = {"oauth_state_nonce": None}
         if callback is not None:
             values["oauth_callback_blob"] = box.seal_json(connection_id, callback)
         spent = session.execute(
             update(Connection)
             .where(
-                Connection.id == connection_id,
-                Connection.oauth_state_nonce == str(claims["n"]),
+                col(Connection.id) == connection_id,
+                col(Connection.oauth_state_nonce) == str(claims["n"]),
             )
             .values(**values)
         )
         session.commit()
-        if spent.rowcount != 1:
+        if cast(CursorResult[Any], spent).rowcount != 1:
             raise ValueError("This link was already used, or the setup has moved on.")
         session.refresh(connection)
         return connection, str(claims["n"])
@@ -183,26 +185,26 @@ async def oauth_callback(
             )
         return _refused(str(exc.detail))
     connection = await run_in_threadpool(_fresh, engine, connection.id)
-    return outcome_page(connection, outcome)
+    return outcome_page(connection, cast(CallbackOutcome, outcome))
 
 
 def _unspend(engine, connection_id: uuid.UUID, nonce: str) -> None:
     with Session(engine) as session:
         session.execute(
             update(Connection)
-            .where(Connection.id == connection_id, Connection.oauth_state_nonce.is_(None))
+            .where(col(Connection.id) == connection_id, col(Connection.oauth_state_nonce).is_(None))
             .values(oauth_state_nonce=nonce, oauth_callback_blob=None)
         )
         session.commit()
 
 
-def _fresh(engine, connection_id: uuid.UUID) -> Connection:
+def _fresh(engine: Engine, connection_id: uuid.UUID) -> Connection:
     with Session(engine, expire_on_commit=False) as session:
-        return session.get(Connection, connection_id)
+        return get_or_fail(session, Connection, connection_id)
 
 
 def outcome_page(connection: Connection, outcome: CallbackOutcome) -> HTMLResponse:
-    label = KIND_LABELS[connection.kind]
+    label = KIND_LABELS[ConnectionKind(connection.kind)]
     address = html.escape(connection.custom_address)
     if outcome.status in ("authorized", "tested", "test_failed"):
         return _page(

@@ -68,7 +68,7 @@ def to_public(connection: Connection) -> ConnectionPublic:
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,
         smtp=smtp,
-        workflow_id=connection.workflow_id,
+        workflow_id=connection.run_id,
         created_at=connection.created_at,
         tested_at=connection.tested_at,
         activated_at=connection.activated_at,
@@ -232,7 +232,7 @@ async def start_setup(
         client,
         run,
         arg,
-        workflow_id=connection.workflow_id,
+        workflow_id=connection.run_id,
         task_queue=settings.task_queue,
         company_id=str(connection.company_id),
         status=connection.setup_state or connection.status,
@@ -251,7 +251,7 @@ async def run_update(
     result_type: type | None = None,
 ) -> object:
     """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504."""
-    handle = client.get_workflow_handle(connection.workflow_id)
+    handle = client.get_workflow_handle(connection.run_id)
     args = [] if arg is None else [arg]
     try:
         return await handle.execute_update(update, *args, rpc_timeout=wait, result_type=result_type)

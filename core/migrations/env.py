@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import core.models  # noqa: F401  (registers the tables)
@@ -20,7 +21,7 @@ def run_migrations() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
