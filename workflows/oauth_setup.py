@@ -3,10 +3,13 @@ for as long as it takes, test, then activate."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from core.statuses import ConnectionStatus, ExchangeOutcome
@@ -30,6 +33,8 @@ TEST_FAILED = ConnectionStatus.TEST_FAILED
 FAILED = ConnectionStatus.FAILED
 EXPIRED = ConnectionStatus.EXPIRED
 CANCELLED = ConnectionStatus.CANCELLED
+
+T = TypeVar("T")
 
 BEGIN_OAUTH_AUTHORIZATION = "begin-oauth-authorization"
 EXCHANGE_OAUTH_CODE = "exchange-oauth-code"
@@ -308,17 +313,13 @@ class OAuthConnectionSetupWorkflow:
             await self._set(AWAITING_ADMIN_CONSENT, self._state.last_error)
             self._link_ready = True
             return True
-        try:
-            result = await workflow.execute_activity(
-                BEGIN_OAUTH_AUTHORIZATION,
-                ConnectionRef(self._input.connection_id),
-                result_type=BeginResult,
-                start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
-                schedule_to_close_timeout=policies.OAUTH_CALL_SCHEDULE_TO_CLOSE,
-                retry_policy=policies.OAUTH_CALL_RETRY,
-            )
-        except ActivityError as err:
-            result = BeginResult(ok=False, error=_cause(err))
+        result = await self._provider_call(
+            BEGIN_OAUTH_AUTHORIZATION,
+            BeginResult,
+            lambda reason: BeginResult(ok=False, error=reason),
+            retry=policies.OAUTH_CALL_RETRY,
+            schedule_to_close=policies.OAUTH_CALL_SCHEDULE_TO_CLOSE,
+        )
         if not result.ok:
             await self._set(FAILED, result.error)
             self._link_ready = True
@@ -329,31 +330,44 @@ class OAuthConnectionSetupWorkflow:
         return True
 
     async def _exchange(self) -> ExchangeResult:
-        try:
-            result: ExchangeResult = await workflow.execute_activity(
-                EXCHANGE_OAUTH_CODE,
-                ConnectionRef(self._input.connection_id),
-                result_type=ExchangeResult,
-                start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
-                # An authorization code is single-use: a retried exchange could only fail.
-                retry_policy=policies.NO_RETRY,
-            )
-        except ActivityError as err:
-            return ExchangeResult(outcome=ExchangeOutcome.RETRY_SIGNIN, error=_cause(err))
-        return result
+        # An authorization code is single-use: a retried exchange could only fail.
+        return await self._provider_call(
+            EXCHANGE_OAUTH_CODE,
+            ExchangeResult,
+            lambda reason: ExchangeResult(outcome=ExchangeOutcome.RETRY_SIGNIN, error=reason),
+        )
 
     async def _run_test(self) -> VerificationResult:
+        result = await self._provider_call(
+            TEST_CONNECTION,
+            VerificationResult,
+            lambda reason: VerificationResult(ok=False, error=reason),
+        )
+        await self._set(TESTED if result.ok else TEST_FAILED, result.error)
+        return result
+
+    async def _provider_call(
+        self,
+        activity: str,
+        result_type: type[T],
+        failed: Callable[[str], T],
+        *,
+        retry: RetryPolicy = policies.NO_RETRY,
+        schedule_to_close: timedelta | None = None,
+    ) -> T:
+        """One activity that talks to the identity provider, given the connection's id. When
+        it fails for good, `failed(reason)` stands for its result, and the setup goes on."""
         try:
-            result: VerificationResult = await workflow.execute_activity(
-                TEST_CONNECTION,
+            result: T = await workflow.execute_activity(
+                activity,
                 ConnectionRef(self._input.connection_id),
-                result_type=VerificationResult,
+                result_type=result_type,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
-                retry_policy=policies.NO_RETRY,
+                schedule_to_close_timeout=schedule_to_close,
+                retry_policy=retry,
             )
         except ActivityError as err:
-            result = VerificationResult(ok=False, error=_cause(err))
-        await self._set(TESTED if result.ok else TEST_FAILED, result.error)
+            return failed(_cause(err))
         return result
 
     async def _set(self, status: str, error: str | None = None) -> None:

@@ -3,15 +3,20 @@ workflow (api/services/connections.py); reads come from the database."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
 from api.routers.common import get_owned, start_or_undo
 from api.schemas import ConnectionCreate, ConnectionPublic
 from api.services import connections as service
 from core.models import Connection, User
+from core.settings import Settings
 from core.statuses import LIVE_STATUSES, SETUP_STATUSES, ConnectionKind, ConnectionStatus
 from workflows.oauth_setup import ConsentInput
 from workflows.setup import ActivateInput
@@ -19,15 +24,50 @@ from workflows.setup import ActivateInput
 router = APIRouter(prefix="/v1/connections", tags=["connections"])
 
 
-async def owned_connection(session: Session, connection_id: str, user: User) -> Connection:
-    return await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
-
-
 def _reload(session: Session, connection: Connection) -> ConnectionPublic:
     session.refresh(connection)
     return service.to_public(connection)
+
+
+@dataclass
+class Setup:
+    """One of the caller's connections, with what a handler needs to move its setup."""
+
+    connection: Connection
+    user: User
+    session: Session
+    settings: Settings
+    temporal: Client
+
+    async def update(self, name: str, arg: object | None = None) -> object:
+        return await service.run_update(
+            self.temporal, self.connection, name, arg, self.settings.connection_test_wait
+        )
+
+    async def audit(self, action: str, **detail: Any) -> None:
+        await run_in_threadpool(
+            service.audit_and_commit, self.session, self.user, self.connection, action, **detail
+        )
+
+    async def answer(self) -> ConnectionPublic:
+        """The connection as it is now (the setup's activities wrote to it)."""
+        return await run_in_threadpool(_reload, self.session, self.connection)
+
+
+async def owned_setup(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> Setup:
+    connection = await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+    return Setup(connection, user, session, settings, temporal)
+
+
+SetupDep = Annotated[Setup, Depends(owned_setup)]
 
 
 @router.post("", response_model=ConnectionPublic, status_code=status.HTTP_202_ACCEPTED)
@@ -74,75 +114,43 @@ def read_connection(connection_id: str, user: SettingsAdmin, session: SessionDep
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionPublic)
-async def test_connection(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> ConnectionPublic:
+async def test_connection(setup: SetupDep) -> ConnectionPublic:
     """Run the connection test now; the answer holds each step and, on failure, what to fix."""
-    connection = await owned_connection(session, connection_id, user)
-    if connection.status in LIVE_STATUSES:
+    if setup.connection.status in LIVE_STATUSES:
         raise HTTPException(status.HTTP_409_CONFLICT, "This connection is already active.")
-    await service.run_update(temporal, connection, "test", None, settings.connection_test_wait)
-    return await run_in_threadpool(_reload, session, connection)
+    await setup.update("test")
+    return await setup.answer()
 
 
 @router.post("/{connection_id}/activate", response_model=ConnectionPublic)
-async def activate_connection(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> ConnectionPublic:
+async def activate_connection(setup: SetupDep) -> ConnectionPublic:
     """Make this connection the scope's sender; the connection it replaces is disabled."""
-    connection = await owned_connection(session, connection_id, user)
-    if connection.status in LIVE_STATUSES:
-        return service.to_public(connection)
-    await service.run_update(
-        temporal,
-        connection,
+    if setup.connection.status in LIVE_STATUSES:
+        return service.to_public(setup.connection)
+    await setup.update(
         "activate",
-        ActivateInput(connection_id=str(connection.id), user_id=str(user.id)),
-        settings.connection_test_wait,
+        ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
     )
-    return await run_in_threadpool(_reload, session, connection)
+    return await setup.answer()
 
 
 @router.delete("/{connection_id}", response_model=ConnectionPublic)
-async def delete_connection(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> ConnectionPublic:
+async def delete_connection(setup: SetupDep) -> ConnectionPublic:
     """Cancel a setup, or disable a live connection (its scope returns to its fallback)."""
-    connection = await owned_connection(session, connection_id, user)
+    connection = setup.connection
     if connection.status in LIVE_STATUSES:
         await run_in_threadpool(
-            service.disable_connection, session, connection, user, "connection.disable"
+            service.disable_connection, setup.session, connection, setup.user, "connection.disable"
         )
     elif connection.status in SETUP_STATUSES:
         before = connection.status
-        await service.run_update(
-            temporal, connection, "cancel", None, settings.connection_test_wait
-        )
-        await run_in_threadpool(
-            service.audit_and_commit,
-            session,
-            user,
-            connection,
-            "connection.cancel",
-            status_before=before,
-        )
+        await setup.update("cancel")
+        await setup.audit("connection.cancel", status_before=before)
     else:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"This connection has already ended ({connection.status})."
         )
-    return await run_in_threadpool(_reload, session, connection)
+    return await setup.answer()
 
 
 @router.patch("/{connection_id}")
@@ -157,29 +165,25 @@ def edit_connection(connection_id: str, user: SettingsAdmin, session: SessionDep
 
 
 @router.post("/{connection_id}/admin-consent-granted", response_model=ConnectionPublic)
-async def admin_consent_granted(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> ConnectionPublic:
+async def admin_consent_granted(setup: SetupDep) -> ConnectionPublic:
     """An administrator approved the app (Google Admin console, or a Microsoft portal approval
     that never calls back). The setup resumes with a new sign-in link."""
-    connection = await owned_connection(session, connection_id, user)
-    if connection.kind == ConnectionKind.SMTP:
+    if setup.connection.kind == ConnectionKind.SMTP:
         raise HTTPException(status.HTTP_409_CONFLICT, "SMTP connections need no admin consent.")
-    await service.run_update(
-        temporal,
-        connection,
-        "admin-consent-granted",
-        ConsentInput(source="admin-said", user_id=str(user.id)),
-        settings.connection_test_wait,
+    await setup.update(
+        "admin-consent-granted", ConsentInput(source="admin-said", user_id=str(setup.user.id))
     )
-    await run_in_threadpool(
-        service.audit_and_commit, session, user, connection, "connection.admin_consent_granted"
-    )
-    return await run_in_threadpool(_reload, session, connection)
+    await setup.audit("connection.admin_consent_granted")
+    return await setup.answer()
+
+
+_RECONNECTABLE = (
+    ConnectionStatus.NEEDS_REAUTH,
+    ConnectionStatus.ACTIVE,
+    ConnectionStatus.FAILED,
+    ConnectionStatus.EXPIRED,
+    ConnectionStatus.TEST_FAILED,
+)
 
 
 @router.post(
@@ -187,45 +191,30 @@ async def admin_consent_granted(
     response_model=ConnectionPublic,
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def reconnect(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> ConnectionPublic:
+async def reconnect(setup: SetupDep) -> ConnectionPublic:
     """Sign the mailbox in again on the same connection: after `needs_reauth`, or a setup that
     failed or expired. A live connection goes back to `active` by itself once the test passes."""
-    connection = await owned_connection(session, connection_id, user)
+    connection = setup.connection
     if connection.kind == ConnectionKind.SMTP:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "SMTP connections are not reconnected: switch back to the platform service and "
             "create a new connection with the new password.",
         )
-    reconnectable = (
-        ConnectionStatus.NEEDS_REAUTH,
-        ConnectionStatus.ACTIVE,
-        ConnectionStatus.FAILED,
-        ConnectionStatus.EXPIRED,
-        ConnectionStatus.TEST_FAILED,
-    )
-    if connection.status not in reconnectable:
+    if connection.status not in _RECONNECTABLE:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"This connection cannot be reconnected while it is {connection.status}.",
         )
     live = connection.status in LIVE_STATUSES
-    await run_in_threadpool(service.prepare_reconnect, session, user, connection, live)
+    await run_in_threadpool(service.prepare_reconnect, setup.session, setup.user, connection, live)
     started = await service.start_setup(
-        temporal, settings, connection, reconnect=live, user_id=user.id
+        setup.temporal, setup.settings, connection, reconnect=live, user_id=setup.user.id
     )
     if not started:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "A setup for this connection is still running; follow it or cancel it first.",
         )
-    await service.run_update(
-        temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait
-    )
-    return await run_in_threadpool(_reload, session, connection)
+    await setup.update("wait-for-sign-in-link")
+    return await setup.answer()
