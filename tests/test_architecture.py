@@ -205,3 +205,26 @@ def test_an_unknown_kind_is_a_configuration_error(tmp_path):
 
     with pytest.raises(ConfigurationError, match="known: dev_outbox"):
         providers.provider("sendgrid", settings_for(tmp_path))
+
+
+def test_the_readme_provider_example_is_one_module_away(tmp_path, monkeypatch):
+    """The README's "Adding a mail provider" block, saved as a module beside the others, is
+    found by kind and chosen as the platform transport, with nothing else changed."""
+    from core.errors import ConfigurationError
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("# providers/sendgrid.py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "sendgrid.py").write_text(block)
+    monkeypatch.setattr(providers, "__path__", [*providers.__path__, str(tmp_path)])
+    providers.registry.cache_clear()
+    try:
+        settings = settings_for(tmp_path, platform_transport="sendgrid")
+        with pytest.raises(ConfigurationError, match="SENDGRID_API_KEY"):
+            providers.platform_provider(settings).platform_account()
+        monkeypatch.setenv("RECRUITMAIL_SENDGRID_API_KEY", "sg-test")
+        found = providers.platform_provider(settings)
+        assert (found.kind, found.label) == ("sendgrid", "SendGrid")
+        assert found.platform_account().address == ""
+    finally:
+        sys.modules.pop("providers.sendgrid", None)
+        providers.registry.cache_clear()
