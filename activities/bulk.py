@@ -21,7 +21,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.send import SendActivities, to_application_error
+from activities.send import SendActivities, SenderReplaced, to_application_error
 from core import throttle
 from core.db import get_or_fail, session_scope
 from core.errors import (
@@ -190,9 +190,20 @@ class BulkActivities:
         # A batch has one sender: planning grouped it by transport and connection.
         transport_name, connection_id = pending[0].transport, pending[0].connection_id
         try:
-            provider, account = await asyncio.to_thread(
-                self._send.sender_for, transport_name, connection_id
-            )
+            try:
+                provider, account = await asyncio.to_thread(
+                    self._send.sender_for, transport_name, connection_id
+                )
+            except SenderReplaced:
+                # The scope switched since planning: the batch goes out from the sender in
+                # effect now, each message composed again (same Message-ID).
+                for message in pending:
+                    await asyncio.to_thread(self._send.recompose, str(message.id))
+                cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
+                transport_name, connection_id = pending[0].transport, pending[0].connection_id
+                provider, account = await asyncio.to_thread(
+                    self._send.sender_for, transport_name, connection_id
+                )
         except MailError as err:
             raise await self._batch_error(err, connection_id) from err
         mailbox = _Mailbox(

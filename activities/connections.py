@@ -1,27 +1,41 @@
-"""Activities of the connection setups: the test, status changes, activation."""
+"""Activities of the connection setups: the round-trip test, status changes, activation."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from core import round_trip
 from core.audit import record_connection
 from core.db import get_or_fail, session_scope
-from core.models import Connection, utcnow
-from core.statuses import LIVE_STATUSES, ConnectionStatus
+from core.errors import MailError
+from core.models import Company, Connection, utcnow
+from core.statuses import (
+    LIVE_STATUSES,
+    SETUP_STATUSES,
+    ConnectionStatus,
+    RedirectStatus,
+    StepStatus,
+)
+from providers.base import Account, MailProvider, Outgoing, Step
 from workflows.setup import (
     ACTIVATE_CONNECTION,
+    RECORD_REDIRECT_NOT_SEEN,
     SET_CONNECTION_STATUS,
     TEST_CONNECTION,
     ActivateInput,
-    ConnectionRef,
+    ActivationResult,
+    RedirectInput,
     StatusInput,
+    TestInput,
     VerificationResult,
     VerificationStep,
 )
@@ -31,41 +45,173 @@ _WAITING_FOR_BROWSER = (
     ConnectionStatus.AWAITING_ADMIN_CONSENT,
 )
 _ENDED = (ConnectionStatus.FAILED, ConnectionStatus.EXPIRED, ConnectionStatus.CANCELLED)
+# The steps the round trip adds to a provider's own verification steps.
+SEND, REDIRECT = "send", "redirect"
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a test needs of a connection and its company, loaded once."""
+
+    kind: str
+    account: Account
+    company_name: str
+    hosted: str
+
+
+def _minutes(input: TestInput | RedirectInput) -> int:
+    return max(1, round(input.redirect_wait.total_seconds() / 60))
+
+
+def _with_step(steps: list[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
+    """The steps with `step` in place of the one of the same name (or added at the end)."""
+    kept = [s for s in steps if s["name"] != step.name]
+    return [*kept, asdict(step)]
 
 
 class ConnectionActivities:
     def __init__(self, engine: Engine, accounts: Accounts) -> None:
         self._engine = engine
         self._accounts = accounts
+        self._settings = accounts.settings
+
+    # -- the round-trip test -----------------------------------------------------------------
 
     @activity.defn(name=TEST_CONNECTION)
-    async def test_connection(self, input: ConnectionRef) -> VerificationResult:
-        """The provider's verification steps, recorded on the connection as they went."""
-
-        def load() -> tuple[str, object]:
-            with Session(self._engine) as session:
-                connection = get_or_fail(session, Connection, input.connection_id)
-                return connection.kind, self._accounts.account(connection)
-
-        kind, account = await asyncio.to_thread(load)
-        provider = self._accounts.provider(kind)
-        result = await provider.verify(account)  # type: ignore[arg-type]
-        steps = [asdict(step) for step in result.steps]
+    async def test_connection(self, input: TestInput) -> VerificationResult:
+        """The provider's verification steps, then the send leg: a test message from the
+        custom address to itself, carrying a new single-use token. The redirect leg is the
+        workflow's to wait for; the inbound path recognises the message by its token."""
+        subject = await asyncio.to_thread(self._load, input.connection_id)
+        provider = self._accounts.provider(subject.kind)
+        result = await provider.verify(subject.account)
+        steps = list(result.steps)
+        error = result.error
+        if result.ok:
+            send, redirect = await self._send_leg(input, provider, subject)
+            steps += [send, redirect]
+            if send.status != StepStatus.OK:
+                error = send.detail
+        else:
+            steps.append(Step(SEND, StepStatus.SKIPPED, "Not tried: an earlier step failed."))
+        ok = error is None
         kept = provider.setup_steps()
 
         def store() -> None:
             with session_scope(self._engine) as session:
                 connection = get_or_fail(session, Connection, input.connection_id)
-                connection.steps = [s for s in connection.steps if s["name"] in kept] + steps
+                previous = [s for s in connection.steps if s["name"] in kept]
+                connection.steps = previous + [asdict(step) for step in steps]
                 connection.tested_at = utcnow()
-                connection.last_error = result.error
+                connection.last_error = error
                 connection.updated_at = utcnow()
                 session.add(connection)
 
         await asyncio.to_thread(store)
         return VerificationResult(
-            ok=result.ok, steps=[VerificationStep(**step) for step in steps], error=result.error
+            ok=ok,
+            steps=[VerificationStep(**asdict(step)) for step in steps],
+            error=error,
+            redirect_pending=ok and steps[-1].status == StepStatus.WAITING,
         )
+
+    def _load(self, connection_id: str) -> _Subject:
+        with Session(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            company = get_or_fail(session, Company, connection.company_id)
+            return _Subject(
+                kind=connection.kind,
+                account=self._accounts.account(connection),
+                company_name=company.name,
+                hosted=self._settings.hosted_address(company.slug),
+            )
+
+    async def _send_leg(
+        self, input: TestInput, provider: MailProvider, subject: _Subject
+    ) -> tuple[Step, Step]:
+        address = subject.account.address
+        token = round_trip.new_token()
+        composed = round_trip.compose_check(
+            address=address,
+            name=subject.company_name,
+            hosted=subject.hosted,
+            token=token,
+            domain=self._settings.platform_mail_domain,
+            now=utcnow(),
+        )
+        # Armed before it goes out: a fast redirect may bring it back within the second.
+        verified = await asyncio.to_thread(
+            self._arm, input, round_trip.token_hash(token), subject.hosted
+        )
+        try:
+            answer = await provider.send(subject.account, Outgoing.of(composed, "check"))
+        except MailError as err:
+            await asyncio.to_thread(self._disarm, input.connection_id, token)
+            return (
+                Step(SEND, StepStatus.FAILED, provider.explain_send_failure(err, address)),
+                Step(REDIRECT, StepStatus.SKIPPED, "Nothing was sent, so nothing can come back."),
+            )
+        sent = Step(
+            SEND,
+            StepStatus.OK,
+            f"A test message went from {address} to {address} through the connection"
+            + (f" (the server said: {' '.join(answer.split())[:160]})." if answer else "."),
+        )
+        waiting = round_trip.waiting_detail(address, subject.hosted, _minutes(input))
+        if verified:
+            waiting = f"Verified by an earlier test; checking again. {waiting}"
+        return sent, Step(REDIRECT, StepStatus.WAITING, waiting)
+
+    def _arm(self, input: TestInput, token_hash: str, hosted: str) -> bool:
+        """Expect this token back; True when the redirect was verified by an earlier test
+        (that proof stands while the new message travels)."""
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, input.connection_id)
+            connection.check_token_hash = token_hash
+            verified = connection.redirect_status == RedirectStatus.VERIFIED
+            if not verified:
+                connection.redirect_status = RedirectStatus.WAITING
+                connection.redirect_checked_at = None
+                connection.redirect_detail = round_trip.waiting_detail(
+                    connection.custom_address, hosted, _minutes(input)
+                )
+            session.add(connection)
+            return verified
+
+    def _disarm(self, connection_id: str, token: str) -> None:
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            if connection.check_token_hash != round_trip.token_hash(token):
+                return
+            connection.check_token_hash = None
+            if connection.redirect_status == RedirectStatus.WAITING:
+                connection.redirect_status = RedirectStatus.NOT_CHECKED
+                connection.redirect_detail = "The test message could not be sent."
+            session.add(connection)
+
+    @activity.defn(name=RECORD_REDIRECT_NOT_SEEN)
+    def record_redirect_not_seen(self, input: RedirectInput) -> None:
+        """The wait ran out: unless the message came back meanwhile, say what to set up."""
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, input.connection_id)
+            if connection.redirect_status != RedirectStatus.WAITING:
+                return  # verified meanwhile, or a new test took over
+            company = get_or_fail(session, Company, connection.company_id)
+            detail = round_trip.redirect_instructions(
+                connection.custom_address,
+                self._settings.hosted_address(company.slug),
+                _minutes(input),
+            )
+            connection.redirect_status = RedirectStatus.NOT_SEEN
+            connection.redirect_checked_at = utcnow()
+            connection.redirect_detail = detail
+            connection.steps = _with_step(
+                connection.steps, Step(REDIRECT, StepStatus.WARNING, detail)
+            )
+            connection.updated_at = utcnow()
+            session.add(connection)
+
+    # -- states and activation ----------------------------------------------------------------
 
     @activity.defn(name=SET_CONNECTION_STATUS)
     def set_connection_status(self, input: StatusInput) -> None:
@@ -83,34 +229,71 @@ class ConnectionActivities:
             if input.status in _ENDED:
                 connection.oauth_flow_blob = None
                 connection.oauth_callback_blob = None
+                if connection.redirect_status == RedirectStatus.WAITING:
+                    connection.redirect_status = RedirectStatus.NOT_CHECKED
+                    connection.redirect_detail = "The setup ended before the message came back."
             session.add(connection)
             if connection.status in LIVE_STATUSES:
                 return  # a live connection is only changed by use-platform, delete or activate
+            if connection.status == ConnectionStatus.CANCELLED and connection.last_error:
+                return  # cancelled by another activation: keep saying why
             connection.status = input.status
+            # Every transition replaces the reason: none stays that no longer holds.
             connection.last_error = input.error
 
     @activity.defn(name=ACTIVATE_CONNECTION)
-    def activate_connection(self, input: ActivateInput) -> None:
-        """Make this the scope's sender, disabling the one it replaces, in one transaction."""
+    def activate_connection(self, input: ActivateInput) -> ActivationResult:
+        """Make this the scope's sender in one transaction: the live connection it replaces is
+        disabled, and every other open setup of the scope is cancelled, so none takes over."""
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, input.connection_id)
             if connection.status == ConnectionStatus.ACTIVE:
-                return  # a retried activation
-            replaced = session.exec(
+                return ActivationResult()  # a retried activation
+            if connection.status == ConnectionStatus.CANCELLED:
+                raise ApplicationError(
+                    connection.last_error or "This setup was cancelled; create a new connection.",
+                    type="SetupCancelled",
+                    non_retryable=True,
+                )
+            others = session.exec(
                 select(Connection).where(
                     Connection.company_id == connection.company_id,
                     col(Connection.legal_entity_id) == connection.legal_entity_id
                     if connection.legal_entity_id
                     else col(Connection.legal_entity_id).is_(None),
-                    col(Connection.status).in_(LIVE_STATUSES),
+                    col(Connection.status).in_([*LIVE_STATUSES, *SETUP_STATUSES]),
                     Connection.id != connection.id,
                 )
             ).all()
             now = utcnow()
-            for other in replaced:
-                other.status = ConnectionStatus.DISABLED
+            user_id = uuid.UUID(input.user_id)
+            replaced, cancelled = [], []
+            why = (
+                f"Cancelled: the {connection.kind} connection for {connection.custom_address} "
+                "was activated for this scope. Create a new connection to change it again."
+            )
+            for other in others:
+                before = other.status
+                if other.status in LIVE_STATUSES:
+                    other.status = ConnectionStatus.DISABLED
+                    replaced.append(other)
+                    action = "connection.disable"
+                else:
+                    other.status = ConnectionStatus.CANCELLED
+                    other.setup_state = ConnectionStatus.CANCELLED
+                    other.last_error = why
+                    cancelled.append(other)
+                    action = "connection.cancel"
                 other.updated_at = now
                 session.add(other)
+                record_connection(
+                    session,
+                    other,
+                    user_id,
+                    action,
+                    status={"before": before, "after": other.status},
+                    replaced_by=str(connection.id),
+                )
             connection.status = ConnectionStatus.ACTIVE
             connection.setup_state = ConnectionStatus.ACTIVE
             connection.activated_at = now
@@ -120,13 +303,20 @@ class ConnectionActivities:
             record_connection(
                 session,
                 connection,
-                uuid.UUID(input.user_id),
+                user_id,
                 "connection.activate",
                 kind=connection.kind,
                 legal_entity_id=str(connection.legal_entity_id or ""),
                 disabled=[str(o.id) for o in replaced],
+                cancelled=[str(o.id) for o in cancelled],
             )
+            return ActivationResult(cancelled=[str(o.id) for o in cancelled])
 
     @property
     def all(self) -> list:
-        return [self.test_connection, self.set_connection_status, self.activate_connection]
+        return [
+            self.test_connection,
+            self.record_redirect_not_seen,
+            self.set_connection_status,
+            self.activate_connection,
+        ]

@@ -25,8 +25,17 @@ from core.models import (
     User,
     utcnow,
 )
+from core.round_trip import token_hash, verified_detail
 from core.settings import Settings
-from core.statuses import InboundState, MatchReason, MessageKind, MessageStatus
+from core.statuses import (
+    InboundState,
+    MatchReason,
+    MessageKind,
+    MessageStatus,
+    RedirectStatus,
+    RoutingState,
+    StepStatus,
+)
 from workflows.receive_message import ROUTE_INBOUND_MESSAGE, ReceiveMessageResult, RouteInput
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
@@ -61,6 +70,8 @@ class InboundActivities:
                 return _already_routed(session, raw)
 
             parsed = parse(raw.raw)
+            if parsed.check_token is not None:
+                return _consume_check(session, raw, parsed.check_token, self._settings)
             existing = session.exec(
                 select(Message).where(
                     Message.company_id == raw.company_id,
@@ -255,6 +266,32 @@ def _inbound_message(
         created_at=raw.received_at,
         updated_at=utcnow(),
     )
+
+
+def _consume_check(
+    session: Session, raw: InboundRaw, token: str, settings: Settings
+) -> ReceiveMessageResult:
+    """A connection test's own message came back: it proves the redirect of the connection
+    whose token it carries, if that connection is this company's. It is consumed either way:
+    never shown in Unassigned or on a candidate's tab."""
+    raw.state = InboundState.CHECK
+    connection = session.exec(
+        select(Connection).where(col(Connection.check_token_hash) == token_hash(token))
+    ).first()
+    if connection is None or connection.company_id != raw.company_id:
+        return ReceiveMessageResult(state=RoutingState.CHECK)
+    company = session.get(Company, connection.company_id)
+    hosted = settings.hosted_address(company.slug) if company else raw.recipient
+    detail = verified_detail(connection.custom_address, hosted, raw.received_at)
+    connection.redirect_status = RedirectStatus.VERIFIED
+    connection.redirect_checked_at = raw.received_at
+    connection.redirect_detail = detail
+    connection.steps = [s for s in connection.steps if s["name"] != "redirect"] + [
+        {"name": "redirect", "status": StepStatus.OK, "detail": detail}
+    ]
+    connection.updated_at = utcnow()
+    session.add(connection)
+    return ReceiveMessageResult(state=RoutingState.CHECK, connection_id=str(connection.id))
 
 
 def _already_routed(session: Session, raw: InboundRaw) -> ReceiveMessageResult:

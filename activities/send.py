@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -15,12 +16,20 @@ from activities.accounts import Accounts
 from core.db import RowMissing, get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
-    ConfigurationError,
     MailError,
     TransientMailError,
 )
 from core.mail import compose
-from core.models import Candidate, Company, Connection, Message, SenderNameMode, User, utcnow
+from core.models import (
+    Candidate,
+    Company,
+    Connection,
+    LegalEntity,
+    Message,
+    SenderNameMode,
+    User,
+    utcnow,
+)
 from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus
@@ -57,6 +66,41 @@ def _describe(delta: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+class SenderReplaced(Exception):
+    """The connection a message was composed for no longer sends for its scope."""
+
+
+def _compose_into(session: Session, message: Message, sender: SenderChoice) -> Outgoing:
+    """Compose the message's MIME from `sender` and store it with the sender on the row."""
+    candidate = session.get(Candidate, message.candidate_id)
+    if candidate is None:
+        raise RowMissing(f"The candidate of message {message.id} was deleted.")
+    _, composed = compose(
+        from_address=sender.address,
+        from_name=sender.name,
+        to_address=candidate.email,
+        to_name=candidate.name,
+        subject=message.subject,
+        text=message.text,
+        html=message.html,
+        message_id=message.message_id_header,
+        date=message.created_at,
+        in_reply_to=message.in_reply_to,
+        references=message.references,
+    )
+    message.raw_mime = composed.mime
+    message.from_address = sender.address
+    message.from_name = sender.name
+    message.to_addresses = composed.envelope_to
+    message.transport = sender.transport
+    message.connection_id = uuid.UUID(sender.connection_id) if sender.connection_id else None
+    if message.status == MessageStatus.QUEUED:
+        message.status = MessageStatus.SENDING
+    message.updated_at = utcnow()
+    session.add(message)
+    return Outgoing.of(composed, str(message.id))
+
+
 class SendActivities:
     def __init__(self, engine: Engine, settings: Settings, accounts: Accounts) -> None:
         self._engine = engine
@@ -68,23 +112,29 @@ class SendActivities:
     @activity.defn(name=RESOLVE_SENDER)
     def resolve_sender(self, input: MessageRef) -> SenderChoice:
         with session_scope(self._engine) as session:
-            message = get_or_fail(session, Message, input.message_id)
-            company = get_or_fail(session, Company, message.company_id)
-            candidate = session.get(Candidate, message.candidate_id)
-            sender = effective_sender(
-                session, self._settings, company, candidate.legal_entity_id if candidate else None
-            )
-            name = company.name
-            if company.sender_name_mode == SenderNameMode.EMPLOYEE and message.sender_user_id:
-                user = session.get(User, message.sender_user_id)
-                name = user.name if user else name
-            return SenderChoice(
-                address=sender.address,
-                name=name,
-                transport=sender.transport,
-                source=sender.source,
-                connection_id=str(sender.connection_id) if sender.connection_id else None,
-            )
+            return self._choose(session, get_or_fail(session, Message, input.message_id))
+
+    def _choose(self, session: Session, message: Message) -> SenderChoice:
+        """The sender in effect now: the candidate's legal entity, the company, the platform;
+        named after the employee, or after the company (the legal entity, for its address)."""
+        company = get_or_fail(session, Company, message.company_id)
+        candidate = session.get(Candidate, message.candidate_id)
+        entity_id = candidate.legal_entity_id if candidate else None
+        sender = effective_sender(session, self._settings, company, entity_id)
+        name = company.name
+        if company.sender_name_mode == SenderNameMode.EMPLOYEE and message.sender_user_id:
+            user = session.get(User, message.sender_user_id)
+            name = user.name if user else name
+        elif sender.source == "entity" and entity_id is not None:
+            entity = session.get(LegalEntity, entity_id)
+            name = entity.name if entity else name
+        return SenderChoice(
+            address=sender.address,
+            name=name,
+            transport=sender.transport,
+            source=sender.source,
+            connection_id=str(sender.connection_id) if sender.connection_id else None,
+        )
 
     @activity.defn(name=COMPOSE_MESSAGE)
     def compose_message(self, input: ComposeInput) -> None:
@@ -93,34 +143,16 @@ class SendActivities:
             message = get_or_fail(session, Message, input.message_id)
             if message.raw_mime is not None:
                 return
-            candidate = session.get(Candidate, message.candidate_id)
-            if candidate is None:
-                raise RowMissing(f"The candidate of message {input.message_id} was deleted.")
-            _, composed = compose(
-                from_address=input.sender.address,
-                from_name=input.sender.name,
-                to_address=candidate.email,
-                to_name=candidate.name,
-                subject=message.subject,
-                text=message.text,
-                html=message.html,
-                message_id=message.message_id_header,
-                date=message.created_at,
-                in_reply_to=message.in_reply_to,
-                references=message.references,
-            )
-            message.raw_mime = composed.mime
-            message.from_address = input.sender.address
-            message.from_name = input.sender.name
-            message.to_addresses = composed.envelope_to
-            message.transport = input.sender.transport
-            message.connection_id = (
-                uuid.UUID(input.sender.connection_id) if input.sender.connection_id else None
-            )
-            if message.status == MessageStatus.QUEUED:
-                message.status = MessageStatus.SENDING
-            message.updated_at = utcnow()
-            session.add(message)
+            _compose_into(session, message, input.sender)
+
+    def recompose(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None]:
+        """The connection this message was composed for was replaced, or its scope switched
+        back to the platform, before it went out: compose it again, same Message-ID, for the
+        sender in effect now. Its record then shows the sender it really used."""
+        with session_scope(self._engine) as session:
+            message = get_or_fail(session, Message, message_id)
+            mail = _compose_into(session, message, self._choose(session, message))
+            return mail, message.transport or "platform", message.connection_id
 
     @activity.defn(name=RECORD_OUTCOME)
     def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
@@ -154,9 +186,17 @@ class SendActivities:
             return DeliveryResult(already_sent=True)
         mail, transport_name, connection_id = state
         try:
-            provider, account = await asyncio.to_thread(
-                self.sender_for, transport_name, connection_id
-            )
+            try:
+                provider, account = await asyncio.to_thread(
+                    self.sender_for, transport_name, connection_id
+                )
+            except SenderReplaced:
+                mail, transport_name, connection_id = await asyncio.to_thread(
+                    self.recompose, message_id
+                )
+                provider, account = await asyncio.to_thread(
+                    self.sender_for, transport_name, connection_id
+                )
             provider_id = await provider.send(account, mail)
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
@@ -175,19 +215,14 @@ class SendActivities:
         with session_scope(self._engine) as session:
             connection = session.get(Connection, connection_id) if connection_id else None
             if connection is None or transport != connection.kind:
-                raise ConfigurationError(
-                    f"The {transport} connection this message was composed for no longer "
-                    "exists; send the message again."
-                )
+                raise SenderReplaced(f"the {transport} connection no longer exists")
             if connection.status == ConnectionStatus.NEEDS_REAUTH:
+                # Still the scope's sender: no silent fallback to another address.
                 raise AuthExpiredError(connection.last_error or "Its credentials were refused.")
             if connection.status != ConnectionStatus.ACTIVE:
-                # Switched back to the platform after this message was composed: the From
-                # address is the custom one, so do not send it through another mailbox.
-                raise ConfigurationError(
-                    f"The connection for {connection.custom_address} is no longer active; "
-                    "send the message again."
-                )
+                # Replaced, or switched back to the platform: the From address is this
+                # connection's, so it is composed again for the sender in effect now.
+                raise SenderReplaced(f"the connection for {connection.custom_address} is off")
             return self._accounts.provider(connection.kind), self._accounts.account(connection)
 
     def mark_needs_reauth(

@@ -54,12 +54,24 @@ class EffectiveSenderPublic(BaseModel):
     source: Literal["entity", "company", "platform"]
 
 
+class RedirectCheckPublic(BaseModel):
+    """The round-trip test's redirect leg: did the test message come back to the hosted
+    address? `verified` is also what makes the address this company's for inbound mail."""
+
+    status: str  # verified, waiting, not_seen or not_checked
+    checked_at: datetime | None = None
+    detail: str | None = None
+
+
 class ScopePublic(BaseModel):
     legal_entity_id: uuid.UUID | None
     name: str
     custom_address: str | None
     connections: list[ConnectionSummary] = []
     effective_sender: EffectiveSenderPublic
+    # The redirect check of the scope's connection (the live one, else the newest setup).
+    redirect_check: RedirectCheckPublic | None = None
+    warnings: list[str] = []
 
 
 class MailSettingsPublic(BaseModel):
@@ -204,6 +216,10 @@ class ConnectionPublic(BaseModel):
     created_at: datetime
     tested_at: datetime | None
     activated_at: datetime | None
+    redirect_check: RedirectCheckPublic
+    # What still needs the admin's attention, e.g. a live connection whose redirect is not
+    # verified (candidates' replies would not reach Recruitmail).
+    warnings: list[str] = []
 
 
 class UsePlatformRequest(Request):

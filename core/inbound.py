@@ -19,6 +19,8 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any
 
+from core.round_trip import CHECK_HEADER, find_token
+
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 # Subjects of out-of-office answers, in the languages recruiters meet most.
 _AUTO_SUBJECT_RE = re.compile(
@@ -77,6 +79,8 @@ class ParsedMail:
     bounce: BounceReport | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # A connection test's single-use token (core/round_trip.py): this is our own test message.
+    check_token: str | None = None
 
 
 def parse(raw: bytes) -> ParsedMail:
@@ -119,6 +123,7 @@ def parse(raw: bytes) -> ParsedMail:
         kind="mail",
         attachments=attachments,
         defects=defects + [str(d) for d in getattr(msg, "defects", [])][:20],
+        check_token=find_token(_header(msg, CHECK_HEADER, defects), message_id),
     )
     _classify(msg, parsed)
     return _cleaned(parsed)

@@ -20,12 +20,9 @@ from core.db import session_scope
 from core.models import Company, Connection, InboundRaw, utcnow
 from core.run_ids import receive_workflow_id
 from core.settings import Settings
-from core.statuses import ConnectionStatus, InboundState
+from core.statuses import InboundState, RedirectStatus
 
 log = logging.getLogger(__name__)
-
-# A cancelled or expired setup never registered its address for good.
-_UNREGISTERED = (ConnectionStatus.CANCELLED.value, ConnectionStatus.EXPIRED.value)
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,9 @@ class StoredInbound:
 def company_for_recipient(session: Session, settings: Settings, address: str) -> uuid.UUID | None:
     """The company a recipient address belongs to, or None if we do not serve it.
 
-    Served are hosted addresses ({slug}-jobs@platform domain) and the custom addresses that
-    companies registered through a connection.
+    Served are hosted addresses ({slug}-jobs@platform domain), and custom addresses that one
+    company, and no other, has proven it controls: its connection test's message came back
+    through its redirect (redirect `verified`). Registering an address proves nothing.
     """
     local, _, domain = address.strip().lower().rpartition("@")
     if not local:
@@ -49,14 +47,22 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
         return session.exec(
             select(Company.id).where(Company.slug == local.removesuffix("-jobs"))
         ).first()
-    return session.exec(
-        select(Connection.company_id)
-        .where(
-            func.lower(Connection.custom_address) == f"{local}@{domain}",
-            col(Connection.status).not_in(_UNREGISTERED),
-        )
-        .order_by(col(Connection.created_at).desc())
-    ).first()
+    owners = verified_owners(session, f"{local}@{domain}")
+    return owners[0] if len(owners) == 1 else None
+
+
+def verified_owners(session: Session, address: str) -> list[uuid.UUID]:
+    """The companies that verified `address` through a round trip (normally at most one)."""
+    return list(
+        session.exec(
+            select(Connection.company_id)
+            .where(
+                func.lower(Connection.custom_address) == address.strip().lower(),
+                Connection.redirect_status == RedirectStatus.VERIFIED,
+            )
+            .distinct()
+        ).all()
+    )
 
 
 def store_inbound(

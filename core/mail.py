@@ -67,6 +67,7 @@ def compose(
     date: datetime,
     in_reply_to: str | None = None,
     references: str | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[EmailMessage, Composed]:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = Address(display_name=from_name, addr_spec=from_address)
@@ -78,6 +79,8 @@ def compose(
         msg["In-Reply-To"] = in_reply_to
     if references:
         msg["References"] = references
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
     msg.set_content(text)
     if html:
         msg.add_alternative(html, subtype="html")

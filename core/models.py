@@ -187,6 +187,13 @@ class Connection(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     tested_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     activated_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # The round trip's redirect leg (core.statuses.RedirectStatus). `verified` is the proof
+    # that this company controls the address: only then is its mail stored for the company.
+    redirect_status: str = Field(default="not_checked", max_length=16)
+    redirect_checked_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    redirect_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # sha256 of the last test message's single-use token; the message comes back carrying it.
+    check_token_hash: str | None = Field(default=None, max_length=64, index=True)
 
     @property
     def run_id(self) -> str:

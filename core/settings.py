@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # A setup not activated in this time expires; a test answers within the bounded wait.
     connection_setup_expiry: timedelta = timedelta(days=7)
     connection_test_wait: timedelta = timedelta(seconds=90)
+    # How long a connection test waits for its message to come back through the company's
+    # redirect to the hosted address (ISO 8601 or seconds).
+    redirect_check_wait: timedelta = timedelta(minutes=15)
 
     # Browser origins allowed to call the codec endpoints (the Temporal UI). Empty means the
     # local dev UI, http://localhost:{temporal_ui_port}.

@@ -31,6 +31,7 @@ class InboundState(StrEnum):
     STORED = "stored"  # raw bytes safe; routing not yet done
     ROUTED = "routed"  # a Message row exists for it
     DUPLICATE = "duplicate"  # the same Message-ID already reached this company
+    CHECK = "check"  # a connection test's own message, back through the redirect: consumed
 
 
 class MatchReason(StrEnum):
@@ -109,6 +110,16 @@ class RoutingState(StrEnum):
 
     ROUTED = "routed"
     DUPLICATE = "duplicate"
+    CHECK = "check"  # a connection test's message: consumed, never shown
+
+
+class RedirectStatus(StrEnum):
+    """The redirect leg of a connection's round-trip test."""
+
+    NOT_CHECKED = "not_checked"  # no test has sent a message yet
+    WAITING = "waiting"  # the test message went out; waiting for it to come back
+    VERIFIED = "verified"  # it came back through the company's redirect to the hosted address
+    NOT_SEEN = "not_seen"  # it did not come back in time; `redirect_detail` says what to set up
 
 
 class ExchangeOutcome(StrEnum):
@@ -126,4 +137,5 @@ class StepStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
-    WARNING = "warning"
+    WARNING = "warning"  # passed with a caveat, or failed without blocking activation
+    WAITING = "waiting"  # still under way (the redirect leg)

@@ -154,6 +154,10 @@ class MailProvider(ABC):
         """What an admin must do when the credentials are refused at send time."""
         return "An admin must reconnect the mailbox (Reconnect in the mail settings)."
 
+    def explain_send_failure(self, err: MailError, address: str) -> str:
+        """A connection test's message was refused: what the admin can do about it."""
+        return str(err)
+
     def setup_steps(self) -> set[str]:
         """Names of steps a setup recorded before any test, which a new test keeps."""
         return set()

@@ -80,5 +80,8 @@ def _error_text(response: httpx.Response) -> str:
         return response.text[:200] or response.reason_phrase
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("code") or error)[:300]
+        code, message = error.get("code"), error.get("message")
+        if code and message and str(code) not in str(message):
+            return f"{code}: {message}"[:300]
+        return str(message or code or error)[:300]
     return str(error or body)[:300]

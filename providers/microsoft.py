@@ -77,6 +77,31 @@ def classify(result: dict) -> Exception:
     return PermanentMailError(f"Microsoft refused the sign-in: {description or error}.")
 
 
+_UNLICENSED = ("mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "erroraccessdenied")
+_QUOTA = ("quota", "errorexceededmessagelimit", "sendquotaexceeded")
+
+
+def explain_graph_refusal(err: PermanentMailError, address: str) -> PermanentMailError:
+    """Graph's refusals that an admin can act on, in words; others pass through."""
+    said = str(err).lower()
+    if isinstance(err, AuthExpiredError):
+        return err
+    if any(code in said for code in _UNLICENSED):
+        return PermanentMailError(
+            f"Microsoft 365 will not send from {address}: the mailbox has no Exchange Online "
+            "license, or it is not a user mailbox (a shared mailbox, or one still being set "
+            "up). Assign the user an Exchange Online license in the Microsoft 365 admin center "
+            f"(Users → Active users → {address} → Licenses and apps), wait a few minutes, and "
+            f"test again. ({err})"
+        )
+    if any(code in said for code in _QUOTA):
+        return PermanentMailError(
+            f"Microsoft 365 refused to send from {address} because its sending quota is used "
+            f"up. Wait for the quota to reset (usually 24 hours), then test again. ({err})"
+        )
+    return err
+
+
 class MicrosoftProvider(OAuthProvider):
     """A Microsoft 365 mailbox: msal sign-in, Graph sendMail with the raw MIME."""
 
@@ -201,7 +226,10 @@ class MicrosoftProvider(OAuthProvider):
                 )
             except Exception as exc:  # httpx transport errors: connect, read, TLS
                 raise TransientMailError(f"Microsoft Graph is unreachable ({exc}).") from exc
-        classify_api_answer(response, "Microsoft Graph", address)
+        try:
+            classify_api_answer(response, "Microsoft Graph", address)
+        except PermanentMailError as err:
+            raise explain_graph_refusal(err, address) from err
         return response.headers.get("request-id", "")
 
     def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:

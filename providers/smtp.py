@@ -459,6 +459,20 @@ async def verify_smtp(
     return Verification(ok=True, steps=check.log.steps)
 
 
+def explain_send_failure(err: MailError, address: str) -> str:
+    """A refused test message, in words an admin can act on."""
+    said = str(err)
+    lowered = said.lower().replace(" ", "")
+    if "5.7.60" in said or "sendasdenied" in lowered or "sendas" in lowered:
+        return _SEND_AS_DENIED.format(address=address) + f" (after DATA: {said})"
+    if "quota" in lowered or "5.4.5" in said or "4.5.3" in said:
+        return (
+            f"The mail server accepted the sign-in but refused the message: the sending quota of "
+            f"{address} is used up. Wait for it to reset, or raise it, then test again. ({said})"
+        )
+    return said
+
+
 def target_for(account: Account) -> SmtpTarget:
     """The account's server settings plus its password, decrypted only for this session."""
     server = account.server

@@ -279,7 +279,8 @@ async def test_microsoft_mailbox_bulk_send_refreshes_once(
         done = await wait_job(w.stack.http, tenant, job["id"])
 
     assert done["counts"]["sent"] == 6
-    assert len(w.microsoft.sent) == 6 and {s["address"] for s in w.microsoft.sent} == {mailbox}
+    delivered = w.microsoft.deliveries
+    assert len(delivered) == 6 and {s["address"] for s in delivered} == {mailbox}
     assert len(w.microsoft.token_requests) - before <= 1
     assert len(w.platform.received) == 0
 

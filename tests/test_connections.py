@@ -97,9 +97,13 @@ async def test_create_test_activate_send_and_replace(stack, test_ca, platform_si
         assert tested.status_code == 200
         body = tested.json()
         assert body["status"] == "tested"
-        assert [s["name"] for s in body["steps"]][-2:] == ["mail_from", "rset"]
-        assert all(s["status"] == "ok" for s in body["steps"])
-        assert server.received == []
+        assert [s["name"] for s in body["steps"]][-4:] == ["mail_from", "rset", "send", "redirect"]
+        assert all(s["status"] == "ok" for s in body["steps"][:-1])
+        assert body["steps"][-1]["status"] == "waiting"  # no redirect in this test
+        assert body["redirect_check"]["status"] == "waiting"
+        assert server.deliveries == []
+        # The round trip's send leg: one test message, from the address to itself.
+        assert [(r.mail_from, r.rcpt_tos) for r in server.received] == [(address, [address])]
 
         active = await stack.http.post(
             f"/v1/connections/{connection['id']}/activate", headers=tenant.headers
@@ -118,8 +122,8 @@ async def test_create_test_activate_send_and_replace(stack, test_ca, platform_si
         sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
         assert sent["status"] == "sent", sent
         assert sent["from_address"] == address
-        assert len(server.received) == 1
-        message = server.received[0].message
+        assert len(server.deliveries) == 1
+        message = server.deliveries[0].message
         assert message["From"].addresses[0].addr_spec == address
         assert message["Message-ID"].strip() == queued["message_id_header"]
         assert platform_sink.received == []
@@ -209,10 +213,10 @@ async def test_entities_inherit_or_override(stack, test_ca):
             queued = await stack.send(tenant, candidate["id"])
             sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
             assert sent["status"] == "sent", sent
-    assert [r.mail_from for r in company_smtp.received] == [company_address]
-    assert [r.rcpt_tos for r in company_smtp.received] == [[uk["email"]]]
-    assert [r.mail_from for r in entity_smtp.received] == [entity_address]
-    assert [r.rcpt_tos for r in entity_smtp.received] == [[de["email"]]]
+    assert [r.mail_from for r in company_smtp.deliveries] == [company_address]
+    assert [r.rcpt_tos for r in company_smtp.deliveries] == [[uk["email"]]]
+    assert [r.mail_from for r in entity_smtp.deliveries] == [entity_address]
+    assert [r.rcpt_tos for r in entity_smtp.deliveries] == [[de["email"]]]
 
 
 async def test_refused_credentials_at_send_time_need_reauth_without_fallback(
@@ -232,7 +236,7 @@ async def test_refused_credentials_at_send_time_need_reauth_without_fallback(
     after = await stack.http.get(f"/v1/connections/{connection['id']}", headers=tenant.headers)
     assert after.json()["status"] == "needs_reauth"
     assert "535" in after.json()["last_error"]
-    assert platform_sink.received == [] and server.received == []
+    assert platform_sink.received == [] and server.deliveries == []
     settings = (await stack.http.get("/v1/mail-settings", headers=tenant.headers)).json()
     assert scope(settings, None)["effective_sender"]["address"] == address  # no silent fallback
 

@@ -15,10 +15,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from core.statuses import ConnectionStatus, ExchangeOutcome
 from workflows import policies
 from workflows.setup import (
+    REDIRECT_SEEN,
+    SUPERSEDED,
     TEST_CONNECTION,
     ActivateInput,
     ConnectionRef,
+    RedirectLeg,
     SetupState,
+    TestInput,
     VerificationResult,
     activate,
     record_status,
@@ -51,6 +55,7 @@ class OAuthSetupInput:
     # A reconnect of a connection that was already active: it goes live again once tested.
     reconnect: bool = False
     user_id: str | None = None
+    redirect_wait: timedelta = timedelta(minutes=15)
 
 
 @dataclass
@@ -109,13 +114,25 @@ class OAuthConnectionSetupWorkflow:
         self._cancel = False
         self._activation: ActivateInput | None = None
         self._done = False
-        self._busy = False
+        self._testing = False
+        self._last_test = VerificationResult(ok=False)
+        self._cancel_reason: str | None = None
         # The provider sent an admin-consent link that calls us back (Microsoft).
         self._consent_link = False
+        self._redirect = RedirectLeg(input.connection_id, input.redirect_wait)
 
     @workflow.query(name="state")
     def state(self) -> SetupState:
         return self._state
+
+    @workflow.signal(name=REDIRECT_SEEN)
+    def redirect_seen(self) -> None:
+        self._redirect.seen()
+
+    @workflow.signal(name=SUPERSEDED)
+    def superseded(self) -> None:
+        self._cancel = True
+        self._cancel_reason = "Another connection of this scope was activated."
 
     # -- updates ------------------------------------------------------------------------
 
@@ -159,20 +176,20 @@ class OAuthConnectionSetupWorkflow:
 
     @workflow.update(name="test")
     async def test(self) -> VerificationResult:
-        self._busy = True
-        try:
-            return await self._run_test()
-        finally:
-            self._busy = False
+        if self._testing or self._state.status == AUTHORIZED:
+            # The test after sign-in, or another request's: its result answers this one too.
+            await workflow.wait_condition(
+                lambda: not self._testing and self._state.status != AUTHORIZED
+            )
+            return self._last_test
+        return await self._run_test()
 
     @test.validator
     def _validate_test(self) -> None:
-        self._expect(
-            (TESTED, TEST_FAILED),
-            "Sign in first: the connection can be tested once it is authorized",
-            "NotAuthorized",
-            busy=self._busy,
-        )
+        self._check_open()
+        if self._testing or self._state.status in (AUTHORIZED, TESTED, TEST_FAILED):
+            return
+        raise ApplicationError(_NOT_TESTABLE.get(self._state.status, _ENDED), type="NotTestable")
 
     @workflow.update(name="activate")
     async def activate(self, input: ActivateInput) -> SetupState:
@@ -182,12 +199,23 @@ class OAuthConnectionSetupWorkflow:
 
     @activate.validator
     def _validate_activate(self, input: ActivateInput) -> None:
-        self._expect(
-            (TESTED,),
-            "Only a signed-in connection whose test passed can be activated",
-            "NotTested",
-            busy=self._busy or self._activation is not None,
-        )
+        self._check_open()
+        if self._activation is not None:
+            raise ApplicationError("The connection is already being activated.", type="Busy")
+        if self._testing:
+            raise ApplicationError(
+                f"A test is running ({self._state.status}): activate once it has passed.",
+                type="Busy",
+            )
+        if self._state.status == TESTED:
+            return
+        if self._state.status == TEST_FAILED:
+            raise ApplicationError(
+                "The last test failed (test_failed): fix what its steps say, test again, and "
+                "activate once it passes.",
+                type="NotTested",
+            )
+        raise ApplicationError(_NOT_TESTABLE.get(self._state.status, _ENDED), type="NotTested")
 
     @workflow.update(name="cancel")
     async def cancel(self) -> SetupState:
@@ -223,6 +251,9 @@ class OAuthConnectionSetupWorkflow:
         if await self._sign_in(input):
             await self._test_and_activate(input)
         self._done = True
+        if self._state.status != ConnectionStatus.ACTIVE:
+            self._redirect.stop()
+        await workflow.wait_condition(lambda: self._redirect.done)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
@@ -260,7 +291,7 @@ class OAuthConnectionSetupWorkflow:
             await self._set(EXPIRED, _expiry_text(awaiting_consent, wait))
             return False
         if self._cancel:
-            await self._set(CANCELLED)
+            await self._set(CANCELLED, self._cancel_reason)
             return False
         return True
 
@@ -292,18 +323,23 @@ class OAuthConnectionSetupWorkflow:
             self._activation = ActivateInput(input.connection_id, input.user_id)
         try:
             await workflow.wait_condition(
-                lambda: self._cancel or (self._activation is not None and not self._busy),
+                lambda: self._cancel or (self._activation is not None and not self._testing),
                 timeout=input.activation_wait,
             )
         except TimeoutError:
+            await workflow.wait_condition(lambda: not self._testing)
             await self._set(
                 EXPIRED, "The connection was not activated in time; connect the mailbox again."
             )
             return
         if self._cancel or self._activation is None:
-            await self._set(CANCELLED)
+            await workflow.wait_condition(lambda: not self._testing)
+            await self._set(CANCELLED, self._cancel_reason)
             return
-        self._state = await activate(self._activation)
+        try:
+            self._state = await activate(self._activation)
+        except ActivityError as err:  # cancelled meanwhile by another activation
+            await self._set(CANCELLED, _cause(err))
 
     async def _begin(self, awaiting_consent: bool) -> bool:
         """Issue a sign-in link (a new state), unless Microsoft's admin-consent link is out."""
@@ -338,13 +374,22 @@ class OAuthConnectionSetupWorkflow:
         )
 
     async def _run_test(self) -> VerificationResult:
-        result = await self._provider_call(
-            TEST_CONNECTION,
-            VerificationResult,
-            lambda reason: VerificationResult(ok=False, error=reason),
-        )
-        await self._set(TESTED if result.ok else TEST_FAILED, result.error)
-        return result
+        """The round trip; the update and the test after sign-in both come here, one at once."""
+        self._testing = True
+        try:
+            result = await self._provider_call(
+                TEST_CONNECTION,
+                VerificationResult,
+                lambda reason: VerificationResult(ok=False, error=reason),
+                arg=TestInput(self._input.connection_id, self._input.redirect_wait),
+            )
+            await self._set(TESTED if result.ok else TEST_FAILED, result.error)
+            if result.redirect_pending:
+                self._redirect.start()
+            self._last_test = result
+            return result
+        finally:
+            self._testing = False
 
     async def _provider_call(
         self,
@@ -354,13 +399,14 @@ class OAuthConnectionSetupWorkflow:
         *,
         retry: RetryPolicy = policies.NO_RETRY,
         schedule_to_close: timedelta | None = None,
+        arg: object | None = None,
     ) -> T:
         """One activity that talks to the identity provider, given the connection's id. When
         it fails for good, `failed(reason)` stands for its result, and the setup goes on."""
         try:
             result: T = await workflow.execute_activity(
                 activity,
-                ConnectionRef(self._input.connection_id),
+                arg or ConnectionRef(self._input.connection_id),
                 result_type=result_type,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
                 schedule_to_close_timeout=schedule_to_close,
@@ -374,6 +420,23 @@ class OAuthConnectionSetupWorkflow:
         # Set first: updates arriving while the activity runs already see the new state.
         self._state = SetupState(status=status, last_error=error)
         await record_status(self._input.connection_id, status, error)
+
+
+# Why a setup cannot be tested or activated yet, and what comes next: by its state.
+_NOT_TESTABLE: dict[str, str] = {
+    AWAITING_AUTHORIZATION: (
+        "The mailbox has not signed in yet (awaiting_authorization): open the sign-in link "
+        "(authorization_url). The test runs by itself right after the sign-in."
+    ),
+    AUTHORIZING: (
+        "The sign-in is being completed (authorizing). The test runs by itself right after."
+    ),
+    AWAITING_ADMIN_CONSENT: (
+        "An administrator must approve Recruitmail first (awaiting_admin_consent): forward the "
+        "admin-consent link. The test runs by itself after the next sign-in."
+    ),
+}
+_ENDED = "This setup has ended; connect the mailbox again with a new connection."
 
 
 def _expiry_text(awaiting_consent: bool, wait: timedelta) -> str:

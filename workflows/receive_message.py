@@ -7,9 +7,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from core.run_ids import setup_workflow_id
 from core.search_attributes import MAIL_STATUS
 from core.statuses import InboundKind, MessageKind, RoutingState
 from workflows import policies
+from workflows.setup import REDIRECT_SEEN
 
 ROUTE_INBOUND_MESSAGE = "route-inbound-message"
 
@@ -37,6 +39,8 @@ class ReceiveMessageResult:
     match_reason: str | None = None
     kind: str = MessageKind.MAIL
     bounced_message_id: str | None = None
+    # A connection test's message came back (state `check`): the connection it verified.
+    connection_id: str | None = None
 
 
 @workflow.defn(name="receive-message")
@@ -68,6 +72,13 @@ class ReceiveMessageWorkflow:
         )
         self._result = result
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(_mail_status(result))])
+        if result.connection_id:
+            # Wake the setup's redirect leg; the database already says `verified`.
+            handle = workflow.get_external_workflow_handle(setup_workflow_id(result.connection_id))
+            try:
+                await handle.signal(REDIRECT_SEEN)
+            except Exception:  # the setup has ended: nothing waits for the news
+                workflow.logger.info("setup of %s had already ended", result.connection_id)
         return result
 
 
@@ -75,6 +86,8 @@ def _mail_status(result: ReceiveMessageResult) -> str:
     """What an operator filters on: received, unassigned, bounce, auto_reply or duplicate."""
     if result.state == RoutingState.DUPLICATE:
         return InboundKind.DUPLICATE
+    if result.state == RoutingState.CHECK:
+        return RoutingState.CHECK
     if result.kind != MessageKind.MAIL:
         return result.kind
     return InboundKind.RECEIVED if result.candidate_id else InboundKind.UNASSIGNED

@@ -1,4 +1,5 @@
-"""SmtpConnectionSetup: test a custom SMTP connection, then activate it, or expire."""
+"""SmtpConnectionSetup: test a custom SMTP connection (a round trip), then activate it, or
+expire."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from core.statuses import ConnectionStatus
 from workflows import policies
 from workflows.setup import (
+    REDIRECT_SEEN,
+    SUPERSEDED,
     TEST_CONNECTION,
     ActivateInput,
-    ConnectionRef,
+    RedirectLeg,
     SetupState,
+    TestInput,
     VerificationResult,
     activate,
     record_status,
@@ -26,15 +30,19 @@ class SmtpSetupInput:
     connection_id: str
     company_id: str
     expires_after: timedelta = timedelta(days=7)
+    redirect_wait: timedelta = timedelta(minutes=15)
 
 
 @workflow.defn(name="smtp-connection-setup")
 class SmtpConnectionSetupWorkflow:
     """Waits for the admin to test (any number of times) and then activate the connection.
 
-    Ends `active` after activation, `cancelled` on cancel, or `expired` when nobody activates a
-    passing connection within `expires_after`. The password never enters history: the test
-    activity decrypts it from the database.
+    A test is a round trip: the provider's checks and a real message through the connection
+    (the update answers then), and its return through the company's redirect, which this run
+    waits for up to `redirect_wait`, after activation too. Ends `active` after activation,
+    `cancelled` on cancel or when another connection of the scope is activated, or `expired`
+    when nobody activates a passing connection within `expires_after`. The password never
+    enters history: the test activity decrypts it from the database.
     """
 
     @workflow.init
@@ -42,11 +50,23 @@ class SmtpConnectionSetupWorkflow:
         self._input = input
         self._state = SetupState()
         self._done = False
-        self._busy = False
+        self._testing = False
+        self._activating = False
+        self._last_test = VerificationResult(ok=False)
+        self._superseded = False
+        self._redirect = RedirectLeg(input.connection_id, input.redirect_wait)
 
     @workflow.query(name="state")
     def state(self) -> SetupState:
         return self._state
+
+    @workflow.signal(name=REDIRECT_SEEN)
+    def redirect_seen(self) -> None:
+        self._redirect.seen()
+
+    @workflow.signal(name=SUPERSEDED)
+    def superseded(self) -> None:
+        self._superseded = True
 
     async def _set(self, status: str, error: str | None = None) -> None:
         # Set first: updates arriving while the activity runs already see the new state.
@@ -54,52 +74,75 @@ class SmtpConnectionSetupWorkflow:
         await record_status(self._input.connection_id, status, error)
 
     def _check_open(self) -> None:
-        if self._done:
+        if self._done or self._superseded:
             raise ApplicationError(
-                f"This setup has ended ({self._state.status}).", type="SetupEnded"
+                f"This setup has ended ({self._state.status}); create a new connection.",
+                type="SetupEnded",
             )
-        if self._busy:
-            raise ApplicationError("A test or activation is already running.", type="Busy")
 
     @workflow.update(name="test")
     async def test(self) -> VerificationResult:
-        self._busy = True
+        if self._testing:  # a test is running: its result answers this request too
+            await workflow.wait_condition(lambda: not self._testing)
+            return self._last_test
+        self._testing = True
         try:
             await self._set(ConnectionStatus.TESTING)
             result: VerificationResult = await workflow.execute_activity(
                 TEST_CONNECTION,
-                ConnectionRef(self._input.connection_id),
+                TestInput(self._input.connection_id, self._input.redirect_wait),
                 result_type=VerificationResult,
                 start_to_close_timeout=policies.CONNECTION_TEST_TIMEOUT,
                 retry_policy=policies.NO_RETRY,
             )
             status = ConnectionStatus.TESTED if result.ok else ConnectionStatus.TEST_FAILED
             await self._set(status, result.error)
+            if result.redirect_pending:
+                self._redirect.start()
+            self._last_test = result
             return result
         finally:
-            self._busy = False
+            self._testing = False
 
     @test.validator
     def _validate_test(self) -> None:
         self._check_open()
+        if self._activating:
+            raise ApplicationError(
+                "The connection is being activated; it needs no further test.", type="Busy"
+            )
 
     @workflow.update(name="activate")
     async def activate(self, input: ActivateInput) -> SetupState:
-        self._busy = True
+        self._activating = True
         try:
             self._state = await activate(input)
-            self._done = True
-            return self._state
+        except ActivityError as err:
+            # Cancelled meanwhile by another activation: the refusal says so.
+            cause = err.cause
+            raise ApplicationError(
+                cause.message if isinstance(cause, ApplicationError) else str(err),
+                type="NotActivated",
+            ) from None
         finally:
-            self._busy = False
+            self._activating = False
+        self._done = True
+        return self._state
 
     @activate.validator
     def _validate_activate(self, input: ActivateInput) -> None:
         self._check_open()
+        if self._testing:
+            raise ApplicationError(
+                "A test is running (testing): activate once it has passed.", type="Busy"
+            )
+        if self._activating:
+            raise ApplicationError("The connection is already being activated.", type="Busy")
         if self._state.status != ConnectionStatus.TESTED:
             raise ApplicationError(
                 "Test the connection first: only a connection whose last test passed can be "
-                f"activated (it is {self._state.status}).",
+                f"activated (it is {self._state.status}). Run the test, and activate once it "
+                "passes.",
                 type="NotTested",
             )
 
@@ -116,14 +159,25 @@ class SmtpConnectionSetupWorkflow:
     @workflow.run
     async def run(self, input: SmtpSetupInput) -> SetupState:
         try:
-            await workflow.wait_condition(lambda: self._done, timeout=input.expires_after)
+            await workflow.wait_condition(
+                lambda: self._done or self._superseded, timeout=input.expires_after
+            )
         except TimeoutError:
-            await workflow.wait_condition(lambda: not self._busy)
+            await workflow.wait_condition(lambda: not (self._testing or self._activating))
             if not self._done:
                 await self._set(
                     ConnectionStatus.EXPIRED,
                     "The setup was not activated in time; create the connection again.",
                 )
                 self._done = True
+        if self._superseded and not self._done:
+            await workflow.wait_condition(lambda: not self._testing)
+            self._state = SetupState(
+                ConnectionStatus.CANCELLED, "Another connection was activated."
+            )
+            self._done = True
+        if self._state.status != ConnectionStatus.ACTIVE:
+            self._redirect.stop()
+        await workflow.wait_condition(lambda: self._redirect.done)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state

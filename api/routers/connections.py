@@ -3,6 +3,7 @@ workflow (api/services/connections.py); reads come from the database."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, Temporal
 from api.routers.common import get_owned, start_or_undo
 from api.schemas import ConnectionCreate, ConnectionPublic
 from api.services import connections as service
-from core.models import Connection, User
+from core.db import get_or_fail
+from core.models import Company, Connection, User
 from core.settings import Settings
 from core.statuses import LIVE_STATUSES, SETUP_STATUSES, ConnectionKind, ConnectionStatus
 from workflows.oauth_setup import ConsentInput
@@ -24,9 +26,17 @@ from workflows.setup import ActivateInput
 router = APIRouter(prefix="/v1/connections", tags=["connections"])
 
 
-def _reload(session: Session, connection: Connection) -> ConnectionPublic:
+def _hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
+    return settings.hosted_address(get_or_fail(session, Company, company_id).slug)
+
+
+def _public(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
+    return service.to_public(connection, _hosted(session, settings, connection.company_id))
+
+
+def _reload(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
     session.refresh(connection)
-    return service.to_public(connection)
+    return _public(session, settings, connection)
 
 
 @dataclass
@@ -51,7 +61,7 @@ class Setup:
 
     async def answer(self) -> ConnectionPublic:
         """The connection as it is now (the setup's activities wrote to it)."""
-        return await run_in_threadpool(_reload, self.session, self.connection)
+        return await run_in_threadpool(_reload, self.session, self.settings, self.connection)
 
 
 async def owned_setup(
@@ -92,25 +102,29 @@ async def create_connection(
         await service.run_update(
             temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait
         )
-        return await run_in_threadpool(_reload, session, connection)
-    return service.to_public(connection)
+        return await run_in_threadpool(_reload, session, settings, connection)
+    return await run_in_threadpool(_public, session, settings, connection)
 
 
 @router.get("", response_model=list[ConnectionPublic])
-def list_connections(user: SettingsAdmin, session: SessionDep) -> list[ConnectionPublic]:
+def list_connections(
+    user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> list[ConnectionPublic]:
     rows = session.exec(
         select(Connection)
         .where(Connection.company_id == user.company_id)
         .order_by(col(Connection.created_at).desc())
     ).all()
-    return [service.to_public(c) for c in rows]
+    hosted = _hosted(session, settings, user.company_id)
+    return [service.to_public(c, hosted) for c in rows]
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
-def read_connection(connection_id: str, user: SettingsAdmin, session: SessionDep):
-    return service.to_public(
-        get_owned(session, Connection, connection_id, user.company_id, "connection")
-    )
+def read_connection(
+    connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> ConnectionPublic:
+    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    return _public(session, settings, connection)
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionPublic)
@@ -126,7 +140,12 @@ async def test_connection(setup: SetupDep) -> ConnectionPublic:
 async def activate_connection(setup: SetupDep) -> ConnectionPublic:
     """Make this connection the scope's sender; the connection it replaces is disabled."""
     if setup.connection.status in LIVE_STATUSES:
-        return service.to_public(setup.connection)
+        return await setup.answer()
+    if setup.connection.status == ConnectionStatus.CANCELLED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            setup.connection.last_error or "This setup was cancelled; create a new connection.",
+        )
     await setup.update(
         "activate",
         ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
@@ -207,9 +226,15 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
             f"This connection cannot be reconnected while it is {connection.status}.",
         )
     live = connection.status in LIVE_STATUSES
+    activated = connection.setup_state == ConnectionStatus.ACTIVE
     await run_in_threadpool(service.prepare_reconnect, setup.session, setup.user, connection, live)
     started = await service.start_setup(
-        setup.temporal, setup.settings, connection, reconnect=live, user_id=setup.user.id
+        setup.temporal,
+        setup.settings,
+        connection,
+        reconnect=live,
+        user_id=setup.user.id,
+        take_over=activated,
     )
     if not started:
         raise HTTPException(

@@ -12,7 +12,7 @@ from api.schemas import (
     ScopePublic,
     UsePlatformRequest,
 )
-from api.services.connections import disable_connection
+from api.services.connections import disable_connection, redirect_check, warnings
 from core import audit
 from core.db import get_or_fail
 from core.models import Company, Connection, LegalEntity
@@ -38,6 +38,7 @@ def _view(session: Session, settings: Settings, company: Company) -> MailSetting
         .order_by(col(Connection.created_at).desc())
     ).all()
     scopes = []
+    hosted = settings.hosted_address(company.slug)
     for entity_id, name in [(None, company.name)] + [(e.id, e.name) for e in entities]:
         sender = effective_sender(session, settings, company, entity_id)
         mine = [c for c in current if c.legal_entity_id == entity_id]
@@ -58,6 +59,8 @@ def _view(session: Session, settings: Settings, company: Company) -> MailSetting
                 effective_sender=EffectiveSenderPublic(
                     address=sender.address, transport=sender.transport, source=sender.source
                 ),
+                redirect_check=redirect_check(custom) if custom else None,
+                warnings=warnings(custom, hosted) if custom else [],
             )
         )
     return MailSettingsPublic(

@@ -8,18 +8,25 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import HTTPException, status
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, func, or_
+from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.schemas import ConnectionCreate, ConnectionPublic, ConnectionStep, SmtpPublic
-from core import audit
+from api.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionStep,
+    RedirectCheckPublic,
+    SmtpPublic,
+)
+from core import audit, round_trip
 from core.connection_rules import (
     RuleViolation,
     SmtpSettingsInput,
@@ -32,7 +39,14 @@ from core.run_ids import setup_workflow_id
 from core.security import secret_box
 from core.senders import live_connection
 from core.settings import Settings
-from core.statuses import KIND_LABELS, ConnectionKind, ConnectionStatus
+from core.statuses import (
+    KIND_LABELS,
+    LIVE_STATUSES,
+    OAUTH_KINDS,
+    ConnectionKind,
+    ConnectionStatus,
+    RedirectStatus,
+)
 from workflows.client import start_run
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow, OAuthSetupInput
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow, SmtpSetupInput
@@ -44,7 +58,7 @@ REPLACE_LIVE = (
 )
 
 
-def to_public(connection: Connection) -> ConnectionPublic:
+def to_public(connection: Connection, hosted: str) -> ConnectionPublic:
     smtp = None
     if connection.kind == ConnectionKind.SMTP:
         smtp = SmtpPublic(
@@ -72,7 +86,25 @@ def to_public(connection: Connection) -> ConnectionPublic:
         created_at=connection.created_at,
         tested_at=connection.tested_at,
         activated_at=connection.activated_at,
+        redirect_check=redirect_check(connection),
+        warnings=warnings(connection, hosted),
     )
+
+
+def redirect_check(connection: Connection) -> RedirectCheckPublic:
+    return RedirectCheckPublic(
+        status=connection.redirect_status,
+        checked_at=connection.redirect_checked_at,
+        detail=connection.redirect_detail,
+    )
+
+
+def warnings(connection: Connection, hosted: str) -> list[str]:
+    """A connection that sends (or is ready to) while replies to it cannot come back."""
+    ready = connection.status in (*LIVE_STATUSES, ConnectionStatus.TESTED)
+    if ready and connection.redirect_status != RedirectStatus.VERIFIED:
+        return [round_trip.unverified_warning(connection.custom_address, hosted)]
+    return []
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -102,8 +134,31 @@ def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
         if entity is None or entity.company_id != user.company_id:
             raise _unprocessable("legal_entity_id: no such legal entity in your company")
     live = live_connection(session, user.company_id, body.legal_entity_id)
-    if live is not None:
+    # Switching from SMTP to Google or Microsoft needs no detour: the new one is prepared
+    # while SMTP sends, and activating it disables SMTP in the same step.
+    if live is not None and not (live.kind == ConnectionKind.SMTP and body.kind in OAUTH_KINDS):
         raise refuse_live(session, user.company_id, live)
+
+
+def _check_owner(session: Session, user: User, address: str) -> None:
+    """An address another company has proven (or sends from) is not available. The answer
+    does not say which company holds it."""
+    held = session.exec(
+        select(Connection.id).where(
+            func.lower(Connection.custom_address) == address.lower(),
+            Connection.company_id != user.company_id,
+            or_(
+                col(Connection.redirect_status) == RedirectStatus.VERIFIED,
+                col(Connection.status).in_(LIVE_STATUSES),
+            ),
+        )
+    ).first()
+    if held is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"custom_address: {address} is already connected to another Recruitmail account. "
+            "If it is yours, ask whoever connected it to disconnect it, or contact support.",
+        )
 
 
 def _check_oauth(settings: Settings, body: ConnectionCreate) -> None:
@@ -153,6 +208,7 @@ def create_row(
     fields = _smtp_fields(settings, body) if smtp else {}
     if not smtp:
         _check_oauth(settings, body)
+    _check_owner(session, user, body.custom_address)
     _check_scope(session, user, body)
     first = ConnectionStatus.PENDING if smtp else ConnectionStatus.AWAITING_AUTHORIZATION
     connection_id = uuid.uuid4()
@@ -210,29 +266,43 @@ async def start_setup(
     *,
     reconnect: bool = False,
     user_id: uuid.UUID | None = None,
+    take_over: bool = False,
 ) -> bool:
     """Start connection-setup-{id}: the SMTP or the OAuth process, by the connection's kind.
-    False when a setup run for this connection is still running."""
-    common = {"connection_id": str(connection.id), "company_id": str(connection.company_id)}
+    False when a setup run for this connection is still running, unless `take_over`: an
+    activated setup's run may still wait for its redirect leg, with nothing else left to do."""
+    connection_id, company_id = str(connection.id), str(connection.company_id)
     if connection.kind == ConnectionKind.SMTP:
         run: Any = SmtpConnectionSetupWorkflow.run
-        arg: Any = SmtpSetupInput(**common, expires_after=settings.connection_setup_expiry)
+        arg: Any = SmtpSetupInput(
+            connection_id,
+            company_id,
+            expires_after=settings.connection_setup_expiry,
+            redirect_wait=settings.redirect_check_wait,
+        )
     else:
         run = OAuthConnectionSetupWorkflow.run
         arg = OAuthSetupInput(
-            **common,
+            connection_id,
+            company_id,
             provider=connection.kind,
             signin_wait=settings.oauth_signin_wait,
             consent_wait=settings.oauth_admin_consent_wait,
             activation_wait=settings.connection_setup_expiry,
             reconnect=reconnect,
             user_id=str(user_id) if user_id else None,
+            redirect_wait=settings.redirect_check_wait,
         )
     return await start_run(
         client,
         run,
         arg,
         workflow_id=connection.run_id,
+        id_conflict_policy=(
+            WorkflowIDConflictPolicy.TERMINATE_EXISTING
+            if take_over
+            else WorkflowIDConflictPolicy.FAIL
+        ),
         task_queue=settings.task_queue,
         company_id=str(connection.company_id),
         status=connection.setup_state or connection.status,

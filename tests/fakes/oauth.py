@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
+from tests.fakes.smtp import is_check
 from tests.fakes.tls import TestCA
 
 
@@ -144,6 +145,11 @@ class MicrosoftFake(_Server):
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued: set[str] = set()  # every code and token handed out, for history scans
+
+    @property
+    def deliveries(self) -> list[dict]:
+        """What was sent, less connection tests' own messages."""
+        return [item for item in self.sent if not is_check(item["mime"])]
 
     def settings(self) -> dict:
         return {
@@ -336,6 +342,11 @@ class GoogleFake(_Server):
         self.sent: list[dict] = []
         self.authorize_requests: list[dict] = []
         self.issued: set[str] = set()
+
+    @property
+    def deliveries(self) -> list[dict]:
+        """What was sent, less connection tests' own messages."""
+        return [item for item in self.sent if not is_check(item["mime"])]
 
     def settings(self) -> dict:
         return {

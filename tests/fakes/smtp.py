@@ -87,6 +87,12 @@ class Authenticator:
         return AuthResult(success=False, handled=False, message=self.failure)
 
 
+def is_check(raw: bytes) -> bool:
+    """A connection test's own message (core/round_trip.py), not mail to a candidate."""
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    return b"\nx-recruitmail-check:" in head or head.startswith(b"x-recruitmail-check:")
+
+
 class SmtpSink:
     """An aiosmtpd server. `implicit_tls` wraps from the first byte; `starttls` offers STARTTLS."""
 
@@ -124,6 +130,11 @@ class SmtpSink:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
+
+    @property
+    def deliveries(self) -> list[Received]:
+        """What was received, less connection tests' own messages."""
+        return [r for r in self.received if not is_check(r.raw)]
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()
