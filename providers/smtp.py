@@ -523,3 +523,6 @@ class SmtpProvider(MailProvider):
 
     def needs_attention(self, address: str) -> str:
         return "An admin must switch back to the platform service and set the connection up again."
+
+    def explain_send_failure(self, err: MailError, address: str) -> str:
+        return explain_send_failure(err, address)

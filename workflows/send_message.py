@@ -145,9 +145,17 @@ class SendMessageWorkflow:
 def _retries_exhausted(err: ActivityError) -> bool:
     # Either the last attempt timed out against the cap, or the server declined to schedule a
     # retry that would overrun it (then the cause is the last ApplicationError, state TIMEOUT).
-    return isinstance(err.cause, TimeoutError) or err.retry_state in (
-        RetryState.TIMEOUT,
-        RetryState.MAXIMUM_ATTEMPTS_REACHED,
+    # A transient failure that still ended the activity can only mean the same.
+    cause = err.cause
+    transient = (
+        isinstance(cause, ApplicationError)
+        and not cause.non_retryable
+        and cause.type not in policies.PERMANENT_MAIL_ERRORS
+    )
+    return (
+        transient
+        or isinstance(cause, TimeoutError)
+        or err.retry_state in (RetryState.TIMEOUT, RetryState.MAXIMUM_ATTEMPTS_REACHED)
     )
 
 

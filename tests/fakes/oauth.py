@@ -16,10 +16,12 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from tests.fakes.smtp import is_check
+from tests.fakes.smtp import Redirect, is_check
 from tests.fakes.tls import TestCA
 
 
@@ -127,6 +129,10 @@ class MicrosoftControls:
     # msal refreshes tokens that expire within 5 minutes: 60 makes every send refresh.
     access_token_lifetime: int = 3600
     consented_tenants: set[str] = field(default_factory=set)
+    # The mailbox has no Exchange Online license: Graph answers MailboxNotEnabledForRESTAPI.
+    unlicensed: bool = False
+    # Mail the mailbox sends to itself is redirected to our inbound port.
+    redirect: Redirect | None = None
 
 
 class MicrosoftFake(_Server):
@@ -311,9 +317,22 @@ class MicrosoftFake(_Server):
             return 403, {}, {"error": {"code": "ErrorSendAsDenied", "message": "Send as denied"}}
         if headers.get("Content-Type") != "text/plain":
             return 415, {}, {"error": {"code": "UnsupportedMediaType"}}
+        if self.controls.unlicensed:
+            return (
+                404,
+                {},
+                {
+                    "error": {
+                        "code": "MailboxNotEnabledForRESTAPI",
+                        "message": "The mailbox is either inactive, soft-deleted, or is hosted "
+                        "on-premise.",
+                    }
+                },
+            )
         mime = base64.b64decode(body)
         with self.lock:
             self.sent.append({"address": address, "mime": mime, "at": time.monotonic()})
+        _redirect_to_self(self.controls.redirect, mailbox, mime)
         return 202, {"request-id": secrets.token_hex(8)}, b""
 
 
@@ -326,6 +345,7 @@ class GoogleControls:
     block_app: bool = False  # Workspace policy: the browser comes back with admin_policy_enforced
     drop_send_scope: bool = False
     throttle_sends: int = 0
+    redirect: Redirect | None = None
 
 
 class GoogleFake(_Server):
@@ -460,7 +480,15 @@ class GoogleFake(_Server):
         message_id = secrets.token_hex(8)
         with self.lock:
             self.sent.append({"address": mailbox, "mime": raw, "at": time.monotonic()})
+        _redirect_to_self(self.controls.redirect, mailbox, raw)
         return 200, {}, {"id": message_id, "threadId": message_id, "labelIds": ["SENT"]}
+
+
+def _redirect_to_self(redirect: Redirect | None, mailbox: str, mime: bytes) -> None:
+    """Mail the mailbox sends to itself lands in its own inbox, which redirects it on."""
+    to = [a for _, a in getaddresses(message_from_bytes(mime).get_all("To", []))]
+    if redirect is not None and redirect.applies(to):
+        redirect.deliver(mailbox, mime)
 
 
 def _google_scope(scope: str) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
+import smtplib
 import ssl
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from email.utils import formatdate
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -29,6 +33,42 @@ class Received:
 
 
 @dataclass
+class Redirect:
+    """A company mail system's redirect rule: mail for `address` goes on to `to` at our
+    inbound SMTP port, as real forwarders do it: a Received line on top, the envelope sender
+    rewritten (SRS), the headers kept (or, with `drop_check_header`, one rewritten away)."""
+
+    address: str
+    to: str
+    port: int
+    host: str = "127.0.0.1"
+    enabled: bool = True
+    drop_check_header: bool = False
+    forwarded: list[bytes] = field(default_factory=list)
+
+    def applies(self, rcpt_tos: list[str]) -> bool:
+        return self.enabled and any(r.lower() == self.address.lower() for r in rcpt_tos)
+
+    def rewritten(self, mail_from: str, raw: bytes) -> tuple[str, bytes]:
+        local, _, domain = (mail_from or "unknown@unknown").partition("@")
+        srs = f"SRS0=HHH=TT={domain}={local}@forwarder.{self.address.rpartition('@')[2]}"
+        received = (
+            f"Received: from mail.{domain} (mail.{domain} [192.0.2.25])\r\n"
+            f"\tby mx.forwarder.example with ESMTPS id {secrets.token_hex(6)}\r\n"
+            f"\tfor <{self.to}>; {formatdate(usegmt=True)}\r\n"
+        ).encode()
+        if self.drop_check_header:
+            raw = re.sub(rb"(?im)^x-recruitmail-check:[^\r\n]*\r?\n", b"", raw, count=1)
+        return srs, received + raw
+
+    def deliver(self, mail_from: str, raw: bytes) -> None:
+        srs, forwarded = self.rewritten(mail_from, raw)
+        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+            smtp.sendmail(srs, [self.to], forwarded)
+        self.forwarded.append(forwarded)
+
+
+@dataclass
 class SinkHandler:
     # Answers for successive DATA commands; None (or running out) means accept.
     data_script: list[str | None] = field(default_factory=list)
@@ -41,6 +81,8 @@ class SinkHandler:
     drop_after: int = 0
     sessions: int = 0
     drops: int = 0
+    # The mail system redirects mail for the custom address to the hosted one.
+    redirect: Redirect | None = None
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
         session.host_name = hostname
@@ -68,6 +110,10 @@ class SinkHandler:
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
         )
+        if self.redirect is not None and self.redirect.applies(list(envelope.rcpt_tos)):
+            await asyncio.to_thread(
+                self.redirect.deliver, envelope.mail_from, envelope.original_content
+            )
         return "250 2.0.0 Ok: queued"
 
 

@@ -1,0 +1,469 @@
+"""The round-trip test of a connection, address ownership, and switching without a gap.
+
+Real peers: an aiosmtpd server plays each company's mail system (AUTH, STARTTLS, and a
+redirect rule to our inbound SMTP port that rewrites the envelope sender and adds a Received
+line); the Microsoft and Google fakes redirect what a mailbox sends to itself the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlmodel import Session, col, select
+
+from core.models import AuditEvent, InboundRaw, Message
+from tests.fakes.smtp import Redirect, SmtpSink, is_check
+from tests.helpers import Tenant, eventually
+from tests.oauth_world import World, address, world
+from worker.inbound_smtp import InboundSmtpServer
+
+PASSWORD = "pa55-w0rd-Xq"
+
+
+@dataclass
+class Trip:
+    w: World
+    inbound_port: int
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.w.stack.http
+
+    def hosted(self, tenant: Tenant) -> str:
+        return self.w.stack.settings.hosted_address(tenant.company.slug)
+
+    def mail_system(self, custom: str, tenant: Tenant, **sink) -> SmtpSink:
+        """The company's SMTP server, redirecting `custom` to the company's hosted address."""
+        context = self.w.ca.server_context(f"mx-{uuid.uuid4().hex[:6]}", ["localhost", "127.0.0.1"])
+        server = SmtpSink(tls_context=context, credentials=(custom, PASSWORD), **sink)
+        server.handler.redirect = Redirect(custom, self.hosted(tenant), self.inbound_port)
+        return server
+
+    def redirect(self, custom: str, tenant: Tenant) -> Redirect:
+        return Redirect(custom, self.hosted(tenant), self.inbound_port)
+
+    async def smtp_connection(self, tenant: Tenant, custom: str, port: int, **extra) -> dict:
+        body = {
+            "kind": "smtp",
+            "custom_address": custom,
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "starttls",
+                "username": custom,
+                "password": PASSWORD,
+            },
+            **extra,
+        }
+        response = await self.http.post("/v1/connections", json=body, headers=tenant.headers)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def post(self, tenant: Tenant, connection_id: str, action: str) -> httpx.Response:
+        return await self.http.post(
+            f"/v1/connections/{connection_id}/{action}", headers=tenant.headers
+        )
+
+    async def redirect_check(self, tenant: Tenant, connection_id: str, status: str) -> dict:
+        return await eventually(
+            lambda: self.w.connection(tenant, connection_id),
+            lambda c: c["redirect_check"]["status"] == status,
+            timeout=30,
+            what=f"the redirect check reaching {status}",
+        )
+
+    def inbound_rows(self, tenant: Tenant) -> list[InboundRaw]:
+        with Session(self.w.stack.engine) as session:
+            return list(
+                session.exec(select(InboundRaw).where(InboundRaw.company_id == tenant.company.id))
+            )
+
+    def messages(self, tenant: Tenant) -> list[Message]:
+        with Session(self.w.stack.engine) as session:
+            return list(
+                session.exec(select(Message).where(Message.company_id == tenant.company.id))
+            )
+
+
+@asynccontextmanager
+async def trip(temporal_client, engine, tmp_path, test_ca, **overrides) -> AsyncIterator[Trip]:
+    settings = {"inbound_smtp_port": 0, "redirect_check_wait": 30, **overrides}
+    async with world(temporal_client, engine, tmp_path, test_ca, **settings) as w:
+        server = InboundSmtpServer(w.stack.settings, w.stack.engine, w.stack.client)
+        port = await server.start()
+        try:
+            yield Trip(w, port)
+        finally:
+            await server.stop()
+
+
+def custom_address() -> str:
+    return address("acme-corp.example")
+
+
+# -- the round trip ----------------------------------------------------------------------------
+
+
+async def test_smtp_round_trip_verifies_the_redirect_and_consumes_the_message(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            created = await t.smtp_connection(tenant, custom, mx.port)
+            tested = await t.post(tenant, created["id"], "test")
+            verified = await t.redirect_check(tenant, created["id"], "verified")
+            active = await t.post(tenant, created["id"], "activate")
+            settings = (await t.http.get("/v1/mail-settings", headers=tenant.headers)).json()
+            unassigned = await t.http.get("/v1/messages/unassigned", headers=tenant.headers)
+        rows = t.inbound_rows(tenant)
+
+    steps = {s["name"]: s for s in tested.json()["steps"]}
+    assert tested.status_code == 200 and tested.json()["status"] == "tested"
+    assert steps["send"]["status"] == "ok"
+    # The answer does not wait for the redirect; on loopback it may already be back.
+    assert steps["redirect"]["status"] in ("waiting", "ok")
+    assert t.hosted(tenant) in steps["redirect"]["detail"]
+    # The message went out through the company's server, to the address itself, and came back
+    # through the redirect with a rewritten envelope sender and a Received line on top.
+    [sent] = [r for r in mx.received if is_check(r.raw)]
+    assert (sent.mail_from, sent.rcpt_tos) == (custom, [custom])
+    assert "test message from Recruitmail" in sent.message.get_content()
+    [forwarded] = mx.handler.redirect.forwarded
+    assert forwarded.startswith(b"Received: from ")
+    assert verified["redirect_check"]["checked_at"] is not None
+    assert t.hosted(tenant) in verified["redirect_check"]["detail"]
+    assert {s["name"]: s["status"] for s in verified["steps"]}["redirect"] == "ok"
+    assert active.status_code == 200 and active.json()["warnings"] == []
+    company_scope = settings["scopes"][0]
+    assert company_scope["redirect_check"]["status"] == "verified"
+    assert company_scope["warnings"] == []
+    # Consumed: stored, recognised by its token, and never shown to a recruiter.
+    assert [r.state for r in rows] == ["check"]
+    assert t.messages(tenant) == [] and unassigned.json() == []
+
+
+async def test_a_redirect_that_drops_the_header_is_still_recognised_by_message_id(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            mx.handler.redirect.drop_check_header = True
+            created = await t.smtp_connection(tenant, custom, mx.port)
+            await t.post(tenant, created["id"], "test")
+            await t.redirect_check(tenant, created["id"], "verified")
+    assert b"x-recruitmail-check" not in mx.handler.redirect.forwarded[0].lower()
+
+
+async def test_no_redirect_ends_not_seen_with_instructions_and_activation_warns(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca, redirect_check_wait=3) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            mx.handler.redirect.enabled = False  # the admin has not set the redirect up
+            created = await t.smtp_connection(tenant, custom, mx.port)
+            await t.post(tenant, created["id"], "test")
+            active = await t.post(tenant, created["id"], "activate")
+            not_seen = await t.redirect_check(tenant, created["id"], "not_seen")
+            settings = (await t.http.get("/v1/mail-settings", headers=tenant.headers)).json()
+            # Once the redirect works, a new test verifies it.
+            mx.handler.redirect.enabled = True
+            created_again = await t.w.connection(tenant, created["id"])
+    detail = not_seen["redirect_check"]["detail"]
+    assert active.status_code == 200
+    assert active.json()["status"] == "active"
+    [warning] = active.json()["warnings"]
+    assert "not verified" in warning and t.hosted(tenant) in warning
+    assert t.hosted(tenant) in detail
+    assert "Google Workspace" in detail and "Microsoft 365" in detail and "Elsewhere" in detail
+    assert {s["name"]: s["status"] for s in not_seen["steps"]}["redirect"] == "warning"
+    assert settings["scopes"][0]["redirect_check"]["status"] == "not_seen"
+    assert settings["scopes"][0]["warnings"] == [warning]
+    assert created_again["status"] == "active"
+
+
+async def test_send_as_refused_after_data_fails_the_send_leg_in_plain_words(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        refusal = "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+        with t.mail_system(custom, tenant, data_script=[refusal]) as mx:
+            created = await t.smtp_connection(tenant, custom, mx.port)
+            tested = await t.post(tenant, created["id"], "test")
+            early = await t.post(tenant, created["id"], "activate")
+    body = tested.json()
+    steps = {s["name"]: s for s in body["steps"]}
+    assert body["status"] == "test_failed"
+    assert steps["mail_from"]["status"] == "ok"  # MAIL FROM passed: only DATA said no
+    assert steps["send"]["status"] == "failed"
+    assert "SendAsDenied" in steps["send"]["detail"] and custom in steps["send"]["detail"]
+    assert steps["redirect"]["status"] == "skipped"
+    assert body["redirect_check"]["status"] == "not_checked"
+    assert early.status_code == 409 and "test_failed" in early.json()["detail"]
+
+
+async def test_an_unlicensed_microsoft_mailbox_fails_the_test_and_cannot_be_activated(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        mailbox = custom_address()
+        t.w.microsoft.controls.mailbox = mailbox
+        t.w.microsoft.controls.unlicensed = True
+        created = await t.w.connect(tenant, "microsoft", mailbox)
+        await t.w.browse(created["authorization_url"])
+        failed = await t.w.wait_status(tenant, created["id"], {"test_failed"})
+        early = await t.post(tenant, created["id"], "activate")
+    send = {s["name"]: s for s in failed["steps"]}["send"]
+    assert send["status"] == "failed"
+    assert "Exchange Online license" in send["detail"]
+    assert "MailboxNotEnabledForRESTAPI" in send["detail"]
+    assert "Exchange Online license" in failed["last_error"]
+    assert early.status_code == 409 and "test failed" in early.json()["detail"]
+
+
+async def test_microsoft_and_google_round_trips_through_their_redirects(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        found = {}
+        for kind in ("microsoft", "google"):
+            tenant = t.w.stack.tenant()
+            mailbox = custom_address()
+            fake = t.w.fake(kind)
+            fake.controls.mailbox = mailbox
+            fake.controls.redirect = t.redirect(mailbox, tenant)
+            created = await t.w.connect(tenant, kind, mailbox)
+            await t.w.browse(created["authorization_url"])
+            # The test after sign-in runs by itself; one requested now waits for it.
+            again = await t.post(tenant, created["id"], "test")
+            found[kind] = (again, await t.redirect_check(tenant, created["id"], "verified"))
+            assert t.messages(tenant) == []
+    for kind, (again, verified) in found.items():
+        assert again.status_code == 200, (kind, again.text)
+        assert verified["status"] == "tested", kind
+        assert {s["name"]: s["status"] for s in verified["steps"]}["send"] == "ok"
+
+
+async def test_a_test_requested_during_a_test_waits_and_answers_its_result(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            created = await t.smtp_connection(tenant, custom, mx.port)
+            first, second = await asyncio.gather(
+                t.post(tenant, created["id"], "test"), t.post(tenant, created["id"], "test")
+            )
+    assert first.status_code == second.status_code == 200
+    assert first.json()["status"] == second.json()["status"] == "tested"
+    assert len([r for r in mx.received if is_check(r.raw)]) in (1, 2)
+
+
+# -- ownership -------------------------------------------------------------------------------
+
+
+async def test_an_address_belongs_to_the_company_that_proved_it(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        a, b = t.w.stack.tenant("Acme"), t.w.stack.tenant("Rival")
+        custom = custom_address()
+        with t.mail_system(custom, a) as mx:
+            # B registers A's address first. Registering proves nothing: mail to it is
+            # refused, and stored for nobody.
+            claim = await t.smtp_connection(b, custom, mx.port)
+            refused = await _smtp_rcpt(t.inbound_port, custom)
+            # A proves it with the round trip.
+            mine = await t.smtp_connection(a, custom, mx.port)
+            await t.post(a, mine["id"], "test")
+            await t.redirect_check(a, mine["id"], "verified")
+            # Now B can no longer claim it, and mail to it, by SMTP or by the webhook's
+            # header fan-out, is A's alone.
+            again = await t.http.post(
+                "/v1/connections",
+                json={
+                    "kind": "smtp",
+                    "custom_address": custom,
+                    "smtp": {
+                        "host": "127.0.0.1",
+                        "port": mx.port,
+                        "security": "starttls",
+                        "username": custom,
+                        "password": PASSWORD,
+                    },
+                },
+                headers=b.headers,
+            )
+            accepted = await _smtp_rcpt(t.inbound_port, custom)
+            hook = await t.http.post(
+                "/inbound/raw",
+                content=_mail(to=f"{custom}, {t.hosted(b)}"),
+                headers={
+                    "Content-Type": "message/rfc822",
+                    "Authorization": f"Bearer {t.w.stack.settings.effective_inbound_secret()}",
+                },
+            )
+            await _routed(t, a)
+    assert claim["status"] == "pending"
+    assert refused.startswith("550")
+    assert again.status_code == 409
+    assert "another Recruitmail account" in again.json()["detail"]
+    assert "Acme" not in again.json()["detail"] and str(a.company.id) not in again.text
+    assert accepted.startswith("250")
+    assert hook.status_code == 202, hook.text
+    a_rows = [r for r in t.inbound_rows(a) if r.state != "check"]
+    b_rows = t.inbound_rows(b)
+    assert len(a_rows) == 2  # the SMTP delivery and the webhook's copy
+    assert [r.recipient for r in b_rows] == [t.hosted(b)]  # only B's own hosted address
+
+
+async def _smtp_rcpt(port: int, to: str) -> str:
+    import smtplib
+
+    def deliver() -> str:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.ehlo()
+            smtp.mail("someone@outside.example")
+            code, text = smtp.rcpt(to)
+            if code != 250:
+                return f"{code} {text.decode()}"
+            code, text = smtp.data(_mail(to=to))
+            return f"{code} {text.decode()}"
+
+    return await asyncio.to_thread(deliver)
+
+
+def _mail(to: str) -> bytes:
+    return (
+        f"From: Someone <someone@outside.example>\r\nTo: {to}\r\n"
+        f"Subject: Hello\r\nMessage-ID: <{uuid.uuid4().hex}@outside.example>\r\n\r\nHi!\r\n"
+    ).encode()
+
+
+async def _routed(t: Trip, tenant: Tenant) -> None:
+    async def pending() -> int:
+        return len([r for r in t.inbound_rows(tenant) if r.state == "stored"])
+
+    await eventually(pending, lambda n: n == 0, what="routing")
+
+
+# -- switching -------------------------------------------------------------------------------
+
+
+async def test_switching_from_smtp_to_microsoft_without_a_gap(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            smtp = await t.smtp_connection(tenant, custom, mx.port)
+            await t.post(tenant, smtp["id"], "test")
+            assert (await t.post(tenant, smtp["id"], "activate")).status_code == 200
+            # Microsoft is prepared while SMTP sends: no detour through the hosted address.
+            t.w.microsoft.controls.mailbox = custom
+            t.w.microsoft.controls.redirect = t.redirect(custom, tenant)
+            prepared = await t.w.connect(tenant, "microsoft", custom)
+            await t.w.browse(prepared["authorization_url"])
+            await t.w.wait_status(tenant, prepared["id"], {"tested"})
+            # A message composed for SMTP that has not gone out yet (the server says later).
+            mx.handler.data_script = ["451 4.3.0 try again later"] * 3
+            candidate = await t.w.stack.candidate(tenant)
+            queued = await t.w.stack.send(tenant, candidate["id"])
+            await eventually(lambda: _attempts(t, queued["id"]), lambda n: n >= 1)
+            active = await t.w.activate(tenant, prepared["id"])
+            sent = await t.w.stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            old = await t.w.connection(tenant, smtp["id"])
+        events = _audit(t, smtp["id"])
+    assert active["status"] == "active"
+    assert old["status"] == "disabled"
+    assert ("connection.disable", prepared["id"]) in events
+    assert sent["status"] == "sent", sent
+    [delivered] = t.w.microsoft.deliveries
+    assert sent["message_id_header"].encode() in delivered["mime"]
+    assert sent["from_address"] == custom
+    with Session(engine) as session:
+        row = session.get(Message, uuid.UUID(sent["id"]))
+        assert row is not None and row.transport == "microsoft"
+        assert str(row.connection_id) == prepared["id"]
+    assert mx.deliveries == []  # never sent twice
+
+
+async def _attempts(t: Trip, message_id: str) -> int:
+    with Session(t.w.stack.engine) as session:
+        row = session.get(Message, uuid.UUID(message_id))
+        return row.attempts if row else 0
+
+
+def _audit(t: Trip, connection_id: str) -> list[tuple[str, str]]:
+    with Session(t.w.stack.engine) as session:
+        rows = session.exec(
+            select(AuditEvent).where(col(AuditEvent.target) == f"connection:{connection_id}")
+        ).all()
+        return [(e.action, e.detail.get("replaced_by", "")) for e in rows]
+
+
+async def test_a_stale_tested_setup_cannot_take_over_after_another_was_activated(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        first, second = custom_address(), custom_address()
+        with t.mail_system(first, tenant) as mx1, t.mail_system(second, tenant) as mx2:
+            one = await t.smtp_connection(tenant, first, mx1.port)
+            two = await t.smtp_connection(tenant, second, mx2.port)
+            await t.post(tenant, one["id"], "test")
+            await t.post(tenant, two["id"], "test")
+            activated = await t.post(tenant, one["id"], "activate")
+            stale = await t.post(tenant, two["id"], "activate")
+            after = await t.w.connection(tenant, two["id"])
+            run = await _run_status(t, two["id"])
+    assert activated.status_code == 200
+    assert stale.status_code == 409
+    assert first in stale.json()["detail"] and "was activated" in stale.json()["detail"]
+    assert after["status"] == "cancelled" and first in after["last_error"]
+    assert run in ("COMPLETED", "RUNNING")  # told to stop; it ends once its redirect wait does
+
+
+async def _run_status(t: Trip, connection_id: str) -> str:
+    handle = t.w.stack.client.get_workflow_handle(f"connection-setup-{connection_id}")
+    described = await handle.describe()
+    return described.status.name if described.status else ""
+
+
+async def test_a_legal_entitys_own_address_sends_under_its_name(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant("Acme Group")
+        entity = (
+            await t.http.post(
+                "/v1/legal-entities", json={"name": "Acme Germany GmbH"}, headers=tenant.headers
+            )
+        ).json()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as mx:
+            connection = await t.smtp_connection(
+                tenant, custom, mx.port, legal_entity_id=entity["id"]
+            )
+            await t.post(tenant, connection["id"], "test")
+            await t.post(tenant, connection["id"], "activate")
+            candidate = await t.w.stack.candidate(tenant, legal_entity_id=entity["id"])
+            queued = await t.w.stack.send(tenant, candidate["id"])
+            await t.w.stack.wait_for_status(tenant, queued["id"], {"sent"})
+    [delivered] = mx.deliveries
+    assert str(delivered.message["From"]) == f"Acme Germany GmbH <{custom}>"
