@@ -72,7 +72,7 @@ class SenderReplaced(Exception):
 
 def _compose_into(session: Session, message: Message, sender: SenderChoice) -> Outgoing:
     """Compose the message's MIME from `sender` and store it with the sender on the row."""
-    candidate = session.get(Candidate, message.candidate_id)
+    candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
     if candidate is None:
         raise RowMissing(f"The candidate of message {message.id} was deleted.")
     _, composed = compose(
@@ -118,7 +118,7 @@ class SendActivities:
         """The sender in effect now: the candidate's legal entity, the company, the platform;
         named after the employee, or after the company (the legal entity, for its address)."""
         company = get_or_fail(session, Company, message.company_id)
-        candidate = session.get(Candidate, message.candidate_id)
+        candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
         entity_id = candidate.legal_entity_id if candidate else None
         sender = effective_sender(session, self._settings, company, entity_id)
         name = company.name
@@ -143,7 +143,15 @@ class SendActivities:
             message = get_or_fail(session, Message, input.message_id)
             if message.raw_mime is not None:
                 return
-            _compose_into(session, message, input.sender)
+            try:
+                _compose_into(session, message, input.sender)
+            except (ValueError, UnicodeError) as exc:
+                # Text the API would refuse today (older rows, imports): no retry composes it.
+                raise ApplicationError(
+                    f"its text cannot go into an email ({exc}).",
+                    type="CompositionError",
+                    non_retryable=True,
+                ) from exc
 
     def recompose(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None]:
         """The connection this message was composed for was replaced, or its scope switched

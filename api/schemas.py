@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from core.mail import check_header_text, normalize_address
+from core.mail import check_body_text, check_header_text, normalize_address
 
 
 def _not_blank(value: str) -> str:
@@ -30,7 +30,13 @@ Subject = Annotated[
     AfterValidator(check_header_text),
     AfterValidator(_not_blank),
 ]
-Body = Annotated[str, StringConstraints(max_length=1_000_000), AfterValidator(_not_blank)]
+Body = Annotated[
+    str,
+    StringConstraints(max_length=1_000_000),
+    AfterValidator(check_body_text),
+    AfterValidator(_not_blank),
+]
+Html = Annotated[str, StringConstraints(max_length=2_000_000), AfterValidator(check_body_text)]
 
 
 class Request(BaseModel):
@@ -126,7 +132,7 @@ class CandidatePublic(Public):
 class SendMessageRequest(Request):
     subject: Subject
     text: Body
-    html: Annotated[str, StringConstraints(max_length=2_000_000)] | None = None
+    html: Html | None = None
 
 
 class AttachmentPublic(Public):

@@ -122,7 +122,7 @@ def parse(raw: bytes) -> ParsedMail:
         html=html,
         kind="mail",
         attachments=attachments,
-        defects=defects + [str(d) for d in getattr(msg, "defects", [])][:20],
+        defects=(defects + _described(getattr(msg, "defects", [])))[:20],
         check_token=find_token(_header(msg, CHECK_HEADER, defects), message_id),
     )
     _classify(msg, parsed)
@@ -238,6 +238,11 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Par
     for part in parts:
         try:
             content_type = part.get_content_type()
+            if content_type.startswith("multipart/") and not part.is_multipart():
+                # The boundary matches none of its parts: the body is one text part.
+                if text is None:
+                    text = _decode_text(part, defects)
+                continue
             if part.is_multipart() or content_type.startswith("message/"):
                 continue  # containers; their leaves come next in walk()
             filename = _filename(part)
@@ -274,6 +279,30 @@ def _filename(part: Message) -> str:
     # Keep a name a browser can save: no paths, no control characters.
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(c for c in name if ord(c) >= 32 and c != "\x7f")[:255]
+
+
+_DEFECTS = {
+    "StartBoundaryNotFoundDefect": (
+        "the MIME boundary matches none of the message's parts, so its whole body is shown as text"
+    ),
+    "CloseBoundaryNotFoundDefect": "the last MIME part is not closed",
+    "MultipartInvariantViolationDefect": "a multipart message without parts",
+    "MissingHeaderBodySeparatorDefect": "a header line without a colon",
+    "InvalidBase64PaddingDefect": "base64 content with wrong padding",
+    "InvalidBase64CharactersDefect": "base64 content with invalid characters",
+    "NoBoundaryInMultipartDefect": "a multipart message without a boundary",
+}
+
+
+def _described(found: list[Exception]) -> list[str]:
+    """Each defect the parser noted, in words; the same one once."""
+    out: list[str] = []
+    for defect in found:
+        name = type(defect).__name__
+        words = _DEFECTS.get(name) or str(defect).strip() or name.removesuffix("Defect")
+        if words not in out:
+            out.append(words)
+    return out
 
 
 def _payload_bytes(part: Message) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import quopri
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,13 +34,39 @@ def normalize_address(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+# Every character str.splitlines() breaks at: the email package refuses them all in a header.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def check_header_text(value: str) -> str:
-    """Refuse line breaks and other control characters in text that goes into a header."""
-    if any(c in value for c in "\r\n"):
-        raise ValueError("must not contain line breaks (CR or LF)")
-    if any(ord(c) < 32 and c != "\t" for c in value) or "\x7f" in value:
-        raise ValueError("must not contain control characters")
+    """Refuse what no header can carry: line breaks of any kind (CR, LF, and the Unicode line
+    and paragraph separators), control characters, and unpaired surrogates."""
+    for char in value:
+        if char in _LINE_BREAKS:
+            raise ValueError(
+                "must not contain line breaks (CR, LF, or a Unicode line or paragraph separator, "
+                f"here U+{ord(char):04X})"
+            )
+    _check_characters(value, allowed="\t")
     return value
+
+
+def check_body_text(value: str) -> str:
+    """Refuse what no message body should carry: control characters (NUL and the like; tabs
+    and line breaks are fine) and unpaired surrogates."""
+    _check_characters(value, allowed="\t\n\r")
+    return value
+
+
+def _check_characters(value: str, allowed: str) -> None:
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cc" and char not in allowed:
+            raise ValueError(f"must not contain control characters (here U+{ord(char):04X})")
+        if category == "Cs":
+            raise ValueError(
+                f"must not contain an unpaired surrogate (U+{ord(char):04X}): send valid UTF-8"
+            )
 
 
 def new_message_id(domain: str) -> str:

@@ -77,6 +77,10 @@ class Steps:
     def skip(self, name: str, detail: str = "") -> None:
         self.steps.append(Step(name, "skipped", detail))
 
+    def warn(self, name: str, detail: str) -> None:
+        """Passed, with a caveat the admin must read."""
+        self.steps.append(Step(name, "warning", detail))
+
     def fail(self, name: str, detail: str) -> StepFailed:
         self.steps.append(Step(name, "failed", detail))
         return StepFailed(detail)

@@ -289,9 +289,7 @@ class _Check:
         self.log = Steps()
         self.implicit = target.security is SmtpSecurity.TLS
         self.verified = (
-            "certificate verified"
-            if target.verify_certificate
-            else "certificate NOT verified (verify_certificate is off)"
+            "certificate verified" if target.verify_certificate else "certificate not verified"
         )
 
     async def run(self) -> None:
@@ -370,6 +368,17 @@ class _Check:
             ) from None
         if self.implicit:
             self.log.ok("tls_handshake", f"implicit TLS, {self.verified}")
+            self._certificate_caveat()
+
+    def _certificate_caveat(self) -> None:
+        if not self.target.verify_certificate:
+            self.log.warn(
+                "certificate",
+                f"The certificate of {self.server} was NOT verified (verify_certificate is "
+                "false): the connection is encrypted, but anyone able to intercept it could "
+                "pose as the server and read the password. Use a trusted certificate and turn "
+                "verification back on.",
+            )
 
     async def ehlo(self, client: aiosmtplib.SMTP) -> None:
         try:
@@ -405,6 +414,7 @@ class _Check:
                 ) from None
             raise self.log.fail("tls_handshake", f"STARTTLS failed ({exc}).") from None
         self.log.ok("tls_handshake", f"STARTTLS, {self.verified}")
+        self._certificate_caveat()
         await self.ehlo(client)
 
     async def auth(self, client: aiosmtplib.SMTP) -> None:

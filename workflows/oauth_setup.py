@@ -338,8 +338,10 @@ class OAuthConnectionSetupWorkflow:
             return
         try:
             self._state = await activate(self._activation)
-        except ActivityError as err:  # cancelled meanwhile by another activation
-            await self._set(CANCELLED, _cause(err))
+        except (ActivityError, ApplicationError) as err:  # cancelled by another activation
+            await self._set(
+                CANCELLED, err.message if isinstance(err, ApplicationError) else _cause(err)
+            )
 
     async def _begin(self, awaiting_consent: bool) -> bool:
         """Issue a sign-in link (a new state), unless Microsoft's admin-consent link is out."""

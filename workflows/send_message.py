@@ -97,12 +97,8 @@ class SendMessageWorkflow:
     def progress(self) -> SendMessageProgress:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
-        self._progress.status = status
-        workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
-
-    @workflow.run
-    async def run(self, input: SendMessageInput) -> SendMessageResult:
+    async def _prepare(self, input: SendMessageInput) -> None:
+        """Resolve the sender and compose the MIME once (stored, never in history)."""
         sender = await policies.db_step(
             RESOLVE_SENDER, MessageRef(input.message_id), result_type=SenderChoice
         )
@@ -111,11 +107,11 @@ class SendMessageWorkflow:
         if sender.connection_id:
             attributes.append(CONNECTION_ID.value_set(sender.connection_id))
         workflow.upsert_search_attributes(attributes)
-
         await policies.db_step(COMPOSE_MESSAGE, ComposeInput(input.message_id, sender))
         self._set_status(MessageStatus.SENDING)
 
-        outcome = RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
+    async def _deliver(self, input: SendMessageInput) -> RecordOutcomeInput:
+        """Delivery attempts with backoff, until sent or until retries run out."""
         try:
             await workflow.execute_activity(
                 DELIVER_MESSAGE,
@@ -128,14 +124,33 @@ class SendMessageWorkflow:
                 ),
             )
         except ActivityError as err:
-            outcome = RecordOutcomeInput(
+            return RecordOutcomeInput(
                 message_id=input.message_id,
                 status=MessageStatus.FAILED,
                 error=_failure_text(err),
                 retries_exhausted=_retries_exhausted(err),
                 retry_total=input.retry_total,
             )
+        return RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
 
+    def _set_status(self, status: str) -> None:
+        self._progress.status = status
+        workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
+
+    @workflow.run
+    async def run(self, input: SendMessageInput) -> SendMessageResult:
+        try:
+            await self._prepare(input)
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's non-retryable failure arrives as its ApplicationError.
+            # The message cannot be composed (or its rows are gone): it ends here, failed.
+            outcome = RecordOutcomeInput(
+                message_id=input.message_id,
+                status=MessageStatus.FAILED,
+                error=f"The message could not be prepared: {_failure_text(err)}",
+            )
+        else:
+            outcome = await self._deliver(input)
         result = await policies.db_step(RECORD_OUTCOME, outcome, result_type=SendMessageResult)
         self._progress.error = result.error
         self._set_status(result.status)
@@ -159,7 +174,9 @@ def _retries_exhausted(err: ActivityError) -> bool:
     )
 
 
-def _failure_text(err: ActivityError) -> str:
+def _failure_text(err: ActivityError | ApplicationError) -> str:
+    if isinstance(err, ApplicationError):
+        return err.message
     cause = err.cause
     # A retry timeout carries the last attempt's failure as its cause.
     while isinstance(cause, TimeoutError) and cause.cause is not None:

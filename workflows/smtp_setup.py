@@ -117,9 +117,10 @@ class SmtpConnectionSetupWorkflow:
         self._activating = True
         try:
             self._state = await activate(input)
-        except ActivityError as err:
-            # Cancelled meanwhile by another activation: the refusal says so.
-            cause = err.cause
+        except (ActivityError, ApplicationError) as err:
+            # Cancelled meanwhile by another activation: the refusal says so. (A local
+            # activity's non-retryable failure arrives as its ApplicationError.)
+            cause = err.cause if isinstance(err, ActivityError) else err
             raise ApplicationError(
                 cause.message if isinstance(cause, ApplicationError) else str(err),
                 type="NotActivated",

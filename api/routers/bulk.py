@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel
 from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep
 from api.routers.common import get_owned, start_or_undo
-from api.schemas import Body, Request, Subject
+from api.schemas import Body, Html, Request, Subject
 from core.db import get_or_fail, session_scope
 from core.mail import new_message_id
 from core.models import (
@@ -46,7 +45,7 @@ class BulkCreate(Request):
     candidate_ids: list[uuid.UUID]
     subject: Subject
     text: Body
-    html: Annotated[str, StringConstraints(max_length=2_000_000)] | None = None
+    html: Html | None = None
 
 
 class BulkCounts(BaseModel):
