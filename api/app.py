@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
 from api.deps import TemporalGateway
+from api.limits import BodyLimit
 from api.routers import (
     audit,
     bulk,
@@ -55,17 +58,6 @@ def create_app(
     app.state.temporal = TemporalGateway(settings, temporal_client)
     errors.install(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        """Every request gets an id (the caller's X-Request-ID, or a new one), logged and echoed."""
-        value = new_request_id(request.headers.get("x-request-id"))
-        # Each request runs in its own task and context, so the id also reaches the access
-        # log line that uvicorn writes after this returns; no reset needed.
-        request_id_var.set(value)
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = value
-        return response
-
     for module in (
         health,
         mail_settings,
@@ -82,4 +74,34 @@ def create_app(
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)
+    app.add_middleware(RequestId)
+    # Outermost: bodies are bounded before routing, authentication or parsing reads them.
+    app.add_middleware(BodyLimit, settings=settings)
     return app
+
+
+class RequestId:
+    """Every request gets an id (the caller's X-Request-ID, or a new one), logged and echoed.
+
+    Pure ASGI (not BaseHTTPMiddleware): errors raised while the body is read reach FastAPI as
+    they are, not wrapped in a task group's ExceptionGroup."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id")
+        value = new_request_id(given)
+        # Each request runs in its own task and context, so the id also reaches the access
+        # log line that uvicorn writes after this returns; no reset needed.
+        request_id_var.set(value)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Request-ID", value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,11 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
+            # All the mail is in this file: readable by its owner alone (SQLite gives its
+            # journal and WAL files the database file's mode).
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).touch(mode=0o600, exist_ok=True)
+            os.chmod(path, 0o600)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

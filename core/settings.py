@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     inbound_smtp_hostname: str = "mx.recruitmail.localhost"
     # Larger messages get 552; candidates' CVs fit well within 25 MB.
     inbound_max_message_bytes: int = 25 * 1024 * 1024
+    # Request bodies, bounded before they are read (413 beyond): the JSON API, and the Mailjet
+    # webhook, whose JSON carries the mail in base64 (so about 4/3 of the message limit).
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_webhook_bytes: int = 36 * 1024 * 1024
     # Offer STARTTLS when both are set (PEM files).
     inbound_tls_cert: Path | None = None
     inbound_tls_key: Path | None = None
@@ -94,6 +98,15 @@ class Settings(BaseSettings):
 
     # Custom SMTP connections. Unencrypted SMTP (security "none") only if an operator allows it.
     allow_insecure_smtp: bool = False
+    # Companies' SMTP hosts must be on the internet (core/netguard.py); an operator may allow
+    # loopback and private addresses, e.g. for development.
+    allow_private_hosts: bool = False
+    # A worker or receiver told to stop (SIGINT, SIGTERM) exits after this long at the latest,
+    # even while Temporal is unreachable.
+    shutdown_grace_seconds: float = 20.0
+    # A decode-only token for the Temporal UI's codec endpoint (`/codec/t/<token>/decode`).
+    # `recruitmail dev` makes one per run; operators may use their own operator token instead.
+    ui_codec_token: str = ""
     # A setup not activated in this time expires; a test answers within the bounded wait.
     connection_setup_expiry: timedelta = timedelta(days=7)
     connection_test_wait: timedelta = timedelta(seconds=90)

@@ -4,6 +4,7 @@ machinery the platform relay and the dev outbox share (aiosmtplib, error classif
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
+from core.netguard import InternalAddress, public_addresses
 from core.throttle import Rate
 from core.tls import client_tls_context
 from providers.base import (
@@ -30,6 +32,8 @@ from providers.base import (
     Steps,
     Verification,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SmtpSecurity(StrEnum):
@@ -47,6 +51,8 @@ class SmtpTarget:
     username: str | None = None
     password: str | None = None
     verify_certificate: bool = True
+    # A company's own server: it must resolve to public addresses only (core/netguard.py).
+    public_only: bool = False
 
     @property
     def label(self) -> str:
@@ -77,6 +83,7 @@ async def send_over_smtp(
     """Send one message on a fresh connection; return the server's final answer."""
     client = _client(target, tls_context, timeout)
     try:
+        await _guard(target, timeout)
         async with client:
             if target.username:
                 await client.login(target.username, target.password or "")
@@ -107,6 +114,7 @@ class SmtpSession(MailSession):
         self.connects = 0
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        await _guard(self.target, self.timeout)
         client = _client(self.target, self.tls_context, self.timeout)
         await client.connect()
         if self.target.username:
@@ -171,6 +179,23 @@ class SmtpSession(MailSession):
 def _server_said(code: int, text: str) -> str:
     text = " ".join(str(text).split())
     return f"{code} {text}".strip()
+
+
+async def _guard(target: SmtpTarget, timeout: float) -> None:
+    if target.public_only:
+        try:
+            await public_addresses(target.host, target.port, timeout)
+        except InternalAddress as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+
+def connect_failure(server: str) -> str:
+    """One answer for a refused connection and a timeout alike: which of the two it was would
+    tell an outsider which ports are open. The log keeps the detail."""
+    return (
+        f"Could not connect to {server}. Check the host name and the port, and that the server "
+        "accepts connections from the internet."
+    )
 
 
 def classify_smtp_error(exc: BaseException, server: str) -> MailError:
@@ -320,34 +345,32 @@ class _Check:
             client.close()
 
     async def dns(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(self.target.host, self.target.port, type=socket.SOCK_STREAM),
-                self.timeout,
-            )
+            if self.target.public_only:
+                addresses = await public_addresses(self.target.host, self.target.port, self.timeout)
+            else:
+                loop = asyncio.get_running_loop()
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(self.target.host, self.target.port, type=socket.SOCK_STREAM),
+                    self.timeout,
+                )
+                addresses = [str(infos[0][4][0])]
+        except InternalAddress as exc:
+            raise self.log.fail("dns", str(exc)) from None
         except (OSError, TimeoutError):
             raise self.log.fail(
                 "dns", f"The host name {self.target.host} cannot be resolved. Check the spelling."
             ) from None
-        self.log.ok("dns", f"{self.target.host} resolves to {infos[0][4][0]}")
+        self.log.ok("dns", f"{self.target.host} resolves to {addresses[0]}")
 
     async def tcp_connect(self) -> None:
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.target.host, self.target.port), self.timeout
             )
-        except TimeoutError:
-            raise self.log.fail(
-                "tcp_connect",
-                f"Connecting to {self.server} timed out. Check the port, and that a firewall "
-                "allows it.",
-            ) from None
-        except OSError as exc:
-            raise self.log.fail(
-                "tcp_connect",
-                f"{self.server} refused the connection ({exc.strerror or exc}). Check the port.",
-            ) from None
+        except (TimeoutError, OSError) as exc:
+            log.info("connection test: connecting to %s failed: %r", self.server, exc)
+            raise self.log.fail("tcp_connect", connect_failure(self.server)) from None
         writer.close()
         self.log.ok("tcp_connect", f"connected to {self.server}")
 
@@ -483,7 +506,7 @@ def explain_send_failure(err: MailError, address: str) -> str:
     return said
 
 
-def target_for(account: Account) -> SmtpTarget:
+def target_for(account: Account, *, public_only: bool) -> SmtpTarget:
     """The account's server settings plus its password, decrypted only for this session."""
     server = account.server
     if server is None:
@@ -495,6 +518,7 @@ def target_for(account: Account) -> SmtpTarget:
         username=server.username,
         password=account.secret.get("password"),
         verify_certificate=server.verify_certificate,
+        public_only=public_only,
     )
 
 
@@ -511,19 +535,19 @@ class SmtpProvider(MailProvider):
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
 
     def session(self, account: Account) -> MailSession:
-        target = target_for(account)
+        target = target_for(account, public_only=not self.settings.allow_private_hosts)
         return SmtpSession(target, self._tls(target), self.settings.smtp_timeout_seconds)
 
     async def send(self, account: Account, mail: Outgoing) -> str:
         # One message, one fresh connection: a drop mid-send fails this attempt, and the
         # workflow's retry decides, so a message is never resent inside one attempt.
-        target = target_for(account)
+        target = target_for(account, public_only=not self.settings.allow_private_hosts)
         return await send_over_smtp(
             target, mail, tls_context=self._tls(target), timeout=self.settings.smtp_timeout_seconds
         )
 
     async def verify(self, account: Account) -> Verification:
-        target = target_for(account)
+        target = target_for(account, public_only=not self.settings.allow_private_hosts)
         return await verify_smtp(
             target,
             account.address,

@@ -67,6 +67,8 @@ def test_settings(state_dir: Path, **overrides) -> Settings:
         "send_retry_max_interval": timedelta(milliseconds=500),
         "send_retry_total": timedelta(seconds=60),
         "smtp_timeout_seconds": 10.0,
+        # The suite's SMTP servers listen on loopback (production refuses internal hosts).
+        "allow_private_hosts": True,
         # One key ring for the whole session: the Temporal client's codec and every stack's
         # secret box must agree.
         "secret_keys": [TEST_KEY],

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -14,10 +24,12 @@ from api.schemas import CandidateCreate, SendMessageRequest
 from core.inbound import parse
 from core.mail import compose
 from core.models import Direction, Message, MessageStatus
+from core.netguard import is_public
 from core.tls import client_tls_context
 from providers.smtp import SmtpSecurity, SmtpTarget, verify_smtp
+from tests.fakes.net import TcpProxy, free_port
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import running_stack
+from tests.helpers import TEST_KEY, eventually, running_stack
 
 # -- every message ends ----------------------------------------------------------------------
 
@@ -193,3 +205,263 @@ def test_nul_and_control_characters_are_refused_in_message_text():
         else:
             raise AssertionError(repr(text))
     assert SendMessageRequest(subject="Hi", text="tabs\tand\r\nlines are fine").text
+
+
+# -- recovery --------------------------------------------------------------------------------
+
+
+async def test_a_worker_stops_within_its_grace_while_temporal_is_unreachable(
+    temporal_env, tmp_path
+):
+    target = temporal_env.client.service_client.config.target_host
+    host, _, port = target.rpartition(":")
+    proxy = TcpProxy(host, int(port))
+    queue = f"grace-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECRUITMAIL_")}
+    env.update(
+        RECRUITMAIL_STATE_DIR=str(tmp_path),
+        RECRUITMAIL_SECRET_KEYS=TEST_KEY,
+        RECRUITMAIL_TEMPORAL_ADDRESS=f"127.0.0.1:{await proxy.start()}",
+        RECRUITMAIL_TASK_QUEUE=queue,
+        RECRUITMAIL_SHUTDOWN_GRACE_SECONDS="3",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await eventually(
+            lambda: _has_poller(temporal_env.client, queue), timeout=60, what="the worker polling"
+        )
+        await proxy.cut()  # Temporal goes away under the running worker
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(worker.wait, 30)
+        elapsed = time.monotonic() - started
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = worker.stdout.read().decode() if worker.stdout else ""
+    assert elapsed < 3 + 5, output
+    assert code is not None, output
+
+
+async def _has_poller(client, queue: str) -> bool:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    answer = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(answer.pollers) > 0
+
+
+# -- bounded input ---------------------------------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_300_mb_unauthenticated_body_is_refused_before_it_is_read(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECRUITMAIL_")}
+    port = free_port()
+    env.update(
+        RECRUITMAIL_STATE_DIR=str(tmp_path),
+        RECRUITMAIL_SECRET_KEYS=TEST_KEY,
+        RECRUITMAIL_API_PORT=str(port),
+        RECRUITMAIL_LOG_FORMAT="text",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "worker.cli", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    api = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+
+            async def up() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(up, timeout=60, what="the API")
+            before = _rss_kib(api.pid)
+            # Declared: refused from the header alone, before a byte of the body is sent.
+            declared_status, declared_body = await _declare_300_mb(port)
+
+            async def chunks():
+                block = b"{" * (1024 * 1024)
+                for _ in range(300):
+                    yield block
+
+            # Streamed without a length: refused once past the limit.
+            try:
+                streamed = await http.post("/v1/candidates", content=chunks())
+                streamed_status = streamed.status_code
+                streamed_body = streamed.json()
+            except httpx.HTTPError:
+                streamed_status, streamed_body = 413, {"detail": "connection closed"}
+            await asyncio.sleep(0.5)
+            after = _rss_kib(api.pid)
+    finally:
+        api.terminate()
+        api.wait(30)
+    assert declared_status == 413
+    assert "RECRUITMAIL_MAX_REQUEST_BYTES" in declared_body["detail"]
+    assert declared_body["errors"]
+    assert streamed_status == 413, streamed_body
+    assert after - before < 50 * 1024, (before, after)
+
+
+async def _declare_300_mb(port: int) -> tuple[int, dict]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/candidates HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {300 * 1024 * 1024}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.split(b"\r\n")
+    length = next(int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length"))
+    body = await reader.readexactly(length)
+    writer.close()
+    return int(lines[0].split(b" ")[1]), json.loads(body)
+
+
+async def test_deeply_nested_json_to_the_mailjet_webhook_is_a_clear_4xx(
+    temporal_client, engine, tmp_path
+):
+    async with running_stack(
+        temporal_client, engine, tmp_path, inbound_secret="s3cret-s3cret-s3cret"
+    ) as stack:
+        headers = {"Authorization": "Bearer s3cret-s3cret-s3cret"}
+        deep = await stack.http.post(
+            "/inbound/mailjet", content=b"[" * 100_000 + b"]" * 100_000, headers=headers
+        )
+        after = await stack.http.get("/healthz")
+        not_object = await stack.http.post("/inbound/mailjet", content=b"[1, 2]", headers=headers)
+    assert deep.status_code == 422, deep.text
+    assert "nests more than" in deep.json()["detail"]
+    assert after.status_code == 200
+    assert not_object.status_code == 422
+
+
+# -- no probing through the test -----------------------------------------------------------
+
+
+def test_internal_addresses_are_not_public():
+    for address in (
+        "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+        "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "224.0.0.1",
+    ):  # fmt: skip
+        assert not is_public(address), address
+    for address in ("8.8.8.8", "2001:4860:4860::8888", "93.184.216.34"):
+        assert is_public(address), address
+
+
+async def test_a_connection_test_refuses_internal_hosts_unless_allowed(
+    temporal_client, engine, tmp_path
+):
+    with SmtpSink() as server:
+        async with running_stack(
+            temporal_client, engine, tmp_path, allow_private_hosts=False, allow_insecure_smtp=True
+        ) as stack:
+            tenant = stack.tenant()
+            body = {
+                "kind": "smtp",
+                "custom_address": "jobs@acme-corp.example.com",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "security": "none",
+                    "username": "jobs@acme-corp.example.com",
+                    "password": "pw",
+                },
+            }
+            created = await stack.http.post("/v1/connections", json=body, headers=tenant.headers)
+            tested = await stack.http.post(
+                f"/v1/connections/{created.json()['id']}/test", headers=tenant.headers
+            )
+    steps = {s["name"]: s for s in tested.json()["steps"]}
+    assert tested.json()["status"] == "test_failed"
+    assert steps["dns"]["status"] == "failed" and "internal address" in steps["dns"]["detail"]
+    assert "tcp_connect" not in steps
+    assert server.handler.sessions == 0  # nothing reached the port
+
+
+async def test_refused_and_timed_out_connections_read_the_same(monkeypatch):
+    answers = []
+    port = free_port()
+    for failure in (ConnectionRefusedError(111, "Connection refused"), TimeoutError()):
+
+        async def fail(*args, failure=failure, **kwargs):
+            raise failure
+
+        monkeypatch.setattr(asyncio, "open_connection", fail)
+        result = await verify_smtp(
+            SmtpTarget("127.0.0.1", port, SmtpSecurity.STARTTLS, "a@b.example", "pw"),
+            "a@b.example",
+            tls_context=client_tls_context(),
+            timeout=2,
+        )
+        answers.append(result.error)
+    assert answers[0] == answers[1]
+    assert "refused" not in answers[0] and "timed out" not in answers[0]
+
+
+# -- the dev outbox and local files ---------------------------------------------------------
+
+
+async def test_the_dev_outbox_shows_a_company_only_its_own_mail_in_any_charset(
+    temporal_client, engine, tmp_path
+):
+    async with running_stack(temporal_client, engine, tmp_path) as stack:
+        acme, rival = stack.tenant("Acme"), stack.tenant("Rival")
+        outbox = stack.settings.outbox_dir
+        outbox.mkdir(parents=True, exist_ok=True)
+        for n, (tenant, charset) in enumerate(((acme, "utf-8"), (rival, "x-no-such-charset"))):
+            sender = stack.settings.hosted_address(tenant.company.slug)
+            raw = (
+                f"From: {sender}\r\nTo: grace@example.com\r\nSubject: Mail {n}\r\n"
+                f"Content-Type: text/plain; charset={charset}\r\n\r\nHello\r\n"
+            )
+            record = {"received_at": n, "mail_from": sender, "rcpt_tos": [], "raw": raw}
+            (outbox / f"{n}-x.json").write_text(json.dumps(record))
+        seen_by_acme = await stack.http.get("/dev/outbox", headers=acme.headers)
+        seen_by_rival = await stack.http.get("/dev/outbox", headers=rival.headers)
+    assert seen_by_acme.status_code == 200 and seen_by_rival.status_code == 200
+    assert [m["subject"] for m in seen_by_acme.json()] == ["Mail 0"]
+    assert [m["subject"] for m in seen_by_rival.json()] == ["Mail 1"]
+    assert "Hello" in seen_by_rival.json()[0]["text"]
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path):
+    from core.db import make_engine
+
+    path = tmp_path / "new.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    engine.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

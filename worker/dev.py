@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -121,36 +123,89 @@ def seed_operator(settings: Settings) -> str:
     return token
 
 
+# A crashed child comes back after 1, 2, 4 … seconds, at most 30; a child that stayed up a
+# minute starts again from 1 s. Temporal itself gets a few tries before the stack gives up.
+RESTART_BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0
+TEMPORAL_RESTARTS = 3
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    to_log: bool
+    proc: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    backoff: float = 1.0
+    restart_at: float | None = None
+
+
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
         self.logs = settings.state_dir / "logs"
 
-    def spawn(self, name: str, args: list[str], *, to_log: bool = False) -> subprocess.Popen:
+    def _popen(self, name: str, args: list[str], to_log: bool) -> subprocess.Popen[bytes]:
         out = None
         if to_log:
             self.logs.mkdir(parents=True, exist_ok=True)
             out = (self.logs / f"{name}.log").open("ab")
         # A session of its own: Ctrl-C reaches only us, and we stop children in order.
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
         )
-        self.procs.append((name, proc))
+
+    def spawn(self, name: str, args: list[str], *, to_log: bool = False) -> subprocess.Popen[bytes]:
+        proc = self._popen(name, args, to_log)
+        self.children.append(Child(name, args, to_log, proc))
         return proc
 
+    def watch(self) -> None:
+        """Until Ctrl-C: restart whatever crashed, with backoff; the rest stays up."""
+        while True:
+            now = time.monotonic()
+            for child in self.children:
+                if child.proc.poll() is None:
+                    if now - child.started > STABLE_AFTER:
+                        child.backoff = 1.0
+                    continue
+                if child.restart_at is None:
+                    if child.name == "temporal" and child.restarts >= TEMPORAL_RESTARTS:
+                        raise RuntimeError(
+                            f"Temporal exited (code {child.proc.returncode}) and could not be "
+                            f"restarted {TEMPORAL_RESTARTS} times; see {self.logs}/temporal.log"
+                        )
+                    child.restart_at = now + child.backoff
+                    print(
+                        f"{child.name} exited (code {child.proc.returncode}); restarting in "
+                        f"{child.backoff:.0f} s",
+                        flush=True,
+                    )
+                elif now >= child.restart_at:
+                    child.proc = self._popen(child.name, child.args, child.to_log)
+                    child.started, child.restart_at = now, None
+                    child.restarts += 1
+                    child.backoff = min(child.backoff * 2, RESTART_BACKOFF_MAX)
+                    print(f"{child.name} restarted (restart {child.restarts})", flush=True)
+            time.sleep(0.2)
+
     def stop(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                print(f"stopping {name} …", flush=True)
-                proc.send_signal(signal.SIGINT if name == "temporal" else signal.SIGTERM)
-        for name, proc in reversed(self.procs):
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                print(f"stopping {child.name} …", flush=True)
+                child.proc.send_signal(
+                    signal.SIGINT if child.name == "temporal" else signal.SIGTERM
+                )
+        for child in reversed(self.children):
             try:
-                proc.wait(timeout=15)
+                child.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in 15 s; killing it", flush=True)
-                proc.kill()
-                proc.wait()
+                print(f"{child.name} did not stop in 15 s; killing it", flush=True)
+                child.proc.kill()
+                child.proc.wait()
 
     def start_temporal(self, codec_endpoint: str) -> None:
         s = self.settings
@@ -165,7 +220,9 @@ class Supervisor:
             "--namespace", s.temporal_namespace,
             "--db-filename", str(s.state_dir / "temporal.db"),
             "--log-level", "warn",
-            # The UI decodes payloads through our codec endpoint (operator token in the path).
+            # The UI decodes payloads through our codec endpoint, with a decode-only token of
+            # this run in the path: the dev server takes the endpoint only as a flag, so the
+            # operator token itself stays off every command line.
             "--ui-codec-endpoint", codec_endpoint,
         ]  # fmt: skip
         for key in SEARCH_ATTRIBUTES:
@@ -176,13 +233,18 @@ class Supervisor:
 
     def run(self) -> int:
         s = self.settings
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        s.state_dir.chmod(0o700)
         cli = [sys.executable, "-m", "worker.cli"]
         try:
             upgrade(s.effective_database_url)
             token = seed_demo(s)
-            operator = seed_operator(s)
-            self.start_temporal(f"{s.public_url.rstrip('/')}/codec/t/{operator}")
+            seed_operator(s)
+            # Children inherit it through the environment (not their command lines).
+            ui_token = os.environ.setdefault(
+                "RECRUITMAIL_UI_CODEC_TOKEN", secrets.token_urlsafe(24)
+            )
+            self.start_temporal(f"{s.public_url.rstrip('/')}/codec/t/{ui_token}")
             s.effective_inbound_secret()  # written to state_dir for the banner and curl
             outbox = self.spawn("dev-outbox", [*cli, "dev-outbox"])
             worker = self.spawn("worker", [*cli, "worker"])
@@ -203,11 +265,8 @@ class Supervisor:
                 [inbound],
             )
             self.banner(token)
-            while all(proc.poll() is None for _, proc in self.procs):
-                time.sleep(0.5)
-            dead = [name for name, proc in self.procs if proc.poll() is not None]
-            print(f"{', '.join(dead)} exited; stopping the rest.", flush=True)
-            return 1
+            self.watch()
+            return 0
         except KeyboardInterrupt:
             return 0
         except RuntimeError as exc:
@@ -262,6 +321,10 @@ def _interrupt(signum, frame) -> None:
 
 def main(settings: Settings) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Every file of the stack (databases, logs, the outbox, tokens) is the user's alone.
+    os.umask(0o077)
+    # On one machine, a company's "own" SMTP server is a local one: allow loopback hosts.
+    os.environ.setdefault("RECRUITMAIL_ALLOW_PRIVATE_HOSTS", "true")
     # Stop in order on SIGTERM too (a service manager, `kill`), and on SIGINT even when started
     # in the background, where the shell ignores it.
     signal.signal(signal.SIGTERM, _interrupt)

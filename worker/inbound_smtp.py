@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import ssl
 import uuid
 
@@ -22,6 +21,7 @@ from core import intake
 from core.db import make_engine
 from core.settings import Settings
 from core.temporal import connect
+from worker.lifecycle import run_until_signal, until_stopped
 from workflows.client import start_all_routing
 
 log = logging.getLogger(__name__)
@@ -151,19 +151,18 @@ class InboundSmtpServer:
                 log.warning("inbound sweep failed", exc_info=True)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.effective_database_url)
-    client = await connect(settings)
-    server = InboundSmtpServer(settings, engine, client)
+    connecting = asyncio.ensure_future(connect(settings))
+    if not await until_stopped(stop, connecting):
+        return
+    server = InboundSmtpServer(settings, engine, connecting.result())
     port = await server.start()
     log.info("inbound SMTP on %s:%s", settings.inbound_smtp_host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()
+    engine.dispose()
 
 
 def main(settings: Settings) -> None:
-    asyncio.run(serve(settings))
+    run_until_signal(lambda stop: serve(settings, stop), grace=settings.shutdown_grace_seconds)

@@ -22,6 +22,7 @@ from core.db import make_engine
 from core.security import secret_box
 from core.settings import Settings
 from core.temporal import connect
+from worker.lifecycle import run_until_signal, until_stopped
 from workflows.bulk_send import BulkSendWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.receive_message import ReceiveMessageWorkflow
@@ -70,13 +71,21 @@ def build_worker(
     )
 
 
-async def run_worker(settings: Settings) -> None:
-    client = await connect(settings)
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Poll until `stop` is set, then shut down: in-flight activities get the grace period."""
+    connecting = asyncio.ensure_future(connect(settings))
+    if not await until_stopped(stop, connecting):
+        return
     engine = make_engine(settings.effective_database_url)
-    worker = build_worker(client, settings, engine)
+    worker = build_worker(connecting.result(), settings, engine)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-    await worker.run()
+    running = asyncio.ensure_future(worker.run())
+    if not await until_stopped(stop, asyncio.shield(running)):
+        log.info("worker shutting down")
+        await worker.shutdown()
+    await running
+    engine.dispose()
 
 
 def main(settings: Settings) -> None:
-    asyncio.run(run_worker(settings))
+    run_until_signal(lambda stop: run_worker(settings, stop), grace=settings.shutdown_grace_seconds)

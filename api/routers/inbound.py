@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import uuid
 from email import message_from_bytes
@@ -21,6 +20,7 @@ from sqlmodel import Session
 from api.deps import SettingsDep
 from core import intake
 from core.inbound import mailjet_to_mime
+from core.jsonsafe import loads_bounded
 from core.settings import Settings
 from workflows.client import start_all_routing
 
@@ -58,8 +58,7 @@ def _check_secret(request: Request, settings: Settings) -> None:
         )
 
 
-async def _read_body(request: Request, settings: Settings) -> bytes:
-    limit = settings.inbound_max_message_bytes
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(
@@ -126,7 +125,7 @@ async def inbound_raw(
 ) -> InboundAccepted:
     """One raw RFC 5322 message. Without `recipient`, the delivery headers name the mailbox."""
     _check_secret(request, settings)
-    raw = await _read_body(request, settings)
+    raw = await _read_body(request, settings.inbound_max_message_bytes)
     addresses = list(recipient or []) or _header_recipients(raw)
     return await _accept(request, settings, raw, addresses, "raw")
 
@@ -135,11 +134,13 @@ async def inbound_raw(
 async def inbound_mailjet(request: Request, settings: SettingsDep) -> InboundAccepted:
     """A Mailjet Parse API post, rebuilt into MIME. Answers 200, which stops Mailjet retrying."""
     _check_secret(request, settings)
-    body = await _read_body(request, settings)
+    body = await _read_body(request, settings.max_webhook_bytes)
     try:
-        post = json.loads(body)
+        post = loads_bounded(body)
+        if not isinstance(post, dict):
+            raise ValueError("the body is not a JSON object")
         raw = mailjet_to_mime(post)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a Mailjet Parse API post: {exc}"
         ) from None
