@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -64,6 +66,20 @@ def _describe(delta: timedelta) -> str:
     if seconds >= 60:
         return f"{seconds // 60} minutes"
     return f"{seconds} seconds"
+
+
+T = TypeVar("T")
+HEARTBEAT_EVERY = 5.0  # well within the workflow's delivery heartbeat timeout
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Await `work`, heartbeating meanwhile: Temporal then knows the worker is alive."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+        if done:
+            return task.result()
+        activity.heartbeat()
 
 
 class SenderReplaced(Exception):
@@ -205,7 +221,7 @@ class SendActivities:
                 provider, account = await asyncio.to_thread(
                     self.sender_for, transport_name, connection_id
                 )
-            provider_id = await provider.send(account, mail)
+            provider_id = await _heartbeating(provider.send(account, mail))
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
                 err = await asyncio.to_thread(self.mark_needs_reauth, connection_id, err)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +45,68 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `detail` says what is wrong in words; for invalid input, `errors`
+    names each field."""
+
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+# The error answers any operation may give, declared on all of them with the one model.
+ERRORS = {
+    400: "The request is malformed.",
+    401: "No valid token (Authorization: Bearer …), or no webhook secret.",
+    403: "The token's user lacks the permission this needs.",
+    404: "Not found, or not the caller's company's.",
+    409: "The request conflicts with the current state; `detail` says what to do next.",
+    413: "The request body is larger than its limit.",
+    422: "Invalid input; `errors` names each field.",
+    503: "The workflow service is briefly unavailable; nothing was written. Try again.",
+    504: "The operation is still running; follow it through the resource.",
+}
+
+
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+# The pages a person opens in a browser answer errors as pages too.
+_HTML_ERROR = {"text/html": {"schema": {"type": "string"}}}
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the truth about errors: our ErrorResponse, not its array."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    definitions = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(definitions.pop("$defs", {}))
+    components["ErrorResponse"] = definitions
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            html = any("text/html" in r.get("content", {}) for r in responses.values())
+            for code, description in ERRORS.items():
+                content = (
+                    {"text/html": {"schema": {"type": "string"}}}
+                    if html
+                    else {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                        }
+                    }
+                )
+                responses[str(code)] = {"description": description, "content": content}
+    app.openapi_schema = schema
+    return schema

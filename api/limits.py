@@ -93,7 +93,7 @@ async def _refuse(send: Send, limit: int, setting: str) -> None:
     body = json.dumps(
         {
             "detail": f"The request body is larger than {limit} bytes ({setting}).",
-            "errors": [{"loc": ["body"], "msg": f"larger than {limit} bytes"}],
+            "errors": [{"field": "body", "message": f"larger than {limit} bytes"}],
         }
     ).encode()
     await send(

@@ -27,6 +27,9 @@ DB_STEP_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 # One delivery attempt: connect, TLS, AUTH, DATA. SMTP servers may take a minute to accept
 # DATA on large attachments; beyond two minutes the attempt is treated as lost and retried.
 DELIVERY_ATTEMPT_TIMEOUT = timedelta(minutes=2)
+# The attempt heartbeats every few seconds while the server works, so an attempt whose worker
+# died (a crash, kill -9) is retried after this long, not after the two minutes above.
+DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 
 # Error types that no retry can fix (see core/errors.py). Listed by class name because
 # the activity raises ApplicationError(type=<class name>).

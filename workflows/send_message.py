@@ -118,6 +118,7 @@ class SendMessageWorkflow:
                 MessageRef(input.message_id),
                 result_type=DeliveryResult,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+                heartbeat_timeout=policies.DELIVERY_HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=input.retry_total,
                 retry_policy=policies.delivery_retry(
                     input.retry_initial_interval, input.retry_max_interval

@@ -69,8 +69,9 @@ async def _transform(request: Request, action: str) -> Response:
     )
 
 
-@router.options("/codec/{action}")
-@router.options("/codec/t/{token}/{action}")
+# CORS preflights of the UI: not part of the API a client calls.
+@router.options("/codec/{action}", include_in_schema=False)
+@router.options("/codec/t/{token}/{action}", include_in_schema=False)
 async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=_cors(request))
 
