@@ -147,6 +147,14 @@ class Settings(BaseSettings):
     def _split_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        # Durations are ISO 8601 (PT15M) or a number of seconds, "900" from the environment too.
+        for name, field in cls.model_fields.items():
+            value = data.get(name)
+            if field.annotation is timedelta and isinstance(value, str):
+                try:
+                    data[name] = float(value)
+                except ValueError:
+                    pass
         for name in ("secret_keys", "codec_cors_origins"):
             value = data.get(name)
             if isinstance(value, str):

@@ -388,18 +388,20 @@ async def test_a_connection_test_refuses_internal_hosts_unless_allowed(
             temporal_client, engine, tmp_path, allow_private_hosts=False, allow_insecure_smtp=True
         ) as stack:
             tenant = stack.tenant()
+            address = f"jobs-{uuid.uuid4().hex[:8]}@acme-corp.example.com"
             body = {
                 "kind": "smtp",
-                "custom_address": "jobs@acme-corp.example.com",
+                "custom_address": address,
                 "smtp": {
                     "host": "127.0.0.1",
                     "port": server.port,
                     "security": "none",
-                    "username": "jobs@acme-corp.example.com",
+                    "username": address,
                     "password": "pw",
                 },
             }
             created = await stack.http.post("/v1/connections", json=body, headers=tenant.headers)
+            assert created.status_code == 202, created.text
             tested = await stack.http.post(
                 f"/v1/connections/{created.json()['id']}/test", headers=tenant.headers
             )
