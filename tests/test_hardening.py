@@ -467,3 +467,21 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path):
         connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
     engine.dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# -- the OpenAPI document ------------------------------------------------------------------
+
+
+def test_the_openapi_document_declares_our_error_model_and_no_stray_options(tmp_path):
+    from api.app import create_app
+    from tests.helpers import test_settings
+
+    document = create_app(test_settings(tmp_path)).openapi()
+    send = document["paths"]["/v1/candidates/{candidate_id}/messages"]["post"]["responses"]
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    assert send["422"]["content"]["application/json"]["schema"] == error
+    assert send["404"]["content"]["application/json"]["schema"] == error
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    detail = document["components"]["schemas"]["ErrorResponse"]["properties"]["detail"]
+    assert detail["type"] == "string"
+    assert not any("options" in ops for ops in document["paths"].values())
