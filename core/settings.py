@@ -23,6 +23,19 @@ class Settings(BaseSettings):
     # Temporal
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    # A Temporal cluster or Temporal Cloud (core/temporal.py): the server's CA, a client
+    # certificate and key for mutual TLS (each a path, or the PEM itself), the name the server's
+    # certificate carries if not the address's host, and a Temporal Cloud API key.
+    temporal_tls_ca: str = ""
+    temporal_tls_cert: str = ""
+    temporal_tls_key: str = ""
+    temporal_tls_server_name: str = ""
+    temporal_api_key: str = ""
+    # The worker's Temporal SDK metrics in Prometheus format on this port (0: off).
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
+    # Traces over OTLP/HTTP (e.g. http://collector:4318/v1/traces); none are exported if empty.
+    otlp_endpoint: str = ""
     task_queue: str = "recruitmail"
     temporal_ui_port: int = 8233
 

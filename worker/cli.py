@@ -6,12 +6,14 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from sqlmodel import Session
 
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 app = typer.Typer(
     help="Recruitmail: the email layer of a recruiting platform.", no_args_is_help=True
@@ -29,7 +31,37 @@ app.add_typer(operator_app, name="operator")
 def _logging() -> None:
     from core.logs import configure_logging
 
-    configure_logging(get_settings())
+    configure_logging(_settings())
+
+
+def _settings() -> Settings:
+    """The settings, or one sentence per wrong one and exit code 2 (never a stack trace)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "settings"
+            typer.echo(f"recruitmail: RECRUITMAIL_{field.upper()}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(run: Callable[[Settings], None]) -> None:
+    """Run a long-lived process; a Temporal connection that cannot work is one sentence."""
+    from core.temporal import (
+        TemporalSettingsError,
+        TemporalTlsRefused,
+        TemporalUnreachable,
+        tls_config,
+    )
+
+    settings = _settings()
+    _logging()
+    try:
+        tls_config(settings)  # a wrong TLS setting fails now, not at the first request
+        run(settings)
+    except (TemporalSettingsError, TemporalTlsRefused, TemporalUnreachable) as exc:
+        typer.echo(f"recruitmail: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -37,7 +69,7 @@ def dev() -> None:
     """Start the whole stack (Temporal, worker, API, dev outbox) with SQLite."""
     from worker.dev import main
 
-    raise typer.Exit(main(get_settings()))
+    raise typer.Exit(main(_settings()))
 
 
 @app.command()
@@ -45,15 +77,16 @@ def api() -> None:
     """Run the HTTP API under uvicorn."""
     import uvicorn
 
-    settings = get_settings()
-    _logging()
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,  # our handlers: JSON in production, redacted, with request ids
-    )
+    def run(settings: Settings) -> None:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,  # our handlers: JSON in production, redacted, with request ids
+        )
+
+    _serve(run)
 
 
 @app.command()
@@ -61,8 +94,7 @@ def worker() -> None:
     """Run a Temporal worker on the task queue."""
     from worker.main import main
 
-    _logging()
-    main(get_settings())
+    _serve(main)
 
 
 @app.command("inbound-smtp")
@@ -70,8 +102,7 @@ def inbound_smtp() -> None:
     """Run the inbound SMTP receiver for the hosted domain."""
     from worker.inbound_smtp import main
 
-    _logging()
-    main(get_settings())
+    _serve(main)
 
 
 @app.command("dev-outbox", hidden=True)
@@ -80,7 +111,7 @@ def dev_outbox() -> None:
     from worker.outbox import start_outbox
 
     _logging()
-    settings = get_settings()
+    settings = _settings()
     controller = start_outbox(
         settings.outbox_dir, settings.dev_outbox_host, settings.dev_outbox_port
     )
@@ -99,7 +130,7 @@ def db_upgrade() -> None:
     """Apply the migrations to RECRUITMAIL_DATABASE_URL."""
     from core.migrate import upgrade
 
-    settings = get_settings()
+    settings = _settings()
     upgrade(settings.effective_database_url)
     typer.echo("database is up to date")
 
@@ -115,7 +146,7 @@ def company_create(
     from core.bootstrap import create_company
     from core.db import make_engine
 
-    settings = get_settings()
+    settings = _settings()
     engine = make_engine(settings.effective_database_url)
     try:
         # The rows are read after the commit, to print them: keep them loaded.
@@ -147,7 +178,7 @@ def keys_rotate() -> None:
     from core.keys import rotate_secrets
     from core.security import secret_box
 
-    settings = get_settings()
+    settings = _settings()
     box = secret_box(settings)
     report = rotate_secrets(make_engine(settings.effective_database_url), box)
     typer.echo(
@@ -164,7 +195,7 @@ def operator_create(
     from core.bootstrap import create_operator
     from core.db import make_engine
 
-    settings = get_settings()
+    settings = _settings()
     with Session(make_engine(settings.effective_database_url), expire_on_commit=False) as session:
         try:
             user, token = create_operator(session, email=email, name=name)

@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
+from core.temporal import TemporalSettingsError, TemporalTlsRefused
+
 router = APIRouter(tags=["health"])
 
 
@@ -31,12 +33,16 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
-        client = await asyncio.wait_for(request.app.state.temporal.client(), timeout=5)
+        client = await asyncio.wait_for(request.app.state.temporal.client(), timeout=15)
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=client.namespace), timeout=timedelta(seconds=5)
         )
         checks["temporal"] = "ok"
-    except Exception as exc:
-        checks["temporal"] = f"unavailable: {type(exc).__name__}"
+    except TemporalTlsRefused:
+        checks["temporal"] = "tls_refused"  # it answered, but refused our TLS or credentials
+    except TemporalSettingsError:
+        checks["temporal"] = "misconfigured"
+    except Exception:
+        checks["temporal"] = "unreachable"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})

@@ -1,5 +1,6 @@
 import asyncio
 import socket
+import ssl
 
 
 def free_port() -> int:
@@ -9,16 +10,23 @@ def free_port() -> int:
 
 
 class TcpProxy:
-    """A loopback TCP proxy that can be cut, to make a server unreachable mid-run."""
+    """A loopback TCP proxy that can be cut, to make a server unreachable mid-run. With an
+    `ssl_context` it terminates TLS in front of a plaintext server (mutual TLS when the context
+    requires client certificates)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.target = (target_host, target_port)
+        self.ssl_context = ssl_context
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", 0, ssl=self.ssl_context
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _name(cn: str) -> x509.Name:
@@ -67,8 +67,11 @@ class TestCA:
         ca.ca_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return ca
 
-    def issue(self, name: str, hosts: list[str], *, expired: bool = False) -> tuple[Path, Path]:
-        """A server certificate for `hosts` (DNS names or IPs); returns (cert, key) paths."""
+    def issue(
+        self, name: str, hosts: list[str], *, expired: bool = False, client: bool = False
+    ) -> tuple[Path, Path]:
+        """A server certificate for `hosts` (DNS names or IPs), or with `client` a client
+        certificate; returns (cert, key) paths."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
         sans: list[x509.GeneralName] = []
@@ -92,6 +95,12 @@ class TestCA:
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+                ),
+                critical=False,
+            )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
