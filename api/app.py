@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import Engine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +15,7 @@ from temporalio.client import Client
 from api import errors
 from api.deps import TemporalGateway
 from api.limits import BodyLimit
+from api.metrics import Metrics, RequestMetrics
 from api.routers import (
     audit,
     bulk,
@@ -74,6 +76,11 @@ def create_app(
         app.include_router(module.router)
     if settings.is_development:
         app.include_router(dev.router)
+    # Request spans, exported only when RECRUITMAIL_OTLP_ENDPOINT is set (core/tracing.py).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    metrics = Metrics(app.state.engine)
+    app.add_api_route("/metrics", metrics.response, methods=["GET"], include_in_schema=False)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestId)
     # Outermost: bodies are bounded before routing, authentication or parsing reads them.
     app.add_middleware(BodyLimit, settings=settings)

@@ -23,6 +23,7 @@ from temporalio.service import TLSConfig
 from core.codec import EncryptionCodec
 from core.search_attributes import ALL as SEARCH_ATTRIBUTES
 from core.settings import Settings
+from core.tracing import temporal_interceptors
 
 __all__ = [
     "SEARCH_ATTRIBUTES",
@@ -123,7 +124,7 @@ async def connect(
             api_key=settings.temporal_api_key or None,
             tls=tls,
             data_converter=data_converter(settings),
-            interceptors=interceptors,
+            interceptors=[*temporal_interceptors(), *interceptors],
             runtime=runtime,
             connect_timeout=CONNECT_TIMEOUT,
         )

@@ -343,7 +343,7 @@ def test_compose_file_is_complete_and_safe():
         for target in service.get("depends_on", {}):
             assert target in services, f"{name} depends on unknown service {target}"
         image = service.get("image", "")
-        assert image and not image.endswith(":latest") and re.search(r":\d", image), (
+        assert image and not image.endswith(":latest") and re.search(r":v?\d", image), (
             f"{name}: image {image!r} is not pinned to a version"
         )
     for stateful in ("postgres", "temporal"):

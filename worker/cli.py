@@ -45,7 +45,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _serve(run: Callable[[Settings], None]) -> None:
+def _serve(run: Callable[[Settings], None], process: str) -> None:
     """Run a long-lived process; a Temporal connection that cannot work is one sentence."""
     from core.temporal import (
         TemporalSettingsError,
@@ -53,9 +53,11 @@ def _serve(run: Callable[[Settings], None]) -> None:
         TemporalUnreachable,
         tls_config,
     )
+    from core.tracing import configure_tracing
 
     settings = _settings()
     _logging()
+    configure_tracing(settings, process)
     try:
         tls_config(settings)  # a wrong TLS setting fails now, not at the first request
         run(settings)
@@ -86,7 +88,7 @@ def api() -> None:
             log_config=None,  # our handlers: JSON in production, redacted, with request ids
         )
 
-    _serve(run)
+    _serve(run, "api")
 
 
 @app.command()
@@ -94,7 +96,7 @@ def worker() -> None:
     """Run a Temporal worker on the task queue."""
     from worker.main import main
 
-    _serve(main)
+    _serve(main, "worker")
 
 
 @app.command("inbound-smtp")
@@ -102,7 +104,7 @@ def inbound_smtp() -> None:
     """Run the inbound SMTP receiver for the hosted domain."""
     from worker.inbound_smtp import main
 
-    _serve(main)
+    _serve(main, "inbound-smtp")
 
 
 @app.command("dev-outbox", hidden=True)

@@ -286,6 +286,8 @@ Recruitmail is running. Ctrl-C stops everything.
   API            {api}   (OpenAPI: {api}/docs)
   Temporal UI    {ui}   (payloads decoded through {api}/codec; operator token in
                  {s.state_dir / "operator-token"})
+  Metrics        {api}/metrics (API and product)
+                 http://127.0.0.1:{_metrics_port()}/metrics (worker, Temporal SDK)
   Dev outbox     smtp://{s.dev_outbox_host}:{s.dev_outbox_port}  ->  {api}/dev/outbox
   Inbound SMTP   smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port}  (to {s.hosted_address("acme")})
   Inbound HTTP   {api}/inbound/raw  (secret in {s.state_dir / "inbound-secret"})
@@ -308,6 +310,10 @@ Try it:
         )
 
 
+def _metrics_port() -> str:
+    return os.environ.get("RECRUITMAIL_WORKER_METRICS_PORT", "9464")
+
+
 def _ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -325,6 +331,8 @@ def main(settings: Settings) -> int:
     os.umask(0o077)
     # On one machine, a company's "own" SMTP server is a local one: allow loopback hosts.
     os.environ.setdefault("RECRUITMAIL_ALLOW_PRIVATE_HOSTS", "true")
+    # The worker's Temporal SDK metrics, for a local Prometheus.
+    os.environ.setdefault("RECRUITMAIL_WORKER_METRICS_PORT", "9464")
     # Stop in order on SIGTERM too (a service manager, `kill`), and on SIGINT even when started
     # in the background, where the shell ignores it.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.accounts import Accounts
@@ -73,7 +74,13 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Poll until `stop` is set, then shut down: in-flight activities get the grace period."""
-    connecting = asyncio.ensure_future(connect(settings))
+    runtime = None
+    if settings.worker_metrics_port:
+        # The SDK's own metrics (workflow and activity counts, latencies, task slots, polls).
+        address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+        log.info("worker metrics on http://%s/metrics", address)
+    connecting = asyncio.ensure_future(connect(settings, runtime=runtime))
     if not await until_stopped(stop, connecting):
         return
     engine = make_engine(settings.effective_database_url)
