@@ -79,7 +79,8 @@ async def _heartbeating(work: Awaitable[T]) -> T:
         done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
         if done:
             return task.result()
-        activity.heartbeat()
+        if not activity.info().is_local:  # a local attempt lives in the workflow's task
+            activity.heartbeat()
 
 
 class SenderReplaced(Exception):
@@ -204,8 +205,7 @@ class SendActivities:
     @activity.defn(name=DELIVER_MESSAGE)
     async def deliver_message(self, input: MessageRef) -> DeliveryResult:
         message_id = input.message_id
-        attempt = activity.info().attempt
-        state = await asyncio.to_thread(self._begin_attempt, message_id, attempt)
+        state = await asyncio.to_thread(self._begin_attempt, message_id)
         if state is None:
             return DeliveryResult(already_sent=True)
         mail, transport_name, connection_id = state
@@ -266,14 +266,14 @@ class SendActivities:
                 f"attention: {err} {provider.needs_attention(connection.custom_address)}"
             )
 
-    def _begin_attempt(
-        self, message_id: str, attempt: int
-    ) -> tuple[Outgoing, str, uuid.UUID | None] | None:
+    def _begin_attempt(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None] | None:
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
             if message.status == MessageStatus.SENT:
                 return None
-            message.attempts = attempt
+            # Counted, not numbered: the first attempt runs as a local activity and the retries
+            # as a regular one, each numbering its own attempts from 1.
+            message.attempts += 1
             session.add(message)
             if message.raw_mime is None:
                 raise ApplicationError(

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # A worker or receiver told to stop (SIGINT, SIGTERM) exits after this long at the latest,
     # even while Temporal is unreachable.
     shutdown_grace_seconds: float = 20.0
+    # Workers start the runs of single sends left `queued` this long without one.
+    send_sweep_interval: timedelta = timedelta(minutes=1)
     # A decode-only token for the Temporal UI's codec endpoint (`/codec/t/<token>/decode`).
     # `recruitmail dev` makes one per run; operators may use their own operator token instead.
     ui_codec_token: str = ""

@@ -485,3 +485,38 @@ def test_the_openapi_document_declares_our_error_model_and_no_stray_options(tmp_
     detail = document["components"]["schemas"]["ErrorResponse"]["properties"]["detail"]
     assert detail["type"] == "string"
     assert not any("options" in ops for ops in document["paths"].values())
+
+
+# -- nothing stranded ----------------------------------------------------------------------
+
+
+async def test_a_queued_message_without_a_run_is_started_by_the_sweeper(
+    temporal_client, engine, tmp_path
+):
+    """The API died between its commit and Temporal's: the row is `queued` with no run."""
+    from datetime import timedelta
+
+    from worker.sweeper import sweep_once
+
+    with SmtpSink() as sink:
+        async with running_stack(
+            temporal_client,
+            engine,
+            tmp_path,
+            platform_transport="smtp",
+            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
+            send_sweep_interval=timedelta(seconds=0),
+        ) as stack:
+            tenant = stack.tenant()
+            candidate = await stack.candidate(tenant)
+            message_id = _old_row(stack, tenant, candidate["id"], subject="Stranded")
+            # Two workers sweep at once: one run, one delivery.
+            swept = await asyncio.gather(
+                sweep_once(stack.client, stack.settings, stack.engine),
+                sweep_once(stack.client, stack.settings, stack.engine),
+            )
+            ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
+            after = await sweep_once(stack.client, stack.settings, stack.engine)
+    assert sum(swept) >= 1
+    assert ended["status"] == "sent"
+    assert after == 0 and len(sink.received) == 1

@@ -34,6 +34,25 @@ class InboundHandler:
         self.settings = settings
         self.engine = engine
         self.client = client
+        # Routing runs being started after their 250: the sender waits for the disk only.
+        self.starting: set[asyncio.Task[None]] = set()
+
+    def start_routing_later(self, stored: list[intake.StoredInbound]) -> None:
+        task = asyncio.ensure_future(
+            start_all_routing(
+                self.client,
+                stored,
+                task_queue=self.settings.task_queue,
+                closed_application_grace=self.settings.closed_application_grace,
+            )
+        )
+        self.starting.add(task)
+        task.add_done_callback(self.starting.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let the starts under way finish; the sweeper picks up any that do not."""
+        if self.starting:
+            await asyncio.wait(set(self.starting), timeout=timeout)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -67,12 +86,9 @@ class InboundHandler:
         except Exception:
             log.exception("could not store an inbound message; answered 451")
             return "451 4.3.0 Message not stored; try again later"
-        await start_all_routing(
-            self.client,
-            stored,
-            task_queue=self.settings.task_queue,
-            closed_application_grace=self.settings.closed_application_grace,
-        )
+        # Durably stored: answer now. The routing run starts right after (pipelined); if that
+        # start fails, the sweeper starts it from the stored row.
+        self.start_routing_later(stored)
         ids = ",".join(str(s.inbound_id) for s in stored)
         return f"250 2.0.0 Message stored as {ids}"
 
@@ -120,6 +136,7 @@ class InboundSmtpServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        await self.handler.drain()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ from core.security import secret_box
 from core.settings import Settings
 from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
+from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.receive_message import ReceiveMessageWorkflow
@@ -87,9 +88,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     worker = build_worker(connecting.result(), settings, engine)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.ensure_future(worker.run())
+    sweeping = asyncio.ensure_future(sweep_forever(connecting.result(), settings, engine))
     if not await until_stopped(stop, asyncio.shield(running)):
         log.info("worker shutting down")
+        sweeping.cancel()
         await worker.shutdown()
+    sweeping.cancel()
     await running
     engine.dispose()
 

@@ -24,8 +24,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.run_ids import receive_workflow_id
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
-from core.statuses import InboundState
+from core.settings import Settings
+from core.statuses import InboundState, MessageStatus
 from workflows.receive_message import ReceiveMessageInput, ReceiveMessageWorkflow
+from workflows.send_message import SendMessageInput, SendMessageWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,30 @@ async def start_run(
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+async def start_send_run(
+    client: Client, settings: Settings, *, message_id: str, company_id: str, workflow_id: str
+) -> bool:
+    """Start send-message-{id}. A second start for the same message never sends it again:
+    while the run is open it is the same run; after it closed, the start is refused (False)."""
+    return await start_run(
+        client,
+        SendMessageWorkflow.run,
+        SendMessageInput(
+            message_id=message_id,
+            company_id=company_id,
+            retry_initial_interval=settings.send_retry_initial_interval,
+            retry_max_interval=settings.send_retry_max_interval,
+            retry_total=settings.send_retry_total,
+        ),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        company_id=company_id,
+        status=MessageStatus.QUEUED,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
 
 
 async def start_routing(

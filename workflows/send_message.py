@@ -111,7 +111,30 @@ class SendMessageWorkflow:
         self._set_status(MessageStatus.SENDING)
 
     async def _deliver(self, input: SendMessageInput) -> RecordOutcomeInput:
-        """Delivery attempts with backoff, until sent or until retries run out."""
+        """The first attempt in this same workflow task, as a local activity: the common send
+        costs one round trip to the server. Only a failure that needs backoff goes on to the
+        regular activity, which retries with backoff (and Retry-After) up to the total cap."""
+        started = workflow.now()
+        if workflow.patched("first-attempt-local"):
+            try:
+                await workflow.execute_local_activity(
+                    DELIVER_MESSAGE,
+                    MessageRef(input.message_id),
+                    result_type=DeliveryResult,
+                    start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+                    retry_policy=policies.NO_RETRY,
+                )
+                return RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
+            except (ActivityError, ApplicationError) as err:
+                failure = err if isinstance(err, ApplicationError) else err.cause
+                if not isinstance(failure, ApplicationError) or _permanent(failure):
+                    return RecordOutcomeInput(
+                        message_id=input.message_id,
+                        status=MessageStatus.FAILED,
+                        error=_failure_text(err),
+                    )
+                # Transient: wait as the provider asked (or the first backoff), durably.
+                await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
         try:
             await workflow.execute_activity(
                 DELIVER_MESSAGE,
@@ -119,7 +142,10 @@ class SendMessageWorkflow:
                 result_type=DeliveryResult,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                 heartbeat_timeout=policies.DELIVERY_HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=input.retry_total,
+                # The total cap counts from the first attempt, the local one included.
+                schedule_to_close_timeout=max(
+                    input.retry_total - (workflow.now() - started), timedelta(seconds=1)
+                ),
                 retry_policy=policies.delivery_retry(
                     input.retry_initial_interval, input.retry_max_interval
                 ),
@@ -156,6 +182,10 @@ class SendMessageWorkflow:
         self._progress.error = result.error
         self._set_status(result.status)
         return result
+
+
+def _permanent(failure: ApplicationError) -> bool:
+    return failure.non_retryable or (failure.type or "") in policies.PERMANENT_MAIL_ERRORS
 
 
 def _retries_exhausted(err: ActivityError) -> bool:

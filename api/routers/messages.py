@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
 from api.routers.common import get_owned, start_or_undo
@@ -27,8 +26,7 @@ from core.models import Attachment, Candidate, CandidateAddress, Direction, Mess
 from core.run_ids import send_workflow_id
 from core.settings import Settings
 from core.statuses import MatchReason, MessageStatus
-from workflows.client import start_run
-from workflows.send_message import SendMessageInput, SendMessageWorkflow
+from workflows.client import start_send_run
 
 router = APIRouter(tags=["messages"])
 
@@ -123,24 +121,13 @@ async def send_message(
 
 
 async def start_send(client: Client, settings: Settings, message: Message) -> bool:
-    """Start send-message-{id}. A second start for the same message never sends it again:
-    while the run is open it is the same run, after it closed the start is refused (False)."""
-    return await start_run(
+    """Start send-message-{id} (workflows/client.py): never twice for one message."""
+    return await start_send_run(
         client,
-        SendMessageWorkflow.run,
-        SendMessageInput(
-            message_id=str(message.id),
-            company_id=str(message.company_id),
-            retry_initial_interval=settings.send_retry_initial_interval,
-            retry_max_interval=settings.send_retry_max_interval,
-            retry_total=settings.send_retry_total,
-        ),
-        workflow_id=message.run_id,
-        task_queue=settings.task_queue,
+        settings,
+        message_id=str(message.id),
         company_id=str(message.company_id),
-        status=MessageStatus.QUEUED,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        workflow_id=message.run_id,
     )
 
 

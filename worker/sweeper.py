@@ -1,0 +1,68 @@
+"""The safety net for sends: a message row committed as `queued` whose run never started (the
+API died between its commit and Temporal's) is started here, by its workflow id, so a second
+start is a no-op. Every worker runs it; they cannot double a send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+
+from core.models import Direction, Message, utcnow
+from core.settings import Settings
+from core.statuses import MessageStatus
+from workflows.client import start_send_run
+
+log = logging.getLogger(__name__)
+
+
+def stranded(engine: Engine, older_than: timedelta, limit: int = 100) -> list[Message]:
+    """Single sends still `queued` after `older_than` (bulk messages belong to their job)."""
+    cutoff = utcnow() - older_than
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.exec(
+                select(Message)
+                .where(
+                    Message.direction == Direction.OUTBOUND,
+                    Message.status == MessageStatus.QUEUED,
+                    col(Message.bulk_job_id).is_(None),
+                    col(Message.created_at) < cutoff,
+                )
+                .order_by(col(Message.created_at))
+                .limit(limit)
+            ).all()
+        )
+
+
+async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
+    """Start the run of each stranded message (a run already under way is left as it is);
+    how many stranded messages were found and handed to their runs."""
+    started = 0
+    for message in await asyncio.to_thread(stranded, engine, settings.send_sweep_interval):
+        try:
+            if await start_send_run(
+                client,
+                settings,
+                message_id=str(message.id),
+                company_id=str(message.company_id),
+                workflow_id=message.run_id,
+            ):
+                started += 1
+        except Exception:
+            log.warning("could not start the run of queued message %s", message.id, exc_info=True)
+    return started
+
+
+async def sweep_forever(client: Client, settings: Settings, engine: Engine) -> None:
+    while True:
+        await asyncio.sleep(settings.send_sweep_interval.total_seconds())
+        try:
+            if count := await sweep_once(client, settings, engine):
+                log.info("started the runs of %d queued messages", count)
+        except Exception:
+            log.warning("the send sweep failed", exc_info=True)
