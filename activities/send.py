@@ -39,6 +39,7 @@ from providers.base import Account, MailProvider, Outgoing
 from workflows.send_message import (
     COMPOSE_MESSAGE,
     DELIVER_MESSAGE,
+    PREPARE_MESSAGE,
     RECORD_OUTCOME,
     RESOLVE_SENDER,
     ComposeInput,
@@ -152,6 +153,32 @@ class SendActivities:
             source=sender.source,
             connection_id=str(sender.connection_id) if sender.connection_id else None,
         )
+
+    @activity.defn(name=PREPARE_MESSAGE)
+    def prepare_message(self, input: MessageRef) -> SenderChoice:
+        """Resolve the sender and compose the MIME once, in one transaction (a message already
+        composed, by an earlier attempt, keeps its bytes)."""
+        with session_scope(self._engine) as session:
+            message = get_or_fail(session, Message, input.message_id)
+            sender = self._choose(session, message)
+            if message.raw_mime is not None:  # composed by an earlier attempt: as it was
+                return SenderChoice(
+                    address=message.from_address,
+                    name=message.from_name,
+                    transport=message.transport or "platform",
+                    source=sender.source,
+                    connection_id=str(message.connection_id) if message.connection_id else None,
+                )
+            if message.raw_mime is None:
+                try:
+                    _compose_into(session, message, sender)
+                except (ValueError, UnicodeError) as exc:
+                    raise ApplicationError(
+                        f"its text cannot go into an email ({exc}).",
+                        type="CompositionError",
+                        non_retryable=True,
+                    ) from exc
+            return sender
 
     @activity.defn(name=COMPOSE_MESSAGE)
     def compose_message(self, input: ComposeInput) -> None:
@@ -309,7 +336,12 @@ class SendActivities:
 
     @property
     def local(self) -> list:
-        return [self.resolve_sender, self.compose_message, self.record_outcome]
+        return [
+            self.prepare_message,
+            self.resolve_sender,
+            self.compose_message,
+            self.record_outcome,
+        ]
 
     @property
     def all(self) -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -26,7 +26,12 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request. An async dependency on purpose: closing it (which returns its
+    database connection to the pool) then needs no worker thread. A sync one is closed in the
+    thread pool, and under load every thread can be waiting for a connection that only such a
+    close would return: a deadlock until the pool's timeout (found by bench/send_throughput.py
+    at 64 requests at once)."""
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, data_converter
+from worker.dev import SQLITE_PRAGMAS
 
 
 def free_port() -> int:
@@ -43,6 +45,8 @@ async def start_temporal(state: Path) -> WorkflowEnvironment:
         dev_server_startup_timeout=timedelta(seconds=180),
         dev_server_database_filename=str(state / "temporal.db"),
         dev_server_log_level="error",
+        # The same SQLite settings as `recruitmail dev` (worker/dev.py).
+        dev_server_extra_args=list(SQLITE_PRAGMAS),
     )
     deadline = time.monotonic() + 120
     while True:
@@ -89,3 +93,47 @@ def wait_port(port: int, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"port {port} not open")
         time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure, its baseline from the same run, and its target: "ratio>=1.2" (the
+    ratio to the baseline), "value>=1000", or "value<100"."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: str = ""
+    base: float = 0.0
+    target: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.base if self.base else float("nan")
+
+    @property
+    def verdict(self) -> str:
+        if not self.target:
+            return ""
+        kind, _, limit_text = self.target.partition(">=" if ">=" in self.target else "<")
+        limit = float(limit_text)
+        measured = self.ratio if kind == "ratio" else self.value
+        met = measured >= limit if ">=" in self.target else measured < limit
+        return "met" if met else "NOT met"
+
+
+def report(title: str, figures: list[Figure]) -> None:
+    """One table per benchmark: each figure beside its baseline, the ratio, target, verdict."""
+    print()
+    print(title)
+    print(
+        f"{'figure':40} {'value':>9} {'unit':6} {'baseline':>22} {'ratio':>6} "
+        f"{'target':>14}  verdict"
+    )
+    for f in figures:
+        base = f"{f.baseline} {f.base:.1f}" if f.baseline else ""
+        ratio = f"{f.ratio:.2f}" if f.baseline else ""
+        print(
+            f"{f.name:40} {f.value:9.1f} {f.unit:6} {base:>22} {ratio:>6} "
+            f"{f.target:>14}  {f.verdict}"
+        )

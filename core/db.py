@@ -26,10 +26,16 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).touch(mode=0o600, exist_ok=True)
             os.chmod(path, 0o600)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A connection per concurrent request or activity thread (the worker runs 32).
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=20,
+            max_overflow=40,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -12,7 +12,8 @@ from core.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.statuses import MessageStatus
 from workflows import policies
 
-RESOLVE_SENDER = "resolve-sender"
+PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one step
+RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
 COMPOSE_MESSAGE = "compose-message"
 DELIVER_MESSAGE = "deliver-message"
 RECORD_OUTCOME = "record-outcome"
@@ -97,17 +98,23 @@ class SendMessageWorkflow:
     def progress(self) -> SendMessageProgress:
         return self._progress
 
-    async def _prepare(self, input: SendMessageInput) -> None:
+    async def _prepare(self, input: SendMessageInput, *, one_step: bool) -> None:
         """Resolve the sender and compose the MIME once (stored, never in history)."""
-        sender = await policies.db_step(
-            RESOLVE_SENDER, MessageRef(input.message_id), result_type=SenderChoice
-        )
+        if one_step:
+            sender = await policies.db_step(
+                PREPARE_MESSAGE, MessageRef(input.message_id), result_type=SenderChoice
+            )
+        else:
+            sender = await policies.db_step(
+                RESOLVE_SENDER, MessageRef(input.message_id), result_type=SenderChoice
+            )
         self._progress.sender = sender
         attributes = [PROVIDER.value_set(sender.transport)]
         if sender.connection_id:
             attributes.append(CONNECTION_ID.value_set(sender.connection_id))
         workflow.upsert_search_attributes(attributes)
-        await policies.db_step(COMPOSE_MESSAGE, ComposeInput(input.message_id, sender))
+        if not one_step:
+            await policies.db_step(COMPOSE_MESSAGE, ComposeInput(input.message_id, sender))
         self._set_status(MessageStatus.SENDING)
 
     async def _deliver(self, input: SendMessageInput) -> RecordOutcomeInput:
@@ -166,8 +173,11 @@ class SendMessageWorkflow:
 
     @workflow.run
     async def run(self, input: SendMessageInput) -> SendMessageResult:
+        # Two local steps for the common send (prepare, deliver), each a workflow activation:
+        # the delivery writes `sent` itself, so only a failure needs a step to record it.
+        lean = workflow.patched("two-step-send")
         try:
-            await self._prepare(input)
+            await self._prepare(input, one_step=lean)
         except (ActivityError, ApplicationError) as err:
             # A local activity's non-retryable failure arrives as its ApplicationError.
             # The message cannot be composed (or its rows are gone): it ends here, failed.
@@ -178,7 +188,10 @@ class SendMessageWorkflow:
             )
         else:
             outcome = await self._deliver(input)
-        result = await policies.db_step(RECORD_OUTCOME, outcome, result_type=SendMessageResult)
+        if lean and outcome.status == MessageStatus.SENT:
+            result = SendMessageResult(status=MessageStatus.SENT)
+        else:
+            result = await policies.db_step(RECORD_OUTCOME, outcome, result_type=SendMessageResult)
         self._progress.error = result.error
         self._set_status(result.status)
         return result
