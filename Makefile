@@ -32,8 +32,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Every benchmark, each printing its figures beside baselines measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/send_throughput.py
+	$(BIN)/python bench/inbound_throughput.py
+	$(BIN)/python bench/bulk_send.py
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml (see the README).
 LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \

@@ -27,7 +27,17 @@ from sqlmodel import Session
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from common import free_port, percentile, spawn, start_temporal, wait_http, wait_port
+from common import (
+    Figure,
+    free_port,
+    percentile,
+    report,
+    spawn,
+    start_temporal,
+    wait_http,
+    wait_port,
+)
+from send_throughput import bare_workflows
 
 from core.bootstrap import create_company
 from core.db import make_engine
@@ -140,19 +150,20 @@ async def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=15)
-        await env.shutdown()
+    print("bare workflow loop baseline …", flush=True)
+    bare_rate, _ = await bare_workflows(env.client, 200, 8)
+    await env.shutdown()
 
     latencies = [seen[m] - t for m, t in accepted.items() if m in seen]
-    print()
-    print(f"messages {n}, SMTP sessions {args.concurrency}, visible {len(latencies)}")
-    print(f"SMTP accept (stored, 250)       {n / smtp_elapsed:8.1f} msg/s")
-    print(f"routed and visible in the API   {len(latencies) / total:8.1f} msg/s")
-    print(
-        "250 → visible latency           "
-        f"p50 {percentile(latencies, 50) * 1000:.0f} ms  "
-        f"p95 {percentile(latencies, 95) * 1000:.0f} ms  "
-        f"max {max(latencies, default=float('nan')) * 1000:.0f} ms"
-    )
+    report(
+        f"inbound: {n} messages over {args.concurrency} SMTP sessions; bare loop at concurrency 8",
+        [
+            Figure("SMTP accepted (stored, 250)", n / smtp_elapsed, "msg/s", target="value>=300"),
+            Figure("routed and visible in the API", len(latencies) / total, "msg/s",
+                   "bare loop", bare_rate, "ratio>=1.2"),
+            Figure("250 → visible, p50", percentile(latencies, 50) * 1000, "ms"),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

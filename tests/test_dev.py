@@ -160,3 +160,57 @@ async def test_a_killed_worker_comes_back_and_every_message_is_sent(dev):
     assert set(subjects) == {f"Burst {i}" for i in range(MESSAGES)}
     # At most the sends in flight at the kill went out twice (the worker runs a handful).
     assert sum(subjects.values()) - MESSAGES <= 4, json.dumps(subjects)
+
+
+def _temporal_pid(dev: Dev) -> int:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"start-dev" in argv and any(str(dev.state).encode() in a for a in argv):
+            return int(entry.name)
+    raise AssertionError("no Temporal dev server of this stack")
+
+
+async def test_a_killed_temporal_server_comes_back_and_no_accepted_message_is_lost(dev):
+    await eventually(
+        lambda: asyncio.sleep(0, "Recruitmail is running" in dev.output),
+        timeout=240,
+        interval=0.5,
+        what="the stack's banner",
+    )
+    headers = {"Authorization": f"Bearer {dev.token()}"}
+    async with httpx.AsyncClient(base_url=dev.api, headers=headers, timeout=60) as http:
+        candidate = (
+            await http.post("/v1/candidates", json={"name": "Grace", "email": "grace@example.com"})
+        ).json()
+        ids = []
+        for i in range(MESSAGES):
+            if i == MESSAGES // 2:
+                os.kill(_temporal_pid(dev), signal.SIGKILL)  # the embedded server, mid-burst
+            for _ in range(120):  # while Temporal is down the API answers 503, writing nothing
+                queued = await http.post(
+                    f"/v1/candidates/{candidate['id']}/messages",
+                    json={"subject": f"Burst {i}", "text": "Hello"},
+                )
+                if queued.status_code != 503:
+                    break
+                await asyncio.sleep(0.5)
+            assert queued.status_code == 202, queued.text
+            ids.append(queued.json()["id"])
+
+        async def statuses() -> Counter:
+            return Counter([(await http.get(f"/v1/messages/{i}")).json()["status"] for i in ids])
+
+        done = await eventually(
+            statuses, lambda c: c["sent"] == MESSAGES, timeout=180, interval=1, fail=False
+        )
+        outbox = (await http.get("/dev/outbox", params={"limit": 1000})).json()
+    assert done == Counter(sent=MESSAGES), dev.output[-3000:]
+    assert "temporal exited" in dev.output and "temporal restarted" in dev.output
+    subjects = Counter(item["subject"] for item in outbox)
+    assert set(subjects) == {f"Burst {i}" for i in range(MESSAGES)}
+    assert sum(subjects.values()) - MESSAGES <= 4, json.dumps(subjects)
