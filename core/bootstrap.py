@@ -46,6 +46,7 @@ def create_company(
 ) -> CreatedCompany:
     validate_slug(slug)
     check_header_text(name)
+    check_header_text(admin_name)  # in employee mode, senders' names go into From
     if session.exec(select(Company).where(Company.slug == slug)).first():
         raise ValueError(f"a company with slug {slug!r} already exists")
     company = Company(name=name, slug=slug)
