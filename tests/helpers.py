@@ -22,6 +22,7 @@ from api.app import create_app
 from core.bootstrap import create_company, create_user
 from core.models import Company, Permission
 from core.settings import Settings
+from tests.fakes.smtp import SmtpSink
 from worker.main import build_worker
 
 T = TypeVar("T")
@@ -181,3 +182,20 @@ def failure_message(error: BaseException) -> str:
             return cause.message
         cause = cause.__cause__ if not isinstance(cause, WorkflowFailureError) else cause.cause
     raise AssertionError(f"no ApplicationError in {error!r}")
+
+
+@asynccontextmanager
+async def relay_stack(
+    client: Client, engine: Engine, state_dir: Path, **overrides: object
+) -> AsyncIterator[tuple[Stack, SmtpSink]]:
+    """A stack whose platform transport is an SMTP relay: an aiosmtpd sink that keeps mail."""
+    with SmtpSink() as sink:
+        async with running_stack(
+            client,
+            engine,
+            state_dir,
+            platform_transport="smtp",
+            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
+            **overrides,
+        ) as stack:
+            yield stack, sink

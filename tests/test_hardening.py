@@ -29,7 +29,7 @@ from core.tls import client_tls_context
 from providers.smtp import SmtpSecurity, SmtpTarget, verify_smtp
 from tests.fakes.net import TcpProxy, free_port
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import TEST_KEY, eventually, running_stack
+from tests.helpers import TEST_KEY, eventually, relay_stack, running_stack
 
 # -- every message ends ----------------------------------------------------------------------
 
@@ -72,21 +72,14 @@ def test_line_separators_controls_and_surrogates_are_refused_in_subjects(char):
 async def test_the_api_refuses_a_unicode_line_separator_in_a_subject(
     temporal_client, engine, tmp_path
 ):
-    with SmtpSink() as sink:
-        async with running_stack(
-            temporal_client,
-            engine,
-            tmp_path,
-            platform_transport="smtp",
-            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
-        ) as stack:
-            tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            answer = await stack.http.post(
-                f"/v1/candidates/{candidate['id']}/messages",
-                json={"subject": "Interview\u2028Tuesday", "text": "Hi\x00there"},
-                headers=tenant.headers,
-            )
+    async with relay_stack(temporal_client, engine, tmp_path) as (stack, sink):
+        tenant = stack.tenant()
+        candidate = await stack.candidate(tenant)
+        answer = await stack.http.post(
+            f"/v1/candidates/{candidate['id']}/messages",
+            json={"subject": "Interview\u2028Tuesday", "text": "Hi\x00there"},
+            headers=tenant.headers,
+        )
     assert answer.status_code == 422
     assert "subject" in answer.json()["detail"] and "U+2028" in answer.json()["detail"]
     assert sink.received == []
@@ -97,19 +90,12 @@ async def test_a_message_that_cannot_be_composed_ends_failed_at_once(
 ):
     """A row the API would refuse today (written before the rule, or imported) fails with the
     reason instead of retrying for ever at `queued`."""
-    with SmtpSink() as sink:
-        async with running_stack(
-            temporal_client,
-            engine,
-            tmp_path,
-            platform_transport="smtp",
-            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
-        ) as stack:
-            tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            message_id = _old_row(stack, tenant, candidate["id"], subject="Interview\u2028Tue")
-            await _start(stack, tenant, message_id)
-            ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
+    async with relay_stack(temporal_client, engine, tmp_path) as (stack, sink):
+        tenant = stack.tenant()
+        candidate = await stack.candidate(tenant)
+        message_id = _old_row(stack, tenant, candidate["id"], subject="Interview\u2028Tue")
+        await _start(stack, tenant, message_id)
+        ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
     assert ended["status"] == "failed"
     assert "could not be prepared" in ended["error"] and "cannot go into an email" in ended["error"]
     assert sink.received == []
@@ -117,18 +103,11 @@ async def test_a_message_that_cannot_be_composed_ends_failed_at_once(
 
 async def test_a_message_whose_rows_are_gone_ends_failed(temporal_client, engine, tmp_path):
     """The database path: the candidate it was for no longer exists."""
-    with SmtpSink() as sink:
-        async with running_stack(
-            temporal_client,
-            engine,
-            tmp_path,
-            platform_transport="smtp",
-            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
-        ) as stack:
-            tenant = stack.tenant()
-            message_id = _old_row(stack, tenant, None, subject="Hello")
-            await _start(stack, tenant, message_id)
-            ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
+    async with relay_stack(temporal_client, engine, tmp_path) as (stack, _):
+        tenant = stack.tenant()
+        message_id = _old_row(stack, tenant, None, subject="Hello")
+        await _start(stack, tenant, message_id)
+        ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
     assert ended["status"] == "failed"
     assert "could not be prepared" in ended["error"] and "deleted" in ended["error"]
 
@@ -498,25 +477,19 @@ async def test_a_queued_message_without_a_run_is_started_by_the_sweeper(
 
     from worker.sweeper import sweep_once
 
-    with SmtpSink() as sink:
-        async with running_stack(
-            temporal_client,
-            engine,
-            tmp_path,
-            platform_transport="smtp",
-            smtp_relay_url=f"smtp://127.0.0.1:{sink.port}",
-            send_sweep_interval=timedelta(seconds=0),
-        ) as stack:
-            tenant = stack.tenant()
-            candidate = await stack.candidate(tenant)
-            message_id = _old_row(stack, tenant, candidate["id"], subject="Stranded")
-            # Two workers sweep at once: one run, one delivery.
-            swept = await asyncio.gather(
-                sweep_once(stack.client, stack.settings, stack.engine),
-                sweep_once(stack.client, stack.settings, stack.engine),
-            )
-            ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
-            after = await sweep_once(stack.client, stack.settings, stack.engine)
+    async with relay_stack(
+        temporal_client, engine, tmp_path, send_sweep_interval=timedelta(seconds=0)
+    ) as (stack, sink):
+        tenant = stack.tenant()
+        candidate = await stack.candidate(tenant)
+        message_id = _old_row(stack, tenant, candidate["id"], subject="Stranded")
+        # Two workers sweep at once: one run, one delivery.
+        swept = await asyncio.gather(
+            sweep_once(stack.client, stack.settings, stack.engine),
+            sweep_once(stack.client, stack.settings, stack.engine),
+        )
+        ended = await stack.wait_for_status(tenant, message_id, {"sent", "failed"}, 30)
+        after = await sweep_once(stack.client, stack.settings, stack.engine)
     assert sum(swept) >= 1
     assert ended["status"] == "sent"
     assert after == 0 and len(sink.received) == 1
