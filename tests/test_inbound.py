@@ -511,3 +511,25 @@ async def test_receiver_offers_starttls_with_a_certificate(
 
     assert encrypted
     assert waiting["from_address"] == "a@example.org"
+
+
+async def test_a_line_over_998_octets_is_accepted_and_stored_byte_for_byte(
+    temporal_client, engine, tmp_path
+):
+    """Outlook, HTML mail and long encoded words produce such lines; MTAs accept them."""
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant = inbound.stack.tenant()
+        long_line = b"<p>" + b"x" * 5000 + b"</p>"
+        raw = (
+            b"From: Grace <grace@example.org>\r\nTo: " + inbound.hosted(tenant).encode()
+            + b"\r\nSubject: Long line\r\nMessage-ID: <long-" + uuid.uuid4().hex.encode()
+            + b"@example.org>\r\nContent-Type: text/html\r\n\r\n" + long_line + b"\r\n"
+        )  # fmt: skip
+        answer = await inbound.deliver(raw, inbound.hosted(tenant))
+        await inbound.wait_routed(tenant)
+        with Session(engine) as session:
+            [stored] = session.exec(
+                select(InboundRaw).where(InboundRaw.company_id == tenant.company.id)
+            ).all()
+    assert "Message stored" in answer, answer
+    assert stored.raw == raw

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import ssl
 import uuid
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine
@@ -105,6 +106,16 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+class _Receiver(SMTP):
+    """aiosmtpd refuses a line over 1,000 octets with "500 Line too long"; Postfix and
+    Exchange accept them, and real mail has them (Outlook, HTML, long encoded words). Lines of
+    any length up to the message size limit are taken, and stored byte for byte."""
+
+    def __init__(self, *args: Any, max_line: int, **kwargs: Any) -> None:
+        self.line_length_limit = max_line  # read by SMTP.__init__ for its stream's limit
+        super().__init__(*args, **kwargs)
+
+
 class InboundSmtpServer:
     """The receiver on the running event loop, plus the sweeper for unstarted routing."""
 
@@ -117,8 +128,9 @@ class InboundSmtpServer:
         self._sweeper: asyncio.Task | None = None
 
     def _protocol(self) -> SMTP:
-        return SMTP(
+        return _Receiver(
             self.handler,
+            max_line=self.settings.inbound_max_message_bytes,
             data_size_limit=self.settings.inbound_max_message_bytes,
             hostname=self.settings.inbound_smtp_hostname,
             ident="Recruitmail inbound",
