@@ -170,6 +170,15 @@ class AssignRequest(Request):
     remember_address: bool = False
 
 
+class CandidateFromMessage(Request):
+    """Overrides for a candidate made from an emailed application; by default the name and
+    address are the message's sender's."""
+
+    name: HeaderText | None = None
+    email: EmailAddress | None = None
+    legal_entity_id: uuid.UUID | None = None
+
+
 # -- connections -------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
 from core import intake
-from core.models import Candidate, InboundRaw, Message, utcnow
+from core.models import AuditEvent, Candidate, InboundRaw, Message, utcnow
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, eventually, running_stack
@@ -220,6 +220,59 @@ async def test_assign_with_remember_address_routes_the_next_mail(temporal_client
         ("One more thing", "sender"),
     ]
     assert left == []
+
+
+async def test_an_emailed_application_becomes_a_candidate(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        await stack.candidate(tenant, email="taken@example.org")
+        for sender, subject in (
+            ('"Ada Lovelace" <Ada@Home.Example>', "Application: engineer"),
+            ("someone@example.net", "Application: again"),
+        ):
+            await inbound.deliver(
+                samples.plain_mail(sender=sender, to=hosted, subject=subject), hosted
+            )
+        await inbound.wait_routed(tenant)
+        waiting = {m["subject"]: m for m in await inbound.unassigned(tenant)}
+        application = waiting["Application: engineer"]
+        url = f"/v1/messages/{application['id']}/candidate"
+
+        foreign = await stack.http.post(url, headers=stack.tenant().headers)
+        created = await stack.http.post(url, headers=tenant.headers)
+        twice = await stack.http.post(url, headers=tenant.headers)
+        duplicate = await stack.http.post(
+            f"/v1/messages/{waiting['Application: again']['id']}/candidate",
+            json={"email": "Taken@example.org"},
+            headers=tenant.headers,
+        )
+        await inbound.deliver(
+            samples.plain_mail(sender="ada@home.example", to=hosted, subject="Follow-up"), hosted
+        )
+        await inbound.wait_routed(tenant)
+        candidate = created.json()
+        thread = await inbound.messages(tenant, candidate["id"])
+        left = await inbound.unassigned(tenant)
+    with Session(engine) as session:
+        audited = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "candidate.create_from_message")
+        ).all()
+
+    assert foreign.status_code == 404
+    assert created.status_code == 201, created.text
+    assert (candidate["name"], candidate["email"]) == ("Ada Lovelace", "Ada@home.example")
+    assert twice.status_code == 409
+    assert candidate["id"] in twice.json()["detail"]
+    assert duplicate.status_code == 409
+    assert "Taken@example.org is already the address of candidate" in duplicate.json()["detail"]
+    assert [(m["subject"], m["match_reason"]) for m in thread] == [
+        ("Application: engineer", "manual"),
+        ("Follow-up", "sender"),
+    ]
+    assert [m["subject"] for m in left] == ["Application: again"]
+    assert [a.target for a in audited] == [f"candidate:{candidate['id']}"]
 
 
 async def test_unknown_recipient_gets_550_and_nothing_is_stored(temporal_client, engine, tmp_path):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, HTTPException, status
 from sqlmodel import Session, col, select
 
@@ -11,11 +13,13 @@ from core.models import ApplicationStatus, Candidate, LegalEntity, utcnow
 router = APIRouter(prefix="/v1/candidates", tags=["candidates"])
 
 
-def _check_entity(session: Session, user, legal_entity_id) -> None:
+def check_entity(
+    session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None
+) -> None:
     if legal_entity_id is None:
         return
     entity = session.get(LegalEntity, legal_entity_id)
-    if entity is None or entity.company_id != user.company_id:
+    if entity is None or entity.company_id != company_id:
         raise HTTPException(
             422,
             "legal_entity_id: no such legal entity in your company",
@@ -24,7 +28,7 @@ def _check_entity(session: Session, user, legal_entity_id) -> None:
 
 @router.post("", response_model=CandidatePublic, status_code=status.HTTP_201_CREATED)
 def create_candidate(body: CandidateCreate, user: Recruiter, session: SessionDep) -> Candidate:
-    _check_entity(session, user, body.legal_entity_id)
+    check_entity(session, user.company_id, body.legal_entity_id)
     candidate = Candidate(
         company_id=user.company_id,
         legal_entity_id=body.legal_entity_id,
@@ -63,7 +67,7 @@ def update_candidate(
     candidate = get_owned(session, Candidate, candidate_id, user.company_id, "candidate")
     changes = body.model_dump(exclude_unset=True)
     if "legal_entity_id" in changes:
-        _check_entity(session, user, changes["legal_entity_id"])
+        check_entity(session, user.company_id, changes["legal_entity_id"])
     for field in ("name", "email", "legal_entity_id"):
         if field in changes:
             if changes[field] is None and field != "legal_entity_id":

@@ -7,21 +7,25 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
+from api.routers.candidates import check_entity
 from api.routers.common import get_owned, start_or_undo
 from api.schemas import (
     AssignRequest,
     AttachmentPublic,
+    CandidateFromMessage,
+    CandidatePublic,
     MessagePublic,
     SendMessageRequest,
 )
 from core import audit
 from core.db import session_scope
-from core.mail import new_message_id
+from core.mail import check_header_text, new_message_id, normalize_address
 from core.models import Attachment, Candidate, CandidateAddress, Direction, Message, utcnow
 from core.run_ids import send_workflow_id
 from core.settings import Settings
@@ -199,6 +203,86 @@ def assign_message(
     )
     session.commit()
     return to_public(session, message)
+
+
+@router.post(
+    "/v1/messages/{message_id}/candidate",
+    response_model=CandidatePublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def candidate_from_message(
+    message_id: str, user: Recruiter, session: SessionDep, body: CandidateFromMessage | None = None
+) -> Candidate:
+    """An application that arrived by email becomes a candidate: by default named and
+    addressed as the message's sender. The message (with its attachments) moves to the new
+    candidate, and the sender's address is remembered, so their next mail routes by itself."""
+    body = body or CandidateFromMessage()
+    message = get_owned(session, Message, message_id, user.company_id, "message")
+    if message.direction != Direction.INBOUND:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "Only a received message can become a candidate."
+        )
+    if message.candidate_id is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"This message already belongs to candidate {message.candidate_id}.",
+        )
+    email = body.email or _sender_address(message)
+    name = body.name or _sender_name(message) or email.split("@")[0]
+    existing = session.exec(
+        select(Candidate).where(
+            Candidate.company_id == user.company_id, func.lower(Candidate.email) == email.lower()
+        )
+    ).first()
+    if existing is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{email} is already the address of candidate {existing.id}: assign the message "
+            f"to that candidate (POST /v1/messages/{message.id}/assign).",
+        )
+    check_entity(session, user.company_id, body.legal_entity_id)
+    candidate = Candidate(
+        company_id=user.company_id,
+        legal_entity_id=body.legal_entity_id,
+        name=name.strip()[:200],
+        email=email,
+    )
+    session.add(candidate)
+    session.flush()
+    message.candidate_id = candidate.id
+    message.match_reason = MatchReason.MANUAL
+    message.match_detail = f"candidate created from this message by {user.name}"
+    message.updated_at = utcnow()
+    remembered = _remember(session, user.company_id, candidate, message.from_address)
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="candidate.create_from_message",
+        target=f"candidate:{candidate.id}",
+        message_id=str(message.id),
+        remembered_address=remembered,
+    )
+    session.commit()
+    return candidate
+
+
+def _sender_name(message: Message) -> str:
+    """The sender's display name, when a header can carry it back out (it came from outside)."""
+    try:
+        return check_header_text(message.from_name).strip()
+    except ValueError:
+        return ""
+
+
+def _sender_address(message: Message) -> str:
+    try:
+        return normalize_address(message.from_address)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "email: the message's sender has no usable address; give one.",
+        ) from None
 
 
 def _remember(
