@@ -586,3 +586,76 @@ async def test_a_line_over_998_octets_is_accepted_and_stored_byte_for_byte(
             ).all()
     assert "Message stored" in answer, answer
     assert stored.raw == raw
+
+
+async def _converse(port: int, lines: list[bytes]) -> list[bytes]:
+    """Speak SMTP byte for byte (no client library normalising anything); return each answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+
+    async def answer() -> bytes:
+        parts = []
+        while True:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            parts.append(line)
+            if line[3:4] != b"-":
+                return b"".join(parts)
+
+    answers.append(await answer())
+    for line in lines:
+        writer.write(line)
+        await writer.drain()
+        answers.append(await answer())
+    writer.close()
+    return answers
+
+
+async def test_bare_lf_8bit_and_internationalised_mail_is_accepted(
+    temporal_client, engine, tmp_path
+):
+    """What established MTAs accept: bare LF line endings, 8-bit bodies, SMTPUTF8 addresses."""
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant).encode()
+        body = (
+            "From: José Müller <josé@bücher.example>\nTo: ".encode() + hosted
+            + "\nSubject: Bewerbung für die Stelle\nMessage-ID: <lf-".encode()
+            + uuid.uuid4().hex.encode() + b"@example.org>\nMIME-Version: 1.0\n"
+            + b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+            + "Grüße aus Köln\n".encode()
+        )  # fmt: skip
+        answers = await _converse(
+            inbound.port,
+            [
+                b"EHLO client.example\r\n",
+                "MAIL FROM:<josé@bücher.example> BODY=8BITMIME SMTPUTF8\r\n".encode(),
+                b"RCPT TO:<" + hosted + b">\r\n",
+                b"DATA\r\n",
+                body + b"\r\n.\r\n",
+                b"QUIT\r\n",
+            ],
+        )
+        await inbound.wait_routed(tenant)
+        [waiting] = await inbound.unassigned(tenant)
+    ehlo = answers[1].decode()
+    assert "8BITMIME" in ehlo and "SMTPUTF8" in ehlo
+    assert [a[:3] for a in answers[2:6]] == [b"250", b"250", b"354", b"250"], answers
+    assert waiting["subject"] == "Bewerbung für die Stelle"
+    assert waiting["from_address"] == "josé@bücher.example"
+    assert waiting["from_name"] == "José Müller"
+
+
+async def test_a_hundred_recipients_are_accepted_and_the_next_is_deferred(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenants = [inbound.stack.tenant() for _ in range(101)]
+        rcpts = [b"RCPT TO:<" + inbound.hosted(t).encode() + b">\r\n" for t in tenants]
+        answers = await _converse(
+            inbound.port,
+            [b"EHLO client.example\r\n", b"MAIL FROM:<a@example.org>\r\n", *rcpts, b"QUIT\r\n"],
+        )
+    codes = [a[:3] for a in answers[3:-1]]
+    assert codes[:100] == [b"250"] * 100
+    assert codes[100] == b"452", answers[-2]
+    assert b"too many recipients" in answers[-2].lower()

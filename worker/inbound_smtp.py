@@ -28,6 +28,7 @@ from workflows.client import start_all_routing
 log = logging.getLogger(__name__)
 # Where an envelope keeps, per accepted recipient, the company that receives its copy.
 _COMPANIES = "recruitmail_companies"
+MAX_RECIPIENTS = 100  # per transaction, as RFC 5321 asks every server to take
 
 
 class InboundHandler:
@@ -58,6 +59,9 @@ class InboundHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            # RFC 5321 4.5.3.1.8: at least 100 must be taken; a sender retries the rest later.
+            return "452 4.5.3 Too many recipients; send the rest in another transaction"
         try:
             company_id = await asyncio.to_thread(self._lookup, address)
         except Exception:
