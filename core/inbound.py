@@ -22,13 +22,57 @@ from typing import Any
 from core.round_trip import CHECK_HEADER, find_token
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
-# Subjects of out-of-office answers, in the languages recruiters meet most.
+# Subjects of automatic answers, in the languages recruiters meet most; a ticket system's
+# "[host #123] AutoReply: ..." carries a bracketed prefix first.
 _AUTO_SUBJECT_RE = re.compile(
-    r"^\s*(automatic reply|auto[- ]?reply|autoreply|out of (the )?office|"
-    r"abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|autosvar|"
-    r"fuera de la oficina|respuesta autom[aá]tica|afwezigheidsbericht)\b",
+    r"^\s*(\[[^\]]{0,80}\]\s*)?("
+    r"automatic reply|auto[- ]?reply|autoreply|auto[- ]?response|autoresponder|auto:|"
+    r"out of (the )?office|away from (the )?office|"
+    r"abwesenheitsnotiz|automatische antwort|"
+    r"r[ée]ponse automatique|absence du bureau|"
+    r"respuesta autom[aá]tica|fuera de la oficina|"
+    r"risposta automatica|"
+    r"automatisch antwoord|afwezigheidsbericht|"
+    r"autosvar|automatisk svar|automaattinen vastaus|"
+    r"resposta autom[aá]tica|fora do escrit[oó]rio|"
+    r"odpowied[zź] automatyczna|automatick[aá] odpov[eě][dď]|automatikus v[aá]lasz|"
+    r"otomatik yan[\u0131i]t|автоматический ответ|αυτόματη απάντηση|"
+    r"自動応答|自動返信|自动回复|自動回覆|자동 응답"
+    r")(?!\w)",
     re.IGNORECASE,
 )
+# A ticket system's acknowledgement of a new request.
+_TICKET_SUBJECT_RE = re.compile(
+    r"^\s*(\[[^\]]{0,80}\]\s*)?(ticket (received|created|opened)|request received|"
+    r"we('ve| have) received your (request|message|e-?mail))(?!\w)",
+    re.IGNORECASE,
+)
+# Plain-text bounces: who sends them, and the words the common MTAs write.
+_BOUNCE_SENDER_RE = re.compile(
+    r"^(mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|microsoftexchange[0-9a-f]*)@", re.IGNORECASE
+)
+_BOUNCE_WORDING_RE = re.compile(
+    r"undeliver(ed|able)|returned mail|mail delivery (failed|failure|subsystem|system)|"
+    r"delivery (status notification \(failure\)|has failed|failure|failed)|"
+    r"failure notice|could not be delivered|couldn'?t be delivered|wasn'?t delivered|"
+    r"was not delivered|unable to deliver|permanent(ly)? (fatal )?(error|failed)|"
+    r"non[- ]?deliver(y|able)|this is the qmail-send program|this is the mail system at|"
+    r"message was created automatically by mail delivery software|"
+    r"returning message to sender|address not found|user unknown|no such user|"
+    r"recipient address rejected|mailbox unavailable",
+    re.IGNORECASE,
+)
+_DELAY_WORDING_RE = re.compile(
+    r"delivery status notification \(delay\)|delayed mail|still being retried|"
+    r"warning: could not send message|delivery delayed|message delayed|will retry|"
+    r"has not yet been delivered|not been delivered yet",
+    re.IGNORECASE,
+)
+_QUOTED_MSGID_RE = re.compile(r"^[> \t]*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_STATUS_LINE_RE = re.compile(
+    r"(\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b|\b[45]\.\d{1,3}\.\d{1,3}\b).*"
+)
+_ADDRESS_IN_TEXT_RE = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+")
 # Mail clients label Windows-1252 text as ISO-8859-1 all the time; 1252 is a superset.
 _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252"}
 MAX_TEXT_CHARS = 1_000_000
@@ -367,6 +411,8 @@ def _html_to_text(html: str) -> str:
 
 def _classify(msg: Message, parsed: ParsedMail) -> None:
     report = _delivery_report(msg, parsed.defects)
+    if report is None:
+        report = _plain_text_bounce(msg, parsed)
     if report is not None:
         action, bounce = report
         if action == "failed":
@@ -390,13 +436,73 @@ def _auto_reply_reason(msg: Message, parsed: ParsedMail) -> str:
     auto_submitted = _header(msg, "Auto-Submitted", parsed.defects).lower()
     if auto_submitted and auto_submitted != "no":
         return f"Auto-Submitted: {auto_submitted}"
-    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
+    if msg.get_content_type() == "multipart/report":
+        report_type = str(msg.get_param("report-type") or "").lower()
+        if report_type == "disposition-notification":
+            return "read receipt (message disposition notification)"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Apple-Action"):
         if _header(msg, name, parsed.defects):
             return f"{name} header"
     if _header(msg, "Precedence", parsed.defects).lower() == "auto_reply":
         return "Precedence: auto_reply"
+    # Exchange stamps this on what an inbox rule sends. An out-of-office answer comes from the
+    # mailbox whose rule ran; a redirect (the company's own, to us) keeps the original sender.
+    loop = _header(msg, "X-MS-Exchange-Inbox-Rules-Loop", parsed.defects).lower()
+    if loop and parsed.from_address and loop == parsed.from_address.lower():
+        return "X-MS-Exchange-Inbox-Rules-Loop: sent by the mailbox's own rule"
     if _AUTO_SUBJECT_RE.match(parsed.subject):
-        return "out-of-office subject"
+        return "automatic-reply subject"
+    if _TICKET_SUBJECT_RE.match(parsed.subject):
+        return "ticket system acknowledgement"
+    return ""
+
+
+def _plain_text_bounce(msg: Message, parsed: ParsedMail) -> tuple[str, BounceReport] | None:
+    """A bounce without a delivery report: a mail system's sender, and the words MTAs write.
+    The bounced message is found from a returned message part, else a quoted Message-ID."""
+    if not _BOUNCE_SENDER_RE.match(parsed.from_address or ""):
+        return None
+    head = parsed.text[:20_000]
+    wording = f"{parsed.subject}\n{head}"
+    if _DELAY_WORDING_RE.search(parsed.subject) or (
+        _DELAY_WORDING_RE.search(head) and not _BOUNCE_WORDING_RE.search(parsed.subject)
+    ):
+        return "delayed", BounceReport(None, None, None, None)
+    if not _BOUNCE_WORDING_RE.search(wording):
+        return None
+    original_id = _returned_message_id(msg, parsed.defects)
+    if not original_id:
+        quoted = _QUOTED_MSGID_RE.search(parsed.text)
+        original_id = quoted.group(1) if quoted else ""
+    own = {parsed.from_address.lower(), *(a.lower() for a in parsed.to_addresses)}
+    recipient = next(
+        (m.group(0) for m in _ADDRESS_IN_TEXT_RE.finditer(head) if m.group(0).lower() not in own),
+        None,
+    )
+    status_line = _STATUS_LINE_RE.search(head)
+    diagnostic = status_line.group(0) if status_line else parsed.subject
+    return "failed", BounceReport(
+        original_message_id=original_id or None,
+        recipient=_lower_domain(recipient) if recipient else None,
+        status=None,
+        diagnostic=" ".join(diagnostic.split())[:1000] or None,
+    )
+
+
+def _returned_message_id(msg: Message, defects: list[str]) -> str:
+    try:
+        for part in msg.walk():
+            content_type = part.get_content_type()
+            if content_type == "message/rfc822":
+                inner = part.get_payload()
+                inner = inner[0] if isinstance(inner, list) and inner else inner
+                if isinstance(inner, Message):
+                    return _first_msgid(str(inner.get("Message-ID", "")))
+            elif content_type == "text/rfc822-headers":
+                headers = HeaderParser().parsestr(_payload_text(part))
+                return _first_msgid(str(headers.get("Message-ID", "")))
+    except Exception as exc:
+        defects.append(f"unreadable returned message: {exc}")
     return ""
 
 

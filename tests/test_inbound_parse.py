@@ -197,3 +197,169 @@ def test_undecodable_header_bytes_and_nul_become_storable_text():
         assert "\x00" not in text
     assert parsed.from_address == "m@example.com"
     assert parsed.text.strip() == "bodyhere"
+
+
+# Plain-text bounces, written the way each MTA writes them (sender, subject, opening words).
+QMAIL = """From: MAILER-DAEMON@mx.example.net
+To: {to}
+Subject: failure notice
+
+Hi. This is the qmail-send program at mx.example.net.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<gone@example.net>:
+Sorry, no mailbox here by that name. (#5.1.1)
+
+--- Below this line is a copy of the message.
+
+Return-Path: <{to}>
+Message-ID: {original}
+Subject: Your interview
+"""
+EXIM = """From: Mail Delivery System <Mailer-Daemon@smtp.example.org>
+To: {to}
+Subject: Mail delivery failed: returning message to sender
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  gone@example.org
+    SMTP error from remote mail server after RCPT TO:<gone@example.org>:
+    550 5.1.1 User unknown
+
+------ This is a copy of the message, including all the headers. ------
+
+Message-ID: {original}
+"""
+GMAIL = """From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+To: {to}
+Subject: Delivery Status Notification (Failure)
+
+** Address not found **
+
+Your message wasn't delivered to gone@example.com because the address couldn't be found.
+
+The response was:
+550 5.1.1 The email account that you tried to reach does not exist.
+
+----- Original message -----
+> Message-ID: {original}
+"""
+POSTMASTER = """From: postmaster@corp.example
+To: {to}
+Subject: Undeliverable: Your interview
+
+Delivery has failed to these recipients or groups:
+
+gone@corp.example
+The email address you entered couldn't be found.
+
+Original message headers:
+
+Received: from jobs.test.example
+Message-ID: {original}
+Subject: Your interview
+"""
+
+
+@pytest.mark.parametrize(
+    "template", [QMAIL, EXIM, GMAIL, POSTMASTER], ids=["qmail", "exim", "gmail", "exchange"]
+)
+def test_plain_text_bounces_are_bounces_linked_to_the_original(template):
+    original = "<ours-1@jobs.test.example>"
+    raw = template.format(to=TO, original=original).replace("\n", "\r\n").encode()
+    parsed = parse(raw)
+    assert parsed.kind == "bounce", parsed.kind_detail
+    assert parsed.bounce is not None
+    assert parsed.bounce.original_message_id == original
+    assert parsed.thread_ids[0] == original
+    assert parsed.bounce.recipient and parsed.bounce.recipient.startswith("gone@")
+
+
+def test_a_delay_warning_from_the_mail_system_is_automated_not_a_bounce():
+    raw = (
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {TO}\r\n"
+        "Subject: Delayed Mail (still being retried)\r\n\r\n"
+        "This is the mail system at host mx.example.net.\r\n"
+        "Your message could not be delivered for 4.0 hours.\r\n"
+        "It will be retried until it is 5.0 days old.\r\n"
+    ).encode()
+    parsed = parse(raw)
+    assert (parsed.kind, parsed.bounce) == ("auto_reply", None)
+
+
+def test_a_person_writing_about_a_failed_delivery_is_mail():
+    raw = samples.plain_mail(
+        sender="grace@example.com", to=TO, subject="Mail delivery failed?",
+        body="My last email could not be delivered, resending my CV.",
+    )  # fmt: skip
+    assert parse(raw).kind == "mail"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: Your interview",
+        "AutoReply: Your interview",
+        "Auto: Your interview",
+        "Out of Office: Your interview",
+        "Abwesenheitsnotiz: Ihr Gespräch",
+        "Réponse automatique : Votre entretien",
+        "Respuesta automática: Su entrevista",
+        "Risposta automatica: Il colloquio",
+        "Automatisch antwoord: Uw gesprek",
+        "Autosvar: Din intervju",
+        "[rt.example.com #123] AutoReply: Your interview",
+        "[Support] Ticket received - Your interview",
+        "[External] Out of office",
+    ],
+)
+def test_automatic_reply_subjects(subject):
+    raw = samples.plain_mail(sender="a@example.com", to=TO, subject=subject)
+    assert parse(raw).kind == "auto_reply", subject
+
+
+@pytest.mark.parametrize(
+    "subject", ["Re: out of office next week?", "Automobile engineer application", "Autosvarsel"]
+)
+def test_ordinary_subjects_are_mail(subject):
+    raw = samples.plain_mail(sender="a@example.com", to=TO, subject=subject)
+    assert parse(raw).kind == "mail", subject
+
+
+def test_exchange_rule_loop_marks_the_mailboxs_own_answer_but_not_a_redirect():
+    own = samples.plain_mail(
+        sender="hr@corp.example", to=TO, subject="Thanks",
+        extra_headers="X-MS-Exchange-Inbox-Rules-Loop: hr@corp.example\n",
+    )  # fmt: skip
+    redirected = samples.plain_mail(
+        sender="grace@example.com", to=TO,
+        extra_headers="X-MS-Exchange-Inbox-Rules-Loop: hr@corp.example\n",
+    )  # fmt: skip
+    apple = samples.plain_mail(
+        sender="a@icloud.example", to=TO, extra_headers="X-Apple-Action: vacation\n"
+    )
+    assert [parse(m).kind for m in (own, redirected, apple)] == ["auto_reply", "mail", "auto_reply"]
+
+
+def test_read_receipt_and_list_mail():
+    mdn = (
+        f"From: a@example.com\r\nTo: {TO}\r\nSubject: Read: Your interview\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=disposition-notification; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n"
+        "--b\r\nContent-Type: message/disposition-notification\r\n\r\n"
+        "Final-Recipient: rfc822; a@example.com\r\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed\r\n"
+        "--b--\r\n"
+    ).encode()
+    listed = samples.plain_mail(
+        sender="a@example.com",
+        to=TO,
+        extra_headers="Precedence: list\nList-Id: <jobs.lists.example>\n",
+    )
+    read = parse(mdn)
+    assert (read.kind, read.bounce) == ("auto_reply", None)
+    assert parse(listed).kind == "mail"
