@@ -106,6 +106,7 @@ class InboundActivities:
                         size=len(item.content),
                         sha256=item.sha256,
                         content=item.content,
+                        original_sender=item.original_sender,
                     )
                 )
             raw.state = InboundState.ROUTED

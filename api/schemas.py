@@ -140,6 +140,7 @@ class AttachmentPublic(Public):
     filename: str
     content_type: str
     size: int
+    original_sender: str | None = None  # an attached message's author
 
 
 class MessagePublic(Public):

@@ -83,6 +83,7 @@ class ParsedAttachment:
     filename: str
     content_type: str
     content: bytes
+    original_sender: str | None = None  # for an attached message: who wrote it
 
     @property
     def sha256(self) -> str:
@@ -270,7 +271,9 @@ def _unique(items: list[str]) -> list[str]:
 # -- bodies and attachments ---------------------------------------------------------------
 
 
-def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[ParsedAttachment]]:
+def _bodies(
+    msg: Message, defects: list[str], depth: int = 0
+) -> tuple[str, str | None, list[ParsedAttachment]]:
     text: str | None = None
     html: str | None = None
     attachments: list[ParsedAttachment] = []
@@ -287,6 +290,14 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Par
                 if text is None:
                     text = _decode_text(part, defects)
                 continue
+            if content_type == "message/rfc822" and part is not msg:
+                inner = part.get_payload()
+                inner = inner[0] if isinstance(inner, list) and inner else inner
+                if isinstance(inner, Message):
+                    # Forwarded as an attachment, or returned in a bounce. Its own parts (a CV)
+                    # come next in walk() and are listed too.
+                    attachments.append(_attached_message(inner, _filename(part), defects))
+                continue
             if part.is_multipart() or content_type.startswith("message/"):
                 continue  # containers; their leaves come next in walk()
             filename = _filename(part)
@@ -301,6 +312,12 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Par
                 if content_type.startswith("text/"):
                     continue  # alternative bodies beyond the first, delivery-status text
             payload = _payload_bytes(part)
+            if filename.lower().endswith(".eml") and depth < _MAX_NESTING:
+                # A saved message attached as a file: list it as a message, and its files.
+                inner = message_from_bytes(payload, policy=default_policy)
+                attachments.append(_attached_message(inner, filename, defects, payload))
+                attachments.extend(_bodies(inner, defects, depth + 1)[2])
+                continue
             attachments.append(
                 ParsedAttachment(
                     filename=filename or f"attachment-{len(attachments) + 1}",
@@ -313,6 +330,30 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Par
     if text is None:
         text = _html_to_text(html) if html else ""
     return text[:MAX_TEXT_CHARS], html[:MAX_TEXT_CHARS] if html else None, attachments
+
+
+_MAX_NESTING = 3
+
+
+def _attached_message(
+    inner: Message, filename: str, defects: list[str], raw: bytes | None = None
+) -> ParsedAttachment:
+    """An attached message, named by its subject, with its original sender; it downloads as
+    a .eml file."""
+    subject = _header(inner, "Subject", defects)
+    _, sender = _first_address(inner, "From", defects)
+    if raw is None:
+        try:
+            raw = inner.as_bytes()
+        except Exception:
+            raw = inner.as_string().encode("utf-8", "replace")
+    name = "".join(c for c in subject if ord(c) >= 32 and c not in '\\/:*?"<>|\x7f').strip()
+    return ParsedAttachment(
+        filename=f"{name[:200]}.eml" if name else (filename or "forwarded message.eml"),
+        content_type="message/rfc822",
+        content=raw,
+        original_sender=sender or None,
+    )
 
 
 def _filename(part: Message) -> str:

@@ -297,6 +297,7 @@ class Attachment(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    original_sender: str | None = Field(default=None, max_length=320)  # of an attached message
 
 
 class InboundRaw(SQLModel, table=True):

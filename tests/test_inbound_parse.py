@@ -363,3 +363,59 @@ def test_read_receipt_and_list_mail():
     read = parse(mdn)
     assert (read.kind, read.bounce) == ("auto_reply", None)
     assert parse(listed).kind == "mail"
+
+
+def _application(cv: bytes) -> bytes:
+    return (
+        "From: Ada Lovelace <ada@home.example>\r\nTo: hr@corp.example\r\n"
+        "Subject: Application: engineer\r\nMessage-ID: <app-1@home.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="inner"\r\n\r\n'
+        "--inner\r\nContent-Type: text/plain\r\n\r\nPlease find my CV attached.\r\n"
+        "--inner\r\nContent-Type: application/pdf\r\n"
+        'Content-Disposition: attachment; filename="cv.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(cv).decode() + "\r\n"
+        "--inner--\r\n"
+    ).encode()
+
+
+def _forward(attached: bytes, content_type: str, disposition: str) -> bytes:
+    head = (
+        f"From: Bob Recruiter <bob@corp.example>\r\nTo: {TO}\r\nSubject: Fw: Application\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+        "--outer\r\nContent-Type: text/plain\r\n\r\nSee the attached application.\r\n"
+        f"--outer\r\nContent-Type: {content_type}\r\nContent-Disposition: {disposition}\r\n\r\n"
+    ).encode()
+    return head + attached + b"\r\n--outer--\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "disposition"),
+    [
+        ("message/rfc822", "attachment"),  # Outlook's and Gmail's "forward as attachment"
+        ("application/octet-stream", 'attachment; filename="application.eml"'),  # a saved .eml
+    ],
+)
+def test_an_attached_message_and_the_cv_inside_it_are_attachments(content_type, disposition):
+    cv = b"%PDF-1.4 the CV"
+    parsed = parse(_forward(_application(cv), content_type, disposition))
+    by_name = {a.filename: a for a in parsed.attachments}
+    assert set(by_name) == {"Application engineer.eml", "cv.pdf"}  # named by its subject
+    message = by_name["Application engineer.eml"]
+    assert message.content_type == "message/rfc822"
+    assert message.original_sender == "ada@home.example"
+    assert b"Please find my CV attached." in message.content
+    assert parse(message.content).subject == "Application: engineer"  # downloads as a message
+    assert by_name["cv.pdf"].content == cv
+    assert parsed.text.strip() == "See the attached application."
+
+
+def test_the_returned_message_in_a_dsn_is_an_attachment():
+    dsn = samples.dsn_bounce(
+        to=TO, failed_recipient="gone@example.com", original_message_id="<ours@jobs.test.example>"
+    )
+    parsed = parse(dsn.replace(b"text/rfc822-headers", b"message/rfc822"))
+    [returned] = [a for a in parsed.attachments if a.content_type == "message/rfc822"]
+    assert b"<ours@jobs.test.example>" in returned.content
+    assert parsed.bounce is not None
+    assert parsed.bounce.original_message_id == "<ours@jobs.test.example>"

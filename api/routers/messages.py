@@ -51,14 +51,19 @@ def to_public_list(session: Session, messages: list[Message]) -> list[MessagePub
                 col(Attachment.filename),
                 col(Attachment.content_type),
                 col(Attachment.size),
+                col(Attachment.original_sender),
             )
             .where(col(Attachment.message_id).in_(ids))
             .order_by(col(Attachment.filename))
         ).all()
-        for attachment_id, message_id, filename, content_type, size in rows:
+        for attachment_id, message_id, filename, content_type, size, sender in rows:
             by_message[message_id].append(
                 AttachmentPublic(
-                    id=attachment_id, filename=filename, content_type=content_type, size=size
+                    id=attachment_id,
+                    filename=filename,
+                    content_type=content_type,
+                    size=size,
+                    original_sender=sender,
                 )
             )
     public = []
