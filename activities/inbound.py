@@ -146,12 +146,22 @@ class _Router:
             return sent.candidate_id, MatchReason.THREAD, f"reply to {sent.message_id_header}", sent
 
         own = self._own_addresses()
-        senders = [a for a in parsed.sender_addresses if a.lower() not in own]
+        prefix = ""
+        if parsed.forwarded_from and parsed.from_address.lower() in own:
+            # A colleague (or one of the company's own addresses) forwarded a candidate's mail:
+            # route by the author of what was forwarded.
+            prefix = f"forwarded by {parsed.from_address}; original sender {parsed.forwarded_from}"
+            senders = [parsed.forwarded_from]
+        else:
+            parsed.forwarded_from = parsed.forwarded_from_name = ""  # only a colleague forwards
+            senders = [a for a in parsed.sender_addresses if a.lower() not in own]
         for address in senders:
             candidate = self._candidate_by_address(address)
             if candidate is not None:
-                return candidate.id, MatchReason.SENDER, f"sender {address}", sent
-        why = ["no Message-ID we sent in In-Reply-To or References"]
+                detail = f"{prefix}; sender {address}" if prefix else f"sender {address}"
+                return candidate.id, MatchReason.SENDER, detail, sent
+        why = [prefix] if prefix else []
+        why.append("no Message-ID we sent in In-Reply-To or References")
         if senders:
             why.append(
                 f"no candidate with an open (or recently closed) application at "
@@ -254,6 +264,8 @@ def _inbound_message(
         kind=parsed.kind,
         from_address=parsed.from_address[:320],
         from_name=parsed.from_name[:200],
+        forwarded_from=parsed.forwarded_from[:320] or None,
+        forwarded_from_name=parsed.forwarded_from_name[:200] or None,
         to_addresses=parsed.to_addresses[:50] or [raw.recipient],
         subject=parsed.subject,
         text=parsed.text,

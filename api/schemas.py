@@ -155,6 +155,8 @@ class MessagePublic(Public):
     message_id_header: str
     from_address: str
     from_name: str
+    forwarded_from: str | None = None  # a colleague's forward: the original sender
+    forwarded_from_name: str | None = None
     to_addresses: list[str]
     subject: str
     text: str

@@ -126,6 +126,9 @@ class ParsedMail:
     defects: list[str] = field(default_factory=list)
     # A connection test's single-use token (core/round_trip.py): this is our own test message.
     check_token: str | None = None
+    # The author of a message this one forwards (inline or attached), when there is one.
+    forwarded_from: str = ""
+    forwarded_from_name: str = ""
 
 
 def parse(raw: bytes) -> ParsedMail:
@@ -171,7 +174,51 @@ def parse(raw: bytes) -> ParsedMail:
         check_token=find_token(_header(msg, CHECK_HEADER, defects), message_id),
     )
     _classify(msg, parsed)
+    if parsed.kind == "mail":
+        parsed.forwarded_from_name, parsed.forwarded_from = _forwarded_sender(parsed)
     return _cleaned(parsed)
+
+
+# Where a mail client starts a forwarded message in the text, in the common languages:
+# Gmail's, Outlook's and Apple Mail's forward and original-message blocks.
+_FORWARD_MARKER_RE = re.compile(
+    r"^[ \t>*]*(-{2,}\s*(forwarded message|original message|weitergeleitete nachricht|"
+    r"urspr[üu]ngliche nachricht|message transf[ée]r[ée]|message d'origine|mensaje reenviado|"
+    r"mensaje original|messaggio inoltrato|messaggio originale|doorgestuurd bericht|"
+    r"oorspronkelijk bericht|vidarebefordrat meddelande|ursprungligt meddelande|"
+    r"videresendt (melding|meddelelse)|opprinnelig melding|oprindelig meddelelse|"
+    r"mensagem encaminhada|mensagem original)\s*-{2,}|_{20,}|"
+    r"begin forwarded message:|anfang der weitergeleiteten nachricht:|"
+    r"d[ée]but du message r[ée]exp[ée]di[ée]\s*:|inicio del mensaje reenviado:|"
+    r"inizio messaggio inoltrato:|begin doorgestuurd bericht:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FORWARD_FROM_RE = re.compile(
+    r"^[ \t>*]*(from|von|de|da|van|fr[åa]n|fra|od|de la|lähettäjä|feladó|от)[ \t]*\*?[ \t]*:"
+    r"[ \t]*\*?[ \t]*(?P<value>.+)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _forwarded_sender(parsed: ParsedMail) -> tuple[str, str]:
+    """(name, address) of the message this one forwards: an attached message's author, else
+    the From line of the first forward block in the text."""
+    for attachment in parsed.attachments:
+        if attachment.original_sender:
+            return "", attachment.original_sender
+    marker = _FORWARD_MARKER_RE.search(parsed.text[:200_000])
+    if marker is None:
+        return "", ""
+    block = parsed.text[marker.end() : marker.end() + 2000]
+    line = _FORWARD_FROM_RE.search(block)
+    if line is None:
+        return "", ""
+    value = line.group("value").strip().replace("[mailto:", "<").replace("]", ">")
+    address = _ADDRESS_IN_TEXT_RE.search(value)
+    if address is None:
+        return "", ""
+    name = value[: value.find(address.group(0))].strip(" \t<\"'*")
+    return name[:200], _lower_domain(address.group(0))
 
 
 def clean_text(value: str) -> str:
@@ -196,6 +243,8 @@ def _cleaned(parsed: ParsedMail) -> ParsedMail:
         "subject",
         "text",
         "kind_detail",
+        "forwarded_from",
+        "forwarded_from_name",
     ):
         setattr(parsed, name, clean_text(getattr(parsed, name)))
     parsed.html = clean_text(parsed.html) if parsed.html is not None else None

@@ -214,6 +214,9 @@ class Message(SQLModel, table=True):
     status: str = Field(max_length=16, index=True)
     from_address: str = Field(default="", max_length=320)
     from_name: str = Field(default="", max_length=200)
+    # A colleague's forward: the author of the forwarded message, who routing went by.
+    forwarded_from: str | None = Field(default=None, max_length=320)
+    forwarded_from_name: str | None = Field(default=None, max_length=200)
     to_addresses: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     text: str = Field(default="", sa_column=Column(Text, nullable=False))

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
 from core import intake
-from core.models import AuditEvent, Candidate, InboundRaw, Message, utcnow
+from core.models import AuditEvent, Candidate, InboundRaw, Message, User, utcnow
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, eventually, running_stack
@@ -659,3 +659,58 @@ async def test_a_hundred_recipients_are_accepted_and_the_next_is_deferred(
     assert codes[:100] == [b"250"] * 100
     assert codes[100] == b"452", answers[-2]
     assert b"too many recipients" in answers[-2].lower()
+
+
+def _colleague_forward(colleague: str, to: str, original: str, subject: str) -> bytes:
+    """Gmail's inline forward block, as a recruiter's client writes it."""
+    return samples.plain_mail(
+        sender=f"Bob Recruiter <{colleague}>",
+        to=to,
+        subject=f"Fwd: {subject}",
+        body=(
+            "Look at this one.\n\n---------- Forwarded message ---------\n"
+            f"From: {original}\nDate: Mon, 23 Nov 2026 at 10:00\n"
+            f"Subject: {subject}\nTo: {colleague}\n"
+            "\nHello, is the position still open?\n"
+        ),
+    )
+
+
+async def test_a_colleagues_forward_routes_by_the_original_sender(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack = inbound.stack
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        with Session(engine) as session:
+            colleague = session.get(User, tenant.admin_id).email
+        candidate = await stack.candidate(tenant, email="grace@home.example")
+        for original, subject in (
+            ("Grace Hopper <grace@home.example>", "Question"),
+            ("Ada Lovelace <ada@home.example>", "Application"),
+        ):
+            await inbound.deliver(_colleague_forward(colleague, hosted, original, subject), hosted)
+        # Someone outside the company forwarding is routed by their own address, as before.
+        await inbound.deliver(
+            _colleague_forward("stranger@else.example", hosted, "grace@home.example", "Other"),
+            hosted,
+        )
+        await inbound.wait_routed(tenant)
+        [routed] = await inbound.messages(tenant, candidate["id"])
+        unassigned = {m["subject"]: m for m in await inbound.unassigned(tenant)}
+        created = await stack.http.post(
+            f"/v1/messages/{unassigned['Fwd: Application']['id']}/candidate",
+            headers=tenant.headers,
+        )
+
+    assert routed["subject"] == "Fwd: Question"
+    assert routed["match_reason"] == "sender"
+    assert routed["match_detail"].startswith(
+        f"forwarded by {colleague}; original sender grace@home.example"
+    )
+    assert routed["forwarded_from"] == "grace@home.example"
+    assert unassigned["Fwd: Other"]["forwarded_from"] is None
+    assert "original sender ada@home.example" in unassigned["Fwd: Application"]["match_detail"]
+    assert created.status_code == 201, created.text
+    assert (created.json()["name"], created.json()["email"]) == ("Ada Lovelace", "ada@home.example")

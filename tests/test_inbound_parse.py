@@ -419,3 +419,35 @@ def test_the_returned_message_in_a_dsn_is_an_attachment():
     assert b"<ours@jobs.test.example>" in returned.content
     assert parsed.bounce is not None
     assert parsed.bounce.original_message_id == "<ours@jobs.test.example>"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "---------- Forwarded message ---------\nFrom: Ada Lovelace <ada@home.example>\n",  # Gmail
+        "________________________________\nFrom: Ada Lovelace <ada@home.example>\nSent: Monday\n",
+        "-----Original Message-----\nFrom: Ada Lovelace [mailto:ada@home.example]\n",  # Outlook
+        "Begin forwarded message:\n\nFrom: Ada Lovelace <ada@home.example>\n",  # Apple Mail
+        "---------- Weitergeleitete Nachricht ---------\nVon: Ada Lovelace <ada@home.example>\n",
+        "-------- Message transféré --------\nDe : Ada Lovelace <ada@home.example>\n",
+        "---------- Mensaje reenviado ---------\nDe: Ada Lovelace <ada@home.example>\n",
+        "-------- Messaggio inoltrato --------\nDa: Ada Lovelace <ada@home.example>\n",
+        "---------- Doorgestuurd bericht ---------\nVan: Ada Lovelace <ada@home.example>\n",
+    ],
+)
+def test_inline_forward_blocks_name_the_original_sender(block):
+    raw = samples.plain_mail(
+        sender="bob@corp.example", to=TO, subject="Fwd: x", body=f"FYI\n\n{block}"
+    )
+    parsed = parse(raw)
+    assert (parsed.forwarded_from_name, parsed.forwarded_from) == (
+        "Ada Lovelace",
+        "ada@home.example",
+    )
+
+
+def test_a_message_without_a_forward_block_names_no_original_sender():
+    raw = samples.plain_mail(
+        sender="bob@corp.example", to=TO, body="Ask ada@home.example.\nFrom: me@corp.example\n"
+    )
+    assert parse(raw).forwarded_from == ""

@@ -195,7 +195,9 @@ def assign_message(
     message.updated_at = utcnow()
     remembered = None
     if body.remember_address:
-        remembered = _remember(session, user.company_id, candidate, message.from_address)
+        remembered = _remember(
+            session, user.company_id, candidate, message.forwarded_from or message.from_address
+        )
     audit.record(
         session,
         company_id=user.company_id,
@@ -258,7 +260,9 @@ def candidate_from_message(
     message.match_reason = MatchReason.MANUAL
     message.match_detail = f"candidate created from this message by {user.name}"
     message.updated_at = utcnow()
-    remembered = _remember(session, user.company_id, candidate, message.from_address)
+    remembered = _remember(
+        session, user.company_id, candidate, message.forwarded_from or message.from_address
+    )
     audit.record(
         session,
         company_id=user.company_id,
@@ -273,16 +277,18 @@ def candidate_from_message(
 
 
 def _sender_name(message: Message) -> str:
-    """The sender's display name, when a header can carry it back out (it came from outside)."""
+    """The sender's display name, when a header can carry it back out (it came from outside).
+    For a colleague's forward, the original sender's."""
+    name = message.from_name if not message.forwarded_from else message.forwarded_from_name or ""
     try:
-        return check_header_text(message.from_name).strip()
+        return check_header_text(name).strip()
     except ValueError:
         return ""
 
 
 def _sender_address(message: Message) -> str:
     try:
-        return normalize_address(message.from_address)
+        return normalize_address(message.forwarded_from or message.from_address)
     except ValueError:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -1,4 +1,4 @@
-"""attached messages: the original sender of an attached message
+"""attached and forwarded messages: who wrote them
 
 Revision ID: 0007
 Revises: 0006
@@ -25,7 +25,20 @@ def upgrade() -> None:
             )
         )
 
+    with op.batch_alter_table("message") as batch:
+        batch.add_column(
+            sa.Column("forwarded_from", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True)
+        )
+        batch.add_column(
+            sa.Column(
+                "forwarded_from_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True
+            )
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("message") as batch:
+        batch.drop_column("forwarded_from_name")
+        batch.drop_column("forwarded_from")
     with op.batch_alter_table("attachment") as batch:
         batch.drop_column("original_sender")
