@@ -49,10 +49,19 @@ _TICKET_SUBJECT_RE = re.compile(
 )
 # Plain-text bounces: who sends them, and the words the common MTAs write.
 _BOUNCE_SENDER_RE = re.compile(
-    r"^(mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|microsoftexchange[0-9a-f]*)@", re.IGNORECASE
+    r"^(mailer[-_.]?daemon|mail[-_.]?daemon|mdaemon|postmaster|mail[-_.]?delivery[-_.]?system|"
+    r"microsoftexchange[0-9a-f]*)@",
+    re.IGNORECASE,
+)
+_BOUNCE_SENDER_NAME_RE = re.compile(
+    r"^\W*(mail delivery (sub)?system|mail administrator|system administrator|postmaster|"
+    r"mailer[-_ ]?daemon)\b",
+    re.IGNORECASE,
 )
 _BOUNCE_WORDING_RE = re.compile(
     r"undeliver(ed|able)|returned mail|mail delivery (failed|failure|subsystem|system)|"
+    r"mail failure|failed mail|mail failed|permanent delivery failure|not accepted|"
+    r"failed permanently|"
     r"delivery (status notification \(failure\)|has failed|failure|failed)|"
     r"failure notice|could not be delivered|couldn'?t be delivered|wasn'?t delivered|"
     r"was not delivered|unable to deliver|permanent(ly)? (fatal )?(error|failed)|"
@@ -65,7 +74,7 @@ _BOUNCE_WORDING_RE = re.compile(
 _DELAY_WORDING_RE = re.compile(
     r"delivery status notification \(delay\)|delayed mail|still being retried|"
     r"warning: could not send message|delivery delayed|message delayed|will retry|"
-    r"has not yet been delivered|not been delivered yet",
+    r"has not yet been delivered|not been delivered yet|delivery warning|has been postponed",
     re.IGNORECASE,
 )
 _QUOTED_MSGID_RE = re.compile(r"^[> \t]*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
@@ -501,11 +510,13 @@ def _html_to_text(html: str) -> str:
 
 def _classify(msg: Message, parsed: ParsedMail) -> None:
     report = _delivery_report(msg, parsed.defects)
+    if report is not None and not report[0] and not (report[1].status or "").startswith("5"):
+        report = None  # a report that states no outcome: judge it by its words
     if report is None:
         report = _plain_text_bounce(msg, parsed)
     if report is not None:
         action, bounce = report
-        if action == "failed":
+        if action == "failed" or (not action and (bounce.status or "").startswith("5")):
             parsed.kind = "bounce"
             parsed.bounce = bounce
             parsed.kind_detail = bounce.describe()
@@ -550,8 +561,11 @@ def _auto_reply_reason(msg: Message, parsed: ParsedMail) -> str:
 def _plain_text_bounce(msg: Message, parsed: ParsedMail) -> tuple[str, BounceReport] | None:
     """A bounce without a delivery report: a mail system's sender, and the words MTAs write.
     The bounced message is found from a returned message part, else a quoted Message-ID."""
-    if not _BOUNCE_SENDER_RE.match(parsed.from_address or ""):
-        return None
+    if parsed.from_address and not (
+        _BOUNCE_SENDER_RE.match(parsed.from_address)
+        or _BOUNCE_SENDER_NAME_RE.match(parsed.from_name)
+    ):
+        return None  # a person's mail (a mail system writes as one, or from the null sender)
     head = parsed.text[:20_000]
     wording = f"{parsed.subject}\n{head}"
     if _DELAY_WORDING_RE.search(parsed.subject) or (
@@ -623,12 +637,17 @@ def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceRepor
     recipient = recipient.partition(";")[2].strip() if ";" in recipient else recipient.strip()
     diagnostic = fields.get("diagnostic-code", "")
     diagnostic = diagnostic.partition(";")[2].strip() if ";" in diagnostic else diagnostic
-    return fields.get("action", "").lower(), BounceReport(
+    # Some MTAs write "failure", or "failed (bad destination mailbox address)".
+    action = (fields.get("action", "").lower().split() or [""])[0]
+    return _ACTIONS.get(action, action), BounceReport(
         original_message_id=original_id or None,
         recipient=_lower_domain(recipient) if "@" in recipient else None,
         status=fields.get("status") or None,
         diagnostic=" ".join(diagnostic.split())[:1000] or None,
     )
+
+
+_ACTIONS = {"failure": "failed", "fail": "failed"}
 
 
 def _first_failed_recipient(part: Message) -> dict[str, str]:
@@ -647,7 +666,7 @@ def _first_failed_recipient(part: Message) -> dict[str, str]:
             blocks.append({k.lower(): " ".join(str(v).split()) for k, v in headers.items()})
     recipients = [b for b in blocks if "action" in b]
     for block in recipients:
-        if block["action"].lower() == "failed":
+        if block["action"].lower().startswith(("failed", "failure")):
             return block
     return recipients[0] if recipients else {}
 
