@@ -21,6 +21,7 @@ from core.models import AuditEvent, Candidate, InboundRaw, Message, User, utcnow
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, eventually, running_stack
+from tests.test_inbound_parse import application, forward
 from worker.inbound_smtp import InboundSmtpServer
 
 SECRET = "inbound-test-secret-0123456789"
@@ -691,25 +692,39 @@ async def test_a_colleagues_forward_routes_by_the_original_sender(
             ("Ada Lovelace <ada@home.example>", "Application"),
         ):
             await inbound.deliver(_colleague_forward(colleague, hosted, original, subject), hosted)
+        # Forwarded as an attachment, with her CV inside.
+        attached = application(b"%PDF-1.4 Grace's CV", sender="Grace Hopper <grace@home.example>")
+        await inbound.deliver(
+            forward(attached, "message/rfc822", "attachment", colleague=colleague, to=hosted),
+            hosted,
+        )
         # Someone outside the company forwarding is routed by their own address, as before.
         await inbound.deliver(
             _colleague_forward("stranger@else.example", hosted, "grace@home.example", "Other"),
             hosted,
         )
         await inbound.wait_routed(tenant)
-        [routed] = await inbound.messages(tenant, candidate["id"])
+        thread = {m["subject"]: m for m in await inbound.messages(tenant, candidate["id"])}
         unassigned = {m["subject"]: m for m in await inbound.unassigned(tenant)}
         created = await stack.http.post(
             f"/v1/messages/{unassigned['Fwd: Application']['id']}/candidate",
             headers=tenant.headers,
         )
 
-    assert routed["subject"] == "Fwd: Question"
+    assert set(thread) == {"Fwd: Question", "Fw: Application"}
+    routed, attached_forward = thread["Fwd: Question"], thread["Fw: Application"]
     assert routed["match_reason"] == "sender"
     assert routed["match_detail"].startswith(
         f"forwarded by {colleague}; original sender grace@home.example"
     )
     assert routed["forwarded_from"] == "grace@home.example"
+    assert attached_forward["forwarded_from"] == "grace@home.example"
+    assert sorted(
+        (a["filename"], a["original_sender"]) for a in attached_forward["attachments"]
+    ) == [
+        ("Application engineer.eml", "grace@home.example"),
+        ("cv.pdf", None),
+    ]
     assert unassigned["Fwd: Other"]["forwarded_from"] is None
     assert "original sender ada@home.example" in unassigned["Fwd: Application"]["match_detail"]
     assert created.status_code == 201, created.text

@@ -365,9 +365,9 @@ def test_read_receipt_and_list_mail():
     assert parse(listed).kind == "mail"
 
 
-def _application(cv: bytes) -> bytes:
+def application(cv: bytes, sender: str = "Ada Lovelace <ada@home.example>") -> bytes:
     return (
-        "From: Ada Lovelace <ada@home.example>\r\nTo: hr@corp.example\r\n"
+        f"From: {sender}\r\nTo: hr@corp.example\r\n"
         "Subject: Application: engineer\r\nMessage-ID: <app-1@home.example>\r\n"
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="inner"\r\n\r\n'
@@ -379,9 +379,15 @@ def _application(cv: bytes) -> bytes:
     ).encode()
 
 
-def _forward(attached: bytes, content_type: str, disposition: str) -> bytes:
+def forward(
+    attached: bytes,
+    content_type: str,
+    disposition: str,
+    colleague: str = "bob@corp.example",
+    to: str = TO,
+) -> bytes:
     head = (
-        f"From: Bob Recruiter <bob@corp.example>\r\nTo: {TO}\r\nSubject: Fw: Application\r\n"
+        f"From: Bob Recruiter <{colleague}>\r\nTo: {to}\r\nSubject: Fw: Application\r\n"
         'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="outer"\r\n\r\n'
         "--outer\r\nContent-Type: text/plain\r\n\r\nSee the attached application.\r\n"
         f"--outer\r\nContent-Type: {content_type}\r\nContent-Disposition: {disposition}\r\n\r\n"
@@ -398,7 +404,7 @@ def _forward(attached: bytes, content_type: str, disposition: str) -> bytes:
 )
 def test_an_attached_message_and_the_cv_inside_it_are_attachments(content_type, disposition):
     cv = b"%PDF-1.4 the CV"
-    parsed = parse(_forward(_application(cv), content_type, disposition))
+    parsed = parse(forward(application(cv), content_type, disposition))
     by_name = {a.filename: a for a in parsed.attachments}
     assert set(by_name) == {"Application engineer.eml", "cv.pdf"}  # named by its subject
     message = by_name["Application engineer.eml"]
@@ -408,6 +414,7 @@ def test_an_attached_message_and_the_cv_inside_it_are_attachments(content_type, 
     assert parse(message.content).subject == "Application: engineer"  # downloads as a message
     assert by_name["cv.pdf"].content == cv
     assert parsed.text.strip() == "See the attached application."
+    assert parsed.forwarded_from == "ada@home.example"  # a colleague's forward routes by her
 
 
 def test_the_returned_message_in_a_dsn_is_an_attachment():
