@@ -349,9 +349,7 @@ def _bodies(
                     text = _decode_text(part, defects)
                 continue
             if content_type == "message/rfc822" and part is not msg:
-                inner = part.get_payload()
-                inner = inner[0] if isinstance(inner, list) and inner else inner
-                if isinstance(inner, Message):
+                if (inner := _inner_message(part)) is not None:
                     # Forwarded as an attachment, or returned in a bounce. Its own parts (a CV)
                     # come next in walk() and are listed too.
                     attachments.append(_attached_message(inner, _filename(part), defects))
@@ -510,13 +508,11 @@ def _html_to_text(html: str) -> str:
 
 def _classify(msg: Message, parsed: ParsedMail) -> None:
     report = _delivery_report(msg, parsed.defects)
-    if report is not None and not report[0] and not (report[1].status or "").startswith("5"):
-        report = None  # a report that states no outcome: judge it by its words
-    if report is None:
-        report = _plain_text_bounce(msg, parsed)
+    if report is None or not report[0]:
+        report = _plain_text_bounce(msg, parsed)  # no report, or one that states no outcome
     if report is not None:
         action, bounce = report
-        if action == "failed" or (not action and (bounce.status or "").startswith("5")):
+        if action == "failed":
             parsed.kind = "bounce"
             parsed.bounce = bounce
             parsed.kind_detail = bounce.describe()
@@ -593,15 +589,19 @@ def _plain_text_bounce(msg: Message, parsed: ParsedMail) -> tuple[str, BounceRep
     )
 
 
+def _inner_message(part: Message) -> Message | None:
+    """The message a message/rfc822 part carries."""
+    inner = part.get_payload()
+    inner = inner[0] if isinstance(inner, list) and inner else inner
+    return inner if isinstance(inner, Message) else None
+
+
 def _returned_message_id(msg: Message, defects: list[str]) -> str:
     try:
         for part in msg.walk():
             content_type = part.get_content_type()
-            if content_type == "message/rfc822":
-                inner = part.get_payload()
-                inner = inner[0] if isinstance(inner, list) and inner else inner
-                if isinstance(inner, Message):
-                    return _first_msgid(str(inner.get("Message-ID", "")))
+            if content_type == "message/rfc822" and (inner := _inner_message(part)) is not None:
+                return _first_msgid(str(inner.get("Message-ID", "")))
             elif content_type == "text/rfc822-headers":
                 headers = HeaderParser().parsestr(_payload_text(part))
                 return _first_msgid(str(headers.get("Message-ID", "")))
@@ -616,20 +616,10 @@ def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceRepor
             return None
         if str(msg.get_param("report-type") or "").lower() != "delivery-status":
             return None
-        original_id: str | None = None
         fields: dict[str, str] = {}
         for part in msg.walk():
-            content_type = part.get_content_type()
-            if content_type == "message/delivery-status":
+            if part.get_content_type() == "message/delivery-status":
                 fields = fields or _first_failed_recipient(part)
-            elif content_type == "message/rfc822" and original_id is None:
-                inner = part.get_payload()
-                inner = inner[0] if isinstance(inner, list) and inner else inner
-                if isinstance(inner, Message):
-                    original_id = _first_msgid(str(inner.get("Message-ID", "")))
-            elif content_type == "text/rfc822-headers" and original_id is None:
-                headers = HeaderParser().parsestr(_payload_text(part))
-                original_id = _first_msgid(str(headers.get("Message-ID", "")))
     except Exception as exc:
         defects.append(f"unreadable delivery report: {exc}")
         return None
@@ -637,12 +627,15 @@ def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceRepor
     recipient = recipient.partition(";")[2].strip() if ";" in recipient else recipient.strip()
     diagnostic = fields.get("diagnostic-code", "")
     diagnostic = diagnostic.partition(";")[2].strip() if ";" in diagnostic else diagnostic
-    # Some MTAs write "failure", or "failed (bad destination mailbox address)".
+    status = fields.get("status") or None
+    # Some MTAs write "failure", or "failed (bad destination mailbox address)", or no action
+    # at all beside a permanent (5.x.x) status.
     action = (fields.get("action", "").lower().split() or [""])[0]
-    return _ACTIONS.get(action, action), BounceReport(
-        original_message_id=original_id or None,
+    action = _ACTIONS.get(action, action) or ("failed" if (status or "").startswith("5") else "")
+    return action, BounceReport(
+        original_message_id=_returned_message_id(msg, defects) or None,
         recipient=_lower_domain(recipient) if "@" in recipient else None,
-        status=fields.get("status") or None,
+        status=status,
         diagnostic=" ".join(diagnostic.split())[:1000] or None,
     )
 
