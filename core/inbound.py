@@ -68,13 +68,17 @@ _BOUNCE_WORDING_RE = re.compile(
     r"non[- ]?deliver(y|able)|this is the qmail-send program|this is the mail system at|"
     r"message was created automatically by mail delivery software|"
     r"returning message to sender|address not found|user unknown|no such user|"
-    r"recipient address rejected|mailbox unavailable",
+    r"recipient address rejected|mailbox unavailable|"
+    # OpenSMTPD's notices.
+    r"delivery status notification: (error|failed|failure)|"
+    r"error has occurred while attempting to deliver",
     re.IGNORECASE,
 )
 _DELAY_WORDING_RE = re.compile(
     r"delivery status notification \(delay\)|delayed mail|still being retried|"
     r"warning: could not send message|delivery delayed|message delayed|will retry|"
-    r"has not yet been delivered|not been delivered yet|delivery warning|has been postponed",
+    r"has not yet been delivered|not been delivered yet|delivery warning|has been postponed|"
+    r"delivery status notification: (warning|delayed)",
     re.IGNORECASE,
 )
 _QUOTED_MSGID_RE = re.compile(r"^[> \t]*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
