@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: run test lint format bench clean record-histories lock
+.PHONY: run test lint format bench clean record-histories lock fakes
 
 # Install once, from the hashed lock file; reinstall only when it or pyproject.toml changes.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 run: $(STAMP)
 	$(BIN)/recruitmail dev
+
+# The Microsoft and Google fakes, for walking the OAuth journeys in a browser (see the README).
+fakes: $(STAMP)
+	$(BIN)/python -m tests.fakes.serve --require-admin-consent --block-google-app
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)

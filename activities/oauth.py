@@ -1,4 +1,5 @@
-"""Activities of the OAuth setup: issue a sign-in link, redeem the callback.
+"""Activities of the OAuth setup: issue a sign-in link, redeem the callback, email an
+administrator what they need to approve Recruitmail.
 
 Everything secret (the PKCE flow, the callback's code, the tokens) is read from and written to
 the database here, encrypted, and never returned to the workflow.
@@ -15,11 +16,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from activities.send import to_application_error
+from core.audit import record_connection
+from core.consent_mail import consent_request_mail
 from core.db import get_or_fail, session_scope
 from core.errors import ConsentRequiredError, MailError, TransientMailError
-from core.models import Connection, utcnow
-from core.statuses import ExchangeOutcome
-from providers.base import OAuthProvider
+from core.models import Company, Connection, utcnow
+from core.statuses import ConnectionStatus, ExchangeOutcome
+from providers.base import OAuthProvider, Outgoing
+from workflows.consent_request import SEND_CONSENT_REQUEST, ConsentRequestInput
 from workflows.oauth_setup import (
     BEGIN_OAUTH_AUTHORIZATION,
     EXCHANGE_OAUTH_CODE,
@@ -134,6 +139,35 @@ class OAuthActivities:
             connection.updated_at = utcnow()
             session.add(connection)
 
+    @activity.defn(name=SEND_CONSENT_REQUEST)
+    async def send_consent_request(self, input: ConsentRequestInput) -> None:
+        """Compose the request from the stored link or steps and send it as the platform."""
+        with Session(self._engine) as session:
+            connection = get_or_fail(session, Connection, input.connection_id)
+            company = get_or_fail(session, Company, connection.company_id)
+            if connection.setup_state != ConnectionStatus.AWAITING_ADMIN_CONSENT:
+                raise ApplicationError(
+                    "The setup no longer waits for an administrator's approval "
+                    f"({connection.setup_state}); nothing was sent.",
+                    type="NotWaiting",
+                    non_retryable=True,
+                )
+            composed = consent_request_mail(self._settings, connection, company, input.recipient)
+        provider, account = self._accounts.platform()
+        try:
+            await provider.send(account, Outgoing.of(composed))
+        except MailError as err:
+            raise to_application_error(err) from err
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, input.connection_id)
+            record_connection(
+                session, connection, None, "connection.consent_request_sent", to=input.recipient
+            )
+
     @property
     def all(self) -> list:
-        return [self.begin_oauth_authorization, self.exchange_oauth_code]
+        return [
+            self.begin_oauth_authorization,
+            self.exchange_oauth_code,
+            self.send_consent_request,
+        ]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import Engine
 from starlette.datastructures import Headers, MutableHeaders
@@ -16,6 +21,7 @@ from api import errors
 from api.deps import TemporalGateway
 from api.limits import BodyLimit
 from api.metrics import Metrics, RequestMetrics
+from api.pages import STATIC_DIR
 from api.routers import (
     audit,
     bulk,
@@ -29,6 +35,7 @@ from api.routers import (
     mail_settings,
     messages,
     oauth,
+    pages,
 )
 from core.db import make_engine
 from core.logs import new_request_id, request_id_var
@@ -54,6 +61,8 @@ def create_app(
         version="0.1.0",
         description="The email layer of a recruiting platform.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the app's own files, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.effective_database_url)
@@ -72,8 +81,10 @@ def create_app(
         codec,
         audit,
         bulk,
+        pages,
     ):
         app.include_router(module.router)
+    offline_docs(app)
     if settings.is_development:
         app.include_router(dev.router)
     # Request spans, exported only when RECRUITMAIL_OTLP_ENDPOINT is set (core/tracing.py).
@@ -85,6 +96,56 @@ def create_app(
     # Outermost: bodies are bounded before routing, authentication or parsing reads them.
     app.add_middleware(BodyLimit, settings=settings)
     return app
+
+
+# Swagger UI and ReDoc as the fastapi-offline package ships them (kept current by its releases):
+# the docs work on networks that block CDNs, and on air-gapped deployments.
+DOCS_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
+
+
+# Nothing but this origin, even by accident: ReDoc's sidebar would fetch its logo from a CDN.
+DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:"
+    )
+}
+
+
+def offline_docs(app: FastAPI) -> None:
+    app.mount("/static/docs", StaticFiles(directory=DOCS_STATIC_DIR), name="docs-static")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    title = f"{app.title} API"
+
+    async def swagger_ui() -> HTMLResponse:
+        return _with_docs_headers(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title=title,
+                swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                swagger_css_url="/static/docs/swagger-ui.css",
+                swagger_favicon_url="/static/favicon.svg",
+            )
+        )
+
+    async def redoc() -> HTMLResponse:
+        return _with_docs_headers(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title=title,
+                redoc_js_url="/static/docs/redoc.standalone.js",
+                redoc_favicon_url="/static/favicon.svg",
+                with_google_fonts=False,
+            )
+        )
+
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
+
+
+def _with_docs_headers(response: HTMLResponse) -> HTMLResponse:
+    response.headers.update(DOCS_HEADERS)
+    return response
 
 
 class RequestId:

@@ -231,6 +231,9 @@ class ConnectionPublic(BaseModel):
     authorization_url: str | None = None
     admin_consent_url: str | None = None
     admin_instructions: str | None = None
+    # OAuth connections: the setup's page for a person in a browser (where the sign-in lands):
+    # where the setup stands, the consent link to copy or email, the next step.
+    setup_page_url: str | None = None
     created_at: datetime
     tested_at: datetime | None
     activated_at: datetime | None

@@ -88,10 +88,14 @@ class SecretBox:
         # A key of its own, derived from the encryption key, so the two uses never mix.
         return hmac.new(self._by_id[kid], b"recruitmail signed token v1", hashlib.sha256).digest()
 
-    def sign(self, claims: dict[str, Any], ttl_seconds: float) -> str:
-        """A URL-safe token carrying `claims`, signed with the newest key, expiring in ttl."""
+    def sign(
+        self, claims: dict[str, Any], ttl_seconds: float, *, since: float | None = None
+    ) -> str:
+        """A URL-safe token carrying `claims`, signed with the newest key, expiring ttl after
+        `since` (a timestamp; now by default). Fixed claims and `since` give the same token."""
         kid = self.current_kid
-        body = _b64(json.dumps({**claims, "exp": int(time.time() + ttl_seconds)}).encode())
+        expiry = int((time.time() if since is None else since) + ttl_seconds)
+        body = _b64(json.dumps({**claims, "exp": expiry}).encode())
         mac = hmac.new(self._signing_key(kid), f"{kid}.{body}".encode(), hashlib.sha256)
         return f"{kid}.{body}.{_b64(mac.digest())}"
 

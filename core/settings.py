@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = "http://localhost:8000"
+    # The recruiting product's own page for a connection. "Return to Recruitmail" on every
+    # page an admin sees in a browser links here, with ?connection_id=<id>. Empty: the API's
+    # own status page for the connection (/setup/<id>).
+    app_url: str = ""
 
     # The hosted address is {slug}-jobs@{platform_mail_domain}.
     platform_mail_domain: str = "jobs.recruitmail.localhost"
@@ -213,6 +218,13 @@ class Settings(BaseSettings):
             return self.codec_cors_origins
         port = self.temporal_ui_port
         return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+
+    def app_link(self, connection_id: str) -> str | None:
+        """Where "Return to Recruitmail" leads for this connection, when the product is set."""
+        if not self.app_url:
+            return None
+        separator = "&" if "?" in self.app_url else "?"
+        return f"{self.app_url}{separator}{urlencode({'connection_id': connection_id})}"
 
     def admin_consent_redirect_uri(self) -> str:
         return f"{self.public_url.rstrip('/')}/oauth/microsoft/admin-consent"

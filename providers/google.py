@@ -33,14 +33,27 @@ os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 _BLOCKED = {"admin_policy_enforced", "org_internal"}
 
 
+def admin_steps(client_id: str) -> list[str]:
+    """What a Google Workspace administrator does to allow Recruitmail, step by step."""
+    return [
+        "Sign in to the Google Admin console (admin.google.com) as a super administrator.",
+        "Go to Security → Access and data control → API controls.",
+        "Under App access control, open Manage third-party app access, then choose "
+        "Add app → OAuth App Name Or Client ID.",
+        f"Search for the OAuth client ID {client_id}, select Recruitmail, and choose the "
+        "organisational unit that holds the recruiting mailbox (or the whole organisation).",
+        f"Set its access to Trusted. Recruitmail asks for one Gmail scope, {GMAIL_SEND} "
+        "(send email on the mailbox's behalf), plus openid and userinfo.email to confirm "
+        "which mailbox signed in. It cannot read mail.",
+        "Save. The change can take a few minutes to apply; then the person connecting the "
+        "mailbox continues the setup in Recruitmail.",
+    ]
+
+
 def admin_instructions(client_id: str) -> str:
-    return (
-        "Your Google Workspace administrator must allow Recruitmail: Admin console → Security → "
-        "Access and data control → API controls → Manage third-party app access → Configure "
-        f"new app → search for the OAuth client ID {client_id} → Trusted. Then tell Recruitmail "
-        "that access was granted (POST /v1/connections/{id}/admin-consent-granted), or simply "
-        "sign in again with the new link."
-    )
+    """The steps as text, one numbered line each (the pages show them as a list)."""
+    steps = (f"{n}. {step}" for n, step in enumerate(admin_steps(client_id), 1))
+    return "\n".join(["Your Google Workspace administrator must allow Recruitmail:", *steps])
 
 
 class GoogleProvider(OAuthProvider):
@@ -56,8 +69,7 @@ class GoogleProvider(OAuthProvider):
         )
 
     def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
-        instructions = admin_instructions(self.settings.google_client_id)
-        return ConsentHelp(admin_instructions=instructions.replace("{id}", connection_id))
+        return ConsentHelp(admin_instructions=admin_instructions(self.settings.google_client_id))
 
     def _flow(self, state: str | None = None, code_verifier: str | None = None) -> Flow:
         redirect = self.settings.oauth_redirect_uri(self.kind)

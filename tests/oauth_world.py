@@ -45,7 +45,8 @@ class World:
         assert answer.status_code == 302, answer.text
         location = answer.headers["location"]
         assert location.startswith(API + "/"), location
-        return await self.stack.http.get(location.removeprefix(API))
+        # The callback sends the browser on (303) to the setup's page: follow it too.
+        return await self.stack.http.get(location.removeprefix(API), follow_redirects=True)
 
     async def connection(self, tenant: Tenant, connection_id: str) -> dict:
         response = await self.stack.http.get(

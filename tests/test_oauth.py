@@ -87,7 +87,9 @@ async def test_microsoft_admin_consent_wait_then_resume(temporal_client, engine,
         resumed["authorization_url"]
         and resumed["authorization_url"] != created["authorization_url"]
     )
-    assert replayed.status_code == 400  # the consent link's state is spent
+    # A second click on the spent consent link says that consent was given, not an error.
+    assert replayed.status_code == 200 and "Consent was already given" in replayed.text
+    assert resumed["last_error"] is None  # "an administrator must approve" no longer holds
     assert second.status_code == 200
     assert tested["status"] == "tested" and active["status"] == "active"
     assert [s for s in w.microsoft.issued if s in history] == []
@@ -111,11 +113,12 @@ async def test_mismatched_mailbox_and_unticked_scope_fail_with_reasons(
         g_page = await w.browse(g_created["authorization_url"])
         g_failed = await w.wait_status(tenant, g_created["id"], {"failed"})
 
-    assert page.status_code == 400 and "was not connected" in page.text
+    assert page.status_code == 200 and "The mailbox was not connected" in page.text
+    assert "shared.person@contoso.example" in page.text  # the page says why
     assert "shared.person@contoso.example" in failed["last_error"]
     assert "shared mailboxes and other accounts are not supported" in failed["last_error"]
     assert failed["authorization_url"] is None
-    assert g_page.status_code == 400
+    assert g_page.status_code == 200 and "The mailbox was not connected" in g_page.text
     assert "send email on your behalf was not granted" in g_failed["last_error"]
 
 
@@ -150,7 +153,9 @@ async def test_forged_or_replayed_state_changes_nothing(temporal_client, engine,
     assert unchanged["status"] == "awaiting_authorization"
     assert unchanged["authorization_url"] == created["authorization_url"]
     assert page.status_code == 200  # the real sign-in still works after the forgeries
-    assert replay.status_code == 400 and "already used" in replay.text
+    # A replayed (reloaded) genuine callback changes nothing: it shows the setup's page.
+    assert replay.status_code == 303
+    assert replay.headers["location"].startswith(f"{API}/setup/{created['id']}?key=")
     assert tested["status"] == "tested"
 
 
@@ -240,7 +245,10 @@ async def test_google_journey_blocked_app_admin_says_granted_then_send_then_revo
 
     assert params["access_type"] == ["offline"]
     assert params["code_challenge_method"] == ["S256"]
-    assert blocked_page.status_code == 200 and "An administrator must approve" in blocked_page.text
+    assert blocked_page.status_code == 200
+    assert "Blocked by your Google Workspace admin" in blocked_page.text
+    assert w.google.client_id in blocked_page.text and "gmail.send" in blocked_page.text
+    assert "/v1/connections" not in blocked_page.text  # steps for a person, not API calls
     assert w.google.client_id in waiting["admin_instructions"]
     assert "Manage third-party app access" in waiting["admin_instructions"]
     assert granted.status_code == 200, granted.text
@@ -281,7 +289,9 @@ async def test_sign_in_and_consent_waits_expire(temporal_client, engine, tmp_pat
     assert "Nobody signed in within 2 seconds" in idle_end["last_error"]
     assert "No administrator approved Recruitmail within 3 seconds" in consent_end["last_error"]
     assert idle_end["authorization_url"] is None and consent_end["admin_consent_url"] is None
-    assert stale.status_code == 400
+    # The spent link leads to the setup's page, which says that it ended, and why.
+    assert stale.status_code == 200 and "This setup expired" in stale.text
+    assert "Nobody signed in within 2 seconds" in stale.text
     assert leftovers == (None, None, None)
 
 
@@ -341,7 +351,7 @@ async def test_a_callback_that_cannot_reach_temporal_can_be_reloaded(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=API) as down:
             unavailable = await down.get(location.removeprefix(API))
-        reloaded = await w.stack.http.get(location.removeprefix(API))
+        reloaded = await w.stack.http.get(location.removeprefix(API), follow_redirects=True)
         tested = await w.wait_status(tenant, created["id"], {"tested"})
 
     assert unavailable.status_code == 503 and "Reload" in unavailable.text

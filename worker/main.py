@@ -27,6 +27,7 @@ from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
 from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
+from workflows.consent_request import ConsentRequestMailWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.receive_message import ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
@@ -40,6 +41,7 @@ WORKFLOWS = [
     OAuthConnectionSetupWorkflow,
     ReceiveMessageWorkflow,
     BulkSendWorkflow,
+    ConsentRequestMailWorkflow,
 ]
 # Deterministic modules the workflows import, loaded once rather than again for every run in
 # the sandbox (re-creating their dataclasses and enums took a tenth of the worker's time in a

@@ -42,6 +42,9 @@ T = TypeVar("T")
 
 BEGIN_OAUTH_AUTHORIZATION = "begin-oauth-authorization"
 EXCHANGE_OAUTH_CODE = "exchange-oauth-code"
+# Patch: complete-authorization answers once the new state is in the database (runs recorded
+# before it answered as soon as the exchange was done).
+ANSWER_WHEN_RECORDED = "answer-when-recorded"
 
 
 @dataclass
@@ -120,6 +123,7 @@ class OAuthConnectionSetupWorkflow:
         # The provider sent an admin-consent link that calls us back (Microsoft).
         self._consent_link = False
         self._redirect = RedirectLeg(input.connection_id, input.redirect_wait)
+        self._recorded: str | None = None  # the last state written to the database
 
     @workflow.query(name="state")
     def state(self) -> SetupState:
@@ -146,7 +150,12 @@ class OAuthConnectionSetupWorkflow:
     async def complete_authorization(self, input: CallbackInput) -> CallbackOutcome:
         self._callback = input.nonce
         await workflow.wait_condition(lambda: input.nonce in self._outcomes)
-        return self._outcomes[input.nonce]
+        outcome = self._outcomes[input.nonce]
+        if workflow.patched(ANSWER_WHEN_RECORDED):
+            # The browser goes on to the setup's page, which reads the database: answer once
+            # the state after this sign-in is recorded there.
+            await workflow.wait_condition(lambda: self._recorded == outcome.status or self._done)
+        return outcome
 
     @complete_authorization.validator
     def _validate_callback(self, input: CallbackInput) -> None:
@@ -271,6 +280,8 @@ class OAuthConnectionSetupWorkflow:
             if self._consent:  # the administrator approved: the person signs in again
                 self._consent = False
                 awaiting_consent = False
+                # Why consent was needed no longer holds: the next state carries no reason.
+                self._state = SetupState(status=self._state.status)
                 continue
             status = await self._redeem()
             if status == AUTHORIZED:
@@ -422,6 +433,7 @@ class OAuthConnectionSetupWorkflow:
         # Set first: updates arriving while the activity runs already see the new state.
         self._state = SetupState(status=status, last_error=error)
         await record_status(self._input.connection_id, status, error)
+        self._recorded = status
 
 
 # Why a setup cannot be tested or activated yet, and what comes next: by its state.

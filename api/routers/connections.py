@@ -13,13 +13,20 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
+from api.pages import status_page_url
 from api.routers.common import get_owned, start_or_undo
 from api.schemas import ConnectionCreate, ConnectionPublic
 from api.services import connections as service
 from core.db import get_or_fail
 from core.models import Company, Connection, User
 from core.settings import Settings
-from core.statuses import LIVE_STATUSES, SETUP_STATUSES, ConnectionKind, ConnectionStatus
+from core.statuses import (
+    LIVE_STATUSES,
+    OAUTH_KINDS,
+    SETUP_STATUSES,
+    ConnectionKind,
+    ConnectionStatus,
+)
 from workflows.oauth_setup import ConsentInput
 from workflows.setup import ActivateInput
 
@@ -31,7 +38,13 @@ def _hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
 
 
 def _public(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
-    return service.to_public(connection, _hosted(session, settings, connection.company_id))
+    hosted = _hosted(session, settings, connection.company_id)
+    return service.to_public(connection, hosted, _page(settings, connection))
+
+
+def _page(settings: Settings, connection: Connection) -> str | None:
+    """The setup's page in a browser (OAuth connections): what an admin opens or forwards."""
+    return status_page_url(settings, connection) if connection.kind in OAUTH_KINDS else None
 
 
 def _reload(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
@@ -116,7 +129,7 @@ def list_connections(
         .order_by(col(Connection.created_at).desc())
     ).all()
     hosted = _hosted(session, settings, user.company_id)
-    return [service.to_public(c, hosted) for c in rows]
+    return [service.to_public(c, hosted, _page(settings, c)) for c in rows]
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)

@@ -1,71 +1,97 @@
-"""Browser redirect targets of the OAuth setups: the sign-in callback and Microsoft's
-admin-consent redirect. Each answers a short HTML page saying what happened and what is next.
+"""Browser redirect targets of the OAuth setups: the sign-in callback, Microsoft's
+admin-consent redirect, and the "my administrator has allowed it" button of Google's page.
 
 The `state` parameter is signed, bound to one connection, and single-use: its nonce is
-consumed in the database before anything else happens, so a forged or replayed callback gets
-a 400 page and changes nothing. The authorization code is stored encrypted; only the nonce
-travels to the workflow.
+consumed in the database before anything else happens, so a forged state gets an error page
+and changes nothing. A genuine state that was already spent (a reload, the back button, a
+second click on a consent link) leads to where the setup stands now. The authorization code
+is stored encrypted; only the nonce travels to the workflow.
+
+Once the callback is handled, the browser is sent on (303) to the setup's page
+(api/routers/pages.py), which is bound to the setup rather than to the spent state: a reload
+shows the same consent link while the setup waits.
 """
 
 from __future__ import annotations
 
-import html
 import uuid
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import CursorResult, Engine, update
 from sqlmodel import Session, col
 from temporalio.service import RPCError
 
 from api.deps import SettingsDep
+from api.pages import back_link, error_page, render, status_page_url
+from api.routers.pages import CONSENT_FORM, read_form
 from api.services.connections import run_update
+from core.audit import record_connection
 from core.db import get_or_fail
-from core.models import Connection
+from core.models import Company, Connection
 from core.security import secret_box
-from core.statuses import KIND_LABELS, OAUTH_KINDS, ConnectionKind
-from workflows.oauth_setup import CallbackInput, CallbackOutcome, ConsentInput
+from core.statuses import OAUTH_KINDS, SETUP_STATUSES, ConnectionStatus
+from workflows.oauth_setup import CallbackInput, ConsentInput
 
 router = APIRouter(tags=["oauth"])
 
 
-def _page(title: str, paragraphs: list[str], status_code: int = 200) -> HTMLResponse:
-    body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
-        "<body style='font-family:system-ui,sans-serif;max-width:40em;margin:3em auto'>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>",
-        status_code=status_code,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+# What each kind of state is called on a page.
+_LINK_NAMES = {"signin": "sign-in link", "admin-consent": "approval link", CONSENT_FORM: "button"}
+
+
+class Refused(ValueError):
+    """The state is not one we issued for this step and provider."""
+
+
+class Spent(Exception):
+    """A genuine state whose nonce was already used: the setup has moved on."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+
+def _refused(request: Request, purpose: str, reason: str) -> HTMLResponse:
+    return error_page(
+        request,
+        f"This {_LINK_NAMES.get(purpose, 'link')} cannot be used",
+        f"{reason} Nothing was changed.",
+        "Open the setup again from Recruitmail: its connection settings show the link that "
+        "is valid now.",
     )
 
 
-def _refused(reason: str) -> HTMLResponse:
-    return _page(
-        "This link cannot be used",
-        [html.escape(reason), "Nothing was changed. Start again from Recruitmail."],
-        400,
+def _unavailable(request: Request) -> HTMLResponse:
+    return error_page(
+        request,
+        "Please try again in a moment",
+        "Recruitmail is briefly unavailable, so nothing was done yet.",
+        "Reload this page in a moment; the link still works.",
+        status_code=503,
     )
 
 
 def _consume(
     engine, settings, state: str, purpose: str, provider: str, callback: dict | None
 ) -> tuple[Connection, str]:
-    """Verify the state and spend its nonce, storing the callback (encrypted) in the same write."""
+    """Verify the state and spend its nonce, storing the callback (encrypted) in the same write.
+
+    Raises Refused for a state we did not issue for this step, Spent for one already used."""
+    name = _LINK_NAMES.get(purpose, "link")
     box = secret_box(settings)
     try:
         claims = box.verify(state)
         connection_id = uuid.UUID(str(claims["c"]))
     except (ValueError, KeyError) as exc:
-        raise ValueError("This sign-in link is not one Recruitmail issued, or it expired.") from exc
+        raise Refused(f"This {name} is not one Recruitmail issued, or it expired.") from exc
     if claims.get("p") != purpose:
-        raise ValueError("This link was issued for another step of the setup.")
+        raise Refused(f"This {name} was issued for another step of the setup.")
     with Session(engine, expire_on_commit=False) as session:
         connection = session.get(Connection, connection_id)
         if connection is None or connection.kind != provider:
-            raise ValueError("This link does not belong to a setup of this provider.")
+            raise Refused(f"This {name} does not belong to a setup of this provider.")
         values: dict[str, object] = {"oauth_state_nonce": None}
         if callback is not None:
             values["oauth_callback_blob"] = box.seal_json(connection_id, callback)
@@ -78,9 +104,9 @@ def _consume(
             .values(**values)
         )
         session.commit()
-        if cast(CursorResult[Any], spent).rowcount != 1:
-            raise ValueError("This link was already used, or the setup has moved on.")
         session.refresh(connection)
+        if cast(CursorResult[Any], spent).rowcount != 1:
+            raise Spent(connection)
         return connection, str(claims["n"])
 
 
@@ -106,6 +132,33 @@ async def _send(
     )
 
 
+async def _deliver(
+    request: Request, connection: Connection, nonce: str, update_name: str, arg: object
+) -> HTMLResponse | None:
+    """Hand the spent state's step to the setup's run. None when it was delivered; otherwise
+    the page to show. When the run could not be reached, the state is given back, so a reload
+    of the same link works once Recruitmail is back."""
+    try:
+        await _send(request, connection, update_name, arg)
+    except (HTTPException, RPCError) as exc:
+        if isinstance(exc, RPCError) or exc.status_code == 503:
+            await run_in_threadpool(_unspend, request.app.state.engine, connection.id, nonce)
+            return _unavailable(request)
+        return error_page(
+            request,
+            "The setup has moved on",
+            str(exc.detail),
+            "Return to Recruitmail to see where the setup stands.",
+            status_code=409,
+            back=back_link(request.app.state.settings, connection),
+        )
+    return None
+
+
+def _to_setup_page(settings, connection: Connection) -> RedirectResponse:
+    return RedirectResponse(status_page_url(settings, connection), status_code=303)
+
+
 @router.get("/oauth/microsoft/admin-consent", response_class=HTMLResponse)
 async def microsoft_admin_consent(
     request: Request,
@@ -117,75 +170,139 @@ async def microsoft_admin_consent(
 ) -> HTMLResponse:
     """Where Microsoft sends the administrator after the admin-consent page."""
     if error or admin_consent.lower() != "true":
-        return _page(
+        return error_page(
+            request,
             "Consent was not granted",
-            [
-                html.escape(error_description or error or "Microsoft did not confirm consent."),
-                "Nothing was changed; the setup keeps waiting for an administrator.",
-            ],
-            400,
+            error_description or error or "Microsoft did not confirm the consent.",
+            "Nothing was changed: the setup keeps waiting for an administrator, and the same "
+            "approval link still works. Open it again and choose Accept to approve.",
         )
     engine = request.app.state.engine
     try:
-        connection, _ = await run_in_threadpool(
+        connection, nonce = await run_in_threadpool(
             _consume, engine, settings, state, "admin-consent", "microsoft", None
         )
-    except ValueError as exc:
-        return _refused(str(exc))
-    try:
-        await _send(
-            request,
-            connection,
-            "admin-consent-granted",
-            ConsentInput(source="microsoft-admin-consent"),
+    except Refused as exc:
+        return _refused(request, "admin-consent", str(exc))
+    except Spent as spent:
+        return await run_in_threadpool(_consent_spent, request, spent.connection)
+    refused = await _deliver(
+        request,
+        connection,
+        nonce,
+        "admin-consent-granted",
+        ConsentInput(source="microsoft-admin-consent"),
+    )
+    if refused is not None:
+        return refused
+    return await run_in_threadpool(_consent_page, request, connection, "Consent granted")
+
+
+def _company(engine: Engine, connection: Connection) -> Company:
+    with Session(engine) as session:
+        return get_or_fail(session, Company, connection.company_id)
+
+
+def _consent_page(request: Request, connection: Connection, title: str) -> HTMLResponse:
+    company = _company(request.app.state.engine, connection)
+    return render(
+        request,
+        "message.html",
+        title=title,
+        tone="ok",
+        lead=(
+            f"Thank you. Recruitmail may now send {company.name}'s candidate email from "
+            f"{connection.custom_address}."
+        ),
+        next_step=(
+            "Nothing more is needed from you. The person connecting the mailbox signs in once "
+            "more from Recruitmail's setup page to finish; the test then runs by itself."
+        ),
+        back=back_link(request.app.state.settings, connection),
+    )
+
+
+def _consent_spent(request: Request, connection: Connection) -> HTMLResponse:
+    """A second click on the approval link: say whether consent was given, and what is next."""
+    state = connection.setup_state or connection.status
+    if state == ConnectionStatus.AWAITING_ADMIN_CONSENT:
+        return _refused(
+            request, "admin-consent", "A newer approval link replaced this one for the setup."
         )
-    except HTTPException as exc:
-        return _refused(str(exc.detail))
-    return _page(
-        "Consent granted",
-        [
-            f"Thank you. Recruitmail may now send from {html.escape(connection.custom_address)}.",
-            "The person who was connecting the mailbox can now sign in again from Recruitmail "
-            "to finish the setup.",
-        ],
+    if state in SETUP_STATUSES or state == ConnectionStatus.ACTIVE:
+        return _consent_page(request, connection, "Consent was already given")
+    return error_page(
+        request,
+        "This setup has ended",
+        connection.last_error or f"The setup of {connection.custom_address} is {state}.",
+        "Nothing was changed. Start a new connection from Recruitmail if the mailbox should "
+        "still be connected.",
+        status_code=410,
+        back=back_link(request.app.state.settings, connection),
     )
 
 
 @router.get("/oauth/{provider}/callback", response_class=HTMLResponse)
 async def oauth_callback(
     provider: str, request: Request, settings: SettingsDep, state: Annotated[str, Query()] = ""
-) -> HTMLResponse:
-    """Where the provider sends the browser after sign-in, with a code or an error."""
+) -> Response:
+    """Where the provider sends the browser after sign-in, with a code or an error. Once the
+    setup has the answer, the browser goes on to the setup's page."""
     if provider not in OAUTH_KINDS:
-        return _refused(f"Unknown provider {provider!r}.")
+        return _refused(request, "signin", f"Unknown provider {provider!r}.")
     query = dict(request.query_params.items())
     engine = request.app.state.engine
     try:
         connection, nonce = await run_in_threadpool(
             _consume, engine, settings, state, "signin", provider, query
         )
-    except ValueError as exc:
-        return _refused(str(exc))
+    except Refused as exc:
+        return _refused(request, "signin", str(exc))
+    except Spent as spent:  # a reload or the back button: show where the setup stands
+        return _to_setup_page(settings, spent.connection)
+    refused = await _deliver(
+        request, connection, nonce, "complete-authorization", CallbackInput(nonce=nonce)
+    )
+    return refused or _to_setup_page(settings, connection)
+
+
+@router.post("/setup/{connection_id}/consent-granted", response_class=HTMLResponse)
+async def consent_granted_button(
+    request: Request, connection_id: uuid.UUID, settings: SettingsDep
+) -> Response:
+    """Google's page: the requesting admin says the Workspace admin has allowed the app. The
+    same operation as POST /v1/connections/{id}/admin-consent-granted, authorised by the
+    single-use token in the page; then on to a new sign-in."""
+    form = await read_form(request)
+    engine = request.app.state.engine
     try:
-        outcome = await _send(
-            request,
-            connection,
-            "complete-authorization",
-            CallbackInput(nonce=nonce),
-            result_type=CallbackOutcome,
+        connection, nonce = await run_in_threadpool(
+            _consume, engine, settings, form.get("token", ""), CONSENT_FORM, "google", None
         )
-    except (HTTPException, RPCError) as exc:
-        if isinstance(exc, RPCError) or exc.status_code == 503:
-            # Never delivered (Temporal unreachable): give the link back, so a reload works.
-            await run_in_threadpool(_unspend, engine, connection.id, nonce)
-            return _page(
-                "Please try again",
-                ["Recruitmail is briefly unavailable. Reload this page in a moment."],
-                503,
-            )
-        return _refused(str(exc.detail))
-    connection = await run_in_threadpool(_fresh, engine, connection.id)
-    return outcome_page(connection, cast(CallbackOutcome, outcome))
+        if connection.id != connection_id:
+            raise Refused("This button belongs to another setup.")
+    except Refused as exc:
+        return _refused(request, CONSENT_FORM, str(exc))
+    except Spent as spent:  # a second click: the setup went on already
+        return _to_setup_page(settings, spent.connection)
+    refused = await _deliver(
+        request, connection, nonce, "admin-consent-granted", ConsentInput(source="admin-page")
+    )
+    if refused is not None:
+        return refused
+    await run_in_threadpool(_audit_consent, engine, connection)
+    fresh = await run_in_threadpool(_fresh, engine, connection.id)
+    if fresh.setup_state == ConnectionStatus.AWAITING_AUTHORIZATION and fresh.authorization_url:
+        return RedirectResponse(fresh.authorization_url, status_code=303)
+    return _to_setup_page(settings, connection)
+
+
+def _audit_consent(engine: Engine, connection: Connection) -> None:
+    with Session(engine) as session:
+        record_connection(
+            session, connection, None, "connection.admin_consent_granted", source="admin-page"
+        )
+        session.commit()
 
 
 def _unspend(engine, connection_id: uuid.UUID, nonce: str) -> None:
@@ -201,38 +318,3 @@ def _unspend(engine, connection_id: uuid.UUID, nonce: str) -> None:
 def _fresh(engine: Engine, connection_id: uuid.UUID) -> Connection:
     with Session(engine, expire_on_commit=False) as session:
         return get_or_fail(session, Connection, connection_id)
-
-
-def outcome_page(connection: Connection, outcome: CallbackOutcome) -> HTMLResponse:
-    label = KIND_LABELS[ConnectionKind(connection.kind)]
-    address = html.escape(connection.custom_address)
-    if outcome.status in ("authorized", "tested", "test_failed"):
-        return _page(
-            "Mailbox connected",
-            [
-                f"Signed in to {label} as {html.escape(outcome.mailbox or address)}.",
-                "Return to Recruitmail to check the test result and activate the connection.",
-            ],
-        )
-    if outcome.status == "awaiting_admin_consent":
-        paragraphs = [html.escape(outcome.error or "An administrator must approve Recruitmail.")]
-        if connection.admin_consent_url:
-            link = html.escape(connection.admin_consent_url, quote=True)
-            paragraphs.append(
-                "Forward this link to an administrator of your organisation; the setup waits "
-                f'until they approve: <a href="{link}">{link}</a>'
-            )
-        if connection.admin_instructions:
-            paragraphs.append(html.escape(connection.admin_instructions))
-        return _page("An administrator must approve", paragraphs)
-    if outcome.status == "awaiting_authorization":
-        return _page(
-            "Please sign in again",
-            [html.escape(outcome.error or "The sign-in did not complete.")],
-            400,
-        )
-    return _page(
-        "The mailbox was not connected",
-        [html.escape(outcome.error or "The sign-in failed.")],
-        400,
-    )

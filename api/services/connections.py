@@ -58,7 +58,9 @@ REPLACE_LIVE = (
 )
 
 
-def to_public(connection: Connection, hosted: str) -> ConnectionPublic:
+def to_public(
+    connection: Connection, hosted: str, setup_page_url: str | None = None
+) -> ConnectionPublic:
     smtp = None
     if connection.kind == ConnectionKind.SMTP:
         smtp = SmtpPublic(
@@ -78,6 +80,7 @@ def to_public(connection: Connection, hosted: str) -> ConnectionPublic:
         authorization_url=connection.authorization_url,
         admin_consent_url=connection.admin_consent_url,
         admin_instructions=connection.admin_instructions,
+        setup_page_url=setup_page_url,
         steps=[ConnectionStep(**step) for step in connection.steps],
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,

@@ -404,6 +404,12 @@ class GoogleFake(_Server):
                     scopes,
                 )
             return _redirect(q["redirect_uri"], {"code": code, "state": q["state"]})
+        if path == "/admin/allow-app":
+            # A stand-in for the Workspace Admin console's "Trusted" switch, for walking the
+            # blocked journey by hand (tests/fakes/serve.py).
+            self.controls.block_app = False
+            page = b"<!doctype html><title>Allowed</title><p>The fake Workspace now trusts the app."
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, page
         if path == "/token":
             return self._token(_form(body), headers)
         if path == "/gmail/v1/users/me/messages/send":

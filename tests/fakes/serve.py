@@ -1,10 +1,12 @@
 """Run the Microsoft and Google fakes by hand, to walk the OAuth journeys with `make run`.
 
-    .venv/bin/python -m tests.fakes.serve [--require-admin-consent] [--block-google-app]
+    make fakes   # the fakes with admin consent required and the Google app blocked
 
-It prints the RECRUITMAIL_* settings that point the stack at the fakes; start `make run` with
-them in the environment. The fakes sign in whoever the authorization URL hints (the custom
-address) and serve HTTPS with a throwaway CA, which RECRUITMAIL_CA_BUNDLE makes trusted.
+It writes the RECRUITMAIL_* settings that point the stack at the fakes to .recruitmail/fakes.env
+(and prints them); start the stack with them: `set -a; . .recruitmail/fakes.env; make run`. The
+fakes sign in whoever the authorization URL hints (the custom address) and serve HTTPS with a
+throwaway CA, which RECRUITMAIL_CA_BUNDLE makes trusted by the stack; a browser warns about it
+once per fake (or start Chromium with --ignore-certificate-errors).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from tests.fakes.oauth import GoogleFake, MicrosoftFake
 from tests.fakes.tls import TestCA
 
+ENV_FILE = Path(".recruitmail") / "fakes.env"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -28,13 +32,14 @@ def main() -> None:
         microsoft.controls.require_admin_consent = args.require_admin_consent
         google.controls.block_app = args.block_google_app
         settings = {**microsoft.settings(), **google.settings(), "ca_bundle": ca.ca_pem}
-        print("# Microsoft and Google fakes are running. Start the stack with:")
-        for key, value in settings.items():
-            print(f"export RECRUITMAIL_{key.upper()}='{value}'")
-        print("make run")
-        print("# Follow a provider link as a browser would (the fake answers with a redirect):")
-        print(f"#   curl -s --cacert {ca.ca_pem} -o /dev/null -w '%{{redirect_url}}' \"$URL\"")
-        print("# then open (or curl) the printed http://localhost:8000/oauth/… address.")
+        lines = [f"RECRUITMAIL_{key.upper()}='{value}'" for key, value in settings.items()]
+        ENV_FILE.parent.mkdir(mode=0o700, exist_ok=True)
+        ENV_FILE.write_text("\n".join(lines) + "\n")
+        print("# Microsoft and Google fakes are running (Ctrl-C stops them). Their settings:")
+        print("\n".join(lines))
+        print(f"# In another terminal: set -a; . {ENV_FILE}; make run")
+        print("# Microsoft: the admin-consent link on the setup page approves at once.")
+        print(f"# Google: the app is blocked until {google.url}/admin/allow-app is opened.")
         threading.Event().wait()
 
 

@@ -1,0 +1,58 @@
+"""ConsentRequestMail: email what an administrator needs to approve Recruitmail (Microsoft's
+admin-consent link, or Google Workspace's steps) to an address the person connecting typed.
+
+The run carries ids and the typed address only; the activity loads the link and composes the
+mail, so neither the link's state nor the text enters history. It goes out through the
+platform transport, retried while the transport says "try later", and ends `sent` or `failed`
+with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policies
+
+SEND_CONSENT_REQUEST = "send-consent-request"
+
+
+@dataclass
+class ConsentRequestInput:
+    connection_id: str
+    company_id: str
+    recipient: str
+
+
+@dataclass
+class ConsentRequestResult:
+    sent: bool
+    error: str | None = None
+
+
+@workflow.defn(name="consent-request-mail")
+class ConsentRequestMailWorkflow:
+    @workflow.run
+    async def run(self, input: ConsentRequestInput) -> ConsentRequestResult:
+        try:
+            await workflow.execute_activity(
+                SEND_CONSENT_REQUEST,
+                input,
+                start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+                # The admin waits on the page for a few seconds; after an hour of "try later"
+                # the request is stale: the page says so and the link can still be copied.
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=policies.delivery_retry(timedelta(seconds=2), timedelta(minutes=5)),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            reason = (
+                cause.message
+                if isinstance(cause, ApplicationError)
+                else "The platform's mail transport did not accept it within an hour."
+            )
+            return ConsentRequestResult(sent=False, error=reason)
+        return ConsentRequestResult(sent=True)
