@@ -143,26 +143,39 @@ class OAuthActivities:
     async def send_consent_request(self, input: ConsentRequestInput) -> None:
         """Compose the request from the stored link or steps and send it as the platform."""
         with Session(self._engine) as session:
-            connection = get_or_fail(session, Connection, input.connection_id)
-            company = get_or_fail(session, Company, connection.company_id)
-            if connection.setup_state != ConnectionStatus.AWAITING_ADMIN_CONSENT:
+            connection = session.get(Connection, uuid.UUID(input.connection_id))
+            state = connection.setup_state if connection else "deleted"
+            if connection is None or state != ConnectionStatus.AWAITING_ADMIN_CONSENT:
                 raise ApplicationError(
                     "The setup no longer waits for an administrator's approval "
-                    f"({connection.setup_state}); nothing was sent.",
+                    f"({state}); nothing was sent.",
                     type="NotWaiting",
                     non_retryable=True,
                 )
-            composed = consent_request_mail(self._settings, connection, company, input.recipient)
+            company = get_or_fail(session, Company, connection.company_id)
+            try:
+                composed = consent_request_mail(
+                    self._settings, connection, company, input.recipient
+                )
+            except ValueError as err:  # no retry can compose it
+                raise ApplicationError(
+                    f"The message could not be composed: {err}",
+                    type="ComposeError",
+                    non_retryable=True,
+                ) from err
         provider, account = self._accounts.platform()
         try:
             await provider.send(account, Outgoing.of(composed))
         except MailError as err:
             raise to_application_error(err) from err
         with session_scope(self._engine) as session:
-            connection = get_or_fail(session, Connection, input.connection_id)
-            record_connection(
-                session, connection, None, "connection.consent_request_sent", to=input.recipient
-            )
+            # The mail went out: a connection deleted meanwhile must not make a retry send it
+            # again, so its audit line is skipped rather than failed.
+            sent_for = session.get(Connection, uuid.UUID(input.connection_id))
+            if sent_for is not None:
+                record_connection(
+                    session, sent_for, None, "connection.consent_request_sent", to=input.recipient
+                )
 
     @property
     def all(self) -> list:

@@ -8,6 +8,7 @@ forwarded link keeps working while the setup waits.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC
 from pathlib import Path
@@ -67,17 +68,24 @@ def error_page(
     )
 
 
-def _ttl(settings: Settings) -> float:
+def _window(settings: Settings) -> float:
     # As long as any setup can wait for a sign-in, an administrator and an activation.
     longest = settings.oauth_signin_wait + settings.oauth_admin_consent_wait
     return longest.total_seconds() + 8 * 86400
 
 
 def page_key(settings: Settings, connection: Connection) -> str:
-    """The same key for a connection every time: its page has one stable address."""
-    since = connection.created_at.replace(tzinfo=connection.created_at.tzinfo or UTC)
+    """The same key for a connection all through a setup, so its page has one stable address.
+
+    Keys are issued per window (the longest a setup can wait), counted from the connection's
+    creation, and each is valid for two windows: a key is good for at least one whole setup
+    after it is issued, a reconnect months later included."""
+    window = _window(settings)
+    created = connection.created_at.replace(tzinfo=connection.created_at.tzinfo or UTC)
+    start = created.timestamp()
+    since = start + ((max(0.0, time.time() - start)) // window) * window
     claims = {"c": str(connection.id), "p": PAGE_PURPOSE}
-    return secret_box(settings).sign(claims, _ttl(settings), since=since.timestamp())
+    return secret_box(settings).sign(claims, 2 * window, since=since)
 
 
 def page_key_valid(settings: Settings, connection_id: uuid.UUID, key: str) -> bool:

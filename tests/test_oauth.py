@@ -191,7 +191,8 @@ async def test_microsoft_refresh_tokens_are_saved_revocation_needs_reauth_then_r
     assert again.status_code == 202, again.text
     assert again.json()["status"] == "needs_reauth"  # still the sender: no silent fallback
     assert again.json()["setup_state"] == "awaiting_authorization"
-    assert page.status_code == 200
+    # The reconnect's own progress, not the live connection's "needs a new sign-in".
+    assert page.status_code == 200 and "Mailbox connected" in page.text
     assert restored["status"] == "active"
     assert after["status"] == "sent"
     assert len(w.microsoft.deliveries) == 3

@@ -9,6 +9,7 @@ labelled fields, AA contrast, a visible focus ring) and photographed into docs/s
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
@@ -275,3 +276,27 @@ async def test_setup_page_needs_its_key_and_shows_no_other_tenants_setup(
     assert own.headers["referrer-policy"] == "no-referrer"
     assert "default-src 'self'" in own.headers["content-security-policy"]
     assert len(w.platform.received) == 0
+
+
+def test_a_setup_page_key_is_stable_and_outlives_a_late_reconnect(tmp_path):
+    from datetime import timedelta
+
+    from api.pages import _window, page_key, page_key_valid
+    from core.models import Connection, utcnow
+    from tests.helpers import test_settings
+
+    settings = test_settings(tmp_path)
+    fresh = Connection(company_id=uuid.uuid4(), kind="google", custom_address="a@example.com")
+    window = timedelta(seconds=_window(settings))
+    # Reconnected long after creation: two and a half windows old.
+    old = Connection(
+        company_id=uuid.uuid4(),
+        kind="google",
+        custom_address="b@example.com",
+        created_at=utcnow() - 2.5 * window,
+    )
+
+    assert page_key(settings, fresh) == page_key(settings, fresh)
+    assert page_key_valid(settings, fresh.id, page_key(settings, fresh))
+    assert page_key_valid(settings, old.id, page_key(settings, old))
+    assert not page_key_valid(settings, fresh.id, page_key(settings, old))

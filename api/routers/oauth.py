@@ -279,7 +279,8 @@ async def consent_granted_button(
         connection, nonce = await run_in_threadpool(
             _consume, engine, settings, form.get("token", ""), CONSENT_FORM, "google", None
         )
-        if connection.id != connection_id:
+        if connection.id != connection_id:  # give the other setup its token back
+            await run_in_threadpool(_unspend, engine, connection.id, nonce)
             raise Refused("This button belongs to another setup.")
     except Refused as exc:
         return _refused(request, CONSENT_FORM, str(exc))

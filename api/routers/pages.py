@@ -28,7 +28,13 @@ from core.mail import normalize_address
 from core.models import AuditEvent, Company, Connection
 from core.security import secret_box
 from core.settings import Settings
-from core.statuses import KIND_LABELS, OAUTH_KINDS, ConnectionKind, ConnectionStatus
+from core.statuses import (
+    KIND_LABELS,
+    OAUTH_KINDS,
+    SETUP_STATUSES,
+    ConnectionKind,
+    ConnectionStatus,
+)
 from workflows.client import start_run
 from workflows.consent_request import (
     ConsentRequestInput,
@@ -88,12 +94,18 @@ class SetupView:
     checks: list[dict[str, Any]] = field(default_factory=list)
 
 
+def shown_state(connection: Connection) -> str:
+    """A setup under way speaks for the connection (a reconnect of a live one included);
+    otherwise its status does."""
+    if connection.setup_state in SETUP_STATUSES:
+        return connection.setup_state
+    return connection.status
+
+
 def setup_view(settings: Settings, connection: Connection, company: Company) -> SetupView:
     label = KIND_LABELS[ConnectionKind(connection.kind)]
     address = connection.custom_address
-    state = connection.setup_state or connection.status
-    if connection.status in (S.ACTIVE, S.NEEDS_REAUTH, S.DISABLED):
-        state = connection.status
+    state = shown_state(connection)
     checks = list(connection.steps or [])
     if state == S.AWAITING_AUTHORIZATION:
         return SetupView(
@@ -163,14 +175,14 @@ def setup_view(settings: Settings, connection: Connection, company: Company) -> 
             "Return to Recruitmail and choose Reconnect for this mailbox.",
             reason=connection.last_error,
         )
-    ended = {
+    ended: dict[str, str] = {
         S.FAILED: "The mailbox was not connected",
         S.EXPIRED: "This setup expired",
         S.CANCELLED: "This setup was cancelled",
         S.DISABLED: "This connection is no longer used",
     }
     return SetupView(
-        ended.get(ConnectionStatus(state), f"This setup is {state}"),
+        ended.get(state, f"This setup is {state}"),
         "error" if state == S.FAILED else "warn",
         f"Nothing is sent from {address} through this connection.",
         "Return to Recruitmail and connect the mailbox again to start a new setup.",
@@ -269,7 +281,7 @@ async def _setup_page(
         connection=connection,
         company=company,
         provider=KIND_LABELS[ConnectionKind(connection.kind)],
-        status_label=(connection.setup_state or connection.status).replace("_", " "),
+        status_label=shown_state(connection).replace("_", " "),
         key=key,
         notice=shown,
         email_value=email_value,
