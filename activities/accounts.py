@@ -55,6 +55,7 @@ class Accounts:
             server=server,
             save_secret=lambda secret: self.save_secret(connection_id, secret),
             connection_id=connection_id,
+            mailbox=connection.display_mailbox or "",
         )
 
     def save_secret(self, connection_id: str, secret: Secret) -> None:

@@ -81,6 +81,7 @@ class _Pending(NamedTuple):
     connection_id: uuid.UUID | None
     envelope_from: str
     envelope_to: list[str]
+    company_id: str
 
 
 @dataclass
@@ -246,7 +247,13 @@ class BulkActivities:
         self, mailbox: _Mailbox, message: _Pending, index: int
     ) -> tuple[str, str] | float:
         """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
-        mail = Outgoing(message.raw, message.envelope_from, message.envelope_to, str(message.id))
+        mail = Outgoing(
+            message.raw,
+            message.envelope_from,
+            message.envelope_to,
+            str(message.id),
+            message.company_id,
+        )
         tries = 0
         while True:
             if mailbox.rate.limited:
@@ -305,8 +312,9 @@ class BulkActivities:
                 )
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
+        company_id = str(job.company_id)
         pending = [
-            _Pending(mid, raw, transport or "platform", connection_id, sender, list(to))
+            _Pending(mid, raw, transport or "platform", connection_id, sender, list(to), company_id)
             for mid, raw, transport, connection_id, sender, to in rows
         ]
         return job.cancel_requested, pending

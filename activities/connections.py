@@ -13,11 +13,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
-from core import round_trip
+from core import ownership, round_trip
 from core.audit import record_connection
 from core.db import get_or_fail, session_scope
 from core.errors import MailError
 from core.models import Company, Connection, utcnow
+from core.settings import Settings
 from core.statuses import (
     LIVE_STATUSES,
     SETUP_STATUSES,
@@ -25,7 +26,8 @@ from core.statuses import (
     RedirectStatus,
     StepStatus,
 )
-from providers.base import Account, MailProvider, Outgoing, Step
+from providers import exchanger
+from providers.base import Account, MailProvider, Outgoing, Step, Verification
 from workflows.setup import (
     ACTIVATE_CONNECTION,
     RECORD_REDIRECT_NOT_SEEN,
@@ -55,8 +57,30 @@ class _Subject:
 
     kind: str
     account: Account
+    company_id: str
     company_name: str
     hosted: str
+    refusal: str | None  # why this address cannot be connected by this company at all
+
+
+def _refusal(session: Session, settings: Settings, connection: Connection) -> str | None:
+    """A hosted address is never a custom address, and an address another company proved is
+    not this company's to test or activate."""
+    if ownership.is_hosted_domain(settings, connection.custom_address):
+        return ownership.hosted_refusal(connection.custom_address)
+    if ownership.held_by_another(session, connection.custom_address, connection.company_id):
+        return (
+            f"{connection.custom_address} is connected to another Recruitmail account, which "
+            "proved it owns the address. It cannot be connected here until that account lets "
+            "it go."
+        )
+    return None
+
+
+def _via(found: exchanger.Routing) -> str:
+    if not found.exchangers:
+        return "through the platform's mail transport"
+    return f"to its mail exchanger {found.exchangers[0].label}"
 
 
 def _minutes(input: TestInput | RedirectInput) -> int:
@@ -79,19 +103,27 @@ class ConnectionActivities:
 
     @activity.defn(name=TEST_CONNECTION)
     async def test_connection(self, input: TestInput) -> VerificationResult:
-        """The provider's verification steps, then the send leg: a test message from the
-        custom address to itself, carrying a new single-use token. The redirect leg is the
-        workflow's to wait for; the inbound path recognises the message by its token."""
+        """The provider's verification steps, then the round trip's two legs: a test message
+        through the connection (the send leg), and the platform's check message to the
+        address's mail exchanger (the redirect leg), which the workflow waits to see come
+        back."""
         subject = await asyncio.to_thread(self._load, input.connection_id)
         provider = self._accounts.provider(subject.kind)
-        result = await provider.verify(subject.account)
+        if subject.refusal:
+            steps = [Step("address", StepStatus.FAILED, subject.refusal)]
+            result = Verification(ok=False, steps=steps, error=subject.refusal)
+        else:
+            result = await provider.verify(subject.account)
         steps = list(result.steps)
         error = result.error
         if result.ok:
-            send, redirect = await self._send_leg(input, provider, subject)
-            steps += [send, redirect]
-            if send.status != StepStatus.OK:
+            send = await self._send_leg(provider, subject)
+            steps.append(send)
+            if send.status == StepStatus.OK:
+                steps.append(await self._redirect_leg(input, subject))
+            else:
                 error = send.detail
+                steps.append(Step(REDIRECT, StepStatus.SKIPPED, "Not tried: sending failed."))
         else:
             steps.append(Step(SEND, StepStatus.SKIPPED, "Not tried: an earlier step failed."))
         ok = error is None
@@ -122,47 +154,81 @@ class ConnectionActivities:
             return _Subject(
                 kind=connection.kind,
                 account=self._accounts.account(connection),
+                company_id=str(company.id),
                 company_name=company.name,
                 hosted=self._settings.hosted_address(company.slug),
+                refusal=_refusal(session, self._settings, connection),
             )
 
-    async def _send_leg(
-        self, input: TestInput, provider: MailProvider, subject: _Subject
-    ) -> tuple[Step, Step]:
+    async def _send_leg(self, provider: MailProvider, subject: _Subject) -> Step:
+        """A test message through the connection, from the custom address to itself. It
+        proves sending; it carries no token, since it travels through a server the company
+        chose."""
         address = subject.account.address
-        token = round_trip.new_token()
-        composed = round_trip.compose_check(
+        composed = round_trip.compose_send_test(
             address=address,
             name=subject.company_name,
             hosted=subject.hosted,
+            domain=self._settings.platform_mail_domain,
+            now=utcnow(),
+        )
+        try:
+            answer = await provider.send(
+                subject.account, Outgoing.of(composed, "send-test", subject.company_id)
+            )
+        except MailError as err:
+            detail = provider.explain_send_failure(err, address, subject.account.mailbox)
+            return Step(SEND, StepStatus.FAILED, detail)
+        said = f" (the server said: {' '.join(answer.split())[:160]})." if answer else "."
+        return Step(
+            SEND,
+            StepStatus.OK,
+            f"A test message went from {address} to {address} through the connection{said}",
+        )
+
+    async def _redirect_leg(self, input: TestInput, subject: _Subject) -> Step:
+        """The platform's check message, with a new single-use token, to the custom address's
+        mail exchanger. Only the address's own mail routing can bring it back to the hosted
+        address, where the inbound path recognises the token and records the proof."""
+        address = subject.account.address
+        domain = address.rpartition("@")[2]
+        found = await exchanger.routing(self._settings, domain)
+        if found.refusal:
+            detail = f"{found.refusal} Mail to {address} cannot arrive anywhere."
+            await asyncio.to_thread(self._not_checked, input.connection_id, detail)
+            return Step(REDIRECT, StepStatus.WARNING, detail)
+        token = round_trip.new_token()
+        composed = round_trip.compose_check(
+            address=address,
+            company=subject.company_name,
+            hosted=subject.hosted,
+            sender=self._settings.platform_sender,
             token=token,
             domain=self._settings.platform_mail_domain,
             now=utcnow(),
         )
+        mail = Outgoing.of(composed, "check", subject.company_id)
+        via = _via(found)
         # Armed before it goes out: a fast redirect may bring it back within the second.
         verified = await asyncio.to_thread(
-            self._arm, input, round_trip.token_hash(token), subject.hosted
+            self._arm, input, round_trip.token_hash(token), subject.hosted, via
         )
         try:
-            answer = await provider.send(subject.account, Outgoing.of(composed, "check"))
+            if found.override:
+                await exchanger.deliver_direct(self._settings, found.exchangers[0], mail)
+            else:  # a relay and Mailjet deliver to the exchanger themselves
+                provider, account = self._accounts.platform()
+                await provider.send(account, mail)
         except MailError as err:
-            await asyncio.to_thread(self._disarm, input.connection_id, token)
-            return (
-                Step(SEND, StepStatus.FAILED, provider.explain_send_failure(err, address)),
-                Step(REDIRECT, StepStatus.SKIPPED, "Nothing was sent, so nothing can come back."),
-            )
-        sent = Step(
-            SEND,
-            StepStatus.OK,
-            f"A test message went from {address} to {address} through the connection"
-            + (f" (the server said: {' '.join(answer.split())[:160]})." if answer else "."),
-        )
-        waiting = round_trip.waiting_detail(address, subject.hosted, _minutes(input))
+            detail = f"The check message could not be sent to {address}: {err}"
+            await asyncio.to_thread(self._disarm, input.connection_id, token, detail)
+            return Step(REDIRECT, StepStatus.WARNING, detail)
+        waiting = round_trip.waiting_detail(address, subject.hosted, _minutes(input), via)
         if verified:
             waiting = f"Verified by an earlier test; checking again. {waiting}"
-        return sent, Step(REDIRECT, StepStatus.WAITING, waiting)
+        return Step(REDIRECT, StepStatus.WAITING, waiting)
 
-    def _arm(self, input: TestInput, token_hash: str, hosted: str) -> bool:
+    def _arm(self, input: TestInput, token_hash: str, hosted: str, via: str) -> bool:
         """Expect this token back; True when the redirect was verified by an earlier test
         (that proof stands while the new message travels)."""
         with session_scope(self._engine) as session:
@@ -173,20 +239,28 @@ class ConnectionActivities:
                 connection.redirect_status = RedirectStatus.WAITING
                 connection.redirect_checked_at = None
                 connection.redirect_detail = round_trip.waiting_detail(
-                    connection.custom_address, hosted, _minutes(input)
+                    connection.custom_address, hosted, _minutes(input), via
                 )
             session.add(connection)
             return verified
 
-    def _disarm(self, connection_id: str, token: str) -> None:
+    def _disarm(self, connection_id: str, token: str, detail: str) -> None:
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
             if connection.check_token_hash != round_trip.token_hash(token):
                 return
             connection.check_token_hash = None
-            if connection.redirect_status == RedirectStatus.WAITING:
+            session.add(connection)
+        self._not_checked(connection_id, detail)
+
+    def _not_checked(self, connection_id: str, detail: str) -> None:
+        """No check message is on its way: say why (an earlier proof still stands)."""
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            if connection.redirect_status != RedirectStatus.VERIFIED:
                 connection.redirect_status = RedirectStatus.NOT_CHECKED
-                connection.redirect_detail = "The test message could not be sent."
+                connection.redirect_checked_at = None
+                connection.redirect_detail = detail
             session.add(connection)
 
     @activity.defn(name=RECORD_REDIRECT_NOT_SEEN)
@@ -240,6 +314,8 @@ class ConnectionActivities:
             connection.status = input.status
             # Every transition replaces the reason: none stays that no longer holds.
             connection.last_error = input.error
+            if connection.status in ownership.LET_GO:
+                ownership.release(session, connection)
 
     @activity.defn(name=ACTIVATE_CONNECTION)
     def activate_connection(self, input: ActivateInput) -> ActivationResult:
@@ -255,6 +331,9 @@ class ConnectionActivities:
                     type="SetupCancelled",
                     non_retryable=True,
                 )
+            refusal = _refusal(session, self._settings, connection)
+            if refusal:
+                raise ApplicationError(refusal, type="AddressNotAvailable", non_retryable=True)
             others = session.exec(
                 select(Connection).where(
                     Connection.company_id == connection.company_id,
@@ -286,6 +365,7 @@ class ConnectionActivities:
                     action = "connection.cancel"
                 other.updated_at = now
                 session.add(other)
+                ownership.release(session, other)
                 record_connection(
                     session,
                     other,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from core import ownership
 from core.db import session_scope
 from core.inbound import ParsedMail, parse
 from core.models import (
@@ -25,7 +26,7 @@ from core.models import (
     User,
     utcnow,
 )
-from core.round_trip import token_hash, verified_detail
+from core.round_trip import held_detail, token_hash, verified_detail
 from core.settings import Settings
 from core.statuses import (
     InboundState,
@@ -72,6 +73,9 @@ class InboundActivities:
             parsed = parse(raw.raw)
             if parsed.check_token is not None:
                 return _consume_check(session, raw, parsed.check_token, self._settings)
+            if parsed.send_test:
+                raw.state = InboundState.CHECK  # a send leg's message: shown to nobody
+                return ReceiveMessageResult(state=RoutingState.CHECK)
             existing = session.exec(
                 select(Message).where(
                     Message.company_id == raw.company_id,
@@ -284,23 +288,31 @@ def _inbound_message(
 def _consume_check(
     session: Session, raw: InboundRaw, token: str, settings: Settings
 ) -> ReceiveMessageResult:
-    """A connection test's own message came back: it proves the redirect of the connection
-    whose token it carries, if that connection is this company's. It is consumed either way:
-    never shown in Unassigned or on a candidate's tab."""
+    """A redirect leg's check message came back. The platform sent it to the custom address's
+    mail exchanger, so arriving at this company's hosted address proves that the address's own
+    mail routing redirects here: the company owns the address, unless another company proved
+    it first. It is consumed either way: never shown in Unassigned or on a candidate's tab."""
     raw.state = InboundState.CHECK
     connection = session.exec(
         select(Connection).where(col(Connection.check_token_hash) == token_hash(token))
     ).first()
     if connection is None or connection.company_id != raw.company_id:
         return ReceiveMessageResult(state=RoutingState.CHECK)
+    if connection.status in ownership.LET_GO:
+        return ReceiveMessageResult(state=RoutingState.CHECK)  # let go meanwhile: proves nothing
     company = session.get(Company, connection.company_id)
     hosted = settings.hosted_address(company.slug) if company else raw.recipient
-    detail = verified_detail(connection.custom_address, hosted, raw.received_at)
-    connection.redirect_status = RedirectStatus.VERIFIED
+    if ownership.claim(session, connection, raw.received_at):
+        status, step = RedirectStatus.VERIFIED, StepStatus.OK
+        detail = verified_detail(connection.custom_address, hosted, raw.received_at)
+    else:
+        status, step = RedirectStatus.NOT_SEEN, StepStatus.FAILED
+        detail = held_detail(connection.custom_address)
+    connection.redirect_status = status
     connection.redirect_checked_at = raw.received_at
     connection.redirect_detail = detail
     connection.steps = [s for s in connection.steps if s["name"] != "redirect"] + [
-        {"name": "redirect", "status": StepStatus.OK, "detail": detail}
+        {"name": "redirect", "status": step, "detail": detail}
     ]
     connection.updated_at = utcnow()
     session.add(connection)

@@ -107,19 +107,16 @@ class OAuthActivities:
                 ExchangeOutcome.FAILED,
                 f"{provider.label} did not say which mailbox signed in; sign in again.",
             )
-        if grant.mailbox.lower() != address.lower():
-            return ExchangeResult(
-                ExchangeOutcome.FAILED,
-                f"You signed in as {grant.mailbox}, but the custom address is {address}. Sign "
-                f"in with the {address} account itself: shared mailboxes and other accounts "
-                "are not supported.",
-                mailbox=grant.mailbox,
-            )
+        refusal = provider.mailbox_refusal(grant.identity, address)
+        if refusal:
+            return ExchangeResult(ExchangeOutcome.FAILED, refusal, mailbox=grant.mailbox)
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, input.connection_id)
             connection.secret_blob = self._box.seal_json(cid, grant.secret)
             connection.display_mailbox = grant.mailbox
-            connection.steps = [asdict(step) for step in provider.sign_in_steps(grant.mailbox)]
+            connection.steps = [
+                asdict(step) for step in provider.sign_in_steps(grant.identity, address)
+            ]
             connection.updated_at = utcnow()
             session.add(connection)
         return ExchangeResult(ExchangeOutcome.AUTHORIZED, mailbox=grant.mailbox)
@@ -153,6 +150,7 @@ class OAuthActivities:
                     non_retryable=True,
                 )
             company = get_or_fail(session, Company, connection.company_id)
+            company_id = str(company.id)
             try:
                 composed = consent_request_mail(
                     self._settings, connection, company, input.recipient
@@ -165,7 +163,7 @@ class OAuthActivities:
                 ) from err
         provider, account = self._accounts.platform()
         try:
-            await provider.send(account, Outgoing.of(composed))
+            await provider.send(account, Outgoing.of(composed, "consent", company_id))
         except MailError as err:
             raise to_application_error(err) from err
         with session_scope(self._engine) as session:

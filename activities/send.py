@@ -116,7 +116,7 @@ def _compose_into(session: Session, message: Message, sender: SenderChoice) -> O
         message.status = MessageStatus.SENDING
     message.updated_at = utcnow()
     session.add(message)
-    return Outgoing.of(composed, str(message.id))
+    return Outgoing.of(composed, str(message.id), str(message.company_id))
 
 
 class SendActivities:
@@ -311,6 +311,7 @@ class SendActivities:
                 envelope_from=message.from_address,
                 envelope_to=list(message.to_addresses),
                 custom_id=message_id,
+                company_id=str(message.company_id),
             )
             return mail, message.transport or "platform", message.connection_id
 

@@ -19,7 +19,7 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any
 
-from core.round_trip import CHECK_HEADER, find_token
+from core.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 # Subjects of automatic answers, in the languages recruiters meet most; a ticket system's
@@ -137,8 +137,10 @@ class ParsedMail:
     bounce: BounceReport | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
-    # A connection test's single-use token (core/round_trip.py): this is our own test message.
+    # A redirect leg's single-use token (core/round_trip.py): our own check message, back.
     check_token: str | None = None
+    # A send leg's test message, back through a redirect: consumed, proof of nothing.
+    send_test: bool = False
     # The author of a message this one forwards (inline or attached), when there is one.
     forwarded_from: str = ""
     forwarded_from_name: str = ""
@@ -185,6 +187,7 @@ def parse(raw: bytes) -> ParsedMail:
         attachments=attachments,
         defects=(defects + _described(getattr(msg, "defects", [])))[:20],
         check_token=find_token(_header(msg, CHECK_HEADER, defects), message_id),
+        send_test=is_send_test(_header(msg, SEND_TEST_HEADER, defects), message_id),
     )
     _classify(msg, parsed)
     if parsed.kind == "mail":

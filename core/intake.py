@@ -13,14 +13,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from core import ownership
 from core.db import session_scope
-from core.models import Company, Connection, InboundRaw, utcnow
+from core.models import Company, InboundRaw, utcnow
 from core.run_ids import receive_workflow_id
 from core.settings import Settings
-from core.statuses import InboundState, RedirectStatus
+from core.statuses import InboundState
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class StoredInbound:
 def company_for_recipient(session: Session, settings: Settings, address: str) -> uuid.UUID | None:
     """The company a recipient address belongs to, or None if we do not serve it.
 
-    Served are hosted addresses ({slug}-jobs@platform domain), and custom addresses that one
-    company, and no other, has proven it controls: its connection test's message came back
-    through its redirect (redirect `verified`). Registering an address proves nothing.
+    Served are hosted addresses ({slug}-jobs@platform domain), and custom addresses that a
+    company proved it owns (core/ownership.py): the round trip's check message, sent to the
+    address's mail exchanger, came back through its real routing. Registering proves nothing.
     """
     local, _, domain = address.strip().lower().rpartition("@")
     if not local:
@@ -47,22 +48,7 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
         return session.exec(
             select(Company.id).where(Company.slug == local.removesuffix("-jobs"))
         ).first()
-    owners = verified_owners(session, f"{local}@{domain}")
-    return owners[0] if len(owners) == 1 else None
-
-
-def verified_owners(session: Session, address: str) -> list[uuid.UUID]:
-    """The companies that verified `address` through a round trip (normally at most one)."""
-    return list(
-        session.exec(
-            select(Connection.company_id)
-            .where(
-                func.lower(Connection.custom_address) == address.strip().lower(),
-                Connection.redirect_status == RedirectStatus.VERIFIED,
-            )
-            .distinct()
-        ).all()
-    )
+    return ownership.owner_of(session, f"{local}@{domain}")
 
 
 def store_inbound(

@@ -201,6 +201,19 @@ class Connection(SQLModel, table=True):
         return self.workflow_id or setup_workflow_id(str(self.id))
 
 
+class AddressOwner(SQLModel, table=True):
+    """Who owns a custom address: the first company whose round trip proved it (its check
+    message came back through the address's real mail routing). One row per address, so a
+    second company's proof conflicts in the database, not in application code. Released when
+    the owner disables or deletes its last proving connection."""
+
+    __tablename__ = "address_owner"
+    address: str = Field(primary_key=True, max_length=320)  # lower-cased
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    connection_id: uuid.UUID = Field(foreign_key="connection.id")
+    proven_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
 class Message(SQLModel, table=True):
     # An inbound Message-ID reaching the same company twice (a redirect plus a copy) is stored
     # once; our own outbound Message-IDs are unique by construction.

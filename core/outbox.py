@@ -1,34 +1,54 @@
-"""Reading the dev outbox: the files its SMTP sink (worker/outbox.py) writes, one per message."""
+"""Reading the dev outbox: the files its SMTP sink (worker/outbox.py) writes, one per message,
+in one folder per company."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+import uuid
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+# The first line the dev outbox transport adds: the id of the company the mail is sent for.
+OUTBOX_COMPANY_HEADER = "X-Recruitmail-Outbox-Company"
+_TAG = re.compile(rb"^X-Recruitmail-Outbox-Company: ([^\r\n]*)\r?\n", re.IGNORECASE)
 
-def read_outbox(
-    directory: Path, senders: Collection[str], limit: int = 100
-) -> list[dict[str, Any]]:
-    """The newest captured messages sent from one of `senders` (a company sees only its own
-    mail), parsed for display. A message the parser cannot decode is shown as best it can be."""
-    if not directory.exists():
+
+def split_company_tag(raw: bytes) -> tuple[str | None, bytes]:
+    """(the company id the transport tagged the message with, the message without the tag)."""
+    match = _TAG.match(raw)
+    if match is None:
+        return None, raw
+    value = match.group(1).decode("ascii", "replace").strip()
+    try:
+        company_id = str(uuid.UUID(value))
+    except ValueError:
+        company_id = None
+    return company_id, raw[match.end() :]
+
+
+def company_folder(directory: Path, company_id: str | None) -> Path:
+    """Each company's mail in its own folder; untagged mail in one that no company reads."""
+    return directory / (company_id or "_untagged")
+
+
+def read_outbox(directory: Path, company_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest messages captured for one company, parsed for display. A message the parser
+    cannot decode is shown as best it can be."""
+    folder = company_folder(directory, str(company_id))
+    if not folder.exists():
         return []
-    wanted = {s.lower() for s in senders}
     items: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.json"), reverse=True):
+    for path in sorted(folder.glob("*.json"), reverse=True):
         if len(items) >= limit:
             break
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
-            continue  # being written, or not ours
-        if str(record.get("mail_from", "")).lower() not in wanted:
-            continue
+            continue  # being written
         msg = message_from_bytes(record["raw"].encode(), policy=default_policy)
         items.append(
             {

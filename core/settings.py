@@ -80,9 +80,27 @@ class Settings(BaseSettings):
     # webhook, whose JSON carries the mail in base64 (so about 4/3 of the message limit).
     max_request_bytes: int = 4 * 1024 * 1024
     max_webhook_bytes: int = 36 * 1024 * 1024
-    # Offer STARTTLS when both are set (PEM files).
+    # Offer STARTTLS when both are set (PEM files). Production should: senders then encrypt.
     inbound_tls_cert: Path | None = None
     inbound_tls_key: Path | None = None
+    # The receiver holds its ground (as Postfix's smtpd_client_connection_count_limit,
+    # smtpd_timeout, smtpd_junk_command_limit and smtpd_soft/hard_error_limit do). Over a
+    # connection limit a client gets 421 and is closed.
+    inbound_max_connections: int = 500
+    inbound_max_connections_per_client: int = 20
+    # Idle time allowed per command (and per line inside DATA), and for a whole DATA phase.
+    inbound_command_timeout: timedelta = timedelta(minutes=5)
+    inbound_data_timeout: timedelta = timedelta(minutes=10)
+    # NOOP, RSET, VRFY, HELP and repeated EHLO/HELO without a message accepted in between.
+    inbound_junk_command_limit: int = 100
+    # Refused commands per connection (an unknown recipient, a bad command): past the soft
+    # limit each answer waits `inbound_error_delay`; past the hard limit, 421 and close. This
+    # keeps anyone from listing companies' addresses by trying thousands of recipients.
+    inbound_soft_error_limit: int = 10
+    inbound_hard_error_limit: int = 20
+    inbound_error_delay: timedelta = timedelta(seconds=1)
+    # A message being received is kept in memory up to this size, then in a temporary file.
+    inbound_spool_memory_bytes: int = 1024 * 1024
     # Shared secret of POST /inbound/raw and /inbound/mailjet (Basic auth password or Bearer).
     # Development generates one in state_dir.
     inbound_secret: str = ""
@@ -133,6 +151,13 @@ class Settings(BaseSettings):
     # How long a connection test waits for its message to come back through the company's
     # redirect to the hosted address (ISO 8601 or seconds).
     redirect_check_wait: timedelta = timedelta(minutes=15)
+    # The round trip's check message goes to the custom address's mail exchanger, found in DNS
+    # (MX records). Development and tests name a domain's exchanger instead, as
+    # "domain=host:port,other.example=host:port"; check messages for those domains are then
+    # delivered there directly, whatever the platform transport.
+    mx_overrides: str = ""
+    # How long the MX lookup of a custom address's domain may take.
+    dns_timeout_seconds: float = 5.0
 
     # Browser origins allowed to call the codec endpoints (the Temporal UI). Empty means the
     # local dev UI, http://localhost:{temporal_ui_port}.
@@ -154,6 +179,10 @@ class Settings(BaseSettings):
     google_auth_uri: str = "https://accounts.google.com/o/oauth2/auth"
     google_token_uri: str = "https://oauth2.googleapis.com/token"
     google_gmail_url: str = "https://gmail.googleapis.com"
+    # Accept a Google sign-in whose mailbox may send as the custom address (a verified Gmail
+    # send-as alias). Reading send-as aliases needs the gmail.settings.basic scope, which
+    # Google classifies as restricted, so it is asked for only when this is on.
+    google_send_as_aliases: bool = False
     # How long a setup waits for the person to sign in, and for an administrator's consent.
     oauth_signin_wait: timedelta = timedelta(hours=1)
     oauth_admin_consent_wait: timedelta = timedelta(days=30)
@@ -180,6 +209,11 @@ class Settings(BaseSettings):
             if isinstance(value, str):
                 data[name] = [k.strip() for k in value.split(",") if k.strip()]
         return data
+
+    @model_validator(mode="after")
+    def _check_mx_overrides(self) -> Settings:
+        self.exchanger_overrides()  # a malformed value fails at start, in one sentence
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
@@ -236,6 +270,27 @@ class Settings(BaseSettings):
 
     def hosted_address(self, slug: str) -> str:
         return f"{slug}-jobs@{self.platform_mail_domain}"
+
+    @property
+    def platform_sender(self) -> str:
+        """The platform's own sender, for mail that is nobody's company mail (check messages)."""
+        return f"no-reply@{self.platform_mail_domain}"
+
+    def exchanger_overrides(self) -> dict[str, tuple[str, int]]:
+        """RECRUITMAIL_MX_OVERRIDES as {domain: (host, port)}."""
+        overrides: dict[str, tuple[str, int]] = {}
+        for item in self.mx_overrides.split(","):
+            if not item.strip():
+                continue
+            domain, _, target = item.strip().partition("=")
+            host, _, port = target.rpartition(":")
+            if not (domain and host and port.isdigit()):
+                raise ValueError(
+                    "RECRUITMAIL_MX_OVERRIDES must look like example.com=127.0.0.1:2526,"
+                    f"other.example=host:25 (got {item.strip()!r})"
+                )
+            overrides[domain.lower()] = (host, int(port))
+        return overrides
 
     def secret_key_ring(self) -> list[tuple[str, bytes]]:
         """The configured keys, newest first. Development keeps a generated key in state_dir."""

@@ -45,6 +45,7 @@ class Account:
     # Called with every credential the provider renews (Microsoft rotates refresh tokens).
     save_secret: Callable[[Secret], None] | None = None
     connection_id: str | None = None
+    mailbox: str = ""  # OAuth: the mailbox that signed in, when it is not the address itself
 
     def renewed(self, secret: Secret) -> None:
         self.secret = secret
@@ -95,16 +96,20 @@ class Verification:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One composed message: its exact bytes, its envelope, and our id for it."""
+    """One composed message: its exact bytes, its envelope, our id for it, and the company it
+    is sent for (the dev outbox files it under that company)."""
 
     mime: bytes
     envelope_from: str
     envelope_to: list[str]
     custom_id: str = ""
+    company_id: str = ""
 
     @classmethod
-    def of(cls, composed: Composed, custom_id: str = "") -> Outgoing:
-        return cls(composed.mime, composed.envelope_from, composed.envelope_to, custom_id)
+    def of(cls, composed: Composed, custom_id: str = "", company_id: str = "") -> Outgoing:
+        return cls(
+            composed.mime, composed.envelope_from, composed.envelope_to, custom_id, company_id
+        )
 
 
 class MailSession(ABC):
@@ -158,8 +163,9 @@ class MailProvider(ABC):
         """What an admin must do when the credentials are refused at send time."""
         return "An admin must reconnect the mailbox (Reconnect in the mail settings)."
 
-    def explain_send_failure(self, err: MailError, address: str) -> str:
-        """A connection test's message was refused: what the admin can do about it."""
+    def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
+        """A connection test's message was refused: what the admin can do about it. `mailbox`
+        is the signed-in mailbox (OAuth), when it differs from the address."""
         return str(err)
 
     def setup_steps(self) -> set[str]:
@@ -168,11 +174,28 @@ class MailProvider(ABC):
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who signed in, as the identity provider tells it: the mailbox, and the other addresses
+    it says that mailbox owns or may send as (proxy addresses, verified send-as aliases)."""
+
+    mailbox: str
+    aliases: tuple[str, ...] = ()
+
+    def vouches_for(self, address: str) -> bool:
+        wanted = address.strip().lower()
+        return wanted == self.mailbox.lower() or wanted in {a.lower() for a in self.aliases}
+
+
+@dataclass(frozen=True)
 class Grant:
-    """What a completed sign-in leaves: the secret to store encrypted, the signed-in mailbox."""
+    """What a completed sign-in leaves: the secret to store encrypted, and who signed in."""
 
     secret: Secret
-    mailbox: str
+    identity: Identity
+
+    @property
+    def mailbox(self) -> str:
+        return self.identity.mailbox
 
 
 @dataclass(frozen=True)
@@ -210,12 +233,35 @@ class OAuthProvider(MailProvider):
     async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
         """Send raw MIME through the provider's mail API; return its id."""
 
-    def mailbox(self, access_token: str) -> str:
-        """The signed-in mailbox, when the granted scopes can read it ("" otherwise)."""
-        return ""
+    # When the identity provider does not list the address for the signed-in mailbox, may a
+    # successful send as the address (the send leg) prove the right to it? (Graph: only a
+    # mailbox with Send As rights can send as another address.)
+    send_as_proven_by_sending: ClassVar[bool] = False
 
-    def sign_in_steps(self, mailbox: str) -> list[Step]:
+    def identity(self, access_token: str, address: str) -> Identity:
+        """Who signed in, and the addresses the identity provider vouches for; `address` is the
+        one the connection needs ("" mailbox when the granted scopes cannot read it)."""
+        return Identity("")
+
+    def mailbox_refusal(self, identity: Identity, address: str) -> str | None:
+        """Why this sign-in cannot send as `address`, in one sentence naming both addresses;
+        None when the identity provider vouches for it (or the send leg may still prove it)."""
+        if identity.vouches_for(address) or self.send_as_proven_by_sending:
+            return None
+        return (
+            f"You signed in as {identity.mailbox}, but the custom address is {address}, and "
+            f"{self.label} does not list {address} as that mailbox's own address or a verified "
+            f"send-as alias of it. Sign in with the {address} account itself."
+        )
+
+    def sign_in_steps(self, identity: Identity, address: str) -> list[Step]:
         """What a completed sign-in proved; kept beside every later test's steps."""
+        mailbox = identity.mailbox
+        if mailbox and mailbox.lower() != address.lower():
+            if identity.vouches_for(address):
+                mailbox += f" ({self.label} lists {address} as one of its addresses)"
+            else:
+                mailbox += f" (whether it may send as {address} is checked by the test message)"
         return [
             Step(f"{self.label} sign-in", "ok"),
             Step("Signed-in mailbox", "ok", mailbox),
@@ -223,25 +269,26 @@ class OAuthProvider(MailProvider):
         ]
 
     def setup_steps(self) -> set[str]:
-        return {step.name for step in self.sign_in_steps("")}
+        return {step.name for step in self.sign_in_steps(Identity(""), "")}
 
     async def verify(self, account: Account) -> Verification:
-        """Refresh the grant (saving any renewed token); the mailbox must still be the address."""
+        """Refresh the grant (saving any renewed token); the identity provider must still
+        vouch for the address."""
         steps = Steps()
         try:
             token, renewed = await asyncio.to_thread(self.refresh, account.secret)
             steps.ok("Token refresh")
             if renewed:
                 await asyncio.to_thread(account.renewed, renewed)
-            mailbox = await asyncio.to_thread(self.mailbox, token)
+            identity = await asyncio.to_thread(self.identity, token, account.address)
         except MailError as err:
             steps.fail("Token refresh", str(err))
             return Verification(ok=False, steps=steps.steps, error=str(err))
-        if mailbox and mailbox != account.address.lower():
-            error = f"The signed-in mailbox is now {mailbox}, not {account.address}; sign in again."
-            steps.fail("Mailbox", error)
-            return Verification(ok=False, steps=steps.steps, error=error)
-        steps.ok("Mailbox", mailbox or account.address)
+        refusal = self.mailbox_refusal(identity, account.address) if identity.mailbox else None
+        if refusal:
+            steps.fail("Mailbox", refusal)
+            return Verification(ok=False, steps=steps.steps, error=refusal)
+        steps.ok("Mailbox", identity.mailbox or account.address)
         return Verification(ok=True, steps=steps.steps)
 
     def session(self, account: Account) -> MailSession:
@@ -269,6 +316,7 @@ __all__ = [
     "Account",
     "ConsentHelp",
     "Grant",
+    "Identity",
     "MailError",
     "MailProvider",
     "MailSession",

@@ -22,10 +22,12 @@ from core.errors import (
     TransientMailError,
 )
 from core.throttle import Rate
-from providers.base import ConsentHelp, Grant, OAuthProvider, Secret
+from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import api_client, classify_api_answer, requests_session
 
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
+# Only with RECRUITMAIL_GOOGLE_SEND_AS_ALIASES: lists the mailbox's verified send-as aliases.
+GMAIL_SETTINGS = "https://www.googleapis.com/auth/gmail.settings.basic"
 SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", GMAIL_SEND]
 # A user may untick gmail.send on the consent screen; oauthlib would then raise "Scope has
 # changed". Relaxed, the exchange passes and the granted scopes are checked explicitly below.
@@ -83,7 +85,7 @@ class GoogleProvider(OAuthProvider):
                     "redirect_uris": [redirect],
                 }
             },
-            scopes=SCOPES,
+            scopes=self._scopes,
             redirect_uri=redirect,
             state=state,
             code_verifier=code_verifier,
@@ -93,6 +95,10 @@ class GoogleProvider(OAuthProvider):
         flow.oauth2session.verify = session.verify
         flow.oauth2session.trust_env = False
         return flow
+
+    @property
+    def _scopes(self) -> list[str]:
+        return SCOPES + ([GMAIL_SETTINGS] if self.settings.google_send_as_aliases else [])
 
     def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
         flow = self._flow()
@@ -151,7 +157,44 @@ class GoogleProvider(OAuthProvider):
                 "third-party access and sign in again."
             )
         email = str(_id_token_claims(token.get("id_token", "")).get("email", "")).lower()
-        return Grant(secret={"refresh_token": token["refresh_token"]}, mailbox=email)
+        aliases: tuple[str, ...] = ()
+        if self.settings.google_send_as_aliases and GMAIL_SETTINGS in granted:
+            aliases = self._send_as(str(token["access_token"])).aliases
+        return Grant(
+            secret={"refresh_token": token["refresh_token"]}, identity=Identity(email, aliases)
+        )
+
+    def identity(self, access_token: str, address: str) -> Identity:
+        """With send-as aliases on, the mailbox and its verified aliases, from Gmail; else
+        nothing more than the sign-in said (gmail.send cannot read the profile)."""
+        if not self.settings.google_send_as_aliases:
+            return Identity("")
+        return self._send_as(access_token)
+
+    def _send_as(self, access_token: str) -> Identity:
+        """`users.settings.sendAs.list`: the primary address, and the aliases whose
+        verificationStatus is `accepted` (the owner of the alias confirmed it)."""
+        url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/settings/sendAs"
+        try:
+            response = requests_session(self.settings).get(
+                url,
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=self.settings.oauth_http_timeout_seconds,
+            )
+        except OSError as exc:
+            raise TransientMailError(f"The Gmail API is unreachable ({exc}).") from exc
+        if response.status_code != 200:
+            return Identity("")  # the scope was not granted: nothing beyond the sign-in
+        entries = response.json().get("sendAs") or []
+        primary = next(
+            (str(e.get("sendAsEmail", "")).lower() for e in entries if e.get("isPrimary")), ""
+        )
+        aliases = tuple(
+            str(e.get("sendAsEmail", "")).lower()
+            for e in entries
+            if e.get("verificationStatus") == "accepted"
+        )
+        return Identity(primary, aliases)
 
     def _credentials(self, secret: Secret) -> Credentials:
         return Credentials(

@@ -17,11 +17,12 @@ from core.errors import (
     AuthExpiredError,
     ConfigurationError,
     ConsentRequiredError,
+    MailError,
     PermanentMailError,
     TransientMailError,
 )
 from core.throttle import Rate
-from providers.base import ConsentHelp, Grant, OAuthProvider, Secret
+from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import api_client, classify_api_answer, requests_session
 
 # msal adds openid, profile and offline_access itself (and refuses them when given).
@@ -109,6 +110,8 @@ class MicrosoftProvider(OAuthProvider):
     label: ClassVar[str] = "Microsoft"
     # Microsoft's admin-consent endpoint calls us back, with a state of its own.
     consent_link: ClassVar[bool] = True
+    # Graph sends as another address only for a mailbox with Send As rights on it.
+    send_as_proven_by_sending: ClassVar[bool] = True
 
     def rate(self) -> Rate:
         # Exchange Online: 30 messages a minute per mailbox.
@@ -165,13 +168,16 @@ class MicrosoftProvider(OAuthProvider):
                 "The 'Send mail as you' permission (Mail.Send) was not granted, so Recruitmail "
                 "cannot send from this mailbox. Sign in again and keep it selected."
             )
-        mailbox = self.mailbox(result["access_token"])
-        return Grant(secret={"token_cache": cache.serialize()}, mailbox=mailbox)
+        identity = self.identity(result["access_token"], "")
+        return Grant(secret={"token_cache": cache.serialize()}, identity=identity)
 
-    def mailbox(self, access_token: str) -> str:
-        """The signed-in mailbox's address, from Graph /me (User.Read)."""
+    def identity(self, access_token: str, address: str) -> Identity:
+        """The signed-in mailbox and its proxy addresses, from Graph /me (User.Read)."""
         session = requests_session(self.settings)
-        url = f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/me"
+        url = (
+            f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/me"
+            "?$select=mail,userPrincipalName,proxyAddresses"
+        )
         try:
             response = session.get(
                 url,
@@ -185,7 +191,14 @@ class MicrosoftProvider(OAuthProvider):
                 f"Microsoft Graph did not show the signed-in mailbox ({response.status_code})."
             )
         me = response.json()
-        return str(me.get("mail") or me.get("userPrincipalName") or "").lower()
+        mailbox = str(me.get("mail") or me.get("userPrincipalName") or "").lower()
+        # "SMTP:primary@…" and "smtp:alias@…": every address Exchange delivers to this mailbox.
+        aliases = tuple(
+            str(p).split(":", 1)[1].lower()
+            for p in me.get("proxyAddresses") or []
+            if str(p).lower().startswith("smtp:")
+        )
+        return Identity(mailbox, aliases)
 
     def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
         """A fresh access token; the new secret too when msal refreshed (save it)."""
@@ -231,6 +244,17 @@ class MicrosoftProvider(OAuthProvider):
         except PermanentMailError as err:
             raise explain_graph_refusal(err, address) from err
         return response.headers.get("request-id", "")
+
+    def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
+        if mailbox and mailbox.lower() != address.lower() and "sendas" in str(err).lower():
+            return (
+                f"The mailbox {mailbox} signed in, but Microsoft 365 does not let it send as "
+                f"{address}: it is neither {address} itself, nor does it hold Send As rights on "
+                f"it. Give {mailbox} Send As rights on {address} (Exchange admin center → "
+                f"Recipients → Mailboxes → {address} → Delegation), or sign in with {address} "
+                f"itself. ({err})"
+            )
+        return str(err)
 
     def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
         return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ssl
 from abc import abstractmethod
+from dataclasses import replace
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 from core.errors import ConfigurationError
+from core.outbox import OUTBOX_COMPANY_HEADER
 from core.throttle import Rate
 from core.tls import client_tls_context
 from providers.base import Account, MailProvider, MailSession, Outgoing
@@ -83,7 +85,9 @@ class SmtpRelayProvider(_PlatformSmtp):
 
 
 class DevOutboxProvider(_PlatformSmtp):
-    """Development only: the local sink whose mail `GET /dev/outbox` shows."""
+    """Development only: the local sink whose mail `GET /dev/outbox` shows. Each message is
+    tagged with the company it was sent for (worker/outbox.py files it under that company and
+    strips the tag), so a company sees its own mail by id, never by an address it claims."""
 
     kind: ClassVar[str] = "dev_outbox"
     label: ClassVar[str] = "dev outbox"
@@ -94,3 +98,25 @@ class DevOutboxProvider(_PlatformSmtp):
             port=self.settings.dev_outbox_port,
             security=SmtpSecurity.NONE,
         )
+
+    def session(self, account: Account) -> MailSession:
+        return _TaggingSession(super().session(account))
+
+    async def send(self, account: Account, mail: Outgoing) -> str:
+        return await super().send(account, tagged(mail))
+
+
+def tagged(mail: Outgoing) -> Outgoing:
+    tag = f"{OUTBOX_COMPANY_HEADER}: {mail.company_id or 'none'}\r\n".encode()
+    return replace(mail, mime=tag + mail.mime)
+
+
+class _TaggingSession(MailSession):
+    def __init__(self, inner: MailSession) -> None:
+        self._inner = inner
+
+    async def send(self, mail: Outgoing) -> str:
+        return await self._inner.send(tagged(mail))
+
+    async def close(self) -> None:
+        await self._inner.close()

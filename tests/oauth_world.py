@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.fakes.oauth import GoogleFake, MicrosoftFake, client_context
-from tests.fakes.smtp import SmtpSink
+from tests.fakes.smtp import MailExchanger, SmtpSink
 from tests.fakes.tls import TestCA
 from tests.helpers import Stack, Tenant, eventually, running_stack
 
@@ -25,6 +25,8 @@ class World:
     google: GoogleFake
     ca: TestCA
     platform: SmtpSink
+    # The mail exchanger of every domain the tests connect (RECRUITMAIL_MX_OVERRIDES).
+    mx: MailExchanger
 
     def fake(self, kind: str) -> MicrosoftFake | GoogleFake:
         return self.microsoft if kind == "microsoft" else self.google
@@ -80,9 +82,19 @@ class World:
         return json.dumps(history.to_json_dict()) + raw.decode("latin-1")
 
 
+# The domains the tests connect addresses of; their mail exchanger is the world's `mx`.
+DOMAINS = ("contoso.example", "acme-corp.example", "acme.example", "fabrikam.example")
+
+
 @asynccontextmanager
 async def world(temporal_client, engine, tmp_path, test_ca, **overrides) -> AsyncIterator[World]:
-    with MicrosoftFake(test_ca) as microsoft, GoogleFake(test_ca) as google, SmtpSink() as sink:
+    mx_tls = test_ca.server_context("mx.example", ["localhost", "127.0.0.1"])
+    with (
+        MicrosoftFake(test_ca) as microsoft,
+        GoogleFake(test_ca) as google,
+        SmtpSink() as sink,
+        MailExchanger(mx_tls) as mx,
+    ):
         settings = {
             **microsoft.settings(),
             **google.settings(),
@@ -90,10 +102,11 @@ async def world(temporal_client, engine, tmp_path, test_ca, **overrides) -> Asyn
             "public_url": API,
             "platform_transport": "smtp",
             "smtp_relay_url": f"smtp://127.0.0.1:{sink.port}",
+            "mx_overrides": mx.override(*DOMAINS),
             **overrides,
         }
         async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
-            yield World(stack, microsoft, google, test_ca, sink)
+            yield World(stack, microsoft, google, test_ca, sink, mx)
 
 
 def address(domain: str = "contoso.example") -> str:

@@ -20,7 +20,14 @@ def platform_sink():
 
 
 @pytest.fixture
-async def stack(temporal_client, engine, tmp_path, test_ca, platform_sink):
+def exchanger():
+    """The mail exchanger of acme-corp.example.com: a mailbox without a redirect rule."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+async def stack(temporal_client, engine, tmp_path, test_ca, platform_sink, exchanger):
     async with running_stack(
         temporal_client,
         engine,
@@ -28,6 +35,7 @@ async def stack(temporal_client, engine, tmp_path, test_ca, platform_sink):
         platform_transport="smtp",
         smtp_relay_url=f"smtp://127.0.0.1:{platform_sink.port}",
         ca_bundle=test_ca.ca_pem,
+        mx_overrides=f"acme-corp.example.com=127.0.0.1:{exchanger.port}",
     ) as stack:
         yield stack
 

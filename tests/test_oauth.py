@@ -100,11 +100,20 @@ async def test_mismatched_mailbox_and_unticked_scope_fail_with_reasons(
 ):
     async with world(temporal_client, engine, tmp_path, test_ca) as w:
         tenant = w.stack.tenant()
+        # Microsoft: another mailbox, without the address among its own or Send As rights on
+        # it. Graph may still let a mailbox send as another, so the test message decides.
         wanted = address()
         w.microsoft.controls.mailbox = "shared.person@contoso.example"
         created = await w.connect(tenant, "microsoft", wanted)
-        page = await w.browse(created["authorization_url"])
-        failed = await w.wait_status(tenant, created["id"], {"failed"})
+        await w.browse(created["authorization_url"])
+        failed = await w.wait_status(tenant, created["id"], {"test_failed"})
+
+        # Google: another mailbox, and no send-as alias: the setup ends.
+        other = address("acme.example")
+        w.google.controls.mailbox = "someone.else@acme.example"
+        o_created = await w.connect(tenant, "google", other)
+        o_page = await w.browse(o_created["authorization_url"])
+        o_failed = await w.wait_status(tenant, o_created["id"], {"failed"})
 
         g_address = address("acme.example")
         w.google.controls.mailbox = g_address
@@ -113,13 +122,61 @@ async def test_mismatched_mailbox_and_unticked_scope_fail_with_reasons(
         g_page = await w.browse(g_created["authorization_url"])
         g_failed = await w.wait_status(tenant, g_created["id"], {"failed"})
 
-    assert page.status_code == 200 and "The mailbox was not connected" in page.text
-    assert "shared.person@contoso.example" in page.text  # the page says why
-    assert "shared.person@contoso.example" in failed["last_error"]
-    assert "shared mailboxes and other accounts are not supported" in failed["last_error"]
+    send = {s["name"]: s for s in failed["steps"]}["send"]
+    assert send["status"] == "failed"
+    for text in (send["detail"], failed["last_error"]):
+        assert "shared.person@contoso.example" in text and wanted in text
+        assert "Send As rights" in text
     assert failed["authorization_url"] is None
+    assert o_page.status_code == 200 and "The mailbox was not connected" in o_page.text
+    assert "someone.else@acme.example" in o_failed["last_error"] and other in o_failed["last_error"]
+    assert "verified send-as alias" in o_failed["last_error"]
     assert g_page.status_code == 200 and "The mailbox was not connected" in g_page.text
     assert "send email on your behalf was not granted" in g_failed["last_error"]
+
+
+async def test_an_alias_the_identity_provider_vouches_for_connects(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with world(temporal_client, engine, tmp_path, test_ca, google_send_as_aliases=True) as w:
+        tenant = w.stack.tenant()
+        # Microsoft: the address is one of the mailbox's proxy addresses.
+        proxied = address()
+        w.microsoft.controls.mailbox = "recruiting.team@contoso.example"
+        w.microsoft.controls.aliases = [proxied]
+        ms = await w.connect(tenant, "microsoft", proxied)
+        await w.browse(ms["authorization_url"])
+        ms_tested = await w.wait_status(tenant, ms["id"], {"tested", "test_failed", "failed"})
+        # Microsoft: another mailbox that holds Send As rights, proven by the test message.
+        delegated = address()
+        w.microsoft.controls.aliases = []
+        w.microsoft.controls.send_as = [delegated]
+        sa = await w.connect(tenant, "microsoft", delegated)
+        await w.browse(sa["authorization_url"])
+        sa_tested = await w.wait_status(tenant, sa["id"], {"tested", "test_failed", "failed"})
+        # Google: a verified send-as alias connects; one still pending does not.
+        verified, pending = address("acme.example"), address("acme.example")
+        w.google.controls.mailbox = "hr@acme.example"
+        w.google.controls.send_as = [
+            {"sendAsEmail": verified, "verificationStatus": "accepted"},
+            {"sendAsEmail": pending, "verificationStatus": "pending"},
+        ]
+        g = await w.connect(tenant, "google", verified)
+        await w.browse(g["authorization_url"])
+        g_tested = await w.wait_status(tenant, g["id"], {"tested", "test_failed", "failed"})
+        p = await w.connect(tenant, "google", pending)
+        await w.browse(p["authorization_url"])
+        p_failed = await w.wait_status(tenant, p["id"], {"tested", "test_failed", "failed"})
+        scopes = w.google.authorize_requests[-1]["scope"]
+
+    assert ms_tested["status"] == "tested", ms_tested["last_error"]
+    mailbox_step = {s["name"]: s for s in ms_tested["steps"]}["Signed-in mailbox"]
+    assert "recruiting.team@contoso.example" in mailbox_step["detail"]
+    assert sa_tested["status"] == "tested", sa_tested["last_error"]
+    assert g_tested["status"] == "tested", g_tested["last_error"]
+    assert p_failed["status"] == "failed"
+    assert "hr@acme.example" in p_failed["last_error"] and pending in p_failed["last_error"]
+    assert "gmail.settings.basic" in scopes
 
 
 async def test_forged_or_replayed_state_changes_nothing(temporal_client, engine, tmp_path, test_ca):

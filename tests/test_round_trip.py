@@ -1,8 +1,11 @@
 """The round-trip test of a connection, address ownership, and switching without a gap.
 
-Real peers: an aiosmtpd server plays each company's mail system (AUTH, STARTTLS, and a
-redirect rule to our inbound SMTP port that rewrites the envelope sender and adds a Received
-line); the Microsoft and Google fakes redirect what a mailbox sends to itself the same way.
+Real peers: aiosmtpd servers play each company's mail system: its submission server (AUTH,
+STARTTLS), through which an SMTP connection sends, and its domain's mail exchanger
+(RECRUITMAIL_MX_OVERRIDES), where the platform delivers the check message. Both apply the
+company's redirect rule to our inbound SMTP port, rewriting the envelope sender and adding a
+Received line. The Microsoft and Google fakes redirect what a mailbox sends to itself the same
+way. An attacker's own SMTP server forwards everything it sees to the attacker's hosted address.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 from sqlmodel import Session, col, select
 
-from core.models import AuditEvent, InboundRaw, Message
+from core.models import AuditEvent, Connection, InboundRaw, Message
 from tests.fakes.smtp import Redirect, SmtpSink, is_check
 from tests.helpers import Tenant, eventually
 from tests.oauth_world import World, address, world
@@ -38,16 +41,32 @@ class Trip:
         return self.w.stack.settings.hosted_address(tenant.company.slug)
 
     def mail_system(self, custom: str, tenant: Tenant, **sink) -> SmtpSink:
-        """The company's SMTP server, redirecting `custom` to the company's hosted address."""
+        """The company's submission server, whose mailbox for `custom` redirects to the
+        company's hosted address; the same rule is set at the domain's mail exchanger."""
         context = self.w.ca.server_context(f"mx-{uuid.uuid4().hex[:6]}", ["localhost", "127.0.0.1"])
         server = SmtpSink(tls_context=context, credentials=(custom, PASSWORD), **sink)
         server.handler.redirect = Redirect(custom, self.hosted(tenant), self.inbound_port)
+        self.w.mx.redirect(custom, self.hosted(tenant), self.inbound_port)
         return server
 
+    def redirect_enabled(self, server: SmtpSink, custom: str, enabled: bool) -> None:
+        """The admin sets up (or removes) the redirect rule in the company's mail system."""
+        assert server.handler.redirect is not None
+        server.handler.redirect.enabled = enabled
+        self.w.mx.handler.redirects[custom.lower()].enabled = enabled
+
     def redirect(self, custom: str, tenant: Tenant) -> Redirect:
+        """A mailbox's redirect to the company's hosted address, also set at the domain's
+        mail exchanger (where the platform's check message arrives)."""
+        self.w.mx.redirect(custom, self.hosted(tenant), self.inbound_port)
         return Redirect(custom, self.hosted(tenant), self.inbound_port)
 
     async def smtp_connection(self, tenant: Tenant, custom: str, port: int, **extra) -> dict:
+        response = await self.create_smtp(tenant, custom, port, **extra)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def create_smtp(self, tenant: Tenant, custom: str, port: int, **extra) -> httpx.Response:
         body = {
             "kind": "smtp",
             "custom_address": custom,
@@ -60,9 +79,7 @@ class Trip:
             },
             **extra,
         }
-        response = await self.http.post("/v1/connections", json=body, headers=tenant.headers)
-        assert response.status_code == 202, response.text
-        return response.json()
+        return await self.http.post("/v1/connections", json=body, headers=tenant.headers)
 
     async def post(self, tenant: Tenant, connection_id: str, action: str) -> httpx.Response:
         return await self.http.post(
@@ -115,13 +132,14 @@ async def test_smtp_round_trip_verifies_the_redirect_and_consumes_the_message(
     async with trip(temporal_client, engine, tmp_path, test_ca) as t:
         tenant = t.w.stack.tenant()
         custom = custom_address()
-        with t.mail_system(custom, tenant) as mx:
-            created = await t.smtp_connection(tenant, custom, mx.port)
+        with t.mail_system(custom, tenant) as server:
+            created = await t.smtp_connection(tenant, custom, server.port)
             tested = await t.post(tenant, created["id"], "test")
             verified = await t.redirect_check(tenant, created["id"], "verified")
             active = await t.post(tenant, created["id"], "activate")
             settings = (await t.http.get("/v1/mail-settings", headers=tenant.headers)).json()
             unassigned = await t.http.get("/v1/messages/unassigned", headers=tenant.headers)
+            await _routed(t, tenant)
         rows = t.inbound_rows(tenant)
 
     steps = {s["name"]: s for s in tested.json()["steps"]}
@@ -130,12 +148,17 @@ async def test_smtp_round_trip_verifies_the_redirect_and_consumes_the_message(
     # The answer does not wait for the redirect; on loopback it may already be back.
     assert steps["redirect"]["status"] in ("waiting", "ok")
     assert t.hosted(tenant) in steps["redirect"]["detail"]
-    # The message went out through the company's server, to the address itself, and came back
-    # through the redirect with a rewritten envelope sender and a Received line on top.
-    [sent] = [r for r in mx.received if is_check(r.raw)]
+    # The send leg went out through the company's server, from the address to itself, and
+    # carries no token: its coming back proves nothing.
+    [sent] = [r for r in server.received if is_check(r.raw)]
     assert (sent.mail_from, sent.rcpt_tos) == (custom, [custom])
     assert "test message from Recruitmail" in sent.message.get_content()
-    [forwarded] = mx.handler.redirect.forwarded
+    assert b"x-recruitmail-check" not in sent.raw.lower() and b"<check." not in sent.raw
+    # The check message went from the platform to the domain's mail exchanger, and came back
+    # through the redirect with a rewritten envelope sender and a Received line on top.
+    [check] = t.w.mx.checks_for(custom)
+    assert check.mail_from == t.w.stack.settings.platform_sender
+    [forwarded] = t.w.mx.handler.redirects[custom.lower()].forwarded
     assert forwarded.startswith(b"Received: from ")
     assert verified["redirect_check"]["checked_at"] is not None
     assert t.hosted(tenant) in verified["redirect_check"]["detail"]
@@ -144,8 +167,8 @@ async def test_smtp_round_trip_verifies_the_redirect_and_consumes_the_message(
     company_scope = settings["scopes"][0]
     assert company_scope["redirect_check"]["status"] == "verified"
     assert company_scope["warnings"] == []
-    # Consumed: stored, recognised by its token, and never shown to a recruiter.
-    assert [r.state for r in rows] == ["check"]
+    # Both messages consumed: recognised, and never shown to a recruiter.
+    assert [r.state for r in rows] == ["check", "check"]
     assert t.messages(tenant) == [] and unassigned.json() == []
 
 
@@ -155,12 +178,13 @@ async def test_a_redirect_that_drops_the_header_is_still_recognised_by_message_i
     async with trip(temporal_client, engine, tmp_path, test_ca) as t:
         tenant = t.w.stack.tenant()
         custom = custom_address()
-        with t.mail_system(custom, tenant) as mx:
-            mx.handler.redirect.drop_check_header = True
-            created = await t.smtp_connection(tenant, custom, mx.port)
+        with t.mail_system(custom, tenant) as server:
+            t.w.mx.handler.redirects[custom.lower()].drop_check_header = True
+            created = await t.smtp_connection(tenant, custom, server.port)
             await t.post(tenant, created["id"], "test")
             await t.redirect_check(tenant, created["id"], "verified")
-    assert b"x-recruitmail-check" not in mx.handler.redirect.forwarded[0].lower()
+    [forwarded] = t.w.mx.handler.redirects[custom.lower()].forwarded
+    assert b"x-recruitmail-check" not in forwarded.lower()
 
 
 async def test_no_redirect_ends_not_seen_with_instructions_and_activation_warns(
@@ -169,15 +193,13 @@ async def test_no_redirect_ends_not_seen_with_instructions_and_activation_warns(
     async with trip(temporal_client, engine, tmp_path, test_ca, redirect_check_wait=3) as t:
         tenant = t.w.stack.tenant()
         custom = custom_address()
-        with t.mail_system(custom, tenant) as mx:
-            mx.handler.redirect.enabled = False  # the admin has not set the redirect up
-            created = await t.smtp_connection(tenant, custom, mx.port)
+        with t.mail_system(custom, tenant) as server:
+            t.redirect_enabled(server, custom, False)  # the admin has not set the redirect up
+            created = await t.smtp_connection(tenant, custom, server.port)
             await t.post(tenant, created["id"], "test")
             active = await t.post(tenant, created["id"], "activate")
             not_seen = await t.redirect_check(tenant, created["id"], "not_seen")
             settings = (await t.http.get("/v1/mail-settings", headers=tenant.headers)).json()
-            # Once the redirect works, a new test verifies it.
-            mx.handler.redirect.enabled = True
             created_again = await t.w.connection(tenant, created["id"])
     detail = not_seen["redirect_check"]["detail"]
     assert active.status_code == 200
@@ -190,6 +212,7 @@ async def test_no_redirect_ends_not_seen_with_instructions_and_activation_warns(
     assert settings["scopes"][0]["redirect_check"]["status"] == "not_seen"
     assert settings["scopes"][0]["warnings"] == [warning]
     assert created_again["status"] == "active"
+    assert len(t.w.mx.checks_for(custom)) == 1  # delivered, and kept in the mailbox
 
 
 async def test_send_as_refused_after_data_fails_the_send_leg_in_plain_words(
@@ -269,7 +292,9 @@ async def test_a_test_requested_during_a_test_waits_and_answers_its_result(
                 t.post(tenant, created["id"], "test"), t.post(tenant, created["id"], "test")
             )
     assert first.status_code == second.status_code == 200
-    assert first.json()["status"] == second.json()["status"] == "tested"
+    assert first.json()["status"] == second.json()["status"] == "tested", [
+        s for s in first.json()["steps"] if s["status"] != "ok"
+    ]
     assert len([r for r in mx.received if is_check(r.raw)]) in (1, 2)
 
 
@@ -293,21 +318,7 @@ async def test_an_address_belongs_to_the_company_that_proved_it(
             await t.redirect_check(a, mine["id"], "verified")
             # Now B can no longer claim it, and mail to it, by SMTP or by the webhook's
             # header fan-out, is A's alone.
-            again = await t.http.post(
-                "/v1/connections",
-                json={
-                    "kind": "smtp",
-                    "custom_address": custom,
-                    "smtp": {
-                        "host": "127.0.0.1",
-                        "port": mx.port,
-                        "security": "starttls",
-                        "username": custom,
-                        "password": PASSWORD,
-                    },
-                },
-                headers=b.headers,
-            )
+            again = await t.create_smtp(b, custom, mx.port)
             accepted = await _smtp_rcpt(t.inbound_port, custom)
             hook = await t.http.post(
                 "/inbound/raw",
@@ -329,6 +340,109 @@ async def test_an_address_belongs_to_the_company_that_proved_it(
     b_rows = t.inbound_rows(b)
     assert len(a_rows) == 2  # the SMTP delivery and the webhook's copy
     assert [r.recipient for r in b_rows] == [t.hosted(b)]  # only B's own hosted address
+
+
+async def test_a_company_cannot_take_over_another_companys_address_through_its_own_server(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """The outside probe's attack: B connects A's address through an SMTP server that B runs,
+    which forwards everything it sees (the test message with it) to B's hosted address."""
+    async with trip(temporal_client, engine, tmp_path, test_ca, redirect_check_wait=3) as t:
+        a, b = t.w.stack.tenant("Acme"), t.w.stack.tenant("Rival")
+        custom = custom_address()
+        context = t.w.ca.server_context("evil", ["localhost", "127.0.0.1"])
+        with SmtpSink(tls_context=context, credentials=(custom, PASSWORD)) as evil:
+            evil.handler.redirect = Redirect(custom, t.hosted(b), t.inbound_port)
+            claim = await t.smtp_connection(b, custom, evil.port)
+            tested = await t.post(b, claim["id"], "test")
+            not_seen = await t.redirect_check(b, claim["id"], "not_seen")
+            activated = await t.post(b, claim["id"], "activate")  # sending as it proves nothing
+            refused = await _smtp_rcpt(t.inbound_port, custom)
+            # A connects its own address, and proves it through its own mail routing.
+            with t.mail_system(custom, a) as server:
+                mine = await t.create_smtp(a, custom, server.port)
+                assert mine.status_code == 202, mine.text
+                await t.post(a, mine.json()["id"], "test")
+                verified = await t.redirect_check(a, mine.json()["id"], "verified")
+                accepted = await _smtp_rcpt(t.inbound_port, custom)
+                await _routed(t, a)
+                await _routed(t, b)
+            after = await t.w.connection(b, claim["id"])
+    # B's server saw the send leg and forwarded it to B: no token in it, nothing proven.
+    [forwarded] = evil.handler.redirect.forwarded
+    assert b"x-recruitmail-check" not in forwarded.lower() and b"<check." not in forwarded
+    assert tested.json()["status"] == "tested"
+    assert {s["name"]: s["status"] for s in tested.json()["steps"]}["send"] == "ok"
+    # B's check message went to the address's own mail exchanger, never to B's server.
+    assert [r for r in evil.received if b"x-recruitmail-check" in r.raw.lower()] == []
+    assert len(t.w.mx.checks_for(custom)) == 2  # B's (kept in A's mailbox) and A's
+    assert not_seen["redirect_check"]["status"] == "not_seen"
+    assert activated.status_code == 200 and activated.json()["warnings"]
+    # Mail for the address never reached B: refused while unproven, then A's alone.
+    assert refused.startswith("550")
+    assert accepted.startswith("250")
+    assert [r.state for r in t.inbound_rows(b)] == ["check"]  # the forwarded send leg
+    assert t.messages(b) == []
+    assert [r.state for r in t.inbound_rows(a) if r.state != "check"] == ["routed"]
+    assert verified["redirect_check"]["status"] == "verified"
+    # B's unproven connection stopped sending as A's address once A proved it.
+    assert after["status"] == "disabled"
+    assert "another Recruitmail account proved" in after["last_error"]
+    assert "Acme" not in after["last_error"]
+
+
+async def test_an_address_is_free_again_once_its_owner_lets_it_go(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        a, b = t.w.stack.tenant("Acme"), t.w.stack.tenant("Rival")
+        custom = custom_address()
+        with t.mail_system(custom, a) as server:
+            mine = await t.smtp_connection(a, custom, server.port)
+            await t.post(a, mine["id"], "test")
+            await t.redirect_check(a, mine["id"], "verified")
+            await t.post(a, mine["id"], "activate")
+            held = await t.create_smtp(b, custom, server.port)
+            disabled = await t.http.delete(f"/v1/connections/{mine['id']}", headers=a.headers)
+            free = await t.create_smtp(b, custom, server.port)
+            refused = await _smtp_rcpt(t.inbound_port, custom)
+    assert held.status_code == 409
+    assert disabled.status_code == 200 and disabled.json()["status"] == "disabled"
+    assert free.status_code == 202, free.text
+    assert refused.startswith("550")  # nobody has proven it now
+
+
+async def test_a_hosted_address_is_never_a_custom_address(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        a, b = t.w.stack.tenant("Acme"), t.w.stack.tenant("Rival")
+        domain = t.w.stack.settings.platform_mail_domain
+        hosted = await t.create_smtp(b, t.hosted(a), 2525)
+        below = await t.create_smtp(b, f"jobs@eu.{domain}", 2525)
+        oauth = await t.http.post(
+            "/v1/connections",
+            json={"kind": "microsoft", "custom_address": t.hosted(a)},
+            headers=b.headers,
+        )
+        # A row written before this rule is refused at its test and at its activation.
+        custom = custom_address()
+        with t.mail_system(custom, b) as server:
+            old = await t.smtp_connection(b, custom, server.port)
+            with Session(t.w.stack.engine) as session:
+                row = session.get(Connection, uuid.UUID(old["id"]))
+                assert row is not None
+                row.custom_address = t.hosted(a)
+                session.add(row)
+                session.commit()
+            tested = await t.post(b, old["id"], "test")
+            activated = await t.post(b, old["id"], "activate")
+    for answer in (hosted, below, oauth):
+        assert answer.status_code == 422, answer.text
+        assert "Recruitmail's own mail domain" in answer.json()["detail"]
+    assert tested.json()["status"] == "test_failed"
+    assert "own mail domain" in tested.json()["last_error"]
+    assert activated.status_code == 409
 
 
 async def _smtp_rcpt(port: int, to: str) -> str:

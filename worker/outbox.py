@@ -1,5 +1,9 @@
-"""The dev outbox: an SMTP sink that keeps every message it receives as a file (read by
-core/outbox.py for `GET /dev/outbox`)."""
+"""The dev outbox: an SMTP sink that keeps every message it receives as a file, in one folder
+per company (read by core/outbox.py for `GET /dev/outbox`).
+
+The dev outbox transport (providers/relay.py) puts the company's id in a first header line;
+the sink files the message under it and stores the message without that line.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from core.outbox import company_folder, split_company_tag
+
 
 class OutboxHandler:
     def __init__(self, directory: Path) -> None:
@@ -17,16 +23,19 @@ class OutboxHandler:
         directory.mkdir(parents=True, exist_ok=True)
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        company_id, raw = split_company_tag(envelope.original_content)
         record = {
             "received_at": time.time(),
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
-            "raw": envelope.original_content.decode("utf-8", "replace"),
+            "raw": raw.decode("utf-8", "replace"),
         }
+        folder = company_folder(self.directory, company_id)
+        folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
-        tmp = self.directory / (name + ".tmp")
+        tmp = folder / (name + ".tmp")
         tmp.write_text(json.dumps(record))
-        tmp.rename(self.directory / name)  # readers never see a half-written file
+        tmp.rename(folder / name)  # readers never see a half-written file
         return "250 Message accepted for delivery"
 
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import HTTPException, status
-from sqlalchemy import Engine, func, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -26,7 +26,7 @@ from api.schemas import (
     RedirectCheckPublic,
     SmtpPublic,
 )
-from core import audit, round_trip
+from core import audit, ownership, round_trip
 from core.connection_rules import (
     RuleViolation,
     SmtpSettingsInput,
@@ -51,6 +51,10 @@ from workflows.client import start_run
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow, OAuthSetupInput
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow, SmtpSetupInput
 
+ADDRESS_HELD = (
+    "custom_address: {address} is already connected to another Recruitmail account. If it is "
+    "yours, ask whoever connected it to disconnect it, or contact support."
+)
 REPLACE_LIVE = (
     "{scope} already sends through an active connection ({address}). An active connection is "
     "not edited or replaced in place: switch the scope back to the platform service first "
@@ -143,25 +147,14 @@ def _check_scope(session: Session, user: User, body: ConnectionCreate) -> None:
         raise refuse_live(session, user.company_id, live)
 
 
-def _check_owner(session: Session, user: User, address: str) -> None:
-    """An address another company has proven (or sends from) is not available. The answer
-    does not say which company holds it."""
-    held = session.exec(
-        select(Connection.id).where(
-            func.lower(Connection.custom_address) == address.lower(),
-            Connection.company_id != user.company_id,
-            or_(
-                col(Connection.redirect_status) == RedirectStatus.VERIFIED,
-                col(Connection.status).in_(LIVE_STATUSES),
-            ),
-        )
-    ).first()
-    if held is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"custom_address: {address} is already connected to another Recruitmail account. "
-            "If it is yours, ask whoever connected it to disconnect it, or contact support.",
-        )
+def _check_owner(session: Session, settings: Settings, user: User, address: str) -> None:
+    """A hosted address is never a custom address; an address another company has proven is
+    not available (the answer does not say which company holds it). An unproven claim, even
+    an active one, blocks nobody: the first company to prove the address owns it."""
+    if ownership.is_hosted_domain(settings, address):
+        raise _unprocessable(ownership.hosted_refusal(address))
+    if ownership.held_by_another(session, address, user.company_id):
+        raise HTTPException(status.HTTP_409_CONFLICT, ADDRESS_HELD.format(address=address))
 
 
 def _check_oauth(settings: Settings, body: ConnectionCreate) -> None:
@@ -211,7 +204,7 @@ def create_row(
     fields = _smtp_fields(settings, body) if smtp else {}
     if not smtp:
         _check_oauth(settings, body)
-    _check_owner(session, user, body.custom_address)
+    _check_owner(session, settings, user, body.custom_address)
     _check_scope(session, user, body)
     first = ConnectionStatus.PENDING if smtp else ConnectionStatus.AWAITING_AUTHORIZATION
     connection_id = uuid.uuid4()
@@ -354,6 +347,7 @@ def disable_connection(
     connection.status = ConnectionStatus.DISABLED
     connection.updated_at = utcnow()
     session.add(connection)
+    ownership.release(session, connection)
     audit.record_connection(
         session,
         connection,

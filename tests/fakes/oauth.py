@@ -133,6 +133,10 @@ class MicrosoftControls:
     unlicensed: bool = False
     # Mail the mailbox sends to itself is redirected to our inbound port.
     redirect: Redirect | None = None
+    # The mailbox's other addresses (Exchange proxyAddresses), and the addresses it holds
+    # Send As rights on.
+    aliases: list[str] = field(default_factory=list)
+    send_as: list[str] = field(default_factory=list)
 
 
 class MicrosoftFake(_Server):
@@ -200,7 +204,12 @@ class MicrosoftFake(_Server):
             mailbox = self._bearer(headers)
             if mailbox is None:
                 return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
-            return 200, {}, {"mail": mailbox, "userPrincipalName": mailbox}
+            me = {"mail": mailbox, "userPrincipalName": mailbox}
+            if "proxyAddresses" in q.get("$select", ""):  # Graph returns it only when selected
+                me["proxyAddresses"] = [f"SMTP:{mailbox}"] + [
+                    f"smtp:{a}" for a in self.controls.aliases
+                ]
+            return 200, {}, me
         if path.startswith("/v1.0/users/") and path.endswith("/sendMail"):
             return self._send(parts[2], body, headers)
         return 404, {}, {"error": "not found"}
@@ -313,7 +322,8 @@ class MicrosoftFake(_Server):
             if self.controls.throttle_sends > 0:
                 self.controls.throttle_sends -= 1
                 return 429, {"Retry-After": "1"}, {"error": {"code": "ApplicationThrottled"}}
-        if address.lower() != mailbox.lower():
+        own = {mailbox.lower(), *(a.lower() for a in self.controls.aliases)}
+        if address.lower() not in own | {a.lower() for a in self.controls.send_as}:
             return 403, {}, {"error": {"code": "ErrorSendAsDenied", "message": "Send as denied"}}
         if headers.get("Content-Type") != "text/plain":
             return 415, {}, {"error": {"code": "UnsupportedMediaType"}}
@@ -346,6 +356,8 @@ class GoogleControls:
     drop_send_scope: bool = False
     throttle_sends: int = 0
     redirect: Redirect | None = None
+    # users.settings.sendAs: {"sendAsEmail", "verificationStatus"} of the mailbox's aliases.
+    send_as: list[dict] = field(default_factory=list)
 
 
 class GoogleFake(_Server):
@@ -357,6 +369,7 @@ class GoogleFake(_Server):
         self.controls = GoogleControls()
         self.codes: dict[str, Code] = {}
         self.refresh_tokens: dict[str, str] = {}  # token -> mailbox
+        self.token_scopes: dict[str, list[str]] = {}  # access or refresh token -> scopes
         self.access_tokens: dict[str, str] = {}
         self.revoked: set[str] = set()
         self.sent: list[dict] = []
@@ -414,7 +427,21 @@ class GoogleFake(_Server):
             return self._token(_form(body), headers)
         if path == "/gmail/v1/users/me/messages/send":
             return self._send(body, headers)
+        if path == "/gmail/v1/users/me/settings/sendAs":
+            return self._send_as(headers)
         return 404, {}, {"error": "not found"}
+
+    def _send_as(self, headers):
+        with self.lock:
+            token = headers.get("Authorization", "").removeprefix("Bearer ")
+            mailbox = self.access_tokens.get(token)
+            scopes = self.token_scopes.get(token, [])
+        if mailbox is None:
+            return 401, {}, {"error": {"code": 401, "message": "Invalid Credentials"}}
+        if not any(s.endswith("gmail.settings.basic") for s in scopes):
+            return 403, {}, {"error": {"code": 403, "message": "Insufficient Permission"}}
+        primary = {"sendAsEmail": mailbox, "isPrimary": True}
+        return 200, {}, {"sendAs": [primary, *self.controls.send_as]}
 
     def _token(self, form: dict, headers):
         # fetch_token authenticates with HTTP Basic; Credentials.refresh in the form body.
@@ -440,6 +467,7 @@ class GoogleFake(_Server):
                 self.issued.update((access, refresh))
                 self.access_tokens[access] = code.mailbox
                 self.refresh_tokens[refresh] = code.mailbox
+                self.token_scopes[access] = self.token_scopes[refresh] = code.scopes
             return (
                 200,
                 {},
@@ -469,6 +497,7 @@ class GoogleFake(_Server):
             with self.lock:
                 self.issued.add(access)
                 self.access_tokens[access] = mailbox
+                self.token_scopes[access] = self.token_scopes.get(form["refresh_token"], [])
             return 200, {}, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"}
         return 400, {}, {"error": "unsupported_grant_type"}
 

@@ -83,6 +83,8 @@ class SinkHandler:
     drops: int = 0
     # The mail system redirects mail for the custom address to the hosted one.
     redirect: Redirect | None = None
+    # A mail exchanger's redirect rules, by (lower-cased) address.
+    redirects: dict[str, Redirect] = field(default_factory=dict)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
         session.host_name = hostname
@@ -110,10 +112,13 @@ class SinkHandler:
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
         )
-        if self.redirect is not None and self.redirect.applies(list(envelope.rcpt_tos)):
-            await asyncio.to_thread(
-                self.redirect.deliver, envelope.mail_from, envelope.original_content
-            )
+        rules = [self.redirect] if self.redirect is not None else []
+        rules += [
+            self.redirects[r.lower()] for r in envelope.rcpt_tos if r.lower() in self.redirects
+        ]
+        for rule in rules:
+            if rule.applies(list(envelope.rcpt_tos)):
+                await asyncio.to_thread(rule.deliver, envelope.mail_from, envelope.original_content)
         return "250 2.0.0 Ok: queued"
 
 
@@ -134,9 +139,10 @@ class Authenticator:
 
 
 def is_check(raw: bytes) -> bool:
-    """A connection test's own message (core/round_trip.py), not mail to a candidate."""
-    head = raw.split(b"\r\n\r\n", 1)[0].lower()
-    return b"\nx-recruitmail-check:" in head or head.startswith(b"x-recruitmail-check:")
+    """A connection test's own message (core/round_trip.py: the send leg's test message or
+    the redirect leg's check message), not mail to a candidate."""
+    head = b"\n" + raw.split(b"\r\n\r\n", 1)[0].lower()
+    return b"\nx-recruitmail-check:" in head or b"\nx-recruitmail-test:" in head
 
 
 class SmtpSink:
@@ -196,3 +202,30 @@ class SmtpSink:
                 raise AssertionError(f"sink got {len(self.received)} of {count} messages")
             await asyncio.sleep(0.05)
         return self.received
+
+
+class MailExchanger(SmtpSink):
+    """A domain's mail exchanger as the Internet sees it: no sign-in, STARTTLS offered, and
+    the company's redirect rules (address -> hosted address at our inbound port). Mail for an
+    address without a rule stays in its mailbox (`received`)."""
+
+    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls_context=tls_context)
+
+    def redirect(self, address: str, to: str, port: int) -> Redirect:
+        rule = Redirect(address, to, port)
+        self.handler.redirects[address.lower()] = rule
+        return rule
+
+    def override(self, *domains: str) -> str:
+        """The RECRUITMAIL_MX_OVERRIDES value naming this server for `domains`."""
+        return ",".join(f"{d}=127.0.0.1:{self.port}" for d in domains)
+
+    def checks_for(self, address: str) -> list[Received]:
+        """The redirect leg's check messages that reached `address`'s mailbox here."""
+        return [
+            r
+            for r in self.received
+            if address.lower() in [t.lower() for t in r.rcpt_tos]
+            and b"x-recruitmail-check:" in r.raw.lower()
+        ]
