@@ -191,6 +191,9 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
     """Pure ASGI: counts each request once routing has named its route."""
 
@@ -214,7 +217,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observed)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            # Labels take only known values: any made-up method or path would be a new series.
+            route = getattr(scope.get("route"), "path", None) or "other"
             method = scope.get("method", "")
+            method = method if method in KNOWN_METHODS else "other"
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -27,7 +27,7 @@ _REDACTIONS = [
     (
         re.compile(
             r"(?i)\b(password|passwd|secret|token|access_token|refresh_token|code|"
-            r"code_verifier|client_secret|state)(\"?\s*[=:]\s*\"?)[^\s\"&,;}]+"
+            r"code_verifier|client_secret|state|key|signature)(\"?\s*[=:]\s*\"?)[^\s\"&,;}]+"
         ),
         r"\1\2[redacted]",
     ),

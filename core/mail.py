@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import quopri
 import re
 import unicodedata
@@ -9,10 +10,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.policy import SMTP, Policy
+from email.utils import format_datetime
 
 # Deliberately stricter than RFC 5322: what recruiting mail really uses, and nothing that
 # needs quoting in a header (no spaces, quotes, angle brackets or line breaks).
@@ -74,6 +74,67 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+# What a display name may hold and still be written as it is: atoms (RFC 5322 atext) separated
+# by single spaces. Anything else (specials such as <>,;:"@\\, dots, non-ASCII, tabs) is written
+# as RFC 2047 encoded words, so no parser reads part of a name as an address.
+_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+def address_field(header: str, name: str, address: str) -> str:
+    """The value of one address header (From, To, ...), folded only between encoded words.
+
+    Python's header folding drops the quotes around a long quoted display name, so a name
+    like `Grace … Retired <extra@attacker.example>` became a second recipient. Written here
+    instead: a plain phrase as it is, anything else as encoded words, which every parser
+    decodes back to the name and never to an address. The address itself is validated by
+    normalize_address and needs no quoting.
+    """
+    if not name:
+        return address
+    if _PHRASE.match(name) and not name.startswith("=?"):
+        return f"{name} <{address}>"
+    return f"{_encoded_words(name)} <{address}>"
+
+
+def _encoded_words(text: str) -> str:
+    """`text` as RFC 2047 B-encoded words of at most 75 characters, one per folded line,
+    never splitting a character, and breaking after a space where one is near. Decoders ignore
+    the whitespace between encoded words (Python's address parser reads it as one space: a
+    break after a space then shows as two)."""
+    words: list[str] = []
+    chunk = ""
+    for char in text:
+        if len((chunk + char).encode()) > 45:  # 45 bytes: 60 base64 characters, a 72-char word
+            cut = chunk.rfind(" ") + 1
+            if cut <= len(chunk) // 2:
+                cut = len(chunk)  # no space in the second half: break where the word is full
+            words.append(chunk[:cut])
+            chunk = chunk[cut:]
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word.encode()).decode()}?=" for word in words)
+
+
+class _AddressHeader(str):
+    """An address header that the email package stores and writes exactly as composed by
+    address_field(): it is never parsed and refolded (EmailPolicy passes through any header
+    object with a `name` and a `fold`). As a string it is the unfolded value."""
+
+    name: str
+    folded: str
+
+    def __new__(cls, name: str, folded: str) -> _AddressHeader:
+        header = super().__new__(cls, folded.replace("\r\n ", " "))
+        header.name = name
+        header.folded = folded
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self.folded.replace(chr(13) + chr(10), policy.linesep)}" + (
+            policy.linesep
+        )
+
+
 @dataclass(frozen=True)
 class Composed:
     mime: bytes
@@ -97,8 +158,8 @@ def compose(
     extra_headers: dict[str, str] | None = None,
 ) -> tuple[EmailMessage, Composed]:
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
-    msg["To"] = Address(display_name=to_name, addr_spec=to_address)
+    msg["From"] = _AddressHeader("From", address_field("From", from_name, from_address))
+    msg["To"] = _AddressHeader("To", address_field("To", to_name, to_address))
     msg["Subject"] = subject
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
@@ -144,8 +205,8 @@ def compose_bytes(
     without CR/LF in the header fields (the API validates them; bulk planning collapses them).
     """
     headers = [
-        ("From", formataddr((from_name, from_address), charset="utf-8")),
-        ("To", formataddr((to_name, to_address), charset="utf-8")),
+        ("From", address_field("From", from_name, from_address)),
+        ("To", address_field("To", to_name, to_address)),
         ("Subject", _header_value(subject)),
         ("Date", format_datetime(date)),
         ("Message-ID", message_id),

@@ -3,7 +3,6 @@ machinery the platform relay and the dev outbox share (aiosmtplib, error classif
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -13,6 +12,7 @@ from typing import ClassVar
 
 import aiosmtplib
 
+from core import netguard
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -20,7 +20,6 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
-from core.netguard import InternalAddress, public_addresses
 from core.throttle import Rate
 from core.tls import client_tls_context
 from providers.base import (
@@ -59,16 +58,37 @@ class SmtpTarget:
         return f"{self.host}:{self.port}"
 
 
-def _client(target: SmtpTarget, tls_context: ssl.SSLContext, timeout: float) -> aiosmtplib.SMTP:
+async def _open_client(
+    target: SmtpTarget, tls_context: ssl.SSLContext, timeout: float
+) -> aiosmtplib.SMTP:
+    """A client on a TCP connection to an address checked by the network guard (the name is
+    resolved once; TLS still verifies the certificate against the name)."""
+    sock = await netguard.open_socket(
+        target.host, target.port, timeout, allow_private=not target.public_only
+    )
+    return _client(target, tls_context, timeout, sock)
+
+
+def _client(
+    target: SmtpTarget,
+    tls_context: ssl.SSLContext,
+    timeout: float,
+    sock: socket.socket,
+    *,
+    step_by_step: bool = False,
+) -> aiosmtplib.SMTP:
+    """`step_by_step`: no automatic STARTTLS; the connection test issues it itself."""
     start_tls: bool | None = {
         SmtpSecurity.STARTTLS: True,
         SmtpSecurity.TLS: False,
         SmtpSecurity.NONE: False,
         SmtpSecurity.OPPORTUNISTIC: None,
     }[target.security]
+    if step_by_step:
+        start_tls = False
     return aiosmtplib.SMTP(
         hostname=target.host,
-        port=target.port,
+        sock=sock,
         use_tls=target.security is SmtpSecurity.TLS,
         start_tls=start_tls,
         validate_certs=target.verify_certificate,
@@ -81,9 +101,8 @@ async def send_over_smtp(
     target: SmtpTarget, mail: Outgoing, *, tls_context: ssl.SSLContext, timeout: float
 ) -> str:
     """Send one message on a fresh connection; return the server's final answer."""
-    client = _client(target, tls_context, timeout)
     try:
-        await _guard(target, timeout)
+        client = await _open_client(target, tls_context, timeout)
         async with client:
             if target.username:
                 await client.login(target.username, target.password or "")
@@ -114,8 +133,7 @@ class SmtpSession(MailSession):
         self.connects = 0
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        await _guard(self.target, self.timeout)
-        client = _client(self.target, self.tls_context, self.timeout)
+        client = await _open_client(self.target, self.tls_context, self.timeout)
         await client.connect()
         if self.target.username:
             await client.login(self.target.username, self.target.password or "")
@@ -181,14 +199,6 @@ def _server_said(code: int, text: str) -> str:
     return f"{code} {text}".strip()
 
 
-async def _guard(target: SmtpTarget, timeout: float) -> None:
-    if target.public_only:
-        try:
-            await public_addresses(target.host, target.port, timeout)
-        except InternalAddress as exc:
-            raise ConfigurationError(str(exc)) from exc
-
-
 def connect_failure(server: str) -> str:
     """One answer for a refused connection and a timeout alike: which of the two it was would
     tell an outsider which ports are open. The log keeps the detail."""
@@ -202,6 +212,8 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     """Map an aiosmtplib/socket error to transient, permanent or credential problems."""
     if isinstance(exc, MailError):
         return exc
+    if isinstance(exc, netguard.InternalAddress):
+        return ConfigurationError(str(exc))
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return AuthExpiredError(
             f"The mail server {server} refused the username or password "
@@ -318,17 +330,9 @@ class _Check:
         )
 
     async def run(self) -> None:
-        await self.dns()
-        await self.tcp_connect()
-        client = aiosmtplib.SMTP(
-            hostname=self.target.host,
-            port=self.target.port,
-            use_tls=self.implicit,
-            start_tls=False,
-            validate_certs=self.target.verify_certificate,
-            tls_context=self.tls_context if self.target.security is not SmtpSecurity.NONE else None,
-            timeout=self.timeout,
-        )
+        addresses = await self.dns()
+        sock = await self.tcp_connect(addresses)
+        client = _client(self.target, self.tls_context, self.timeout, sock, step_by_step=True)
         try:
             await self.greeting(client)
             await self.ehlo(client)
@@ -342,37 +346,34 @@ class _Check:
                 "disconnected", f"{self.server} closed the connection ({exc})."
             ) from None
         finally:
-            client.close()
+            client.close()  # its transport owns the socket from connect() on, and closes it
 
-    async def dns(self) -> None:
+    async def dns(self) -> list[str]:
+        """Resolved once: the connection goes to these addresses, never to a new answer."""
         try:
-            if self.target.public_only:
-                addresses = await public_addresses(self.target.host, self.target.port, self.timeout)
-            else:
-                loop = asyncio.get_running_loop()
-                infos = await asyncio.wait_for(
-                    loop.getaddrinfo(self.target.host, self.target.port, type=socket.SOCK_STREAM),
-                    self.timeout,
-                )
-                addresses = [str(infos[0][4][0])]
-        except InternalAddress as exc:
+            addresses = await netguard.resolve(
+                self.target.host,
+                self.target.port,
+                self.timeout,
+                allow_private=not self.target.public_only,
+            )
+        except netguard.InternalAddress as exc:
             raise self.log.fail("dns", str(exc)) from None
         except (OSError, TimeoutError):
             raise self.log.fail(
                 "dns", f"The host name {self.target.host} cannot be resolved. Check the spelling."
             ) from None
         self.log.ok("dns", f"{self.target.host} resolves to {addresses[0]}")
+        return addresses
 
-    async def tcp_connect(self) -> None:
+    async def tcp_connect(self, addresses: list[str]) -> socket.socket:
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.target.host, self.target.port), self.timeout
-            )
+            sock = await netguard.connect(addresses, self.target.port, self.timeout)
         except (TimeoutError, OSError) as exc:
             log.info("connection test: connecting to %s failed: %r", self.server, exc)
             raise self.log.fail("tcp_connect", connect_failure(self.server)) from None
-        writer.close()
         self.log.ok("tcp_connect", f"connected to {self.server}")
+        return sock
 
     async def greeting(self, client: aiosmtplib.SMTP) -> None:
         try:
@@ -558,5 +559,5 @@ class SmtpProvider(MailProvider):
     def needs_attention(self, address: str) -> str:
         return "An admin must switch back to the platform service and set the connection up again."
 
-    def explain_send_failure(self, err: MailError, address: str) -> str:
+    def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
         return explain_send_failure(err, address)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from api.schemas import CandidateCreate, SendMessageRequest
+from core import netguard
 from core.inbound import parse
 from core.mail import compose
 from core.models import Direction, Message, MessageStatus
@@ -399,7 +400,7 @@ async def test_refused_and_timed_out_connections_read_the_same(monkeypatch):
         async def fail(*args, failure=failure, **kwargs):
             raise failure
 
-        monkeypatch.setattr(asyncio, "open_connection", fail)
+        monkeypatch.setattr(netguard, "connect", fail)
         result = await verify_smtp(
             SmtpTarget("127.0.0.1", port, SmtpSecurity.STARTTLS, "a@b.example", "pw"),
             "a@b.example",
@@ -411,30 +412,7 @@ async def test_refused_and_timed_out_connections_read_the_same(monkeypatch):
     assert "refused" not in answers[0] and "timed out" not in answers[0]
 
 
-# -- the dev outbox and local files ---------------------------------------------------------
-
-
-async def test_the_dev_outbox_shows_a_company_only_its_own_mail_in_any_charset(
-    temporal_client, engine, tmp_path
-):
-    async with running_stack(temporal_client, engine, tmp_path) as stack:
-        acme, rival = stack.tenant("Acme"), stack.tenant("Rival")
-        outbox = stack.settings.outbox_dir
-        outbox.mkdir(parents=True, exist_ok=True)
-        for n, (tenant, charset) in enumerate(((acme, "utf-8"), (rival, "x-no-such-charset"))):
-            sender = stack.settings.hosted_address(tenant.company.slug)
-            raw = (
-                f"From: {sender}\r\nTo: grace@example.com\r\nSubject: Mail {n}\r\n"
-                f"Content-Type: text/plain; charset={charset}\r\n\r\nHello\r\n"
-            )
-            record = {"received_at": n, "mail_from": sender, "rcpt_tos": [], "raw": raw}
-            (outbox / f"{n}-x.json").write_text(json.dumps(record))
-        seen_by_acme = await stack.http.get("/dev/outbox", headers=acme.headers)
-        seen_by_rival = await stack.http.get("/dev/outbox", headers=rival.headers)
-    assert seen_by_acme.status_code == 200 and seen_by_rival.status_code == 200
-    assert [m["subject"] for m in seen_by_acme.json()] == ["Mail 0"]
-    assert [m["subject"] for m in seen_by_rival.json()] == ["Mail 1"]
-    assert "Hello" in seen_by_rival.json()[0]["text"]
+# -- local files (the dev outbox: test_probe.py) -------------------------------------------
 
 
 def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path):

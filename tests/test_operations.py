@@ -372,6 +372,9 @@ def test_compose_file_is_complete_and_safe():
         command = services[name]["command"]
         assert command[0] in cli_commands | cli_groups, f"{name}: no CLI command {command[0]}"
     assert services["migrate"]["command"] == ["db", "upgrade"]
+    inbound = services["inbound-smtp"]["environment"]
+    assert inbound["RECRUITMAIL_INBOUND_TLS_CERT"] and inbound["RECRUITMAIL_INBOUND_TLS_KEY"]
+    assert "RECRUITMAIL_INBOUND_TLS_DIR:?" in text  # STARTTLS on port 25 is not optional
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+\.\d+", dockerfile, re.MULTILINE)
     assert 'ENTRYPOINT ["recruitmail"]' in dockerfile

@@ -10,16 +10,18 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import tempfile
 import uuid
-from typing import Any
+from typing import IO, Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 from sqlalchemy import Engine
 from sqlmodel import Session as DbSession
 from temporalio.client import Client
 
 from core import intake
 from core.db import make_engine
+from core.errors import ConfigurationError
 from core.settings import Settings
 from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
@@ -105,19 +107,200 @@ class InboundHandler:
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     if not (settings.inbound_tls_cert and settings.inbound_tls_key):
         return None
+    for name, path in (("CERT", settings.inbound_tls_cert), ("KEY", settings.inbound_tls_key)):
+        if not path.is_file():
+            raise ConfigurationError(
+                f"RECRUITMAIL_INBOUND_TLS_{name}: {path} does not exist. Mount the receiver's "
+                "certificate and key, or set neither to receive without STARTTLS."
+            )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.inbound_tls_cert, settings.inbound_tls_key)
     return context
 
 
-class _Receiver(SMTP):
-    """aiosmtpd refuses a line over 1,000 octets with "500 Line too long"; Postfix and
-    Exchange accept them, and real mail has them (Outlook, HTML, long encoded words). Lines of
-    any length up to the message size limit are taken, and stored byte for byte."""
+# The stream's buffer: a command line, or one piece of a DATA line. Longer DATA lines are read
+# in pieces of this size, so no line, however long, is held whole while it arrives.
+STREAM_LIMIT = 64 * 1024
+# Commands that move no message forward; a client looping on them is closed.
+JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "HELP", "EXPN", "HELO", "EHLO")
 
-    def __init__(self, *args: Any, max_line: int, **kwargs: Any) -> None:
-        self.line_length_limit = max_line  # read by SMTP.__init__ for its stream's limit
-        super().__init__(*args, **kwargs)
+
+class Connections:
+    """Open connections, in total and per client address, shared by every session."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total, self.per_client = total, per_client
+        self.open: dict[str, int] = {}
+
+    def admit(self, client: str) -> bool:
+        if sum(self.open.values()) >= self.total or self.open.get(client, 0) >= self.per_client:
+            return False
+        self.open[client] = self.open.get(client, 0) + 1
+        return True
+
+    def leave(self, client: str) -> None:
+        left = self.open.get(client, 1) - 1
+        if left > 0:
+            self.open[client] = left
+        else:
+            self.open.pop(client, None)
+
+
+class _Receiver(SMTP):
+    """aiosmtpd, holding its ground:
+
+    - DATA is read line by line in pieces of at most STREAM_LIMIT and spooled to a temporary
+      file past `inbound_spool_memory_bytes`. Lines of any length are taken (Postfix and
+      Exchange accept them, and real mail has them) and stored byte for byte; the moment a
+      message passes the size limit the client hears 552 and the connection closes, so one
+      connection holds at most the spool's memory while a message arrives.
+    - Connections are limited in total and per client address (421 over either).
+    - Each command, and each line inside DATA, may idle for `inbound_command_timeout`; a whole
+      DATA phase may take `inbound_data_timeout`.
+    - Junk commands (NOOP, RSET, ...) without a message in between, and refused commands
+      (an unknown recipient), are limited as Postfix limits them: past the soft error limit
+      every answer is delayed, past the hard one the client hears 421 and is closed.
+    """
+
+    line_length_limit = STREAM_LIMIT  # read by SMTP.__init__ for its stream's buffer
+
+    def __init__(self, *args: Any, settings: Settings, connections: Connections, **kw: Any):
+        super().__init__(*args, timeout=settings.inbound_command_timeout.total_seconds(), **kw)
+        self.settings = settings
+        self.connections = connections
+        self.client = ""
+        self.errors = 0
+        self.junk = 0
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        peer = self.session.peer
+        self.client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if not self.connections.admit(self.client):
+            self._writer.write(b"421 4.7.0 Too many connections; try again later\r\n")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            self.connections.leave(self.client)
+
+    async def push(self, status: AnyStr) -> None:
+        head = status[:3]
+        # 452 (too many recipients) is flow control, not an error: the sender sends the rest.
+        if head[:1] in ("4", "5", b"4", b"5") and head not in ("452", b"452") and self.transport:
+            self.errors += 1
+            if self.errors > self.settings.inbound_hard_error_limit:
+                await self._close("421 4.7.0 Too many errors in this session; closing")
+                return
+            if self.errors > self.settings.inbound_soft_error_limit:
+                await asyncio.sleep(self.settings.inbound_error_delay.total_seconds())
+        await super().push(status)
+
+    async def _close(self, status: str) -> None:
+        """Answer and close, whatever state the session is in."""
+        if self.transport is None:
+            return
+        with contextlib.suppress(ConnectionError):
+            self._writer.write(status.encode() + b"\r\n")
+            await self._writer.drain()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _junk(self, command: str) -> bool:
+        """Count a junk command; False (after closing) once there were too many."""
+        self.junk += 1
+        if self.junk > self.settings.inbound_junk_command_limit:
+            await self._close(f"421 4.7.0 Too many {command} commands without a message; closing")
+            return False
+        return True
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        if await self._junk("NOOP"):
+            await super().smtp_NOOP(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        if await self._junk("RSET"):
+            await super().smtp_RSET(arg)
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        if await self._junk("VRFY"):
+            await super().smtp_VRFY(arg)
+
+    async def smtp_HELP(self, arg: str) -> None:
+        if await self._junk("HELP"):
+            await super().smtp_HELP(arg)
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        if await self._junk("EXPN"):
+            await super().smtp_EXPN(arg)
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        if await self._junk("HELO"):
+            await super().smtp_HELO(hostname)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if await self._junk("EHLO"):
+            await super().smtp_EHLO(hostname)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        with tempfile.SpooledTemporaryFile(self.settings.inbound_spool_memory_bytes) as spool:
+            if not await self._receive(spool):
+                return  # answered and closed (too big, or too slow)
+            spool.seek(0)
+            raw = spool.read()
+        self.envelope.original_content = raw
+        self.envelope.content = raw
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        if str(status).startswith("250"):
+            self.junk = 0
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _receive(self, spool: IO[bytes]) -> bool:
+        """Read DATA up to the lone dot into `spool`, removing dot-stuffing (RFC 5321 4.5.2).
+        False once the client has been answered and closed."""
+        limit = self.data_size_limit or 0
+        idle = self.settings.inbound_command_timeout.total_seconds()
+        deadline = self.loop.time() + self.settings.inbound_data_timeout.total_seconds()
+        size = 0
+        line_start = True
+        while self.transport is not None:
+            self._reset_timeout(idle)  # the idle timer closes a client that stops sending
+            try:
+                piece = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                piece = await self._reader.read(overrun.consumed)  # a piece of a long line
+            except asyncio.IncompleteReadError:
+                return False  # the client went away mid-message
+            if line_start and piece == b".\r\n":
+                self._reset_timeout()
+                return True
+            if line_start and piece.startswith(b"."):
+                piece = piece[1:]
+            line_start = piece.endswith(b"\r\n")
+            size += len(piece)
+            if limit and size > limit:
+                await self._close(f"552 5.3.4 Message too big: the limit is {limit} bytes; closing")
+                return False
+            if self.loop.time() > deadline:
+                await self._close("421 4.4.2 The message took too long to send; closing")
+                return False
+            spool.write(piece)
+        return False
 
 
 class InboundSmtpServer:
@@ -128,13 +311,17 @@ class InboundSmtpServer:
         self.engine = engine
         self.client = client
         self.handler = InboundHandler(settings, engine, client)
+        self.connections = Connections(
+            settings.inbound_max_connections, settings.inbound_max_connections_per_client
+        )
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
 
     def _protocol(self) -> SMTP:
         return _Receiver(
             self.handler,
-            max_line=self.settings.inbound_max_message_bytes,
+            settings=self.settings,
+            connections=self.connections,
             data_size_limit=self.settings.inbound_max_message_bytes,
             hostname=self.settings.inbound_smtp_hostname,
             ident="Recruitmail inbound",
@@ -192,6 +379,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server = InboundSmtpServer(settings, engine, connecting.result())
     port = await server.start()
     log.info("inbound SMTP on %s:%s", settings.inbound_smtp_host, port)
+    if _tls_context(settings) is None and not settings.is_development:
+        log.warning(
+            "inbound SMTP offers no STARTTLS: mail reaches it unencrypted. Set "
+            "RECRUITMAIL_INBOUND_TLS_CERT and RECRUITMAIL_INBOUND_TLS_KEY (see docs/operating.md)"
+        )
     await stop.wait()
     await server.stop()
     engine.dispose()
