@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: run test lint format bench clean record-histories lock fakes
+.PHONY: run test lint format bench clean record-histories lock fakes screenshots
 
 # Install once, from the hashed lock file; reinstall only when it or pyproject.toml changes.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -22,6 +22,10 @@ fakes: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Photograph every page at phone and desktop width into docs/screenshots/ (the page tests).
+screenshots: $(STAMP)
+	RECRUITMAIL_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_pages.py
 
 # Re-record tests/histories/ (the replay test's fixtures) from a full run of the suite.
 record-histories: $(STAMP)

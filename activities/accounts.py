@@ -23,6 +23,8 @@ class Accounts:
         self.settings = settings
         self.box = box
         self._platform: tuple[MailProvider, Account] | None = None
+        # One instance per kind, for the worker's life: providers pool their HTTP clients.
+        self._providers: dict[str, MailProvider] = {}
 
     def platform(self) -> tuple[MailProvider, Account]:
         """The platform transport: built once, from settings."""
@@ -32,10 +34,16 @@ class Accounts:
         return self._platform
 
     def provider(self, kind: str) -> MailProvider:
-        return provider(kind, self.settings)
+        found = self._providers.get(kind)
+        if found is None:
+            found = self._providers[kind] = provider(kind, self.settings)
+        return found
 
     def oauth(self, kind: str) -> OAuthProvider:
-        return oauth_provider(kind, self.settings)
+        found = self.provider(kind)
+        if not isinstance(found, OAuthProvider):
+            return oauth_provider(kind, self.settings)  # raises, saying why
+        return found
 
     def account(self, connection: Connection) -> Account:
         """The connection's mailbox with its credentials decrypted, for one activity."""

@@ -22,6 +22,18 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.send import SendActivities, SenderReplaced, to_application_error
+from contracts.bulk import (
+    FAIL_BULK_BATCH,
+    FINISH_BULK_SEND,
+    PLAN_BULK_SEND,
+    SEND_BULK_BATCH,
+    BatchInput,
+    BatchResult,
+    BulkContract,
+    FailBatchInput,
+    FinishInput,
+    PlanInput,
+)
 from core import throttle
 from core.db import get_or_fail, session_scope
 from core.errors import (
@@ -46,17 +58,6 @@ from core.senders import EffectiveSender, effective_sender
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageStatus
 from providers.base import MailSession, Outgoing
-from workflows.bulk_send import (
-    FAIL_BULK_BATCH,
-    FINISH_BULK_SEND,
-    PLAN_BULK_SEND,
-    SEND_BULK_BATCH,
-    BatchInput,
-    BatchResult,
-    FailBatchInput,
-    FinishInput,
-    PlanInput,
-)
 
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
 _MESSAGE = table_of(Message)
@@ -98,7 +99,7 @@ class _Mailbox:
         return f"connection:{self.connection_id}" if self.connection_id else "platform"
 
 
-class BulkActivities:
+class BulkActivities(BulkContract):
     def __init__(self, engine: Engine, settings: Settings, send: SendActivities) -> None:
         self._engine = engine
         self._settings = settings

@@ -13,6 +13,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from contracts.setup import (
+    ACTIVATE_CONNECTION,
+    RECORD_REDIRECT_NOT_SEEN,
+    SET_CONNECTION_STATUS,
+    TEST_CONNECTION,
+    ActivateInput,
+    ActivationResult,
+    RedirectInput,
+    SetupContract,
+    StatusInput,
+    TestInput,
+    VerificationResult,
+    VerificationStep,
+)
 from core import ownership, round_trip
 from core.audit import record_connection
 from core.db import get_or_fail, session_scope
@@ -28,19 +42,6 @@ from core.statuses import (
 )
 from providers import exchanger
 from providers.base import Account, MailProvider, Outgoing, Step, Verification
-from workflows.setup import (
-    ACTIVATE_CONNECTION,
-    RECORD_REDIRECT_NOT_SEEN,
-    SET_CONNECTION_STATUS,
-    TEST_CONNECTION,
-    ActivateInput,
-    ActivationResult,
-    RedirectInput,
-    StatusInput,
-    TestInput,
-    VerificationResult,
-    VerificationStep,
-)
 
 _WAITING_FOR_BROWSER = (
     ConnectionStatus.AWAITING_AUTHORIZATION,
@@ -93,7 +94,7 @@ def _with_step(steps: list[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
     return [*kept, asdict(step)]
 
 
-class ConnectionActivities:
+class ConnectionActivities(SetupContract):
     def __init__(self, engine: Engine, accounts: Accounts) -> None:
         self._engine = engine
         self._accounts = accounts

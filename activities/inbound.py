@@ -10,6 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from contracts.receive import (
+    ROUTE_INBOUND_MESSAGE,
+    ReceiveMessageResult,
+    RouteContract,
+    RouteInput,
+)
 from core import ownership
 from core.db import session_scope
 from core.inbound import ParsedMail, parse
@@ -37,13 +43,12 @@ from core.statuses import (
     RoutingState,
     StepStatus,
 )
-from workflows.receive_message import ROUTE_INBOUND_MESSAGE, ReceiveMessageResult, RouteInput
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
 _BOUNCEABLE = (MessageStatus.SENT.value, MessageStatus.SENDING.value)
 
 
-class InboundActivities:
+class InboundActivities(RouteContract):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings

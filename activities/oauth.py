@@ -17,6 +17,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
 from activities.send import to_application_error
+from contracts.consent import SEND_CONSENT_REQUEST, ConsentContract, ConsentRequestInput
+from contracts.oauth import (
+    BEGIN_OAUTH_AUTHORIZATION,
+    EXCHANGE_OAUTH_CODE,
+    BeginResult,
+    ExchangeResult,
+    OAuthContract,
+)
+from contracts.setup import ConnectionRef
 from core.audit import record_connection
 from core.consent_mail import consent_request_mail
 from core.db import get_or_fail, session_scope
@@ -24,17 +33,9 @@ from core.errors import ConsentRequiredError, MailError, TransientMailError
 from core.models import Company, Connection, utcnow
 from core.statuses import ConnectionStatus, ExchangeOutcome
 from providers.base import OAuthProvider, Outgoing
-from workflows.consent_request import SEND_CONSENT_REQUEST, ConsentRequestInput
-from workflows.oauth_setup import (
-    BEGIN_OAUTH_AUTHORIZATION,
-    EXCHANGE_OAUTH_CODE,
-    BeginResult,
-    ExchangeResult,
-)
-from workflows.setup import ConnectionRef
 
 
-class OAuthActivities:
+class OAuthActivities(OAuthContract, ConsentContract):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
         self._engine = accounts.engine

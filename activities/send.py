@@ -15,6 +15,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from contracts.send import (
+    COMPOSE_MESSAGE,
+    DELIVER_MESSAGE,
+    PREPARE_MESSAGE,
+    RECORD_OUTCOME,
+    RESOLVE_SENDER,
+    ComposeInput,
+    DeliveryResult,
+    MessageRef,
+    RecordOutcomeInput,
+    SendContract,
+    SenderChoice,
+    SendMessageResult,
+)
 from core.db import RowMissing, get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
@@ -36,19 +50,6 @@ from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus
 from providers.base import Account, MailProvider, Outgoing
-from workflows.send_message import (
-    COMPOSE_MESSAGE,
-    DELIVER_MESSAGE,
-    PREPARE_MESSAGE,
-    RECORD_OUTCOME,
-    RESOLVE_SENDER,
-    ComposeInput,
-    DeliveryResult,
-    MessageRef,
-    RecordOutcomeInput,
-    SenderChoice,
-    SendMessageResult,
-)
 
 
 def to_application_error(err: MailError) -> ApplicationError:
@@ -119,7 +120,7 @@ def _compose_into(session: Session, message: Message, sender: SenderChoice) -> O
     return Outgoing.of(composed, str(message.id), str(message.company_id))
 
 
-class SendActivities:
+class SendActivities(SendContract):
     def __init__(self, engine: Engine, settings: Settings, accounts: Accounts) -> None:
         self._engine = engine
         self._settings = settings

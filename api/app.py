@@ -21,7 +21,7 @@ from api import errors
 from api.deps import TemporalGateway
 from api.limits import BodyLimit
 from api.metrics import Metrics, RequestMetrics
-from api.pages import STATIC_DIR
+from api.rendering import STATIC_DIR
 from api.routers import (
     audit,
     bulk,

@@ -256,3 +256,10 @@ class ConnectionSummary(BaseModel):
 
 ScopePublic.model_rebuild()
 MailSettingsPublic.model_rebuild()
+
+
+class BulkCreate(Request):
+    candidate_ids: list[uuid.UUID]
+    subject: Subject
+    text: Body
+    html: Html | None = None

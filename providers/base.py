@@ -20,6 +20,7 @@ from core.errors import ConfigurationError, MailError
 from core.mail import Composed
 from core.settings import Settings
 from core.throttle import Rate
+from providers.http import HttpClients
 
 Secret = dict[str, Any]
 
@@ -207,7 +208,12 @@ class ConsentHelp:
 
 
 class OAuthProvider(MailProvider):
-    """A mailbox connected by signing in: authorization-code flow with PKCE, refresh tokens."""
+    """A mailbox connected by signing in: authorization-code flow with PKCE, refresh tokens.
+    Its HTTP clients (the identity provider's library, the mail API) are pooled."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.http = HttpClients(settings, settings.oauth_http_timeout_seconds)
 
     # Whether an administrator's consent comes back to us through a link with a new state
     # (Microsoft's admin-consent endpoint). Otherwise an admin says it was granted.

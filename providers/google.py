@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.throttle import Rate
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
-from providers.http import api_client, classify_api_answer, requests_session
+from providers.http import mail_api_answer, send_request
 
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 # Only with RECRUITMAIL_GOOGLE_SEND_AS_ALIASES: lists the mailbox's verified send-as aliases.
@@ -91,7 +91,7 @@ class GoogleProvider(OAuthProvider):
             code_verifier=code_verifier,
             autogenerate_code_verifier=code_verifier is None,
         )
-        session = requests_session(self.settings)
+        session = self.http.session()
         flow.oauth2session.verify = session.verify
         flow.oauth2session.trust_env = False
         return flow
@@ -176,7 +176,7 @@ class GoogleProvider(OAuthProvider):
         verificationStatus is `accepted` (the owner of the alias confirmed it)."""
         url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/settings/sendAs"
         try:
-            response = requests_session(self.settings).get(
+            response = self.http.session().get(
                 url,
                 headers={"Authorization": f"Bearer {access_token}"},
                 timeout=self.settings.oauth_http_timeout_seconds,
@@ -211,9 +211,7 @@ class GoogleProvider(OAuthProvider):
             raise AuthExpiredError("No Google sign-in is stored; reconnect the mailbox.")
         credentials = self._credentials(secret)
         try:
-            credentials.refresh(
-                google.auth.transport.requests.Request(requests_session(self.settings))
-            )
+            credentials.refresh(google.auth.transport.requests.Request(self.http.session()))
         except google.auth.exceptions.RefreshError as exc:
             if getattr(exc, "retryable", False):
                 raise TransientMailError(f"Google sign-in is unavailable ({exc}).") from exc
@@ -230,16 +228,15 @@ class GoogleProvider(OAuthProvider):
 
     async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
         url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/messages/send"
-        async with api_client(self.settings) as http:
-            try:
-                response = await http.post(
-                    url,
-                    json={"raw": base64.urlsafe_b64encode(mime).decode()},
-                    headers={"Authorization": f"Bearer {access_token}"},
-                )
-            except Exception as exc:  # httpx transport errors: connect, read, TLS
-                raise TransientMailError(f"The Gmail API is unreachable ({exc}).") from exc
-        classify_api_answer(response, "Gmail", address)
+        response = await send_request(
+            self.http,
+            "The Gmail API",
+            "POST",
+            url,
+            json={"raw": base64.urlsafe_b64encode(mime).decode()},
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        mail_api_answer(response, "Gmail", address)
         return str(response.json().get("id", ""))
 
 

@@ -1,25 +1,38 @@
-"""HTTP clients for the OAuth providers' libraries and mail APIs, with one trust store for all.
+"""One HTTP base for the providers that speak HTTP (Mailjet, Microsoft Graph, Gmail), as
+django-anymail has `base_requests`: one client factory, one `Retry-After` parser, one mapping of
+HTTP answers to transient and permanent errors.
 
-`requests` (used by msal and google-auth-oauthlib) verifies against one CA file, and honours
-REQUESTS_CA_BUNDLE from the environment unless `trust_env` is off. So sessions here turn
-`trust_env` off and verify against certifi's store plus RECRUITMAIL_CA_BUNDLE, combined once.
+Clients are pooled per provider, so consecutive sends reuse their connections. Every client
+trusts one store (certifi's plus RECRUITMAIL_CA_BUNDLE), ignores proxies and CA variables from
+the environment (`trust_env` off: REQUESTS_CA_BUNDLE would override `verify=`), and has the
+settings' timeouts. The sync `requests` session is what msal and google-auth take; the async
+`httpx` client is for the mail APIs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
-from datetime import timedelta
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import certifi
 import httpx
 import requests
 
-from core.errors import AuthExpiredError, PermanentMailError, TransientMailError
+from core.errors import AuthExpiredError, MailError, PermanentMailError, TransientMailError
 from core.settings import Settings
 from core.tls import client_tls_context
+
+# Connections kept open per provider: Exchange allows 4 concurrent requests per mailbox, and
+# a worker sends for many mailboxes at once.
+POOL = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=60)
 
 
 @lru_cache
@@ -39,41 +52,120 @@ def requests_session(settings: Settings) -> requests.Session:
     return session
 
 
-def api_client(settings: Settings) -> httpx.AsyncClient:
+def new_client(settings: Settings, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         verify=client_tls_context(settings.ca_bundle),
-        timeout=settings.oauth_http_timeout_seconds,
+        timeout=timeout,
+        limits=POOL,
         trust_env=False,
     )
 
 
-def retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("retry-after", "")
-    return timedelta(seconds=int(value)) if value.isdigit() else None
+class HttpClients:
+    """The pooled clients of one provider instance: an httpx client per event loop (a client
+    belongs to the loop it first ran on), and one requests session for the sync libraries."""
+
+    def __init__(self, settings: Settings, timeout: float) -> None:
+        self._settings = settings
+        self._timeout = timeout
+        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+        self.created = 0  # how many httpx clients were made (tests check the reuse)
+
+    def client(self) -> httpx.AsyncClient:
+        loop = id(asyncio.get_running_loop())
+        found = self._clients.get(loop)
+        if found is None or found.is_closed:
+            found = self._clients[loop] = new_client(self._settings, self._timeout)
+            self.created += 1
+        return found
+
+    def session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                self._session = requests_session(self._settings)
+            return self._session
+
+    async def aclose(self) -> None:
+        for client in list(self._clients.values()):
+            await client.aclose()
+        self._clients.clear()
 
 
-def classify_api_answer(response: httpx.Response, provider: str, address: str) -> None:
-    """Raise the MailError a mail API's refusal means; return on success."""
-    if response.status_code < 300:
+def retry_after(value: str | None) -> timedelta | None:
+    """A `Retry-After` header: a number of seconds, or an HTTP date (RFC 9110 10.2.3)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when - datetime.now(UTC), timedelta(0))
+
+
+async def send_request(
+    clients: HttpClients, service: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """One request on the provider's pooled client; a failure to get an answer is transient."""
+    try:
+        return await clients.client().request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise TransientMailError(f"{service} did not answer in time.") from exc
+    except httpx.HTTPError as exc:  # connect, read and TLS failures
+        raise TransientMailError(f"{service} is unreachable ({exc}).") from exc
+
+
+def raise_for_answer(
+    response: httpx.Response,
+    service: str,
+    *,
+    unauthorized: Callable[[str], MailError],
+    forbidden: Callable[[str], MailError] | None = None,
+) -> None:
+    """Return on success; otherwise raise the MailError the answer means, the server's own
+    words in it: 429 and 5xx are transient (with the wait `Retry-After` asks for), 401 means
+    `unauthorized`, 403 `forbidden`, any other 4xx is permanent."""
+    status = response.status_code
+    if status < 300:
         return
-    detail = _error_text(response)
-    if response.status_code == 429 or response.status_code >= 500:
-        wait = retry_after(response)
+    detail = error_text(response)
+    if status == 429 or status >= 500:
+        wait = retry_after(response.headers.get("retry-after"))
         when = f" in {int(wait.total_seconds())} s" if wait else ""
         raise TransientMailError(
-            f"{provider} is throttling or unavailable ({response.status_code}); retrying{when}.",
+            f"{service} is throttling or unavailable ({status}); retrying{when}.",
             retry_after=wait,
         )
-    if response.status_code == 401:
-        raise AuthExpiredError(f"{provider} no longer accepts the mailbox's sign-in ({detail}).")
-    if response.status_code == 403:
-        raise PermanentMailError(
-            f"{provider} does not allow {address} to send this message ({detail})."
-        )
-    raise PermanentMailError(f"{provider} refused the message ({response.status_code}: {detail}).")
+    if status == 401:
+        raise unauthorized(detail)
+    if status == 403 and forbidden is not None:
+        raise forbidden(detail)
+    raise PermanentMailError(f"{service} refused the message ({status}: {detail}).")
 
 
-def _error_text(response: httpx.Response) -> str:
+def mail_api_answer(response: httpx.Response, service: str, address: str) -> None:
+    """A mailbox's mail API (Graph, Gmail): 401 is a sign-in that no longer works."""
+    raise_for_answer(
+        response,
+        service,
+        unauthorized=lambda detail: AuthExpiredError(
+            f"{service} no longer accepts the mailbox's sign-in ({detail})."
+        ),
+        forbidden=lambda detail: PermanentMailError(
+            f"{service} does not allow {address} to send this message ({detail})."
+        ),
+    )
+
+
+def error_text(response: httpx.Response) -> str:
+    """The error a JSON API put in its answer (`{"error": {"code", "message"}}` and its
+    variants), or the start of the body."""
     try:
         body = response.json()
     except ValueError:

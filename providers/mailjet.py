@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, cast
 
 import httpx
 
-from core.errors import ConfigurationError, PermanentMailError, TransientMailError
-from core.models import utcnow
-from core.tls import client_tls_context
+from core.errors import ConfigurationError, PermanentMailError
+from core.settings import Settings
 from providers.base import Account, MailProvider, MailSession, Outgoing
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        return max(parsedate_to_datetime(value) - utcnow(), timedelta(0))
-    except (TypeError, ValueError):
-        return None
+from providers.http import HttpClients, raise_for_answer, send_request
 
 
 def payload(message: EmailMessage, custom_id: str) -> dict[str, Any]:
@@ -67,20 +53,13 @@ def payload(message: EmailMessage, custom_id: str) -> dict[str, Any]:
 
 def result_of(response: httpx.Response) -> str:
     """Mailjet's message id, or the MailError its answer means."""
-    if response.status_code == 429:
-        raise TransientMailError(
-            "Mailjet is throttling the platform's sending.", retry_after=_retry_after(response)
-        )
-    if response.status_code >= 500:
-        raise TransientMailError(
-            f"Mailjet had a temporary problem (HTTP {response.status_code}).",
-            retry_after=_retry_after(response),
-        )
-    if response.status_code in (401, 403):
-        raise ConfigurationError(
-            "Mailjet refused the platform's API key "
-            "(check RECRUITMAIL_MAILJET_API_KEY and RECRUITMAIL_MAILJET_API_SECRET)."
-        )
+    raise_for_answer(
+        response,
+        "Mailjet",
+        # The platform's own key: an operator must fix it, no mailbox needs attention.
+        unauthorized=lambda _: _refused_key(),
+        forbidden=lambda _: _refused_key(),
+    )
     try:
         result = response.json()["Messages"][0]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -94,36 +73,29 @@ def result_of(response: httpx.Response) -> str:
     raise PermanentMailError(f"Mailjet refused the message: {detail}.")
 
 
+def _refused_key() -> ConfigurationError:
+    return ConfigurationError(
+        "Mailjet refused the platform's API key "
+        "(check RECRUITMAIL_MAILJET_API_KEY and RECRUITMAIL_MAILJET_API_SECRET)."
+    )
+
+
 class _MailjetSession(MailSession):
     def __init__(self, provider: MailjetProvider) -> None:
         self._provider = provider
-        self._http: httpx.AsyncClient | None = None
 
     async def send(self, mail: Outgoing) -> str:
         settings = self._provider.settings
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                verify=client_tls_context(settings.ca_bundle),
-                timeout=settings.smtp_timeout_seconds,
-            )
         message = message_from_bytes(mail.mime, policy=default_policy)
-        url = settings.mailjet_api_url.rstrip("/") + "/v3.1/send"
-        try:
-            response = await self._http.post(
-                url,
-                json=payload(message, mail.custom_id),
-                auth=(settings.mailjet_api_key, settings.mailjet_api_secret),
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientMailError("Mailjet did not answer in time.") from exc
-        except httpx.TransportError as exc:
-            raise TransientMailError(f"Could not reach Mailjet: {exc}.") from exc
+        response = await send_request(
+            self._provider.http,
+            "Mailjet",
+            "POST",
+            settings.mailjet_api_url.rstrip("/") + "/v3.1/send",
+            json=payload(message, mail.custom_id),
+            auth=(settings.mailjet_api_key, settings.mailjet_api_secret),
+        )
         return result_of(response)
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
 
 class MailjetProvider(MailProvider):
@@ -132,6 +104,10 @@ class MailjetProvider(MailProvider):
     kind: ClassVar[str] = "mailjet"
     label: ClassVar[str] = "Mailjet"
     platform: ClassVar[bool] = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.http = HttpClients(settings, settings.smtp_timeout_seconds)
 
     def platform_account(self) -> Account:
         if not (self.settings.mailjet_api_key and self.settings.mailjet_api_secret):

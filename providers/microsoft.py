@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.throttle import Rate
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
-from providers.http import api_client, classify_api_answer, requests_session
+from providers.http import mail_api_answer, send_request
 
 # msal adds openid, profile and offline_access itself (and refuses them when given).
 SCOPES = ["Mail.Send", "User.Read"]
@@ -130,7 +130,7 @@ class MicrosoftProvider(OAuthProvider):
                 client_credential=self.settings.microsoft_client_secret,
                 authority=self.authority,
                 token_cache=cache,
-                http_client=requests_session(self.settings),
+                http_client=self.http.session(),
                 instance_discovery=False,
                 timeout=self.settings.oauth_http_timeout_seconds,
             )
@@ -173,7 +173,7 @@ class MicrosoftProvider(OAuthProvider):
 
     def identity(self, access_token: str, address: str) -> Identity:
         """The signed-in mailbox and its proxy addresses, from Graph /me (User.Read)."""
-        session = requests_session(self.settings)
+        session = self.http.session()
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/me"
             "?$select=mail,userPrincipalName,proxyAddresses"
@@ -227,20 +227,16 @@ class MicrosoftProvider(OAuthProvider):
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
             f"{quote(address, safe='@')}/sendMail"
         )
-        async with api_client(self.settings) as http:
-            try:
-                response = await http.post(
-                    url,
-                    content=base64.b64encode(mime),
-                    headers={
-                        "Authorization": f"Bearer {access_token}",
-                        "Content-Type": "text/plain",
-                    },
-                )
-            except Exception as exc:  # httpx transport errors: connect, read, TLS
-                raise TransientMailError(f"Microsoft Graph is unreachable ({exc}).") from exc
+        response = await send_request(
+            self.http,
+            "Microsoft Graph",
+            "POST",
+            url,
+            content=base64.b64encode(mime),
+            headers={"Authorization": f"Bearer {access_token}", "Content-Type": "text/plain"},
+        )
         try:
-            classify_api_answer(response, "Microsoft Graph", address)
+            mail_api_answer(response, "Microsoft Graph", address)
         except PermanentMailError as err:
             raise explain_graph_refusal(err, address) from err
         return response.headers.get("request-id", "")

@@ -1,5 +1,7 @@
-"""The structure the design promises, checked: imports go one way, workflows stay light, every
-activity a workflow calls is registered, and every activity takes one dataclass input."""
+"""The structure the design promises, checked: imports go one way, activities and workflows
+meet only in the contracts, workflows stay light and call activities by typed reference, every
+activity a workflow calls is registered under its contract's name, and every activity takes
+one dataclass input."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import re
 import sys
 import typing
 from pathlib import Path
@@ -20,18 +23,21 @@ from tests.helpers import test_settings as settings_for
 from worker.main import WORKFLOWS, activities
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("api", "workflows", "activities", "providers", "worker", "core")
+PACKAGES = ("api", "contracts", "workflows", "activities", "providers", "worker", "core")
 
 # What each package may import from the others (its own modules always).
 ALLOWED = {
     # The API starts, updates and queries runs through the Temporal client: it uses the
-    # workflows' contract (inputs, names, workflows/client.py), never an activity or provider.
-    "api": {"core", "workflows"},
-    "worker": {"core", "workflows", "activities"},
-    "activities": {"core", "providers", "workflows"},
+    # contracts (inputs, names), the workflow classes for their typed handlers, and
+    # workflows/client.py; never an activity or provider.
+    "api": {"core", "contracts", "workflows"},
+    "worker": {"core", "contracts", "workflows", "activities"},
+    # Activities implement the contracts; they never import a workflow module.
+    "activities": {"core", "contracts", "providers"},
     "providers": {"core"},
     "core": set(),
-    "workflows": {"core"},
+    "contracts": set(),
+    "workflows": {"core", "contracts"},
 }
 # Workflow modules run in Temporal's sandbox: only these light core modules, and nothing of
 # the heavy libraries.
@@ -90,7 +96,16 @@ def test_workflow_modules_import_only_temporalio_and_light_modules():
                     f"{path.name} imports {name}"
                 )
             if top in PACKAGES:
-                assert top in {"core", "workflows"}, f"{path.name} imports {name}"
+                assert top in {"core", "contracts", "workflows"}, f"{path.name} imports {name}"
+
+
+def test_contracts_import_only_the_standard_library_and_temporalio():
+    for path in _modules("contracts"):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top in {"temporalio", "contracts"}, (
+                f"{path.name} imports {name}"
+            )
 
 
 def test_core_starts_no_workflow():
@@ -115,41 +130,41 @@ def test_api_never_calls_a_provider_library():
 # -- workflow wiring ---------------------------------------------------------------------
 
 _CALLS = {
-    "execute_activity",
-    "execute_local_activity",
-    "start_activity",
+    "execute_activity_method",
+    "execute_local_activity_method",
+    "start_activity_method",
     "db_step",  # workflows/policies.py
     "_provider_call",  # workflows/oauth_setup.py
 }
+_BY_NAME = {"execute_activity", "execute_local_activity", "start_activity"}
 
 
 def _called_activities() -> dict[str, str]:
-    """Activity name → the workflow module that calls it, read from the calls' first argument."""
+    """Activity name → the workflow module that calls it, read from the calls' first argument,
+    which must be a contract's method (`SendContract.deliver_message`): a string name would
+    leave the argument and result unchecked."""
     called: dict[str, str] = {}
     for path in _modules("workflows"):
         module = importlib.import_module(f"workflows.{path.stem}")
         tree = ast.parse(path.read_text())
-        # Helpers (db_step, _provider_call) pass their caller's constant through a parameter.
-        parameters = {
-            a.arg
-            for node in ast.walk(tree)
-            if isinstance(node, ast.arguments)
-            for a in node.args + node.kwonlyargs
-        }
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not node.args:
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            assert name not in _BY_NAME, f"{path.name}:{node.lineno}: {name} by name"
             if name not in _CALLS:
                 continue
             first = node.args[0]
-            assert isinstance(first, ast.Name), (
-                f"{path.name}:{node.lineno}: activities are named by a shared constant"
+            if isinstance(first, ast.Name) and not hasattr(module, first.id):
+                continue  # a helper (db_step, _provider_call) passing its caller's reference on
+            assert isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name), (
+                f"{path.name}:{node.lineno}: activities are called by a contract's method"
             )
-            if first.id in parameters and not hasattr(module, first.id):
-                continue
-            called[getattr(module, first.id)] = path.name
+            contract = getattr(module, first.value.id)
+            assert contract.__module__.startswith("contracts."), f"{path.name}:{node.lineno}"
+            stub = getattr(contract, first.attr)
+            called[activity._Definition.must_from_callable(stub).name] = path.name
     return called
 
 
@@ -165,6 +180,25 @@ def test_every_called_activity_is_registered(tmp_path, engine):
     assert len(called) >= 12
     missing = {name: where for name, where in called.items() if name not in registered}
     assert missing == {}
+
+
+def test_every_activity_implements_its_contract_under_the_same_name(tmp_path, engine):
+    registered = _registered(settings_for(tmp_path), engine)
+    stubs = {}
+    for path in _modules("contracts"):
+        module = importlib.import_module(f"contracts.{path.stem}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            for attr, fn in vars(cls).items():
+                if callable(fn) and hasattr(fn, "__temporal_activity_definition"):
+                    stubs[activity._Definition.must_from_callable(fn).name] = (cls, attr)
+    assert set(stubs) == set(registered)
+    for name, (contract, attr) in stubs.items():
+        implementation = registered[name]
+        owner = type(getattr(implementation, "__self__", None))
+        assert issubclass(owner, contract), f"{name}: {owner.__name__} is not a {contract.__name__}"
+        assert implementation.__name__ == attr, f"{name}: {implementation.__name__} != {attr}"
 
 
 def test_every_activity_takes_one_dataclass(tmp_path, engine):
@@ -207,13 +241,13 @@ def test_an_unknown_kind_is_a_configuration_error(tmp_path):
         providers.provider("sendgrid", settings_for(tmp_path))
 
 
-def test_the_readme_provider_example_is_one_module_away(tmp_path, monkeypatch):
-    """The README's "Adding a mail provider" block, saved as a module beside the others, is
-    found by kind and chosen as the platform transport, with nothing else changed."""
+def test_the_documented_provider_example_is_one_module_away(tmp_path, monkeypatch):
+    """The "Adding a mail provider" block of docs/development.md, saved as a module beside the
+    others, is found by kind and chosen as the platform transport, with nothing else changed."""
     from core.errors import ConfigurationError
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("# providers/sendgrid.py\n", 1)[1].split("```", 1)[0]
+    guide = (ROOT / "docs" / "development.md").read_text()
+    block = guide.split("# providers/sendgrid.py\n", 1)[1].split("```", 1)[0]
     (tmp_path / "sendgrid.py").write_text(block)
     monkeypatch.setattr(providers, "__path__", [*providers.__path__, str(tmp_path)])
     providers.registry.cache_clear()
@@ -228,3 +262,17 @@ def test_the_readme_provider_example_is_one_module_away(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("providers.sendgrid", None)
         providers.registry.cache_clear()
+
+
+# -- the README --------------------------------------------------------------------------
+
+
+def test_the_readme_is_short_lists_every_setting_and_links_what_exists():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in listed]
+    assert missing == [], f"settings missing from the README's table: {missing}"
+    for link in re.findall(r"\]\((docs/[^)#]+)\)", readme):
+        assert (ROOT / link).exists(), link

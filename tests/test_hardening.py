@@ -131,7 +131,7 @@ def _old_row(stack, tenant, candidate_id: str | None, *, subject: str) -> str:
 
 
 async def _start(stack, tenant, message_id: str) -> None:
-    from api.routers.messages import start_send
+    from workflows.client import start_send
 
     with Session(stack.engine) as session:
         message = session.get(Message, uuid.UUID(message_id))
@@ -190,6 +190,10 @@ def test_nul_and_control_characters_are_refused_in_message_text():
 # -- recovery --------------------------------------------------------------------------------
 
 
+async def _refused(proxy: TcpProxy) -> bool:
+    return proxy.refused > 0
+
+
 async def test_a_worker_stops_within_its_grace_while_temporal_is_unreachable(
     temporal_env, tmp_path
 ):
@@ -216,7 +220,7 @@ async def test_a_worker_stops_within_its_grace_while_temporal_is_unreachable(
             lambda: _has_poller(temporal_env.client, queue), timeout=60, what="the worker polling"
         )
         await proxy.cut()  # Temporal goes away under the running worker
-        await asyncio.sleep(1)
+        await eventually(lambda: _refused(proxy), what="the worker trying to reconnect")
         started = time.monotonic()
         worker.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(worker.wait, 30)
@@ -302,7 +306,8 @@ async def test_a_300_mb_unauthenticated_body_is_refused_before_it_is_read(tmp_pa
                 streamed_body = streamed.json()
             except httpx.HTTPError:
                 streamed_status, streamed_body = 413, {"detail": "connection closed"}
-            await asyncio.sleep(0.5)
+            # A later request is answered only once the refused one is done with.
+            assert (await http.get("/healthz")).status_code == 200
             after = _rss_kib(api.pid)
     finally:
         api.terminate()

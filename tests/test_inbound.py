@@ -58,6 +58,16 @@ class Inbound:
         assert response.status_code == 200, response.text
         return response.json()
 
+    async def wait_runs_ended(self, tenant: Tenant) -> None:
+        """Wait for the receive-message run of every message stored for the company."""
+        with Session(self.stack.engine) as session:
+            runs = session.exec(
+                select(InboundRaw.workflow_id).where(InboundRaw.company_id == tenant.company.id)
+            ).all()
+        for run in runs:
+            assert run is not None
+            await self.stack.client.get_workflow_handle(run).result()
+
     async def wait_routed(self, *tenants: Tenant, timeout: float = 30.0) -> None:
         """Wait until every message stored for these companies has been routed."""
         companies = [t.company.id for t in tenants]
@@ -411,7 +421,8 @@ async def test_bounce_marks_the_message_and_the_address_auto_reply_is_flagged(
         flagged = (
             await stack.http.get(f"/v1/candidates/{candidate['id']}", headers=tenant.headers)
         ).json()
-        await asyncio.sleep(0.5)  # an answer to automated mail would reach the relay now
+        # Every routing run has ended, so nothing (no answer to automated mail) follows.
+        await inbound.wait_runs_ended(tenant)
 
     outbound, ooo, bounce = thread
     assert outbound["status"] == "bounced"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from core.inbound import mailjet_to_mime, parse
+from api.services.inbound_mailjet import mailjet_to_mime
+from core.inbound import parse
 from tests import mail_samples as samples
 
 TO = "acme-jobs@jobs.test.example"

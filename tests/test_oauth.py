@@ -274,6 +274,11 @@ async def test_graph_and_gmail_throttling_honours_retry_after(
     assert ms_elapsed >= 2.0  # two answers of Retry-After: 1, longer than the 100 ms backoff
     assert g_sent["status"] == "sent" and g_sent["attempts"] == 2
     assert len(w.microsoft.deliveries) == 1 and len(w.google.deliveries) == 1
+    # Every send of a provider, the connection tests' included, went over one pooled client:
+    # one TCP connection each, where a client per send opened one per request.
+    assert len([p for p, _ in w.microsoft.peers if p.endswith("/sendMail")]) == 4
+    assert len(w.microsoft.connections("/sendMail")) == 1
+    assert len(w.google.connections("/messages/send")) == 1
 
 
 async def test_google_journey_blocked_app_admin_says_granted_then_send_then_revoked(

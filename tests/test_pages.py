@@ -281,7 +281,7 @@ async def test_setup_page_needs_its_key_and_shows_no_other_tenants_setup(
 def test_a_setup_page_key_is_stable_and_outlives_a_late_reconnect(tmp_path):
     from datetime import timedelta
 
-    from api.pages import _window, page_key, page_key_valid
+    from api.rendering import _window, page_key, page_key_valid
     from core.models import Connection, utcnow
     from tests.helpers import test_settings
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 from sqlmodel import Session
 from temporalio.client import WorkflowHistory
 
-from api.routers.messages import start_send
 from core.models import Message
 from tests.fakes.mailjet import MailjetFake
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import running_stack
+from workflows.client import start_send
 from workflows.send_message import SendMessageWorkflow
 
 
@@ -34,6 +34,11 @@ def mailjet_settings(fake: MailjetFake) -> dict:
     }
 
 
+async def _ended(stack, message: dict) -> None:
+    """Wait for the message's send-message run to close."""
+    await stack.client.get_workflow_handle(message["workflow_id"]).result()
+
+
 async def test_send_arrives_once_with_company_sender(temporal_client, engine, tmp_path):
     with SmtpSink() as sink:
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
@@ -44,7 +49,7 @@ async def test_send_arrives_once_with_company_sender(temporal_client, engine, tm
             )
             assert queued["status"] == "queued"
             sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
-            await asyncio.sleep(0.3)  # a duplicate delivery would land now
+            await _ended(stack, sent)  # the run is over: no delivery can follow
 
     assert sent["status"] == "sent", sent
     assert sent["sent_at"] and sent["error"] is None
@@ -103,7 +108,7 @@ async def test_permanent_550_fails_at_once_with_a_readable_reason(
         async with running_stack(temporal_client, engine, tmp_path, **relay(sink)) as stack:
             tenant = stack.tenant()
             failed = await stack.send_and_settle(tenant)
-            await asyncio.sleep(1.0)  # a retry (initial interval 0.1 s) would show up by now
+            await _ended(stack, failed)  # the run is over: no retry can follow
 
     assert failed["status"] == "failed"
     assert "refused the message" in failed["error"]

@@ -51,6 +51,7 @@ PASSED_THROUGH = (
     "core.run_ids",
     "core.search_attributes",
     "workflows.policies",
+    "contracts",
 )
 # Bounded by the database: each concurrent activity may hold one connection.
 MAX_CONCURRENT = 32

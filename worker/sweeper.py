@@ -15,7 +15,7 @@ from temporalio.client import Client
 from core.models import Direction, Message, utcnow
 from core.settings import Settings
 from core.statuses import MessageStatus
-from workflows.client import start_send_run
+from workflows.client import start_send
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,7 @@ async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
     started = 0
     for message in await asyncio.to_thread(stranded, engine, settings.send_sweep_interval):
         try:
-            if await start_send_run(
-                client,
-                settings,
-                message_id=str(message.id),
-                company_id=str(message.company_id),
-                workflow_id=message.run_id,
-            ):
+            if await start_send(client, settings, message):
                 started += 1
         except Exception:
             log.warning("could not start the run of queued message %s", message.id, exc_info=True)

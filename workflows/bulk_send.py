@@ -5,80 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from contracts.bulk import (
+    BatchInput,
+    BatchResult,
+    BulkContract,
+    BulkProgress,
+    BulkSendInput,
+    FailBatchInput,
+    FinishInput,
+    PlanInput,
+)
 from core.search_attributes import MAIL_STATUS
 from core.statuses import BulkJobStatus, MessageStatus
 from workflows import policies
-
-PLAN_BULK_SEND = "plan-bulk-send"
-SEND_BULK_BATCH = "send-bulk-batch"
-FAIL_BULK_BATCH = "fail-bulk-batch"
-FINISH_BULK_SEND = "finish-bulk-send"
-
-
-@dataclass
-class BulkSendInput:
-    job_id: str
-    company_id: str
-    batch_size: int = 100
-    batches_per_run: int = 40
-    parallel_batches: int = 4
-    # A batch that stops heartbeating (its worker died) is retried after this long.
-    heartbeat_timeout: timedelta = timedelta(seconds=30)
-    # Where a continued run picks up; the plan is made once, by the first run.
-    next_batch: int = 0
-    batches: int = -1
-    sent: int = 0
-    failed: int = 0
-
-
-@dataclass
-class PlanInput:
-    job_id: str
-    batch_size: int
-
-
-@dataclass
-class BatchInput:
-    job_id: str
-    batch: int
-
-
-@dataclass
-class BatchResult:
-    sent: int = 0
-    failed: int = 0
-    cancelled: bool = False
-    # The mailbox's next slot is far off (a daily cap, a long Retry-After): the batch stopped,
-    # and the workflow sleeps until then (epoch seconds) on a durable timer, then resumes it.
-    resume_at: float | None = None
-
-
-@dataclass
-class FailBatchInput:
-    job_id: str
-    batch: int
-    reason: str
-
-
-@dataclass
-class FinishInput:
-    job_id: str
-    cancelled: bool
-
-
-@dataclass
-class BulkProgress:
-    status: str = BulkJobStatus.QUEUED
-    batches: int = 0
-    next_batch: int = 0
-    sent: int = 0
-    failed: int = 0
 
 
 @workflow.defn(name="bulk-send")
@@ -121,10 +65,9 @@ class BulkSendWorkflow:
     async def run(self, input: BulkSendInput) -> BulkProgress:
         batches = input.batches
         if batches < 0:
-            batches = await workflow.execute_activity(
-                PLAN_BULK_SEND,
+            batches = await workflow.execute_activity_method(
+                BulkContract.plan_bulk_send,
                 PlanInput(input.job_id, input.batch_size),
-                result_type=int,
                 start_to_close_timeout=policies.BULK_PLAN_TIMEOUT,
                 retry_policy=policies.DB_STEP_RETRY,
                 schedule_to_close_timeout=policies.DB_STEP_SCHEDULE_TO_CLOSE,
@@ -160,7 +103,9 @@ class BulkSendWorkflow:
                 )
             )
 
-        await policies.db_step(FINISH_BULK_SEND, FinishInput(input.job_id, self._cancel))
+        await policies.db_step(
+            BulkContract.finish_bulk_send, FinishInput(input.job_id, self._cancel)
+        )
         self._progress.status = BulkJobStatus.CANCELLED if self._cancel else BulkJobStatus.COMPLETED
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(self._progress.status)])
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -190,23 +135,20 @@ class BulkSendWorkflow:
     async def _send_batch(self, input: BulkSendInput, batch: int) -> BatchResult:
         job_id = input.job_id
         try:
-            result: BatchResult = await workflow.execute_activity(
-                SEND_BULK_BATCH,
+            return await workflow.execute_activity_method(
+                BulkContract.send_bulk_batch,
                 BatchInput(job_id, batch),
-                result_type=BatchResult,
                 start_to_close_timeout=policies.BULK_BATCH_TIMEOUT,
                 heartbeat_timeout=input.heartbeat_timeout,
                 schedule_to_close_timeout=policies.BULK_BATCH_SCHEDULE_TO_CLOSE,
                 retry_policy=policies.BULK_BATCH_RETRY,
             )
-            return result
         except ActivityError as err:
             # Retries ran out (or a permanent error such as revoked credentials): what is left
             # of the batch fails with the reason, and the job goes on with the next batch.
             cause = err.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
             return await policies.db_step(
-                FAIL_BULK_BATCH,
+                BulkContract.fail_bulk_batch,
                 FailBatchInput(job_id, batch, reason or "The batch could not be sent."),
-                result_type=BatchResult,
             )

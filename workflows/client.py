@@ -1,8 +1,9 @@
 """Starting runs from outside Temporal (the API and the inbound receiver): the one place that
 sets a run's id policies and its search attributes.
 
-Not a workflow module: it uses the Temporal client. It imports only temporalio and the
-workflows' own types, so the API and the receiver can share it without importing the worker.
+Not a workflow module: it uses the Temporal client. It imports only temporalio, the contracts
+and the workflow classes (for their typed `run`), so the API and the receiver can share it
+without importing the worker.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from contracts.receive import ReceiveMessageInput
+from contracts.send import SendMessageInput
 from core.run_ids import receive_workflow_id
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.settings import Settings
 from core.statuses import InboundState, MessageStatus
-from workflows.receive_message import ReceiveMessageInput, ReceiveMessageWorkflow
-from workflows.send_message import SendMessageInput, SendMessageWorkflow
+from workflows.receive_message import ReceiveMessageWorkflow
+from workflows.send_message import SendMessageWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +75,35 @@ async def start_run(
     return True
 
 
-async def start_send_run(
-    client: Client, settings: Settings, *, message_id: str, company_id: str, workflow_id: str
-) -> bool:
-    """Start send-message-{id}. A second start for the same message never sends it again:
-    while the run is open it is the same run; after it closed, the start is refused (False)."""
+class Queued(Protocol):
+    """A message row as the API and the sweeper hold it."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+    @property
+    def run_id(self) -> str: ...
+
+
+async def start_send(client: Client, settings: Settings, message: Queued) -> bool:
+    """Start send-message-{id}, for the API that queued the message and for the sweeper that
+    finds it queued without a run. A second start never sends it again: while the run is open
+    it is the same run; after it closed, the start is refused (False)."""
+    company_id = str(message.company_id)
     return await start_run(
         client,
         SendMessageWorkflow.run,
         SendMessageInput(
-            message_id=message_id,
+            message_id=str(message.id),
             company_id=company_id,
             retry_initial_interval=settings.send_retry_initial_interval,
             retry_max_interval=settings.send_retry_max_interval,
             retry_total=settings.send_retry_total,
         ),
-        workflow_id=workflow_id,
+        workflow_id=message.run_id,
         task_queue=settings.task_queue,
         company_id=company_id,
         status=MessageStatus.QUEUED,

@@ -9,28 +9,13 @@ with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from contracts.consent import ConsentContract, ConsentRequestInput, ConsentRequestResult
 from workflows import policies
-
-SEND_CONSENT_REQUEST = "send-consent-request"
-
-
-@dataclass
-class ConsentRequestInput:
-    connection_id: str
-    company_id: str
-    recipient: str
-
-
-@dataclass
-class ConsentRequestResult:
-    sent: bool
-    error: str | None = None
 
 
 @workflow.defn(name="consent-request-mail")
@@ -38,8 +23,8 @@ class ConsentRequestMailWorkflow:
     @workflow.run
     async def run(self, input: ConsentRequestInput) -> ConsentRequestResult:
         try:
-            await workflow.execute_activity(
-                SEND_CONSENT_REQUEST,
+            await workflow.execute_activity_method(
+                ConsentContract.send_consent_request,
                 input,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                 # The admin waits on the page for a few seconds; after an hour of "try later"

@@ -3,30 +3,34 @@ for as long as it takes, test, then activate."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from core.statuses import ConnectionStatus, ExchangeOutcome
-from workflows import policies
-from workflows.setup import (
-    REDIRECT_SEEN,
-    SUPERSEDED,
-    TEST_CONNECTION,
+from contracts.oauth import (
+    BeginResult,
+    CallbackInput,
+    CallbackOutcome,
+    ConsentInput,
+    ExchangeResult,
+    OAuthContract,
+    OAuthSetupInput,
+)
+from contracts.setup import (
     ActivateInput,
     ConnectionRef,
-    RedirectLeg,
+    SetupContract,
     SetupState,
     TestInput,
     VerificationResult,
-    activate,
-    record_status,
 )
+from core.statuses import ConnectionStatus, ExchangeOutcome
+from workflows import policies
+from workflows.setup import ConnectionSetup, RedirectLeg, make_active, record_status
 
 AWAITING_AUTHORIZATION = ConnectionStatus.AWAITING_AUTHORIZATION
 AUTHORIZING = ConnectionStatus.AUTHORIZING
@@ -38,66 +42,16 @@ FAILED = ConnectionStatus.FAILED
 EXPIRED = ConnectionStatus.EXPIRED
 CANCELLED = ConnectionStatus.CANCELLED
 
+A = TypeVar("A")
 T = TypeVar("T")
 
-BEGIN_OAUTH_AUTHORIZATION = "begin-oauth-authorization"
-EXCHANGE_OAUTH_CODE = "exchange-oauth-code"
 # Patch: complete-authorization answers once the new state is in the database (runs recorded
 # before it answered as soon as the exchange was done).
 ANSWER_WHEN_RECORDED = "answer-when-recorded"
 
 
-@dataclass
-class OAuthSetupInput:
-    connection_id: str
-    company_id: str
-    provider: str  # google or microsoft
-    signin_wait: timedelta = timedelta(hours=1)
-    consent_wait: timedelta = timedelta(days=30)
-    activation_wait: timedelta = timedelta(days=7)
-    # A reconnect of a connection that was already active: it goes live again once tested.
-    reconnect: bool = False
-    user_id: str | None = None
-    redirect_wait: timedelta = timedelta(minutes=15)
-
-
-@dataclass
-class CallbackInput:
-    """The browser came back. The code itself stays in the database, encrypted."""
-
-    nonce: str
-
-
-@dataclass
-class CallbackOutcome:
-    status: str  # the setup's state after the exchange
-    error: str | None = None
-    mailbox: str | None = None
-
-
-@dataclass
-class ExchangeResult:
-    outcome: str  # a core.statuses.ExchangeOutcome
-    error: str | None = None
-    mailbox: str | None = None
-    # Consent comes back through an admin-consent link of the provider's (Microsoft).
-    consent_link: bool = False
-
-
-@dataclass
-class ConsentInput:
-    source: str  # "microsoft-admin-consent" (the redirect) or "admin-said" (the API)
-    user_id: str | None = None
-
-
-@dataclass
-class BeginResult:
-    ok: bool
-    error: str | None = None
-
-
 @workflow.defn(name="oauth-connection-setup")
-class OAuthConnectionSetupWorkflow:
+class OAuthConnectionSetupWorkflow(ConnectionSetup):
     """Waits for the sign-in callback (`signin_wait`), then for an administrator's consent when
     the provider asks for one (`consent_wait`, days if need be), then for activation.
 
@@ -125,16 +79,7 @@ class OAuthConnectionSetupWorkflow:
         self._redirect = RedirectLeg(input.connection_id, input.redirect_wait)
         self._recorded: str | None = None  # the last state written to the database
 
-    @workflow.query(name="state")
-    def state(self) -> SetupState:
-        return self._state
-
-    @workflow.signal(name=REDIRECT_SEEN)
-    def redirect_seen(self) -> None:
-        self._redirect.seen()
-
-    @workflow.signal(name=SUPERSEDED)
-    def superseded(self) -> None:
+    def _supersede(self) -> None:
         self._cancel = True
         self._cancel_reason = "Another connection of this scope was activated."
 
@@ -183,8 +128,7 @@ class OAuthConnectionSetupWorkflow:
             "NotWaiting",
         )
 
-    @workflow.update(name="test")
-    async def test(self) -> VerificationResult:
+    async def _test(self) -> VerificationResult:
         if self._testing or self._state.status == AUTHORIZED:
             # The test after sign-in, or another request's: its result answers this one too.
             await workflow.wait_condition(
@@ -193,21 +137,18 @@ class OAuthConnectionSetupWorkflow:
             return self._last_test
         return await self._run_test()
 
-    @test.validator
-    def _validate_test(self) -> None:
+    def _check_test(self) -> None:
         self._check_open()
         if self._testing or self._state.status in (AUTHORIZED, TESTED, TEST_FAILED):
             return
         raise ApplicationError(_NOT_TESTABLE.get(self._state.status, _ENDED), type="NotTestable")
 
-    @workflow.update(name="activate")
-    async def activate(self, input: ActivateInput) -> SetupState:
+    async def _activate(self, input: ActivateInput) -> SetupState:
         self._activation = input
         await workflow.wait_condition(lambda: self._done)
         return self._state
 
-    @activate.validator
-    def _validate_activate(self, input: ActivateInput) -> None:
+    def _check_activate(self) -> None:
         self._check_open()
         if self._activation is not None:
             raise ApplicationError("The connection is already being activated.", type="Busy")
@@ -226,14 +167,12 @@ class OAuthConnectionSetupWorkflow:
             )
         raise ApplicationError(_NOT_TESTABLE.get(self._state.status, _ENDED), type="NotTested")
 
-    @workflow.update(name="cancel")
-    async def cancel(self) -> SetupState:
+    async def _cancel_setup(self) -> SetupState:
         self._cancel = True
         await workflow.wait_condition(lambda: self._done)
         return self._state
 
-    @cancel.validator
-    def _validate_cancel(self) -> None:
+    def _check_cancel(self) -> None:
         self._check_open()
         if self._cancel:
             raise ApplicationError("The setup is already being cancelled.", type="SetupEnded")
@@ -348,7 +287,7 @@ class OAuthConnectionSetupWorkflow:
             await self._set(CANCELLED, self._cancel_reason)
             return
         try:
-            self._state = await activate(self._activation)
+            self._state = await make_active(self._activation)
         except (ActivityError, ApplicationError) as err:  # cancelled by another activation
             await self._set(
                 CANCELLED, err.message if isinstance(err, ApplicationError) else _cause(err)
@@ -363,8 +302,8 @@ class OAuthConnectionSetupWorkflow:
             self._link_ready = True
             return True
         result = await self._provider_call(
-            BEGIN_OAUTH_AUTHORIZATION,
-            BeginResult,
+            OAuthContract.begin_oauth_authorization,
+            self._ref,
             lambda reason: BeginResult(ok=False, error=reason),
             retry=policies.OAUTH_CALL_RETRY,
             schedule_to_close=policies.OAUTH_CALL_SCHEDULE_TO_CLOSE,
@@ -381,8 +320,8 @@ class OAuthConnectionSetupWorkflow:
     async def _exchange(self) -> ExchangeResult:
         # An authorization code is single-use: a retried exchange could only fail.
         return await self._provider_call(
-            EXCHANGE_OAUTH_CODE,
-            ExchangeResult,
+            OAuthContract.exchange_oauth_code,
+            self._ref,
             lambda reason: ExchangeResult(outcome=ExchangeOutcome.RETRY_SIGNIN, error=reason),
         )
 
@@ -391,10 +330,9 @@ class OAuthConnectionSetupWorkflow:
         self._testing = True
         try:
             result = await self._provider_call(
-                TEST_CONNECTION,
-                VerificationResult,
+                SetupContract.test_connection,
+                TestInput(self._input.connection_id, self._input.redirect_wait),
                 lambda reason: VerificationResult(ok=False, error=reason),
-                arg=TestInput(self._input.connection_id, self._input.redirect_wait),
             )
             await self._set(TESTED if result.ok else TEST_FAILED, result.error)
             if result.redirect_pending:
@@ -404,30 +342,31 @@ class OAuthConnectionSetupWorkflow:
         finally:
             self._testing = False
 
+    @property
+    def _ref(self) -> ConnectionRef:
+        return ConnectionRef(self._input.connection_id)
+
     async def _provider_call(
         self,
-        activity: str,
-        result_type: type[T],
+        activity: Callable[[Any, A], Awaitable[T]] | Callable[[Any, A], T],
+        arg: A,
         failed: Callable[[str], T],
         *,
         retry: RetryPolicy = policies.NO_RETRY,
         schedule_to_close: timedelta | None = None,
-        arg: object | None = None,
     ) -> T:
-        """One activity that talks to the identity provider, given the connection's id. When
-        it fails for good, `failed(reason)` stands for its result, and the setup goes on."""
+        """One activity that talks to the identity provider. When it fails for good,
+        `failed(reason)` stands for its result, and the setup goes on."""
         try:
-            result: T = await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 activity,
-                arg or ConnectionRef(self._input.connection_id),
-                result_type=result_type,
+                arg,
                 start_to_close_timeout=policies.OAUTH_CALL_TIMEOUT,
                 schedule_to_close_timeout=schedule_to_close,
                 retry_policy=retry,
             )
         except ActivityError as err:
             return failed(_cause(err))
-        return result
 
     async def _set(self, status: str, error: str | None = None) -> None:
         # Set first: updates arriving while the activity runs already see the new state.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
 
 # Database steps run as local activities: a single-row read or write that takes milliseconds.
 # Ten seconds leaves room for a busy SQLite writer lock (busy timeout 30 s is the outer bound).
@@ -93,23 +95,21 @@ BULK_BATCH_RETRY = RetryPolicy(
 
 
 async def db_step(
-    activity: str,
-    arg: Any,
+    activity: Callable[[Any, A], R],
+    arg: A,
     *,
-    result_type: type[T] | None = None,
     timeout: timedelta = DB_STEP_TIMEOUT,
-) -> T:
-    """Run a database step as a local activity, with the database steps' timeout and retry.
+) -> R:
+    """Run a database step (a sync method of an activity contract) as a local activity, with
+    the database steps' timeout and retry; mypy checks `arg` and the result against it.
 
     Bounded by DB_STEP_SCHEDULE_TO_CLOSE: a database that stays down longer fails the step,
     and the caller records the outcome.
     """
-    result: T = await workflow.execute_local_activity(
+    return await workflow.execute_local_activity_method(
         activity,
         arg,
-        result_type=result_type,
         start_to_close_timeout=timeout,
         schedule_to_close_timeout=DB_STEP_SCHEDULE_TO_CLOSE,
         retry_policy=DB_STEP_RETRY,
     )
-    return result

@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
-
 from temporalio import workflow
 
+from contracts.receive import (
+    ReceiveMessageInput,
+    ReceiveMessageResult,
+    RouteContract,
+    RouteInput,
+)
+from contracts.setup import REDIRECT_SEEN
 from core.run_ids import setup_workflow_id
 from core.search_attributes import MAIL_STATUS
 from core.statuses import InboundKind, MessageKind, RoutingState
 from workflows import policies
-from workflows.setup import REDIRECT_SEEN
-
-ROUTE_INBOUND_MESSAGE = "route-inbound-message"
-
-
-@dataclass
-class ReceiveMessageInput:
-    inbound_id: str
-    company_id: str
-    closed_application_grace: timedelta = timedelta(days=14)
-
-
-@dataclass
-class RouteInput:
-    inbound_id: str
-    closed_application_grace: timedelta = timedelta(days=14)
-
-
-@dataclass
-class ReceiveMessageResult:
-    """Ids and routing facts only; the mail itself stays in the database."""
-
-    state: str  # a core.statuses.RoutingState
-    message_id: str | None = None
-    candidate_id: str | None = None
-    match_reason: str | None = None
-    kind: str = MessageKind.MAIL
-    bounced_message_id: str | None = None
-    # A connection test's message came back (state `check`): the connection it verified.
-    connection_id: str | None = None
 
 
 @workflow.defn(name="receive-message")
@@ -65,9 +39,8 @@ class ReceiveMessageWorkflow:
         # A local activity: one database transaction, no provider call. It saves the server
         # round trips of a scheduled activity, which dominate routing time on small machines.
         result = await policies.db_step(
-            ROUTE_INBOUND_MESSAGE,
+            RouteContract.route_inbound_message,
             RouteInput(input.inbound_id, input.closed_application_grace),
-            result_type=ReceiveMessageResult,
             timeout=policies.ROUTE_TIMEOUT,
         )
         self._result = result

@@ -2,83 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
+from contracts.send import (
+    ComposeInput,
+    MessageRef,
+    RecordOutcomeInput,
+    SendContract,
+    SendMessageInput,
+    SendMessageProgress,
+    SendMessageResult,
+)
 from core.search_attributes import CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.statuses import MessageStatus
 from workflows import policies
-
-PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one step
-RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
-COMPOSE_MESSAGE = "compose-message"
-DELIVER_MESSAGE = "deliver-message"
-RECORD_OUTCOME = "record-outcome"
-
-
-@dataclass
-class SendMessageInput:
-    message_id: str
-    company_id: str
-    retry_initial_interval: timedelta = timedelta(seconds=2)
-    retry_max_interval: timedelta = timedelta(minutes=5)
-    retry_total: timedelta = timedelta(hours=6)
-
-
-@dataclass
-class SendMessageResult:
-    status: str
-    error: str | None = None
-
-
-@dataclass
-class MessageRef:
-    """The input of an activity that needs only the message: it reads the rest by id."""
-
-    message_id: str
-
-
-@dataclass
-class SenderChoice:
-    """The effective sender; addresses and names only, never credentials."""
-
-    address: str
-    name: str
-    transport: str
-    source: str  # entity, company or platform
-    connection_id: str | None = None
-
-
-@dataclass
-class ComposeInput:
-    message_id: str
-    sender: SenderChoice
-
-
-@dataclass
-class DeliveryResult:
-    provider_message_id: str = ""
-    already_sent: bool = False
-
-
-@dataclass
-class RecordOutcomeInput:
-    message_id: str
-    status: str
-    error: str | None = None
-    # True when retries ran out: the reason is then built from the last recorded attempt.
-    retries_exhausted: bool = False
-    retry_total: timedelta | None = None
-
-
-@dataclass
-class SendMessageProgress:
-    status: str = MessageStatus.QUEUED
-    error: str | None = None
-    sender: SenderChoice | None = field(default=None)
 
 
 @workflow.defn(name="send-message")
@@ -102,11 +42,11 @@ class SendMessageWorkflow:
         """Resolve the sender and compose the MIME once (stored, never in history)."""
         if one_step:
             sender = await policies.db_step(
-                PREPARE_MESSAGE, MessageRef(input.message_id), result_type=SenderChoice
+                SendContract.prepare_message, MessageRef(input.message_id)
             )
         else:
             sender = await policies.db_step(
-                RESOLVE_SENDER, MessageRef(input.message_id), result_type=SenderChoice
+                SendContract.resolve_sender, MessageRef(input.message_id)
             )
         self._progress.sender = sender
         attributes = [PROVIDER.value_set(sender.transport)]
@@ -114,7 +54,9 @@ class SendMessageWorkflow:
             attributes.append(CONNECTION_ID.value_set(sender.connection_id))
         workflow.upsert_search_attributes(attributes)
         if not one_step:
-            await policies.db_step(COMPOSE_MESSAGE, ComposeInput(input.message_id, sender))
+            await policies.db_step(
+                SendContract.compose_message, ComposeInput(input.message_id, sender)
+            )
         self._set_status(MessageStatus.SENDING)
 
     async def _deliver(self, input: SendMessageInput) -> RecordOutcomeInput:
@@ -124,10 +66,9 @@ class SendMessageWorkflow:
         started = workflow.now()
         if workflow.patched("first-attempt-local"):
             try:
-                await workflow.execute_local_activity(
-                    DELIVER_MESSAGE,
+                await workflow.execute_local_activity_method(
+                    SendContract.deliver_message,
                     MessageRef(input.message_id),
-                    result_type=DeliveryResult,
                     start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                     retry_policy=policies.NO_RETRY,
                 )
@@ -143,10 +84,9 @@ class SendMessageWorkflow:
                 # Transient: wait as the provider asked (or the first backoff), durably.
                 await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
         try:
-            await workflow.execute_activity(
-                DELIVER_MESSAGE,
+            await workflow.execute_activity_method(
+                SendContract.deliver_message,
                 MessageRef(input.message_id),
-                result_type=DeliveryResult,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                 heartbeat_timeout=policies.DELIVERY_HEARTBEAT_TIMEOUT,
                 # The total cap counts from the first attempt, the local one included.
@@ -191,7 +131,7 @@ class SendMessageWorkflow:
         if lean and outcome.status == MessageStatus.SENT:
             result = SendMessageResult(status=MessageStatus.SENT)
         else:
-            result = await policies.db_step(RECORD_OUTCOME, outcome, result_type=SendMessageResult)
+            result = await policies.db_step(SendContract.record_outcome, outcome)
         self._progress.error = result.error
         self._set_status(result.status)
         return result

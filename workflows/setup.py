@@ -1,103 +1,117 @@
-"""What the two connection setups (SMTP, and OAuth sign-in) share: their state, the round-trip
-test's result and redirect leg, activation, and recording a new state in the database and the
-search attributes."""
+"""What the two connection setups (SMTP, and OAuth sign-in) share: their handlers (one base
+class), the round-trip test's redirect leg, activation, and recording a new state in the
+database and the search attributes."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
 
+from contracts.setup import (
+    REDIRECT_SEEN,
+    SUPERSEDED,
+    ActivateInput,
+    RedirectInput,
+    SetupContract,
+    SetupState,
+    StatusInput,
+    VerificationResult,
+)
 from core.run_ids import setup_workflow_id
 from core.search_attributes import MAIL_STATUS
 from core.statuses import ConnectionStatus
 from workflows import policies
 
-# Activities both setups call.
-TEST_CONNECTION = "test-connection"
-RECORD_REDIRECT_NOT_SEEN = "record-redirect-not-seen"
-SET_CONNECTION_STATUS = "set-connection-status"
-ACTIVATE_CONNECTION = "activate-connection"
-# Signals a setup takes from other runs.
-REDIRECT_SEEN = "redirect-seen"  # receive-message recognised this setup's test message
-SUPERSEDED = "superseded"  # another connection of the scope was activated
 
+class ConnectionSetup:
+    """What both setup workflows answer, as one base class (not a workflow itself): the
+    `state` query, the `redirect-seen` and `superseded` signals, and the updates the API sends
+    to either setup (`test`, `activate`, `cancel`), whose work and validation each setup
+    supplies (`_test`, `_check_test`, ...). The API calls the updates through this class, so
+    one typed call serves both."""
 
-@dataclass
-class ConnectionRef:
-    """The input of an activity that needs only the connection: it loads the rest."""
+    _state: SetupState
+    _redirect: RedirectLeg
 
-    connection_id: str
+    @workflow.query(name="state")
+    def state(self) -> SetupState:
+        return self._state
 
+    @workflow.signal(name=REDIRECT_SEEN)
+    def redirect_seen(self) -> None:
+        self._redirect.seen()
 
-@dataclass
-class TestInput:
-    connection_id: str
-    # How long the redirect leg waits; the test message's text names it.
-    redirect_wait: timedelta = timedelta(minutes=15)
+    @workflow.signal(name=SUPERSEDED)
+    def superseded(self) -> None:
+        self._supersede()
 
+    def _supersede(self) -> None:
+        """Another connection of the scope was activated: this setup is over."""
+        raise NotImplementedError
 
-@dataclass
-class RedirectInput:
-    connection_id: str
-    redirect_wait: timedelta = timedelta(minutes=15)
+    @workflow.update(name="test")
+    async def test(self) -> VerificationResult:
+        """Run the round-trip test; answers with its result (the redirect leg goes on)."""
+        return await self._test()
 
+    @test.validator
+    def _validate_test(self) -> None:
+        self._check_test()
 
-@dataclass
-class VerificationStep:
-    name: str
-    status: str  # a core.statuses.StepStatus
-    detail: str = ""
+    @workflow.update(name="activate")
+    async def activate(self, input: ActivateInput) -> SetupState:
+        """Make the tested connection its scope's sender."""
+        return await self._activate(input)
 
+    @activate.validator
+    def _validate_activate(self, input: ActivateInput) -> None:
+        self._check_activate()
 
-@dataclass
-class VerificationResult:
-    ok: bool
-    steps: list[VerificationStep] = field(default_factory=list)
-    error: str | None = None
-    # The send leg passed and the message is on its way back through the redirect.
-    redirect_pending: bool = False
+    @workflow.update(name="cancel")
+    async def cancel(self) -> SetupState:
+        return await self._cancel_setup()
 
+    @cancel.validator
+    def _validate_cancel(self) -> None:
+        self._check_cancel()
 
-@dataclass
-class ActivateInput:
-    connection_id: str
-    user_id: str
+    # Each setup's own part. A `_check_…` raises an ApplicationError saying why not (a
+    # refused update leaves nothing in history).
 
+    async def _test(self) -> VerificationResult:
+        raise NotImplementedError
 
-@dataclass
-class ActivationResult:
-    """The other open setups of the scope that this activation cancelled."""
+    def _check_test(self) -> None:
+        raise NotImplementedError
 
-    cancelled: list[str] = field(default_factory=list)
+    async def _activate(self, input: ActivateInput) -> SetupState:
+        raise NotImplementedError
 
+    def _check_activate(self) -> None:
+        raise NotImplementedError
 
-@dataclass
-class StatusInput:
-    connection_id: str
-    status: str
-    error: str | None = None
+    async def _cancel_setup(self) -> SetupState:
+        raise NotImplementedError
 
-
-@dataclass
-class SetupState:
-    status: str = ConnectionStatus.PENDING
-    last_error: str | None = None
+    def _check_cancel(self) -> None:
+        raise NotImplementedError
 
 
 async def record_status(connection_id: str, status: str, error: str | None) -> SetupState:
     """The new state in the search attributes and in the database."""
     workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
-    await policies.db_step(SET_CONNECTION_STATUS, StatusInput(connection_id, status, error))
+    await policies.db_step(
+        SetupContract.set_connection_status, StatusInput(connection_id, status, error)
+    )
     return SetupState(status=status, last_error=error)
 
 
-async def activate(input: ActivateInput) -> SetupState:
+async def make_active(input: ActivateInput) -> SetupState:
     """Make the connection its scope's sender (the activity disables the one it replaces and
     cancels the scope's other open setups); tell those setups' runs that they are over."""
-    result = await policies.db_step(ACTIVATE_CONNECTION, input, result_type=ActivationResult)
+    result = await policies.db_step(SetupContract.activate_connection, input)
     workflow.upsert_search_attributes([MAIL_STATUS.value_set(ConnectionStatus.ACTIVE)])
     # Runs recorded before activations cancelled other setups got no result here.
     for connection_id in result.cancelled if result else []:
@@ -148,4 +162,4 @@ class RedirectLeg:
             )
         except TimeoutError:
             if self._round == round:
-                await policies.db_step(RECORD_REDIRECT_NOT_SEEN, self._input)
+                await policies.db_step(SetupContract.record_redirect_not_seen, self._input)

@@ -3,38 +3,24 @@ expire."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from core.statuses import ConnectionStatus
-from workflows import policies
-from workflows.setup import (
-    REDIRECT_SEEN,
-    SUPERSEDED,
-    TEST_CONNECTION,
+from contracts.setup import (
     ActivateInput,
-    RedirectLeg,
+    SetupContract,
     SetupState,
+    SmtpSetupInput,
     TestInput,
     VerificationResult,
-    activate,
-    record_status,
 )
-
-
-@dataclass
-class SmtpSetupInput:
-    connection_id: str
-    company_id: str
-    expires_after: timedelta = timedelta(days=7)
-    redirect_wait: timedelta = timedelta(minutes=15)
+from core.statuses import ConnectionStatus
+from workflows import policies
+from workflows.setup import ConnectionSetup, RedirectLeg, make_active, record_status
 
 
 @workflow.defn(name="smtp-connection-setup")
-class SmtpConnectionSetupWorkflow:
+class SmtpConnectionSetupWorkflow(ConnectionSetup):
     """Waits for the admin to test (any number of times) and then activate the connection.
 
     A test is a round trip: the provider's checks and a real message through the connection
@@ -56,16 +42,7 @@ class SmtpConnectionSetupWorkflow:
         self._superseded = False
         self._redirect = RedirectLeg(input.connection_id, input.redirect_wait)
 
-    @workflow.query(name="state")
-    def state(self) -> SetupState:
-        return self._state
-
-    @workflow.signal(name=REDIRECT_SEEN)
-    def redirect_seen(self) -> None:
-        self._redirect.seen()
-
-    @workflow.signal(name=SUPERSEDED)
-    def superseded(self) -> None:
+    def _supersede(self) -> None:
         self._superseded = True
 
     async def _set(self, status: str, error: str | None = None) -> None:
@@ -80,18 +57,16 @@ class SmtpConnectionSetupWorkflow:
                 type="SetupEnded",
             )
 
-    @workflow.update(name="test")
-    async def test(self) -> VerificationResult:
+    async def _test(self) -> VerificationResult:
         if self._testing:  # a test is running: its result answers this request too
             await workflow.wait_condition(lambda: not self._testing)
             return self._last_test
         self._testing = True
         try:
             await self._set(ConnectionStatus.TESTING)
-            result: VerificationResult = await workflow.execute_activity(
-                TEST_CONNECTION,
+            result = await workflow.execute_activity_method(
+                SetupContract.test_connection,
                 TestInput(self._input.connection_id, self._input.redirect_wait),
-                result_type=VerificationResult,
                 start_to_close_timeout=policies.CONNECTION_TEST_TIMEOUT,
                 retry_policy=policies.NO_RETRY,
             )
@@ -104,19 +79,17 @@ class SmtpConnectionSetupWorkflow:
         finally:
             self._testing = False
 
-    @test.validator
-    def _validate_test(self) -> None:
+    def _check_test(self) -> None:
         self._check_open()
         if self._activating:
             raise ApplicationError(
                 "The connection is being activated; it needs no further test.", type="Busy"
             )
 
-    @workflow.update(name="activate")
-    async def activate(self, input: ActivateInput) -> SetupState:
+    async def _activate(self, input: ActivateInput) -> SetupState:
         self._activating = True
         try:
-            self._state = await activate(input)
+            self._state = await make_active(input)
         except (ActivityError, ApplicationError) as err:
             # Cancelled meanwhile by another activation: the refusal says so. (A local
             # activity's non-retryable failure arrives as its ApplicationError.)
@@ -130,8 +103,7 @@ class SmtpConnectionSetupWorkflow:
         self._done = True
         return self._state
 
-    @activate.validator
-    def _validate_activate(self, input: ActivateInput) -> None:
+    def _check_activate(self) -> None:
         self._check_open()
         if self._testing:
             raise ApplicationError(
@@ -147,14 +119,12 @@ class SmtpConnectionSetupWorkflow:
                 type="NotTested",
             )
 
-    @workflow.update(name="cancel")
-    async def cancel(self) -> SetupState:
+    async def _cancel_setup(self) -> SetupState:
         await self._set(ConnectionStatus.CANCELLED)
         self._done = True
         return self._state
 
-    @cancel.validator
-    def _validate_cancel(self) -> None:
+    def _check_cancel(self) -> None:
         self._check_open()
 
     @workflow.run

@@ -1,29 +1,14 @@
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, HTTPException, status
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from api.deps import CurrentUser, Recruiter, SessionDep
-from api.routers.common import get_owned
+from api.routers.common import check_entity, get_owned
 from api.schemas import CandidateCreate, CandidatePublic, CandidateUpdate
-from core.models import ApplicationStatus, Candidate, LegalEntity, utcnow
+from core.models import ApplicationStatus, Candidate, utcnow
 
 router = APIRouter(prefix="/v1/candidates", tags=["candidates"])
-
-
-def check_entity(
-    session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None
-) -> None:
-    if legal_entity_id is None:
-        return
-    entity = session.get(LegalEntity, legal_entity_id)
-    if entity is None or entity.company_id != company_id:
-        raise HTTPException(
-            422,
-            "legal_entity_id: no such legal entity in your company",
-        )
 
 
 @router.post("", response_model=CandidatePublic, status_code=status.HTTP_201_CREATED)

@@ -13,8 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, SQLModel
 
 from api.deps import parse_id
+from core.models import LegalEntity
 
 T = TypeVar("T", bound=SQLModel)
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
@@ -28,18 +30,36 @@ def get_owned(
     return row
 
 
-async def start_or_undo(
-    start: Awaitable[bool], undo: Callable[[], None], refusal: str, workflow_id: str
+def check_entity(
+    session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None
 ) -> None:
-    """Start the run for rows just written (workflows.client.start_run). If Temporal cannot
-    take it, remove the rows (nothing half-written: without a run they would never move) and
-    answer 503. A run that already exists is our own retried start: nothing to do."""
+    if legal_entity_id is None:
+        return
+    entity = session.get(LegalEntity, legal_entity_id)
+    if entity is None or entity.company_id != company_id:
+        raise HTTPException(
+            422,
+            "legal_entity_id: no such legal entity in your company",
+        )
+
+
+async def insert_then_start(
+    insert: Callable[[], R],
+    start: Callable[[R], Awaitable[object]],
+    undo: Callable[[R], None],
+    refusal: str,
+) -> R:
+    """Write rows (`insert` commits them), then start their run (workflows/client.py). If
+    Temporal cannot take it, remove the rows again (nothing half-written: without a run they
+    would never move) and answer 503. A run that already exists is our own retried start."""
+    row = await run_in_threadpool(insert)
     try:
-        await start
+        await start(row)
     except Exception as exc:
-        log.exception("could not start %s", workflow_id)
-        await run_in_threadpool(undo)
+        log.exception("could not start the run: %s", refusal)
+        await run_in_threadpool(undo, row)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"{refusal}: the workflow service is unavailable. Try again shortly.",
         ) from exc
+    return row

@@ -4,8 +4,9 @@ workflow (api/services/connections.py); reads come from the database."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -13,10 +14,12 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
-from api.pages import status_page_url
-from api.routers.common import get_owned, start_or_undo
+from api.rendering import status_page_url
+from api.routers.common import get_owned, insert_then_start
 from api.schemas import ConnectionCreate, ConnectionPublic
 from api.services import connections as service
+from contracts.oauth import ConsentInput
+from contracts.setup import ActivateInput
 from core.db import get_or_fail
 from core.models import Company, Connection, User
 from core.settings import Settings
@@ -27,10 +30,12 @@ from core.statuses import (
     ConnectionKind,
     ConnectionStatus,
 )
-from workflows.oauth_setup import ConsentInput
-from workflows.setup import ActivateInput
+from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+from workflows.setup import ConnectionSetup
 
 router = APIRouter(prefix="/v1/connections", tags=["connections"])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
@@ -62,9 +67,16 @@ class Setup:
     settings: Settings
     temporal: Client
 
-    async def update(self, name: str, arg: object | None = None) -> object:
+    async def update(
+        self, update: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kw: P.kwargs
+    ) -> R:
         return await service.run_update(
-            self.temporal, self.connection, name, arg, self.settings.connection_test_wait
+            self.temporal,
+            self.connection,
+            self.settings.connection_test_wait,
+            update,
+            *args,
+            **kw,
         )
 
     async def audit(self, action: str, **detail: Any) -> None:
@@ -104,16 +116,18 @@ async def create_connection(
 ) -> ConnectionPublic:
     """Start a setup. SMTP: test it (`/test`), then activate it (`/activate`). Google and
     Microsoft: follow `authorization_url` to sign in; the test runs by itself, then activate."""
-    connection = await run_in_threadpool(service.create_row, session, settings, user, body)
-    await start_or_undo(
-        service.start_setup(temporal, settings, connection),
-        lambda: service.delete_row(engine, connection.id),
+    connection = await insert_then_start(
+        lambda: service.create_row(session, settings, user, body),
+        lambda created: service.start_setup(temporal, settings, created),
+        lambda created: service.delete_row(engine, created.id),
         "The connection was not created",
-        connection.run_id,
     )
     if connection.kind != ConnectionKind.SMTP:
         await service.run_update(
-            temporal, connection, "wait-for-sign-in-link", None, settings.connection_test_wait
+            temporal,
+            connection,
+            settings.connection_test_wait,
+            OAuthConnectionSetupWorkflow.wait_for_sign_in_link,
         )
         return await run_in_threadpool(_reload, session, settings, connection)
     return await run_in_threadpool(_public, session, settings, connection)
@@ -145,7 +159,7 @@ async def test_connection(setup: SetupDep) -> ConnectionPublic:
     """Run the connection test now; the answer holds each step and, on failure, what to fix."""
     if setup.connection.status in LIVE_STATUSES:
         raise HTTPException(status.HTTP_409_CONFLICT, "This connection is already active.")
-    await setup.update("test")
+    await setup.update(ConnectionSetup.test)
     return await setup.answer()
 
 
@@ -160,7 +174,7 @@ async def activate_connection(setup: SetupDep) -> ConnectionPublic:
             setup.connection.last_error or "This setup was cancelled; create a new connection.",
         )
     await setup.update(
-        "activate",
+        ConnectionSetup.activate,
         ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
     )
     return await setup.answer()
@@ -176,7 +190,7 @@ async def delete_connection(setup: SetupDep) -> ConnectionPublic:
         )
     elif connection.status in SETUP_STATUSES:
         before = connection.status
-        await setup.update("cancel")
+        await setup.update(ConnectionSetup.cancel)
         await setup.audit("connection.cancel", status_before=before)
     else:
         raise HTTPException(
@@ -203,7 +217,8 @@ async def admin_consent_granted(setup: SetupDep) -> ConnectionPublic:
     if setup.connection.kind == ConnectionKind.SMTP:
         raise HTTPException(status.HTTP_409_CONFLICT, "SMTP connections need no admin consent.")
     await setup.update(
-        "admin-consent-granted", ConsentInput(source="admin-said", user_id=str(setup.user.id))
+        OAuthConnectionSetupWorkflow.admin_consent_granted,
+        ConsentInput(source="admin-said", user_id=str(setup.user.id)),
     )
     await setup.audit("connection.admin_consent_granted")
     return await setup.answer()
@@ -254,5 +269,5 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
             status.HTTP_409_CONFLICT,
             "A setup for this connection is still running; follow it or cancel it first.",
         )
-    await setup.update("wait-for-sign-in-link")
+    await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
     return await setup.answer()

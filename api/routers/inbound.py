@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import SettingsDep
+from api.services.inbound_mailjet import mailjet_to_mime
 from core import intake
-from core.inbound import mailjet_to_mime
 from core.jsonsafe import loads_bounded
 from core.settings import Settings
 from workflows.client import start_all_routing

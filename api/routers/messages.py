@@ -7,14 +7,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
-from temporalio.client import Client
 
-from api.deps import Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
-from api.routers.candidates import check_entity
-from api.routers.common import get_owned, start_or_undo
+from api.deps import EngineDep, Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
+from api.routers.common import get_owned, insert_then_start
 from api.schemas import (
     AssignRequest,
     AttachmentPublic,
@@ -23,14 +20,9 @@ from api.schemas import (
     MessagePublic,
     SendMessageRequest,
 )
-from core import audit
-from core.db import session_scope
-from core.mail import check_header_text, new_message_id, normalize_address
-from core.models import Attachment, Candidate, CandidateAddress, Direction, Message, utcnow
-from core.run_ids import send_workflow_id
-from core.settings import Settings
-from core.statuses import MatchReason, MessageStatus
-from workflows.client import start_send_run
+from api.services import messages as service
+from core.models import Attachment, Candidate, Direction, Message
+from workflows.client import start_send
 
 router = APIRouter(tags=["messages"])
 
@@ -99,57 +91,19 @@ async def send_message(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    engine: EngineDep,
 ) -> MessagePublic:
     """Queue a message to the candidate. Its status moves queued → sending → sent (or failed)."""
     candidate = await run_in_threadpool(
         get_owned, session, Candidate, candidate_id, user.company_id, "candidate"
     )
-    message_id = uuid.uuid4()
-    message = Message(
-        id=message_id,
-        company_id=user.company_id,
-        candidate_id=candidate.id,
-        direction=Direction.OUTBOUND,
-        status=MessageStatus.QUEUED,
-        to_addresses=[candidate.email],
-        subject=body.subject,
-        text=body.text,
-        html=body.html,
-        message_id_header=new_message_id(settings.platform_mail_domain),
-        sender_user_id=user.id,
-        workflow_id=send_workflow_id(str(message_id)),
-    )
-    await run_in_threadpool(_insert, session, message)
-    await start_or_undo(
-        start_send(temporal, settings, message),
-        lambda: _delete(session.bind, message.id),
+    message = await insert_then_start(
+        lambda: service.queue(session, settings, user, candidate, body),
+        lambda queued: start_send(temporal, settings, queued),
+        lambda queued: service.delete_message(engine, queued.id),
         "The message was not queued",
-        message.run_id,
     )
     return MessagePublic.model_validate(message)
-
-
-async def start_send(client: Client, settings: Settings, message: Message) -> bool:
-    """Start send-message-{id} (workflows/client.py): never twice for one message."""
-    return await start_send_run(
-        client,
-        settings,
-        message_id=str(message.id),
-        company_id=str(message.company_id),
-        workflow_id=message.run_id,
-    )
-
-
-def _insert(session: Session, message: Message) -> None:
-    session.add(message)
-    session.commit()
-
-
-def _delete(engine, message_id: uuid.UUID) -> None:
-    with session_scope(engine) as session:
-        row = session.get(Message, message_id)
-        if row is not None:
-            session.delete(row)
 
 
 @router.get("/v1/messages/unassigned", response_model=list[MessagePublic])
@@ -183,32 +137,8 @@ def assign_message(
     """Move an inbound message to a candidate. With `remember_address`, the sender's address
     becomes one of the candidate's, so that sender's next mail routes by itself."""
     message = get_owned(session, Message, message_id, user.company_id, "message")
-    if message.direction != Direction.INBOUND:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "Only inbound messages can be assigned to a candidate."
-        )
     candidate = get_owned(session, Candidate, body.candidate_id, user.company_id, "candidate")
-    before = str(message.candidate_id) if message.candidate_id else None
-    message.candidate_id = candidate.id
-    message.match_reason = MatchReason.MANUAL
-    message.match_detail = f"assigned by {user.name}"
-    message.updated_at = utcnow()
-    remembered = None
-    if body.remember_address:
-        remembered = _remember(
-            session, user.company_id, candidate, message.forwarded_from or message.from_address
-        )
-    audit.record(
-        session,
-        company_id=user.company_id,
-        user_id=user.id,
-        action="message.assign",
-        target=f"message:{message.id}",
-        before={"candidate_id": before},
-        after={"candidate_id": str(candidate.id)},
-        remembered_address=remembered,
-    )
-    session.commit()
+    service.assign(session, user, message, candidate, remember=body.remember_address)
     return to_public(session, message)
 
 
@@ -223,105 +153,8 @@ def candidate_from_message(
     """An application that arrived by email becomes a candidate: by default named and
     addressed as the message's sender. The message (with its attachments) moves to the new
     candidate, and the sender's address is remembered, so their next mail routes by itself."""
-    body = body or CandidateFromMessage()
     message = get_owned(session, Message, message_id, user.company_id, "message")
-    if message.direction != Direction.INBOUND:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "Only a received message can become a candidate."
-        )
-    if message.candidate_id is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"This message already belongs to candidate {message.candidate_id}.",
-        )
-    email = body.email or _sender_address(message)
-    name = body.name or _sender_name(message) or email.split("@")[0]
-    existing = session.exec(
-        select(Candidate).where(
-            Candidate.company_id == user.company_id, func.lower(Candidate.email) == email.lower()
-        )
-    ).first()
-    if existing is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"{email} is already the address of candidate {existing.id}: assign the message "
-            f"to that candidate (POST /v1/messages/{message.id}/assign).",
-        )
-    check_entity(session, user.company_id, body.legal_entity_id)
-    candidate = Candidate(
-        company_id=user.company_id,
-        legal_entity_id=body.legal_entity_id,
-        name=name.strip()[:200],
-        email=email,
-    )
-    session.add(candidate)
-    session.flush()
-    message.candidate_id = candidate.id
-    message.match_reason = MatchReason.MANUAL
-    message.match_detail = f"candidate created from this message by {user.name}"
-    message.updated_at = utcnow()
-    remembered = _remember(
-        session, user.company_id, candidate, message.forwarded_from or message.from_address
-    )
-    audit.record(
-        session,
-        company_id=user.company_id,
-        user_id=user.id,
-        action="candidate.create_from_message",
-        target=f"candidate:{candidate.id}",
-        message_id=str(message.id),
-        remembered_address=remembered,
-    )
-    session.commit()
-    return candidate
-
-
-def _sender_name(message: Message) -> str:
-    """The sender's display name, when a header can carry it back out (it came from outside).
-    For a colleague's forward, the original sender's."""
-    name = message.from_name if not message.forwarded_from else message.forwarded_from_name or ""
-    try:
-        return check_header_text(name).strip()
-    except ValueError:
-        return ""
-
-
-def _sender_address(message: Message) -> str:
-    try:
-        return normalize_address(message.forwarded_from or message.from_address)
-    except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "email: the message's sender has no usable address; give one.",
-        ) from None
-
-
-def _remember(
-    session: Session, company_id: uuid.UUID, candidate: Candidate, address: str
-) -> str | None:
-    address = address.strip().lower()
-    if not address or "@" not in address:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "remember_address: the message has no sender address to remember.",
-        )
-    if address == candidate.email.lower():
-        return None  # already the candidate's own address
-    existing = session.exec(
-        select(CandidateAddress).where(
-            CandidateAddress.company_id == company_id, CandidateAddress.email == address
-        )
-    ).first()
-    if existing is not None and existing.candidate_id != candidate.id:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"remember_address: {address} is already remembered for another candidate.",
-        )
-    if existing is None:
-        session.add(
-            CandidateAddress(company_id=company_id, candidate_id=candidate.id, email=address)
-        )
-    return address
+    return service.candidate_from_message(session, user, message, body or CandidateFromMessage())
 
 
 @router.get("/v1/messages/{message_id}/attachments/{attachment_id}")

@@ -15,7 +15,8 @@ shows the same consent link while the setup waits.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,20 +26,23 @@ from sqlmodel import Session, col
 from temporalio.service import RPCError
 
 from api.deps import SettingsDep
-from api.pages import back_link, error_page, render, status_page_url
-from api.routers.pages import CONSENT_FORM, read_form
+from api.rendering import back_link, error_page, render, status_page_url
+from api.routers.pages import read_form
 from api.services.connections import run_update
+from api.services.setup_page import CONSENT_FORM
+from contracts.oauth import CallbackInput, ConsentInput
 from core.audit import record_connection
 from core.db import get_or_fail
 from core.models import Company, Connection
 from core.security import secret_box
 from core.statuses import OAUTH_KINDS, SETUP_STATUSES, ConnectionStatus
-from workflows.oauth_setup import CallbackInput, ConsentInput
+from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 
 router = APIRouter(tags=["oauth"])
 
 
 # What each kind of state is called on a page.
+A = TypeVar("A")
 _LINK_NAMES = {"signin": "sign-in link", "admin-consent": "approval link", CONSENT_FORM: "button"}
 
 
@@ -113,33 +117,29 @@ def _consume(
 async def _send(
     request: Request,
     connection: Connection,
-    update_name: str,
-    arg: object,
-    result_type: type | None = None,
+    update: Callable[[Any, A], Awaitable[object]],
+    arg: A,
 ) -> object:
     try:
         client = await request.app.state.temporal.client()
     except Exception:
         raise HTTPException(503, "Recruitmail is briefly unavailable; reload this page.") from None
     settings = request.app.state.settings
-    return await run_update(
-        client,
-        connection,
-        update_name,
-        arg,
-        settings.connection_test_wait,
-        result_type=result_type,
-    )
+    return await run_update(client, connection, settings.connection_test_wait, update, arg)
 
 
 async def _deliver(
-    request: Request, connection: Connection, nonce: str, update_name: str, arg: object
+    request: Request,
+    connection: Connection,
+    nonce: str,
+    update: Callable[[Any, A], Awaitable[object]],
+    arg: A,
 ) -> HTMLResponse | None:
     """Hand the spent state's step to the setup's run. None when it was delivered; otherwise
     the page to show. When the run could not be reached, the state is given back, so a reload
     of the same link works once Recruitmail is back."""
     try:
-        await _send(request, connection, update_name, arg)
+        await _send(request, connection, update, arg)
     except (HTTPException, RPCError) as exc:
         if isinstance(exc, RPCError) or exc.status_code == 503:
             await run_in_threadpool(_unspend, request.app.state.engine, connection.id, nonce)
@@ -190,7 +190,7 @@ async def microsoft_admin_consent(
         request,
         connection,
         nonce,
-        "admin-consent-granted",
+        OAuthConnectionSetupWorkflow.admin_consent_granted,
         ConsentInput(source="microsoft-admin-consent"),
     )
     if refused is not None:
@@ -261,7 +261,11 @@ async def oauth_callback(
     except Spent as spent:  # a reload or the back button: show where the setup stands
         return _to_setup_page(settings, spent.connection)
     refused = await _deliver(
-        request, connection, nonce, "complete-authorization", CallbackInput(nonce=nonce)
+        request,
+        connection,
+        nonce,
+        OAuthConnectionSetupWorkflow.complete_authorization,
+        CallbackInput(nonce=nonce),
     )
     return refused or _to_setup_page(settings, connection)
 
@@ -287,7 +291,11 @@ async def consent_granted_button(
     except Spent as spent:  # a second click: the setup went on already
         return _to_setup_page(settings, spent.connection)
     refused = await _deliver(
-        request, connection, nonce, "admin-consent-granted", ConsentInput(source="admin-page")
+        request,
+        connection,
+        nonce,
+        OAuthConnectionSetupWorkflow.admin_consent_granted,
+        ConsentInput(source="admin-page"),
     )
     if refused is not None:
         return refused

@@ -4,8 +4,9 @@ to it, and the audit trail. The route handlers in api/routers/connections.py sta
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from fastapi import HTTPException, status
 from sqlalchemy import Engine
@@ -26,6 +27,8 @@ from api.schemas import (
     RedirectCheckPublic,
     SmtpPublic,
 )
+from contracts.oauth import OAuthSetupInput
+from contracts.setup import SmtpSetupInput
 from core import audit, ownership, round_trip
 from core.connection_rules import (
     RuleViolation,
@@ -48,13 +51,15 @@ from core.statuses import (
     RedirectStatus,
 )
 from workflows.client import start_run
-from workflows.oauth_setup import OAuthConnectionSetupWorkflow, OAuthSetupInput
-from workflows.smtp_setup import SmtpConnectionSetupWorkflow, SmtpSetupInput
+from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+from workflows.smtp_setup import SmtpConnectionSetupWorkflow
 
 ADDRESS_HELD = (
     "custom_address: {address} is already connected to another Recruitmail account. If it is "
     "yours, ask whoever connected it to disconnect it, or contact support."
 )
+P = ParamSpec("P")
+R = TypeVar("R")
 REPLACE_LIVE = (
     "{scope} already sends through an active connection ({address}). An active connection is "
     "not edited or replaced in place: switch the scope back to the platform service first "
@@ -310,17 +315,21 @@ async def start_setup(
 async def run_update(
     client: Client,
     connection: Connection,
-    update: str,
-    arg: object | None,
     wait: timedelta,
-    *,
-    result_type: type | None = None,
-) -> object:
-    """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504."""
+    update: Callable[Concatenate[Any, P], Awaitable[R]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """Send an update to the setup workflow, mapping its refusals to 409 and its waits to 504.
+
+    `update` is the workflow's handler (ConnectionSetup.test, OAuthConnectionSetupWorkflow.
+    complete_authorization, ...): its name and result type come from it, and mypy checks the
+    argument against it."""
     handle = client.get_workflow_handle(connection.run_id)
-    args = [] if arg is None else [arg]
+    name = getattr(update, "__name__", "update").replace("_", " ")
     try:
-        return await handle.execute_update(update, *args, rpc_timeout=wait, result_type=result_type)
+        result = await handle.execute_update(cast(Any, update), args=list(args), rpc_timeout=wait)
+        return cast(R, result)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -328,7 +337,7 @@ async def run_update(
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,
-            f"The {update} is still running; follow it with GET /v1/connections/{connection.id}.",
+            f"The {name} is still running; follow it with GET /v1/connections/{connection.id}.",
         ) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:

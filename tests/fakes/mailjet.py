@@ -17,15 +17,19 @@ class MailjetFake:
     script: list[tuple[int, dict, dict] | None] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     sent: list[dict] = field(default_factory=list)
+    peers: set[int] = field(default_factory=set)  # client ports: one per TCP connection
 
     def __post_init__(self) -> None:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real API: clients may pool
+
             def log_message(self, *args) -> None:
                 pass
 
             def do_POST(self) -> None:
+                fake.peers.add(self.client_address[1])
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
                 expected = base64.b64encode(f"{fake.api_key}:{fake.api_secret}".encode()).decode()

@@ -22,6 +22,8 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.cut_off = False
+        self.refused = 0  # connections attempted since the cut
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(
@@ -31,6 +33,10 @@ class TcpProxy:
         return self.port
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            self.refused += 1
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -51,9 +57,9 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def cut(self) -> None:
-        """Stop listening and drop every connection: the target is now unreachable."""
-        if self._server is not None:
-            self._server.close()
+        """Drop every connection and refuse new ones: the target is now unreachable. Each
+        refused attempt is counted, so a test sees the client notice."""
+        self.cut_off = True
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()

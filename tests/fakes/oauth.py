@@ -57,11 +57,15 @@ class _Server:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real services: clients may pool
+
             def log_message(self, *args) -> None:
                 pass
 
             def _dispatch(self, method: str) -> None:
                 url = urlparse(self.path)
+                with fake.lock:
+                    fake.peers.append((url.path, self.client_address[1]))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = fake.handle(
@@ -87,10 +91,16 @@ class _Server:
         self.port = self.server.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
+        self.peers: list[tuple[str, int]] = []  # (path, client port) of every request
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def handle(self, method, path, query, body, headers):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def connections(self, suffix: str) -> set[int]:
+        """The client ports (one per TCP connection) that requested paths ending in `suffix`."""
+        with self.lock:
+            return {port for path, port in self.peers if path.endswith(suffix)}
 
     def __enter__(self):
         self._thread.start()

@@ -1,0 +1,189 @@
+"""Messages as the API changes them: queueing one to a candidate, assigning a received one,
+and making a candidate of an emailed application. The routes in api/routers/messages.py stay
+thin; each change commits with its audit line."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import HTTPException, status
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from api.routers.common import check_entity
+from api.schemas import CandidateFromMessage, SendMessageRequest
+from core import audit
+from core.db import session_scope
+from core.mail import check_header_text, new_message_id, normalize_address
+from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
+from core.run_ids import send_workflow_id
+from core.settings import Settings
+from core.statuses import MatchReason, MessageStatus
+
+
+def queue(
+    session: Session,
+    settings: Settings,
+    user: User,
+    candidate: Candidate,
+    body: SendMessageRequest,
+) -> Message:
+    """A new outbound message at `queued`, committed: its run is started next."""
+    message_id = uuid.uuid4()
+    message = Message(
+        id=message_id,
+        company_id=user.company_id,
+        candidate_id=candidate.id,
+        direction=Direction.OUTBOUND,
+        status=MessageStatus.QUEUED,
+        to_addresses=[candidate.email],
+        subject=body.subject,
+        text=body.text,
+        html=body.html,
+        message_id_header=new_message_id(settings.platform_mail_domain),
+        sender_user_id=user.id,
+        workflow_id=send_workflow_id(str(message_id)),
+    )
+    session.add(message)
+    session.commit()
+    return message
+
+
+def delete_message(engine: Engine, message_id: uuid.UUID) -> None:
+    """Undo queue() when the message's run could not start."""
+    with session_scope(engine) as session:
+        row = session.get(Message, message_id)
+        if row is not None:
+            session.delete(row)
+
+
+def assign(
+    session: Session, user: User, message: Message, candidate: Candidate, *, remember: bool
+) -> None:
+    if message.direction != Direction.INBOUND:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "Only inbound messages can be assigned to a candidate."
+        )
+    before = str(message.candidate_id) if message.candidate_id else None
+    message.candidate_id = candidate.id
+    message.match_reason = MatchReason.MANUAL
+    message.match_detail = f"assigned by {user.name}"
+    message.updated_at = utcnow()
+    remembered = None
+    if remember:
+        remembered = _remember(
+            session, user.company_id, candidate, message.forwarded_from or message.from_address
+        )
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="message.assign",
+        target=f"message:{message.id}",
+        before={"candidate_id": before},
+        after={"candidate_id": str(candidate.id)},
+        remembered_address=remembered,
+    )
+    session.commit()
+
+
+def candidate_from_message(
+    session: Session, user: User, message: Message, body: CandidateFromMessage
+) -> Candidate:
+    if message.direction != Direction.INBOUND:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "Only a received message can become a candidate."
+        )
+    if message.candidate_id is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"This message already belongs to candidate {message.candidate_id}.",
+        )
+    email = body.email or _sender_address(message)
+    name = body.name or _sender_name(message) or email.split("@")[0]
+    existing = session.exec(
+        select(Candidate).where(
+            Candidate.company_id == user.company_id, func.lower(Candidate.email) == email.lower()
+        )
+    ).first()
+    if existing is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{email} is already the address of candidate {existing.id}: assign the message "
+            f"to that candidate (POST /v1/messages/{message.id}/assign).",
+        )
+    check_entity(session, user.company_id, body.legal_entity_id)
+    candidate = Candidate(
+        company_id=user.company_id,
+        legal_entity_id=body.legal_entity_id,
+        name=name.strip()[:200],
+        email=email,
+    )
+    session.add(candidate)
+    session.flush()
+    message.candidate_id = candidate.id
+    message.match_reason = MatchReason.MANUAL
+    message.match_detail = f"candidate created from this message by {user.name}"
+    message.updated_at = utcnow()
+    remembered = _remember(
+        session, user.company_id, candidate, message.forwarded_from or message.from_address
+    )
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="candidate.create_from_message",
+        target=f"candidate:{candidate.id}",
+        message_id=str(message.id),
+        remembered_address=remembered,
+    )
+    session.commit()
+    return candidate
+
+
+def _sender_name(message: Message) -> str:
+    """The sender's display name, when a header can carry it back out (it came from outside).
+    For a colleague's forward, the original sender's."""
+    name = message.from_name if not message.forwarded_from else message.forwarded_from_name or ""
+    try:
+        return check_header_text(name).strip()
+    except ValueError:
+        return ""
+
+
+def _sender_address(message: Message) -> str:
+    try:
+        return normalize_address(message.forwarded_from or message.from_address)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "email: the message's sender has no usable address; give one.",
+        ) from None
+
+
+def _remember(
+    session: Session, company_id: uuid.UUID, candidate: Candidate, address: str
+) -> str | None:
+    address = address.strip().lower()
+    if not address or "@" not in address:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "remember_address: the message has no sender address to remember.",
+        )
+    if address == candidate.email.lower():
+        return None  # already the candidate's own address
+    existing = session.exec(
+        select(CandidateAddress).where(
+            CandidateAddress.company_id == company_id, CandidateAddress.email == address
+        )
+    ).first()
+    if existing is not None and existing.candidate_id != candidate.id:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"remember_address: {address} is already remembered for another candidate.",
+        )
+    if existing is None:
+        session.add(
+            CandidateAddress(company_id=company_id, candidate_id=candidate.id, email=address)
+        )
+    return address

@@ -1,0 +1,30 @@
+"""consent-request-mail: email an administrator what they need to approve Recruitmail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import activity
+
+SEND_CONSENT_REQUEST = "send-consent-request"
+
+
+@dataclass
+class ConsentRequestInput:
+    connection_id: str
+    company_id: str
+    recipient: str
+
+
+@dataclass
+class ConsentRequestResult:
+    sent: bool
+    error: str | None = None
+
+
+class ConsentContract:
+    """The activity of consent-request-mail (activities/oauth.py)."""
+
+    @activity.defn(name=SEND_CONSENT_REQUEST)
+    async def send_consent_request(self, input: ConsentRequestInput) -> None:
+        raise NotImplementedError

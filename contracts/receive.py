@@ -1,0 +1,46 @@
+"""receive-message: route one stored inbound message to a candidate, or to Unassigned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import activity
+
+ROUTE_INBOUND_MESSAGE = "route-inbound-message"
+
+
+@dataclass
+class ReceiveMessageInput:
+    inbound_id: str
+    company_id: str
+    closed_application_grace: timedelta = timedelta(days=14)
+
+
+@dataclass
+class RouteInput:
+    inbound_id: str
+    closed_application_grace: timedelta = timedelta(days=14)
+
+
+@dataclass
+class ReceiveMessageResult:
+    """Ids and routing facts only; the mail itself stays in the database."""
+
+    state: str  # a core.statuses.RoutingState
+    message_id: str | None = None
+    candidate_id: str | None = None
+    match_reason: str | None = None
+    kind: str = "mail"  # a core.statuses.MessageKind
+    bounced_message_id: str | None = None
+    # A connection test's message came back (state `check`): the connection it verified.
+    connection_id: str | None = None
+
+
+class RouteContract:
+    """The activity of receive-message (activities/inbound.py), a local one."""
+
+    @activity.defn(name=ROUTE_INBOUND_MESSAGE)
+    def route_inbound_message(self, input: RouteInput) -> ReceiveMessageResult:
+        """Parse, classify, match and store, in one transaction."""
+        raise NotImplementedError

@@ -1,0 +1,103 @@
+"""send-message: deliver one outbound message, retrying transient failures for a bounded time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import activity
+
+PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one step
+RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
+COMPOSE_MESSAGE = "compose-message"
+DELIVER_MESSAGE = "deliver-message"
+RECORD_OUTCOME = "record-outcome"
+
+
+@dataclass
+class SendMessageInput:
+    message_id: str
+    company_id: str
+    retry_initial_interval: timedelta = timedelta(seconds=2)
+    retry_max_interval: timedelta = timedelta(minutes=5)
+    retry_total: timedelta = timedelta(hours=6)
+
+
+@dataclass
+class SendMessageResult:
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class MessageRef:
+    """The input of an activity that needs only the message: it reads the rest by id."""
+
+    message_id: str
+
+
+@dataclass
+class SenderChoice:
+    """The effective sender; addresses and names only, never credentials."""
+
+    address: str
+    name: str
+    transport: str
+    source: str  # entity, company or platform
+    connection_id: str | None = None
+
+
+@dataclass
+class ComposeInput:
+    message_id: str
+    sender: SenderChoice
+
+
+@dataclass
+class DeliveryResult:
+    provider_message_id: str = ""
+    already_sent: bool = False
+
+
+@dataclass
+class RecordOutcomeInput:
+    message_id: str
+    status: str
+    error: str | None = None
+    # True when retries ran out: the reason is then built from the last recorded attempt.
+    retries_exhausted: bool = False
+    retry_total: timedelta | None = None
+
+
+@dataclass
+class SendMessageProgress:
+    status: str = "queued"  # a core.statuses.MessageStatus
+    error: str | None = None
+    sender: SenderChoice | None = field(default=None)
+
+
+class SendContract:
+    """The activities of send-message (activities/send.py). The database steps are sync: they
+    run as local activities, in a thread pool."""
+
+    @activity.defn(name=PREPARE_MESSAGE)
+    def prepare_message(self, input: MessageRef) -> SenderChoice:
+        """Resolve the sender and compose the MIME once, in one transaction."""
+        raise NotImplementedError
+
+    @activity.defn(name=RESOLVE_SENDER)
+    def resolve_sender(self, input: MessageRef) -> SenderChoice:
+        raise NotImplementedError
+
+    @activity.defn(name=COMPOSE_MESSAGE)
+    def compose_message(self, input: ComposeInput) -> None:
+        raise NotImplementedError
+
+    @activity.defn(name=RECORD_OUTCOME)
+    def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
+        raise NotImplementedError
+
+    @activity.defn(name=DELIVER_MESSAGE)
+    async def deliver_message(self, input: MessageRef) -> DeliveryResult:
+        """One delivery attempt through the provider; writes `sent` itself."""
+        raise NotImplementedError
