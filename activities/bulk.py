@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, func, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -34,7 +34,7 @@ from contracts.bulk import (
     FinishInput,
     PlanInput,
 )
-from core import throttle
+from core import events, throttle
 from core.db import get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
@@ -43,11 +43,13 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
+from core.events import EventType
 from core.mail import compose_bytes
 from core.models import (
     BulkJob,
     Candidate,
     Company,
+    Event,
     Message,
     SenderNameMode,
     User,
@@ -61,6 +63,7 @@ from providers.base import MailSession, Outgoing
 
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
 _MESSAGE = table_of(Message)
+_EVENT = table_of(Event)
 _TO_SENDING = (
     update(_MESSAGE)
     .where(_MESSAGE.c.id == bindparam("target_id"), _MESSAGE.c.status.in_(_PENDING))
@@ -83,6 +86,11 @@ class _Pending(NamedTuple):
     envelope_from: str
     envelope_to: list[str]
     company_id: str
+    # For the message's event: whose it is, and what an opted-in endpoint may see.
+    candidate_id: uuid.UUID | None = None
+    candidate_name: str | None = None
+    subject: str = ""
+    bulk_job_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -233,7 +241,7 @@ class BulkActivities(BulkContract):
                     return result
                 status, detail = outcome
                 next_id = pending[index + 1].id if index + 1 < len(pending) else None
-                await asyncio.to_thread(self._advance, message.id, status, detail, next_id)
+                await asyncio.to_thread(self._advance, message, status, detail, next_id)
                 if status == MessageStatus.SENT:
                     result.sent += 1
                 else:
@@ -305,7 +313,11 @@ class BulkActivities(BulkContract):
                     col(Message.connection_id),
                     col(Message.from_address),
                     col(Message.to_addresses),
+                    col(Message.candidate_id),
+                    col(Candidate.name),
+                    col(Message.subject),
                 )
+                .outerjoin(Candidate, col(Candidate.id) == col(Message.candidate_id))
                 .where(
                     col(Message.bulk_job_id) == job_id,
                     col(Message.bulk_batch) == batch,
@@ -315,8 +327,20 @@ class BulkActivities(BulkContract):
             ).all()
         company_id = str(job.company_id)
         pending = [
-            _Pending(mid, raw, transport or "platform", connection_id, sender, list(to), company_id)
-            for mid, raw, transport, connection_id, sender, to in rows
+            _Pending(
+                mid,
+                raw,
+                transport or "platform",
+                connection_id,
+                sender,
+                list(to),
+                company_id,
+                candidate_id,
+                name,
+                subject,
+                job_id,
+            )
+            for mid, raw, transport, connection_id, sender, to, candidate_id, name, subject in rows
         ]
         return job.cancel_requested, pending
 
@@ -339,9 +363,9 @@ class BulkActivities(BulkContract):
             )
 
     def _advance(
-        self, message_id: uuid.UUID, status: str, detail: str, next_id: uuid.UUID | None
+        self, message: _Pending, status: str, detail: str, next_id: uuid.UUID | None
     ) -> None:
-        """This message's outcome and the next one's `sending`, in one transaction.
+        """This message's outcome, its event, and the next one's `sending`, in one transaction.
 
         SQLAlchemy Core, not the ORM: this runs once per message, on the hot path.
         """
@@ -351,8 +375,24 @@ class BulkActivities(BulkContract):
             values.update(sent_at=now, provider_message_id=detail[:255], error=None)
         else:
             values.update(error=detail)
+        event = events.row(
+            uuid.UUID(message.company_id),
+            EventType.MESSAGE_SENT if status == MessageStatus.SENT else EventType.MESSAGE_FAILED,
+            events.message_data(
+                message.id,
+                message.candidate_id,
+                status,
+                reason=None if status == MessageStatus.SENT else detail,
+                bulk_job_id=message.bulk_job_id,
+            ),
+            personal=events.message_personal(
+                message.envelope_from, message.candidate_name, message.subject
+            ),
+            candidate_id=message.candidate_id,
+        )
         with self._engine.begin() as connection:
-            connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message_id).values(values))
+            connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message.id).values(values))
+            connection.execute(insert(_EVENT), event)
             if next_id is not None:
                 connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
 
@@ -388,29 +428,49 @@ class BulkActivities(BulkContract):
                 message.error = input.reason
                 message.updated_at = utcnow()
                 session.add(message)
+                events.message_event(session, message, EventType.MESSAGE_FAILED, input.reason)
             return BatchResult(failed=len(rows))
 
     @activity.defn(name=FINISH_BULK_SEND)
     def finish_bulk_send(self, input: FinishInput) -> None:
         with session_scope(self._engine) as session:
             job = get_or_fail(session, BulkJob, input.job_id)
+            if job.status in (BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED):
+                return  # a retried step: the job and its events are written
             if input.cancelled:
-                session.execute(
-                    update(Message)
-                    .where(
-                        col(Message.bulk_job_id) == job.id,
-                        col(Message.status).in_(_PENDING),
+                why = "The bulk send was cancelled before this message was sent."
+                for message in session.exec(
+                    select(Message).where(
+                        Message.bulk_job_id == job.id, col(Message.status).in_(_PENDING)
                     )
-                    .values(
-                        status=MessageStatus.CANCELLED,
-                        error="The bulk send was cancelled before this message was sent.",
-                        updated_at=utcnow(),
-                    )
-                )
+                ):
+                    message.status = MessageStatus.CANCELLED
+                    message.error = why
+                    message.updated_at = utcnow()
+                    session.add(message)
+                    events.message_event(session, message, EventType.MESSAGE_CANCELLED, why)
             job.status = BulkJobStatus.CANCELLED if input.cancelled else BulkJobStatus.COMPLETED
             job.finished_at = utcnow()
             job.next_send_at = None
             session.add(job)
+            counts = dict(
+                session.exec(
+                    select(Message.status, func.count())
+                    .where(Message.bulk_job_id == job.id)
+                    .group_by(col(Message.status))
+                ).all()
+            )
+            events.emit(
+                session,
+                job.company_id,
+                EventType.BULK_CANCELLED if input.cancelled else EventType.BULK_COMPLETED,
+                {
+                    "bulk_job_id": str(job.id),
+                    "status": job.status,
+                    "total": job.total,
+                    "counts": counts,
+                },
+            )
 
     @property
     def all(self) -> list:

@@ -27,7 +27,7 @@ from contracts.setup import (
     VerificationResult,
     VerificationStep,
 )
-from core import ownership, round_trip
+from core import events, ownership, round_trip
 from core.audit import record_connection
 from core.db import get_or_fail, session_scope
 from core.errors import MailError
@@ -285,6 +285,7 @@ class ConnectionActivities(SetupContract):
             )
             connection.updated_at = utcnow()
             session.add(connection)
+            events.redirect_checked(session, connection)
 
     # -- states and activation ----------------------------------------------------------------
 
@@ -312,11 +313,13 @@ class ConnectionActivities(SetupContract):
                 return  # a live connection is only changed by use-platform, delete or activate
             if connection.status == ConnectionStatus.CANCELLED and connection.last_error:
                 return  # cancelled by another activation: keep saying why
+            before = connection.status
             connection.status = input.status
             # Every transition replaces the reason: none stays that no longer holds.
             connection.last_error = input.error
             if connection.status in ownership.LET_GO:
                 ownership.release(session, connection)
+            events.connection_changed(session, connection, before, input.error)
 
     @activity.defn(name=ACTIVATE_CONNECTION)
     def activate_connection(self, input: ActivateInput) -> ActivationResult:
@@ -367,6 +370,9 @@ class ConnectionActivities(SetupContract):
                 other.updated_at = now
                 session.add(other)
                 ownership.release(session, other)
+                events.connection_changed(
+                    session, other, before, f"replaced by connection {connection.id}"
+                )
                 record_connection(
                     session,
                     other,
@@ -375,9 +381,11 @@ class ConnectionActivities(SetupContract):
                     status={"before": before, "after": other.status},
                     replaced_by=str(connection.id),
                 )
+            before = connection.status
             connection.status = ConnectionStatus.ACTIVE
             connection.setup_state = ConnectionStatus.ACTIVE
             connection.activated_at = now
+            events.connection_changed(session, connection, before, "activated")
             connection.updated_at = now
             connection.last_error = None
             session.add(connection)

@@ -16,8 +16,9 @@ from contracts.receive import (
     RouteContract,
     RouteInput,
 )
-from core import ownership
+from core import events, ownership
 from core.db import session_scope
+from core.events import EventType
 from core.inbound import ParsedMail, parse
 from core.models import (
     ApplicationStatus,
@@ -120,6 +121,7 @@ class InboundActivities(RouteContract):
                 )
             raw.state = InboundState.ROUTED
             raw.message_id = message.id
+            _received_events(session, message, bounced)
             session.flush()  # a duplicate Message-ID surfaces here, before commit
             return ReceiveMessageResult(
                 state="routed",
@@ -235,6 +237,27 @@ class _Router:
         ).first()
 
 
+def _received_events(session: Session, message: Message, bounced: Message | None) -> None:
+    """message.received (and message.bounced for the message a bounce marked), in the routing
+    transaction."""
+    events.message_event(
+        session,
+        message,
+        EventType.MESSAGE_RECEIVED,
+        unassigned=message.candidate_id is None,
+        match_reason=message.match_reason,
+        kind=message.kind,
+    )
+    if bounced is not None and bounced.status == MessageStatus.BOUNCED:
+        events.message_event(
+            session,
+            bounced,
+            EventType.MESSAGE_BOUNCED,
+            bounced.error,
+            bounce_message_id=str(message.id),
+        )
+
+
 def _mark_bounce(session: Session, sent: Message | None, parsed: ParsedMail) -> Message | None:
     """Mark the outbound message bounced, and flag the candidate's address."""
     report = parsed.bounce
@@ -321,6 +344,7 @@ def _consume_check(
     ]
     connection.updated_at = utcnow()
     session.add(connection)
+    events.redirect_checked(session, connection)
     return ReceiveMessageResult(state=RoutingState.CHECK, connection_id=str(connection.id))
 
 

@@ -29,12 +29,14 @@ from contracts.send import (
     SenderChoice,
     SendMessageResult,
 )
+from core import events
 from core.db import RowMissing, get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
     MailError,
     TransientMailError,
 )
+from core.events import EventType
 from core.mail import compose
 from core.models import (
     Candidate,
@@ -224,6 +226,7 @@ class SendActivities(SendContract):
                     )
                 message.status = MessageStatus.FAILED
                 message.error = reason
+                events.message_event(session, message, EventType.MESSAGE_FAILED, reason)
             message.updated_at = utcnow()
             session.add(message)
             return SendMessageResult(status=message.status, error=message.error)
@@ -288,6 +291,7 @@ class SendActivities(SendContract):
                 connection.last_error = str(err)
                 connection.updated_at = utcnow()
                 session.add(connection)
+                events.connection_changed(session, connection, ConnectionStatus.ACTIVE)
             provider = self._accounts.provider(connection.kind)
             return AuthExpiredError(
                 f"The {provider.label} connection for {connection.custom_address} needs "
@@ -335,6 +339,7 @@ class SendActivities(SendContract):
             message.provider_message_id = provider_id[:255]
             message.updated_at = message.sent_at
             session.add(message)
+            events.message_event(session, message, EventType.MESSAGE_SENT)
 
     @property
     def local(self) -> list:

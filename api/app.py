@@ -29,6 +29,7 @@ from api.routers import (
     codec,
     connections,
     dev,
+    events,
     health,
     inbound,
     legal_entities,
@@ -36,6 +37,8 @@ from api.routers import (
     messages,
     oauth,
     pages,
+    privacy,
+    webhooks,
 )
 from core.db import make_engine
 from core.logs import new_request_id, request_id_var
@@ -81,6 +84,9 @@ def create_app(
         codec,
         audit,
         bulk,
+        events,
+        webhooks,
+        privacy,
         pages,
     ):
         app.include_router(module.router)

@@ -13,16 +13,31 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, case, func
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.models import BulkJob, Connection, Direction, InboundRaw, utcnow
+from core.models import (
+    BulkJob,
+    Connection,
+    Direction,
+    Event,
+    InboundRaw,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    utcnow,
+)
 from core.models import Message as MailMessage
 from core.statuses import SETUP_STATUSES, BulkJobStatus, InboundState, MessageStatus
 
@@ -47,6 +62,7 @@ class ProductCollector(Collector):
             yield from self._inbound(session)
             yield from self._setups(session)
             yield from self._bulk(session)
+            yield from self._webhooks(session)
 
     def _messages(self, session: Session) -> Iterator[Metric]:
         ended = CounterMetricFamily(
@@ -162,6 +178,59 @@ class ProductCollector(Collector):
         ).one()
         running.add_metric([], float(count))
         yield running
+
+    def _webhooks(self, session: Session) -> Iterator[Metric]:
+        attempts = CounterMetricFamily(
+            "recruitmail_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, failed, gone).",
+            labels=["outcome"],
+        )
+        for outcome, count in session.exec(
+            select(WebhookAttempt.outcome, func.count()).group_by(col(WebhookAttempt.outcome))
+        ).all():
+            attempts.add_metric([outcome], float(count))
+        yield attempts
+        latency = HistogramMetricFamily(
+            "recruitmail_webhook_delivery_duration_seconds",
+            "How long endpoints took to answer a delivery.",
+        )
+        columns = [
+            func.sum(case((col(WebhookAttempt.latency_ms) <= bound * 1000, 1), else_=0))
+            for bound in WEBHOOK_BUCKETS
+        ]
+        row = session.exec(
+            select(func.count(), func.coalesce(func.sum(WebhookAttempt.latency_ms), 0), *columns)
+        ).one()
+        total, summed = row[0], row[1]
+        counts: list[int | None] = list(row[2:])
+        buckets = [(str(b), float(c or 0)) for b, c in zip(WEBHOOK_BUCKETS, counts, strict=True)]
+        latency.add_metric([], [*buckets, ("+Inf", float(total))], float(summed) / 1000)
+        yield latency
+        oldest = GaugeMetricFamily(
+            "recruitmail_webhook_oldest_undelivered_seconds",
+            "Age of the oldest event still waiting to reach each endpoint (0 when none).",
+            labels=["endpoint_id"],
+        )
+        now = utcnow()
+        waiting = dict(
+            session.exec(
+                select(WebhookDelivery.endpoint_id, func.min(Event.created_at))
+                .join(Event, col(Event.id) == col(WebhookDelivery.event_id))
+                .where(WebhookDelivery.status == "pending")
+                .group_by(col(WebhookDelivery.endpoint_id))
+            ).all()
+        )
+        for endpoint_id in session.exec(
+            select(WebhookEndpoint.id).where(WebhookEndpoint.disabled == False)  # noqa: E712
+        ).all():
+            since = waiting.get(endpoint_id)
+            age = max((now - _aware(since)).total_seconds(), 0) if since else 0
+            oldest.add_metric([str(endpoint_id)], age)
+        yield oldest
+
+
+# Seconds: endpoints must answer within 10.
+WEBHOOK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def _aware(value: datetime) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
@@ -263,3 +263,83 @@ class BulkCreate(Request):
     subject: Subject
     text: Body
     html: Html | None = None
+
+
+# -- events and webhooks -------------------------------------------------------------------
+
+
+class EventPublic(BaseModel):
+    """One event: ids, statuses and reasons in `data` (and, for an endpoint that opted in, the
+    sender address, the candidate's name and the subject; never a body)."""
+
+    id: uuid.UUID
+    type: str
+    created_at: datetime
+    company_id: uuid.UUID
+    data: dict[str, Any]
+
+
+class EventFeed(BaseModel):
+    data: list[EventPublic]
+    # Give it as `after` next time: never an event missed or repeated.
+    next: str
+
+
+class WebhookEndpointCreate(Request):
+    url: str = Field(max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=50)
+    description: str = Field(default="", max_length=500)
+    include_personal_data: bool = False
+
+
+class WebhookEndpointUpdate(Request):
+    url: str | None = Field(default=None, max_length=2000)
+    event_types: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    description: str | None = Field(default=None, max_length=500)
+    disabled: bool | None = None
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    description: str
+    include_personal_data: bool
+    disabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    workflow_id: str
+    created_at: datetime
+    # Only in the answers to create and rotate-secret: store it, it is not shown again.
+    secret: str | None = None
+
+
+class WebhookAttemptPublic(BaseModel):
+    event_id: uuid.UUID
+    event_type: str
+    attempted_at: datetime
+    outcome: str  # delivered, failed, gone
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_body: str  # cut to 1 KiB
+
+
+class PrivacyPublic(BaseModel):
+    notification_names_candidate: bool
+
+
+class PrivacyUpdate(Request):
+    notification_names_candidate: bool | None = None
+
+
+class MePublic(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    permissions: list[str]
+    notify_replies: bool
+
+
+class MeUpdate(Request):
+    notify_replies: bool | None = None

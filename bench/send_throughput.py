@@ -72,7 +72,7 @@ class OutboxWatcher:
 
     async def run(self) -> None:
         while True:
-            for path in self.directory.glob("*.json"):
+            for path in self.directory.glob("*/*.json"):  # one folder per company
                 if path.name in self.seen:
                     continue
                 self.seen.add(path.name)
@@ -230,18 +230,18 @@ async def main() -> None:
         )
         if warm["delivered"] != 5:
             raise SystemExit(f"warm-up delivered {warm['delivered']} of 5; see {state}/*.log")
-        for path in (state / "outbox").glob("*.json"):
+        for path in (state / "outbox").glob("*/*.json"):
             path.unlink()
         api = f"http://127.0.0.1:{api_port}"
         print(f"burst: {args.n} sends as fast as the API takes them …", flush=True)
         burst = await pipeline(
             api, token, state / "outbox", args.n, args.burst_concurrency, burst=True
         )
-        for path in (state / "outbox").glob("*.json"):
+        for path in (state / "outbox").glob("*/*.json"):
             path.unlink()
         print(f"closed loop: {args.latency_n} sends one at a time …", flush=True)
         closed = await pipeline(api, token, state / "outbox", args.latency_n, 1)
-        for path in (state / "outbox").glob("*.json"):
+        for path in (state / "outbox").glob("*/*.json"):
             path.unlink()
         print("direct aiosmtplib baseline …", flush=True)
         direct_rate = await direct_smtp(outbox_port, args.n, args.concurrency)

@@ -9,8 +9,10 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
+    Index,
     LargeBinary,
     String,
     Table,
@@ -115,6 +117,9 @@ class User(SQLModel, table=True):
     permissions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # sha256 of the bearer token; tokens are 256-bit random, so a fast hash is enough.
     token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True}, index=True)
+    # An email when a candidate's reply reaches a thread this user wrote in (or, for admins,
+    # one nobody wrote in, or Unassigned). Each user can turn it off.
+    notify_replies: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
@@ -344,3 +349,111 @@ class AuditEvent(SQLModel, table=True):
     target: str = Field(default="", max_length=200)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class CompanyPrivacy(SQLModel, table=True):
+    """A company's privacy rules (GET/PUT /v1/privacy). No row means the defaults."""
+
+    __tablename__ = "company_privacy"
+    company_id: uuid.UUID = Field(foreign_key="company.id", primary_key=True)
+    # Reply notification emails name the candidate (else "a candidate", with a link).
+    notification_names_candidate: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class Event(SQLModel, table=True):
+    """What happened, written in the same transaction as the change it reports (the
+    transactional outbox). `seq` is given after commit, in commit order, by one sequencer at a
+    time (core/events.py): the feed and the webhooks read only sequenced events, so a consumer
+    that keeps its cursor never misses or repeats one."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_company_seq", "company_id", "seq"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True, index=True))
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    type: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
+    # Ids, statuses and reasons: what every endpoint and the feed get.
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The sender address, the candidate's name and the subject, for endpoints that opted in;
+    # erased with the candidate.
+    personal: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    candidate_id: uuid.UUID | None = Field(default=None, index=True)
+    # An event for one endpoint only (webhook.test).
+    endpoint_id: uuid.UUID | None = None
+
+
+class EventSequence(SQLModel, table=True):
+    """The last sequence number given to an event: one row, locked while events are
+    sequenced, so sequencers take turns."""
+
+    __tablename__ = "event_sequence"
+    id: int = Field(default=1, primary_key=True)
+    last: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class EventConsumer(SQLModel, table=True):
+    """How far an in-house consumer of the events (reply notifications) has read."""
+
+    __tablename__ = "event_consumer"
+    name: str = Field(primary_key=True, max_length=64)
+    last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    __tablename__ = "webhook_endpoint"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    event_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    description: str = Field(default="", max_length=500)
+    include_personal_data: bool = False
+    disabled: bool = False
+    disabled_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    disabled_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Encrypted (SecretBox, endpoint id as associated data): {"current", "previous",
+    # "previous_until"}. Shown once, when created or rotated.
+    secret_blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The last event (seq) queued for delivery to this endpoint.
+    cursor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # When its current run of failed attempts began (None while deliveries succeed).
+    failing_since: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    workflow_id: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one endpoint, until it is delivered or its retries run out."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_event"),
+    )
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoint.id", index=True)
+    event_id: uuid.UUID = Field(foreign_key="event.id", index=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # delivery order
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=ts(nullable=True, index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    delivered_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP request of a delivery, as GET /v1/webhook-endpoints/{id}/deliveries shows it."""
+
+    __tablename__ = "webhook_attempt"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    delivery_id: uuid.UUID = Field(foreign_key="webhook_delivery.id", index=True)
+    endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoint.id", index=True)
+    event_id: uuid.UUID = Field(index=True)
+    attempted_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
+    outcome: str = Field(max_length=16)  # delivered, failed, gone
+    status_code: int | None = None
+    latency_ms: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    response_body: str = Field(default="", sa_column=Column(Text, nullable=False))

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from core import events
 from core.models import AddressOwner, Connection, utcnow
 from core.settings import Settings
 from core.statuses import LIVE_STATUSES, ConnectionStatus, RedirectStatus
@@ -99,6 +100,7 @@ def _disable_unproven_claims(session: Session, owner: Connection) -> None:
         )
     ).all()
     for other in others:
+        before = other.status
         other.status = ConnectionStatus.DISABLED
         other.setup_state = ConnectionStatus.DISABLED
         other.last_error = (
@@ -108,6 +110,7 @@ def _disable_unproven_claims(session: Session, owner: Connection) -> None:
         )
         other.updated_at = utcnow()
         session.add(other)
+        events.connection_changed(session, other, before, "another account proved the address")
 
 
 def release(session: Session, connection: Connection) -> None:

@@ -19,3 +19,12 @@ def setup_workflow_id(connection_id: str) -> str:
 
 def bulk_workflow_id(job_id: str) -> str:
     return f"bulk-send-{job_id}"
+
+
+def webhook_workflow_id(endpoint_id: str) -> str:
+    return f"webhook-endpoint-{endpoint_id}"
+
+
+def notify_workflow_id(company_id: str, candidate_id: object | None) -> str:
+    """One notifier per candidate, and one per company for its Unassigned messages."""
+    return f"reply-notifications-{company_id}-{candidate_id or 'unassigned'}"

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.webhooks import RETRY_SCHEDULE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECRUITMAIL_", env_file=".env", extra="ignore")
@@ -159,6 +161,23 @@ class Settings(BaseSettings):
     # How long the MX lookup of a custom address's domain may take.
     dns_timeout_seconds: float = 5.0
 
+    # Events: kept this long for the feed (GET /v1/events) and redelivery.
+    event_retention: timedelta = timedelta(days=30)
+    # Webhooks: an answer must come within this; failed deliveries are retried on this
+    # schedule (comma-separated durations; the default spans over a day), and an endpoint
+    # failing for `webhook_disable_after` is disabled.
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_schedule: Annotated[list[timedelta], NoDecode] = Field(
+        default_factory=lambda: list(RETRY_SCHEDULE)
+    )
+    webhook_disable_after: timedelta = timedelta(days=5)
+    # How often each worker numbers new events and wakes the runs that deliver them.
+    relay_interval: timedelta = timedelta(milliseconds=500)
+    # Recruiters (or admins) get an email when a candidate replies; at most one per candidate
+    # in `notify_coalesce`. An operator may turn the emails off for every company.
+    reply_notifications: bool = True
+    notify_coalesce: timedelta = timedelta(minutes=10)
+
     # Browser origins allowed to call the codec endpoints (the Temporal UI). Empty means the
     # local dev UI, http://localhost:{temporal_ui_port}.
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -204,10 +223,13 @@ class Settings(BaseSettings):
                     data[name] = float(value)
                 except ValueError:
                     pass
-        for name in ("secret_keys", "codec_cors_origins"):
+        for name in ("secret_keys", "codec_cors_origins", "webhook_retry_schedule"):
             value = data.get(name)
             if isinstance(value, str):
                 data[name] = [k.strip() for k in value.split(",") if k.strip()]
+        schedule = data.get("webhook_retry_schedule")
+        if isinstance(schedule, list):
+            data["webhook_retry_schedule"] = [_seconds_or_iso(v) for v in schedule]
         return data
 
     @model_validator(mode="after")
@@ -252,6 +274,13 @@ class Settings(BaseSettings):
             return self.codec_cors_origins
         port = self.temporal_ui_port
         return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+
+    def app_page(self, **query: str) -> str | None:
+        """The recruiting product's page for something (RECRUITMAIL_APP_URL with `query`)."""
+        if not self.app_url:
+            return None
+        separator = "&" if "?" in self.app_url else "?"
+        return f"{self.app_url}{separator}{urlencode(query)}"
 
     def app_link(self, connection_id: str) -> str | None:
         """Where "Return to Recruitmail" leads for this connection, when the product is set."""
@@ -313,6 +342,15 @@ class Settings(BaseSettings):
         if not self.is_development:
             raise ValueError("RECRUITMAIL_INBOUND_SECRET is not set")
         return _development_file(self.state_dir / "inbound-secret", secrets.token_urlsafe(24))
+
+
+def _seconds_or_iso(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # ISO 8601, for pydantic
+    return value
 
 
 def _development_file(path: Path, value: str) -> str:

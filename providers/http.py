@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import certifi
+import httpcore
 import httpx
 import requests
 
+from core import netguard
 from core.errors import AuthExpiredError, MailError, PermanentMailError, TransientMailError
 from core.settings import Settings
 from core.tls import client_tls_context
@@ -57,6 +59,71 @@ def new_client(settings: Settings, timeout: float) -> httpx.AsyncClient:
         verify=client_tls_context(settings.ca_bundle),
         timeout=timeout,
         limits=POOL,
+        trust_env=False,
+    )
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses the network guard checked: the
+    name is resolved once, and TLS still verifies the certificate against the name (httpcore
+    gives the URL's host as the server name)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await netguard.resolve(
+                host, port, timeout or 10.0, allow_private=self._allow_private
+            )
+        except netguard.InternalAddress as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"{host} cannot be resolved") from exc
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"{host}: no address answered")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over the guarded backend (for what a company typed: webhook URLs)."""
+
+    def __init__(self, settings: Settings, *, allow_private: bool) -> None:
+        super().__init__(verify=client_tls_context(settings.ca_bundle), trust_env=False)
+        # httpx has no public way to set a network backend: the pool is built again with one.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=client_tls_context(settings.ca_bundle),
+            max_connections=POOL.max_connections,
+            max_keepalive_connections=POOL.max_keepalive_connections,
+            keepalive_expiry=POOL.keepalive_expiry,
+            network_backend=_GuardedBackend(allow_private),
+        )
+
+
+def guarded_client(settings: Settings, timeout: float) -> httpx.AsyncClient:
+    """A client for URLs a company gave: only public addresses (unless an operator allows
+    private ones), the checked address connected, redirects never followed."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(settings, allow_private=settings.allow_private_hosts),
+        timeout=timeout,
+        follow_redirects=False,
         trust_env=False,
     )
 

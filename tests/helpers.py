@@ -73,6 +73,9 @@ def test_settings(state_dir: Path, **overrides) -> Settings:
         # One key ring for the whole session: the Temporal client's codec and every stack's
         # secret box must agree.
         "secret_keys": [TEST_KEY],
+        # Recruiters' reply emails go through the platform transport; the tests that count
+        # what it sent would count them too. tests/test_events.py turns them on.
+        "reply_notifications": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

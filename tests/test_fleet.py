@@ -2,6 +2,11 @@
 PostgreSQL against one Temporal, a burst of mail in each direction, and a `kill -9` of one of
 each halfway. Every accepted message is delivered once (bar the sends in flight at the kill),
 every received message is routed once, and the two receivers' sweepers never route one twice.
+
+Events ride along: a platform reads the feed with its cursor while both APIs (assigning
+received mail) and both workers (sending, routing) write, and gets every event once, in order;
+a webhook endpoint that answers slowly gets an event for every sent message, the ones whose
+worker was killed between the send's commit and the delivery included.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.db import make_engine
 from core.migrate import upgrade
-from core.models import InboundRaw, Message
+from core.models import Event, InboundRaw, Message
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
+from tests.fakes.webhooks import WebhookReceiver
 from tests.helpers import TEST_KEY, eventually
 
 ADMIN_URL = os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -65,6 +71,9 @@ class Fleet:
             RECRUITMAIL_PLATFORM_MAIL_DOMAIN="jobs.fleet.example",
             RECRUITMAIL_INBOUND_SWEEP_INTERVAL="2",
             RECRUITMAIL_LOG_FORMAT="text",
+            # The webhook receiver is on loopback; the relay sink counts sends only.
+            RECRUITMAIL_ALLOW_PRIVATE_HOSTS="true",
+            RECRUITMAIL_REPLY_NOTIFICATIONS="false",
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.api_ports = [free_port(), free_port()]
@@ -137,9 +146,70 @@ def _deliver(ports: list[int], hosted: str, n: int) -> int:
     raise AssertionError(f"no receiver took message {n}")
 
 
+class Reader:
+    """A platform reading the event feed with its cursor, from whichever API answers."""
+
+    def __init__(self, http: httpx.AsyncClient, ports: list[int]) -> None:
+        self.http, self.ports = http, ports
+        self.cursor = ""
+        self.events: list[dict] = []
+        self.reads = 0
+        self.stop = False
+
+    async def read(self) -> int:
+        for port in self.ports[::-1] if self.reads % 2 else self.ports:
+            try:
+                answer = await self.http.get(
+                    f"http://127.0.0.1:{port}/v1/events", params={"after": self.cursor}
+                )
+            except httpx.HTTPError:
+                continue  # that API was killed
+            if answer.status_code == 200:
+                page = answer.json()
+                self.events += page["data"]
+                self.cursor = page["next"]
+                self.reads += 1
+                return len(page["data"])
+        return 0
+
+    async def follow(self) -> None:
+        while not self.stop:
+            await self.read()
+            await asyncio.sleep(0.2)
+
+    async def drain(self) -> None:
+        while await self.read():
+            pass
+
+
+async def _assign(
+    http: httpx.AsyncClient, ports: list[int], candidate_id: str, done: set[str], n: int
+) -> set[str]:
+    """Assign a routed message through an API: the APIs write events too."""
+    for port in [ports[n % 2], ports[(n + 1) % 2]]:
+        try:
+            listed = await http.get(f"http://127.0.0.1:{port}/v1/messages/unassigned")
+            for message in listed.json():
+                if message["id"] not in done:
+                    answer = await http.post(
+                        f"http://127.0.0.1:{port}/v1/messages/{message['id']}/assign",
+                        json={"candidate_id": candidate_id},
+                    )
+                    return {message["id"]} if answer.status_code == 200 else set()
+            return set()
+        except httpx.HTTPError:
+            continue
+    return set()
+
+
+async def _sent_events(receiver: WebhookReceiver) -> list[dict]:
+    return receiver.events("message.sent")
+
+
 async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_path):
     temporal = temporal_env.client.service_client.config.target_host
-    with SmtpSink() as relay:
+    # The endpoint answers slowly, so deliveries lag behind the sends.
+    with SmtpSink() as relay, WebhookReceiver(delay=0.3) as receiver:
         fleet = Fleet(tmp_path, postgres, temporal, relay.port)
         company = fleet.company()
         fleet.start()
@@ -149,12 +219,20 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
             headers = {"Authorization": f"Bearer {company['admin_token']}"}
             accepted: list[str] = []
             async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+                hook = await http.post(
+                    f"http://127.0.0.1:{fleet.api_ports[1]}/v1/webhook-endpoints",
+                    json={"url": receiver.url, "event_types": ["message.sent"]},
+                )
+                assert hook.status_code == 201, hook.text
                 candidate = (
                     await http.post(
                         f"http://127.0.0.1:{fleet.api_ports[1]}/v1/candidates",
                         json={"name": "Grace", "email": "grace@example.com"},
                     )
                 ).json()
+                reader = Reader(http, fleet.api_ports)
+                reading = asyncio.ensure_future(reader.follow())
+                assigned: set[str] = set()
                 for n in range(max(OUTBOUND, INBOUND)):
                     if n == OUTBOUND // 2:
                         fleet.kill("api0")
@@ -166,6 +244,7 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
                         await asyncio.to_thread(
                             _deliver, fleet.smtp_ports, company["hosted_address"], n
                         )
+                    assigned |= await _assign(http, fleet.api_ports, candidate["id"], assigned, n)
 
                 async def outcome() -> Counter:
                     found = Counter()
@@ -180,17 +259,31 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
                     outcome, lambda c: c["sent"] == len(accepted), timeout=150, interval=1,
                     fail=False,
                 )  # fmt: skip
-            engine = make_engine(postgres)
+                sent_events = await eventually(
+                    lambda: _sent_events(receiver), lambda found: len(found) >= len(accepted),
+                    timeout=120, interval=1, fail=False,
+                )  # fmt: skip
+                engine = make_engine(postgres)
 
-            async def routed() -> list[InboundRaw]:
-                with Session(engine) as session:
-                    return list(session.exec(select(InboundRaw)).all())
+                async def routed() -> list[InboundRaw]:
+                    with Session(engine) as session:
+                        return list(session.exec(select(InboundRaw)).all())
 
-            rows = await eventually(
-                routed, lambda r: all(x.state != "stored" for x in r), timeout=90, fail=False
-            )
+                rows = await eventually(
+                    routed, lambda r: all(x.state != "stored" for x in r), timeout=90, fail=False
+                )
+                # Everything has happened: the reader reads to the end.
+                reader.stop = True
+                await reading
+                await reader.drain()
             with Session(engine) as session:
                 messages = session.exec(select(Message).where(Message.direction == "inbound")).all()
+                committed = session.exec(
+                    select(Event.id, Event.seq).where(
+                        Event.company_id == uuid.UUID(company["company_id"]),
+                        col(Event.endpoint_id).is_(None),
+                    )
+                ).all()
             engine.dispose()
         finally:
             fleet.stop()
@@ -204,6 +297,16 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
     by_id = Counter(m.message_id_header for m in messages)
     assert set(by_id) == {f"<fleet-{n}@outside.example>" for n in range(INBOUND)}
     assert set(by_id.values()) == {1}  # routed once, whichever receiver or sweeper started it
+    # The feed: every committed event once, in the order of its numbers, read while written.
+    seen = [event["id"] for event in reader.events]
+    assert len(seen) == len(set(seen)), "an event was repeated"
+    assert set(seen) == {str(event_id) for event_id, _ in committed}, "an event was missed"
+    order = {str(event_id): seq for event_id, seq in committed}
+    assert [order[i] for i in seen] == sorted(order[i] for i in seen)
+    assert reader.reads > 3  # it read while the fleet wrote
+    assert len(assigned) >= 2  # the APIs wrote events too
+    # The webhook: an event for every sent message, the killed worker's included.
+    assert {e["data"]["message_id"] for e in sent_events} == set(accepted)
 
 
 async def _send(http: httpx.AsyncClient, ports: list[int], candidate_id: str, n: int) -> list[str]:

@@ -1,4 +1,5 @@
-"""The worker: registers workflows and activities on the task queue."""
+"""The worker: registers workflows and activities on the task queue (and the webhooks' own
+task queue), and runs the event relay beside them."""
 
 from __future__ import annotations
 
@@ -18,20 +19,26 @@ from activities.accounts import Accounts
 from activities.bulk import BulkActivities
 from activities.connections import ConnectionActivities
 from activities.inbound import InboundActivities
+from activities.notify import NotifyActivities
 from activities.oauth import OAuthActivities
 from activities.send import SendActivities
+from activities.webhooks import WebhookActivities
 from core.db import make_engine
 from core.security import secret_box
 from core.settings import Settings
 from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
+from worker.relay import relay_forever
 from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
+from workflows.client import webhook_queue
 from workflows.consent_request import ConsentRequestMailWorkflow
+from workflows.notify import ReplyNotificationsWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.receive_message import ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow
+from workflows.webhooks import WebhookEndpointWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,13 @@ WORKFLOWS = [
     ReceiveMessageWorkflow,
     BulkSendWorkflow,
     ConsentRequestMailWorkflow,
+    ReplyNotificationsWorkflow,
+    WebhookEndpointWorkflow,
 ]
+# On the webhooks' task queue: endpoints' runs and their deliveries, apart from everything else.
+WEBHOOK_WORKFLOWS = [WebhookEndpointWorkflow]
+# Webhook deliveries at once; each waits at most the endpoint's answer time.
+WEBHOOK_CONCURRENT = 16
 # Deterministic modules the workflows import, loaded once rather than again for every run in
 # the sandbox (re-creating their dataclasses and enums took a tenth of the worker's time in a
 # profile of a burst of sends). The workflow modules themselves stay sandboxed.
@@ -57,36 +70,88 @@ PASSED_THROUGH = (
 MAX_CONCURRENT = 32
 
 
-def activities(settings: Settings, engine: Engine) -> list[Callable[..., Any]]:
-    """Every activity of the task queue, bound to one engine and one key ring."""
+def _activity_groups(
+    settings: Settings, engine: Engine
+) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+    """(the main task queue's activities, the webhooks'), bound to one engine and key ring."""
     accounts = Accounts(engine, settings, secret_box(settings))
     send = SendActivities(engine, settings, accounts)
-    return [
+    main = [
         *send.all,
         *ConnectionActivities(engine, accounts).all,
         *InboundActivities(engine, settings).all,
         *OAuthActivities(accounts).all,
         *BulkActivities(engine, settings, send).all,
+        *NotifyActivities(engine, accounts).all,
     ]
+    return main, WebhookActivities(engine, accounts).all
 
 
-def build_worker(
-    client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None
-) -> Worker:
-    # Sync DB activities run in this pool; its size bounds concurrent database sessions.
-    executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
-    return Worker(
-        client,
-        task_queue=task_queue or settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=activities(settings, engine),
-        activity_executor=executor,
-        max_concurrent_activities=MAX_CONCURRENT,
-        max_concurrent_local_activities=MAX_CONCURRENT,
-        workflow_runner=SandboxedWorkflowRunner(
+def activities(settings: Settings, engine: Engine) -> list[Callable[..., Any]]:
+    """Every activity of the worker, on either task queue."""
+    main, hooks = _activity_groups(settings, engine)
+    return [*main, *hooks]
+
+
+class Workers:
+    """What a worker process polls and runs: the main task queue, the webhooks' own (a slow
+    endpoint's deliveries never take a slot a send or a routing needs), and the event relay.
+    An async context manager (tests), or `run()` until `shutdown()` (the process)."""
+
+    def __init__(self, client: Client, settings: Settings, engine: Engine) -> None:
+        self.client, self.settings, self.engine = client, settings, engine
+        main, hooks = _activity_groups(settings, engine)
+        # Sync DB activities run in this pool; its size bounds concurrent database sessions.
+        executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="activity")
+        runner = SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-        ),
-    )
+        )
+        self.main = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[w for w in WORKFLOWS if w not in WEBHOOK_WORKFLOWS],
+            activities=main,
+            activity_executor=executor,
+            max_concurrent_activities=MAX_CONCURRENT,
+            max_concurrent_local_activities=MAX_CONCURRENT,
+            workflow_runner=runner,
+        )
+        self.webhooks = Worker(
+            client,
+            task_queue=webhook_queue(settings),
+            workflows=WEBHOOK_WORKFLOWS,
+            activities=hooks,
+            activity_executor=executor,
+            max_concurrent_activities=WEBHOOK_CONCURRENT,
+            workflow_runner=runner,
+        )
+        self._relay: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Workers:
+        await self.main.__aenter__()
+        await self.webhooks.__aenter__()
+        self._relay = asyncio.create_task(relay_forever(self.client, self.settings, self.engine))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+        await self.webhooks.__aexit__(None, None, None)
+        await self.main.__aexit__(None, None, None)
+
+    async def run(self) -> None:
+        relay = asyncio.ensure_future(relay_forever(self.client, self.settings, self.engine))
+        try:
+            await asyncio.gather(self.main.run(), self.webhooks.run())
+        finally:
+            relay.cancel()
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(self.main.shutdown(), self.webhooks.shutdown())
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine) -> Workers:
+    return Workers(client, settings, engine)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

@@ -25,12 +25,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.receive import ReceiveMessageInput
 from contracts.send import SendMessageInput
-from core.run_ids import receive_workflow_id
+from contracts.webhooks import EVENTS, WebhookEndpointInput
+from core.run_ids import receive_workflow_id, webhook_workflow_id
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.settings import Settings
 from core.statuses import InboundState, MessageStatus
 from workflows.receive_message import ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
+from workflows.webhooks import WebhookEndpointWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,54 @@ async def start_run(
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+async def signal_start(
+    client: Client,
+    run: Callable[[Any, Any], Awaitable[Any]],
+    arg: Any,
+    *,
+    workflow_id: str,
+    signal: str,
+    signal_args: list[Any],
+    settings: Settings,
+    company_id: str,
+    task_queue: str | None = None,
+) -> None:
+    """Signal a run, starting it first when none is running under `workflow_id`."""
+    await client.start_workflow(
+        run,
+        arg,
+        id=workflow_id,
+        task_queue=task_queue or settings.task_queue,
+        start_signal=signal,
+        start_signal_args=signal_args,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(COMPANY_ID, company_id)]),
+    )
+
+
+def webhook_queue(settings: Settings) -> str:
+    """Webhook runs and their activities have a task queue of their own: a slow endpoint never
+    takes a slot that a send or a routing needs."""
+    return f"{settings.task_queue}-webhooks"
+
+
+async def wake_endpoint(
+    client: Client, settings: Settings, endpoint_id: uuid.UUID, company_id: uuid.UUID
+) -> None:
+    """Tell an endpoint's run that events may be due, starting it when it is not running."""
+    await signal_start(
+        client,
+        WebhookEndpointWorkflow.run,
+        WebhookEndpointInput(str(endpoint_id), str(company_id)),
+        workflow_id=webhook_workflow_id(str(endpoint_id)),
+        signal=EVENTS,
+        signal_args=[],
+        settings=settings,
+        company_id=str(company_id),
+        task_queue=webhook_queue(settings),
+    )
 
 
 class Queued(Protocol):

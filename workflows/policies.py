@@ -94,6 +94,21 @@ BULK_BATCH_RETRY = RetryPolicy(
 )
 
 
+# Webhooks. One round queues an endpoint's new events and attempts what is due, each request
+# bounded by its 10 s answer time; 50 per round keeps a round within minutes even when slow.
+WEBHOOK_ROUND_TIMEOUT = timedelta(minutes=10)
+# A run continues as new after this many rounds, keeping its history short.
+WEBHOOK_ROUNDS_PER_RUN = 500
+# The longest an endpoint's run waits without a signal: a lost signal delays by this at most.
+WEBHOOK_IDLE_WAIT = timedelta(minutes=5)
+
+# Reply notifications go through the platform transport: retried while it says "try later",
+# for up to a day (a recruiter still wants to know), then given up.
+NOTIFY_RETRY_INITIAL = timedelta(seconds=5)
+NOTIFY_RETRY_MAX = timedelta(minutes=10)
+NOTIFY_SCHEDULE_TO_CLOSE = timedelta(days=1)
+
+
 async def db_step(
     activity: Callable[[Any, A], R],
     arg: A,

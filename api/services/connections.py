@@ -29,7 +29,7 @@ from api.schemas import (
 )
 from contracts.oauth import OAuthSetupInput
 from contracts.setup import SmtpSetupInput
-from core import audit, ownership, round_trip
+from core import audit, events, ownership, round_trip
 from core.connection_rules import (
     RuleViolation,
     SmtpSettingsInput,
@@ -357,6 +357,8 @@ def disable_connection(
     connection.updated_at = utcnow()
     session.add(connection)
     ownership.release(session, connection)
+    why = "switched back to the platform" if action.startswith("mail_settings") else "disabled"
+    events.connection_changed(session, connection, before, why)
     audit.record_connection(
         session,
         connection,

@@ -12,8 +12,9 @@ from sqlmodel import Session, select
 
 from api.routers.common import check_entity
 from api.schemas import CandidateFromMessage, SendMessageRequest
-from core import audit
+from core import audit, events
 from core.db import session_scope
+from core.events import EventType
 from core.mail import check_header_text, new_message_id, normalize_address
 from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
 from core.run_ids import send_workflow_id
@@ -84,6 +85,14 @@ def assign(
         after={"candidate_id": str(candidate.id)},
         remembered_address=remembered,
     )
+    events.message_event(
+        session,
+        message,
+        EventType.MESSAGE_ASSIGNED,
+        previous_candidate_id=before,
+        match_reason=message.match_reason,
+        by_user_id=str(user.id),
+    )
     session.commit()
 
 
@@ -136,6 +145,22 @@ def candidate_from_message(
         target=f"candidate:{candidate.id}",
         message_id=str(message.id),
         remembered_address=remembered,
+    )
+    events.emit(
+        session,
+        user.company_id,
+        EventType.CANDIDATE_CREATED_FROM_MESSAGE,
+        {
+            "candidate_id": str(candidate.id),
+            "message_id": str(message.id),
+            "by_user_id": str(user.id),
+        },
+        personal={
+            "candidate_name": candidate.name,
+            "sender_address": message.from_address,
+            "subject": message.subject,
+        },
+        candidate_id=candidate.id,
     )
     session.commit()
     return candidate

@@ -1,0 +1,62 @@
+"""A company's privacy rules (GET/PUT /v1/privacy), and each user's own notification switch
+(GET/PATCH /v1/me)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from api.deps import CurrentUser, SessionDep, SettingsAdmin
+from api.schemas import MePublic, MeUpdate, PrivacyPublic, PrivacyUpdate
+from core import audit
+from core.models import CompanyPrivacy, utcnow
+
+router = APIRouter(tags=["privacy"])
+
+
+def _privacy(session: Session, company_id: uuid.UUID) -> CompanyPrivacy:
+    return session.get(CompanyPrivacy, company_id) or CompanyPrivacy(company_id=company_id)
+
+
+@router.get("/v1/privacy", response_model=PrivacyPublic)
+def read_privacy(user: SettingsAdmin, session: SessionDep) -> PrivacyPublic:
+    return PrivacyPublic.model_validate(_privacy(session, user.company_id), from_attributes=True)
+
+
+@router.put("/v1/privacy", response_model=PrivacyPublic)
+def update_privacy(body: PrivacyUpdate, user: SettingsAdmin, session: SessionDep) -> PrivacyPublic:
+    """`notification_names_candidate`: whether reply-notification emails name the candidate
+    and show the subject (off by default: they say "a candidate")."""
+    privacy = _privacy(session, user.company_id)
+    changes = body.model_dump(exclude_none=True)
+    for name, value in changes.items():
+        setattr(privacy, name, value)
+    privacy.updated_at = utcnow()
+    session.add(privacy)
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="privacy.update",
+        target=f"company:{user.company_id}",
+        **changes,
+    )
+    session.commit()
+    return PrivacyPublic.model_validate(privacy, from_attributes=True)
+
+
+@router.get("/v1/me", response_model=MePublic)
+def read_me(user: CurrentUser) -> MePublic:
+    return MePublic.model_validate(user, from_attributes=True)
+
+
+@router.patch("/v1/me", response_model=MePublic)
+def update_me(body: MeUpdate, user: CurrentUser, session: SessionDep) -> MePublic:
+    """`notify_replies: false` turns off the emails about candidates' replies for you."""
+    if body.notify_replies is not None:
+        user.notify_replies = body.notify_replies
+        session.add(user)
+        session.commit()
+    return MePublic.model_validate(user, from_attributes=True)
