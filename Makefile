@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inbound_throughput.py
 	$(BIN)/python bench/bulk_send.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/privacy.py
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml (see the README).
 LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \

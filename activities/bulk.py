@@ -64,10 +64,16 @@ from providers.base import MailSession, Outgoing
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
 _MESSAGE = table_of(Message)
 _EVENT = table_of(Event)
+# The next message's `sending`, unless it was cancelled meanwhile (an erasure); the attempt is
+# under way from then on, so an erasure of its candidate waits for it to end.
 _TO_SENDING = (
     update(_MESSAGE)
     .where(_MESSAGE.c.id == bindparam("target_id"), _MESSAGE.c.status.in_(_PENDING))
-    .values(status=MessageStatus.SENDING, updated_at=bindparam("now"))
+    .values(
+        status=MessageStatus.SENDING,
+        updated_at=bindparam("now"),
+        attempt_started_at=bindparam("now"),
+    )
 )
 # Waits up to this long inside the batch; a longer one goes back to the workflow's timer.
 MAX_INLINE_WAIT = 60.0
@@ -226,8 +232,12 @@ class BulkActivities(BulkContract):
             await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)
         last_check = time.monotonic()
         try:
-            await asyncio.to_thread(self._mark_sending, pending[0].id)
+            ready = await asyncio.to_thread(self._mark_sending, pending[0].id)
             for index, message in enumerate(pending):
+                next_id = pending[index + 1].id if index + 1 < len(pending) else None
+                if not ready:  # cancelled since the batch was loaded: its candidate's erasure
+                    ready = bool(next_id) and await asyncio.to_thread(self._mark_sending, next_id)
+                    continue
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     if await asyncio.to_thread(self._cancel_requested, job_id):
@@ -235,13 +245,15 @@ class BulkActivities(BulkContract):
                         result.cancelled = True
                         return result
                 outcome = await self._deliver(mailbox, message, index)
+                if outcome is None:  # cancelled while it waited for its slot
+                    ready = bool(next_id) and await asyncio.to_thread(self._mark_sending, next_id)
+                    continue
                 if isinstance(outcome, float):  # the mailbox's next slot is far off
                     await asyncio.to_thread(self._requeue, message.id)
                     result.resume_at = outcome
                     return result
                 status, detail = outcome
-                next_id = pending[index + 1].id if index + 1 < len(pending) else None
-                await asyncio.to_thread(self._advance, message, status, detail, next_id)
+                ready = await asyncio.to_thread(self._advance, message, status, detail, next_id)
                 if status == MessageStatus.SENT:
                     result.sent += 1
                 else:
@@ -254,8 +266,9 @@ class BulkActivities(BulkContract):
 
     async def _deliver(
         self, mailbox: _Mailbox, message: _Pending, index: int
-    ) -> tuple[str, str] | float:
-        """Send one message: ("sent", provider id), ("failed", reason), or a far-off slot."""
+    ) -> tuple[str, str] | float | None:
+        """Send one message: ("sent", provider id), ("failed", reason), a far-off slot, or None
+        when it was cancelled while it waited for its slot (its candidate's erasure)."""
         mail = Outgoing(
             message.raw,
             message.envelope_from,
@@ -276,7 +289,11 @@ class BulkActivities(BulkContract):
                 if wait > 0:
                     if wait > 1:
                         await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
+                    # Waiting is not sending: an erasure may cancel the message meanwhile.
+                    await asyncio.to_thread(self._attempt_paused, message.id, True)
                     await _sleep_heartbeating(wait, index)
+                    if not await asyncio.to_thread(self._attempt_paused, message.id, False):
+                        return None
             try:
                 provider_id = await mailbox.session.send(mail)
                 return MessageStatus.SENT, provider_id
@@ -287,7 +304,7 @@ class BulkActivities(BulkContract):
             except TransientMailError as err:
                 tries += 1
                 if tries >= MAX_TRANSIENT_TRIES:
-                    raise to_application_error(err) from err
+                    raise to_application_error(err) from None
                 pause = err.retry_after.total_seconds() if err.retry_after else 0.5 * tries
                 if err.retry_after is not None:
                     await asyncio.to_thread(throttle.hold_back, self._engine, mailbox.key, pause)
@@ -350,27 +367,46 @@ class BulkActivities(BulkContract):
                 session.exec(select(BulkJob.cancel_requested).where(BulkJob.id == job_id)).one()
             )
 
-    def _mark_sending(self, message_id: uuid.UUID) -> None:
+    def _mark_sending(self, message_id: uuid.UUID | None) -> bool:
+        """True when the message is now `sending` (it was not cancelled meanwhile)."""
         with self._engine.begin() as connection:
-            connection.execute(_TO_SENDING, {"target_id": message_id, "now": utcnow()})
+            moved = connection.execute(_TO_SENDING, {"target_id": message_id, "now": utcnow()})
+            return moved.rowcount == 1
+
+    def _attempt_paused(self, message_id: uuid.UUID, paused: bool) -> bool:
+        """Mark the attempt of a `sending` message paused (waiting for its slot) or under way
+        again; False when it is no longer `sending` (cancelled meanwhile)."""
+        with self._engine.begin() as connection:
+            moved = connection.execute(
+                update(_MESSAGE)
+                .where(_MESSAGE.c.id == message_id, _MESSAGE.c.status == MessageStatus.SENDING)
+                .values(attempt_started_at=None if paused else utcnow())
+            )
+            return moved.rowcount == 1
 
     def _requeue(self, message_id: uuid.UUID) -> None:
         with self._engine.begin() as connection:
             connection.execute(
                 update(_MESSAGE)
                 .where(_MESSAGE.c.id == message_id, _MESSAGE.c.status == MessageStatus.SENDING)
-                .values(status=MessageStatus.QUEUED, updated_at=utcnow())
+                .values(status=MessageStatus.QUEUED, updated_at=utcnow(), attempt_started_at=None)
             )
 
     def _advance(
         self, message: _Pending, status: str, detail: str, next_id: uuid.UUID | None
-    ) -> None:
-        """This message's outcome, its event, and the next one's `sending`, in one transaction.
+    ) -> bool:
+        """This message's outcome, its event, and the next one's `sending`, in one transaction;
+        True when the next one is `sending` (it was not cancelled meanwhile).
 
         SQLAlchemy Core, not the ORM: this runs once per message, on the hot path.
         """
         now = utcnow()
-        values: dict = {"status": status, "updated_at": now, "attempts": _MESSAGE.c.attempts + 1}
+        values: dict = {
+            "status": status,
+            "updated_at": now,
+            "attempts": _MESSAGE.c.attempts + 1,
+            "attempt_started_at": None,
+        }
         if status == MessageStatus.SENT:
             values.update(sent_at=now, provider_message_id=detail[:255], error=None)
         else:
@@ -393,8 +429,10 @@ class BulkActivities(BulkContract):
         with self._engine.begin() as connection:
             connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message.id).values(values))
             connection.execute(insert(_EVENT), event)
-            if next_id is not None:
-                connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
+            if next_id is None:
+                return False
+            moved = connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
+            return moved.rowcount == 1
 
     def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
         with session_scope(self._engine) as session:

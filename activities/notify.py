@@ -36,7 +36,7 @@ class NotifyActivities(NotifyContract):
             try:
                 await provider.send(account, mail)
             except MailError as err:
-                raise to_application_error(err) from err
+                raise to_application_error(err) from None
         return len(mails)
 
     def _compose(self, input: NotificationBatch) -> list[Outgoing]:
@@ -68,6 +68,7 @@ class NotifyActivities(NotifyContract):
             recipients = [user for user in recipients if user.notify_replies]
             query = {"candidate_id": str(candidate.id)} if candidate else {"view": "unassigned"}
             link = self._settings.app_page(**query)
+            about = (*([str(candidate.id)] if candidate else []), *input.message_ids)
             return [
                 Outgoing.of(
                     reply_notice(
@@ -81,6 +82,7 @@ class NotifyActivities(NotifyContract):
                         arrived=arrived,
                         link=link,
                         now=utcnow(),
+                        about=about,
                     ),
                     "reply-notification",
                     str(company.id),

@@ -30,7 +30,7 @@ from core.audit import record_connection
 from core.consent_mail import consent_request_mail
 from core.db import get_or_fail, session_scope
 from core.errors import ConsentRequiredError, MailError, TransientMailError
-from core.models import Company, Connection, utcnow
+from core.models import AuditEvent, Company, Connection, utcnow
 from core.statuses import ConnectionStatus, ExchangeOutcome
 from providers.base import OAuthProvider, Outgoing
 
@@ -152,10 +152,12 @@ class OAuthActivities(OAuthContract, ConsentContract):
                 )
             company = get_or_fail(session, Company, connection.company_id)
             company_id = str(company.id)
+            recipient = input.recipient
+            if input.request_id:
+                asked = get_or_fail(session, AuditEvent, input.request_id)
+                recipient = str(asked.detail.get("to", ""))
             try:
-                composed = consent_request_mail(
-                    self._settings, connection, company, input.recipient
-                )
+                composed = consent_request_mail(self._settings, connection, company, recipient)
             except ValueError as err:  # no retry can compose it
                 raise ApplicationError(
                     f"The message could not be composed: {err}",
@@ -166,14 +168,14 @@ class OAuthActivities(OAuthContract, ConsentContract):
         try:
             await provider.send(account, Outgoing.of(composed, "consent", company_id))
         except MailError as err:
-            raise to_application_error(err) from err
+            raise to_application_error(err) from None
         with session_scope(self._engine) as session:
             # The mail went out: a connection deleted meanwhile must not make a retry send it
             # again, so its audit line is skipped rather than failed.
             sent_for = session.get(Connection, uuid.UUID(input.connection_id))
             if sent_for is not None:
                 record_connection(
-                    session, sent_for, None, "connection.consent_request_sent", to=input.recipient
+                    session, sent_for, None, "connection.consent_request_sent", to=recipient
                 )
 
     @property

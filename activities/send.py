@@ -48,6 +48,7 @@ from core.models import (
     User,
     utcnow,
 )
+from core.privacy import NOT_SENT_ERASED
 from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus
@@ -55,12 +56,14 @@ from providers.base import Account, MailProvider, Outgoing
 
 
 def to_application_error(err: MailError) -> ApplicationError:
-    """Transient errors retry (honouring Retry-After); every other MailError stops at once."""
+    """Transient errors retry (honouring Retry-After); every other MailError stops at once.
+
+    The message enters workflow history, so addresses in it are masked (a refusal like `550
+    5.1.1 <grace@…>` names one); the message row keeps the whole text for the recruiter."""
+    text = events.scrub(str(err)) or ""
     if isinstance(err, TransientMailError):
-        return ApplicationError(
-            str(err), type="TransientMailError", next_retry_delay=err.retry_after
-        )
-    return ApplicationError(str(err), type=type(err).__name__, non_retryable=True)
+        return ApplicationError(text, type="TransientMailError", next_retry_delay=err.retry_after)
+    return ApplicationError(text, type=type(err).__name__, non_retryable=True)
 
 
 def _describe(delta: timedelta) -> str:
@@ -76,7 +79,7 @@ T = TypeVar("T")
 HEARTBEAT_EVERY = 5.0  # well within the workflow's delivery heartbeat timeout
 
 
-async def _heartbeating(work: Awaitable[T]) -> T:
+async def heartbeating(work: Awaitable[T]) -> T:
     """Await `work`, heartbeating meanwhile: Temporal then knows the worker is alive."""
     task = asyncio.ensure_future(work)
     while True:
@@ -89,6 +92,15 @@ async def _heartbeating(work: Awaitable[T]) -> T:
 
 class SenderReplaced(Exception):
     """The connection a message was composed for no longer sends for its scope."""
+
+
+def _not_going_out(session: Session, message: Message) -> bool:
+    """Cancelled, or its candidate's erasure has begun: never composed (the erasure may have
+    removed its text already)."""
+    if message.status == MessageStatus.CANCELLED:
+        return True
+    candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
+    return candidate is not None and candidate.erasure_requested_at is not None
 
 
 def _compose_into(session: Session, message: Message, sender: SenderChoice) -> Outgoing:
@@ -164,6 +176,8 @@ class SendActivities(SendContract):
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, input.message_id)
             sender = self._choose(session, message)
+            if _not_going_out(session, message):
+                return sender  # the delivery step ends it `cancelled`
             if message.raw_mime is not None:  # composed by an earlier attempt: as it was
                 return SenderChoice(
                     address=message.from_address,
@@ -188,7 +202,7 @@ class SendActivities(SendContract):
         """Compose the MIME once and store it, so every attempt sends the same bytes."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, input.message_id)
-            if message.raw_mime is not None:
+            if message.raw_mime is not None or _not_going_out(session, message):
                 return
             try:
                 _compose_into(session, message, input.sender)
@@ -217,19 +231,25 @@ class SendActivities(SendContract):
                 # deliver-message already wrote `sent`; never downgrade a delivered message.
                 message.status = MessageStatus.SENT
                 message.error = None
+            elif message.status == MessageStatus.CANCELLED:
+                pass  # cancelled while it waited (its candidate's data is being erased)
             else:
-                reason = input.error or "The message could not be delivered."
+                # The row holds the last attempt's whole reason; the input, from history, has
+                # its addresses masked.
+                reason = message.error or input.error or "The message could not be delivered."
+                reason = reason.removesuffix(" Retrying.")
                 if input.retries_exhausted and input.retry_total is not None:
                     reason = (
                         f"Gave up after {message.attempts} attempts over "
-                        f"{_describe(input.retry_total)}. Last problem: {message.error or reason}"
+                        f"{_describe(input.retry_total)}. Last problem: {reason}"
                     )
                 message.status = MessageStatus.FAILED
                 message.error = reason
-                events.message_event(session, message, EventType.MESSAGE_FAILED, reason)
+                events.message_event(session, message, EventType.MESSAGE_FAILED, message.error)
             message.updated_at = utcnow()
             session.add(message)
-            return SendMessageResult(status=message.status, error=message.error)
+            # The result enters history: no address in it.
+            return SendMessageResult(status=message.status, error=events.scrub(message.error))
 
     # -- delivery (async, talks to the provider) --------------------------------------------
 
@@ -239,6 +259,8 @@ class SendActivities(SendContract):
         state = await asyncio.to_thread(self._begin_attempt, message_id)
         if state is None:
             return DeliveryResult(already_sent=True)
+        if isinstance(state, str):  # "cancelled"
+            return DeliveryResult(cancelled=True)
         mail, transport_name, connection_id = state
         try:
             try:
@@ -252,12 +274,12 @@ class SendActivities(SendContract):
                 provider, account = await asyncio.to_thread(
                     self.sender_for, transport_name, connection_id
                 )
-            provider_id = await _heartbeating(provider.send(account, mail))
+            provider_id = await heartbeating(provider.send(account, mail))
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
                 err = await asyncio.to_thread(self.mark_needs_reauth, connection_id, err)
             await asyncio.to_thread(self._note_failure, message_id, err)
-            raise to_application_error(err) from err
+            raise to_application_error(err) from None
         await asyncio.to_thread(self._mark_sent, message_id, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
 
@@ -298,14 +320,29 @@ class SendActivities(SendContract):
                 f"attention: {err} {provider.needs_attention(connection.custom_address)}"
             )
 
-    def _begin_attempt(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None] | None:
+    def _begin_attempt(
+        self, message_id: str
+    ) -> tuple[Outgoing, str, uuid.UUID | None] | str | None:
+        """The message to send, or None when it was sent already, or "cancelled"."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
             if message.status == MessageStatus.SENT:
                 return None
+            if message.status == MessageStatus.CANCELLED:
+                return "cancelled"
+            if _not_going_out(session, message):
+                # Queued while the erasure began: it never goes out.
+                message.status = MessageStatus.CANCELLED
+                message.error = NOT_SENT_ERASED
+                message.updated_at = utcnow()
+                session.add(message)
+                events.message_event(session, message, EventType.MESSAGE_CANCELLED, NOT_SENT_ERASED)
+                return "cancelled"
             # Counted, not numbered: the first attempt runs as a local activity and the retries
             # as a regular one, each numbering its own attempts from 1.
             message.attempts += 1
+            # Under way: an erasure of the candidate waits for this attempt to end.
+            message.attempt_started_at = utcnow()
             session.add(message)
             if message.raw_mime is None:
                 raise ApplicationError(
@@ -327,6 +364,7 @@ class SendActivities(SendContract):
             if isinstance(err, TransientMailError):
                 text += " Retrying."
             message.error = text
+            message.attempt_started_at = None
             message.updated_at = utcnow()
             session.add(message)
 
@@ -335,6 +373,7 @@ class SendActivities(SendContract):
             message = get_or_fail(session, Message, message_id)
             message.status = MessageStatus.SENT
             message.error = None
+            message.attempt_started_at = None
             message.sent_at = utcnow()
             message.provider_message_id = provider_id[:255]
             message.updated_at = message.sent_at

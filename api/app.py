@@ -29,6 +29,7 @@ from api.routers import (
     codec,
     connections,
     dev,
+    erasures,
     events,
     health,
     inbound,
@@ -38,6 +39,7 @@ from api.routers import (
     oauth,
     pages,
     privacy,
+    retention_page,
     webhooks,
 )
 from core.db import make_engine
@@ -87,6 +89,8 @@ def create_app(
         events,
         webhooks,
         privacy,
+        erasures,
+        retention_page,
         pages,
     ):
         app.include_router(module.router)

@@ -123,6 +123,11 @@ class CandidatePublic(Public):
     # Set when mail to `email` bounced, with the receiving server's reason.
     email_bounced_at: datetime | None = None
     email_bounce_detail: str | None = None
+    # Set when an erasure of the candidate's data began, and when it was done.
+    erasure_requested_at: datetime | None = None
+    erased_at: datetime | None = None
+    # The candidate agreed to be kept until then (the retention question).
+    retain_until: datetime | None = None
     created_at: datetime
 
 
@@ -325,12 +330,43 @@ class WebhookAttemptPublic(BaseModel):
     response_body: str  # cut to 1 KiB
 
 
+Days = Annotated[int, Field(ge=1, le=3650)]
+
+
 class PrivacyPublic(BaseModel):
     notification_names_candidate: bool
+    # Erase a candidate this many days after their application closed; null: never by rule.
+    erase_after_days_closed: int | None
+    # Delete Unassigned messages older than this.
+    unassigned_retention_days: int
+    # Ask the candidate this many days before the rule erases them; null: do not ask.
+    consent_extension_days: int | None
 
 
 class PrivacyUpdate(Request):
+    """Fields left out keep their value; `null` turns a rule off (the two that allow it)."""
+
     notification_names_candidate: bool | None = None
+    erase_after_days_closed: Days | None = None
+    unassigned_retention_days: Days | None = None
+    consent_extension_days: Annotated[int, Field(ge=1, le=365)] | None = None
+
+
+class ErasurePublic(Public):
+    """An erasure of a candidate's data: `running` until every step is done, then `done`."""
+
+    id: uuid.UUID
+    candidate_id: uuid.UUID
+    status: str
+    reason: str  # request, retention, consent
+    messages_cancelled: int
+    messages_erased: int
+    attachments_deleted: int
+    raw_messages_erased: int
+    outbox_copies_deleted: int
+    workflow_id: str
+    created_at: datetime
+    finished_at: datetime | None
 
 
 class MePublic(BaseModel):

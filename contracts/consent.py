@@ -13,7 +13,10 @@ SEND_CONSENT_REQUEST = "send-consent-request"
 class ConsentRequestInput:
     connection_id: str
     company_id: str
-    recipient: str
+    # Runs started before request_id existed carry the address itself; new ones leave it
+    # empty and name the audit line that holds it (no personal data in history).
+    recipient: str = ""
+    request_id: str = ""
 
 
 @dataclass

@@ -57,6 +57,8 @@ class ComposeInput:
 class DeliveryResult:
     provider_message_id: str = ""
     already_sent: bool = False
+    # The message was cancelled before this attempt (its candidate's data is being erased).
+    cancelled: bool = False
 
 
 @dataclass

@@ -44,6 +44,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free pages: an erased candidate's
+    # mail cannot be read back from the file (the erasure also checkpoints the WAL).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

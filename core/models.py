@@ -134,6 +134,13 @@ class Candidate(SQLModel, table=True):
     # Set when mail to this address bounced; the detail is the receiving server's diagnostic.
     email_bounced_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     email_bounce_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Erasure (GDPR Art. 17): requested (no more mail goes out), then done (anonymised).
+    erasure_requested_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    erased_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # The candidate agreed to be kept longer: the retention rule waits until then.
+    retain_until: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # The retention rule asked the candidate whether they may be kept (an answer clears it).
+    consent_asked_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
@@ -224,6 +231,8 @@ class Message(SQLModel, table=True):
     # once; our own outbound Message-IDs are unique by construction.
     __table_args__ = (
         UniqueConstraint("company_id", "message_id_header", name="uq_message_company_msgid"),
+        # A candidate's messages, and a company's Unassigned ones (candidate_id IS NULL).
+        Index("ix_message_company_candidate", "company_id", "candidate_id"),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
@@ -250,6 +259,10 @@ class Message(SQLModel, table=True):
     inbound_raw_id: uuid.UUID | None = Field(default=None, foreign_key="inbound_raw.id")
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     attempts: int = 0
+    # Set while a delivery attempt is under way: an erasure waits for it to end.
+    attempt_started_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Its content was erased with its candidate's data (ids, statuses and times stay).
+    erased_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     # The exact bytes composed once and sent on every attempt.
     raw_mime: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     transport: str | None = Field(default=None, max_length=32)
@@ -346,7 +359,7 @@ class AuditEvent(SQLModel, table=True):
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     action: str = Field(max_length=64)
-    target: str = Field(default="", max_length=200)
+    target: str = Field(default="", max_length=200, index=True)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
@@ -358,7 +371,36 @@ class CompanyPrivacy(SQLModel, table=True):
     company_id: uuid.UUID = Field(foreign_key="company.id", primary_key=True)
     # Reply notification emails name the candidate (else "a candidate", with a link).
     notification_names_candidate: bool = False
+    # Erase a candidate this many days after their application closed (None: never by rule).
+    erase_after_days_closed: int | None = None
+    # Delete Unassigned messages older than this.
+    unassigned_retention_days: int = 180
+    # Ask the candidate this many days before the erasure whether they may be kept.
+    consent_extension_days: int | None = None
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class Erasure(SQLModel, table=True):
+    """One candidate's erasure, as GET /v1/erasures/{id} shows its progress."""
+
+    __tablename__ = "erasure"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    # One erasure per candidate: a second request (or sweep) finds the first.
+    candidate_id: uuid.UUID = Field(
+        foreign_key="candidate.id", index=True, sa_column_kwargs={"unique": True}
+    )
+    status: str = Field(default="running", max_length=16)  # running, done
+    reason: str = Field(default="request", max_length=32)  # request, retention, consent
+    requested_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
+    messages_cancelled: int = 0
+    messages_erased: int = 0
+    attachments_deleted: int = 0
+    raw_messages_erased: int = 0
+    outbox_copies_deleted: int = 0
+    workflow_id: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    finished_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
 
 
 class Event(SQLModel, table=True):

@@ -9,6 +9,8 @@ from datetime import datetime
 
 from core.mail import Composed, compose, new_message_id
 
+ABOUT_HEADER = "X-Recruitmail-About"
+
 
 @dataclass(frozen=True)
 class Arrived:
@@ -31,9 +33,12 @@ def reply_notice(
     arrived: list[Arrived],
     link: str | None,
     now: datetime,
+    about: tuple[str, ...] = (),
 ) -> Composed:
     """ "New reply from …": the candidate is named (and the subjects shown) only when the
-    company's privacy setting allows it (`candidate_name` is None otherwise)."""
+    company's privacy setting allows it (`candidate_name` is None otherwise). `about`: the ids
+    of the candidate and messages the notice tells of, in a header, so that an erasure finds
+    its copies."""
     count = len(arrived)
     who = candidate_name or "a candidate"
     if unassigned:
@@ -73,9 +78,14 @@ def reply_notice(
         html=None,
         message_id=new_message_id(domain),
         date=now,
-        extra_headers={"Auto-Submitted": "auto-generated"},
+        extra_headers={"Auto-Submitted": "auto-generated", **about_header(about)},
     )
     return composed
+
+
+def about_header(ids: tuple[str, ...]) -> dict[str, str]:
+    """`X-Recruitmail-About`: ids only (of a candidate, of messages), never personal data."""
+    return {ABOUT_HEADER: " ".join(ids)} if ids else {}
 
 
 def endpoint_disabled_notice(

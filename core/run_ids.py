@@ -28,3 +28,15 @@ def webhook_workflow_id(endpoint_id: str) -> str:
 def notify_workflow_id(company_id: str, candidate_id: object | None) -> str:
     """One notifier per candidate, and one per company for its Unassigned messages."""
     return f"reply-notifications-{company_id}-{candidate_id or 'unassigned'}"
+
+
+def erase_workflow_id(candidate_id: str) -> str:
+    return f"erase-candidate-{candidate_id}"
+
+
+def consent_workflow_id(candidate_id: str) -> str:
+    return f"retention-consent-{candidate_id}"
+
+
+# The Schedule that starts the daily retention sweep.
+RETENTION_SCHEDULE_ID = "privacy-retention"

@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     # Webhooks: an answer must come within this; failed deliveries are retried on this
     # schedule (comma-separated durations; the default spans over a day), and an endpoint
     # failing for `webhook_disable_after` is disabled.
-    webhook_timeout_seconds: float = 10.0
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     webhook_retry_schedule: Annotated[list[timedelta], NoDecode] = Field(
         default_factory=lambda: list(RETRY_SCHEDULE)
     )
@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     # in `notify_coalesce`. An operator may turn the emails off for every company.
     reply_notifications: bool = True
     notify_coalesce: timedelta = timedelta(minutes=10)
+
+    # Privacy (docs/privacy.md): an erasure erases this many messages per step (one
+    # transaction each); the retention sweep deletes as many old Unassigned messages per step.
+    erase_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     # Browser origins allowed to call the codec endpoints (the Temporal UI). Empty means the
     # local dev UI, http://localhost:{temporal_ui_port}.

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
@@ -51,10 +51,19 @@ class TemporalTlsRefused(ConnectionError):
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic-aware JSON, every payload encrypted (see core/codec.py)."""
+    """Pydantic-aware JSON, every payload encrypted (see core/codec.py). Failure messages and
+    stack traces are payloads too (`encode_common_attributes`): history shows "Encoded failure"
+    and the codec decodes the rest for an operator."""
     return dataclasses.replace(
-        pydantic_data_converter, payload_codec=EncryptionCodec(settings.secret_key_ring())
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(settings.secret_key_ring()),
+        failure_converter_class=_EncodedFailures,
     )
+
+
+class _EncodedFailures(DefaultFailureConverter):
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
 
 
 def _pem(setting: str, value: str) -> bytes:

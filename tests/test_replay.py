@@ -92,7 +92,6 @@ def _record(histories: list[WorkflowHistory], limit: int = 64_000) -> None:
         if name not in longest or len(history.events) > len(longest[name].events):
             longest[name] = history
     HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("*.json"):
-        old.unlink()
+    # Rewrites `{type}.json`; other files (another path of a workflow) stay until removed.
     for name, history in longest.items():
         (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -21,20 +21,27 @@ from activities.connections import ConnectionActivities
 from activities.inbound import InboundActivities
 from activities.notify import NotifyActivities
 from activities.oauth import OAuthActivities
+from activities.privacy import PrivacyActivities
 from activities.send import SendActivities
 from activities.webhooks import WebhookActivities
 from core.db import make_engine
 from core.security import secret_box
 from core.settings import Settings
 from core.temporal import connect
+from worker.failures import FailureScrubber
 from worker.lifecycle import run_until_signal, until_stopped
 from worker.relay import relay_forever
 from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
-from workflows.client import webhook_queue
+from workflows.client import ensure_retention_schedule, webhook_queue
 from workflows.consent_request import ConsentRequestMailWorkflow
 from workflows.notify import ReplyNotificationsWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+from workflows.privacy import (
+    EraseCandidateWorkflow,
+    RetentionConsentWorkflow,
+    RetentionSweepWorkflow,
+)
 from workflows.receive_message import ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow
@@ -51,6 +58,9 @@ WORKFLOWS = [
     ConsentRequestMailWorkflow,
     ReplyNotificationsWorkflow,
     WebhookEndpointWorkflow,
+    EraseCandidateWorkflow,
+    RetentionSweepWorkflow,
+    RetentionConsentWorkflow,
 ]
 # On the webhooks' task queue: endpoints' runs and their deliveries, apart from everything else.
 WEBHOOK_WORKFLOWS = [WebhookEndpointWorkflow]
@@ -83,6 +93,7 @@ def _activity_groups(
         *OAuthActivities(accounts).all,
         *BulkActivities(engine, settings, send).all,
         *NotifyActivities(engine, accounts).all,
+        *PrivacyActivities(engine, accounts).all,
     ]
     return main, WebhookActivities(engine, accounts).all
 
@@ -115,6 +126,7 @@ class Workers:
             max_concurrent_activities=MAX_CONCURRENT,
             max_concurrent_local_activities=MAX_CONCURRENT,
             workflow_runner=runner,
+            interceptors=[FailureScrubber()],
         )
         self.webhooks = Worker(
             client,
@@ -124,6 +136,7 @@ class Workers:
             activity_executor=executor,
             max_concurrent_activities=WEBHOOK_CONCURRENT,
             workflow_runner=runner,
+            interceptors=[FailureScrubber()],
         )
         self._relay: asyncio.Task[None] | None = None
 
@@ -167,6 +180,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         return
     engine = make_engine(settings.effective_database_url)
     worker = build_worker(connecting.result(), settings, engine)
+    await ensure_retention_schedule(connecting.result(), settings)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.ensure_future(worker.run())
     sweeping = asyncio.ensure_future(sweep_forever(connecting.result(), settings, engine))

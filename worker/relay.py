@@ -1,5 +1,7 @@
 """The event relay, run by every worker: it numbers committed events (core/events.py), wakes the
-runs that deliver them, and hands replies to the runs that notify recruiters.
+runs that deliver them, and hands replies to the runs that notify recruiters. On SQLite it also
+truncates the write-ahead log that an erasure could not truncate while the database was busy
+(activities/privacy.py).
 
 It holds no state of its own worth keeping: events are numbered under a lock in the database,
 an endpoint's run reads from its own cursor (and wakes by itself every few minutes if a signal
@@ -18,6 +20,7 @@ from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
+from activities.privacy import CHECKPOINTS
 from contracts.notify import REPLY, ReplyNotificationsInput
 from core import events
 from core.db import session_scope
@@ -55,6 +58,8 @@ class Relay:
             await self._wake_endpoints({company for _, company in fresh})
         await self._notify()
         await self._forget()
+        if CHECKPOINTS.pending and self.engine.dialect.name == "sqlite":
+            await asyncio.to_thread(CHECKPOINTS.flush, self.engine)
         return len(fresh)
 
     def _sequence(self) -> None:

@@ -1,6 +1,7 @@
-"""The safety net for sends: a message row committed as `queued` whose run never started (the
-API died between its commit and Temporal's) is started here, by its workflow id, so a second
-start is a no-op. Every worker runs it; they cannot double a send."""
+"""The safety net for sends and erasures: a message row committed as `queued` whose run never
+started (the API died between its commit and Temporal's) is started here, by its workflow id,
+so a second start is a no-op; so is an erasure still `running` without a run (an operator
+terminated it). Every worker runs it; they cannot double a send."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from core.models import Direction, Message, utcnow
+from core.models import Direction, Erasure, Message, utcnow
 from core.settings import Settings
 from core.statuses import MessageStatus
-from workflows.client import start_send
+from workflows.client import start_erasure, start_send
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,36 @@ async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
     return started
 
 
+def unfinished_erasures(engine: Engine, older_than: timedelta, limit: int = 100) -> list[Erasure]:
+    cutoff = utcnow() - older_than
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.exec(
+                select(Erasure)
+                .where(Erasure.status == "running", col(Erasure.created_at) < cutoff)
+                .order_by(col(Erasure.created_at))
+                .limit(limit)
+            ).all()
+        )
+
+
+async def resume_erasures(client: Client, settings: Settings, engine: Engine) -> int:
+    """Each unfinished erasure's run: the running one left as it is, a terminated one again."""
+    found = await asyncio.to_thread(unfinished_erasures, engine, settings.send_sweep_interval)
+    for erasure in found:
+        try:
+            await start_erasure(client, settings, erasure)
+        except Exception:
+            log.warning("could not start the erasure %s", erasure.id, exc_info=True)
+    return len(found)
+
+
 async def sweep_forever(client: Client, settings: Settings, engine: Engine) -> None:
     while True:
         await asyncio.sleep(settings.send_sweep_interval.total_seconds())
         try:
             if count := await sweep_once(client, settings, engine):
                 log.info("started the runs of %d queued messages", count)
+            await resume_erasures(client, settings, engine)
         except Exception:
             log.warning("the send sweep failed", exc_info=True)

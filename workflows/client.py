@@ -14,7 +14,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any, Protocol
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -23,13 +32,20 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from contracts.privacy import EraseInput, SweepInput
 from contracts.receive import ReceiveMessageInput
 from contracts.send import SendMessageInput
 from contracts.webhooks import EVENTS, WebhookEndpointInput
-from core.run_ids import receive_workflow_id, webhook_workflow_id
+from core.run_ids import (
+    RETENTION_SCHEDULE_ID,
+    erase_workflow_id,
+    receive_workflow_id,
+    webhook_workflow_id,
+)
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.settings import Settings
 from core.statuses import InboundState, MessageStatus
+from workflows.privacy import EraseCandidateWorkflow, RetentionSweepWorkflow
 from workflows.receive_message import ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
 from workflows.webhooks import WebhookEndpointWorkflow
@@ -99,6 +115,59 @@ async def signal_start(
         start_signal_args=signal_args,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([SearchAttributePair(COMPANY_ID, company_id)]),
+    )
+
+
+async def ensure_retention_schedule(
+    client: Client, settings: Settings, schedule_id: str = RETENTION_SCHEDULE_ID
+) -> None:
+    """The Schedule that starts the retention sweep every day (visible under Schedules in the
+    UI); created once, left as it is when it exists (an operator may have paused it)."""
+    try:
+        await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    RetentionSweepWorkflow.run,
+                    SweepInput(),
+                    id="retention-sweep",
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+class Erasing(Protocol):
+    """An erasure row as the API and the sweeper hold it."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def candidate_id(self) -> uuid.UUID: ...
+
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+async def start_erasure(client: Client, settings: Settings, erasure: Erasing) -> None:
+    """Start erase-candidate-{candidate id}: a running one is taken as it is, and one that
+    ended without finishing (terminated by an operator) is started again; its steps resume
+    where the last one left."""
+    await start_run(
+        client,
+        EraseCandidateWorkflow.run,
+        EraseInput(str(erasure.id), str(erasure.candidate_id), str(erasure.company_id)),
+        workflow_id=erase_workflow_id(str(erasure.candidate_id)),
+        task_queue=settings.task_queue,
+        company_id=str(erasure.company_id),
+        status="erasing",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
 
 

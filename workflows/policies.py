@@ -97,6 +97,9 @@ BULK_BATCH_RETRY = RetryPolicy(
 # Webhooks. One round queues an endpoint's new events and attempts what is due, each request
 # bounded by its 10 s answer time; 50 per round keeps a round within minutes even when slow.
 WEBHOOK_ROUND_TIMEOUT = timedelta(minutes=10)
+# A round heartbeats every few seconds while it delivers: a worker lost mid-round is noticed
+# after this, and the round runs again on another.
+WEBHOOK_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # A run continues as new after this many rounds, keeping its history short.
 WEBHOOK_ROUNDS_PER_RUN = 500
 # The longest an endpoint's run waits without a signal: a lost signal delays by this at most.
@@ -107,6 +110,18 @@ WEBHOOK_IDLE_WAIT = timedelta(minutes=5)
 NOTIFY_RETRY_INITIAL = timedelta(seconds=5)
 NOTIFY_RETRY_MAX = timedelta(minutes=10)
 NOTIFY_SCHEDULE_TO_CLOSE = timedelta(days=1)
+
+
+# Erasure. A batch erases 500 messages' content in one transaction: seconds; ten minutes
+# leaves room for a large attachment table on a slow disk.
+ERASE_BATCH_TIMEOUT = timedelta(minutes=10)
+# While a delivery attempt to the candidate is under way (two minutes at most), the erasure
+# looks again this often.
+ERASE_IN_FLIGHT_POLL = timedelta(seconds=2)
+# An erasure step that failed for DB_STEP_SCHEDULE_TO_CLOSE is tried again after this.
+ERASE_STEP_PAUSE = timedelta(minutes=5)
+# The retention sweep continues as new after this many batches of candidates (200 each).
+SWEEP_BATCHES_PER_RUN = 20
 
 
 async def db_step(

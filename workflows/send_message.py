@@ -9,6 +9,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 
 from contracts.send import (
     ComposeInput,
+    DeliveryResult,
     MessageRef,
     RecordOutcomeInput,
     SendContract,
@@ -66,13 +67,13 @@ class SendMessageWorkflow:
         started = workflow.now()
         if workflow.patched("first-attempt-local"):
             try:
-                await workflow.execute_local_activity_method(
+                first = await workflow.execute_local_activity_method(
                     SendContract.deliver_message,
                     MessageRef(input.message_id),
                     start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                     retry_policy=policies.NO_RETRY,
                 )
-                return RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
+                return _delivered(input, first)
             except (ActivityError, ApplicationError) as err:
                 failure = err if isinstance(err, ApplicationError) else err.cause
                 if not isinstance(failure, ApplicationError) or _permanent(failure):
@@ -84,7 +85,7 @@ class SendMessageWorkflow:
                 # Transient: wait as the provider asked (or the first backoff), durably.
                 await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
         try:
-            await workflow.execute_activity_method(
+            later = await workflow.execute_activity_method(
                 SendContract.deliver_message,
                 MessageRef(input.message_id),
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
@@ -105,7 +106,7 @@ class SendMessageWorkflow:
                 retries_exhausted=_retries_exhausted(err),
                 retry_total=input.retry_total,
             )
-        return RecordOutcomeInput(message_id=input.message_id, status=MessageStatus.SENT)
+        return _delivered(input, later)
 
     def _set_status(self, status: str) -> None:
         self._progress.status = status
@@ -135,6 +136,12 @@ class SendMessageWorkflow:
         self._progress.error = result.error
         self._set_status(result.status)
         return result
+
+
+def _delivered(input: SendMessageInput, result: DeliveryResult) -> RecordOutcomeInput:
+    """Sent; or cancelled before the attempt (its candidate's data is being erased)."""
+    status = MessageStatus.CANCELLED if result.cancelled else MessageStatus.SENT
+    return RecordOutcomeInput(message_id=input.message_id, status=status)
 
 
 def _permanent(failure: ApplicationError) -> bool:

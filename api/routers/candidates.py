@@ -6,6 +6,7 @@ from sqlmodel import col, select
 from api.deps import CurrentUser, Recruiter, SessionDep
 from api.routers.common import check_entity, get_owned
 from api.schemas import CandidateCreate, CandidatePublic, CandidateUpdate
+from api.services.privacy import refuse_if_erased
 from core.models import ApplicationStatus, Candidate, utcnow
 
 router = APIRouter(prefix="/v1/candidates", tags=["candidates"])
@@ -50,6 +51,7 @@ def update_candidate(
     candidate_id: str, body: CandidateUpdate, user: Recruiter, session: SessionDep
 ) -> Candidate:
     candidate = get_owned(session, Candidate, candidate_id, user.company_id, "candidate")
+    refuse_if_erased(candidate)
     changes = body.model_dump(exclude_unset=True)
     if "legal_entity_id" in changes:
         check_entity(session, user.company_id, changes["legal_entity_id"])

@@ -21,6 +21,7 @@ from api.schemas import (
     SendMessageRequest,
 )
 from api.services import messages as service
+from api.services.privacy import refuse_if_erased
 from core.models import Attachment, Candidate, Direction, Message
 from workflows.client import start_send
 
@@ -97,6 +98,7 @@ async def send_message(
     candidate = await run_in_threadpool(
         get_owned, session, Candidate, candidate_id, user.company_id, "candidate"
     )
+    refuse_if_erased(candidate)
     message = await insert_then_start(
         lambda: service.queue(session, settings, user, candidate, body),
         lambda queued: start_send(temporal, settings, queued),
@@ -138,6 +140,7 @@ def assign_message(
     becomes one of the candidate's, so that sender's next mail routes by itself."""
     message = get_owned(session, Message, message_id, user.company_id, "message")
     candidate = get_owned(session, Candidate, body.candidate_id, user.company_id, "candidate")
+    refuse_if_erased(candidate)
     service.assign(session, user, message, candidate, remember=body.remember_address)
     return to_public(session, message)
 

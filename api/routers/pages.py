@@ -171,12 +171,14 @@ def _consent_requests(engine, connection: Connection) -> int:
         ).one()
 
 
-def _record_request(engine, connection: Connection, recipient: str) -> None:
+def _record_request(engine, connection: Connection, recipient: str) -> str:
+    """The request's audit line, which holds the address; its id goes to the mail's run."""
     with Session(engine) as session:
-        record_connection(
+        asked = record_connection(
             session, connection, None, "connection.consent_request_asked", to=recipient
         )
         session.commit()
+        return str(asked.id)
 
 
 @router.post("/setup/{connection_id}/consent-request", response_class=HTMLResponse)
@@ -217,8 +219,8 @@ async def email_consent_request(request: Request, connection_id: uuid.UUID) -> R
             email_error=error,
             status_code=400,
         )
-    await run_in_threadpool(_record_request, engine, connection, recipient)
-    outcome, reason = await _send_request(request, connection, recipient)
+    request_id = await run_in_threadpool(_record_request, engine, connection, recipient)
+    outcome, reason = await _send_request(request, connection, request_id)
     query = {"key": key, "notice": outcome}
     if reason:
         return await _setup_page(request, connection_id, key, notice=outcome, reason=reason)
@@ -226,7 +228,7 @@ async def email_consent_request(request: Request, connection_id: uuid.UUID) -> R
 
 
 async def _send_request(
-    request: Request, connection: Connection, recipient: str
+    request: Request, connection: Connection, request_id: str
 ) -> tuple[str, str]:
     """Start the mail's run and wait a little for it: sent, sending, or not-sent with why."""
     settings = request.app.state.settings
@@ -236,7 +238,9 @@ async def _send_request(
         await start_run(
             client,
             ConsentRequestMailWorkflow.run,
-            ConsentRequestInput(str(connection.id), str(connection.company_id), recipient),
+            ConsentRequestInput(
+                str(connection.id), str(connection.company_id), request_id=request_id
+            ),
             workflow_id=workflow_id,
             task_queue=settings.task_queue,
             company_id=str(connection.company_id),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
@@ -28,9 +28,21 @@ def read_privacy(user: SettingsAdmin, session: SessionDep) -> PrivacyPublic:
 @router.put("/v1/privacy", response_model=PrivacyPublic)
 def update_privacy(body: PrivacyUpdate, user: SettingsAdmin, session: SessionDep) -> PrivacyPublic:
     """`notification_names_candidate`: whether reply-notification emails name the candidate
-    and show the subject (off by default: they say "a candidate")."""
+    and show the subject (off by default: they say "a candidate"). The retention rules apply
+    to existing data at the next daily sweep (docs/privacy.md)."""
     privacy = _privacy(session, user.company_id)
-    changes = body.model_dump(exclude_none=True)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("notification_names_candidate", "unassigned_retention_days"):
+        if name in changes and changes[name] is None:
+            raise HTTPException(422, f"{name}: must not be null")
+    erase_after = changes.get("erase_after_days_closed", privacy.erase_after_days_closed)
+    ask_before = changes.get("consent_extension_days", privacy.consent_extension_days)
+    if ask_before is not None and erase_after is not None and ask_before >= erase_after:
+        raise HTTPException(
+            422,
+            f"consent_extension_days: the candidate is asked that many days before the erasure, "
+            f"so it must be less than erase_after_days_closed ({erase_after})",
+        )
     for name, value in changes.items():
         setattr(privacy, name, value)
     privacy.updated_at = utcnow()

@@ -65,10 +65,13 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
             found[candidate.id] = candidate
     missing = [str(i) for i in ids if i not in found]
     if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise _unprocessable(f"candidate_ids: no such candidate in your company: {_few(missing)}")
+    erased = [str(i) for i in ids if found[i].erasure_requested_at is not None]
+    if erased:
+        raise _unprocessable(
+            f"candidate_ids: these candidates' data is erased (or being erased), nothing more "
+            f"is sent to them: {_few(erased)}"
         )
-        raise _unprocessable(f"candidate_ids: no such candidate in your company: {shown}")
 
     company = get_or_fail(session, Company, user.company_id)
     sender_name = user.name if company.sender_name_mode == SenderNameMode.EMPLOYEE else company.name
@@ -143,3 +146,7 @@ async def start_job(client: Client, settings: Settings, job: BulkJob) -> bool:
         company_id=str(job.company_id),
         status=BulkJobStatus.QUEUED,
     )
+
+
+def _few(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")

@@ -1,0 +1,241 @@
+"""A candidate's data on request: erasure (registered here, carried out by the erase-candidate
+run) and export (a zip streamed as it is written: every message as an .eml file, every
+attachment, and a messages.json index).
+
+The export holds one message or one attachment in memory at a time, so its memory stays flat
+however many messages there are; the largest is bounded by the receiver's message limit
+(RECRUITMAIL_INBOUND_MAX_MESSAGE_BYTES, 25 MiB by default)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException, status
+from sqlalchemy import Engine
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.db import session_scope
+from core.models import (
+    Attachment,
+    Candidate,
+    Direction,
+    Erasure,
+    InboundRaw,
+    Message,
+    User,
+    utcnow,
+)
+from core.privacy import candidate_addresses, register_erasure, their_messages
+
+# Messages read per database session: a long export never holds one read transaction.
+PAGE = 50
+_UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
+
+
+def refuse_if_erased(candidate: Candidate) -> None:
+    """409 for a change to a candidate whose data is erased, or being erased."""
+    if candidate.erased_at is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"candidate {candidate.id} was erased on {candidate.erased_at:%Y-%m-%d}: "
+            "nothing more can be sent to, changed on or added to an erased candidate",
+        )
+    if candidate.erasure_requested_at is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"candidate {candidate.id} is being erased (GET /v1/candidates/{candidate.id} shows "
+            "when it is done): nothing more can be sent to or changed on this candidate",
+        )
+
+
+def request_erasure(session: Session, user: User, candidate: Candidate) -> tuple[Erasure, bool]:
+    """The candidate's erasure, committed (the existing one when asked twice), and whether it
+    is new."""
+    existing = session.exec(select(Erasure).where(Erasure.candidate_id == candidate.id)).first()
+    if existing is not None:
+        return existing, False
+    erasure = register_erasure(session, candidate, reason="request", user_id=user.id)
+    session.commit()
+    return erasure, True
+
+
+def undo_erasure(engine: Engine, erasure_id: uuid.UUID) -> None:
+    """The erasure's run could not start: as if it had not been asked (the caller may retry)."""
+    with session_scope(engine) as session:
+        erasure = session.get(Erasure, erasure_id)
+        if erasure is None or erasure.status != "running":
+            return
+        candidate = session.get(Candidate, erasure.candidate_id)
+        if candidate is not None and candidate.erased_at is None:
+            candidate.erasure_requested_at = None
+            session.add(candidate)
+        session.delete(erasure)
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+class _Sink(io.RawIOBase):
+    """What the zip writer writes to: kept until the response takes it. No seek, so zipfile
+    writes each entry's sizes after its data (a data descriptor) and never goes back."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._offset = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        self._offset += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._offset
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _safe_name(name: str, fallback: str) -> str:
+    cleaned = _UNSAFE.sub("_", name).strip(" .")[:120]
+    return cleaned or fallback
+
+
+def export_zip(
+    engine: Engine, company_id: uuid.UUID, user_id: uuid.UUID, candidate_id: uuid.UUID
+) -> Iterator[bytes]:
+    """The zip, chunk by chunk: messages/NNNN-….eml, attachments/<message id>/<file name>,
+    messages.json. Messages to or from the candidate, with the Unassigned ones from their
+    addresses, oldest first."""
+    sink = _Sink()
+    index: list[dict[str, Any]] = []
+    with session_scope(engine) as session:
+        candidate = session.get(Candidate, candidate_id)
+        if candidate is None or candidate.company_id != company_id:
+            return
+        about = {
+            "id": str(candidate.id),
+            "name": candidate.name,
+            "email": candidate.email,
+            "application_status": candidate.application_status,
+            "created_at": candidate.created_at.isoformat(),
+        }
+        addresses = candidate_addresses(session, candidate)
+        found = [
+            row
+            for condition in their_messages(candidate, addresses)
+            for row in session.exec(select(Message.created_at, Message.id).where(condition)).all()
+        ]
+        ids = [message_id for _, message_id in sorted(found)]
+        audit.record(
+            session,
+            company_id=company_id,
+            user_id=user_id,
+            action="candidate.export",
+            target=f"candidate:{candidate.id}",
+            messages=len(ids),
+        )
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for start in range(0, len(ids), PAGE):
+            with Session(engine) as session:
+                for number, message_id in enumerate(ids[start : start + PAGE], start + 1):
+                    index.append(_write_message(session, archive, number, message_id))
+                    session.expunge_all()
+                    yield sink.take()
+        archive.writestr(
+            "messages.json",
+            json.dumps(
+                {
+                    "candidate": about,
+                    "exported_at": utcnow().isoformat(),
+                    "messages": index,
+                },
+                indent=2,
+                ensure_ascii=False,
+            ),
+        )
+    yield sink.take()
+
+
+def _write_message(
+    session: Session, archive: zipfile.ZipFile, number: int, message_id: uuid.UUID
+) -> dict[str, Any]:
+    message = session.get(Message, message_id)
+    assert message is not None  # rows are not deleted under a candidate (erasure keeps them)
+    stamp = _stamp(message.created_at)
+    entry: dict[str, Any] = {
+        "id": str(message.id),
+        "direction": message.direction,
+        "status": message.status,
+        "kind": message.kind,
+        "created_at": message.created_at.isoformat(),
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "from": message.from_address,
+        "to": list(message.to_addresses),
+        "subject": message.subject,
+        "message_id": message.message_id_header,
+        "assigned": message.candidate_id is not None,
+        "eml": None,
+        "attachments": [],
+    }
+    raw: bytes | None = message.raw_mime
+    if message.direction == Direction.INBOUND and message.inbound_raw_id is not None:
+        raw = session.exec(
+            select(InboundRaw.raw).where(InboundRaw.id == message.inbound_raw_id)
+        ).first()
+    if raw:
+        name = f"messages/{number:05d}-{stamp}-{message.direction}.eml"
+        archive.writestr(name, raw)
+        entry["eml"] = name
+    else:
+        # Never composed (cancelled before it went out): its text is all there is.
+        entry["text"] = message.text
+    taken: set[str] = set()
+    for attachment_id, filename, content_type, size, sha256 in session.execute(
+        core_select(
+            col(Attachment.id),
+            col(Attachment.filename),
+            col(Attachment.content_type),
+            col(Attachment.size),
+            col(Attachment.sha256),
+        )
+        .where(col(Attachment.message_id) == message.id)
+        .order_by(col(Attachment.filename), col(Attachment.id))
+    ).all():
+        safe = _safe_name(filename, f"attachment-{len(taken) + 1}")
+        while safe in taken:
+            safe = f"{len(taken) + 1}-{safe}"
+        taken.add(safe)
+        path = f"attachments/{message.id}/{safe}"
+        content = session.exec(
+            select(Attachment.content).where(Attachment.id == attachment_id)
+        ).one()
+        archive.writestr(path, content)
+        entry["attachments"].append(
+            {
+                "filename": filename,
+                "path": path,
+                "content_type": content_type,
+                "size": size,
+                "sha256": sha256,
+            }
+        )
+    return entry
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y%m%dT%H%M%SZ")
