@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import to_application_error
+from activities.send import heartbeating, to_application_error
 from contracts.webhooks import (
     DELIVER_WEBHOOKS,
     TELL_ADMINS_ENDPOINT_DISABLED,
@@ -100,9 +100,12 @@ class WebhookActivities(WebhookContract):
         if isinstance(target, DeliveryRound):
             return target  # disabled
         result = DeliveryRound()
+        activity.heartbeat(0)
         for start in range(0, len(target.due), PARALLEL):
             chunk = target.due[start : start + PARALLEL]
-            answers = await asyncio.gather(*(self._post(target, item) for item in chunk))
+            answers = await heartbeating(
+                asyncio.gather(*(self._post(target, item) for item in chunk))
+            )
             disabled_now = await asyncio.to_thread(
                 self._record, endpoint_id, list(zip(chunk, answers, strict=True))
             )
@@ -319,7 +322,7 @@ class WebhookActivities(WebhookContract):
             try:
                 await provider.send(account, mail)
             except MailError as err:
-                raise to_application_error(err) from err
+                raise to_application_error(err) from None
 
     def _disabled_notices(self, endpoint_id: uuid.UUID) -> list[Outgoing]:
         with Session(self._engine) as session:

@@ -55,6 +55,7 @@ class WebhookEndpointWorkflow:
                 WebhookContract.deliver_webhooks,
                 ref,
                 start_to_close_timeout=policies.WEBHOOK_ROUND_TIMEOUT,
+                heartbeat_timeout=policies.WEBHOOK_HEARTBEAT_TIMEOUT,
                 retry_policy=policies.DB_STEP_RETRY,
             )
             if result.deleted:
