@@ -1,0 +1,165 @@
+"""The bodies and attachments of a message: the first text and HTML parts, every attachment,
+attached messages listed with their own files, whatever the MIME structure's defects."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.message import Message
+from email.policy import default as default_policy
+
+from core.inbound.headers import first_address, header
+from core.inbound.html import html_to_text
+from core.inbound.model import ParsedAttachment
+
+# Mail clients label Windows-1252 text as ISO-8859-1 all the time; 1252 is a superset.
+_CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252"}
+MAX_TEXT_CHARS = 1_000_000
+
+
+def bodies(
+    msg: Message, defects: list[str], depth: int = 0
+) -> tuple[str, str | None, list[ParsedAttachment]]:
+    text: str | None = None
+    html: str | None = None
+    attachments: list[ParsedAttachment] = []
+    try:
+        parts = list(msg.walk())
+    except Exception as exc:
+        defects.append(f"unreadable MIME structure: {exc}")
+        parts = [msg]
+    for part in parts:
+        try:
+            content_type = part.get_content_type()
+            if content_type.startswith("multipart/") and not part.is_multipart():
+                # The boundary matches none of its parts: the body is one text part.
+                if text is None:
+                    text = _decode_text(part, defects)
+                continue
+            if content_type == "message/rfc822" and part is not msg:
+                if (inner := inner_message(part)) is not None:
+                    # Forwarded as an attachment, or returned in a bounce. Its own parts (a CV)
+                    # come next in walk() and are listed too.
+                    attachments.append(_attached_message(inner, _filename(part), defects))
+                continue
+            if part.is_multipart() or content_type.startswith("message/"):
+                continue  # containers; their leaves come next in walk()
+            filename = _filename(part)
+            disposition = part.get_content_disposition()
+            if disposition != "attachment" and not filename:
+                if content_type == "text/plain" and text is None:
+                    text = _decode_text(part, defects)
+                    continue
+                if content_type == "text/html" and html is None:
+                    html = _decode_text(part, defects)
+                    continue
+                if content_type.startswith("text/"):
+                    continue  # alternative bodies beyond the first, delivery-status text
+            payload = _payload_bytes(part)
+            if filename.lower().endswith(".eml") and depth < _MAX_NESTING:
+                # A saved message attached as a file: list it as a message, and its files.
+                inner = message_from_bytes(payload, policy=default_policy)
+                attachments.append(_attached_message(inner, filename, defects, payload))
+                attachments.extend(bodies(inner, defects, depth + 1)[2])
+                continue
+            attachments.append(
+                ParsedAttachment(
+                    filename=filename or f"attachment-{len(attachments) + 1}",
+                    content_type=content_type[:255],
+                    content=payload,
+                )
+            )
+        except Exception as exc:
+            defects.append(f"unreadable MIME part: {exc}")
+    if text is None:
+        text = html_to_text(html) if html else ""
+    return text[:MAX_TEXT_CHARS], html[:MAX_TEXT_CHARS] if html else None, attachments
+
+
+_MAX_NESTING = 3
+
+
+def _attached_message(
+    inner: Message, filename: str, defects: list[str], raw: bytes | None = None
+) -> ParsedAttachment:
+    """An attached message, named by its subject, with its original sender; it downloads as
+    a .eml file."""
+    subject = header(inner, "Subject", defects)
+    _, sender = first_address(inner, "From", defects)
+    if raw is None:
+        try:
+            raw = inner.as_bytes()
+        except Exception:
+            raw = inner.as_string().encode("utf-8", "replace")
+    name = "".join(c for c in subject if ord(c) >= 32 and c not in '\\/:*?"<>|\x7f').strip()
+    return ParsedAttachment(
+        filename=f"{name[:200]}.eml" if name else (filename or "forwarded message.eml"),
+        content_type="message/rfc822",
+        content=raw,
+        original_sender=sender or None,
+    )
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or ""
+    except Exception:
+        name = ""
+    # Keep a name a browser can save: no paths, no control characters.
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in name if ord(c) >= 32 and c != "\x7f")[:255]
+
+
+_DEFECTS = {
+    "StartBoundaryNotFoundDefect": (
+        "the MIME boundary matches none of the message's parts, so its whole body is shown as text"
+    ),
+    "CloseBoundaryNotFoundDefect": "the last MIME part is not closed",
+    "MultipartInvariantViolationDefect": "a multipart message without parts",
+    "MissingHeaderBodySeparatorDefect": "a header line without a colon",
+    "InvalidBase64PaddingDefect": "base64 content with wrong padding",
+    "InvalidBase64CharactersDefect": "base64 content with invalid characters",
+    "NoBoundaryInMultipartDefect": "a multipart message without a boundary",
+}
+
+
+def described(found: list[Exception]) -> list[str]:
+    """Each defect the parser noted, in words; the same one once."""
+    out: list[str] = []
+    for defect in found:
+        name = type(defect).__name__
+        words = _DEFECTS.get(name) or str(defect).strip() or name.removesuffix("Defect")
+        if words not in out:
+            out.append(words)
+    return out
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """A leaf part's decoded bytes (empty for a multipart or an undecodable part)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _decode_text(part: Message, defects: list[str]) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = str(part.get_payload()).encode("utf-8", "replace")
+    charset = (part.get_content_charset() or "utf-8").lower()
+    charset = _CHARSET_ALIASES.get(charset, charset)
+    try:
+        return payload.decode(charset)
+    except LookupError:
+        defects.append(f"unknown charset {charset!r}; shown as UTF-8")
+    except UnicodeDecodeError:
+        defects.append(f"text is not valid {charset}; shown with replacements")
+        return payload.decode(charset, "replace")
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("cp1252", "replace")
+
+
+def inner_message(part: Message) -> Message | None:
+    """The message a message/rfc822 part carries."""
+    inner = part.get_payload()
+    inner = inner[0] if isinstance(inner, list) and inner else inner
+    return inner if isinstance(inner, Message) else None

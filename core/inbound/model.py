@@ -1,0 +1,102 @@
+"""What parsing a received message yields: the parsed mail, its attachments, a bounce report;
+and the cleaning every stored text goes through."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ParsedAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+    original_sender: str | None = None  # for an attached message: who wrote it
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass
+class BounceReport:
+    """One failed recipient of a delivery status notification (RFC 3464)."""
+
+    original_message_id: str | None
+    recipient: str | None
+    status: str | None
+    diagnostic: str | None
+
+    def describe(self) -> str:
+        reason = self.diagnostic or (f"status {self.status}" if self.status else "no reason given")
+        who = self.recipient or "the recipient"
+        return f"The mail server for {who} refused the message: {reason}"
+
+
+@dataclass
+class ParsedMail:
+    message_id: str  # with angle brackets; synthesised from the bytes when missing
+    in_reply_to: str
+    references: str
+    thread_ids: list[str]  # every Message-ID in In-Reply-To and References, in order
+    from_address: str
+    from_name: str
+    # Addresses that may be the original sender, most trustworthy first.
+    sender_addresses: list[str]
+    to_addresses: list[str]
+    subject: str
+    text: str
+    html: str | None
+    kind: str  # mail, auto_reply or bounce (see MessageKind)
+    kind_detail: str = ""
+    bounce: BounceReport | None = None
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    # A redirect leg's single-use token (core/round_trip.py): our own check message, back.
+    check_token: str | None = None
+    # A send leg's test message, back through a redirect: consumed, proof of nothing.
+    send_test: bool = False
+    # The author of a message this one forwards (inline or attached), when there is one.
+    forwarded_from: str = ""
+    forwarded_from_name: str = ""
+
+
+def clean_text(value: str) -> str:
+    """Text any database stores: undecodable bytes become U+FFFD, NUL characters go."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates: 8-bit bytes the parser could not decode
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "")
+
+
+def cleaned(parsed: ParsedMail) -> ParsedMail:
+    for name in (
+        "message_id",
+        "in_reply_to",
+        "references",
+        "from_address",
+        "from_name",
+        "subject",
+        "text",
+        "kind_detail",
+        "forwarded_from",
+        "forwarded_from_name",
+    ):
+        setattr(parsed, name, clean_text(getattr(parsed, name)))
+    parsed.html = clean_text(parsed.html) if parsed.html is not None else None
+    parsed.thread_ids = [clean_text(i) for i in parsed.thread_ids]
+    parsed.sender_addresses = [clean_text(a) for a in parsed.sender_addresses]
+    parsed.to_addresses = [clean_text(a) for a in parsed.to_addresses]
+    parsed.defects = [clean_text(d) for d in parsed.defects]
+    for attachment in parsed.attachments:
+        attachment.filename = clean_text(attachment.filename)
+    if parsed.bounce is not None:
+        for name in ("original_message_id", "recipient", "status", "diagnostic"):
+            value = getattr(parsed.bounce, name)
+            setattr(parsed.bounce, name, clean_text(value) if value is not None else None)
+    return parsed

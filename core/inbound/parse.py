@@ -1,0 +1,69 @@
+"""Parsing received mail into what routing needs. Pure functions over bytes; never raises.
+
+Real mail is messy: broken MIME, unknown or mislabelled charsets, encoded words with bad
+bytes. Every accessor here falls back to something readable and records what went wrong,
+so a message is always stored and shown, never lost to a parser exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from core.inbound.attachments import bodies, described
+from core.inbound.classify import classify
+from core.inbound.forwards import forwarded_sender
+from core.inbound.headers import MSGID_RE, addresses, first_address, first_msgid, header, unique
+from core.inbound.model import ParsedMail, cleaned
+from core.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Parse received bytes. Anything unreadable becomes a defect, not an exception."""
+    defects: list[str] = []
+    try:
+        msg = message_from_bytes(raw, policy=default_policy)
+    except Exception as exc:  # the stdlib parser is lenient; this is a last resort
+        defects.append(f"unparseable message: {exc}")
+        msg = EmailMessage()
+        msg.set_payload(raw.decode("utf-8", "replace"))
+
+    message_id = first_msgid(header(msg, "Message-ID", defects))
+    if not message_id:
+        message_id = f"<{hashlib.sha256(raw).hexdigest()}@inbound.invalid>"
+    in_reply_to = header(msg, "In-Reply-To", defects)
+    references = header(msg, "References", defects)
+    thread_ids = unique(MSGID_RE.findall(f"{in_reply_to} {references}"))
+
+    from_name, from_address = first_address(msg, "From", defects)
+    senders: list[str] = []
+    for name in ("X-Original-From", "From", "Reply-To", "Resent-From"):
+        senders.extend(addr for _, addr in addresses(msg, name, defects))
+    to_addresses = [addr for _, addr in addresses(msg, "To", defects)]
+    to_addresses += [addr for _, addr in addresses(msg, "Cc", defects)]
+
+    text, html, attachments = bodies(msg, defects)
+    parsed = ParsedMail(
+        message_id=message_id[:998],
+        in_reply_to=in_reply_to,
+        references=references,
+        thread_ids=[f"<{i}>" for i in thread_ids],
+        from_address=from_address,
+        from_name=from_name,
+        sender_addresses=unique(senders),
+        to_addresses=unique(to_addresses),
+        subject=header(msg, "Subject", defects),
+        text=text,
+        html=html,
+        kind="mail",
+        attachments=attachments,
+        defects=(defects + described(getattr(msg, "defects", [])))[:20],
+        check_token=find_token(header(msg, CHECK_HEADER, defects), message_id),
+        send_test=is_send_test(header(msg, SEND_TEST_HEADER, defects), message_id),
+    )
+    classify(msg, parsed)
+    if parsed.kind == "mail":
+        parsed.forwarded_from_name, parsed.forwarded_from = forwarded_sender(parsed)
+    return cleaned(parsed)
