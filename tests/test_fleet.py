@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 
 from core.db import make_engine
 from core.migrate import upgrade
-from core.models import Event, InboundRaw, Message
+from core.models import Event, InboundRaw, Message, WebhookDelivery, WebhookEndpoint
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.webhooks import WebhookReceiver
@@ -284,6 +284,20 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
                         col(Event.endpoint_id).is_(None),
                     )
                 ).all()
+                # What became of each sent event's delivery, should one be missing below.
+                deliveries = {
+                    str(event.data.get("message_id")): (
+                        event.seq, delivery.status if delivery else None,
+                        delivery.attempts if delivery else None,
+                        delivery.next_attempt_at if delivery else None,
+                    )
+                    for event, delivery in session.exec(
+                        select(Event, WebhookDelivery)
+                        .join(WebhookDelivery, isouter=True)
+                        .where(Event.type == "message.sent")
+                    ).all()
+                }  # fmt: skip
+                endpoints = [(e.cursor, e.disabled) for e in session.exec(select(WebhookEndpoint))]
             engine.dispose()
         finally:
             fleet.stop()
@@ -306,6 +320,13 @@ async def test_a_fleet_survives_losing_one_of_each(temporal_env, postgres, tmp_p
     assert reader.reads > 3  # it read while the fleet wrote
     assert len(assigned) >= 2  # the APIs wrote events too
     # The webhook: an event for every sent message, the killed worker's included.
+    missing = set(accepted) - {e["data"]["message_id"] for e in sent_events}
+    assert not missing, (
+        {m: deliveries.get(m) for m in missing},
+        endpoints,
+        logs.count("Traceback"),
+        logs,
+    )
     assert {e["data"]["message_id"] for e in sent_events} == set(accepted)
 
 
