@@ -117,6 +117,7 @@ class InboundActivities(RouteContract):
                         sha256=item.sha256,
                         content=item.content,
                         original_sender=item.original_sender,
+                        content_id=item.content_id,
                     )
                 )
             raw.state = InboundState.ROUTED
@@ -302,6 +303,10 @@ def _inbound_message(
         subject=parsed.subject,
         text=parsed.text,
         html=parsed.html,
+        reply_text=parsed.reply_text,
+        quoted_text=parsed.quoted_text,
+        signature=parsed.signature,
+        reply_html=parsed.reply_html,
         message_id_header=parsed.message_id,
         in_reply_to=parsed.in_reply_to or None,
         references=parsed.references or None,

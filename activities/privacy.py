@@ -515,6 +515,7 @@ def _erase_content(message: Message, now: Any) -> None:
     message.subject = ""
     message.text = ""
     message.html = None
+    message.reply_text = message.quoted_text = message.signature = message.reply_html = None
     message.raw_mime = None
     message.in_reply_to = None
     message.references = None

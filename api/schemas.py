@@ -146,6 +146,8 @@ class AttachmentPublic(Public):
     content_type: str
     size: int
     original_sender: str | None = None  # an attached message's author
+    # An inline image's Content-ID: html_safe shows it from this attachment's download URL.
+    content_id: str | None = None
 
 
 class MessagePublic(Public):
@@ -164,8 +166,38 @@ class MessagePublic(Public):
     forwarded_from_name: str | None = None
     to_addresses: list[str]
     subject: str
-    text: str
-    html: str | None
+    text: str = Field(description="The whole text body, quoted history included.")
+    html: str | None = Field(
+        description="The HTML body exactly as the sender wrote it: never show it as is (it may "
+        "hold scripts and trackers); show html_safe."
+    )
+    reply_text: str | None = Field(
+        default=None,
+        description="Inbound: what the sender wrote in this message, without the history their "
+        "client quoted under it (inline answers kept; the whole text when in doubt, or when the "
+        "message is only a quote). Null for outbound messages.",
+    )
+    quoted_text: str | None = Field(
+        default=None,
+        description="Inbound: the quoted history and forwarded blocks cut from reply_text, or "
+        "null when there were none.",
+    )
+    signature: str | None = Field(
+        default=None,
+        description="Inbound: the sign-off at the end of reply_text (still part of it), when it "
+        "can be told apart; otherwise null.",
+    )
+    html_safe: str | None = Field(
+        default=None,
+        description="The HTML made safe to show: no scripts, event handlers, forms or "
+        'javascript: links; links with rel="noopener noreferrer"; cid: images from this '
+        "message's attachments; remote images as a placeholder unless ?remote_images=1.",
+    )
+    reply_html_safe: str | None = Field(
+        default=None,
+        description="html_safe without the quoted history (the HTML view of reply_text); the "
+        "same as html_safe when the history could not be folded safely.",
+    )
     attempts: int
     workflow_id: str | None
     created_at: datetime

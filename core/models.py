@@ -248,6 +248,12 @@ class Message(SQLModel, table=True):
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Inbound: what the sender wrote in this message, apart from the history quoted under it,
+    # its sign-off, and the HTML without the history (None: the HTML has none to fold).
+    reply_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    quoted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    signature: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reply_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Our Message-ID, generated once when the row is created, so replies thread to it.
     message_id_header: str = Field(sa_column=Column(String(998), nullable=False, index=True))
     in_reply_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -332,6 +338,8 @@ class Attachment(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     original_sender: str | None = Field(default=None, max_length=320)  # of an attached message
+    # An inline image's Content-ID (no brackets): the message's HTML shows it as cid:{this}.
+    content_id: str | None = Field(default=None, max_length=255)
 
 
 class InboundRaw(SQLModel, table=True):

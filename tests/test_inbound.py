@@ -154,6 +154,19 @@ async def test_replies_from_gmail_outlook_and_apple_mail_thread_to_the_candidate
     assert {m["match_reason"] for m in replies} == {"thread"}
     assert all(m["status"] == "received" and m["kind"] == "mail" for m in replies)
     assert replies[1]["from_name"] == "Jürgen Müller"
+    # What each wrote, apart from the history their client quoted.
+    assert [m["reply_text"] for m in replies] == [
+        "Thanks, Tuesday works for me.",
+        "Grüße, der Termin passt. € 50 Fahrtkosten?",
+        "Tack! Jag kommer på tisdag.",
+    ]
+    assert replies[0]["quoted_text"].startswith("On Wed, 25 Nov 2026 at 17:40")
+    assert replies[1]["quoted_text"].startswith("________________________________\nVon:")
+    assert replies[2]["quoted_text"].startswith("> 25 nov. 2026 kl. 17:40 skrev")
+    assert "Tuesday works" in replies[0]["reply_html_safe"]
+    assert "come in on Tuesday" in replies[0]["html_safe"]
+    assert "come in on Tuesday" not in replies[0]["reply_html_safe"]
+    assert all(m["reply_text"] is None for m in thread[:1])  # ours: outbound
     # Nothing answered the replies: only our one message reached the relay.
     assert len(inbound.sink.received) == 1
 

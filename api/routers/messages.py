@@ -28,12 +28,26 @@ from workflows.client import start_send
 router = APIRouter(tags=["messages"])
 
 
-def to_public(session: Session, message: Message) -> MessagePublic:
-    return to_public_list(session, [message])[0]
+# `?remote_images=1`: remote images in `html_safe` load; by default a placeholder stands in, so
+# that opening a message tells no tracker it was read.
+RemoteImages = Annotated[
+    bool,
+    Query(description="Load remote images in html_safe and reply_html_safe (default: a "
+          "placeholder stands in for each, so no tracker learns the message was read)."),
+]  # fmt: skip
 
 
-def to_public_list(session: Session, messages: list[Message]) -> list[MessagePublic]:
-    """Messages with their attachments' metadata, loaded in one query (never the content)."""
+def to_public(
+    session: Session, message: Message, base_url: str, remote_images: bool = False
+) -> MessagePublic:
+    return to_public_list(session, [message], base_url, remote_images)[0]
+
+
+def to_public_list(
+    session: Session, messages: list[Message], base_url: str, remote_images: bool = False
+) -> list[MessagePublic]:
+    """Messages with their attachments' metadata, loaded in one query (never the content),
+    and their HTML made safe to show."""
     ids = [m.id for m in messages]
     by_message: dict[uuid.UUID, list[AttachmentPublic]] = {i: [] for i in ids}
     if ids:
@@ -45,11 +59,12 @@ def to_public_list(session: Session, messages: list[Message]) -> list[MessagePub
                 col(Attachment.content_type),
                 col(Attachment.size),
                 col(Attachment.original_sender),
+                col(Attachment.content_id),
             )
             .where(col(Attachment.message_id).in_(ids))
             .order_by(col(Attachment.filename))
         ).all()
-        for attachment_id, message_id, filename, content_type, size, sender in rows:
+        for attachment_id, message_id, filename, content_type, size, sender, cid in rows:
             by_message[message_id].append(
                 AttachmentPublic(
                     id=attachment_id,
@@ -57,19 +72,22 @@ def to_public_list(session: Session, messages: list[Message]) -> list[MessagePub
                     content_type=content_type,
                     size=size,
                     original_sender=sender,
+                    content_id=cid,
                 )
             )
-    public = []
-    for message in messages:
-        item = MessagePublic.model_validate(message)
-        item.attachments = by_message[message.id]
-        public.append(item)
-    return public
+    return [
+        service.public(message, by_message[message.id], base_url, remote_images)
+        for message in messages
+    ]
 
 
 @router.get("/v1/candidates/{candidate_id}/messages", response_model=list[MessagePublic])
 def list_candidate_messages(
-    candidate_id: str, user: Recruiter, session: SessionDep
+    candidate_id: str,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
+    remote_images: RemoteImages = False,
 ) -> list[MessagePublic]:
     candidate = get_owned(session, Candidate, candidate_id, user.company_id, "candidate")
     rows = session.exec(
@@ -77,7 +95,7 @@ def list_candidate_messages(
         .where(Message.company_id == user.company_id, Message.candidate_id == candidate.id)
         .order_by(col(Message.created_at), col(Message.id))
     ).all()
-    return to_public_list(session, list(rows))
+    return to_public_list(session, list(rows), settings.public_url, remote_images)
 
 
 @router.post(
@@ -105,15 +123,17 @@ async def send_message(
         lambda queued: service.delete_message(engine, queued.id),
         "The message was not queued",
     )
-    return MessagePublic.model_validate(message)
+    return service.public(message, [], settings.public_url, remote_images=False)
 
 
 @router.get("/v1/messages/unassigned", response_model=list[MessagePublic])
 def list_unassigned(
     user: Recruiter,
     session: SessionDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: datetime | None = None,
+    remote_images: RemoteImages = False,
 ) -> list[MessagePublic]:
     """Inbound messages that matched no candidate, newest first; page with `before`."""
     query = select(Message).where(
@@ -124,17 +144,28 @@ def list_unassigned(
     if before is not None:
         query = query.where(col(Message.created_at) < before)
     rows = session.exec(query.order_by(col(Message.created_at).desc()).limit(limit)).all()
-    return to_public_list(session, list(rows))
+    return to_public_list(session, list(rows), settings.public_url, remote_images)
 
 
 @router.get("/v1/messages/{message_id}", response_model=MessagePublic)
-def read_message(message_id: str, user: Recruiter, session: SessionDep) -> MessagePublic:
-    return to_public(session, get_owned(session, Message, message_id, user.company_id, "message"))
+def read_message(
+    message_id: str,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
+    remote_images: RemoteImages = False,
+) -> MessagePublic:
+    message = get_owned(session, Message, message_id, user.company_id, "message")
+    return to_public(session, message, settings.public_url, remote_images)
 
 
 @router.post("/v1/messages/{message_id}/assign", response_model=MessagePublic)
 def assign_message(
-    message_id: str, body: AssignRequest, user: Recruiter, session: SessionDep
+    message_id: str,
+    body: AssignRequest,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> MessagePublic:
     """Move an inbound message to a candidate. With `remember_address`, the sender's address
     becomes one of the candidate's, so that sender's next mail routes by itself."""
@@ -142,7 +173,7 @@ def assign_message(
     candidate = get_owned(session, Candidate, body.candidate_id, user.company_id, "candidate")
     refuse_if_erased(candidate)
     service.assign(session, user, message, candidate, remember=body.remember_address)
-    return to_public(session, message)
+    return to_public(session, message, settings.public_url)
 
 
 @router.post(

@@ -11,10 +11,12 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from api.routers.common import check_entity
-from api.schemas import CandidateFromMessage, SendMessageRequest
+from api.schemas import AttachmentPublic, CandidateFromMessage, MessagePublic, SendMessageRequest
 from core import audit, events
 from core.db import session_scope
 from core.events import EventType
+from core.inbound.html import safe_html
+from core.inbound.reply import split_reply
 from core.mail import check_header_text, new_message_id, normalize_address
 from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
 from core.run_ids import send_workflow_id
@@ -212,3 +214,35 @@ def _remember(
             CandidateAddress(company_id=company_id, candidate_id=candidate.id, email=address)
         )
     return address
+
+
+def public(
+    message: Message, attachments: list[AttachmentPublic], base_url: str, remote_images: bool
+) -> MessagePublic:
+    """A message as the API shows it: its HTML made safe, with `cid:` images pointing to its own
+    attachments' download URLs, and, received, the reply apart from its quoted history."""
+    item = MessagePublic.model_validate(message)
+    item.attachments = attachments
+    if message.direction == Direction.INBOUND and message.erased_at is None:
+        if message.reply_text is None:  # received before reply texts were stored
+            split = split_reply(message.text)
+            item.reply_text, item.quoted_text, item.signature = (
+                split.reply_text, split.quoted_text, split.signature,
+            )  # fmt: skip
+    else:
+        item.reply_text = item.quoted_text = item.signature = None
+    if message.html:
+        inline = {a.content_id: a.id for a in attachments if a.content_id}
+        root = f"{base_url.rstrip('/')}/v1/messages/{message.id}/attachments/"
+
+        def image(cid: str) -> str | None:
+            found = inline.get(cid)
+            return f"{root}{found}" if found else None
+
+        item.html_safe = safe_html(message.html, images=image, remote_images=remote_images)
+        item.reply_html_safe = (
+            safe_html(message.reply_html, images=image, remote_images=remote_images)
+            if message.reply_html
+            else item.html_safe
+        )
+    return item

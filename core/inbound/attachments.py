@@ -3,9 +3,15 @@ attached messages listed with their own files, whatever the MIME structure's def
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
+from email.utils import parseaddr
+from typing import Any
+
+import extract_msg
 
 from core.inbound.headers import first_address, header
 from core.inbound.html import html_to_text
@@ -14,6 +20,8 @@ from core.inbound.model import ParsedAttachment
 # Mail clients label Windows-1252 text as ISO-8859-1 all the time; 1252 is a superset.
 _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252"}
 MAX_TEXT_CHARS = 1_000_000
+# extract-msg logs every property it cannot read; what matters becomes a defect here.
+logging.getLogger("extract_msg").setLevel(logging.ERROR)
 
 
 def bodies(
@@ -55,6 +63,10 @@ def bodies(
                 if content_type.startswith("text/"):
                     continue  # alternative bodies beyond the first, delivery-status text
             payload = _payload_bytes(part)
+            if _is_outlook(filename, content_type):
+                # An Outlook message saved as a file: named by its subject, and its files.
+                attachments.extend(outlook_message(payload, filename, defects))
+                continue
             if filename.lower().endswith(".eml") and depth < _MAX_NESTING:
                 # A saved message attached as a file: list it as a message, and its files.
                 inner = message_from_bytes(payload, policy=default_policy)
@@ -66,6 +78,7 @@ def bodies(
                     filename=filename or f"attachment-{len(attachments) + 1}",
                     content_type=content_type[:255],
                     content=payload,
+                    content_id=_content_id(part),
                 )
             )
         except Exception as exc:
@@ -90,13 +103,89 @@ def _attached_message(
             raw = inner.as_bytes()
         except Exception:
             raw = inner.as_string().encode("utf-8", "replace")
-    name = "".join(c for c in subject if ord(c) >= 32 and c not in '\\/:*?"<>|\x7f').strip()
+    name = _safe_name(subject)
     return ParsedAttachment(
         filename=f"{name[:200]}.eml" if name else (filename or "forwarded message.eml"),
         content_type="message/rfc822",
         content=raw,
         original_sender=sender or None,
     )
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# olefile reads shorter bytes as a file name: never hand it those.
+_OLE_MINIMUM = 1536
+
+
+def _is_outlook(filename: str, content_type: str) -> bool:
+    return filename.lower().endswith(".msg") or content_type == "application/vnd.ms-outlook"
+
+
+def outlook_message(payload: bytes, filename: str, defects: list[str]) -> list[ParsedAttachment]:
+    """An Outlook .msg file (extract-msg): itself, named by its subject with its sender
+    recorded, then the files inside it. One that cannot be opened is still listed, as sent."""
+    listed = ParsedAttachment(
+        filename=filename or "outlook message.msg",
+        content_type="application/vnd.ms-outlook",
+        content=payload,
+    )
+    if not payload.startswith(_OLE_MAGIC) or len(payload) < _OLE_MINIMUM:
+        defects.append(f"the attachment {listed.filename!r} is not an Outlook message inside")
+        return [listed]
+    try:
+        msg = extract_msg.openMsg(payload, delayAttachments=False)
+    except Exception as exc:
+        defects.append(f"the Outlook message {listed.filename!r} could not be opened: {exc}")
+        return [listed]
+    inside: list[ParsedAttachment] = []
+    try:
+        subject = _safe_name(str(getattr(msg, "subject", "") or ""))
+        if subject:
+            listed.filename = f"{subject[:200]}.msg"
+        _, sender = parseaddr(str(getattr(msg, "sender", "") or ""))
+        listed.original_sender = sender[:320] or None
+        for item in getattr(msg, "attachments", []):
+            try:
+                inside.append(_outlook_attachment(item, len(inside)))
+            except Exception as exc:
+                defects.append(f"a file inside {listed.filename!r} could not be read: {exc}")
+    except Exception as exc:
+        defects.append(f"the Outlook message {listed.filename!r} could not be read: {exc}")
+    finally:
+        with contextlib.suppress(Exception):
+            msg.close()
+    return [listed, *inside]
+
+
+def _outlook_attachment(item: Any, position: int) -> ParsedAttachment:
+    data = item.data
+    name = _safe_name(str(item.getFilename() or "")) or f"attachment-{position + 1}"
+    if isinstance(data, bytes):
+        content_type = str(getattr(item, "mimetype", "") or "application/octet-stream")
+        return ParsedAttachment(filename=name[:255], content_type=content_type[:255], content=data)
+    # A message inside the message: listed as a .msg of its own.
+    subject = _safe_name(str(getattr(data, "subject", "") or "")) or name
+    _, sender = parseaddr(str(getattr(data, "sender", "") or ""))
+    return ParsedAttachment(
+        filename=f"{subject[:200]}.msg",
+        content_type="application/vnd.ms-outlook",
+        content=data.exportBytes(),
+        original_sender=sender[:320] or None,
+    )
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c for c in name if ord(c) >= 32 and c not in '\\/:*?"<>|\x7f').strip()
+
+
+def _content_id(part: Message) -> str | None:
+    """An inline image's Content-ID, as `cid:` URLs name it (no brackets)."""
+    try:
+        value = str(part.get("Content-ID") or "")
+    except Exception:
+        return None
+    value = "".join(value.split()).strip("<>")
+    return value[:255] or None
 
 
 def _filename(part: Message) -> str:

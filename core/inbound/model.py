@@ -13,6 +13,7 @@ class ParsedAttachment:
     content_type: str
     content: bytes
     original_sender: str | None = None  # for an attached message: who wrote it
+    content_id: str | None = None  # an inline image's Content-ID, without the brackets
 
     @property
     def sha256(self) -> str:
@@ -60,6 +61,12 @@ class ParsedMail:
     # The author of a message this one forwards (inline or attached), when there is one.
     forwarded_from: str = ""
     forwarded_from_name: str = ""
+    # What the sender wrote in this message, apart from the history quoted under it
+    # (core/inbound/reply.py), and the HTML without that history (core/inbound/fold.py).
+    reply_text: str = ""
+    quoted_text: str | None = None
+    signature: str | None = None
+    reply_html: str | None = None
 
 
 def clean_text(value: str) -> str:
@@ -88,7 +95,10 @@ def cleaned(parsed: ParsedMail) -> ParsedMail:
         "forwarded_from_name",
     ):
         setattr(parsed, name, clean_text(getattr(parsed, name)))
-    parsed.html = clean_text(parsed.html) if parsed.html is not None else None
+    for name in ("html", "quoted_text", "signature", "reply_html"):
+        value = getattr(parsed, name)
+        setattr(parsed, name, clean_text(value) if value is not None else None)
+    parsed.reply_text = clean_text(parsed.reply_text)
     parsed.thread_ids = [clean_text(i) for i in parsed.thread_ids]
     parsed.sender_addresses = [clean_text(a) for a in parsed.sender_addresses]
     parsed.to_addresses = [clean_text(a) for a in parsed.to_addresses]

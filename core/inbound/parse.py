@@ -14,9 +14,11 @@ from email.policy import default as default_policy
 
 from core.inbound.attachments import bodies, described
 from core.inbound.classify import classify
+from core.inbound.fold import fold_html
 from core.inbound.forwards import forwarded_sender
 from core.inbound.headers import MSGID_RE, addresses, first_address, first_msgid, header, unique
 from core.inbound.model import ParsedMail, cleaned
+from core.inbound.reply import split_reply
 from core.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
 
 
@@ -66,4 +68,10 @@ def parse(raw: bytes) -> ParsedMail:
     classify(msg, parsed)
     if parsed.kind == "mail":
         parsed.forwarded_from_name, parsed.forwarded_from = forwarded_sender(parsed)
+    split = split_reply(parsed.text)
+    parsed.reply_text, parsed.quoted_text, parsed.signature = (
+        split.reply_text, split.quoted_text, split.signature,
+    )  # fmt: skip
+    if parsed.html:
+        parsed.reply_html = fold_html(parsed.html, split)
     return cleaned(parsed)
