@@ -28,7 +28,19 @@ from sqlmodel import Session
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from common import Figure, free_port, report, spawn, start_temporal, wait_http, wait_port
+from common import (
+    CpuMeter,
+    Figure,
+    cpu_figures,
+    free_port,
+    pid_with,
+    report,
+    spawn,
+    start_temporal,
+    wait_http,
+    wait_port,
+)
+from send_throughput import bare_workflows
 
 from core.bootstrap import create_company
 from core.db import make_engine
@@ -159,6 +171,9 @@ async def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="batches at once (default 4)")
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
     parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (`worker --processes N`)"
+    )
+    parser.add_argument(
         "--sink",
         choices=["fast", "aiosmtpd"],
         default="fast",
@@ -186,7 +201,9 @@ async def main() -> None:
     }
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(spawn(["worker"], settings_env, state / "worker.log"))
+        procs.append(
+            spawn(["worker", "--processes", str(args.workers)], settings_env, state / "worker.log")
+        )
         procs.append(spawn(["api"], settings_env, state / "api.log"))
         api = f"http://127.0.0.1:{api_port}"
         await wait_http(f"{api}/readyz")
@@ -195,13 +212,19 @@ async def main() -> None:
         sink.reset()
         token, ids = seed(db_url, args.n)
         print(f"bulk send of {args.n} (batches of {args.batch_size}) …", flush=True)
-        pipeline_seconds = await bulk(api, token, ids, sink)
+        temporal_pid = pid_with(str(state / "temporal.db"))
+        with CpuMeter(
+            {"api": procs[1].pid, "worker": procs[0].pid, "temporal": temporal_pid}
+        ) as cpu:
+            pipeline_seconds = await bulk(api, token, ids, sink)
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=15)
-        await env.shutdown()
+    print("bare workflow loop baseline …", flush=True)
+    _, _, bare_cpu = await bare_workflows(env.client, 200, 8, temporal_pid)
+    await env.shutdown()
     print("bare reused aiosmtplib connection …", flush=True)
     sink.reset()
     bare_seconds = await bare(sink_port, args.n)
@@ -216,6 +239,7 @@ async def main() -> None:
             Figure("bulk send (API → workflow → relay)", pipeline_rate, "msg/s",
                    "reused conn.", bare_rate, "ratio>=0.5"),
             Figure("bulk send rate", pipeline_rate, "msg/s", target="value>=1000"),
+            *cpu_figures("bulk message", cpu, args.n, ("api", "worker"), bare_cpu, 200),
         ],
     )  # fmt: skip
     print(

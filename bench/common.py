@@ -137,3 +137,98 @@ def report(title: str, figures: list[Figure]) -> None:
             f"{f.name:40} {f.value:9.1f} {f.unit:6} {base:>22} {ratio:>6} "
             f"{f.target:>14}  {f.verdict}"
         )
+
+
+# -- CPU per message --------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name, which may itself hold spaces and parentheses.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a `worker --processes N` parent and its children)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its descendants, all threads, so far."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue  # ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+def pid_with(fragment: str) -> int:
+    """The process whose command line holds `fragment` (the Temporal dev server, by its
+    database file)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if fragment in cmdline and int(entry.name) != os.getpid():
+            return int(entry.name)
+    raise RuntimeError(f"no process runs with {fragment!r}")
+
+
+class CpuMeter:
+    """CPU seconds per named process (with its descendants) over a stretch of time."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self.begun: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self.begun = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {
+            name: cpu_seconds(pid) - self.begun[name] for name, pid in self.processes.items()
+        }
+
+    def per(self, count: int, *names: str) -> float:
+        """Milliseconds of CPU per item, over the named processes (all when none named)."""
+        chosen = names or tuple(self.used)
+        return sum(self.used[n] for n in chosen) * 1000 / max(count, 1)
+
+
+def cpu_figures(
+    what: str, meter: CpuMeter, count: int, ours: tuple[str, ...], bare: CpuMeter, bare_count: int
+) -> list[Figure]:
+    """CPU per item summed over our processes and the Temporal server, beside the bare loop's
+    per workflow (its client and worker in one process, and the same server), and the split."""
+    total = meter.per(count, *ours, "temporal")
+    bare_total = bare.per(bare_count)
+    figures = [
+        Figure(f"CPU per {what}, ours + Temporal", total, "ms",
+               "bare loop", bare_total, "ratio<1.5"),
+    ]  # fmt: skip
+    for name in (*ours, "temporal"):
+        figures.append(Figure(f"  of which {name}", meter.per(count, name), "ms"))
+    figures.append(Figure("  bare loop: its process", bare.per(bare_count, "bare"), "ms"))
+    figures.append(Figure("  bare loop: Temporal", bare.per(bare_count, "temporal"), "ms"))
+    return figures

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,9 +33,12 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bare_loop import BareLoop, bare_noop
 from common import (
+    CpuMeter,
     Figure,
+    cpu_figures,
     free_port,
     percentile,
+    pid_with,
     report,
     spawn,
     start_temporal,
@@ -161,7 +165,11 @@ async def direct_smtp(port: int, n: int, concurrency: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def bare_workflows(client, n: int, concurrency: int) -> tuple[float, list[float]]:
+async def bare_workflows(
+    client, n: int, concurrency: int, temporal_pid: int
+) -> tuple[float, list[float], CpuMeter]:
+    """The bare loop's rate, latencies, and CPU (this process, which is its client and its
+    worker, and the Temporal server)."""
     queue = f"bare-{uuid.uuid4().hex[:8]}"
     latencies: list[float] = []
 
@@ -174,10 +182,13 @@ async def bare_workflows(client, n: int, concurrency: int) -> tuple[float, list[
         return job
 
     async with Worker(client, task_queue=queue, workflows=[BareLoop], activities=[bare_noop]):
-        start = time.perf_counter()
-        await bounded(concurrency, [await one(i) for i in range(n)])
-        elapsed = time.perf_counter() - start
-    return n / elapsed, latencies
+        await bounded(concurrency, [await one(-i - 1) for i in range(concurrency)])  # warm
+        latencies.clear()
+        with CpuMeter({"bare": os.getpid(), "temporal": temporal_pid}) as meter:
+            start = time.perf_counter()
+            await bounded(concurrency, [await one(i) for i in range(n)])
+            elapsed = time.perf_counter() - start
+    return n / elapsed, latencies, meter
 
 
 async def main() -> None:
@@ -191,7 +202,9 @@ async def main() -> None:
     )
     parser.add_argument("--latency-n", type=int, default=100, help="sends for the latency")
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (`worker --processes N`)"
+    )
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="recruitmail-bench-"))
@@ -219,8 +232,9 @@ async def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
         procs.append(spawn(["dev-outbox"], settings_env, state / "outbox.log"))
-        for i in range(args.workers):
-            procs.append(spawn(["worker"], settings_env, state / f"worker{i}.log"))
+        procs.append(
+            spawn(["worker", "--processes", str(args.workers)], settings_env, state / "worker.log")
+        )
         procs.append(spawn(["api"], settings_env, state / "api.log"))
         wait_port(outbox_port)
         await wait_http(f"http://127.0.0.1:{api_port}/readyz")
@@ -233,10 +247,14 @@ async def main() -> None:
         for path in (state / "outbox").glob("*/*.json"):
             path.unlink()
         api = f"http://127.0.0.1:{api_port}"
+        temporal_pid = pid_with(str(state / "temporal.db"))
         print(f"burst: {args.n} sends as fast as the API takes them …", flush=True)
-        burst = await pipeline(
-            api, token, state / "outbox", args.n, args.burst_concurrency, burst=True
-        )
+        with CpuMeter(
+            {"api": procs[-1].pid, "worker": procs[1].pid, "temporal": temporal_pid}
+        ) as cpu:
+            burst = await pipeline(
+                api, token, state / "outbox", args.n, args.burst_concurrency, burst=True
+            )
         for path in (state / "outbox").glob("*/*.json"):
             path.unlink()
         print(f"closed loop: {args.latency_n} sends one at a time …", flush=True)
@@ -252,7 +270,9 @@ async def main() -> None:
             proc.wait(timeout=15)
 
     print("bare workflow loop baseline …", flush=True)
-    bare_rate, bare_lat = await bare_workflows(env.client, args.n, args.concurrency)
+    bare_rate, bare_lat, bare_cpu = await bare_workflows(
+        env.client, args.n, args.concurrency, temporal_pid
+    )
     await env.shutdown()
 
     if burst["delivered"] != args.n:
@@ -271,6 +291,7 @@ async def main() -> None:
             Figure("accepted → sent, p50", percentile(lat, 50) * 1000, "ms",
                    "bare loop p50", percentile(bare_lat, 50) * 1000, "value<100"),
             Figure("accepted → sent, p99", percentile(lat, 99) * 1000, "ms", target="value<500"),
+            *cpu_figures("send", cpu, args.n, ("api", "worker"), bare_cpu, args.n),
         ],
     )  # fmt: skip
 

@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     temporal_tls_key: str = ""
     temporal_tls_server_name: str = ""
     temporal_api_key: str = ""
-    # The worker's Temporal SDK metrics in Prometheus format on this port (0: off).
+    # `recruitmail worker` runs this many worker processes under one parent (about one per
+    # core; each uses one at most).
+    worker_processes: int = Field(default=1, ge=1, le=64)
+    # The worker's Temporal SDK metrics in Prometheus format on this port (0: off); with
+    # several worker processes, the k-th (from 0) on this port + k.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
     # Traces over OTLP/HTTP (e.g. http://collector:4318/v1/traces); none are exported if empty.

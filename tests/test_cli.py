@@ -170,6 +170,65 @@ async def test_worker_polls_and_stops(env, temporal_env):
     assert "Traceback" not in output
 
 
+async def test_worker_processes_are_restarted_and_stop_together(env, temporal_env):
+    upgraded(env)
+    client = temporal_env.client
+    parent = Process(
+        {
+            **env,
+            "RECRUITMAIL_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "RECRUITMAIL_TASK_QUEUE": "cli-processes",
+            "RECRUITMAIL_SHUTDOWN_GRACE_SECONDS": "5",
+        },
+        "worker",
+        "--processes",
+        "2",
+    )
+    try:
+        first = await eventually(
+            lambda: _poller_pids(client, "cli-processes"),
+            lambda pids: len(pids) >= 2 or parent.proc.poll() is not None,
+            timeout=90,
+            interval=0.3,
+        )
+        assert parent.proc.poll() is None and len(first) == 2
+        assert all(_parent_of(pid) == parent.proc.pid for pid in first)
+        crashed = min(first)
+        os.kill(crashed, signal.SIGKILL)  # a child crashes: the parent starts another
+        after = await eventually(
+            lambda: _poller_pids(client, "cli-processes"),
+            lambda pids: len(pids - first) >= 1,
+            timeout=90,
+            interval=0.3,
+        )
+        [replacement] = after - first
+        assert _parent_of(replacement) == parent.proc.pid
+    finally:
+        output = parent.stop()
+    assert "worker-0 exited (code -9); restarting" in output or "exited (code -9)" in output
+    # Every child stopped with the parent.
+    assert all(not Path(f"/proc/{pid}").exists() for pid in (first | after) - {crashed})
+    assert "Traceback" not in output
+
+
+async def _poller_pids(client: Client, queue: str) -> set[int]:
+    answer = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    # The SDK's default identity is "{pid}@{host}"; a poller seen within the last minute is
+    # listed, so a killed child's stays a while: only live processes count.
+    pids = {int(p.identity.split("@")[0]) for p in answer.pollers if p.identity[:1].isdigit()}
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 async def _queue_has_poller(client: Client, queue: str) -> bool:
     answer = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(

@@ -92,8 +92,24 @@ def api() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run a Temporal worker on the task queue."""
+def worker(
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="worker processes under one parent that restarts a crashed one "
+            "(default: RECRUITMAIL_WORKER_PROCESSES, 1); about one per core",
+        ),
+    ] = None,
+) -> None:
+    """Run a Temporal worker on the task queue (or several, with --processes)."""
+    count = processes or _settings().worker_processes
+    if count > 1:
+        from worker.processes import run_processes
+
+        _logging()
+        raise typer.Exit(run_processes(_settings(), count))
     from worker.main import main
 
     _serve(main, "worker")

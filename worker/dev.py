@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from core.migrate import upgrade
 from core.models import Company, User
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, connect
+from worker.supervise import Child, Children, interrupt_on_signals
 
 # The dev server's SQLite in WAL mode: about twice the workflow throughput of its default
 # rollback journal, measured in bench/. synchronous=FULL keeps every commit on disk before the
@@ -128,89 +128,24 @@ def seed_operator(settings: Settings) -> str:
     return token
 
 
-# A crashed child comes back after 1, 2, 4 … seconds, at most 30; a child that stayed up a
-# minute starts again from 1 s. Temporal itself gets a few tries before the stack gives up.
-RESTART_BACKOFF_MAX = 30.0
-STABLE_AFTER = 60.0
+# Temporal itself gets a few tries before the stack gives up.
 TEMPORAL_RESTARTS = 3
 
 
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    to_log: bool
-    proc: subprocess.Popen[bytes]
-    started: float = field(default_factory=time.monotonic)
-    restarts: int = 0
-    backoff: float = 1.0
-    restart_at: float | None = None
-
-
-class Supervisor:
+class Supervisor(Children):
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.state_dir / "logs")
         self.settings = settings
-        self.children: list[Child] = []
-        self.logs = settings.state_dir / "logs"
 
-    def _popen(self, name: str, args: list[str], to_log: bool) -> subprocess.Popen[bytes]:
-        out = None
-        if to_log:
-            self.logs.mkdir(parents=True, exist_ok=True)
-            out = (self.logs / f"{name}.log").open("ab")
-        # A session of its own: Ctrl-C reaches only us, and we stop children in order.
-        return subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
-        )
+    def gave_up(self, child: Child) -> None:
+        if child.name == "temporal" and child.restarts >= TEMPORAL_RESTARTS:
+            raise RuntimeError(
+                f"Temporal exited (code {child.proc.returncode}) and could not be "
+                f"restarted {TEMPORAL_RESTARTS} times; see {self.logs}/temporal.log"
+            )
 
-    def spawn(self, name: str, args: list[str], *, to_log: bool = False) -> subprocess.Popen[bytes]:
-        proc = self._popen(name, args, to_log)
-        self.children.append(Child(name, args, to_log, proc))
-        return proc
-
-    def watch(self) -> None:
-        """Until Ctrl-C: restart whatever crashed, with backoff; the rest stays up."""
-        while True:
-            now = time.monotonic()
-            for child in self.children:
-                if child.proc.poll() is None:
-                    if now - child.started > STABLE_AFTER:
-                        child.backoff = 1.0
-                    continue
-                if child.restart_at is None:
-                    if child.name == "temporal" and child.restarts >= TEMPORAL_RESTARTS:
-                        raise RuntimeError(
-                            f"Temporal exited (code {child.proc.returncode}) and could not be "
-                            f"restarted {TEMPORAL_RESTARTS} times; see {self.logs}/temporal.log"
-                        )
-                    child.restart_at = now + child.backoff
-                    print(
-                        f"{child.name} exited (code {child.proc.returncode}); restarting in "
-                        f"{child.backoff:.0f} s",
-                        flush=True,
-                    )
-                elif now >= child.restart_at:
-                    child.proc = self._popen(child.name, child.args, child.to_log)
-                    child.started, child.restart_at = now, None
-                    child.restarts += 1
-                    child.backoff = min(child.backoff * 2, RESTART_BACKOFF_MAX)
-                    print(f"{child.name} restarted (restart {child.restarts})", flush=True)
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                print(f"stopping {child.name} …", flush=True)
-                child.proc.send_signal(
-                    signal.SIGINT if child.name == "temporal" else signal.SIGTERM
-                )
-        for child in reversed(self.children):
-            try:
-                child.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                print(f"{child.name} did not stop in 15 s; killing it", flush=True)
-                child.proc.kill()
-                child.proc.wait()
+    def stop(self, timeout: float = 15.0, stop_signal: dict[str, int] | None = None) -> None:
+        super().stop(timeout, {"temporal": signal.SIGINT})
 
     def start_temporal(self, codec_endpoint: str) -> None:
         s = self.settings
@@ -327,10 +262,6 @@ def _ok(url: str) -> bool:
         return False
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(settings: Settings) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     # Every file of the stack (databases, logs, the outbox, tokens) is the user's alone.
@@ -339,8 +270,5 @@ def main(settings: Settings) -> int:
     os.environ.setdefault("RECRUITMAIL_ALLOW_PRIVATE_HOSTS", "true")
     # The worker's Temporal SDK metrics, for a local Prometheus.
     os.environ.setdefault("RECRUITMAIL_WORKER_METRICS_PORT", "9464")
-    # Stop in order on SIGTERM too (a service manager, `kill`), and on SIGINT even when started
-    # in the background, where the shell ignores it.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    interrupt_on_signals()
     return Supervisor(settings).run()
