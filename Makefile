@@ -47,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bulk_send.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/privacy.py
+	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/profile.py
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml (see the README).
 LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \

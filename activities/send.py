@@ -264,9 +264,12 @@ class SendActivities(SendContract):
         mail, transport_name, connection_id = state
         try:
             try:
-                provider, account = await asyncio.to_thread(
-                    self.sender_for, transport_name, connection_id
-                )
+                if transport_name == "platform":  # built once, from settings: no thread hop
+                    provider, account = self._accounts.platform()
+                else:
+                    provider, account = await asyncio.to_thread(
+                        self.sender_for, transport_name, connection_id
+                    )
             except SenderReplaced:
                 mail, transport_name, connection_id = await asyncio.to_thread(
                     self.recompose, message_id

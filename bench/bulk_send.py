@@ -131,6 +131,11 @@ async def bulk(api: str, token: str, ids: list[str], sink: CountingSink) -> floa
             if state["status"] in ("completed", "cancelled"):
                 break
             await asyncio.sleep(0.05)
+    # The sink writes its count every few messages: let it catch up with the last ones.
+    for _ in range(100):
+        if sink.count >= len(ids):
+            break
+        await asyncio.sleep(0.05)
     phases.update(
         accept=accepted - start,
         first_send=(first_sent or accepted) - accepted,

@@ -166,10 +166,10 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its descendants, all threads, so far."""
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """User and system CPU of a process (and its descendants), all threads, so far."""
     total = 0.0
-    for member in process_tree(pid):
+    for member in process_tree(pid) if descendants else [pid]:
         try:
             fields = _stat(member)
         except OSError:
@@ -194,21 +194,27 @@ def pid_with(fragment: str) -> int:
 
 
 class CpuMeter:
-    """CPU seconds per named process (with its descendants) over a stretch of time."""
+    """CPU seconds per named process (with its descendants, except those named `alone`: the
+    benchmark itself, whose children include the Temporal server) over a stretch of time."""
 
-    def __init__(self, processes: dict[str, int]) -> None:
+    def __init__(self, processes: dict[str, int], alone: tuple[str, ...] = ()) -> None:
         self.processes = processes
+        self.alone = alone
         self.begun: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
+    def _now(self) -> dict[str, float]:
+        return {
+            name: cpu_seconds(pid, descendants=name not in self.alone)
+            for name, pid in self.processes.items()
+        }
+
     def __enter__(self) -> CpuMeter:
-        self.begun = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        self.begun = self._now()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.used = {
-            name: cpu_seconds(pid) - self.begun[name] for name, pid in self.processes.items()
-        }
+        self.used = {name: value - self.begun[name] for name, value in self._now().items()}
 
     def per(self, count: int, *names: str) -> float:
         """Milliseconds of CPU per item, over the named processes (all when none named)."""

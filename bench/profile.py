@@ -31,7 +31,10 @@ from bulk_send import CountingSink, bulk, seed
 from common import free_port, spawn, start_temporal, wait_http, wait_port
 from inbound_throughput import DOMAIN, deliver_all, watch_api
 from send_throughput import pipeline
+from sqlmodel import Session
 
+from core.bootstrap import create_company
+from core.db import make_engine
 from core.migrate import upgrade
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,13 +50,20 @@ KINDS = [
     ("logging", ("logging/", "core/logs.py")),
     ("HTTP (API, clients)", ("uvicorn/", "starlette/", "fastapi/", "httpx/", "httpcore/", "h11/")),
     ("crypto", ("cryptography/", "hashlib", "ssl.py")),
-    ("our code", ("/work/", "activities/", "workflows/", "api/", "core/", "worker/")),
+    ("our code", ("(activities/", "(workflows/", "(api/", "(core/", "(worker/", "(contracts/")),
     ("asyncio and threads", ("asyncio/", "threading.py", "concurrent/", "selectors.py")),
 ]
 
 
+# Samples whose innermost frame waits (py-spy counts a thread blocked in C as active): a pool
+# thread waiting for work, the event loop waiting in epoll.
+IDLE = ("_worker (concurrent/futures/thread.py:81)", "select (selectors.py", "wait (threading.py")
+
+
 def kind_of(stack: str) -> str:
     frames = stack.split(";")
+    if any(mark in frames[-1] for mark in IDLE):
+        return "idle"
     for frame in reversed(frames):
         for kind, marks in KINDS:
             if any(mark in frame for mark in marks):
@@ -65,8 +75,8 @@ def split(raw: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
-        if number.isdigit():
-            counts[kind_of(stack)] += int(number)
+        if number.isdigit() and (kind := kind_of(stack)) != "idle":
+            counts[kind] += int(number)
     return counts
 
 
@@ -124,8 +134,23 @@ async def main() -> None:
         "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
     }
     procs: dict[str, subprocess.Popen] = {}
-    api = f"http://127.0.0.1:{api_port}"
     results: dict[str, dict[str, Counter[str]]] = {}
+    try:
+        await profile_all(args, state, env, settings_env, sink, sink_port, procs, results)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        sink.stop()
+        await env.shutdown()
+    print_split(results)
+
+
+async def profile_all(args, state, env, settings_env, sink, sink_port, procs, results) -> None:
+    api = f"http://127.0.0.1:{settings_env['RECRUITMAIL_API_PORT']}"
+    smtp_port = int(settings_env["RECRUITMAIL_INBOUND_SMTP_PORT"])
+    outbox_port = int(settings_env["RECRUITMAIL_DEV_OUTBOX_PORT"])
+    db_url = settings_env["RECRUITMAIL_DATABASE_URL"]
     try:
         procs["outbox"] = spawn(["dev-outbox"], settings_env, state / "outbox.log")
         procs["worker"] = spawn(["worker"], settings_env, state / "worker.log")
@@ -134,7 +159,12 @@ async def main() -> None:
         wait_port(outbox_port)
         wait_port(smtp_port)
         await wait_http(f"{api}/readyz")
-        token, _ = seed(db_url, 1)
+        engine = make_engine(db_url)
+        with Session(engine) as session:
+            token = create_company(
+                session, name="Bench", slug="bench", admin_email="admin@bench.example"
+            ).token
+        engine.dispose()
         await pipeline(api, token, state / "outbox", 10, 4)  # warm-up
 
         print(f"profiling a burst of {args.sends} sends …", flush=True)
@@ -170,7 +200,7 @@ async def main() -> None:
         "RECRUITMAIL_PLATFORM_TRANSPORT": "smtp",
         "RECRUITMAIL_SMTP_RELAY_URL": f"smtp://127.0.0.1:{sink_port}",
     }
-    procs = {}
+    procs.clear()
     try:
         procs["worker"] = spawn(["worker"], bulk_env, state / "worker-bulk.log")
         procs["api"] = spawn(["api"], bulk_env, state / "api-bulk.log")
@@ -188,12 +218,13 @@ async def main() -> None:
             proc.terminate()
         for proc in procs.values():
             proc.wait(timeout=15)
-        sink.stop()
-        await env.shutdown()
 
+
+def print_split(results: dict[str, dict[str, Counter[str]]]) -> None:
     kinds = [kind for kind, _ in KINDS] + ["other"]
     print()
-    print("Where the CPU goes: share of py-spy samples by kind of work (innermost frame)")
+    print("Where the CPU goes: share of py-spy samples by kind of work (innermost frame that")
+    print("belongs to one; waiting threads left out)")
     columns = [(scenario, name) for scenario, found in results.items() for name in found]
     print(f"{'':22}" + "".join(f"{s + ' ' + n:>18}" for s, n in columns))
     for kind in kinds:

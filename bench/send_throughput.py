@@ -184,7 +184,7 @@ async def bare_workflows(
     async with Worker(client, task_queue=queue, workflows=[BareLoop], activities=[bare_noop]):
         await bounded(concurrency, [await one(-i - 1) for i in range(concurrency)])  # warm
         latencies.clear()
-        with CpuMeter({"bare": os.getpid(), "temporal": temporal_pid}) as meter:
+        with CpuMeter({"bare": os.getpid(), "temporal": temporal_pid}, alone=("bare",)) as meter:
             start = time.perf_counter()
             await bounded(concurrency, [await one(i) for i in range(n)])
             elapsed = time.perf_counter() - start

@@ -4,9 +4,11 @@ task queue), and runs the event relay beside them."""
 from __future__ import annotations
 
 import asyncio
+import compileall
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -164,7 +166,25 @@ class Workers:
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine) -> Workers:
+    precompile()
     return Workers(client, settings, engine)
+
+
+# What the workflow sandbox imports afresh for every run.
+SANDBOXED_PACKAGES = ("workflows", "contracts", "core")
+
+
+def precompile() -> None:
+    """Bytecode for the modules the sandbox imports afresh for every workflow run. Without it
+    (PYTHONDONTWRITEBYTECODE, as containers often set, or a first start), every run compiled
+    their source again: about a twentieth of the worker's CPU in a profile of a burst of sends.
+    An installation that cannot be written to runs as before."""
+    root = Path(__file__).resolve().parent.parent
+    for package in SANDBOXED_PACKAGES:
+        try:
+            compileall.compile_dir(root / package, quiet=2)
+        except OSError:
+            log.info("no bytecode written for %s (read-only?)", package)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
