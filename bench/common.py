@@ -22,6 +22,26 @@ from core.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker.dev import SQLITE_PRAGMAS
 
 
+def bench_company(db_url: str) -> str:
+    """The benchmark's company (slug `bench`, so its hosted address is bench-jobs@…) in a
+    migrated database; its admin's token."""
+    from sqlmodel import Session
+
+    from core.bootstrap import create_company
+    from core.db import make_engine
+    from core.migrate import upgrade
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return create_company(
+                session, name="Bench", slug="bench", admin_email="admin@bench.example"
+            ).token
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

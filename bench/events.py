@@ -27,12 +27,19 @@ from sqlmodel import Session
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from common import Figure, free_port, report, spawn, start_temporal, wait_http, wait_port
+from common import (
+    Figure,
+    bench_company,
+    free_port,
+    report,
+    spawn,
+    start_temporal,
+    wait_http,
+    wait_port,
+)
 from send_throughput import pipeline
 
-from core.bootstrap import create_company
 from core.db import make_engine
-from core.migrate import upgrade
 
 
 async def hook_state(port: int, path: str = "/count") -> dict:
@@ -93,13 +100,7 @@ async def main() -> None:
         "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
         "RECRUITMAIL_ALLOW_PRIVATE_HOSTS": "true",  # the receiver is on loopback
     }
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    with Session(engine) as session:
-        token = create_company(
-            session, name="Bench", slug="bench", admin_email="admin@bench.example"
-        ).token
-    engine.dispose()
+    token = bench_company(db_url)
     api = f"http://127.0.0.1:{api_port}"
     outbox = state / "outbox"
 

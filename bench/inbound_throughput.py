@@ -22,7 +22,6 @@ from pathlib import Path
 
 import aiosmtplib
 import httpx
-from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import (
     CpuMeter,
     Figure,
+    bench_company,
     cpu_figures,
     free_port,
     percentile,
@@ -41,10 +41,6 @@ from common import (
     wait_port,
 )
 from send_throughput import bare_workflows
-
-from core.bootstrap import create_company
-from core.db import make_engine
-from core.migrate import upgrade
 
 DOMAIN = "jobs.bench.example"
 
@@ -119,13 +115,7 @@ async def main() -> None:
         "RECRUITMAIL_INBOUND_SMTP_PORT": str(smtp_port),
         "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
     }
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    with Session(engine) as session:
-        token = create_company(
-            session, name="Bench", slug="bench", admin_email="admin@bench.example"
-        ).token
-    engine.dispose()
+    token = bench_company(db_url)
     api = f"http://127.0.0.1:{api_port}"
     to = f"bench-jobs@{DOMAIN}"
 

@@ -28,13 +28,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bulk_send import CountingSink, bulk, seed
-from common import free_port, spawn, start_temporal, wait_http, wait_port
+from common import bench_company, free_port, spawn, start_temporal, wait_http, wait_port
 from inbound_throughput import DOMAIN, deliver_all, watch_api
 from send_throughput import pipeline
-from sqlmodel import Session
 
-from core.bootstrap import create_company
-from core.db import make_engine
 from core.migrate import upgrade
 
 RESULTS = Path(__file__).parent / "results"
@@ -159,12 +156,7 @@ async def profile_all(args, state, env, settings_env, sink, sink_port, procs, re
         wait_port(outbox_port)
         wait_port(smtp_port)
         await wait_http(f"{api}/readyz")
-        engine = make_engine(db_url)
-        with Session(engine) as session:
-            token = create_company(
-                session, name="Bench", slug="bench", admin_email="admin@bench.example"
-            ).token
-        engine.dispose()
+        token = bench_company(db_url)
         await pipeline(api, token, state / "outbox", 10, 4)  # warm-up
 
         print(f"profiling a burst of {args.sends} sends …", flush=True)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import (
     CpuMeter,
     Figure,
+    bench_company,
     free_port,
     pid_with,
     report,
@@ -41,10 +41,6 @@ from common import (
 )
 from inbound_throughput import DOMAIN, deliver_all, watch_api
 from send_throughput import bare_workflows, pipeline
-
-from core.bootstrap import create_company
-from core.db import make_engine
-from core.migrate import upgrade
 
 
 def scratch_database(admin_url: str, name: str, *, drop_only: bool = False) -> str:
@@ -59,13 +55,7 @@ async def one_count(
     processes: int, state: Path, temporal: str, temporal_pid: int, db_url: str, args
 ) -> dict[str, float]:
     api_port, outbox_port, smtp_port = free_port(), free_port(), free_port()
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    with Session(engine) as session:
-        token = create_company(
-            session, name="Bench", slug="bench", admin_email="admin@bench.example"
-        ).token
-    engine.dispose()
+    token = bench_company(db_url)
     settings_env = {
         "RECRUITMAIL_STATE_DIR": str(state),
         "RECRUITMAIL_DATABASE_URL": db_url,

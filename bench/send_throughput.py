@@ -25,7 +25,6 @@ from pathlib import Path
 
 import aiosmtplib
 import httpx
-from sqlmodel import Session
 from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,6 +34,7 @@ from bare_loop import BareLoop, bare_noop
 from common import (
     CpuMeter,
     Figure,
+    bench_company,
     cpu_figures,
     free_port,
     percentile,
@@ -46,10 +46,7 @@ from common import (
     wait_port,
 )
 
-from core.bootstrap import create_company
-from core.db import make_engine
 from core.mail import compose, new_message_id
-from core.migrate import upgrade
 from core.models import utcnow
 
 
@@ -221,13 +218,7 @@ async def main() -> None:
         "RECRUITMAIL_API_PORT": str(api_port),
         "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
     }
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    with Session(engine) as session:
-        token = create_company(
-            session, name="Bench", slug="bench", admin_email="admin@bench.example"
-        ).token
-    engine.dispose()
+    token = bench_company(db_url)
 
     procs: list[subprocess.Popen] = []
     try:
