@@ -226,9 +226,7 @@ def emit(
 
 _EVENTS = table_of(Event)
 _NUMBER = (
-    update(_EVENTS)
-    .where(_EVENTS.c.id == bindparam("event_id"))
-    .values(seq=bindparam("number"))
+    update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id")).values(seq=bindparam("number"))
 )
 
 
