@@ -11,11 +11,10 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import to_application_error
+from activities.send import send_platform_mail
 from activities.webhooks import admins
 from contracts.notify import SEND_REPLY_NOTIFICATION, NotificationBatch, NotifyContract
 from core.db import get_or_fail
-from core.errors import MailError
 from core.models import Candidate, Company, CompanyPrivacy, Direction, Message, User, utcnow
 from core.notices import Arrived, reply_notice
 from core.statuses import MessageKind
@@ -30,14 +29,9 @@ class NotifyActivities(NotifyContract):
 
     @activity.defn(name=SEND_REPLY_NOTIFICATION)
     async def send_reply_notification(self, input: NotificationBatch) -> int:
-        mails = await asyncio.to_thread(self._compose, input)
-        provider, account = self._accounts.platform()
-        for mail in mails:
-            try:
-                await provider.send(account, mail)
-            except MailError as err:
-                raise to_application_error(err) from None
-        return len(mails)
+        return await send_platform_mail(
+            self._accounts, await asyncio.to_thread(self._compose, input)
+        )
 
     def _compose(self, input: NotificationBatch) -> list[Outgoing]:
         with Session(self._engine) as session:

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import to_application_error
+from activities.send import send_platform_mail
 from contracts.privacy import (
     CHECKPOINT_DATABASE,
     DELETE_OLD_UNASSIGNED,
@@ -44,7 +44,6 @@ from contracts.privacy import (
 )
 from core import audit, events
 from core.db import get_or_fail, session_scope
-from core.errors import MailError
 from core.events import EventType
 from core.models import (
     ApplicationStatus,
@@ -401,11 +400,7 @@ class PrivacyActivities(PrivacyContract):
         mail = await asyncio.to_thread(self._consent_mail, input)
         if mail is None:
             return  # erased or answered meanwhile
-        provider, account = self._accounts.platform()
-        try:
-            await provider.send(account, mail)
-        except MailError as err:
-            raise to_application_error(err) from None
+        await send_platform_mail(self._accounts, [mail])
 
     def _consent_mail(self, input: ConsentInput) -> Outgoing | None:
         with Session(self._engine) as session:

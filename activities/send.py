@@ -66,6 +66,18 @@ def to_application_error(err: MailError) -> ApplicationError:
     return ApplicationError(text, type=type(err).__name__, non_retryable=True)
 
 
+async def send_platform_mail(accounts: Accounts, mails: list[Outgoing]) -> int:
+    """Mail from the platform itself (notices to a company's people, a candidate's consent
+    question), each through the platform transport; a failure becomes the activity's error."""
+    provider, account = accounts.platform()
+    for mail in mails:
+        try:
+            await provider.send(account, mail)
+        except MailError as err:
+            raise to_application_error(err) from None
+    return len(mails)
+
+
 def _describe(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds >= 3600:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import heartbeating, to_application_error
+from activities.send import heartbeating, send_platform_mail
 from contracts.webhooks import (
     DELIVER_WEBHOOKS,
     TELL_ADMINS_ENDPOINT_DISABLED,
@@ -26,7 +26,6 @@ from contracts.webhooks import (
 )
 from core import events, webhooks
 from core.db import get_or_fail, session_scope
-from core.errors import MailError
 from core.events import EventType
 from core.models import (
     Company,
@@ -317,12 +316,7 @@ class WebhookActivities(WebhookContract):
     @activity.defn(name=TELL_ADMINS_ENDPOINT_DISABLED)
     async def tell_admins_endpoint_disabled(self, input: EndpointRef) -> None:
         mails = await asyncio.to_thread(self._disabled_notices, uuid.UUID(input.endpoint_id))
-        provider, account = self._accounts.platform()
-        for mail in mails:
-            try:
-                await provider.send(account, mail)
-            except MailError as err:
-                raise to_application_error(err) from None
+        await send_platform_mail(self._accounts, mails)
 
     def _disabled_notices(self, endpoint_id: uuid.UUID) -> list[Outgoing]:
         with Session(self._engine) as session:

@@ -68,13 +68,34 @@ def reply_notice(
         "-- ",
         "Recruitmail",
     ]
+    return company_mail(
+        company=company, hosted=hosted, domain=domain, recipient=recipient,
+        recipient_name=recipient_name, subject=subject, text="\n".join(lines), now=now,
+        about=about,
+    )  # fmt: skip
+
+
+def company_mail(
+    *,
+    company: str,
+    hosted: str,
+    domain: str,
+    recipient: str,
+    recipient_name: str,
+    subject: str,
+    text: str,
+    now: datetime,
+    about: tuple[str, ...] = (),
+) -> Composed:
+    """An automatic mail from the company's hosted address (`Auto-Submitted`, so no client
+    answers it automatically), with the ids it tells of in `X-Recruitmail-About`."""
     _, composed = compose(
         from_address=hosted,
         from_name=company,
         to_address=recipient,
         to_name=recipient_name,
         subject=subject,
-        text="\n".join(lines),
+        text=text,
         html=None,
         message_id=new_message_id(domain),
         date=now,
@@ -114,16 +135,8 @@ def endpoint_disabled_notice(
             "Recruitmail",
         ]
     )
-    _, composed = compose(
-        from_address=hosted,
-        from_name=company,
-        to_address=recipient,
-        to_name=recipient_name,
-        subject="A webhook endpoint was disabled",
-        text=text,
-        html=None,
-        message_id=new_message_id(domain),
-        date=now,
-        extra_headers={"Auto-Submitted": "auto-generated"},
-    )
-    return composed
+    return company_mail(
+        company=company, hosted=hosted, domain=domain, recipient=recipient,
+        recipient_name=recipient_name, subject="A webhook endpoint was disabled", text=text,
+        now=now,
+    )  # fmt: skip

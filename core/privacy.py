@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from core import audit
 from core.events import scrub
-from core.mail import Composed, compose, new_message_id
+from core.mail import Composed
 from core.models import (
     Candidate,
     CandidateAddress,
@@ -24,7 +24,7 @@ from core.models import (
     Message,
     utcnow,
 )
-from core.notices import about_header
+from core.notices import company_mail
 from core.run_ids import erase_workflow_id
 from core.security import secret_box
 from core.settings import Settings
@@ -85,19 +85,17 @@ def consent_ask_mail(
             company.name,
         ]
     )
-    _, composed = compose(
-        from_address=settings.hosted_address(company.slug),
-        from_name=company.name,
-        to_address=candidate.email,
-        to_name=candidate.name,
+    return company_mail(
+        company=company.name,
+        hosted=settings.hosted_address(company.slug),
+        domain=settings.platform_mail_domain,
+        recipient=candidate.email,
+        recipient_name=candidate.name,
         subject=f"May {company.name} keep your application?",
         text=text,
-        html=None,
-        message_id=new_message_id(settings.platform_mail_domain),
-        date=datetime.now(deadline.tzinfo),
-        extra_headers={"Auto-Submitted": "auto-generated", **about_header((str(candidate.id),))},
+        now=datetime.now(deadline.tzinfo),
+        about=(str(candidate.id),),
     )
-    return composed
 
 
 def register_erasure(

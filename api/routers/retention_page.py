@@ -143,7 +143,6 @@ async def consent_page(
         title=view.title,
         tone="info",
         lead=view.lead,
-        view=view,
         deadline_label=view.deadline_label,
         deadline=view.deadline,
         keep_for=view.keep_for,

@@ -73,5 +73,8 @@ def parse(raw: bytes) -> ParsedMail:
         split.reply_text, split.quoted_text, split.signature,
     )  # fmt: skip
     if parsed.html:
-        parsed.reply_html = fold_html(parsed.html, split)
+        try:
+            parsed.reply_html = fold_html(parsed.html, split)
+        except Exception as exc:  # HTML no parser foresaw: shown whole
+            parsed.defects.append(f"the quoted history could not be folded out of the HTML: {exc}")
     return cleaned(parsed)
