@@ -24,6 +24,8 @@ _REDACTIONS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
     (re.compile(r"\brm_[A-Za-z0-9_-]{16,}"), "rm_[redacted]"),
     (re.compile(r"/codec/t/[^/\s]+"), "/codec/t/[redacted]"),
+    # A database error's text quotes the statement's values (names, subjects, bodies).
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters: redacted]"),
     # Logs carry ids, never addresses: a candidate's would outlive their erasure here.
     (re.compile(r"[^\s<>()\[\],;:\"'=]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[address]"),
     (
