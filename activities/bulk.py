@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -75,11 +76,42 @@ _TO_SENDING = (
         attempt_started_at=bindparam("now"),
     )
 )
+# The sent or failed message, by primary key: one executemany for the outcomes of a commit.
+_TO_OUTCOME = (
+    update(_MESSAGE)
+    .where(_MESSAGE.c.id == bindparam("target_id"))
+    .values(
+        status=bindparam("status"),
+        updated_at=bindparam("now"),
+        attempts=_MESSAGE.c.attempts + 1,
+        attempt_started_at=None,
+        sent_at=bindparam("sent_at"),
+        provider_message_id=bindparam("provider_id"),
+        error=bindparam("error"),
+    )
+)
+# The next messages' `sending`, as _TO_SENDING, telling which moved.
+_TO_SENDING_MANY = (
+    update(_MESSAGE)
+    .where(
+        _MESSAGE.c.id.in_(bindparam("target_ids", expanding=True)),
+        _MESSAGE.c.status.in_(_PENDING),
+    )
+    .values(
+        status=MessageStatus.SENDING,
+        updated_at=bindparam("now"),
+        attempt_started_at=bindparam("now"),
+    )
+    .returning(_MESSAGE.c.id)
+)
 # Waits up to this long inside the batch; a longer one goes back to the workflow's timer.
 MAX_INLINE_WAIT = 60.0
 # A message whose send keeps failing transiently inside one attempt of the batch: the batch
 # attempt fails and Temporal retries it later (skipping what was sent).
 MAX_TRANSIENT_TRIES = 4
+# A heartbeat costs an encode and a call into the SDK's core: one a second is plenty (the
+# timeout is 30 s by default), and progress is in the database anyway.
+HEARTBEAT_EVERY = 1.0
 
 
 class _Pending(NamedTuple):
@@ -97,6 +129,72 @@ class _Pending(NamedTuple):
     candidate_name: str | None = None
     subject: str = ""
     bulk_job_id: uuid.UUID | None = None
+
+
+class BatchOutcome(NamedTuple):
+    """A sent or failed message of a batch, and the batch's next message to mark `sending`."""
+
+    message: _Pending
+    status: str
+    detail: str
+    next_id: uuid.UUID | None
+
+
+class GroupCommit:
+    """Commits the outcomes that the batches running at once report, together.
+
+    A batch waits for its own outcome's commit before its next send, so a crash still
+    leaves at most one message per batch sent but not recorded. Outcomes that arrive while a
+    commit is under way go into the next one: under load a commit carries one per running
+    batch, with one transaction and one thread hop instead of one each.
+    """
+
+    def __init__(self, write: Callable[[list[BatchOutcome]], set[uuid.UUID]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[BatchOutcome, asyncio.Future[bool]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def record(self, outcome: BatchOutcome) -> bool:
+        """True when the batch's next message is now `sending` (not cancelled meanwhile)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcome, future))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_all())
+        # Shielded: a batch cancelled while it waits leaves the commit to the others.
+        return await asyncio.shield(future)
+
+    async def _write_all(self) -> None:
+        group: list[tuple[BatchOutcome, asyncio.Future[bool]]] = []
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    moved = await asyncio.to_thread(self._write, [o for o, _ in group])
+                except Exception as err:  # each waiting batch fails, and Temporal retries it
+                    _settle(group, error=err)
+                else:
+                    _settle(group, moved=moved)
+        finally:
+            self._writing = None
+            # Stopped (the worker shutting down): no batch waits for a commit that never comes.
+            stopped = RuntimeError("the worker stopped before the outcome was recorded")
+            _settle(group + self._waiting, error=stopped)
+            self._waiting = []
+
+
+def _settle(
+    group: list[tuple[BatchOutcome, asyncio.Future[bool]]],
+    *,
+    moved: set[uuid.UUID] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    for outcome, future in group:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome.next_id in (moved or set()))
 
 
 @dataclass
@@ -118,6 +216,7 @@ class BulkActivities(BulkContract):
         self._engine = engine
         self._settings = settings
         self._send = send
+        self._group = GroupCommit(self._advance_many)
 
     # -- planning -----------------------------------------------------------------------
 
@@ -230,7 +329,7 @@ class BulkActivities(BulkContract):
         )
         if mailbox.rate.limited:
             await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)
-        last_check = time.monotonic()
+        last_check = last_beat = time.monotonic()
         try:
             ready = await asyncio.to_thread(self._mark_sending, pending[0].id)
             for index, message in enumerate(pending):
@@ -253,12 +352,14 @@ class BulkActivities(BulkContract):
                     result.resume_at = outcome
                     return result
                 status, detail = outcome
-                ready = await asyncio.to_thread(self._advance, message, status, detail, next_id)
+                ready = await self._group.record(BatchOutcome(message, status, detail, next_id))
                 if status == MessageStatus.SENT:
                     result.sent += 1
                 else:
                     result.failed += 1
-                activity.heartbeat(index + 1)
+                if time.monotonic() - last_beat > HEARTBEAT_EVERY:
+                    last_beat = time.monotonic()
+                    activity.heartbeat(index + 1)
         finally:
             await mailbox.session.close()
         await asyncio.to_thread(self._clear_next_send, job_id)
@@ -392,47 +493,56 @@ class BulkActivities(BulkContract):
                 .values(status=MessageStatus.QUEUED, updated_at=utcnow(), attempt_started_at=None)
             )
 
-    def _advance(
-        self, message: _Pending, status: str, detail: str, next_id: uuid.UUID | None
-    ) -> bool:
-        """This message's outcome, its event, and the next one's `sending`, in one transaction;
-        True when the next one is `sending` (it was not cancelled meanwhile).
+    def _advance_many(self, outcomes: list[BatchOutcome]) -> set[uuid.UUID]:
+        """Messages' outcomes, their events, and the next ones' `sending`, in one transaction;
+        returns the next ids now `sending` (those not cancelled meanwhile).
 
+        The outcomes come from the batches running at once, each waiting for its own: a
+        batch still sends its next message only after its last one's outcome is committed.
         SQLAlchemy Core, not the ORM: this runs once per message, on the hot path.
         """
         now = utcnow()
-        values: dict = {
-            "status": status,
-            "updated_at": now,
-            "attempts": _MESSAGE.c.attempts + 1,
-            "attempt_started_at": None,
-        }
-        if status == MessageStatus.SENT:
-            values.update(sent_at=now, provider_message_id=detail[:255], error=None)
-        else:
-            values.update(error=detail)
-        event = events.row(
-            uuid.UUID(message.company_id),
-            EventType.MESSAGE_SENT if status == MessageStatus.SENT else EventType.MESSAGE_FAILED,
-            events.message_data(
-                message.id,
-                message.candidate_id,
-                status,
-                reason=None if status == MessageStatus.SENT else detail,
-                bulk_job_id=message.bulk_job_id,
-            ),
-            personal=events.message_personal(
-                message.envelope_from, message.candidate_name, message.subject
-            ),
-            candidate_id=message.candidate_id,
-        )
+        results = []
+        event_rows = []
+        for outcome in outcomes:
+            message, sent = outcome.message, outcome.status == MessageStatus.SENT
+            results.append(
+                {
+                    "target_id": message.id,
+                    "status": outcome.status,
+                    "now": now,
+                    "sent_at": now if sent else None,
+                    "provider_id": outcome.detail[:255] if sent else None,
+                    "error": None if sent else outcome.detail,
+                }
+            )
+            event_rows.append(
+                events.row(
+                    uuid.UUID(message.company_id),
+                    EventType.MESSAGE_SENT if sent else EventType.MESSAGE_FAILED,
+                    events.message_data(
+                        message.id,
+                        message.candidate_id,
+                        outcome.status,
+                        reason=None if sent else outcome.detail,
+                        bulk_job_id=message.bulk_job_id,
+                    ),
+                    personal=events.message_personal(
+                        message.envelope_from, message.candidate_name, message.subject
+                    ),
+                    candidate_id=message.candidate_id,
+                )
+            )
+        following = [outcome.next_id for outcome in outcomes if outcome.next_id is not None]
         with self._engine.begin() as connection:
-            connection.execute(update(_MESSAGE).where(_MESSAGE.c.id == message.id).values(values))
-            connection.execute(insert(_EVENT), event)
-            if next_id is None:
-                return False
-            moved = connection.execute(_TO_SENDING, {"target_id": next_id, "now": now})
-            return moved.rowcount == 1
+            connection.execute(_TO_OUTCOME, results)
+            connection.execute(insert(_EVENT), event_rows)
+            if not following:
+                return set()
+            moved = connection.execute(
+                _TO_SENDING_MANY, {"target_ids": following, "now": now}
+            ).scalars()
+            return set(moved)
 
     def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
         with session_scope(self._engine) as session:

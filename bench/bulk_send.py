@@ -83,6 +83,31 @@ class CountingSink:
         self.proc.wait(timeout=10)
 
 
+class OutboxSink:
+    """The dev outbox (`recruitmail dev-outbox`, aiosmtpd writing a file per message) as the
+    sink; counts its files."""
+
+    def __init__(self, port: int, state: Path, settings_env: dict[str, str]) -> None:
+        self.folder = state / "outbox"
+        self.proc = spawn(["dev-outbox"], settings_env, state / "outbox.log")
+        self.base = 0
+
+    def read(self) -> tuple[int, float]:
+        files = list(self.folder.glob("*/*.json"))
+        last = max((path.stat().st_mtime for path in files), default=0.0)
+        return len(files) - self.base, last
+
+    count = CountingSink.count
+    last = CountingSink.last
+
+    def reset(self) -> None:
+        self.base += self.count
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 def seed(db_url: str, n: int) -> tuple[str, list[str]]:
     engine = make_engine(db_url)
     with Session(engine, expire_on_commit=False) as session:
@@ -107,7 +132,7 @@ def seed(db_url: str, n: int) -> tuple[str, list[str]]:
 phases: dict[str, float] = {}
 
 
-async def bulk(api: str, token: str, ids: list[str], sink: CountingSink) -> float:
+async def bulk(api: str, token: str, ids: list[str], sink: CountingSink | OutboxSink) -> float:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=120) as http:
         start = time.time()
@@ -180,9 +205,9 @@ async def main() -> None:
     )
     parser.add_argument(
         "--sink",
-        choices=["fast", "aiosmtpd"],
+        choices=["fast", "aiosmtpd", "outbox"],
         default="fast",
-        help="the SMTP sink: a minimal asyncio one (default) or aiosmtpd",
+        help="the SMTP sink: a minimal asyncio one (default), aiosmtpd, or the dev outbox",
     )
     args = parser.parse_args()
 
@@ -190,8 +215,6 @@ async def main() -> None:
     print(f"state in {state}; starting Temporal …", flush=True)
     env = await start_temporal(state)
     sink_port, api_port = free_port(), free_port()
-    sink = CountingSink(sink_port, state, "fast_sink.py" if args.sink == "fast" else "sink.py")
-    wait_port(sink_port)
     db_url = args.database_url or f"sqlite:///{state / 'bench.db'}"
     upgrade(db_url)
     settings_env = {
@@ -204,6 +227,16 @@ async def main() -> None:
         "RECRUITMAIL_BULK_BATCH_SIZE": str(args.batch_size),
         "RECRUITMAIL_BULK_PARALLEL_BATCHES": str(args.parallel),
     }
+    sink: CountingSink | OutboxSink
+    if args.sink == "outbox":
+        settings_env.update(
+            RECRUITMAIL_PLATFORM_TRANSPORT="dev_outbox",
+            RECRUITMAIL_DEV_OUTBOX_PORT=str(sink_port),
+        )
+        sink = OutboxSink(sink_port, state, settings_env)
+    else:
+        sink = CountingSink(sink_port, state, "fast_sink.py" if args.sink == "fast" else "sink.py")
+    wait_port(sink_port)
     procs: list[subprocess.Popen] = []
     try:
         procs.append(
