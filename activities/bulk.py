@@ -12,7 +12,6 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -45,6 +44,7 @@ from core.errors import (
     TransientMailError,
 )
 from core.events import EventType
+from core.group_commit import GroupCommit
 from core.mail import compose_bytes
 from core.models import (
     BulkJob,
@@ -140,63 +140,6 @@ class BatchOutcome(NamedTuple):
     next_id: uuid.UUID | None
 
 
-class GroupCommit:
-    """Commits the outcomes that the batches running at once report, together.
-
-    A batch waits for its own outcome's commit before its next send, so a crash still
-    leaves at most one message per batch sent but not recorded. Outcomes that arrive while a
-    commit is under way go into the next one: under load a commit carries one per running
-    batch, with one transaction and one thread hop instead of one each.
-    """
-
-    def __init__(self, write: Callable[[list[BatchOutcome]], set[uuid.UUID]]) -> None:
-        self._write = write
-        self._waiting: list[tuple[BatchOutcome, asyncio.Future[bool]]] = []
-        self._writing: asyncio.Task[None] | None = None
-
-    async def record(self, outcome: BatchOutcome) -> bool:
-        """True when the batch's next message is now `sending` (not cancelled meanwhile)."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((outcome, future))
-        if self._writing is None:
-            self._writing = asyncio.ensure_future(self._write_all())
-        # Shielded: a batch cancelled while it waits leaves the commit to the others.
-        return await asyncio.shield(future)
-
-    async def _write_all(self) -> None:
-        group: list[tuple[BatchOutcome, asyncio.Future[bool]]] = []
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                try:
-                    moved = await asyncio.to_thread(self._write, [o for o, _ in group])
-                except Exception as err:  # each waiting batch fails, and Temporal retries it
-                    _settle(group, error=err)
-                else:
-                    _settle(group, moved=moved)
-        finally:
-            self._writing = None
-            # Stopped (the worker shutting down): no batch waits for a commit that never comes.
-            stopped = RuntimeError("the worker stopped before the outcome was recorded")
-            _settle(group + self._waiting, error=stopped)
-            self._waiting = []
-
-
-def _settle(
-    group: list[tuple[BatchOutcome, asyncio.Future[bool]]],
-    *,
-    moved: set[uuid.UUID] | None = None,
-    error: BaseException | None = None,
-) -> None:
-    for outcome, future in group:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(outcome.next_id in (moved or set()))
-
-
 @dataclass
 class _Mailbox:
     """Where a batch sends: one sender (a reused session), and that mailbox's throttle."""
@@ -216,7 +159,7 @@ class BulkActivities(BulkContract):
         self._engine = engine
         self._settings = settings
         self._send = send
-        self._group = GroupCommit(self._advance_many)
+        self._outcomes = GroupCommit(self._advance_many)
 
     # -- planning -----------------------------------------------------------------------
 
@@ -352,7 +295,7 @@ class BulkActivities(BulkContract):
                     result.resume_at = outcome
                     return result
                 status, detail = outcome
-                ready = await self._group.record(BatchOutcome(message, status, detail, next_id))
+                ready = await self._outcomes.write(BatchOutcome(message, status, detail, next_id))
                 if status == MessageStatus.SENT:
                     result.sent += 1
                 else:
@@ -493,9 +436,9 @@ class BulkActivities(BulkContract):
                 .values(status=MessageStatus.QUEUED, updated_at=utcnow(), attempt_started_at=None)
             )
 
-    def _advance_many(self, outcomes: list[BatchOutcome]) -> set[uuid.UUID]:
+    def _advance_many(self, outcomes: list[BatchOutcome]) -> list[bool]:
         """Messages' outcomes, their events, and the next ones' `sending`, in one transaction;
-        returns the next ids now `sending` (those not cancelled meanwhile).
+        for each, whether its batch's next message is now `sending` (not cancelled meanwhile).
 
         The outcomes come from the batches running at once, each waiting for its own: a
         batch still sends its next message only after its last one's outcome is committed.
@@ -537,12 +480,14 @@ class BulkActivities(BulkContract):
         with self._engine.begin() as connection:
             connection.execute(_TO_OUTCOME, results)
             connection.execute(insert(_EVENT), event_rows)
-            if not following:
-                return set()
-            moved = connection.execute(
-                _TO_SENDING_MANY, {"target_ids": following, "now": now}
-            ).scalars()
-            return set(moved)
+            moved = set()
+            if following:
+                moved = set(
+                    connection.execute(
+                        _TO_SENDING_MANY, {"target_ids": following, "now": now}
+                    ).scalars()
+                )
+        return [outcome.next_id in moved for outcome in outcomes]
 
     def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
         with session_scope(self._engine) as session:

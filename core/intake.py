@@ -51,6 +51,17 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
     return ownership.owner_of(session, f"{local}@{domain}")
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One received message: its bytes, envelope sender, and the companies its recipients
+    belong to (address → company)."""
+
+    raw: bytes
+    mail_from: str
+    recipients: dict[str, uuid.UUID]
+    channel: str
+
+
 def store_inbound(
     engine: Engine,
     *,
@@ -60,28 +71,39 @@ def store_inbound(
     channel: str,
 ) -> list[StoredInbound]:
     """Commit the bytes once per receiving company, in one transaction; return the rows."""
-    digest = hashlib.sha256(raw).hexdigest()
-    stored: list[StoredInbound] = []
+    [stored] = store_many(engine, [Incoming(raw, mail_from, recipients, channel)])
+    return stored
+
+
+def store_many(engine: Engine, messages: list[Incoming]) -> list[list[StoredInbound]]:
+    """Commit several received messages in one transaction (the receiver's group commit);
+    for each, its rows: one per receiving company."""
     received_at = utcnow()
-    with session_scope(engine) as session:
-        seen: set[uuid.UUID] = set()
-        for address, company_id in recipients.items():
-            if company_id in seen:
-                continue  # two addresses of one company: one copy to route
-            seen.add(company_id)
+    rows: list[InboundRaw] = []
+    stored: list[list[StoredInbound]] = []
+    for message in messages:
+        digest = hashlib.sha256(message.raw).hexdigest()
+        companies: dict[uuid.UUID, str] = {}
+        for address, company_id in message.recipients.items():
+            companies.setdefault(company_id, address)  # two addresses of one company: one copy
+        ours = []
+        for company_id, address in companies.items():
             row = InboundRaw(
                 company_id=company_id,
-                raw=raw,
+                raw=message.raw,
                 sha256=digest,
-                size=len(raw),
+                size=len(message.raw),
                 recipient=address[:320],
-                mail_from=mail_from[:320],
-                channel=channel,
+                mail_from=message.mail_from[:320],
+                channel=message.channel,
                 received_at=received_at,
             )
             row.workflow_id = receive_workflow_id(str(row.id))
-            session.add(row)
-            stored.append(StoredInbound(row.id, company_id))
+            rows.append(row)
+            ours.append(StoredInbound(row.id, company_id))
+        stored.append(ours)
+    with session_scope(engine) as session:
+        session.add_all(rows)
     return stored
 
 

@@ -7,17 +7,14 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
 
 import httpx
 from sqlmodel import Session, func, select
 
-from activities.bulk import BatchOutcome, GroupCommit
 from api.app import create_app
 from core.models import BulkJob, Candidate, Event
 from tests.fakes.smtp import SmtpSink
@@ -133,50 +130,6 @@ async def test_two_hundred_personalised_messages_each_once(temporal_client, engi
     assert len(sent_events) == 200 and set(sent_events.values()) == {1}
     assert {data["bulk_job_id"] for data in events} == {job["id"]}
     assert len(runs) >= 3  # continued as new every 3 batches
-
-
-async def test_group_commit_takes_what_arrives_during_a_commit_and_fails_each_waiter():
-    """The batches' outcomes go to the database together: those that arrive while a commit is
-    under way share the next one; each batch hears whether its next message is `sending`; a
-    failed commit fails every batch that waited for it (Temporal retries them)."""
-    groups: list[list[str]] = []
-    writing = threading.Event()
-    release = threading.Event()
-
-    def outcome(message: str, next_id: str | None) -> BatchOutcome:
-        return BatchOutcome(cast(Any, message), "sent", "250", cast(Any, next_id))
-
-    def write(outcomes: list[BatchOutcome]) -> set:
-        groups.append([outcome.message for outcome in outcomes])
-        writing.set()
-        release.wait(10)
-        if "bad" in groups[-1]:
-            raise RuntimeError("disk I/O error")
-        return {o.next_id for o in outcomes if o.next_id and o.next_id != "erased"}
-
-    group = GroupCommit(write)
-    first = asyncio.ensure_future(group.record(outcome("a", "a2")))
-    await asyncio.to_thread(writing.wait, 10)
-    during = [
-        asyncio.ensure_future(group.record(outcome(m, n)))
-        for m, n in (("b", "b2"), ("c", "erased"), ("d", None))
-    ]
-    await asyncio.sleep(0.05)
-    release.set()
-    results = await asyncio.gather(first, *during)
-    assert groups == [["a"], ["b", "c", "d"]]
-    assert results == [True, True, False, False]
-
-    release.clear()
-    writing.clear()
-    failing = [asyncio.ensure_future(group.record(outcome(m, None))) for m in ("bad", "e")]
-    await asyncio.to_thread(writing.wait, 10)
-    release.set()
-    outcomes = await asyncio.gather(*failing, return_exceptions=True)
-    assert groups[2:] == [["bad", "e"]]
-    assert all(isinstance(o, RuntimeError) for o in outcomes)
-    # The next commit starts afresh.
-    assert await group.record(outcome("f", "f2")) is True
 
 
 async def test_throttle_spaces_sends_across_jobs_and_shows_the_next_send(

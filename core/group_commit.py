@@ -1,0 +1,81 @@
+"""A group commit: many callers' writes in one database transaction, each caller still waiting
+for its own to be durable.
+
+Callers on one event loop `await group.write(item)`; the first starts a commit in a thread,
+and items that arrive while it runs go into the next one. Under load a transaction carries
+one item per concurrent caller (each SMTP session, each bulk batch), with one commit and one
+thread hop instead of one each; alone, a caller waits for nothing more than its own commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Items per transaction at most: a long transaction holds the database's write lock longer.
+MAX_GROUP = 64
+
+
+class GroupCommit(Generic[T, R]):
+    """`write_all(items)` commits the items in one transaction and returns one result each.
+
+    When it raises for a group of several, each item is written again alone, so an item that
+    cannot be written fails only its own caller.
+    """
+
+    def __init__(self, write_all: Callable[[list[T]], list[R]]) -> None:
+        self._write_all = write_all
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def write(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._drain())
+        # Shielded: a caller cancelled while it waits leaves the commit to the others.
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        group: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                try:
+                    results = await asyncio.to_thread(self._write_all, [item for item, _ in group])
+                except Exception as err:
+                    if len(group) == 1:
+                        _settle(group, error=err)
+                        continue
+                    for one in group:
+                        await self._write_alone(one)
+                else:
+                    for (_, future), result in zip(group, results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                group = []
+        finally:
+            self._writing = None
+            # Stopped (the process shutting down): nobody waits for a commit that never comes.
+            _settle(group + self._waiting, error=RuntimeError("stopped before the write ended"))
+            self._waiting = []
+
+    async def _write_alone(self, one: tuple[T, asyncio.Future[R]]) -> None:
+        item, future = one
+        try:
+            [result] = await asyncio.to_thread(self._write_all, [item])
+        except Exception as err:
+            _settle([one], error=err)
+        else:
+            if not future.done():
+                future.set_result(result)
+
+
+def _settle(group: list[tuple[T, asyncio.Future[R]]], *, error: BaseException) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(error)

@@ -1,0 +1,54 @@
+"""The group commit that the bulk batches and the SMTP receiver write through: what arrives
+during a commit shares the next one, each caller hears its own result, and an item that
+cannot be written fails only its own caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from core.group_commit import GroupCommit
+
+
+async def test_what_arrives_during_a_commit_shares_the_next_and_a_bad_item_fails_alone():
+    groups: list[list[str]] = []
+    writing = threading.Event()
+    release = threading.Event()
+
+    def write_all(items: list[str]) -> list[str]:
+        groups.append(items)
+        writing.set()
+        release.wait(10)
+        if "bad" in items:
+            raise RuntimeError("disk I/O error")
+        return [item.upper() for item in items]
+
+    group: GroupCommit[str, str] = GroupCommit(write_all)
+    first = asyncio.ensure_future(group.write("a"))
+    await asyncio.to_thread(writing.wait, 10)
+    during = [asyncio.ensure_future(group.write(item)) for item in ("b", "c", "d")]
+    await asyncio.sleep(0.05)  # all three wait while "a" commits
+    release.set()
+    assert await asyncio.gather(first, *during) == ["A", "B", "C", "D"]
+    assert groups == [["a"], ["b", "c", "d"]]
+
+    # A group that fails is written again item by item: only the bad item's caller fails.
+    groups.clear()
+    results = await asyncio.gather(
+        *(group.write(item) for item in ("e", "bad", "f")), return_exceptions=True
+    )
+    assert groups == [["e", "bad", "f"], ["e"], ["bad"], ["f"]]
+    assert results[0] == "E" and results[2] == "F"
+    assert isinstance(results[1], RuntimeError)
+
+    # A caller cancelled while it waits does not stop the commit for the others.
+    release.clear()
+    writing.clear()
+    groups.clear()
+    leaving = asyncio.ensure_future(group.write("g"))
+    staying = asyncio.ensure_future(group.write("h"))
+    await asyncio.to_thread(writing.wait, 10)
+    leaving.cancel()
+    release.set()
+    assert await staying == "H"
+    assert groups == [["g", "h"]] and leaving.cancelled()
