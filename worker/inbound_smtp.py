@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 import tempfile
@@ -44,7 +43,7 @@ class InboundHandler:
         self.starting: set[asyncio.Task[None]] = set()
         # The sessions' messages are committed together: one transaction per group of
         # concurrent DATA ends instead of one each, every 250 still after its own commit.
-        self.stores = GroupCommit(functools.partial(intake.store_many, engine))
+        self.stores = GroupCommit(self._store_many)
 
     def start_routing_later(self, stored: list[intake.StoredInbound]) -> None:
         task = asyncio.ensure_future(
@@ -98,6 +97,9 @@ class InboundHandler:
         self.start_routing_later(stored)
         ids = ",".join(str(s.inbound_id) for s in stored)
         return f"250 2.0.0 Message stored as {ids}"
+
+    def _store_many(self, messages: list[intake.Incoming]) -> list[list[intake.StoredInbound]]:
+        return intake.store_many(self.engine, messages)
 
     def _lookup(self, address: str) -> uuid.UUID | None:
         with DbSession(self.engine) as session:
