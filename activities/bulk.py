@@ -44,7 +44,7 @@ from core.errors import (
     TransientMailError,
 )
 from core.events import EventType
-from core.group_commit import GroupCommit
+from core.group_commit import GroupCommit, in_thread
 from core.mail import compose_bytes
 from core.models import (
     BulkJob,
@@ -159,7 +159,7 @@ class BulkActivities(BulkContract):
         self._engine = engine
         self._settings = settings
         self._send = send
-        self._outcomes = GroupCommit(self._advance_many)
+        self._outcomes = GroupCommit(in_thread(self._advance_many))
 
     # -- planning -----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""receive-message: route one stored inbound message to a candidate, or to Unassigned."""
+"""receive-message: route one stored inbound message to a candidate, or to Unassigned;
+receive-messages: route several stored together (a burst), each in its own transaction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 from temporalio import activity
 
 ROUTE_INBOUND_MESSAGE = "route-inbound-message"
+ROUTE_INBOUND_MESSAGES = "route-inbound-messages"
 
 
 @dataclass
@@ -18,8 +20,23 @@ class ReceiveMessageInput:
 
 
 @dataclass
+class ReceiveMessagesInput:
+    """Mail of one company stored while the start of an earlier routing run was under way."""
+
+    inbound_ids: list[str]
+    company_id: str
+    closed_application_grace: timedelta = timedelta(days=14)
+
+
+@dataclass
 class RouteInput:
     inbound_id: str
+    closed_application_grace: timedelta = timedelta(days=14)
+
+
+@dataclass
+class RouteManyInput:
+    inbound_ids: list[str]
     closed_application_grace: timedelta = timedelta(days=14)
 
 
@@ -43,4 +60,10 @@ class RouteContract:
     @activity.defn(name=ROUTE_INBOUND_MESSAGE)
     def route_inbound_message(self, input: RouteInput) -> ReceiveMessageResult:
         """Parse, classify, match and store, in one transaction."""
+        raise NotImplementedError
+
+    @activity.defn(name=ROUTE_INBOUND_MESSAGES)
+    def route_inbound_messages(self, input: RouteManyInput) -> list[ReceiveMessageResult | None]:
+        """Route each message as route_inbound_message does, in its own transaction; None for
+        one that could not be routed (left to a run of its own)."""
         raise NotImplementedError

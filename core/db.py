@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T", bound=SQLModel)
+R = TypeVar("R")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
+    """The engine for `url`. On SQLite a write waits up to `sqlite_busy_timeout` seconds for
+    the lock, SQLite polling for it at growing intervals (up to 100 ms); a short one, with
+    retry_while_locked around the write, polls every millisecond instead."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
@@ -29,7 +35,7 @@ def make_engine(url: str) -> Engine:
         # A connection per concurrent request or activity thread (the worker runs 32).
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
             pool_size=20,
             max_overflow=40,
         )
@@ -48,6 +54,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # mail cannot be read back from the file (the erasure also checkpoints the WAL).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def retry_while_locked(
+    write: Callable[..., R], *args: Any, patience: float = 30.0, poll: float = 0.001
+) -> R:
+    """Run `write` (a whole transaction), again while SQLite answers "database is locked",
+    for up to `patience` seconds. Any other error, and a lock past that, is raised."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return write(*args)
+        except OperationalError as err:
+            if "database is locked" not in str(err.orig) or time.monotonic() > deadline:
+                raise
+        time.sleep(poll)
 
 
 @contextmanager

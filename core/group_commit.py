@@ -1,8 +1,8 @@
 """A group commit: many callers' writes in one database transaction, each caller still waiting
-for its own to be durable.
+for its own to be durable (or, for the receiver's routing starts, many items in one call).
 
-Callers on one event loop `await group.write(item)`; the first starts a commit in a thread,
-and items that arrive while it runs go into the next one. Under load a transaction carries
+Callers on one event loop `await group.write(item)`; the first starts a write, and items that
+arrive while it runs go into the next one. Under load a transaction carries
 one item per concurrent caller (each SMTP session, each bulk batch), with one commit and one
 thread hop instead of one each; alone, a caller waits for nothing more than its own commit.
 """
@@ -10,7 +10,7 @@ thread hop instead of one each; alone, a caller waits for nothing more than its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,14 +20,24 @@ R = TypeVar("R")
 MAX_GROUP = 64
 
 
+def in_thread(write_all: Callable[[list[T]], list[R]]) -> Callable[[list[T]], Awaitable[list[R]]]:
+    """A blocking `write_all` (a database transaction), run in the default thread pool."""
+
+    async def write_in_thread(items: list[T]) -> list[R]:
+        return await asyncio.to_thread(write_all, items)
+
+    return write_in_thread
+
+
 class GroupCommit(Generic[T, R]):
-    """`write_all(items)` commits the items in one transaction and returns one result each.
+    """`await write_all(items)` writes the items together and returns one result each (see
+    `in_thread` for a database transaction).
 
     When it raises for a group of several, each item is written again alone, so an item that
     cannot be written fails only its own caller.
     """
 
-    def __init__(self, write_all: Callable[[list[T]], list[R]]) -> None:
+    def __init__(self, write_all: Callable[[list[T]], Awaitable[list[R]]]) -> None:
         self._write_all = write_all
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -46,7 +56,7 @@ class GroupCommit(Generic[T, R]):
             while self._waiting:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 try:
-                    results = await asyncio.to_thread(self._write_all, [item for item, _ in group])
+                    results = await self._write_all([item for item, _ in group])
                 except Exception as err:
                     if len(group) == 1:
                         _settle(group, error=err)
@@ -67,7 +77,7 @@ class GroupCommit(Generic[T, R]):
     async def _write_alone(self, one: tuple[T, asyncio.Future[R]]) -> None:
         item, future = one
         try:
-            [result] = await asyncio.to_thread(self._write_all, [item])
+            [result] = await self._write_all([item])
         except Exception as err:
             _settle([one], error=err)
         else:

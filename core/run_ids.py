@@ -13,6 +13,10 @@ def receive_workflow_id(inbound_id: str) -> str:
     return f"receive-message-{inbound_id}"
 
 
+def receive_batch_workflow_id(first_inbound_id: str) -> str:
+    return f"receive-messages-{first_inbound_id}"
+
+
 def setup_workflow_id(connection_id: str) -> str:
     return f"connection-setup-{connection_id}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from core.group_commit import GroupCommit
+from core.group_commit import GroupCommit, in_thread
 
 
 async def test_what_arrives_during_a_commit_shares_the_next_and_a_bad_item_fails_alone():
@@ -23,7 +23,7 @@ async def test_what_arrives_during_a_commit_shares_the_next_and_a_bad_item_fails
             raise RuntimeError("disk I/O error")
         return [item.upper() for item in items]
 
-    group: GroupCommit[str, str] = GroupCommit(write_all)
+    group: GroupCommit[str, str] = GroupCommit(in_thread(write_all))
     first = asyncio.ensure_future(group.write("a"))
     await asyncio.to_thread(writing.wait, 10)
     during = [asyncio.ensure_future(group.write(item)) for item in ("b", "c", "d")]

@@ -16,13 +16,18 @@ import pytest
 from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
+from activities.inbound import InboundActivities
 from core import intake
 from core.models import AuditEvent, Candidate, InboundRaw, Message, User, utcnow
+from core.run_ids import receive_batch_workflow_id, receive_workflow_id
+from core.search_attributes import COMPANY_ID, MAIL_STATUS
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, eventually, running_stack
 from tests.test_inbound_parse import application, forward
 from worker.inbound_smtp import InboundSmtpServer
+from workflows.client import start_all_routing
+from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
 
 SECRET = "inbound-test-secret-0123456789"
 
@@ -753,3 +758,97 @@ async def test_a_colleagues_forward_routes_by_the_original_sender(
     assert "original sender ada@home.example" in unassigned["Fwd: Application"]["match_detail"]
     assert created.status_code == 201, created.text
     assert (created.json()["name"], created.json()["email"]) == ("Ada Lovelace", "ada@home.example")
+
+
+async def test_a_burst_is_routed_in_one_run_and_a_message_it_cannot_route_gets_its_own(
+    temporal_client, engine, tmp_path, monkeypatch
+):
+    """Mail stored while a start was under way is routed by one receive-messages run, each
+    message in its own transaction; one that fails there is routed by a receive-message run
+    of its own, which the batch starts."""
+    failed_once: set[uuid.UUID] = set()
+    route = InboundActivities.route
+
+    def route_failing_once(self, inbound_id, grace):  # the database hiccups for one message
+        if inbound_id == unlucky and inbound_id not in failed_once:
+            failed_once.add(inbound_id)
+            raise OSError("disk I/O error")
+        return route(self, inbound_id, grace)
+
+    monkeypatch.setattr(InboundActivities, "route", route_failing_once)
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        candidate = await inbound.stack.candidate(tenant, email="burst@example.org")
+        senders = ["burst@example.org", "stranger@example.org", "other@example.org"]
+        stored = intake.store_many(
+            engine,
+            [
+                intake.Incoming(
+                    samples.plain_mail(sender=sender, to=hosted),
+                    sender,
+                    {hosted: tenant.company.id},
+                    "smtp",
+                )
+                for sender in senders
+            ],
+        )
+        items = [rows[0] for rows in stored]
+        unlucky = items[2].inbound_id
+        await start_all_routing(
+            inbound.stack.client,
+            items,
+            task_queue=inbound.stack.settings.task_queue,
+            closed_application_grace=timedelta(days=14),
+            together=True,
+        )
+        batch = inbound.stack.client.get_workflow_handle_for(
+            ReceiveMessagesWorkflow.run, receive_batch_workflow_id(str(items[0].inbound_id))
+        )
+        results = await batch.result()
+        await inbound.wait_routed(tenant)
+        alone = await inbound.stack.client.get_workflow_handle_for(
+            ReceiveMessageWorkflow.run, receive_workflow_id(str(unlucky))
+        ).result()
+        description = await batch.describe()
+        with Session(engine) as session:
+            rows = [session.get(InboundRaw, item.inbound_id) for item in items]
+            messages = [session.get(Message, row.message_id) for row in rows]
+
+    assert [r and r.state for r in results] == ["routed", "routed", None]
+    assert results[0].candidate_id == candidate["id"] and results[1].candidate_id is None
+    assert alone.state == "routed" and alone.candidate_id is None
+    assert [row.state for row in rows] == ["routed"] * 3
+    # Each row names the run that routed it: the batch, or the run of its own.
+    assert [row.workflow_id for row in rows] == [
+        batch.id,
+        batch.id,
+        receive_workflow_id(str(unlucky)),
+    ]
+    assert [m.from_address for m in messages] == senders
+    assert str(messages[0].candidate_id) == candidate["id"] and messages[2].candidate_id is None
+    assert description.typed_search_attributes[MAIL_STATUS] == "stored"  # one was left over
+    assert description.typed_search_attributes[COMPANY_ID] == str(tenant.company.id)
+
+
+async def test_a_burst_over_many_sessions_is_stored_and_routed_whole(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant = inbound.stack.tenant()
+        hosted = inbound.hosted(tenant)
+        answers = await asyncio.gather(
+            *(
+                inbound.deliver(samples.plain_mail(sender=f"s{i}@example.org", to=hosted), hosted)
+                for i in range(16)
+            )
+        )
+        await inbound.wait_routed(tenant)
+        await inbound.wait_runs_ended(tenant)
+        with Session(engine) as session:
+            rows = session.exec(
+                select(InboundRaw).where(InboundRaw.company_id == tenant.company.id)
+            ).all()
+    stored_ids = {answer.rsplit(" ", 1)[-1] for answer in answers}  # "… stored as {id}"
+    assert len(stored_ids) == 16 and {str(row.id) for row in rows} == stored_ids
+    assert all(row.state == "routed" and row.message_id for row in rows)

@@ -20,9 +20,9 @@ from sqlmodel import Session as DbSession
 from temporalio.client import Client
 
 from core import intake
-from core.db import make_engine
+from core.db import make_engine, retry_while_locked
 from core.errors import ConfigurationError
-from core.group_commit import GroupCommit
+from core.group_commit import GroupCommit, in_thread
 from core.settings import Settings
 from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # Where an envelope keeps, per accepted recipient, the company that receives its copy.
 _COMPANIES = "recruitmail_companies"
 MAX_RECIPIENTS = 100  # per transaction, as RFC 5321 asks every server to take
+# How long a SQLite write of the receiver lets SQLite wait for the lock before asking again.
+LOCK_POLL = 0.002
 
 
 class InboundHandler:
@@ -43,19 +45,25 @@ class InboundHandler:
         self.starting: set[asyncio.Task[None]] = set()
         # The sessions' messages are committed together: one transaction per group of
         # concurrent DATA ends instead of one each, every 250 still after its own commit.
-        self.stores = GroupCommit(self._store_many)
+        self.stores = GroupCommit(in_thread(self._store_many))
+        self.starts = GroupCommit(self._start_all)
 
     def start_routing_later(self, stored: list[intake.StoredInbound]) -> None:
-        task = asyncio.ensure_future(
-            start_all_routing(
-                self.client,
-                stored,
-                task_queue=self.settings.task_queue,
-                closed_application_grace=self.settings.closed_application_grace,
-            )
-        )
+        task = asyncio.ensure_future(self.starts.write(stored))
         self.starting.add(task)
         task.add_done_callback(self.starting.discard)
+
+    async def _start_all(self, groups: list[list[intake.StoredInbound]]) -> list[None]:
+        """One start for the mail stored while the previous start was under way: a burst is
+        routed in receive-messages runs, mail that trickles in in a receive-message run each."""
+        await start_all_routing(
+            self.client,
+            [item for stored in groups for item in stored],
+            task_queue=self.settings.task_queue,
+            closed_application_grace=self.settings.closed_application_grace,
+            together=True,
+        )
+        return [None] * len(groups)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Let the starts under way finish; the sweeper picks up any that do not."""
@@ -99,7 +107,7 @@ class InboundHandler:
         return f"250 2.0.0 Message stored as {ids}"
 
     def _store_many(self, messages: list[intake.Incoming]) -> list[list[intake.StoredInbound]]:
-        return intake.store_many(self.engine, messages)
+        return retry_while_locked(intake.store_many, self.engine, messages)
 
     def _lookup(self, address: str) -> uuid.UUID | None:
         with DbSession(self.engine) as session:
@@ -374,7 +382,9 @@ class InboundSmtpServer:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    engine = make_engine(settings.effective_database_url)
+    # The 250 waits for this write: on SQLite, ask for the lock every millisecond rather than
+    # after SQLite's own waits (up to 100 ms each) while routing writes back to back.
+    engine = make_engine(settings.effective_database_url, sqlite_busy_timeout=LOCK_POLL)
     connecting = asyncio.ensure_future(connect(settings))
     if not await until_stopped(stop, connecting):
         return

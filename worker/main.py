@@ -44,7 +44,7 @@ from workflows.privacy import (
     RetentionConsentWorkflow,
     RetentionSweepWorkflow,
 )
-from workflows.receive_message import ReceiveMessageWorkflow
+from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow
 from workflows.webhooks import WebhookEndpointWorkflow
@@ -56,6 +56,7 @@ WORKFLOWS = [
     SmtpConnectionSetupWorkflow,
     OAuthConnectionSetupWorkflow,
     ReceiveMessageWorkflow,
+    ReceiveMessagesWorkflow,
     BulkSendWorkflow,
     ConsentRequestMailWorkflow,
     ReplyNotificationsWorkflow,

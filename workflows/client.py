@@ -33,12 +33,13 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.privacy import EraseInput, SweepInput
-from contracts.receive import ReceiveMessageInput
+from contracts.receive import ReceiveMessageInput, ReceiveMessagesInput
 from contracts.send import SendMessageInput
 from contracts.webhooks import EVENTS, WebhookEndpointInput
 from core.run_ids import (
     RETENTION_SCHEDULE_ID,
     erase_workflow_id,
+    receive_batch_workflow_id,
     receive_workflow_id,
     webhook_workflow_id,
 )
@@ -46,7 +47,7 @@ from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVI
 from core.settings import Settings
 from core.statuses import InboundState, MessageStatus
 from workflows.privacy import EraseCandidateWorkflow, RetentionSweepWorkflow
-from workflows.receive_message import ReceiveMessageWorkflow
+from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
 from workflows.webhooks import WebhookEndpointWorkflow
 
@@ -274,20 +275,45 @@ async def start_all_routing(
     *,
     task_queue: str,
     closed_application_grace: timedelta,
+    together: bool = False,
 ) -> None:
-    """Start routing for stored mail; a failed start is logged and left to the sweeper."""
-    for item in items:
+    """Start routing for stored mail, each message in a receive-message run of its own (a
+    second start of the same message is a no-op: two sweepers never route it twice); or,
+    `together`, one receive-messages run for several of one company (the receiver's bursts).
+    A failed start is logged and left to the sweeper."""
+    groups: list[tuple[uuid.UUID, list[str]]] = []
+    if together:
+        by_company: dict[uuid.UUID, list[str]] = {}
+        for item in items:
+            by_company.setdefault(item.company_id, []).append(str(item.inbound_id))
+        groups = list(by_company.items())
+    else:
+        groups = [(item.company_id, [str(item.inbound_id)]) for item in items]
+    for company_id, inbound_ids in groups:
         try:
-            await start_routing(
+            if len(inbound_ids) == 1:
+                await start_routing(
+                    client,
+                    inbound_id=inbound_ids[0],
+                    company_id=str(company_id),
+                    task_queue=task_queue,
+                    closed_application_grace=closed_application_grace,
+                )
+                continue
+            await start_run(
                 client,
-                inbound_id=str(item.inbound_id),
-                company_id=str(item.company_id),
+                ReceiveMessagesWorkflow.run,
+                ReceiveMessagesInput(inbound_ids, str(company_id), closed_application_grace),
+                workflow_id=receive_batch_workflow_id(inbound_ids[0]),
                 task_queue=task_queue,
-                closed_application_grace=closed_application_grace,
+                company_id=str(company_id),
+                status=InboundState.STORED,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             )
         except Exception:
             log.warning(
                 "routing for inbound %s not started; the sweeper will retry",
-                item.inbound_id,
+                ", ".join(inbound_ids[:5]),
                 exc_info=True,
             )

@@ -1,19 +1,25 @@
-"""ReceiveMessage: route one stored inbound message to a candidate, or to Unassigned messages."""
+"""ReceiveMessage: route one stored inbound message to a candidate, or to Unassigned messages.
+ReceiveMessages: the same for the messages of a burst, in one run."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 from contracts.receive import (
     ReceiveMessageInput,
     ReceiveMessageResult,
+    ReceiveMessagesInput,
     RouteContract,
     RouteInput,
+    RouteManyInput,
 )
 from contracts.setup import REDIRECT_SEEN
-from core.run_ids import setup_workflow_id
-from core.search_attributes import MAIL_STATUS
-from core.statuses import InboundKind, MessageKind, RoutingState
+from core.run_ids import receive_workflow_id, setup_workflow_id
+from core.search_attributes import COMPANY_ID, MAIL_STATUS
+from core.statuses import InboundKind, InboundState, MessageKind, RoutingState
 from workflows import policies
 
 
@@ -45,14 +51,77 @@ class ReceiveMessageWorkflow:
         )
         self._result = result
         workflow.upsert_search_attributes([MAIL_STATUS.value_set(_mail_status(result))])
-        if result.connection_id:
-            # Wake the setup's redirect leg; the database already says `verified`.
-            handle = workflow.get_external_workflow_handle(setup_workflow_id(result.connection_id))
-            try:
-                await handle.signal(REDIRECT_SEEN)
-            except Exception:  # the setup has ended: nothing waits for the news
-                workflow.logger.info("setup of %s had already ended", result.connection_id)
+        await _wake_setup(result)
         return result
+
+
+@workflow.defn(name="receive-messages")
+class ReceiveMessagesWorkflow:
+    """Routes the messages of one company that arrived in a burst, in one run: the receiver
+    starts one for the messages stored while its previous start was under way, so mail that
+    trickles in still gets a receive-message run each.
+
+    Each message is routed in its own transaction by one local activity; a message it could not
+    route gets a receive-message run of its own (with that workflow's retries), started before
+    this run ends. The result lists each message's routing, in the order of the input.
+    """
+
+    @workflow.init
+    def __init__(self, input: ReceiveMessagesInput) -> None:
+        self._results: list[ReceiveMessageResult | None] = []
+
+    @workflow.query(name="result")
+    def result(self) -> list[ReceiveMessageResult | None]:
+        return self._results
+
+    @workflow.run
+    async def run(self, input: ReceiveMessagesInput) -> list[ReceiveMessageResult | None]:
+        self._results = await policies.db_step(
+            RouteContract.route_inbound_messages,
+            RouteManyInput(input.inbound_ids, input.closed_application_grace),
+            timeout=policies.ROUTE_TIMEOUT,
+        )
+        for inbound_id, result in zip(input.inbound_ids, self._results, strict=True):
+            if result is None:
+                await _route_alone(input, inbound_id)
+            else:
+                await _wake_setup(result)
+        left = self._results.count(None)
+        workflow.upsert_search_attributes(
+            [MAIL_STATUS.value_set(InboundState.STORED if left else InboundState.ROUTED)]
+        )
+        return self._results
+
+
+async def _route_alone(input: ReceiveMessagesInput, inbound_id: str) -> None:
+    """A receive-message run for a message the batch could not route; it outlives this run."""
+    try:
+        await workflow.start_child_workflow(
+            ReceiveMessageWorkflow.run,
+            ReceiveMessageInput(inbound_id, input.company_id, input.closed_application_grace),
+            id=receive_workflow_id(inbound_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(COMPANY_ID, input.company_id),
+                    SearchAttributePair(MAIL_STATUS, InboundState.STORED),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:  # the sweeper was first
+        workflow.logger.info("inbound %s already has a run of its own", inbound_id)
+
+
+async def _wake_setup(result: ReceiveMessageResult) -> None:
+    """A connection test's message came back: wake the setup's redirect leg (the database
+    already says `verified`)."""
+    if not result.connection_id:
+        return
+    handle = workflow.get_external_workflow_handle(setup_workflow_id(result.connection_id))
+    try:
+        await handle.signal(REDIRECT_SEEN)
+    except Exception:  # the setup has ended: nothing waits for the news
+        workflow.logger.info("setup of %s had already ended", result.connection_id)
 
 
 def _mail_status(result: ReceiveMessageResult) -> str:
