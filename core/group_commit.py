@@ -31,14 +31,19 @@ def in_thread(write_all: Callable[[list[T]], list[R]]) -> Callable[[list[T]], Aw
 
 class GroupCommit(Generic[T, R]):
     """`await write_all(items)` writes the items together and returns one result each (see
-    `in_thread` for a database transaction).
+    `in_thread` for a database transaction). With `linger`, a group that formed during a
+    write waits that long more before its own, to take in more; the first write after an
+    idle spell goes at once.
 
     When it raises for a group of several, each item is written again alone, so an item that
     cannot be written fails only its own caller.
     """
 
-    def __init__(self, write_all: Callable[[list[T]], Awaitable[list[R]]]) -> None:
+    def __init__(
+        self, write_all: Callable[[list[T]], Awaitable[list[R]]], linger: float = 0.0
+    ) -> None:
         self._write_all = write_all
+        self._linger = linger
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writing: asyncio.Task[None] | None = None
 
@@ -53,7 +58,11 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         group: list[tuple[T, asyncio.Future[R]]] = []
         try:
+            first = True
             while self._waiting:
+                if self._linger and not first:
+                    await asyncio.sleep(self._linger)  # busy: let the next group grow
+                first = False
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 try:
                     results = await self._write_all([item for item, _ in group])

@@ -52,3 +52,27 @@ async def test_what_arrives_during_a_commit_shares_the_next_and_a_bad_item_fails
     release.set()
     assert await staying == "H"
     assert groups == [["g", "h"]] and leaving.cancelled()
+
+
+async def test_linger_lets_a_busy_group_grow_and_the_first_write_go_at_once():
+    groups: list[list[str]] = []
+    writing = threading.Event()
+    release = threading.Event()
+
+    def write_all(items: list[str]) -> list[None]:
+        groups.append(items)
+        writing.set()
+        release.wait(10)
+        return [None] * len(items)
+
+    group: GroupCommit[str, None] = GroupCommit(in_thread(write_all), linger=1.0)
+    first = asyncio.ensure_future(group.write("a"))
+    await asyncio.to_thread(writing.wait, 10)  # "a" went alone, without lingering
+    second = asyncio.ensure_future(group.write("b"))  # arrives while "a" is written
+    await asyncio.sleep(0.05)
+    release.set()
+    await first
+    await asyncio.sleep(0.05)  # after "a" is written, within the linger
+    third = asyncio.ensure_future(group.write("c"))
+    await asyncio.gather(second, third)
+    assert groups == [["a"], ["b", "c"]]
