@@ -35,6 +35,7 @@ from common import (
     free_port,
     pid_with,
     report,
+    run_bench,
     spawn,
     start_temporal,
     wait_http,
@@ -287,4 +288,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_bench(main)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from common import (
     bench_company,
     free_port,
     report,
+    run_bench,
     spawn,
     start_temporal,
     wait_http,
@@ -179,8 +179,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    # The Temporal SDK's runtime threads can crash the interpreter's teardown (PyGILState_Release)
-    # after a long run; the figures are printed, so leave without it.
-    sys.stdout.flush()
-    os._exit(0)
+    run_bench(main)

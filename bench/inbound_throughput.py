@@ -36,6 +36,7 @@ from common import (
     percentile,
     pid_with,
     report,
+    run_bench,
     spawn,
     start_temporal,
     wait_http,
@@ -194,4 +195,4 @@ if __name__ == "__main__":
         port, to, email, count, sessions = sys.argv[2:7]
         asyncio.run(_deliver_here(int(port), to, email, int(count), int(sessions)))
     else:
-        asyncio.run(main())
+        run_bench(main)

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from common import Figure, free_port, report, spawn, start_temporal, wait_http
+from common import Figure, free_port, report, run_bench, spawn, start_temporal, wait_http
 
 from activities.accounts import Accounts
 from activities.privacy import PrivacyActivities
@@ -248,6 +248,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    sys.stdout.flush()
-    os._exit(0)
+    run_bench(main)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bulk_send import CountingSink, bulk, seed
-from common import bench_company, free_port, spawn, start_temporal, wait_http, wait_port
+from common import bench_company, free_port, run_bench, spawn, start_temporal, wait_http, wait_port
 from inbound_throughput import DOMAIN, deliver_all, watch_api
 from send_throughput import pipeline
 
@@ -230,4 +230,4 @@ def print_split(results: dict[str, dict[str, Counter[str]]]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_bench(main)

@@ -40,6 +40,7 @@ from common import (
     percentile,
     pid_with,
     report,
+    run_bench,
     spawn,
     start_temporal,
     wait_http,
@@ -288,4 +289,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_bench(main)
