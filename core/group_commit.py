@@ -2,9 +2,9 @@
 for its own to be durable (or, for the receiver's routing starts, many items in one call).
 
 Callers on one event loop `await group.write(item)`; the first starts a write, and items that
-arrive while it runs go into the next one. Under load a transaction carries
-one item per concurrent caller (each SMTP session, each bulk batch), with one commit and one
-thread hop instead of one each; alone, a caller waits for nothing more than its own commit.
+arrive while it runs go into the next one. Under load a transaction carries one item per
+concurrent caller (each SMTP session, each bulk batch), with one commit and one thread hop
+instead of one each; alone, a caller waits for nothing more than its own commit.
 """
 
 from __future__ import annotations

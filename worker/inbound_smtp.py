@@ -114,6 +114,9 @@ class InboundHandler:
         return retry_while_locked(intake.store_many, self.engine, messages)
 
     def _lookup(self, address: str) -> uuid.UUID | None:
+        return retry_while_locked(self._lookup_once, address)
+
+    def _lookup_once(self, address: str) -> uuid.UUID | None:
         with DbSession(self.engine) as session:
             return intake.company_for_recipient(session, self.settings, address)
 
