@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -115,6 +116,12 @@ def _not_going_out(session: Session, message: Message) -> bool:
     return candidate is not None and candidate.erasure_requested_at is not None
 
 
+def _for_history(sender: SenderChoice) -> SenderChoice:
+    """The sender as the workflow records it: without the display name, which may be an
+    employee's (personal data stays in the database; the MIME and the row carry it)."""
+    return replace(sender, name="")
+
+
 def _compose_into(session: Session, message: Message, sender: SenderChoice) -> Outgoing:
     """Compose the message's MIME from `sender` and store it with the sender on the row."""
     candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
@@ -157,7 +164,8 @@ class SendActivities(SendContract):
     @activity.defn(name=RESOLVE_SENDER)
     def resolve_sender(self, input: MessageRef) -> SenderChoice:
         with session_scope(self._engine) as session:
-            return self._choose(session, get_or_fail(session, Message, input.message_id))
+            message = get_or_fail(session, Message, input.message_id)
+            return _for_history(self._choose(session, message))
 
     def _choose(self, session: Session, message: Message) -> SenderChoice:
         """The sender in effect now: the candidate's legal entity, the company, the platform;
@@ -189,11 +197,11 @@ class SendActivities(SendContract):
             message = get_or_fail(session, Message, input.message_id)
             sender = self._choose(session, message)
             if _not_going_out(session, message):
-                return sender  # the delivery step ends it `cancelled`
+                return _for_history(sender)  # the delivery step ends it `cancelled`
             if message.raw_mime is not None:  # composed by an earlier attempt: as it was
                 return SenderChoice(
                     address=message.from_address,
-                    name=message.from_name,
+                    name="",
                     transport=message.transport or "platform",
                     source=sender.source,
                     connection_id=str(message.connection_id) if message.connection_id else None,
@@ -207,7 +215,7 @@ class SendActivities(SendContract):
                         type="CompositionError",
                         non_retryable=True,
                     ) from exc
-            return sender
+            return _for_history(sender)
 
     @activity.defn(name=COMPOSE_MESSAGE)
     def compose_message(self, input: ComposeInput) -> None:
@@ -216,8 +224,11 @@ class SendActivities(SendContract):
             message = get_or_fail(session, Message, input.message_id)
             if message.raw_mime is not None or _not_going_out(session, message):
                 return
+            sender = input.sender
+            if not sender.name:  # kept out of history: the name in effect now
+                sender = replace(sender, name=self._choose(session, message).name)
             try:
-                _compose_into(session, message, input.sender)
+                _compose_into(session, message, sender)
             except (ValueError, UnicodeError) as exc:
                 # Text the API would refuse today (older rows, imports): no retry composes it.
                 raise ApplicationError(

@@ -38,7 +38,8 @@ class MessageRef:
 
 @dataclass
 class SenderChoice:
-    """The effective sender; addresses and names only, never credentials."""
+    """The effective sender; addresses only, never credentials. `name` travels between steps
+    of an activity only: in history it is empty (it may be an employee's name)."""
 
     address: str
     name: str

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHistory
 from core.models import Message
 from tests.fakes.mailjet import MailjetFake
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import running_stack
+from tests.helpers import decoded_history, running_stack
 from workflows.client import start_send
 from workflows.send_message import SendMessageWorkflow
 
@@ -81,11 +81,15 @@ async def test_employee_sender_name(temporal_client, engine, tmp_path):
             assert response.status_code == 200
             assert response.json()["sender_name_mode"] == "employee"
             sent = await stack.send_and_settle(tenant)
+            history = await decoded_history(temporal_client, f"send-message-{sent['id']}")
 
-    assert sent["status"] == "sent"
+    assert sent["status"] == "sent" and sent["from_name"] == "Ada Lovelace"
     sender = sink.received[0].message["From"].addresses[0]
     assert sender.display_name == "Ada Lovelace"
     assert sender.addr_spec == f"{tenant.company.slug}-jobs@jobs.test.example"
+    # The employee's name is personal data: in the mail and the row, not in the run's history
+    # even as an operator with the key reads it.
+    assert sent["id"].encode() in history and b"Lovelace" not in history
 
 
 async def test_transient_451_is_retried_until_sent(temporal_client, engine, tmp_path):
