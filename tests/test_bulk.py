@@ -10,17 +10,21 @@ import sys
 import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from sqlmodel import Session, func, select
 
 from api.app import create_app
-from core.models import BulkJob, Candidate, Event
+from api.schemas import BulkCreate
+from api.services import bulk as service
+from core.models import BulkJob, Candidate, Event, User
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import TEST_KEY, Stack, Tenant, eventually, running_stack
 from tests.helpers import test_settings as stack_settings
 from tests.oauth_world import connected, world
+from worker.sweeper import resume_bulk_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -372,3 +376,30 @@ async def test_worker_killed_mid_job_then_restarted_delivers_everything(
     assert len(seen) == total  # every message delivered
     # At most the sends in flight at the kill: one per batch running (3 batches of 25 here).
     assert duplicates <= 3
+
+
+async def test_a_queued_job_without_a_run_is_started_by_the_sweeper(
+    temporal_client, engine, tmp_path
+):
+    """The API died between committing the job and starting its run: the workers' sweep
+    starts it (two sweeps at once start one run), and every message goes out once."""
+    with SmtpSink() as sink:
+        settings = relay(sink, send_sweep_interval=timedelta(0))
+        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+            tenant = stack.tenant()
+            ids = add_candidates(stack, tenant, 12)
+            with Session(engine, expire_on_commit=False) as session:
+                admin = session.get(User, tenant.admin_id)
+                body = BulkCreate(
+                    candidate_ids=ids, subject="Hello", text="Dear {{candidate.name}}"
+                )
+                job = service.create_job(session, stack.settings, admin, body)  # no start
+            swept = await asyncio.gather(
+                resume_bulk_jobs(stack.client, stack.settings, engine),
+                resume_bulk_jobs(stack.client, stack.settings, engine),
+            )
+            done = await wait_job(stack.http, tenant, str(job.id))
+            after = await resume_bulk_jobs(stack.client, stack.settings, engine)
+    assert sum(swept) == 1 and after == 0
+    assert done["counts"]["sent"] == 12
+    assert len(set(message_ids(sink))) == len(sink.received) == 12

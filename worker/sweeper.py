@@ -1,7 +1,7 @@
-"""The safety net for sends and erasures: a message row committed as `queued` whose run never
-started (the API died between its commit and Temporal's) is started here, by its workflow id,
-so a second start is a no-op; so is an erasure still `running` without a run (an operator
-terminated it). Every worker runs it; they cannot double a send."""
+"""The safety net for sends, bulk sends and erasures: a message or bulk job committed as
+`queued` whose run never started (the API died between its commit and Temporal's) is started
+here, by its workflow id, so a second start is a no-op; so is an erasure still `running`
+without a run (an operator terminated it). Every worker runs it; they cannot double a send."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from core.models import Direction, Erasure, Message, utcnow
+from core.models import BulkJob, Direction, Erasure, Message, utcnow
 from core.settings import Settings
-from core.statuses import MessageStatus
-from workflows.client import start_erasure, start_send
+from core.statuses import BulkJobStatus, MessageStatus
+from workflows.client import start_bulk, start_erasure, start_send
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,32 @@ async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
     return started
 
 
+def stranded_jobs(engine: Engine, older_than: timedelta, limit: int = 100) -> list[BulkJob]:
+    """Bulk sends still `queued` after `older_than` (their run plans them `running` at once)."""
+    cutoff = utcnow() - older_than
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.exec(
+                select(BulkJob)
+                .where(BulkJob.status == BulkJobStatus.QUEUED, col(BulkJob.created_at) < cutoff)
+                .order_by(col(BulkJob.created_at))
+                .limit(limit)
+            ).all()
+        )
+
+
+async def resume_bulk_jobs(client: Client, settings: Settings, engine: Engine) -> int:
+    """Start the run of each stranded bulk send; how many were started."""
+    started = 0
+    for job in await asyncio.to_thread(stranded_jobs, engine, settings.send_sweep_interval):
+        try:
+            if await start_bulk(client, settings, job):
+                started += 1
+        except Exception:
+            log.warning("could not start the run of bulk send %s", job.id, exc_info=True)
+    return started
+
+
 def unfinished_erasures(engine: Engine, older_than: timedelta, limit: int = 100) -> list[Erasure]:
     cutoff = utcnow() - older_than
     with Session(engine, expire_on_commit=False) as session:
@@ -83,6 +109,8 @@ async def sweep_forever(client: Client, settings: Settings, engine: Engine) -> N
         try:
             if count := await sweep_once(client, settings, engine):
                 log.info("started the runs of %d queued messages", count)
+            if count := await resume_bulk_jobs(client, settings, engine):
+                log.info("started the runs of %d queued bulk sends", count)
             await resume_erasures(client, settings, engine)
         except Exception:
             log.warning("the send sweep failed", exc_info=True)

@@ -32,6 +32,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from contracts.bulk import BulkSendInput
 from contracts.privacy import EraseInput, SweepInput
 from contracts.receive import ReceiveMessageInput, ReceiveMessagesInput
 from contracts.send import SendMessageInput
@@ -45,7 +46,8 @@ from core.run_ids import (
 )
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.settings import Settings
-from core.statuses import InboundState, MessageStatus
+from core.statuses import BulkJobStatus, InboundState, MessageStatus
+from workflows.bulk_send import BulkSendWorkflow
 from workflows.privacy import EraseCandidateWorkflow, RetentionSweepWorkflow
 from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
@@ -155,6 +157,27 @@ class Erasing(Protocol):
     def company_id(self) -> uuid.UUID: ...
 
 
+async def start_bulk(client: Client, settings: Settings, job: Queued) -> bool:
+    """Start bulk-send-{job id}; False when a run with that id is already under way (the
+    API's own start, or another worker's sweep)."""
+    return await start_run(
+        client,
+        BulkSendWorkflow.run,
+        BulkSendInput(
+            job_id=str(job.id),
+            company_id=str(job.company_id),
+            batch_size=settings.bulk_batch_size,
+            batches_per_run=settings.bulk_batches_per_run,
+            parallel_batches=settings.bulk_parallel_batches,
+            heartbeat_timeout=settings.bulk_heartbeat_timeout,
+        ),
+        workflow_id=job.run_id,
+        task_queue=settings.task_queue,
+        company_id=str(job.company_id),
+        status=BulkJobStatus.QUEUED,
+    )
+
+
 async def start_erasure(client: Client, settings: Settings, erasure: Erasing) -> None:
     """Start erase-candidate-{candidate id}: a running one is taken as it is, and one that
     ended without finishing (terminated by an operator) is started again; its steps resume
@@ -196,7 +219,7 @@ async def wake_endpoint(
 
 
 class Queued(Protocol):
-    """A message row as the API and the sweeper hold it."""
+    """A message or bulk job row as the API and the sweeper hold it."""
 
     @property
     def id(self) -> uuid.UUID: ...

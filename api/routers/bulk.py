@@ -22,6 +22,7 @@ from core.models import (
 )
 from core.statuses import BulkJobStatus
 from workflows.bulk_send import BulkSendWorkflow
+from workflows.client import start_bulk
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
@@ -85,7 +86,7 @@ async def create_bulk_send(
     {{candidate.first_name}}, {{company.name}}, {{sender.name}}."""
     job = await insert_then_start(
         lambda: service.create_job(session, settings, user, body),
-        lambda created: service.start_job(temporal, settings, created),
+        lambda created: start_bulk(temporal, settings, created),
         lambda created: service.delete_job(engine, created.id),
         "The bulk send was not queued",
     )

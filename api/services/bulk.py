@@ -8,10 +8,8 @@ import uuid
 from fastapi import HTTPException, status
 from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
-from temporalio.client import Client
 
 from api.schemas import BulkCreate
-from contracts.bulk import BulkSendInput
 from core.db import get_or_fail, session_scope
 from core.mail import new_message_id
 from core.models import (
@@ -27,10 +25,8 @@ from core.models import (
 )
 from core.run_ids import bulk_workflow_id
 from core.settings import Settings
-from core.statuses import BulkJobStatus, MessageKind, MessageStatus
+from core.statuses import MessageKind, MessageStatus
 from core.templates import check_template, render, values_for
-from workflows.bulk_send import BulkSendWorkflow
-from workflows.client import start_run
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -127,25 +123,6 @@ def delete_job(engine: Engine, job_id: uuid.UUID) -> None:
     with session_scope(engine) as session:
         session.execute(delete(Message).where(col(Message.bulk_job_id) == job_id))
         session.execute(delete(BulkJob).where(col(BulkJob.id) == job_id))
-
-
-async def start_job(client: Client, settings: Settings, job: BulkJob) -> bool:
-    return await start_run(
-        client,
-        BulkSendWorkflow.run,
-        BulkSendInput(
-            job_id=str(job.id),
-            company_id=str(job.company_id),
-            batch_size=settings.bulk_batch_size,
-            batches_per_run=settings.bulk_batches_per_run,
-            parallel_batches=settings.bulk_parallel_batches,
-            heartbeat_timeout=settings.bulk_heartbeat_timeout,
-        ),
-        workflow_id=job.run_id,
-        task_queue=settings.task_queue,
-        company_id=str(job.company_id),
-        status=BulkJobStatus.QUEUED,
-    )
 
 
 def _few(ids: list[str]) -> str:
