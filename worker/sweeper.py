@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 from temporalio.client import Client
 
 from core.models import BulkJob, Direction, Erasure, Message, utcnow
@@ -19,87 +21,83 @@ from core.statuses import BulkJobStatus, MessageStatus
 from workflows.client import start_bulk, start_erasure, start_send
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=SQLModel)
+R = TypeVar("R", BulkJob, Erasure, Message)
 
 
-def stranded(engine: Engine, older_than: timedelta, limit: int = 100) -> list[Message]:
-    """Single sends still `queued` after `older_than` (bulk messages belong to their job)."""
-    cutoff = utcnow() - older_than
+def _oldest(
+    engine: Engine, model: type[M], *where: Any, older_than: timedelta, limit: int = 100
+) -> list[M]:
+    """Rows of `model` matching `where` and created more than `older_than` ago, oldest first."""
+    created = col(model.created_at)  # type: ignore[attr-defined]
     with Session(engine, expire_on_commit=False) as session:
         return list(
             session.exec(
-                select(Message)
-                .where(
-                    Message.direction == Direction.OUTBOUND,
-                    Message.status == MessageStatus.QUEUED,
-                    col(Message.bulk_job_id).is_(None),
-                    col(Message.created_at) < cutoff,
-                )
-                .order_by(col(Message.created_at))
+                select(model)
+                .where(*where, created < utcnow() - older_than)
+                .order_by(created)
                 .limit(limit)
             ).all()
         )
+
+
+async def _start_each(rows: list[R], start: Callable[[R], Awaitable[bool]], what: str) -> int:
+    """Start each row's run (a run already under way is left as it is); how many started."""
+    started = 0
+    for row in rows:
+        try:
+            if await start(row):
+                started += 1
+        except Exception:
+            log.warning("could not start the run of %s %s", what, row.id, exc_info=True)
+    return started
 
 
 async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
-    """Start the run of each stranded message (a run already under way is left as it is);
-    how many stranded messages were found and handed to their runs."""
-    started = 0
-    for message in await asyncio.to_thread(stranded, engine, settings.send_sweep_interval):
-        try:
-            if await start_send(client, settings, message):
-                started += 1
-        except Exception:
-            log.warning("could not start the run of queued message %s", message.id, exc_info=True)
-    return started
-
-
-def stranded_jobs(engine: Engine, older_than: timedelta, limit: int = 100) -> list[BulkJob]:
-    """Bulk sends still `queued` after `older_than` (their run plans them `running` at once)."""
-    cutoff = utcnow() - older_than
-    with Session(engine, expire_on_commit=False) as session:
-        return list(
-            session.exec(
-                select(BulkJob)
-                .where(BulkJob.status == BulkJobStatus.QUEUED, col(BulkJob.created_at) < cutoff)
-                .order_by(col(BulkJob.created_at))
-                .limit(limit)
-            ).all()
-        )
+    """Start the run of each single send still `queued` after the sweep interval (bulk
+    messages belong to their job); how many were handed to their runs."""
+    stranded = await asyncio.to_thread(
+        _oldest,
+        engine,
+        Message,
+        Message.direction == Direction.OUTBOUND,
+        Message.status == MessageStatus.QUEUED,
+        col(Message.bulk_job_id).is_(None),
+        older_than=settings.send_sweep_interval,
+    )
+    return await _start_each(
+        stranded, lambda message: start_send(client, settings, message), "queued message"
+    )
 
 
 async def resume_bulk_jobs(client: Client, settings: Settings, engine: Engine) -> int:
-    """Start the run of each stranded bulk send; how many were started."""
-    started = 0
-    for job in await asyncio.to_thread(stranded_jobs, engine, settings.send_sweep_interval):
-        try:
-            if await start_bulk(client, settings, job):
-                started += 1
-        except Exception:
-            log.warning("could not start the run of bulk send %s", job.id, exc_info=True)
-    return started
-
-
-def unfinished_erasures(engine: Engine, older_than: timedelta, limit: int = 100) -> list[Erasure]:
-    cutoff = utcnow() - older_than
-    with Session(engine, expire_on_commit=False) as session:
-        return list(
-            session.exec(
-                select(Erasure)
-                .where(Erasure.status == "running", col(Erasure.created_at) < cutoff)
-                .order_by(col(Erasure.created_at))
-                .limit(limit)
-            ).all()
-        )
+    """Start the run of each bulk send still `queued` after the sweep interval (its run plans
+    it `running` at once); how many were started."""
+    stranded = await asyncio.to_thread(
+        _oldest,
+        engine,
+        BulkJob,
+        BulkJob.status == BulkJobStatus.QUEUED,
+        older_than=settings.send_sweep_interval,
+    )
+    return await _start_each(stranded, lambda job: start_bulk(client, settings, job), "bulk send")
 
 
 async def resume_erasures(client: Client, settings: Settings, engine: Engine) -> int:
     """Each unfinished erasure's run: the running one left as it is, a terminated one again."""
-    found = await asyncio.to_thread(unfinished_erasures, engine, settings.send_sweep_interval)
-    for erasure in found:
-        try:
-            await start_erasure(client, settings, erasure)
-        except Exception:
-            log.warning("could not start the erasure %s", erasure.id, exc_info=True)
+    found = await asyncio.to_thread(
+        _oldest,
+        engine,
+        Erasure,
+        Erasure.status == "running",
+        older_than=settings.send_sweep_interval,
+    )
+
+    async def start(erasure: Erasure) -> bool:
+        await start_erasure(client, settings, erasure)
+        return True
+
+    await _start_each(found, start, "erasure")
     return len(found)
 
 
