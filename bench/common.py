@@ -269,3 +269,15 @@ def run_bench(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(main())
     sys.stdout.flush()
     os._exit(0)
+
+
+def stack_env(state: Path, db_url: str, temporal: str, **settings: object) -> dict[str, str]:
+    """The environment of the processes a benchmark spawns: its state folder, database and
+    Temporal server, and `settings` as RECRUITMAIL_{NAME} variables (api_port=8001, …)."""
+    env = {
+        "RECRUITMAIL_STATE_DIR": str(state),
+        "RECRUITMAIL_DATABASE_URL": db_url,
+        "RECRUITMAIL_TEMPORAL_ADDRESS": temporal,
+    }
+    env.update({f"RECRUITMAIL_{name.upper()}": str(value) for name, value in settings.items()})
+    return env

@@ -33,6 +33,7 @@ from common import (
     report,
     run_bench,
     spawn,
+    stack_env,
     start_temporal,
     wait_http,
     wait_port,
@@ -92,14 +93,14 @@ async def main() -> None:
     env = await start_temporal(state)
     api_port, outbox_port, hook_port = free_port(), free_port(), free_port()
     db_url = f"sqlite:///{state / 'bench.db'}"
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
-        "RECRUITMAIL_ALLOW_PRIVATE_HOSTS": "true",  # the receiver is on loopback
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        env.client.service_client.config.target_host,
+        api_port=api_port,
+        dev_outbox_port=outbox_port,
+        allow_private_hosts="true",  # the receiver is on loopback
+    )
     token = bench_company(db_url)
     api = f"http://127.0.0.1:{api_port}"
     outbox = state / "outbox"

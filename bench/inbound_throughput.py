@@ -1,9 +1,10 @@
 """Deliver N real messages over SMTP to the inbound receiver; time them until the API shows them.
 
-    python bench/inbound_throughput.py [-n 300] [--concurrency 8]
+    python bench/inbound_throughput.py [-n 300] [--concurrency 8] [--database-url URL] [--workers N]
 
-It starts its own Temporal dev server, the API, one worker and the inbound SMTP receiver as
-separate processes, like `recruitmail dev`, on free ports and a throwaway SQLite database.
+It starts its own Temporal dev server, the API, the worker and the inbound SMTP receiver as
+separate processes, like `recruitmail dev`, on free ports and a throwaway SQLite database; the
+SMTP clients run in a process of their own.
 Half the messages come from a candidate's address (routed by sender), half from unknown
 addresses (Unassigned messages). Latency runs from the receiver's 250 to the message being
 listed by the API, which the benchmark polls every 50 ms.
@@ -38,6 +39,7 @@ from common import (
     report,
     run_bench,
     spawn,
+    stack_env,
     start_temporal,
     wait_http,
     wait_port,
@@ -124,14 +126,14 @@ async def main() -> None:
     env = await start_temporal(state)
     api_port, smtp_port = free_port(), free_port()
     db_url = args.database_url or f"sqlite:///{state / 'bench.db'}"
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_INBOUND_SMTP_PORT": str(smtp_port),
-        "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        env.client.service_client.config.target_host,
+        api_port=api_port,
+        inbound_smtp_port=smtp_port,
+        platform_mail_domain=DOMAIN,
+    )
     token = bench_company(db_url)
     api = f"http://127.0.0.1:{api_port}"
     to = f"bench-jobs@{DOMAIN}"

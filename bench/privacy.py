@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from common import Figure, free_port, report, run_bench, spawn, start_temporal, wait_http
+from common import Figure, free_port, report, run_bench, spawn, stack_env, start_temporal, wait_http
 
 from activities.accounts import Accounts
 from activities.privacy import PrivacyActivities
@@ -158,13 +158,13 @@ async def main() -> None:
     env = await start_temporal(state)
     api_port = free_port()
     db_url = args.database_url or f"sqlite:///{state / 'bench.db'}"
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_REPLY_NOTIFICATIONS": "false",
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        env.client.service_client.config.target_host,
+        api_port=api_port,
+        reply_notifications="false",
+    )
     settings = Settings(_env_file=None, state_dir=state, database_url=db_url)
     upgrade(db_url)
     engine = make_engine(db_url)

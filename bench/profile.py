@@ -28,7 +28,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bulk_send import CountingSink, bulk, seed
-from common import bench_company, free_port, run_bench, spawn, start_temporal, wait_http, wait_port
+from common import (
+    bench_company,
+    free_port,
+    run_bench,
+    spawn,
+    stack_env,
+    start_temporal,
+    wait_http,
+    wait_port,
+)
 from inbound_throughput import DOMAIN, deliver_all, watch_api
 from send_throughput import pipeline
 
@@ -121,15 +130,15 @@ async def main() -> None:
     upgrade(db_url)
     sink_port = free_port()
     sink = CountingSink(sink_port, state, "fast_sink.py")
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
-        "RECRUITMAIL_INBOUND_SMTP_PORT": str(smtp_port),
-        "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        env.client.service_client.config.target_host,
+        api_port=api_port,
+        dev_outbox_port=outbox_port,
+        inbound_smtp_port=smtp_port,
+        platform_mail_domain=DOMAIN,
+    )
     procs: dict[str, subprocess.Popen] = {}
     results: dict[str, dict[str, Counter[str]]] = {}
     try:

@@ -36,6 +36,7 @@ from common import (
     report,
     run_bench,
     spawn,
+    stack_env,
     start_temporal,
     wait_http,
     wait_port,
@@ -57,16 +58,16 @@ async def one_count(
 ) -> dict[str, float]:
     api_port, outbox_port, smtp_port = free_port(), free_port(), free_port()
     token = bench_company(db_url)
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": temporal,
-        "RECRUITMAIL_TASK_QUEUE": f"scaling-{processes}-{uuid.uuid4().hex[:6]}",
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
-        "RECRUITMAIL_INBOUND_SMTP_PORT": str(smtp_port),
-        "RECRUITMAIL_PLATFORM_MAIL_DOMAIN": DOMAIN,
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        temporal,
+        task_queue=f"scaling-{processes}-{uuid.uuid4().hex[:6]}",
+        api_port=api_port,
+        dev_outbox_port=outbox_port,
+        inbound_smtp_port=smtp_port,
+        platform_mail_domain=DOMAIN,
+    )
     logs = state / f"p{processes}"
     logs.mkdir(exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}

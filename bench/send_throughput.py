@@ -42,6 +42,7 @@ from common import (
     report,
     run_bench,
     spawn,
+    stack_env,
     start_temporal,
     wait_http,
     wait_port,
@@ -212,13 +213,13 @@ async def main() -> None:
     print(f"Temporal ready in {time.perf_counter() - t0:.1f} s", flush=True)
     api_port, outbox_port = free_port(), free_port()
     db_url = args.database_url or f"sqlite:///{state / 'bench.db'}"
-    settings_env = {
-        "RECRUITMAIL_STATE_DIR": str(state),
-        "RECRUITMAIL_DATABASE_URL": db_url,
-        "RECRUITMAIL_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "RECRUITMAIL_API_PORT": str(api_port),
-        "RECRUITMAIL_DEV_OUTBOX_PORT": str(outbox_port),
-    }
+    settings_env = stack_env(
+        state,
+        db_url,
+        env.client.service_client.config.target_host,
+        api_port=api_port,
+        dev_outbox_port=outbox_port,
+    )
     token = bench_company(db_url)
 
     procs: list[subprocess.Popen] = []

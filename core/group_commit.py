@@ -58,28 +58,25 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         group: list[tuple[T, asyncio.Future[R]]] = []
         try:
-            first = True
             while self._waiting:
-                if self._linger and not first:
+                if group and self._linger:
                     await asyncio.sleep(self._linger)  # busy: let the next group grow
-                first = False
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 try:
                     results = await self._write_all([item for item, _ in group])
                 except Exception as err:
                     if len(group) == 1:
                         _settle(group, error=err)
-                        continue
-                    for one in group:
-                        await self._write_alone(one)
+                    else:
+                        for one in group:
+                            await self._write_alone(one)
                 else:
                     for (_, future), result in zip(group, results, strict=True):
                         if not future.done():
                             future.set_result(result)
-                group = []
         finally:
             self._writing = None
-            # Stopped (the process shutting down): nobody waits for a commit that never comes.
+            # Stopped (the process shutting down): nobody waits for a write that never ends.
             _settle(group + self._waiting, error=RuntimeError("stopped before the write ended"))
             self._waiting = []
 
