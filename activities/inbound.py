@@ -25,6 +25,7 @@ from core import events, ownership
 from core.db import session_scope
 from core.events import EventType
 from core.inbound import ParsedMail, parse
+from core.inbound.html import stored_safe
 from core.models import (
     ApplicationStatus,
     Attachment,
@@ -138,19 +139,22 @@ class InboundActivities(RouteContract):
             message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
             session.add(message)
             session.flush()  # the message row first: attachments refer to it
+            inline: dict[str, str] = {}
             for item in parsed.attachments:
-                session.add(
-                    Attachment(
-                        message_id=message.id,
-                        filename=item.filename,
-                        content_type=item.content_type,
-                        size=len(item.content),
-                        sha256=item.sha256,
-                        content=item.content,
-                        original_sender=item.original_sender,
-                        content_id=item.content_id,
-                    )
+                attachment = Attachment(
+                    message_id=message.id,
+                    filename=item.filename,
+                    content_type=item.content_type,
+                    size=len(item.content),
+                    sha256=item.sha256,
+                    content=item.content,
+                    original_sender=item.original_sender,
+                    content_id=item.content_id,
                 )
+                session.add(attachment)
+                if item.content_id:
+                    inline.setdefault(item.content_id, str(attachment.id))
+            _store_safe_html(message, inline)
             raw.state = InboundState.ROUTED
             raw.message_id = message.id
             _received_events(session, message, bounced)
@@ -269,6 +273,16 @@ class _Router:
         ).first()
 
 
+def _store_safe_html(message: Message, inline: dict[str, str]) -> None:
+    """The HTML made safe to show once, now, rather than on every read (within the parsing
+    budget: a message over it has `html_note` instead)."""
+    if message.html is None or message.html_note is not None:
+        return
+    message.html_safe = stored_safe(message.html, inline)
+    if message.reply_html is not None:
+        message.reply_html_safe = stored_safe(message.reply_html, inline)
+
+
 def _received_events(session: Session, message: Message, bounced: Message | None) -> None:
     """message.received (and message.bounced for the message a bounce marked), in the routing
     transaction."""
@@ -338,6 +352,7 @@ def _inbound_message(
         quoted_text=parsed.quoted_text,
         signature=parsed.signature,
         reply_html=parsed.reply_html,
+        html_note=parsed.html_note,
         message_id_header=parsed.message_id,
         in_reply_to=parsed.in_reply_to or None,
         references=parsed.references or None,

@@ -198,6 +198,12 @@ class MessagePublic(Public):
         description="html_safe without the quoted history (the HTML view of reply_text); the "
         "same as html_safe when the history could not be folded safely.",
     )
+    html_note: str | None = Field(
+        default=None,
+        description="Inbound: why the HTML is not shown (it is beyond what Recruitmail parses: "
+        "nested too deep, or too many formatting elements left open); the text is shown instead. "
+        "html_safe is null then.",
+    )
     attempts: int
     workflow_id: str | None
     created_at: datetime

@@ -16,7 +16,6 @@ candidate's name, the subject; never a body) is kept apart in `personal`.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +35,7 @@ from core.models import (
     table_of,
     utcnow,
 )
+from core.redaction import mask_addresses
 
 
 class EventType(StrEnum):
@@ -59,14 +59,12 @@ CATALOGUE = frozenset(t.value for t in EventType)
 # Sequenced per call, so one sequencer holds the lock for a bounded time.
 SEQUENCE_BATCH = 1000
 
-_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-
 
 def scrub(text: str | None) -> str | None:
     """A reason without the addresses in it (a refusal like `550 5.1.1 <grace@…>` names one)."""
     if text is None:
         return None
-    return _ADDRESS.sub("[address]", text)
+    return mask_addresses(text)
 
 
 def message_data(

@@ -16,33 +16,23 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
+from core.redaction import redact
 from core.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-_REDACTIONS = [
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
-    (re.compile(r"\brm_[A-Za-z0-9_-]{16,}"), "rm_[redacted]"),
-    (re.compile(r"/codec/t/[^/\s]+"), "/codec/t/[redacted]"),
-    # A database error's text quotes the statement's values (names, subjects, bodies).
-    (re.compile(r"\[parameters: [^\n]*"), "[parameters: redacted]"),
-    # Logs carry ids, never addresses: a candidate's would outlive their erasure here.
-    (re.compile(r"[^\s<>()\[\],;:\"'=]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[address]"),
-    (
-        re.compile(
-            r"(?i)\b(password|passwd|secret|token|access_token|refresh_token|code|"
-            r"code_verifier|client_secret|state|key|signature)(\"?\s*[=:]\s*\"?)[^\s\"&,;}]+"
-        ),
-        r"\1\2[redacted]",
-    ),
-]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def redact(text: str) -> str:
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
+# A longer line is cut (after redaction) and says how much was left out: a 15,800-letter request
+# path, or a message quoting a megabyte, makes one bounded line.
+MAX_LINE = 8192
+
+
+def bounded(text: str) -> str:
+    if len(text) <= MAX_LINE:
+        return text
+    return f"{text[:MAX_LINE]}… [{len(text) - MAX_LINE} more characters]"
 
 
 def new_request_id(given: str | None) -> str:
@@ -70,11 +60,11 @@ class ContextFilter(logging.Filter):
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = bounded(redact(message))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = bounded(redact(record.exc_text))
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, ()
         return True
@@ -93,7 +83,7 @@ class JsonFormatter(logging.Formatter):
             if value:
                 entry[key] = value
         if record.exc_info and not record.exc_text:
-            record.exc_text = redact(self.formatException(record.exc_info))
+            record.exc_text = bounded(redact(self.formatException(record.exc_info)))
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)

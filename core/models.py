@@ -254,6 +254,11 @@ class Message(SQLModel, table=True):
     quoted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     signature: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reply_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Inbound: the HTML and the folded HTML made safe to show, once, when stored (remote images
+    # held back; inline images as `cid:{attachment id}`); or why the HTML is not shown.
+    html_safe: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reply_html_safe: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    html_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Our Message-ID, generated once when the row is created, so replies thread to it.
     message_id_header: str = Field(sa_column=Column(String(998), nullable=False, index=True))
     in_reply_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

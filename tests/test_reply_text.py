@@ -14,7 +14,7 @@ import pytest
 from core.inbound import parse
 from core.inbound.attachments import outlook_message
 from core.inbound.fold import fold_html
-from core.inbound.html import REMOTE_IMAGE_PLACEHOLDER, html_to_text, safe_html
+from core.inbound.html import REMOTE_IMAGE_PLACEHOLDER, html_to_text, normalize, safe_html
 from core.inbound.reply import split_reply
 from tests.browser import browser
 from tests.replies import corpus
@@ -60,7 +60,7 @@ def test_html_folding_on_the_corpus_never_hides_what_the_sender_wrote():
         html = _html_of(item)
         if not html:
             continue
-        result = fold_html(html, split_reply(item.text))
+        result = fold_html(normalize(html), split_reply(item.text))
         if item.has_quote:
             quoted.append(item.name)
         if result is None:
@@ -127,7 +127,7 @@ QUOTE_TEXT = "Hello Maria, could you come on Tuesday?"
 def test_each_clients_quote_mark_folds_the_html(client, history):
     html = f"<html><body>{REPLY}{history}</body></html>"
     split = split_reply(html_to_text(html))
-    folded = fold_html(html, split)
+    folded = fold_html(normalize(html), split)
     assert split.quoted_text is not None, client
     assert folded is not None, client
     assert "Tuesday at 10 works" in folded and QUOTE_TEXT not in folded, client
@@ -148,7 +148,7 @@ def test_inline_answers_keep_the_html_whole_and_the_text_complete():
     )
     split = split_reply(text)
     assert "Yes, from the 4th." in split.reply_text and "No." in split.reply_text
-    assert fold_html(html, split) is None  # whole: folding would hide the answers
+    assert fold_html(normalize(html), split) is None  # whole: folding would hide the answers
 
 
 def test_a_message_that_is_only_a_quote_keeps_it():

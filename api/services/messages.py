@@ -15,7 +15,7 @@ from api.schemas import AttachmentPublic, CandidateFromMessage, MessagePublic, S
 from core import audit, events
 from core.db import session_scope
 from core.events import EventType
-from core.inbound.html import safe_html
+from core.inbound.html import safe_html, screen, with_attachment_urls
 from core.inbound.reply import split_reply
 from core.mail import check_header_text, new_message_id, normalize_address
 from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
@@ -231,18 +231,34 @@ def public(
             )  # fmt: skip
     else:
         item.reply_text = item.quoted_text = item.signature = None
-    if message.html:
-        inline = {a.content_id: a.id for a in attachments if a.content_id}
-        root = f"{base_url.rstrip('/')}/v1/messages/{message.id}/attachments/"
-
-        def image(cid: str) -> str | None:
-            found = inline.get(cid)
-            return f"{root}{found}" if found else None
-
-        item.html_safe = safe_html(message.html, images=image, remote_images=remote_images)
-        item.reply_html_safe = (
-            safe_html(message.reply_html, images=image, remote_images=remote_images)
-            if message.reply_html
-            else item.html_safe
+    if message.html and message.html_note is None:
+        item.html_safe, item.reply_html_safe = _safe_copies(
+            message, attachments, base_url, remote_images
         )
     return item
+
+
+def _safe_copies(
+    message: Message, attachments: list[AttachmentPublic], base_url: str, remote_images: bool
+) -> tuple[str | None, str | None]:
+    """The HTML and the folded HTML safe to show: the copies made when the message was stored,
+    with their inline images' download URLs. Made now only with remote images (or for mail
+    stored before copies were kept), within the same parsing budget."""
+    root = f"{base_url.rstrip('/')}/v1/messages/{message.id}/attachments/"
+    if message.html_safe is not None and not remote_images:
+        urls = {str(a.id): f"{root}{a.id}" for a in attachments}
+        whole = with_attachment_urls(message.html_safe, urls)
+        folded = message.reply_html_safe
+        return whole, with_attachment_urls(folded, urls) if folded is not None else whole
+    if message.html is None or screen(message.html) is not None:
+        return None, None
+    inline = {a.content_id: a.id for a in attachments if a.content_id}
+
+    def image(cid: str) -> str | None:
+        found = inline.get(cid)
+        return f"{root}{found}" if found else None
+
+    whole = safe_html(message.html, images=image, remote_images=remote_images)
+    if message.reply_html is None:
+        return whole, whole
+    return whole, safe_html(message.reply_html, images=image, remote_images=remote_images)

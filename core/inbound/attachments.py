@@ -5,23 +5,62 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
-from email.policy import default as default_policy
 from email.utils import parseaddr
 from typing import Any
 
 import extract_msg
 
-from core.inbound.headers import first_address, header
+from core.inbound.headers import POLICY, first_address, header
 from core.inbound.html import html_to_text
 from core.inbound.model import ParsedAttachment
+
+# Serialising what was received: headers as they came, never parsed and refolded.
+_AS_RECEIVED = POLICY.clone(refold_source="none", linesep="\r\n")
 
 # Mail clients label Windows-1252 text as ISO-8859-1 all the time; 1252 is a superset.
 _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252"}
 MAX_TEXT_CHARS = 1_000_000
+log = logging.getLogger(__name__)
 # extract-msg logs every property it cannot read; what matters becomes a defect here.
 logging.getLogger("extract_msg").setLevel(logging.ERROR)
+
+
+# Beyond these a message's structure is not read further (docs/hardening.md): Postfix refuses
+# MIME nested deeper than 100 levels; no real message lists a thousand files.
+MAX_MIME_DEPTH = 50
+MAX_PARTS = 1000
+
+
+def _parts(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
+    """Every part of `msg`, itself first, in document order, with how many attached messages
+    (message/rfc822) it is inside. Iterative, so a deep structure costs no recursion; a part
+    whose children cannot be read is still given, without them."""
+    stack: list[tuple[Message, int, int]] = [(msg, 0, 0)]
+    seen = 0
+    while stack:
+        part, depth, messages = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS:
+            defects.append(f"only the first {MAX_PARTS} MIME parts are read")
+            return
+        yield part, messages
+        try:
+            children = part.get_payload() if part.is_multipart() else []
+        except Exception as exc:
+            defects.append(f"unreadable MIME structure: {exc}")
+            continue
+        if not isinstance(children, list) or not children:
+            continue
+        if depth >= MAX_MIME_DEPTH:
+            defects.append(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels are not read")
+            continue
+        inside = messages + (part.get_content_type() == "message/rfc822" and part is not msg)
+        stack.extend(
+            (child, depth + 1, inside) for child in reversed(children) if isinstance(child, Message)
+        )
 
 
 def bodies(
@@ -30,12 +69,7 @@ def bodies(
     text: str | None = None
     html: str | None = None
     attachments: list[ParsedAttachment] = []
-    try:
-        parts = list(msg.walk())
-    except Exception as exc:
-        defects.append(f"unreadable MIME structure: {exc}")
-        parts = [msg]
-    for part in parts:
+    for part, messages in _parts(msg, defects):
         try:
             content_type = part.get_content_type()
             if content_type.startswith("multipart/") and not part.is_multipart():
@@ -44,10 +78,11 @@ def bodies(
                     text = _decode_text(part, defects)
                 continue
             if content_type == "message/rfc822" and part is not msg:
-                if (inner := inner_message(part)) is not None:
-                    # Forwarded as an attachment, or returned in a bounce. Its own parts (a CV)
-                    # come next in walk() and are listed too.
-                    attachments.append(_attached_message(inner, _filename(part), defects))
+                # Forwarded as an attachment, or returned in a bounce. Its own parts (a CV)
+                # come next and are listed too; messages attached deeper than _MAX_NESTING stay
+                # inside the one that holds them.
+                if messages < _MAX_NESTING:
+                    attachments.append(attached_message_part(part, defects))
                 continue
             if part.is_multipart() or content_type.startswith("message/"):
                 continue  # containers; their leaves come next in walk()
@@ -69,7 +104,7 @@ def bodies(
                 continue
             if filename.lower().endswith(".eml") and depth < _MAX_NESTING:
                 # A saved message attached as a file: list it as a message, and its files.
-                inner = message_from_bytes(payload, policy=default_policy)
+                inner = message_from_bytes(payload, policy=POLICY)
                 attachments.append(_attached_message(inner, filename, defects, payload))
                 attachments.extend(bodies(inner, defects, depth + 1)[2])
                 continue
@@ -91,6 +126,48 @@ def bodies(
 _MAX_NESTING = 3
 
 
+def attached_message_part(part: Message, defects: list[str]) -> ParsedAttachment:
+    """A message/rfc822 part as an attachment. Its header block may be broken in any way real
+    clients break it; then it is still listed, by the best name to be had, with the bytes that
+    came, and the defect is recorded."""
+    inner = None
+    try:
+        inner = inner_message(part)
+        if inner is not None:
+            return _attached_message(inner, _filename(part), defects)
+    except Exception as exc:
+        defects.append(f"an attached message could not be read: {exc}")
+    return ParsedAttachment(
+        filename=_filename(part) or "forwarded message.eml",
+        content_type="message/rfc822",
+        content=message_bytes(inner) if inner is not None else _payload_text_bytes(part),
+    )
+
+
+def message_bytes(message: Message) -> bytes:
+    """A parsed message's bytes as they came (headers never parsed and refolded), or as much
+    of them as can be had."""
+    try:
+        return message.as_bytes(policy=_AS_RECEIVED)
+    except Exception as exc:
+        failure = exc
+    try:
+        return message.as_string(policy=_AS_RECEIVED).encode("utf-8", "surrogateescape")
+    except Exception:
+        log.debug("an attached message was kept as text only", exc_info=failure)
+    head = "".join(f"{name}: {value}\r\n" for name, value in message.raw_items())
+    return (head + "\r\n").encode("utf-8", "surrogateescape") + _payload_text_bytes(message)
+
+
+def _payload_text_bytes(part: Message) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogateescape")
+    return b""
+
+
 def _attached_message(
     inner: Message, filename: str, defects: list[str], raw: bytes | None = None
 ) -> ParsedAttachment:
@@ -99,10 +176,7 @@ def _attached_message(
     subject = header(inner, "Subject", defects)
     _, sender = first_address(inner, "From", defects)
     if raw is None:
-        try:
-            raw = inner.as_bytes()
-        except Exception:
-            raw = inner.as_string().encode("utf-8", "replace")
+        raw = message_bytes(inner)
     name = _safe_name(subject)
     return ParsedAttachment(
         filename=f"{name[:200]}.eml" if name else (filename or "forwarded message.eml"),

@@ -18,6 +18,9 @@ Outlook's web view prefixes every class and id it relays with `x_`, so those cou
 Without any such element, the text rules' cut (core/inbound/reply.py) is found in the HTML's
 text and cut at the block that holds it.
 
+It reads the HTML as nh3 normalised it (core/inbound/html.py), with the small tree of
+core/inbound/dom.py: every step is linear in the HTML's length.
+
 The HTML is folded only where the text rules found quoted history too, and only when every word
 of `reply_text` is still in the folded HTML: inline answers, or a cut that would hide what the
 sender wrote, leave the HTML whole (`None`), as the text rules do when in doubt.
@@ -25,15 +28,15 @@ sender wrote, leave the HTML whole (`None`), as the text rules do when in doubt.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Iterator
 
-from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
-
+from core.inbound import dom
+from core.inbound.dom import Node
 from core.inbound.reply import ReplySplit
 
-# Larger HTML is shown whole rather than parsed twice.
+# Larger HTML is shown whole rather than parsed again and again.
 MAX_FOLD_CHARS = 1_000_000
 
 _CLASSES = {
@@ -49,106 +52,116 @@ _FROM_HEADER_RE = re.compile(
     r"^\s*(from|von|de|da|van|fra|från|od|от|lähettäjä|kimden|feladó|afzender|remetente)\s*:",
     re.IGNORECASE,
 )
-_TOP = {"[document]", "html", "body"}
+_TOP = {"#root", "html", "body"}
 _URL_RE = re.compile(r"<?(https?://|mailto:|www\.)\S+", re.IGNORECASE)
 _WORD_RE = re.compile(r"\w+")
 
 
 def fold_html(html: str, split: ReplySplit) -> str | None:
-    """`html` without its quoted history, or None when it stays whole."""
+    """`html` (as `normalize` wrote it) without its quoted history, or None when it stays
+    whole. The tree is read once; each place the history may start is tried by the words it
+    would keep, and the first that keeps every word of the reply is cut."""
     if split.quoted_text is None or len(html) > MAX_FOLD_CHARS or not split.reply_text.strip():
         return None
     if split.reply_text.strip() == split.quoted_text.strip():
         return None  # only a quote: it is what the sender sent
     wanted = _words(split.reply_text)
-    needle = _needle(split.quoted_text)
-    locators: list[Callable[[BeautifulSoup], PageElement | None]] = [_first_marked]
-    locators += [partial(_nth_occurrence, needle, n) for n in range(5) if needle]
-    for locate in locators:
-        soup = BeautifulSoup(html, "html.parser")
-        element = locate(soup)
-        if element is None:
-            if locate is _first_marked:
-                continue
-            break  # no further occurrence
-        _cut_from(element)
-        kept = _words(soup.get_text(" "))
+    tree = dom.parse(html)
+    nodes = list(tree.iter())
+    position = {id(node): i for i, node in enumerate(nodes)}
+    for element in _candidates(tree, _needle(split.quoted_text)):
+        before = nodes[: position[id(element)]]
+        kept = _words(" ".join(node.text() for node in before if node.is_text))
         if kept and wanted <= kept:
-            return str(soup)
+            element.cut_from()
+            return tree.html()
     return None
+
+
+def _candidates(tree: Node, needle: str) -> Iterator[Node]:
+    """Where the history may start: the first client mark, then up to five places where the
+    text cut's first line occurs."""
+    marked = _first_marked(tree)
+    if marked is not None:
+        yield marked
+    if not needle:
+        return
+    text, index = _text_index(tree)
+    for match in itertools.islice(re.finditer(re.escape(needle), text), 5):
+        node = next((node for offset, node in reversed(index) if offset <= match.start()), None)
+        start = _outermost_start(node) if node is not None else None
+        if start is not None:
+            yield start
 
 
 # -- where the history starts ------------------------------------------------------------------
 
 
-def _first_marked(soup: BeautifulSoup) -> Tag | None:
-    for element in soup.find_all(True):
-        classes = {c.lower().removeprefix("x_") for c in element.get("class") or []}
-        ident = str(element.get("id") or "").lower().removeprefix("x_")
+def _ident(element: Node) -> str:
+    return element.get("id").lower().removeprefix("x_")
+
+
+def _first_marked(tree: Node) -> Node | None:
+    for element in tree.elements():
+        classes = {c.removeprefix("x_") for c in element.classes}
+        ident = _ident(element)
         if classes & _CLASSES or ident in _IDS or ident.startswith("yahoo_quoted"):
             return _with_prefix(element)
-        if element.name == "blockquote" and str(element.get("type") or "").lower() == "cite":
+        if element.tag == "blockquote" and element.get("type").lower() == "cite":
             return _with_prefix(element)
-        if element.name == "div" and "border-top" in str(element.get("style") or "").lower():
-            if _FROM_HEADER_RE.match(element.get_text(" ", strip=True)):
+        if element.tag == "div" and "border-top" in element.get("style").lower():
+            if _FROM_HEADER_RE.match(" ".join(element.text(" ").split())):
                 return _with_prefix(element)
     return None
 
 
-def _with_prefix(element: Tag) -> Tag:
+def _with_prefix(element: Node) -> Node:
     """The element, or the attribution or rule right above it that belongs to the history."""
     previous = _previous_element(element)
     if previous is None:
         return element
-    classes = {c.lower().removeprefix("x_") for c in previous.get("class") or []}
-    ident = str(previous.get("id") or "").lower().removeprefix("x_")
-    if "moz-cite-prefix" in classes or "gmail_attr" in classes or ident == "appendonsend":
+    classes = {c.removeprefix("x_") for c in previous.classes}
+    if (
+        "moz-cite-prefix" in classes
+        or "gmail_attr" in classes
+        or _ident(previous) == "appendonsend"
+    ):
         return previous
-    if previous.name == "hr":
+    if previous.tag == "hr":
         before = _previous_element(previous)
-        if before is not None and str(before.get("id") or "").lower().endswith("appendonsend"):
+        if before is not None and before.get("id").lower().endswith("appendonsend"):
             return before
         return previous
-    if element.name == "blockquote":
-        words = previous.get_text(" ", strip=True)
+    if element.tag == "blockquote":
+        words = " ".join(previous.text(" ").split())
         if 0 < len(words) < 300 and words.rstrip().endswith(":"):
             return previous  # "On …, Ana wrote:" above Apple Mail's quote
     return element
 
 
-def _previous_element(element: Tag) -> Tag | None:
-    node = element.previous_sibling
-    while node is not None:
-        if isinstance(node, Tag):
-            if node.name == "br":
-                node = node.previous_sibling
-                continue
-            return node
-        if str(node).strip():
-            return None  # text between: nothing above belongs to the quote
-        node = node.previous_sibling
+def _previous_element(element: Node) -> Node | None:
+    for node in element.previous_siblings():
+        if node.is_text:
+            if node.raw.strip():
+                return None  # text between: nothing above belongs to the quote
+            continue
+        if node.tag == "br":
+            continue
+        return node
     return None
 
 
-def _outermost_start(node: PageElement) -> PageElement | None:
+def _outermost_start(node: Node) -> Node | None:
     """The largest element that starts with `node`: nothing the sender wrote is inside it
     before the history (None when the history starts the document: nothing to fold)."""
     element = node
-    while element.parent is not None and element.parent.name not in _TOP:
-        if any(_has_text(sibling) for sibling in element.previous_siblings):
+    while element.parent is not None and element.parent.tag not in _TOP:
+        if any(sibling.has_text() for sibling in element.previous_siblings()):
             return element
         element = element.parent
-    if any(_has_text(sibling) for sibling in element.previous_siblings):
+    if any(sibling.has_text() for sibling in element.previous_siblings()):
         return element
     return None
-
-
-def _has_text(node: PageElement) -> bool:
-    if isinstance(node, Tag):
-        return node.name not in ("style", "script", "head", "title") and bool(
-            node.get_text().strip()
-        )
-    return bool(str(node).strip()) and not isinstance(node, Comment)
 
 
 # -- the text cut, found in the HTML -----------------------------------------------------------
@@ -165,26 +178,13 @@ def _needle(quoted: str) -> str:
     return " ".join(words)[:60]
 
 
-def _nth_occurrence(needle: str, n: int, soup: BeautifulSoup) -> PageElement | None:
-    """Where the `n`th occurrence of the text cut's first line starts the history."""
-    text, index = _text_index(soup)
-    matches = list(re.finditer(re.escape(needle), text))
-    if n >= len(matches):
-        return None
-    position = matches[n].start()
-    node = next((node for offset, node in reversed(index) if offset <= position), None)
-    return _outermost_start(node) if node is not None else None
-
-
-def _text_index(soup: BeautifulSoup) -> tuple[str, list[tuple[int, NavigableString]]]:
+def _text_index(tree: Node) -> tuple[str, list[tuple[int, Node]]]:
     """The document's text with its whitespace collapsed, and where each text node starts."""
     parts: list[str] = []
-    index: list[tuple[int, NavigableString]] = []
+    index: list[tuple[int, Node]] = []
     length = 0
-    for node in soup.find_all(string=True):
-        if node.parent is not None and node.parent.name in ("script", "style", "head", "title"):
-            continue
-        chunk = " ".join(str(node).split())
+    for node in tree.texts():
+        chunk = " ".join(node.text().split())
         if not chunk:
             continue
         if parts:
@@ -194,19 +194,6 @@ def _text_index(soup: BeautifulSoup) -> tuple[str, list[tuple[int, NavigableStri
         parts.append(chunk)
         length += len(chunk)
     return "".join(parts), index
-
-
-# -- cutting ------------------------------------------------------------------------------------
-
-
-def _cut_from(element: PageElement) -> None:
-    """Remove the element and everything after it in document order."""
-    node: PageElement | None = element
-    while node is not None and not isinstance(node, BeautifulSoup):
-        for sibling in list(node.next_siblings):
-            sibling.extract()
-        node = node.parent
-    element.extract()
 
 
 def _words(text: str) -> set[str]:

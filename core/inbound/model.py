@@ -67,6 +67,8 @@ class ParsedMail:
     quoted_text: str | None = None
     signature: str | None = None
     reply_html: str | None = None
+    # Why the HTML is not shown (over the parsing budget, core/inbound/html.py), else None.
+    html_note: str | None = None
 
 
 def clean_text(value: str) -> str:

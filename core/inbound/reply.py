@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from core.inbound.forwards import FORWARD_MARKER_RE
+from core.inbound.headers import ADDRESS_IN_TEXT_RE as _ADDRESS_RE
 
 # Lines longer than this are never an attribution, a header or a separator (and regular
 # expressions never run over a 750 KB line).
@@ -47,7 +48,7 @@ _ATTRIBUTION_END_RE = re.compile(
     rf"(?<!\w)({_VERBS})(?!\w)(\s*\(a\))?(\s*[^:\n]{{0,200}})?\s*:?\s*(-{{2,}})?\s*$",
     re.IGNORECASE,
 )
-_ADDRESS_RE = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+")
+
 _DATE_RE = re.compile(
     r"\d{1,2}[:.]\d{2}|\b(19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b|\d+年\d+月",
 )
@@ -273,7 +274,7 @@ def _join(lines: list[str]) -> str | None:
 def _is_attribution(window: str, *, strong: bool) -> bool:
     has_verb = _ATTRIBUTION_END_RE.search(window) is not None
     has_date = _DATE_RE.search(window) is not None
-    has_address = _ADDRESS_RE.search(window) is not None
+    has_address = "@" in window and _ADDRESS_RE.search(window) is not None
     if has_verb and (has_date or has_address):
         return True
     # No verb: a date and an address, ending with a colon ("2017-11-24 16:32 Ann <a@b.c>:").
