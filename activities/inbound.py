@@ -189,6 +189,11 @@ class _Router:
     def match(self, parsed: ParsedMail) -> tuple[uuid.UUID | None, str, str, Message | None]:
         """(candidate id, match reason, detail, the outbound message replied to)."""
         sent = self._our_message(parsed.thread_ids)
+        erased = sent is not None and self._erased(sent.candidate_id)
+        if erased:
+            # Mail for an erased candidate never joins the erased record: it is handled as
+            # mail from an unknown sender, and nothing about it names the candidate.
+            sent = None
         if sent is not None and sent.candidate_id is not None:
             return sent.candidate_id, MatchReason.THREAD, f"reply to {sent.message_id_header}", sent
 
@@ -208,7 +213,10 @@ class _Router:
                 detail = f"{prefix}; sender {address}" if prefix else f"sender {address}"
                 return candidate.id, MatchReason.SENDER, detail, sent
         why = [prefix] if prefix else []
-        why.append("no Message-ID we sent in In-Reply-To or References")
+        if erased:
+            why.append("a reply to a message whose candidate's data was erased")
+        else:
+            why.append("no Message-ID we sent in In-Reply-To or References")
         if senders:
             why.append(
                 f"no candidate with an open (or recently closed) application at "
@@ -230,6 +238,12 @@ class _Router:
             )
             .order_by(col(Message.created_at).desc())
         ).first()
+
+    def _erased(self, candidate_id: uuid.UUID | None) -> bool:
+        if candidate_id is None:
+            return False
+        candidate = self.session.get(Candidate, candidate_id)
+        return candidate is not None and candidate.erasure_requested_at is not None
 
     def _own_addresses(self) -> set[str]:
         """Addresses of the company itself: mail from these was forwarded, not written."""
@@ -263,6 +277,7 @@ class _Router:
                 Candidate.company_id == self.company_id,
                 or_(func.lower(Candidate.email) == address, col(Candidate.id).in_(remembered)),
                 open_or_recent,
+                col(Candidate.erasure_requested_at).is_(None),
             )
             # The most recent open application wins; then the most recently closed one.
             .order_by(

@@ -58,6 +58,7 @@ from core.models import (
     Event,
     InboundRaw,
     Message,
+    WebhookAttempt,
     utcnow,
 )
 from core.notices import ABOUT_HEADER
@@ -211,7 +212,7 @@ class PrivacyActivities(PrivacyContract):
             candidate.name = ERASED_NAME
             candidate.email = ""
             candidate.email_bounce_detail = None
-            candidate.erased_at = now
+            candidate.erased_at = candidate.erased_at or now
             candidate.updated_at = now
             session.add(candidate)
             session.execute(
@@ -532,9 +533,16 @@ def _erase_content(message: Message, now: Any) -> None:
 
 def _forget_in_events(session: Session, candidate: Candidate, unassigned: set[str]) -> None:
     """The personal fields of the candidate's events, and of the events about these Unassigned
-    messages of theirs (which carry no candidate id: only `message.received` names them)."""
+    messages of theirs (which carry no candidate id: only `message.received` names them); and
+    what endpoints answered to those events (an endpoint may echo what it was sent)."""
     session.execute(
         update(Event).where(col(Event.candidate_id) == candidate.id).values(personal=None)
+    )
+    theirs = select(Event.id).where(col(Event.candidate_id) == candidate.id)
+    session.execute(
+        update(WebhookAttempt)
+        .where(col(WebhookAttempt.event_id).in_(theirs))
+        .values(response_body="")
     )
     if not unassigned:
         return
@@ -548,6 +556,11 @@ def _forget_in_events(session: Session, candidate: Candidate, unassigned: set[st
         if event.data.get("message_id") in unassigned:
             event.personal = None
             session.add(event)
+            session.execute(
+                update(WebhookAttempt)
+                .where(col(WebhookAttempt.event_id) == event.id)
+                .values(response_body="")
+            )
 
 
 def _scrub_audit(session: Session, company_id: uuid.UUID, targets: list[str]) -> None:

@@ -79,6 +79,10 @@ class WebhookActivities(WebhookContract):
         self._settings = accounts.settings
         self._box = accounts.box
         self._clients: dict[int, httpx.AsyncClient] = {}
+        total = self._settings.webhook_concurrency
+        self._shares = webhooks.FairShare(
+            total, self._settings.webhook_company_concurrency, reserve=max(1, total // 4)
+        )
 
     def _client(self) -> httpx.AsyncClient:
         """One pooled, guarded client per event loop."""
@@ -92,6 +96,17 @@ class WebhookActivities(WebhookContract):
 
     @activity.defn(name=DELIVER_WEBHOOKS)
     async def deliver_webhooks(self, input: EndpointRef) -> DeliveryRound:
+        """A round, within the company's fair share of this worker's rounds."""
+        if not input.company_id:  # runs started before shares: as they were
+            return await self._round(input)
+        if not self._shares.take(input.company_id):
+            return DeliveryRound(busy=True)
+        try:
+            return await self._round(input)
+        finally:
+            self._shares.give_back(input.company_id)
+
+    async def _round(self, input: EndpointRef) -> DeliveryRound:
         endpoint_id = uuid.UUID(input.endpoint_id)
         target = await asyncio.to_thread(self._queue, endpoint_id)
         if target is None:
@@ -257,7 +272,9 @@ class WebhookActivities(WebhookContract):
                         status_code=answer.status_code,
                         latency_ms=answer.latency_ms,
                         error=answer.error,
-                        response_body=answer.body,
+                        response_body=webhooks.answer_to_keep(
+                            answer.body, personal=endpoint.include_personal_data
+                        ),
                     )
                 )
                 if answer.ok:

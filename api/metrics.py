@@ -206,27 +206,33 @@ class ProductCollector(Collector):
         buckets = [(str(b), float(c or 0)) for b, c in zip(WEBHOOK_BUCKETS, counts, strict=True)]
         latency.add_metric([], [*buckets, ("+Inf", float(total))], float(summed) / 1000)
         yield latency
+        # No endpoint's id in a label (unauthenticated /metrics would list every company's):
+        # the oldest wait over all enabled endpoints, and how many endpoints are behind.
         oldest = GaugeMetricFamily(
             "recruitmail_webhook_oldest_undelivered_seconds",
-            "Age of the oldest event still waiting to reach each endpoint (0 when none).",
-            labels=["endpoint_id"],
+            "Age of the oldest event still waiting to reach an enabled endpoint (0 when none).",
+        )
+        behind = GaugeMetricFamily(
+            "recruitmail_webhook_endpoints_behind",
+            "Enabled endpoints with an event waiting for over an hour.",
         )
         now = utcnow()
-        waiting = dict(
-            session.exec(
-                select(WebhookDelivery.endpoint_id, func.min(Event.created_at))
+        waits = [
+            max((now - _aware(since)).total_seconds(), 0.0)
+            for since in session.exec(
+                select(func.min(Event.created_at))
+                .select_from(WebhookDelivery)
                 .join(Event, col(Event.id) == col(WebhookDelivery.event_id))
-                .where(WebhookDelivery.status == "pending")
+                .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+                .where(WebhookDelivery.status == "pending", WebhookEndpoint.disabled == False)  # noqa: E712
                 .group_by(col(WebhookDelivery.endpoint_id))
             ).all()
-        )
-        for endpoint_id in session.exec(
-            select(WebhookEndpoint.id).where(WebhookEndpoint.disabled == False)  # noqa: E712
-        ).all():
-            since = waiting.get(endpoint_id)
-            age = max((now - _aware(since)).total_seconds(), 0) if since else 0
-            oldest.add_metric([str(endpoint_id)], age)
+            if since is not None
+        ]
+        oldest.add_metric([], max(waits, default=0.0))
+        behind.add_metric([], float(sum(1 for wait in waits if wait > 3600)))
         yield oldest
+        yield behind
 
 
 # Seconds: endpoints must answer within 10.

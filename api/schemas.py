@@ -37,6 +37,8 @@ Body = Annotated[
     AfterValidator(_not_blank),
 ]
 Html = Annotated[str, StringConstraints(max_length=2_000_000), AfterValidator(check_body_text)]
+# A label people read in lists: no NUL, control characters (C0, C1) or line breaks.
+Description = Annotated[str, StringConstraints(max_length=500), AfterValidator(check_header_text)]
 
 
 class Request(BaseModel):
@@ -331,14 +333,14 @@ class EventFeed(BaseModel):
 class WebhookEndpointCreate(Request):
     url: str = Field(max_length=2000)
     event_types: list[str] = Field(min_length=1, max_length=50)
-    description: str = Field(default="", max_length=500)
+    description: Description = ""
     include_personal_data: bool = False
 
 
 class WebhookEndpointUpdate(Request):
     url: str | None = Field(default=None, max_length=2000)
     event_types: list[str] | None = Field(default=None, min_length=1, max_length=50)
-    description: str | None = Field(default=None, max_length=500)
+    description: Description | None = None
     disabled: bool | None = None
 
 

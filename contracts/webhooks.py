@@ -22,6 +22,8 @@ class WebhookEndpointInput:
 @dataclass
 class EndpointRef:
     endpoint_id: str
+    # Its company, whose share of the worker's delivery rounds it takes (empty: no share).
+    company_id: str = ""
 
 
 @dataclass
@@ -39,6 +41,9 @@ class DeliveryRound:
     deleted: bool = False
     # This round disabled it: its company's admins are to be told.
     disabled_now: bool = False
+    # Nothing was attempted: the company's share of the worker's rounds is in use; try again
+    # in a moment.
+    busy: bool = False
 
 
 class WebhookContract:

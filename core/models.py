@@ -467,8 +467,8 @@ class WebhookEndpoint(SQLModel, table=True):
     disabled: bool = False
     disabled_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     disabled_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
-    # Encrypted (SecretBox, endpoint id as associated data): {"current", "previous",
-    # "previous_until"}. Shown once, when created or rotated.
+    # Encrypted (SecretBox, endpoint id as associated data): {"current", "retired": [{"secret",
+    # "until"}]} (core/webhooks.py). Shown once, when created or rotated.
     secret_blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # The last event (seq) queued for delivery to this endpoint.
     cursor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

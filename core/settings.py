@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(RETRY_SCHEDULE)
     )
     webhook_disable_after: timedelta = timedelta(days=5)
+    # Endpoints per company; delivery rounds under way at once per worker, and per company (one
+    # company's dead endpoints never hold every slot: docs/hardening.md).
+    webhook_max_endpoints: int = Field(default=10, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=16, ge=2, le=256)
+    webhook_company_concurrency: int = Field(default=4, ge=1, le=256)
     # How often each worker numbers new events and wakes the runs that deliver them.
     relay_interval: timedelta = timedelta(milliseconds=500)
     # Recruiters (or admins) get an email when a candidate replies; at most one per candidate

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 SECRET_PREFIX = "whsec_"
@@ -58,21 +59,74 @@ def headers(message_id: str, timestamp: int, body: bytes, signing: list[str]) ->
     }
 
 
-def signing_secrets(stored: dict[str, str], now: datetime) -> list[str]:
-    """The secrets that sign now: the current one, and the previous one during its overlap."""
-    found = [stored["current"]]
-    until = stored.get("previous_until")
-    if stored.get("previous") and until and datetime.fromisoformat(until) > now:
-        found.append(stored["previous"])
-    return found
+Stored = dict[str, Any]
 
 
-def rotated(stored: dict[str, str], now: datetime) -> dict[str, str]:
-    return {
-        "current": new_secret(),
-        "previous": stored["current"],
-        "previous_until": (now + ROTATION_OVERLAP).isoformat(),
-    }
+def signing_secrets(stored: Stored, now: datetime) -> list[str]:
+    """The secrets that sign now: the current one, and each rotated-out one during its
+    overlap (a second rotation within the day keeps the first one's overlap)."""
+    return [stored["current"], *(r["secret"] for r in _retired(stored, now))]
+
+
+def rotated(stored: Stored, now: datetime) -> Stored:
+    retired = [*_retired(stored, now), {"secret": stored["current"], "until": _at(now)}]
+    return {"current": new_secret(), "retired": retired}
+
+
+def _retired(stored: Stored, now: datetime) -> list[dict[str, str]]:
+    """Rotated-out secrets still in their overlap (older stores kept one, as `previous`)."""
+    found = list(stored.get("retired") or [])
+    if stored.get("previous") and stored.get("previous_until"):
+        found.append({"secret": stored["previous"], "until": stored["previous_until"]})
+    return [r for r in found if datetime.fromisoformat(r["until"]) > now]
+
+
+def _at(now: datetime) -> str:
+    return (now + ROTATION_OVERLAP).isoformat()
+
+
+def overlap_until(stored: Stored) -> str | None:
+    """When the newest rotated-out secret stops signing."""
+    retired = stored.get("retired") or []
+    return retired[-1]["until"] if retired else stored.get("previous_until")
+
+
+def answer_to_keep(body: str, *, personal: bool) -> str:
+    """What is kept of an endpoint's answer for the deliveries list. An endpoint that receives
+    personal data may echo it; then only a digest and the length are kept, so nothing of a
+    candidate outlives their erasure in an answer."""
+    if not personal or not body:
+        return body
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"[not kept: this endpoint receives personal data; {len(body)} bytes, sha256 {digest}…]"
+
+
+class FairShare:
+    """How many delivery rounds each company may have under way in one worker: at most
+    `per_company`, and the last `reserve` of the worker's `total` rounds only for a company
+    with none under way. One company's slow or dead endpoints then never take every slot, so
+    another company's delivery starts at once."""
+
+    def __init__(self, total: int, per_company: int, reserve: int) -> None:
+        self.total, self.per_company, self.reserve = total, per_company, reserve
+        self.busy: dict[str, int] = {}
+
+    def take(self, company: str) -> bool:
+        running = self.busy.get(company, 0)
+        in_use = sum(self.busy.values())
+        if running >= self.per_company or in_use >= self.total:
+            return False
+        if running and in_use >= self.total - self.reserve:
+            return False
+        self.busy[company] = running + 1
+        return True
+
+    def give_back(self, company: str) -> None:
+        left = self.busy.get(company, 1) - 1
+        if left > 0:
+            self.busy[company] = left
+        else:
+            self.busy.pop(company, None)
 
 
 def next_attempt(attempts: int, schedule: tuple[timedelta, ...]) -> timedelta | None:

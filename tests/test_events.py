@@ -19,7 +19,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from core import netguard
 from core.models import Event, EventConsumer, Message, Permission
 from tests.fakes.smtp import SmtpSink
-from tests.fakes.webhooks import WebhookReceiver
+from tests.fakes.webhooks import BlackHole, WebhookReceiver
 from tests.helpers import Stack, Tenant, eventually, running_stack
 from tests.mail_samples import out_of_office, plain_mail
 from worker.inbound_smtp import InboundSmtpServer
@@ -74,6 +74,10 @@ async def hooks(temporal_client, engine, tmp_path, **overrides) -> AsyncIterator
             yield Hooks(stack, sink)
 
 
+async def _async(value):
+    return value()
+
+
 async def _received(receiver: WebhookReceiver, type: str, count: int = 1, timeout=30) -> list:
     async def found() -> list:
         return receiver.events(type)
@@ -125,10 +129,9 @@ async def test_a_send_reaches_a_verified_endpoint_and_the_feed_without_personal_
     assert attempts[0]["outcome"] == "delivered" and attempts[0]["status_code"] == 200
     assert 'recruitmail_webhook_deliveries_total{outcome="delivered"}' in metrics
     assert "recruitmail_webhook_delivery_duration_seconds_bucket" in metrics
-    assert (
-        f'recruitmail_webhook_oldest_undelivered_seconds{{endpoint_id="{created["id"]}"}} 0.0'
-        in metrics
-    )
+    assert "recruitmail_webhook_oldest_undelivered_seconds 0.0" in metrics
+    assert "recruitmail_webhook_endpoints_behind 0.0" in metrics
+    assert created["id"] not in metrics and str(tenant.company.id) not in metrics
 
 
 async def test_a_receiver_down_then_up_gets_the_event_once_with_the_same_id(
@@ -191,28 +194,87 @@ async def test_410_disables_the_endpoint_says_so_in_the_feed_and_tells_the_admin
     assert len(gone.received) == 1
 
 
-async def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
+async def test_a_rotated_secret_signs_beside_the_old_ones_for_a_day(
     temporal_client, engine, tmp_path
 ):
+    """Rotated twice within the day: the first secret still signs until its own day is out."""
     async with hooks(temporal_client, engine, tmp_path) as h:
         tenant = h.stack.tenant()
         with WebhookReceiver() as receiver:
             created = await h.endpoint(tenant, receiver.url, ["webhook.test"])
-            rotated = await h.stack.http.post(
-                f"/v1/webhook-endpoints/{created['id']}/rotate-secret", headers=tenant.headers
-            )
+            rotations = [
+                await h.stack.http.post(
+                    f"/v1/webhook-endpoints/{created['id']}/rotate-secret", headers=tenant.headers
+                )
+                for _ in range(2)
+            ]
             await h.stack.http.post(
                 f"/v1/webhook-endpoints/{created['id']}/test", headers=tenant.headers
             )
             await _received(receiver, "webhook.test")
-    new = rotated.json()["secret"]
-    assert new.startswith("whsec_") and new != created["secret"]
+    first, second = (r.json()["secret"] for r in rotations)
+    assert first.startswith("whsec_") and len({created["secret"], first, second}) == 3
     delivery = receiver.received[0]
-    assert len(delivery.headers["webhook-signature"].split(" ")) == 2
-    assert Webhook(created["secret"]).verify(delivery.body, delivery.headers)
-    assert Webhook(new).verify(delivery.body, delivery.headers)
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 3
+    for secret in (created["secret"], first, second):
+        assert Webhook(secret).verify(delivery.body, delivery.headers)
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "A" * 32).verify(delivery.body, delivery.headers)
+
+
+async def test_one_companys_dead_endpoints_do_not_delay_another(temporal_client, engine, tmp_path):
+    """Company B's 64 endpoints accept and never answer; company A's delivery starts at once,
+    within its own fair share of the worker's delivery rounds."""
+    async with hooks(temporal_client, engine, tmp_path, webhook_max_endpoints=64) as h:
+        a, b = h.stack.tenant("A"), h.stack.tenant("B")
+        with BlackHole() as hole, WebhookReceiver() as receiver:
+            dead = [await h.endpoint(b, hole.url, ["webhook.test"]) for _ in range(64)]
+            for endpoint in dead:
+                await h.stack.http.post(
+                    f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=b.headers
+                )
+            await eventually(lambda: _async(lambda: hole.connections), lambda n: n >= 4)
+            mine = await h.endpoint(a, receiver.url, ["webhook.test"])
+            started = asyncio.get_running_loop().time()
+            await h.stack.http.post(f"/v1/webhook-endpoints/{mine['id']}/test", headers=a.headers)
+            await _received(receiver, "webhook.test", timeout=20)
+            took = asyncio.get_running_loop().time() - started
+            at_once = hole.connections
+    assert took < 1.0, f"company A's delivery took {took:.2f} s"
+    # B never held more than its share: 4 rounds of 8 requests at once.
+    assert at_once <= 4 * 8
+
+
+async def test_endpoints_per_company_are_capped_and_descriptions_are_plain_text(
+    temporal_client, engine, tmp_path
+):
+    async with hooks(temporal_client, engine, tmp_path, webhook_max_endpoints=2) as h:
+        tenant = h.stack.tenant()
+        for _ in range(2):
+            await h.endpoint(tenant, "http://127.0.0.1:9/hooks", ["*"])
+        over = await h.stack.http.post(
+            "/v1/webhook-endpoints",
+            json={"url": "http://127.0.0.1:9/hooks", "event_types": ["*"]},
+            headers=tenant.headers,
+        )
+        other = await h.stack.http.post(
+            "/v1/webhook-endpoints",
+            json={"url": "http://127.0.0.1:9/hooks", "event_types": ["*"]},
+            headers=h.stack.tenant().headers,
+        )
+        controls = [
+            await h.stack.http.post(
+                "/v1/webhook-endpoints",
+                json={"url": "http://127.0.0.1:9/h", "event_types": ["*"], "description": text},
+                headers=h.stack.tenant().headers,
+            )
+            for text in ("a\x00b", "a\x1bb", "a\x85b", "a\nb")
+        ]
+    assert (
+        over.status_code == 409 and "RECRUITMAIL_WEBHOOK_MAX_ENDPOINTS=2" in over.json()["detail"]
+    )
+    assert other.status_code == 201  # another company's count
+    assert all(c.status_code == 422 and "description" in c.json()["detail"] for c in controls)
 
 
 async def test_a_redirect_is_not_followed(temporal_client, engine, tmp_path):

@@ -67,8 +67,6 @@ WORKFLOWS = [
 ]
 # On the webhooks' task queue: endpoints' runs and their deliveries, apart from everything else.
 WEBHOOK_WORKFLOWS = [WebhookEndpointWorkflow]
-# Webhook deliveries at once; each waits at most the endpoint's answer time.
-WEBHOOK_CONCURRENT = 16
 # Deterministic modules the workflows import, loaded once rather than again for every run in
 # the sandbox (re-creating their dataclasses and enums took a tenth of the worker's time in a
 # profile of a burst of sends). The workflow modules themselves stay sandboxed.
@@ -137,7 +135,8 @@ class Workers:
             workflows=WEBHOOK_WORKFLOWS,
             activities=hooks,
             activity_executor=executor,
-            max_concurrent_activities=WEBHOOK_CONCURRENT,
+            # Rounds at once; each company takes its fair share (core/webhooks.FairShare).
+            max_concurrent_activities=settings.webhook_concurrency,
             workflow_runner=runner,
             interceptors=[FailureScrubber()],
         )

@@ -104,6 +104,9 @@ WEBHOOK_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 WEBHOOK_ROUNDS_PER_RUN = 500
 # The longest an endpoint's run waits without a signal: a lost signal delays by this at most.
 WEBHOOK_IDLE_WAIT = timedelta(minutes=5)
+# A round refused because the company's share of the worker's rounds is in use (its other
+# endpoints are slow) is asked for again after this, up to twice as long (spread out).
+WEBHOOK_BUSY_WAIT = timedelta(seconds=1)
 
 # Reply notifications go through the platform transport: retried while it says "try later",
 # for up to a day (a recruiter still wants to know), then given up.

@@ -46,7 +46,7 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, input: WebhookEndpointInput) -> None:
-        ref = EndpointRef(input.endpoint_id)
+        ref = EndpointRef(input.endpoint_id, input.company_id)
         for _ in range(policies.WEBHOOK_ROUNDS_PER_RUN):
             if self._stopped:
                 return
@@ -60,6 +60,13 @@ class WebhookEndpointWorkflow:
             )
             if result.deleted:
                 return
+            if result.busy:  # the company's share of rounds is in use: a moment, then again
+                wait = policies.WEBHOOK_BUSY_WAIT * (1 + workflow.random().random())
+                try:
+                    await workflow.wait_condition(lambda: self._stopped, timeout=wait)
+                except TimeoutError:
+                    pass
+                continue
             if result.disabled_now:
                 await workflow.execute_activity_method(
                     WebhookContract.tell_admins_endpoint_disabled,

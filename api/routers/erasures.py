@@ -3,7 +3,7 @@ GET /v1/erasures/{id} for its progress) and hand it over (GET /v1/candidates/{id
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -21,7 +21,6 @@ router = APIRouter(tags=["privacy"])
     "/v1/candidates/{candidate_id}/erase",
     response_model=ErasurePublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"description": "The candidate was erased already: that erasure."}},
 )
 async def erase_candidate(
     candidate_id: str,
@@ -30,12 +29,12 @@ async def erase_candidate(
     settings: SettingsDep,
     temporal: TemporalDep,
     engine: EngineDep,
-    response: Response,
 ) -> Erasure:
     """Erase the candidate's mail everywhere (docs/privacy.md): what has not gone out is
     cancelled, every message's content, headers, attachments and raw bytes are deleted, the
     candidate becomes "Erased candidate" without an address. Ids, counts and statuses stay.
-    Asking again answers the same erasure."""
+    Asking again while it runs answers the same erasure; asking after it was done runs it again,
+    erasing whatever came since."""
     candidate = await run_in_threadpool(
         get_owned, session, Candidate, candidate_id, user.company_id, "candidate"
     )
@@ -45,8 +44,6 @@ async def erase_candidate(
         lambda found: service.undo_erasure(engine, found[0].id) if found[1] else None,
         "The erasure was not started",
     )
-    if erasure.status == "done":
-        response.status_code = status.HTTP_200_OK
     return erasure
 
 

@@ -58,10 +58,20 @@ def refuse_if_erased(candidate: Candidate) -> None:
 
 
 def request_erasure(session: Session, user: User, candidate: Candidate) -> tuple[Erasure, bool]:
-    """The candidate's erasure, committed (the existing one when asked twice), and whether it
-    is new."""
+    """The candidate's erasure, committed, and whether it is new. Asked again after it was
+    done, the same erasure runs again and erases whatever came since (its run is started, or
+    the sweeper starts it)."""
     existing = session.exec(select(Erasure).where(Erasure.candidate_id == candidate.id)).first()
     if existing is not None:
+        if existing.status == "done":
+            existing.status = "running"
+            existing.finished_at = None
+            session.add(existing)
+            audit.record(
+                session, company_id=user.company_id, user_id=user.id,
+                action="candidate.erase_again", target=f"candidate:{candidate.id}",
+            )  # fmt: skip
+            session.commit()
         return existing, False
     erasure = register_erasure(session, candidate, reason="request", user_id=user.id)
     session.commit()

@@ -87,6 +87,16 @@ def create(
     session: Session, settings: Settings, user: User, body: WebhookEndpointCreate, url: str
 ) -> tuple[WebhookEndpoint, str]:
     """The endpoint and its secret (returned once); it receives events from now on."""
+    count = session.exec(
+        select(func.count()).where(WebhookEndpoint.company_id == user.company_id)
+    ).one()
+    if count >= settings.webhook_max_endpoints:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"The company has {count} webhook endpoints, the most allowed "
+            f"(RECRUITMAIL_WEBHOOK_MAX_ENDPOINTS={settings.webhook_max_endpoints}): delete one "
+            "first. One endpoint can take every event type.",
+        )
     endpoint_id = uuid.uuid4()
     secret = webhooks.new_secret()
     endpoint = WebhookEndpoint(
@@ -160,7 +170,7 @@ def rotate(session: Session, settings: Settings, user: User, endpoint: WebhookEn
         user,
         endpoint,
         "webhook_endpoint.rotate_secret",
-        previous_valid_until=fresh["previous_until"],
+        previous_valid_until=webhooks.overlap_until(fresh),
     )
     session.commit()
     return fresh["current"]

@@ -4,6 +4,7 @@ answers as scripted (a status, a delay, a redirect), and can go down and come ba
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class WebhookReceiver:
     # out means 200.
     script: list[int | tuple[int, dict[str, str]] | None] = field(default_factory=list)
     delay: float = 0.0
+    # Answer 200 with the request's own body, as a careless receiver does.
+    echo: bool = False
     received: list[Delivery] = field(default_factory=list)
     port: int = field(default_factory=free_port)
 
@@ -65,6 +68,8 @@ class WebhookReceiver:
                     time.sleep(fake.delay)
                 status, headers = (answer, {}) if not isinstance(answer, tuple) else answer
                 data = b'{"ok": true}' if not status or status < 300 else b"nope"
+                if fake.echo:
+                    data = body
                 self.send_response(status or 200)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -89,3 +94,37 @@ class WebhookReceiver:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class BlackHole:
+    """An endpoint that accepts connections and reads requests, and never answers."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", self.port), backlog=512)
+        self._held: list[socket.socket] = []
+        self._open = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+
+    def __enter__(self) -> BlackHole:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._open = False
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
