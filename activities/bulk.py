@@ -9,6 +9,7 @@ so the only possible duplicate is the one message whose send was under way.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -34,13 +35,14 @@ from contracts.bulk import (
     FinishInput,
     PlanInput,
 )
-from core import events, throttle
+from core import bulk, events, throttle
 from core.db import get_or_fail, session_scope
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
     MailError,
     PermanentMailError,
+    RecipientDeferred,
     TransientMailError,
 )
 from core.events import EventType
@@ -76,7 +78,8 @@ _TO_SENDING = (
         attempt_started_at=bindparam("now"),
     )
 )
-# The sent or failed message, by primary key: one executemany for the outcomes of a commit.
+# The sent, failed or put-off message, by primary key: one executemany for the outcomes of a
+# commit. A put-off message is `queued` again with its next try; the first put-off is kept.
 _TO_OUTCOME = (
     update(_MESSAGE)
     .where(_MESSAGE.c.id == bindparam("target_id"))
@@ -88,6 +91,8 @@ _TO_OUTCOME = (
         sent_at=bindparam("sent_at"),
         provider_message_id=bindparam("provider_id"),
         error=bindparam("error"),
+        next_attempt_at=bindparam("next_at"),
+        deferred_since=func.coalesce(_MESSAGE.c.deferred_since, bindparam("since")),
     )
 )
 # The next messages' `sending`, as _TO_SENDING, telling which moved.
@@ -129,15 +134,22 @@ class _Pending(NamedTuple):
     candidate_name: str | None = None
     subject: str = ""
     bulk_job_id: uuid.UUID | None = None
+    attempts: int = 0
+    deferred_since: datetime | None = None
 
 
 class BatchOutcome(NamedTuple):
-    """A sent or failed message of a batch, and the batch's next message to mark `sending`."""
+    """A sent, failed or put-off message of a batch, and the batch's next message to mark
+    `sending`. A put-off one (`queued`) has its next try."""
 
     message: _Pending
     status: str
     detail: str
     next_id: uuid.UUID | None
+    retry_at: datetime | None = None
+
+
+DEFERRED = "deferred"  # what _deliver answers for a message its recipient's server put off
 
 
 @dataclass
@@ -240,10 +252,11 @@ class BulkActivities(BulkContract):
     @activity.defn(name=SEND_BULK_BATCH)
     async def send_bulk_batch(self, input: BatchInput) -> BatchResult:
         job_id = uuid.UUID(input.job_id)
-        cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
+        cancelled, pending, later = await asyncio.to_thread(self._load_batch, job_id, input.batch)
         result = BatchResult()
         if cancelled or not pending:
             result.cancelled = cancelled
+            result.resume_at = None if cancelled else later
             return result
         # A batch has one sender: planning grouped it by transport and connection.
         transport_name, connection_id = pending[0].transport, pending[0].connection_id
@@ -257,7 +270,9 @@ class BulkActivities(BulkContract):
                 # effect now, each message composed again (same Message-ID).
                 for message in pending:
                     await asyncio.to_thread(self._send.recompose, str(message.id))
-                cancelled, pending = await asyncio.to_thread(self._load_batch, job_id, input.batch)
+                cancelled, pending, later = await asyncio.to_thread(
+                    self._load_batch, job_id, input.batch
+                )
                 transport_name, connection_id = pending[0].transport, pending[0].connection_id
                 provider, account = await asyncio.to_thread(
                     self._send.sender_for, transport_name, connection_id
@@ -294,19 +309,45 @@ class BulkActivities(BulkContract):
                     await asyncio.to_thread(self._requeue, message.id)
                     result.resume_at = outcome
                     return result
-                status, detail = outcome
-                ready = await self._outcomes.write(BatchOutcome(message, status, detail, next_id))
-                if status == MessageStatus.SENT:
+                written = self._outcome(message, *outcome, next_id)
+                ready = await self._outcomes.write(written)
+                if written.status == MessageStatus.SENT:
                     result.sent += 1
-                else:
+                elif written.status == MessageStatus.FAILED:
                     result.failed += 1
+                elif written.retry_at is not None:  # put off: the batch comes back for it
+                    later = min(later or math.inf, written.retry_at.timestamp())
                 if time.monotonic() - last_beat > HEARTBEAT_EVERY:
                     last_beat = time.monotonic()
                     activity.heartbeat(index + 1)
         finally:
             await mailbox.session.close()
         await asyncio.to_thread(self._clear_next_send, job_id)
+        result.resume_at = later
         return result
+
+    def _outcome(
+        self, message: _Pending, status: str, detail: str, next_id: uuid.UUID | None
+    ) -> BatchOutcome:
+        """A sent or failed message as it is; one its recipient's server put off is tried again
+        on its own backoff (core/bulk.py), or fails once its retries run out."""
+        if status != DEFERRED:
+            return BatchOutcome(message, status, detail, next_id)
+        settings = self._settings
+        deferral = bulk.defer(
+            detail,
+            attempts=message.attempts + 1,
+            since=message.deferred_since,
+            now=utcnow(),
+            initial=settings.send_retry_initial_interval,
+            maximum=settings.send_retry_max_interval,
+            total=settings.send_retry_total,
+        )
+        if deferral.retry_at is None:
+            return BatchOutcome(message, MessageStatus.FAILED, deferral.reason, next_id)
+        return BatchOutcome(
+            message, MessageStatus.QUEUED, deferral.reason, next_id, deferral.retry_at
+        )
 
     async def _deliver(
         self, mailbox: _Mailbox, message: _Pending, index: int
@@ -345,6 +386,10 @@ class BulkActivities(BulkContract):
                 raise await self._batch_error(err, mailbox.connection_id) from err
             except PermanentMailError as err:
                 return MessageStatus.FAILED, str(err)
+            except RecipientDeferred as err:
+                # This recipient only (greylisting, a full mailbox): the others go on now, over
+                # the same session, and this one is tried again on its own backoff.
+                return DEFERRED, str(err)
             except TransientMailError as err:
                 tries += 1
                 if tries >= MAX_TRANSIENT_TRIES:
@@ -363,7 +408,11 @@ class BulkActivities(BulkContract):
 
     # -- database steps -----------------------------------------------------------------
 
-    def _load_batch(self, job_id: uuid.UUID, batch: int) -> tuple[bool, list[_Pending]]:
+    def _load_batch(
+        self, job_id: uuid.UUID, batch: int
+    ) -> tuple[bool, list[_Pending], float | None]:
+        """Whether the job was cancelled; the batch's messages due now; and when the earliest
+        of those put off is due (epoch seconds), if any."""
         with Session(self._engine) as session:
             job = get_or_fail(session, BulkJob, job_id)
             rows = session.execute(
@@ -377,6 +426,9 @@ class BulkActivities(BulkContract):
                     col(Message.candidate_id),
                     col(Candidate.name),
                     col(Message.subject),
+                    col(Message.attempts),
+                    col(Message.deferred_since),
+                    col(Message.next_attempt_at),
                 )
                 .outerjoin(Candidate, col(Candidate.id) == col(Message.candidate_id))
                 .where(
@@ -387,23 +439,31 @@ class BulkActivities(BulkContract):
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
         company_id = str(job.company_id)
-        pending = [
-            _Pending(
-                mid,
-                raw,
-                transport or "platform",
-                connection_id,
-                sender,
-                list(to),
-                company_id,
-                candidate_id,
-                name,
-                subject,
-                job_id,
+        now = utcnow()
+        pending, later = [], None
+        for row in rows:
+            if row.next_attempt_at is not None and row.next_attempt_at > now:
+                at = row.next_attempt_at.timestamp()
+                later = at if later is None else min(later, at)
+                continue
+            pending.append(
+                _Pending(
+                    row.id,
+                    row.raw_mime,
+                    row.transport or "platform",
+                    row.connection_id,
+                    row.from_address,
+                    list(row.to_addresses),
+                    company_id,
+                    row.candidate_id,
+                    row.name,
+                    row.subject,
+                    job_id,
+                    row.attempts,
+                    row.deferred_since,
+                )
             )
-            for mid, raw, transport, connection_id, sender, to, candidate_id, name, subject in rows
-        ]
-        return job.cancel_requested, pending
+        return job.cancel_requested, pending, later
 
     def _cancel_requested(self, job_id: uuid.UUID) -> bool:
         with Session(self._engine) as session:
@@ -457,8 +517,12 @@ class BulkActivities(BulkContract):
                     "sent_at": now if sent else None,
                     "provider_id": outcome.detail[:255] if sent else None,
                     "error": None if sent else outcome.detail,
+                    "next_at": outcome.retry_at,
+                    "since": now if outcome.retry_at is not None else None,
                 }
             )
+            if outcome.status == MessageStatus.QUEUED:
+                continue  # put off: no outcome to tell yet
             event_rows.append(
                 events.row(
                     uuid.UUID(message.company_id),
@@ -479,7 +543,8 @@ class BulkActivities(BulkContract):
         following = [outcome.next_id for outcome in outcomes if outcome.next_id is not None]
         with self._engine.begin() as connection:
             connection.execute(_TO_OUTCOME, results)
-            connection.execute(insert(_EVENT), event_rows)
+            if event_rows:
+                connection.execute(insert(_EVENT), event_rows)
             moved = set()
             if following:
                 moved = set(

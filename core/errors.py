@@ -17,6 +17,11 @@ class TransientMailError(MailError):
         self.retry_after = retry_after
 
 
+class RecipientDeferred(TransientMailError):
+    """The receiving server asked to try this one message (its recipient) later: greylisting,
+    a full mailbox. The session and every other message are fine."""
+
+
 class PermanentMailError(MailError):
     """Retrying cannot help: 5xx answers, invalid recipients, a refused message."""
 

@@ -281,6 +281,10 @@ class Message(SQLModel, table=True):
     sender_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     workflow_id: str | None = Field(default=None, max_length=200)
     provider_message_id: str | None = Field(default=None, max_length=255)
+    # A bulk message whose recipient's server said "later" (4xx): when it is tried again, and
+    # since when it has been put off (its retries end SEND_RETRY_TOTAL after that).
+    next_attempt_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    deferred_since: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     # A message of a bulk send, and the batch (one activity) that sends it.
     bulk_job_id: uuid.UUID | None = Field(default=None, foreign_key="bulk_job.id", index=True)
     bulk_batch: int | None = None

@@ -18,6 +18,7 @@ from core.errors import (
     ConfigurationError,
     MailError,
     PermanentMailError,
+    RecipientDeferred,
     TransientMailError,
 )
 from core.throttle import Rate
@@ -153,13 +154,16 @@ class SmtpSession(MailSession):
                 last = exc
                 await self._drop()
                 continue
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                # This message's recipient was refused; the session goes on (after RSET).
+                await self._reset()
+                raise classify_smtp_error(exc, self.target.label) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code == 421:  # the server is closing this session: reconnect
                     last = exc
                     await self._drop()
                     continue
-                if not isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-                    await self._reset()
+                await self._reset()
                 raise classify_smtp_error(exc, self.target.label) from exc
             except Exception as exc:
                 await self._drop()
@@ -226,8 +230,8 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
         said = _server_said(exc.code, exc.message)
         if 400 <= exc.code < 500:
-            return TransientMailError(
-                f"The receiving server temporarily refused {exc.recipient} ({said})."
+            return RecipientDeferred(
+                f"The receiving server asked to try {exc.recipient} later ({said})."
             )
         return PermanentMailError(
             f"The recipient address {exc.recipient} was rejected ({said}). "
@@ -239,6 +243,11 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
         return TransientMailError(f"The mail server {server} did not answer in time.")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         said = _server_said(exc.code, exc.message)
+        if isinstance(exc, aiosmtplib.SMTPDataError) and 400 <= exc.code < 500 and exc.code != 421:
+            # DATA refused for now (a full mailbox, greylisting after DATA): this message only.
+            return RecipientDeferred(
+                f"The mail server {server} asked to send this message later ({said})."
+            )
         if 400 <= exc.code < 500:
             return TransientMailError(f"The mail server {server} asked us to try later ({said}).")
         return PermanentMailError(f"The mail server {server} refused the message ({said}).")

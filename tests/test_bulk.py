@@ -403,3 +403,48 @@ async def test_a_queued_job_without_a_run_is_started_by_the_sweeper(
     assert sum(swept) == 1 and after == 0
     assert done["counts"]["sent"] == 12
     assert len(set(message_ids(sink))) == len(sink.received) == 12
+
+
+async def test_a_greylisted_recipient_defers_alone_and_the_batch_flows_past_it(
+    temporal_client, engine, tmp_path
+):
+    """100 messages through one relay session: one recipient greylisted (450 twice), one
+    refused (550). The 98 others go at once; the 550 fails with its reason; the 450 waits on
+    its own backoff, with its reason on its message, and is sent when the server relents."""
+    with SmtpSink() as sink:
+        async with running_stack(
+            temporal_client, engine, tmp_path, **relay(sink, bulk_batch_size=100)
+        ) as stack:
+            tenant = stack.tenant()
+            ids = add_candidates(stack, tenant, 100)
+            with Session(engine) as session:
+                grey, gone = (session.get(Candidate, uuid.UUID(i)).email for i in ids[10:12])
+            sink.handler.rcpt_script[grey.lower()] = ["450 4.2.0 Greylisted, try again later"] * 2
+            sink.handler.rcpt_script[gone.lower()] = ["550 5.1.1 No such user"]
+            job = await start_bulk(stack, tenant, ids)
+            first_pass = await eventually(
+                lambda: stack.http.get(f"/v1/bulk-messages/{job['id']}", headers=tenant.headers),
+                lambda r: r.json()["counts"]["sent"] + r.json()["counts"]["failed"] >= 99,
+                what="the batch's first pass",
+            )
+            waiting = (
+                await stack.http.get(f"/v1/candidates/{ids[10]}/messages", headers=tenant.headers)
+            ).json()[0]
+            done = await wait_job(stack.http, tenant, job["id"])
+            failed = (
+                await stack.http.get(f"/v1/candidates/{ids[11]}/messages", headers=tenant.headers)
+            ).json()[0]
+            sent_late = (
+                await stack.http.get(f"/v1/candidates/{ids[10]}/messages", headers=tenant.headers)
+            ).json()[0]
+    counts = first_pass.json()["counts"]
+    assert counts["sent"] == 98 and counts["failed"] == 1
+    assert waiting["status"] == "queued" and "Greylisted" in waiting["error"]
+    assert "Retrying after" in waiting["error"]
+    assert done["counts"]["sent"] == 99 and done["counts"]["failed"] == 1
+    assert failed["status"] == "failed" and "550 5.1.1 No such user" in failed["error"]
+    assert sent_late["status"] == "sent" and sent_late["error"] is None
+    assert sink.handler.rcpt_attempts[grey.lower()] == 3
+    assert len(sink.deliveries) == 99
+    # One session for the first pass, then one for each retry of the put-off recipient.
+    assert sink.handler.sessions <= 3

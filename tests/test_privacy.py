@@ -40,6 +40,7 @@ from core.models import (
     InboundRaw,
     MailboxThrottle,
     Message,
+    WebhookAttempt,
     utcnow,
 )
 from core.privacy import ERASED_NAME
@@ -47,6 +48,7 @@ from core.statuses import MessageStatus
 from tests.browser import DESKTOP, PHONE, browser, check_page, new_context, screenshot, served
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
+from tests.fakes.webhooks import WebhookReceiver
 from tests.helpers import (
     TEST_KEY,
     Stack,
@@ -785,3 +787,81 @@ async def test_a_worker_killed_mid_erasure_is_replaced_and_the_erasure_finishes(
 
 async def _get(http: httpx.AsyncClient, tenant: Tenant, erasure_id: str) -> dict:
     return (await http.get(f"/v1/erasures/{erasure_id}", headers=tenant.headers)).json()
+
+
+async def test_erased_stays_erased_echoed_answers_late_replies_and_erasing_again(
+    temporal_client, engine, tmp_path
+):
+    """An endpoint that receives personal data and echoes it keeps nothing of the candidate;
+    a reply by thread after the erasure lands in Unassigned, not on the erased record, with no
+    notice naming them; and the erasure can be asked for again."""
+    tag = uuid.uuid4().hex[:8]
+    name, subject = f"Zelda Echo {tag}", f"Offer {tag}"
+    async with mail_stack(
+        temporal_client, engine, tmp_path, reply_notifications=True, relay_interval=0.2
+    ) as (stack, smtp):
+        tenant = stack.tenant()
+        hosted = stack.settings.hosted_address(tenant.company.slug)
+        with WebhookReceiver(echo=True) as receiver:
+            answer = await stack.http.post(
+                "/v1/webhook-endpoints",
+                json={"url": receiver.url, "event_types": ["*"], "include_personal_data": True},
+                headers=tenant.headers,
+            )
+            endpoint = answer.json()
+            candidate = await stack.candidate(tenant, name=name)
+            sent = await stack.send(tenant, candidate["id"], subject=subject, text="Welcome")
+            sent = await stack.wait_for_status(tenant, sent["id"], {"sent"})
+            await eventually(
+                lambda: _async(lambda: [d for d in receiver.received if name.encode() in d.body]),
+                what="the echoed event",
+            )
+            deliveries_path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+            before = (await stack.http.get(deliveries_path, headers=tenant.headers)).json()
+            first = await erase(stack, tenant, candidate["id"])
+            await deliver(
+                smtp,
+                reply_with_cv(candidate["email"], name, hosted, sent["message_id_header"],
+                              f"Re: {subject}", "Late answer", "CV"),
+            )  # fmt: skip
+            late = await eventually(
+                lambda: _unassigned(stack, tenant),
+                lambda found: any(m["subject"] == f"Re: {subject}" for m in found),
+                what="the late reply in Unassigned",
+            )
+            again = await stack.http.post(
+                f"/v1/candidates/{candidate['id']}/erase", headers=tenant.headers
+            )
+            second = await erasure_done(stack, tenant, again.json()["id"])
+            after = (await stack.http.get(deliveries_path, headers=tenant.headers)).json()
+            on_tab = await messages_of(stack, tenant, candidate["id"])
+            outbox = tmp_path / "outbox" / str(tenant.company.id)
+            notices = "".join(p.read_text() for p in outbox.glob("*.json"))
+        with Session(engine) as session:
+            stored = [
+                row.response_body
+                for row in session.exec(
+                    select(WebhookAttempt).where(
+                        WebhookAttempt.endpoint_id == uuid.UUID(endpoint["id"])
+                    )
+                )
+            ]
+    echoed = [d for d in before if d["response_body"]]
+    assert echoed and all(name not in d["response_body"] for d in before)
+    assert all("not kept" in d["response_body"] for d in echoed)
+    assert all(name not in d["response_body"] and subject not in d["response_body"] for d in after)
+    assert all(name not in body and candidate["email"] not in body for body in stored)
+    # The late reply: Unassigned, the erased record untouched, no notice naming them.
+    [reply] = [m for m in late if m["subject"] == f"Re: {subject}"]
+    assert reply["candidate_id"] is None and reply["match_reason"] == "none"
+    assert "erased" in reply["match_detail"]
+    assert all(m["direction"] == "outbound" for m in on_tab)
+    assert name not in notices
+    # Asked again: the same erasure, run again.
+    assert again.status_code == 202 and again.json()["id"] == first["id"]
+    assert second["status"] == "done"
+
+
+async def _unassigned(stack: Stack, tenant: Tenant) -> list[dict]:
+    answer = await stack.http.get("/v1/messages/unassigned", headers=tenant.headers)
+    return answer.json()

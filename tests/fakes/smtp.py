@@ -85,12 +85,34 @@ class SinkHandler:
     redirect: Redirect | None = None
     # A mail exchanger's redirect rules, by (lower-cased) address.
     redirects: dict[str, Redirect] = field(default_factory=dict)
+    # Answers to RCPT for an address (lower-cased): each RCPT takes the next one; running out
+    # accepts. "450 4.2.0 Greylisted" a few times, then nothing, is a greylisting server.
+    rcpt_script: dict[str, list[str]] = field(default_factory=dict)
+    rcpt_attempts: dict[str, int] = field(default_factory=dict)
+    # The EHLO/HELO names clients gave.
+    helo_names: list[str] = field(default_factory=list)
+    # Refuse a HELO name without a dot, as Postfix's reject_non_fqdn_helo_hostname does.
+    require_fqdn_helo: bool = False
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
         session.host_name = hostname
         session.kept = 0  # messages accepted in this connection
         self.sessions += 1
+        self.helo_names.append(hostname)
         return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        helo = str(session.host_name or "")
+        if self.require_fqdn_helo and ("." not in helo or helo.lower().endswith("localhost")):
+            return f"504 5.5.2 <{helo}>: Helo command rejected: need fully-qualified hostname"
+        key = address.lower()
+        self.rcpt_attempts[key] = self.rcpt_attempts.get(key, 0) + 1
+        script = self.rcpt_script.get(key)
+        if script:
+            return script.pop(0)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
         if self.mail_answer:

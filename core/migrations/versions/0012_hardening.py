@@ -1,4 +1,5 @@
-"""hardening: received HTML made safe once, when stored (or a note why it is not shown)
+"""hardening: received HTML made safe once, when stored (or a note why it is not shown); a bulk
+message put off by its recipient's server, retried on its own
 
 Revision ID: 0012
 Revises: 0011
@@ -10,10 +11,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+import core.models
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
+
+TS = core.models.UTCDateTime
 
 
 def upgrade() -> None:
@@ -22,10 +27,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("html_safe", sa.Text(), nullable=True))
         batch.add_column(sa.Column("reply_html_safe", sa.Text(), nullable=True))
         batch.add_column(sa.Column("html_note", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("next_attempt_at", TS(timezone=True), nullable=True))
+        batch.add_column(sa.Column("deferred_since", TS(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("message") as batch:
+        batch.drop_column("deferred_since")
+        batch.drop_column("next_attempt_at")
         batch.drop_column("html_note")
         batch.drop_column("reply_html_safe")
         batch.drop_column("html_safe")
