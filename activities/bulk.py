@@ -44,6 +44,7 @@ from core.errors import (
     PermanentMailError,
     RecipientDeferred,
     TransientMailError,
+    for_recruiter,
 )
 from core.events import EventType
 from core.group_commit import GroupCommit, in_thread
@@ -385,7 +386,7 @@ class BulkActivities(BulkContract):
             except (AuthExpiredError, ConfigurationError) as err:
                 raise await self._batch_error(err, mailbox.connection_id) from err
             except PermanentMailError as err:
-                return MessageStatus.FAILED, str(err)
+                return MessageStatus.FAILED, for_recruiter(err)
             except RecipientDeferred as err:
                 # This recipient only (greylisting, a full mailbox): the others go on now, over
                 # the same session, and this one is tried again on its own backoff.

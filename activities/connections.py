@@ -208,7 +208,9 @@ class ConnectionActivities(SetupContract):
             domain=self._settings.platform_mail_domain,
             now=utcnow(),
         )
-        mail = Outgoing.of(composed, "check", subject.company_id)
+        # Filed under no company: a company reading its dev outbox (a staging deployment) must
+        # never see the token it is to prove it cannot get.
+        mail = Outgoing.of(composed, "check", company_id="")
         via = _via(found)
         # Armed before it goes out: a fast redirect may bring it back within the second.
         verified = await asyncio.to_thread(

@@ -36,6 +36,7 @@ from core.errors import (
     AuthExpiredError,
     MailError,
     TransientMailError,
+    for_recruiter,
 )
 from core.events import EventType
 from core.mail import compose
@@ -386,7 +387,7 @@ class SendActivities(SendContract):
     def _note_failure(self, message_id: str, err: MailError) -> None:
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            text = str(err)
+            text = for_recruiter(err)
             if isinstance(err, TransientMailError):
                 text += " Retrying."
             message.error = text

@@ -26,6 +26,19 @@ class PermanentMailError(MailError):
     """Retrying cannot help: 5xx answers, invalid recipients, a refused message."""
 
 
+class RecipientRefused(PermanentMailError):
+    """The receiving server refused this recipient for good (a 5xx to RCPT)."""
+
+
+def for_recruiter(err: MailError) -> str:
+    """Why a send to a candidate failed, as the recruiter reads it: a refused recipient is
+    most often a mistyped address (a connection test's refusal involves no candidate, and
+    says only what the server said)."""
+    if isinstance(err, RecipientRefused):
+        return f"{err} Check the candidate's email address."
+    return str(err)
+
+
 class AuthExpiredError(PermanentMailError):
     """The provider refused our credentials or grant; the connection needs attention."""
 

@@ -29,10 +29,34 @@ class InternalAddress(Exception):
     """The host resolves to an address that is not on the public internet."""
 
 
+# IPv6 prefixes that carry an IPv4 address a gateway or the host itself turns the connection
+# toward: NAT64 (RFC 6052, the well-known and local-use prefixes), 6to4 (RFC 3056), and the
+# deprecated IPv4-compatible addresses (::a.b.c.d). Their embedded address must be public too.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to, when it carries one."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if any(ip in net for net in _NAT64) or ip in _COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _SIX_TO_FOUR:
+        return ip.sixtofour
+    return None
+
+
 def is_public(address: str) -> bool:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded(ip)
+        if embedded is not None:
+            if ip in _COMPATIBLE and int(ip) <= 1:
+                return False  # :: and ::1
+            return is_public(str(embedded))
     return ip.is_global and not ip.is_multicast and ip not in _METADATA
 
 
@@ -64,11 +88,12 @@ async def resolve(host: str, port: int, timeout: float, *, allow_private: bool) 
     if not addresses:
         raise OSError(f"{host} has no address")
     if not allow_private:
-        internal = [a for a in addresses if not is_public(a)]
-        if internal:
+        if any(not is_public(a) for a in addresses):
+            # Which address is not said: the answer would tell anyone what an internal name
+            # resolves to inside our network.
             raise InternalAddress(
-                f"{host} resolves to {internal[0]}, an internal address (loopback, private, "
-                "link-local or a metadata service). Only servers on the internet can be used."
+                f"{host} resolves to an internal address (loopback, private, link-local or a "
+                "metadata service). Only servers on the internet can be used."
             )
     return addresses
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.resolver import Resolver, parse_nameservers
 from core.webhooks import RETRY_SCHEDULE
 
 
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     # Extra CAs (PEM) trusted on top of the system store, for every outbound TLS connection.
     ca_bundle: Path | None = None
     smtp_timeout_seconds: float = 30.0
+    # The name every outbound SMTP connection gives in EHLO. Empty: the host of public_url,
+    # or, where that is not a fully qualified name, the platform mail domain. Never localhost
+    # outside development: receivers refuse it (reject_non_fqdn_helo_hostname) or score it.
+    smtp_helo_name: str = ""
 
     # Dev outbox: an SMTP sink that keeps what it receives in state_dir/outbox.
     dev_outbox_host: str = "127.0.0.1"
@@ -93,7 +99,15 @@ class Settings(BaseSettings):
     # smtpd_timeout, smtpd_junk_command_limit and smtpd_soft/hard_error_limit do). Over a
     # connection limit a client gets 421 and is closed.
     inbound_max_connections: int = 500
-    inbound_max_connections_per_client: int = 20
+    inbound_max_connections_per_client: int = 50  # Postfix's smtpd_client_connection_count_limit
+    # One network (an IPv4 /24, an IPv6 /64) cannot take every place either.
+    inbound_max_connections_per_network: int = 100
+    # Past 80% of inbound_max_connections, an idle connection is closed after this (and no
+    # junk command keeps it open): idle connections cannot lock every sender out.
+    inbound_stress_timeout: timedelta = timedelta(seconds=10)
+    # Unknown recipients a client may try per minute, over all its connections (guessing
+    # companies' addresses); beyond, 450 for every recipient until its budget refills.
+    inbound_unknown_recipients_per_minute: float = 30.0
     # Idle time allowed per command (and per line inside DATA), and for a whole DATA phase.
     inbound_command_timeout: timedelta = timedelta(minutes=5)
     inbound_data_timeout: timedelta = timedelta(minutes=10)
@@ -162,8 +176,11 @@ class Settings(BaseSettings):
     # "domain=host:port,other.example=host:port"; check messages for those domains are then
     # delivered there directly, whatever the platform transport.
     mx_overrides: str = ""
-    # How long the MX lookup of a custom address's domain may take.
+    # How long a DNS lookup may take.
     dns_timeout_seconds: float = 5.0
+    # The DNS servers every lookup asks (core/resolver.py), as "host:port,…"; empty: the
+    # system's. Development and tests point it at a DNS server on loopback.
+    dns_nameservers: str = ""
 
     # Events: kept this long for the feed (GET /v1/events) and redelivery.
     event_retention: timedelta = timedelta(days=30)
@@ -248,12 +265,23 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_mx_overrides(self) -> Settings:
         self.exchanger_overrides()  # a malformed value fails at start, in one sentence
+        self.resolver()
         return self
+
+    def resolver(self) -> Resolver:
+        """The one resolver every lookup goes through."""
+        return Resolver(tuple(parse_nameservers(self.dns_nameservers)), self.dns_timeout_seconds)
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
         if self.is_development:
             return self
+        if not _fully_qualified(self.helo_name):
+            raise ValueError(
+                f"The EHLO name {self.helo_name!r} is not a fully qualified host name: set "
+                "RECRUITMAIL_SMTP_HELO_NAME (e.g. mail.example.com), or a RECRUITMAIL_PUBLIC_URL "
+                "whose host is one"
+            )
         if not self.secret_keys:
             raise ValueError("RECRUITMAIL_SECRET_KEYS must be set outside development")
         if not self.inbound_secret or len(self.inbound_secret) < 16:
@@ -266,6 +294,13 @@ class Settings(BaseSettings):
                 "set smtp (with RECRUITMAIL_SMTP_RELAY_URL) or mailjet"
             )
         return self
+
+    @property
+    def helo_name(self) -> str:
+        if self.smtp_helo_name:
+            return self.smtp_helo_name.strip().lower()
+        host = (urlsplit(self.public_url).hostname or "").lower()
+        return host if _fully_qualified(host) else self.platform_mail_domain.lower()
 
     @property
     def is_development(self) -> bool:
@@ -355,6 +390,17 @@ class Settings(BaseSettings):
         if not self.is_development:
             raise ValueError("RECRUITMAIL_INBOUND_SECRET is not set")
         return _development_file(self.state_dir / "inbound-secret", secrets.token_urlsafe(24))
+
+
+def _fully_qualified(name: str) -> bool:
+    """A host name with a dot, not an address literal, not localhost."""
+    if "." not in name or name == "localhost" or name.endswith(".localhost"):
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return True
+    return False
 
 
 def _seconds_or_iso(value: Any) -> Any:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
+from core.resolver import DnsUnavailable, NoSuchDomain, Resolver
 from core.settings import Settings
 from core.tls import client_tls_context
 from providers.base import Outgoing
@@ -49,34 +46,29 @@ async def routing(settings: Settings, domain: str) -> Routing:
     override = settings.exchanger_overrides().get(domain)
     if override is not None:
         return Routing((Exchanger(*override),), override=True)
-    resolver = dns.asyncresolver.Resolver()
-    timeout = settings.dns_timeout_seconds
+    resolver = settings.resolver()
     try:
-        answer = await resolver.resolve(domain, "MX", lifetime=timeout)
-    except dns.resolver.NXDOMAIN:
+        records = await resolver.mx_async(domain)
+    except NoSuchDomain:
         return Routing(refusal=f"The domain {domain} does not exist in DNS.")
-    except dns.resolver.NoAnswer:
-        # No MX record: RFC 5321 5.1 delivers to the domain's own address (an implicit MX).
-        return await _implicit(resolver, domain, timeout)
-    except (dns.exception.DNSException, OSError):
+    except DnsUnavailable:
         return Routing(looked_up=False)
-    records = sorted(answer, key=lambda r: r.preference)
-    exchangers = tuple(
-        Exchanger(str(r.exchange).rstrip("."), 25, int(r.preference)) for r in records
-    )
+    if not records:
+        # No MX record: RFC 5321 5.1 delivers to the domain's own address (an implicit MX).
+        return await _implicit(resolver, domain)
+    exchangers = tuple(Exchanger(host, 25, preference) for preference, host in records)
     if len(exchangers) == 1 and exchangers[0].host in ("", "."):
         # A null MX (RFC 7505): the domain says it accepts no mail.
         return Routing(refusal=f"The domain {domain} publishes a null MX: it accepts no mail.")
     return Routing(exchangers)
 
 
-async def _implicit(resolver: dns.asyncresolver.Resolver, domain: str, timeout: float) -> Routing:
+async def _implicit(resolver: Resolver, domain: str) -> Routing:
     for kind in ("A", "AAAA"):
         try:
-            await resolver.resolve(domain, kind, lifetime=timeout)
-        except dns.resolver.NoAnswer:
-            continue
-        except (dns.exception.DNSException, OSError):
+            if not await resolver.answer_async(domain, kind):
+                continue
+        except (DnsUnavailable, NoSuchDomain):
             return Routing(looked_up=False)
         return Routing((Exchanger(domain),))
     return Routing(refusal=f"The domain {domain} has no mail exchanger (no MX, A or AAAA record).")
@@ -90,6 +82,7 @@ async def deliver_direct(settings: Settings, exchanger: Exchanger, mail: Outgoin
         port=exchanger.port,
         security=SmtpSecurity.OPPORTUNISTIC,
         verify_certificate=False,
+        helo=settings.helo_name,
     )
     return await send_over_smtp(
         target,

@@ -23,7 +23,7 @@ _SCHEMES = {
 }
 
 
-def parse_relay_url(url: str) -> SmtpTarget:
+def parse_relay_url(url: str, helo: str = "") -> SmtpTarget:
     """`smtp://user:pass@host:587`, `smtp+starttls://…`, `smtps://host:465`; `?verify=false`."""
     parts = urlsplit(url)
     security = _SCHEMES.get(parts.scheme)
@@ -41,6 +41,7 @@ def parse_relay_url(url: str) -> SmtpTarget:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         verify_certificate=verify,
+        helo=helo,
     )
 
 
@@ -81,7 +82,7 @@ class SmtpRelayProvider(_PlatformSmtp):
     label: ClassVar[str] = "SMTP relay"
 
     def target(self) -> SmtpTarget:
-        return parse_relay_url(self.settings.smtp_relay_url)
+        return parse_relay_url(self.settings.smtp_relay_url, self.settings.helo_name)
 
 
 class DevOutboxProvider(_PlatformSmtp):
@@ -97,6 +98,7 @@ class DevOutboxProvider(_PlatformSmtp):
             host=self.settings.dev_outbox_host,
             port=self.settings.dev_outbox_port,
             security=SmtpSecurity.NONE,
+            helo=self.settings.helo_name,
         )
 
     def session(self, account: Account) -> MailSession:

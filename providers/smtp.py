@@ -3,6 +3,7 @@ machinery the platform relay and the dev outbox share (aiosmtplib, error classif
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -19,6 +20,7 @@ from core.errors import (
     MailError,
     PermanentMailError,
     RecipientDeferred,
+    RecipientRefused,
     TransientMailError,
 )
 from core.throttle import Rate
@@ -53,6 +55,9 @@ class SmtpTarget:
     verify_certificate: bool = True
     # A company's own server: it must resolve to public addresses only (core/netguard.py).
     public_only: bool = False
+    # The name we give in EHLO (RECRUITMAIL_SMTP_HELO_NAME): a real one, never "localhost",
+    # which receivers with reject_non_fqdn_helo_hostname refuse and spam filters score.
+    helo: str = ""
 
     @property
     def label(self) -> str:
@@ -89,6 +94,7 @@ def _client(
         start_tls = False
     return aiosmtplib.SMTP(
         hostname=target.host,
+        local_hostname=target.helo or None,
         sock=sock,
         use_tls=target.security is SmtpSecurity.TLS,
         start_tls=start_tls,
@@ -106,7 +112,7 @@ async def send_over_smtp(
         client = await _open_client(target, tls_context, timeout)
         async with client:
             if target.username:
-                await client.login(target.username, target.password or "")
+                await sign_in(client, target.username, target.password or "")
             refused, answer = await client.sendmail(mail.envelope_from, mail.envelope_to, mail.mime)
     except Exception as exc:  # every aiosmtplib and socket failure is classified below
         raise classify_smtp_error(exc, target.label) from exc
@@ -117,6 +123,21 @@ async def send_over_smtp(
             aiosmtplib.SMTPRecipientRefused(code, text, address), target.label
         )
     return answer
+
+
+async def sign_in(client: aiosmtplib.SMTP, username: str, password: str) -> None:
+    """AUTH with one mechanism, the best the server offers of PLAIN, LOGIN and CRAM-MD5: a wrong
+    password is one failed login, not one per mechanism (aiosmtplib's `login` tries them all,
+    and servers count each against the account)."""
+    if not client.supports_extension("auth"):
+        await client.login(username, password)  # raises its own "AUTH not supported" error
+        return
+    offered = {method.lower() for method in client.server_auth_methods}
+    for method in ("plain", "login", "cram-md5"):
+        if method in offered:
+            await getattr(client, f"auth_{method.replace('-', '')}")(username, password)
+            return
+    await client.login(username, password)
 
 
 class SmtpSession(MailSession):
@@ -137,7 +158,7 @@ class SmtpSession(MailSession):
         client = await _open_client(self.target, self.tls_context, self.timeout)
         await client.connect()
         if self.target.username:
-            await client.login(self.target.username, self.target.password or "")
+            await sign_in(client, self.target.username, self.target.password or "")
         self.connects += 1
         return client
 
@@ -212,6 +233,24 @@ def connect_failure(server: str) -> str:
     )
 
 
+_NETWORK_FAILURES = {
+    errno.ECONNREFUSED: "the connection was refused (nothing listens on that port)",
+    errno.ECONNRESET: "the connection was reset by the server",
+    errno.ETIMEDOUT: "the connection timed out",
+    errno.EHOSTUNREACH: "the host cannot be reached",
+    errno.ENETUNREACH: "the network cannot be reached",
+    errno.ECONNABORTED: "the connection was aborted",
+    errno.EPIPE: "the server closed the connection",
+}
+
+
+def network_failure(exc: OSError) -> str:
+    """An OS error in words, without its "[Errno 111]" (the log keeps the number)."""
+    if exc.errno in _NETWORK_FAILURES:
+        return _NETWORK_FAILURES[exc.errno]
+    return (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".").lower()
+
+
 def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     """Map an aiosmtplib/socket error to transient, permanent or credential problems."""
     if isinstance(exc, MailError):
@@ -233,9 +272,10 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
             return RecipientDeferred(
                 f"The receiving server asked to try {exc.recipient} later ({said})."
             )
-        return PermanentMailError(
-            f"The recipient address {exc.recipient} was rejected ({said}). "
-            "Check the candidate's email address."
+        return RecipientRefused(f"The recipient address {exc.recipient} was rejected ({said}).")
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, OSError):
+        return TransientMailError(
+            f"Could not reach the mail server {server}: {network_failure(exc.__cause__)}."
         )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
         return TransientMailError(f"Could not reach the mail server {server}: {exc}.")
@@ -264,7 +304,9 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
         # e.g. "SMTP AUTH extension not supported by server" when TLS was not offered.
         return ConfigurationError(f"The mail server {server} cannot be used: {exc}.")
     if isinstance(exc, OSError):
-        return TransientMailError(f"Could not reach the mail server {server}: {exc}.")
+        return TransientMailError(
+            f"Could not reach the mail server {server}: {network_failure(exc)}."
+        )
     return TransientMailError(f"Sending through {server} failed unexpectedly: {exc!r}.")
 
 
@@ -460,7 +502,7 @@ class _Check:
             )
         self.log.ok("auth_offered", ", ".join(sorted(client.server_auth_methods)))
         try:
-            await client.login(self.target.username or "", self.target.password or "")
+            await sign_in(client, self.target.username or "", self.target.password or "")
         except aiosmtplib.SMTPResponseException as exc:
             raise self.log.fail("auth", explain_auth_failure(exc, self.mail_from)) from None
         except aiosmtplib.SMTPException as exc:
@@ -516,7 +558,7 @@ def explain_send_failure(err: MailError, address: str) -> str:
     return said
 
 
-def target_for(account: Account, *, public_only: bool) -> SmtpTarget:
+def target_for(account: Account, *, public_only: bool, helo: str = "") -> SmtpTarget:
     """The account's server settings plus its password, decrypted only for this session."""
     server = account.server
     if server is None:
@@ -529,6 +571,7 @@ def target_for(account: Account, *, public_only: bool) -> SmtpTarget:
         password=account.secret.get("password"),
         verify_certificate=server.verify_certificate,
         public_only=public_only,
+        helo=helo,
     )
 
 
@@ -545,19 +588,31 @@ class SmtpProvider(MailProvider):
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
 
     def session(self, account: Account) -> MailSession:
-        target = target_for(account, public_only=not self.settings.allow_private_hosts)
+        target = target_for(
+            account,
+            public_only=not self.settings.allow_private_hosts,
+            helo=self.settings.helo_name,
+        )
         return SmtpSession(target, self._tls(target), self.settings.smtp_timeout_seconds)
 
     async def send(self, account: Account, mail: Outgoing) -> str:
         # One message, one fresh connection: a drop mid-send fails this attempt, and the
         # workflow's retry decides, so a message is never resent inside one attempt.
-        target = target_for(account, public_only=not self.settings.allow_private_hosts)
+        target = target_for(
+            account,
+            public_only=not self.settings.allow_private_hosts,
+            helo=self.settings.helo_name,
+        )
         return await send_over_smtp(
             target, mail, tls_context=self._tls(target), timeout=self.settings.smtp_timeout_seconds
         )
 
     async def verify(self, account: Account) -> Verification:
-        target = target_for(account, public_only=not self.settings.allow_private_hosts)
+        target = target_for(
+            account,
+            public_only=not self.settings.allow_private_hosts,
+            helo=self.settings.helo_name,
+        )
         return await verify_smtp(
             target,
             account.address,

@@ -359,9 +359,12 @@ def test_internal_addresses_are_not_public():
     for address in (
         "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
         "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "224.0.0.1",
+        # IPv6 that leads to IPv4 (probe): NAT64, 6to4, IPv4-compatible.
+        "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "2002:7f00:1::1",
+        "2002:a00:1::", "::127.0.0.1", "::10.0.0.1", "::",
     ):  # fmt: skip
         assert not is_public(address), address
-    for address in ("8.8.8.8", "2001:4860:4860::8888", "93.184.216.34"):
+    for address in ("8.8.8.8", "2001:4860:4860::8888", "93.184.216.34", "64:ff9b::808:808"):
         assert is_public(address), address
 
 
@@ -393,6 +396,7 @@ async def test_a_connection_test_refuses_internal_hosts_unless_allowed(
     steps = {s["name"]: s for s in tested.json()["steps"]}
     assert tested.json()["status"] == "test_failed"
     assert steps["dns"]["status"] == "failed" and "internal address" in steps["dns"]["detail"]
+    assert "resolves to 127" not in steps["dns"]["detail"]  # what it resolves to is not said
     assert "tcp_connect" not in steps
     assert server.handler.sessions == 0  # nothing reached the port
 

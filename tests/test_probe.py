@@ -31,9 +31,10 @@ from core.models import Company, Connection
 from core.round_trip import compose_check, compose_send_test
 from providers.base import Account, Outgoing, SmtpServer
 from providers.smtp import SmtpProvider
+from tests.fakes.dns import DnsServer
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import running_stack
+from tests.helpers import eventually, running_stack
 from tests.helpers import test_settings as settings_for
 from worker.outbox import start_outbox
 
@@ -288,3 +289,51 @@ def _deliver(port: int) -> None:
 
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.sendmail("a@b.example", ["c@d.example"], b"Subject: untagged\r\n\r\nx\r\n")
+
+
+async def test_the_check_message_is_never_shown_to_the_company_that_claims(
+    temporal_client, engine, tmp_path
+):
+    """On a deployment whose platform transport is the dev outbox, the round trip's check
+    message (its token is the proof) goes to the outbox under no company: the claimant cannot
+    read the token there and send it to its own hosted address."""
+    port = free_port()
+    outbox = tmp_path / "outbox"
+    controller = start_outbox(outbox, "127.0.0.1", port)
+    address = f"jobs-{uuid.uuid4().hex[:8]}@victim.example.com"
+    try:
+        with SmtpSink(credentials=(address, "pw")) as smtp, DnsServer() as dns:
+            dns.mx("victim.example.com", "mx.victim.example.com")
+            async with running_stack(
+                temporal_client, engine, tmp_path, platform_transport="dev_outbox",
+                dev_outbox_port=port, allow_insecure_smtp=True, dns_nameservers=dns.nameservers,
+            ) as stack:  # fmt: skip
+                claimant = stack.tenant("Claimant")
+                created = await stack.http.post(
+                    "/v1/connections",
+                    json={"kind": "smtp", "custom_address": address, "smtp": {
+                        "host": "127.0.0.1", "port": smtp.port, "security": "none",
+                        "username": address, "password": "pw"}},
+                    headers=claimant.headers,
+                )  # fmt: skip
+                tested = await stack.http.post(
+                    f"/v1/connections/{created.json()['id']}/test", headers=claimant.headers
+                )
+                seen = (await stack.http.get("/dev/outbox", headers=claimant.headers)).json()
+                untagged = await eventually(
+                    lambda: _files(outbox / "_untagged"),
+                    lambda found: found,
+                    what="the check",
+                    timeout=5,
+                    fail=False,
+                )
+    finally:
+        controller.stop()
+    assert tested.json()["redirect_check"]["status"] == "waiting"
+    assert not any("X-Recruitmail-Check" in m.get("raw", "") or "address check" in m["subject"]
+                   for m in seen)  # fmt: skip
+    assert any("X-Recruitmail-Check" in text for text in untagged)
+
+
+async def _files(folder) -> list[str]:
+    return [p.read_text() for p in folder.glob("*.json")] if folder.exists() else []

@@ -228,8 +228,8 @@ async def test_connections_are_limited_per_client_and_idle_ones_are_closed(
     assert later[1] == "220"
 
 
-def _greeting(port: int) -> tuple[socket.socket, str]:
-    sock = socket.create_connection(("127.0.0.1", port), 10)
+def _greeting(port: int, source: str = "127.0.0.1") -> tuple[socket.socket, str]:
+    sock = socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0))
     sock.settimeout(10)
     return sock, sock.recv(512).decode()[:3]
 
@@ -305,3 +305,90 @@ def _noops(port: int, count: int) -> list[str]:
         codes.append(line.decode()[:3])
     sock.close()
     return codes
+
+
+async def test_one_network_cannot_take_every_place_and_stress_closes_idle_connections(
+    temporal_client, engine, tmp_path
+):
+    """Idle connections from many addresses of one network stop at its share; when the
+    receiver is stressed (80% of its places taken), idle connections are closed within the
+    stress timeout and NOOPs no longer keep them open, so a sender always gets in."""
+    async with running_stack(
+        temporal_client,
+        engine,
+        tmp_path,
+        inbound_smtp_port=0,
+        inbound_max_connections=10,
+        inbound_max_connections_per_client=3,
+        inbound_max_connections_per_network=6,
+        inbound_stress_timeout=1,
+    ) as stack:
+        server, port = await _receiver(stack)
+        try:
+            # Three addresses of 127.0.0.0/24: three places each, six for the network.
+            opened = [
+                await asyncio.to_thread(_greeting, port, f"127.0.0.{1 + i // 3}") for i in range(7)
+            ]
+            # Two more networks' clients fill the receiver past 80%: stressed.
+            more = [await asyncio.to_thread(_greeting, port, "127.0.1.1") for _ in range(2)]
+            started = time.monotonic()
+            noops = await asyncio.to_thread(_noop_twice, opened[0][0])
+            closed = [await asyncio.to_thread(_wait_closed, sock) for sock, _ in opened[1:6]]
+            after = await asyncio.to_thread(_greeting, port, "127.0.2.1")
+        finally:
+            await server.stop()
+    assert [g for _, g in opened[:6]] == ["220"] * 6
+    assert opened[6][1] == "421"  # the network's share is taken
+    assert [g for _, g in more] == ["220", "220"]
+    assert noops[-1].startswith("421")  # the second NOOP, under stress
+    assert time.monotonic() - started < 8
+    assert all(seconds < 3 for seconds in closed), closed
+    assert after[1] == "220"
+
+
+async def test_guessing_recipients_over_many_connections_runs_out(
+    temporal_client, engine, tmp_path
+):
+    async with running_stack(
+        temporal_client,
+        engine,
+        tmp_path,
+        inbound_smtp_port=0,
+        inbound_unknown_recipients_per_minute=12,
+    ) as stack:
+        server, port = await _receiver(stack)
+        try:
+            answers = []
+            for _ in range(6):  # reconnecting after every 4 guesses, as the probe did
+                answers += await asyncio.to_thread(_guesses, port, 4)
+            ehlo = await asyncio.to_thread(_ehlo, port)
+        finally:
+            await server.stop()
+    refused = [a for a in answers if a.startswith("550")]
+    assert len(refused) == 12
+    assert all(a.startswith("450 4.7.1") for a in answers[12:])
+    assert "AUTH" not in ehlo
+
+
+def _guesses(port: int, count: int) -> list[str]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.helo("probe.example")
+        smtp.mail("p@outside.example")
+        return [
+            f"{code} {text.decode()}"
+            for code, text in (smtp.rcpt(f"guess{i}-jobs@nowhere.example") for i in range(count))
+        ]
+
+
+def _noop_twice(sock: socket.socket) -> list[str]:
+    answers = []
+    for _ in range(2):
+        sock.sendall(b"NOOP\r\n")
+        answers.append(sock.recv(512).decode())
+    return answers
+
+
+def _ehlo(port: int) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo("probe.example")
+        return str(smtp.esmtp_features)

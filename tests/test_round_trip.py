@@ -581,3 +581,40 @@ async def test_a_legal_entitys_own_address_sends_under_its_name(
             await t.w.stack.wait_for_status(tenant, queued["id"], {"sent"})
     [delivered] = mx.deliveries
     assert str(delivered.message["From"]) == f"Acme Germany GmbH <{custom}>"
+
+
+async def test_an_exchanger_that_refuses_a_non_fqdn_helo_accepts_the_check(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """Postfix's reject_non_fqdn_helo_hostname, common on real MXs, refused `EHLO localhost`
+    with 504 5.5.2, and the admin was told to check a candidate's address. Recruitmail now
+    greets with a real name (RECRUITMAIL_SMTP_HELO_NAME, else the public URL's host or the
+    platform domain), and the check goes through."""
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        t.w.mx.handler.require_fqdn_helo = True
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        with t.mail_system(custom, tenant) as server:
+            server.handler.require_fqdn_helo = True
+            created = await t.smtp_connection(tenant, custom, server.port)
+            tested = await t.post(tenant, created["id"], "test")
+            verified = await t.redirect_check(tenant, created["id"], "verified")
+    assert tested.json()["status"] == "tested", tested.json()["last_error"]
+    assert verified["redirect_check"]["status"] == "verified"
+    names = set(t.w.mx.handler.helo_names) | set(server.handler.helo_names)
+    assert names == {t.w.stack.settings.helo_name} and "." in t.w.stack.settings.helo_name
+
+
+async def test_a_refused_check_message_says_what_was_refused_without_blaming_a_candidate(
+    temporal_client, engine, tmp_path, test_ca
+):
+    async with trip(temporal_client, engine, tmp_path, test_ca) as t:
+        tenant = t.w.stack.tenant()
+        custom = custom_address()
+        t.w.mx.handler.rcpt_script[custom.lower()] = ["550 5.1.1 <x>: Recipient address rejected"]
+        with t.mail_system(custom, tenant) as server:
+            created = await t.smtp_connection(tenant, custom, server.port)
+            tested = await t.post(tenant, created["id"], "test")
+    redirect = {s["name"]: s for s in tested.json()["steps"]}["redirect"]
+    assert "550 5.1.1" in redirect["detail"] and "check message" in redirect["detail"]
+    assert "candidate" not in redirect["detail"].lower()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import ssl
 import tempfile
+import time
 import uuid
+from collections import OrderedDict
 from typing import IO, Any, AnyStr
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
@@ -38,6 +41,11 @@ LOCK_POLL = 0.002
 # start: one run per 50 ms of a company's burst rather than one per message (its reply shows
 # that much later; the first message after a quiet spell starts at once).
 START_LINGER = 0.05
+
+
+# A client that tried too many unknown recipients, over any number of connections: its real
+# mail waits (4xx), its guessing stops.
+_TOO_MANY_GUESSES = "450 4.7.1 Too many unknown recipients from your address; try again later"
 
 
 class InboundHandler:
@@ -80,12 +88,18 @@ class InboundHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             # RFC 5321 4.5.3.1.8: at least 100 must be taken; a sender retries the rest later.
             return "452 4.5.3 Too many recipients; send the rest in another transaction"
+        connections: Connections | None = getattr(server, "connections", None)
+        client = getattr(server, "client", "")
+        if connections is not None and connections.out_of_guesses(client):
+            return _TOO_MANY_GUESSES
         try:
             company_id = await asyncio.to_thread(self._lookup, address)
         except Exception:
             log.exception("recipient lookup failed")
             return "451 4.3.0 Temporary failure looking up the recipient; try again later"
         if company_id is None:
+            if connections is not None and not connections.guess(client):
+                return _TOO_MANY_GUESSES
             return f"550 5.1.1 <{address}>: no such recruiting mailbox here"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
@@ -142,25 +156,99 @@ STREAM_LIMIT = 64 * 1024
 JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "HELP", "EXPN", "HELO", "EHLO")
 
 
-class Connections:
-    """Open connections, in total and per client address, shared by every session."""
+def network_of(client: str) -> str:
+    """The client's network: its /24 (IPv4) or /64 (IPv6); a client from one network cannot
+    take the places of every other."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
-    def __init__(self, total: int, per_client: int) -> None:
-        self.total, self.per_client = total, per_client
+
+class Connections:
+    """Open connections in total, per client address and per network, shared by every session;
+    and each client's budget of unknown recipients, across its connections.
+
+    Over 80% of the total the receiver is *stressed*, as Postfix's postscreen and smtpd say: an
+    idle connection gets `inbound_stress_timeout` instead of the command timeout, and no junk
+    command (NOOP, RSET, ...) keeps it open, so idle connections cannot hold every place."""
+
+    def __init__(
+        self,
+        total: int,
+        per_client: int,
+        per_network: int,
+        guesses_per_minute: float = 30.0,
+    ) -> None:
+        self.total, self.per_client, self.per_network = total, per_client, per_network
         self.open: dict[str, int] = {}
+        self.networks: dict[str, int] = {}
+        self.sessions: set[_Receiver] = set()
+        self._guesses = _Buckets(guesses_per_minute / 60.0, burst=max(guesses_per_minute, 1))
+
+    @property
+    def count(self) -> int:
+        return sum(self.open.values())
+
+    @property
+    def stressed(self) -> bool:
+        return self.count >= 0.8 * self.total
 
     def admit(self, client: str) -> bool:
-        if sum(self.open.values()) >= self.total or self.open.get(client, 0) >= self.per_client:
+        network = network_of(client)
+        if (
+            self.count >= self.total
+            or self.open.get(client, 0) >= self.per_client
+            or self.networks.get(network, 0) >= self.per_network
+        ):
             return False
         self.open[client] = self.open.get(client, 0) + 1
+        self.networks[network] = self.networks.get(network, 0) + 1
         return True
 
     def leave(self, client: str) -> None:
-        left = self.open.get(client, 1) - 1
-        if left > 0:
-            self.open[client] = left
-        else:
-            self.open.pop(client, None)
+        for counts, key in ((self.open, client), (self.networks, network_of(client))):
+            left = counts.get(key, 1) - 1
+            if left > 0:
+                counts[key] = left
+            else:
+                counts.pop(key, None)
+
+    def guess(self, client: str) -> bool:
+        """An unknown recipient from `client`: False once its budget is spent."""
+        return self._guesses.take(client)
+
+    def out_of_guesses(self, client: str) -> bool:
+        return self._guesses.empty(client)
+
+
+class _Buckets:
+    """A token bucket per key (`rate` a second, up to `burst`), for at most `keys` keys: the
+    oldest is forgotten first, so memory stays bounded whoever connects."""
+
+    def __init__(self, rate: float, burst: float, keys: int = 10_000) -> None:
+        self.rate, self.burst, self.keys = rate, burst, keys
+        self.state: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, then = self.state.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1
+        self.state[key] = (tokens - 1 if allowed else tokens, now)
+        while len(self.state) > self.keys:
+            self.state.popitem(last=False)
+        return allowed
+
+    def empty(self, key: str) -> bool:
+        if key not in self.state:
+            return False
+        tokens, then = self.state[key]
+        return tokens + (time.monotonic() - then) * self.rate < 1
 
 
 class _Receiver(SMTP):
@@ -188,6 +276,7 @@ class _Receiver(SMTP):
         self.client = ""
         self.errors = 0
         self.junk = 0
+        self.receiving = False  # inside DATA: its own timers, never cut short by stress
 
     async def _handle_client(self) -> None:
         assert self.session is not None
@@ -198,10 +287,21 @@ class _Receiver(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
+        self.connections.sessions.add(self)
+        if self.connections.stressed:
+            for other in list(self.connections.sessions):
+                if other is not self and not other.receiving:
+                    other._reset_timeout()  # idle ones get the stressed timeout from now
         try:
             await super()._handle_client()
         finally:
+            self.connections.sessions.discard(self)
             self.connections.leave(self.client)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if duration is None and self.connections.stressed:
+            duration = self.settings.inbound_stress_timeout.total_seconds()
+        super()._reset_timeout(duration)
 
     async def push(self, status: AnyStr) -> None:
         head = status[:3]
@@ -226,9 +326,11 @@ class _Receiver(SMTP):
             self.transport.close()
 
     async def _junk(self, command: str) -> bool:
-        """Count a junk command; False (after closing) once there were too many."""
+        """Count a junk command; False (after closing) once there were too many (one, while
+        the receiver is stressed)."""
         self.junk += 1
-        if self.junk > self.settings.inbound_junk_command_limit:
+        limit = 1 if self.connections.stressed else self.settings.inbound_junk_command_limit
+        if self.junk > limit:
             await self._close(f"421 4.7.0 Too many {command} commands without a message; closing")
             return False
         return True
@@ -274,11 +376,15 @@ class _Receiver(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        with tempfile.SpooledTemporaryFile(self.settings.inbound_spool_memory_bytes) as spool:
-            if not await self._receive(spool):
-                return  # answered and closed (too big, or too slow)
-            spool.seek(0)
-            raw = spool.read()
+        self.receiving = True
+        try:
+            with tempfile.SpooledTemporaryFile(self.settings.inbound_spool_memory_bytes) as spool:
+                if not await self._receive(spool):
+                    return  # answered and closed (too big, or too slow)
+                spool.seek(0)
+                raw = spool.read()
+        finally:
+            self.receiving = False
         self.envelope.original_content = raw
         self.envelope.content = raw
         status = await self._call_handler_hook("DATA")
@@ -329,7 +435,10 @@ class InboundSmtpServer:
         self.client = client
         self.handler = InboundHandler(settings, engine, client)
         self.connections = Connections(
-            settings.inbound_max_connections, settings.inbound_max_connections_per_client
+            settings.inbound_max_connections,
+            settings.inbound_max_connections_per_client,
+            settings.inbound_max_connections_per_network,
+            settings.inbound_unknown_recipients_per_minute,
         )
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
@@ -344,6 +453,9 @@ class InboundSmtpServer:
             ident="Recruitmail inbound",
             tls_context=_tls_context(self.settings),
             enable_SMTPUTF8=True,
+            # Nobody signs in here: AUTH is not offered (a relay configured with credentials
+            # would otherwise try, be refused every time, and defer its mail).
+            auth_exclude_mechanism=["PLAIN", "LOGIN"],
         )
 
     async def start(self) -> int:

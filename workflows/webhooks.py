@@ -61,9 +61,9 @@ class WebhookEndpointWorkflow:
             if result.deleted:
                 return
             if result.busy:  # the company's share of rounds is in use: a moment, then again
-                wait = policies.WEBHOOK_BUSY_WAIT * (1 + workflow.random().random())
+                pause = policies.WEBHOOK_BUSY_WAIT * (1 + workflow.random().random())
                 try:
-                    await workflow.wait_condition(lambda: self._stopped, timeout=wait)
+                    await workflow.wait_condition(lambda: self._stopped, timeout=pause)
                 except TimeoutError:
                     pass
                 continue

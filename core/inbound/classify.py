@@ -89,9 +89,12 @@ def classify(msg: Message, parsed: ParsedMail) -> None:
             if bounce.original_message_id:
                 parsed.thread_ids = unique([bounce.original_message_id, *parsed.thread_ids])
             return
-        # "delayed", "delivered", "relayed": automated news about a message, not a failure.
+        # "delayed", "delivered", "relayed": automated news about a message, not a failure. It
+        # goes beside the message it is about (the returned message's id threads it).
         parsed.kind = "auto_reply"
         parsed.kind_detail = f"delivery status notification ({action or 'no action'})"
+        if bounce.original_message_id:
+            parsed.thread_ids = unique([bounce.original_message_id, *parsed.thread_ids])
         return
     reason = _auto_reply_reason(msg, parsed)
     if reason:
@@ -134,16 +137,17 @@ def _plain_text_bounce(msg: Message, parsed: ParsedMail) -> tuple[str, BounceRep
         return None  # a person's mail (a mail system writes as one, or from the null sender)
     head = parsed.text[:20_000]
     wording = f"{parsed.subject}\n{head}"
-    if _DELAY_WORDING_RE.search(parsed.subject) or (
+    delayed = _DELAY_WORDING_RE.search(parsed.subject) or (
         _DELAY_WORDING_RE.search(head) and not _BOUNCE_WORDING_RE.search(parsed.subject)
-    ):
-        return "delayed", BounceReport(None, None, None, None)
-    if not _BOUNCE_WORDING_RE.search(wording):
+    )
+    if not delayed and not _BOUNCE_WORDING_RE.search(wording):
         return None
     original_id = _returned_message_id(msg, parsed.defects)
     if not original_id:
         quoted = _QUOTED_MSGID_RE.search(parsed.text)
         original_id = quoted.group(1) if quoted else ""
+    if delayed:
+        return "delayed", BounceReport(original_id or None, None, None, None)
     own = {parsed.from_address.lower(), *(a.lower() for a in parsed.to_addresses)}
     recipient = next(
         (m.group(0) for m in ADDRESS_IN_TEXT_RE.finditer(head) if m.group(0).lower() not in own),

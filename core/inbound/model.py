@@ -20,6 +20,16 @@ class ParsedAttachment:
         return hashlib.sha256(self.content).hexdigest()
 
 
+_GAVE_UP_WORDS = (
+    "delivery time expired",
+    "message expired",
+    "queue lifetime",
+    "retry timeout exceeded",
+    "delivery temporarily suspended",
+    "gave up",
+)
+
+
 @dataclass
 class BounceReport:
     """One failed recipient of a delivery status notification (RFC 3464)."""
@@ -32,7 +42,20 @@ class BounceReport:
     def describe(self) -> str:
         reason = self.diagnostic or (f"status {self.status}" if self.status else "no reason given")
         who = self.recipient or "the recipient"
+        if self.gave_up:
+            return (
+                f"Delivery to {who} was given up after retrying: the receiving side kept asking "
+                f"to try later, or could not be reached ({reason})"
+            )
         return f"The mail server for {who} refused the message: {reason}"
+
+    @property
+    def gave_up(self) -> bool:
+        """The sending server stopped retrying (its queue lifetime ran out): it was never
+        refused. A failed report then keeps the last temporary status (4.x.x), or says 5.4.7."""
+        status = (self.status or "").strip()
+        said = (self.diagnostic or "").lower()
+        return status.startswith(("4.", "5.4.7")) or any(words in said for words in _GAVE_UP_WORDS)
 
 
 @dataclass

@@ -73,6 +73,7 @@ def parse(raw: bytes) -> ParsedMail:
     to_addresses += [addr for _, addr in addresses(msg, "Cc", defects)]
 
     text, html, attachments = bodies(msg, defects)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # the wire's line ends, not ours
     parsed = ParsedMail(
         message_id=message_id[:998],
         in_reply_to=in_reply_to,
