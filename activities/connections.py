@@ -32,6 +32,7 @@ from core.audit import record_connection
 from core.db import get_or_fail, session_scope
 from core.errors import MailError
 from core.models import Company, Connection, utcnow
+from core.resolver import DnsUnavailable
 from core.settings import Settings
 from core.statuses import (
     LIVE_STATUSES,
@@ -198,6 +199,9 @@ class ConnectionActivities(SetupContract):
             detail = f"{found.refusal} Mail to {address} cannot arrive anywhere."
             await asyncio.to_thread(self._not_checked, input.connection_id, detail)
             return Step(REDIRECT, StepStatus.WARNING, detail)
+        own = [e for e in found.exchangers if e.host.lower() in self._settings.own_exchangers()]
+        if own and not found.override:
+            return await self._domain_record_leg(input, subject, own[0].label)
         token = round_trip.new_token()
         composed = round_trip.compose_check(
             address=address,
@@ -230,6 +234,57 @@ class ConnectionActivities(SetupContract):
         if verified:
             waiting = f"Verified by an earlier test; checking again. {waiting}"
         return Step(REDIRECT, StepStatus.WAITING, waiting)
+
+    async def _domain_record_leg(self, input: TestInput, subject: _Subject, exchanger: str) -> Step:
+        """The domain's MX is this platform's receiver: mail for it arrives here whoever sends
+        it, so the proof is a DNS record whose value is bound to the company."""
+        address = subject.account.address
+        domain = address.rpartition("@")[2].lower()
+        name = f"{ownership.MX_TXT_NAME}.{domain}"
+        company_id = uuid.UUID(subject.company_id)
+        accepted = [
+            ownership.mx_verification(key, company_id, domain)
+            for key in self._accounts.box.signing_keys()
+        ]
+        expected = accepted[0]
+        try:
+            published = await asyncio.to_thread(self._settings.resolver().txt, name)
+        except DnsUnavailable:
+            published = []
+        if not set(accepted) & {value.strip() for value in published}:
+            detail = ownership.mx_instructions(address, name, expected, exchanger)
+            await asyncio.to_thread(self._record_redirect, input.connection_id, False, detail)
+            return Step(REDIRECT, StepStatus.WARNING, detail)
+        proven = await asyncio.to_thread(self._record_redirect, input.connection_id, True, "")
+        status = StepStatus.OK if proven else StepStatus.FAILED
+        return Step(REDIRECT, status, proven or round_trip.held_detail(address))
+
+    def _record_redirect(self, connection_id: str, published: bool, detail: str) -> str:
+        """The outcome of the domain-record proof; the verified detail when the company owns
+        the address now ("" when another company proved it first, or without the record)."""
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            now = utcnow()
+            if published and ownership.claim(session, connection, now):
+                status, detail = (
+                    RedirectStatus.VERIFIED,
+                    round_trip.domain_record_detail(connection.custom_address, now),
+                )
+            elif published:
+                status, detail = (
+                    RedirectStatus.NOT_SEEN,
+                    round_trip.held_detail(connection.custom_address),
+                )
+            else:
+                status = RedirectStatus.NOT_SEEN
+            connection.redirect_status = status
+            connection.redirect_checked_at = now
+            connection.redirect_detail = detail
+            connection.check_token_hash = None
+            connection.updated_at = now
+            session.add(connection)
+            events.redirect_checked(session, connection)
+            return detail if status == RedirectStatus.VERIFIED else ""
 
     def _arm(self, input: TestInput, token_hash: str, hosted: str, via: str) -> bool:
         """Expect this token back; True when the redirect was verified by an earlier test

@@ -25,6 +25,7 @@ from core import events, ownership
 from core.db import session_scope
 from core.events import EventType
 from core.inbound import ParsedMail, parse
+from core.inbound.auth import NOT_CHECKED, SenderAuth, authenticate
 from core.inbound.html import stored_safe
 from core.models import (
     ApplicationStatus,
@@ -89,15 +90,43 @@ class InboundActivities(RouteContract):
         return [self.route_inbound_message, self.route_inbound_messages]
 
     def _route_once(self, inbound_id: uuid.UUID, grace: timedelta) -> ReceiveMessageResult:
+        # Parsing and the sender's DNS lookups come first, outside the writer's turn.
+        prepared = self._prepare(inbound_id)
         with self._one_writer:
             try:
-                return self.route(inbound_id, grace)
+                return self.route(inbound_id, grace, prepared)
             except IntegrityError:
                 # The same Message-ID was stored for this company by a concurrent run:
                 # recording this copy as its duplicate is the whole job now.
-                return self.route(inbound_id, grace)
+                return self.route(inbound_id, grace, prepared)
 
-    def route(self, inbound_id: uuid.UUID, grace: timedelta) -> ReceiveMessageResult:
+    def _prepare(self, inbound_id: uuid.UUID) -> tuple[ParsedMail, SenderAuth] | None:
+        """The stored message parsed, and who really sent it (SPF, DKIM, DMARC through the
+        resolver); None when it is not waiting for routing."""
+        with Session(self._engine) as session:
+            raw = session.get(InboundRaw, inbound_id)
+            if raw is None or raw.state != InboundState.STORED:
+                return None
+            data, client_ip, helo, mail_from = raw.raw, raw.client_ip, raw.helo, raw.mail_from
+        parsed = parse(data)
+        if not self._settings.inbound_sender_auth or parsed.check_token or parsed.send_test:
+            return parsed, NOT_CHECKED
+        auth = authenticate(
+            data,
+            parsed.from_address,
+            client_ip=client_ip or "",
+            helo=helo or "",
+            mail_from=mail_from,
+            resolver=self._settings.resolver(),
+        )
+        return parsed, auth
+
+    def route(
+        self,
+        inbound_id: uuid.UUID,
+        grace: timedelta,
+        prepared: tuple[ParsedMail, SenderAuth] | None = None,
+    ) -> ReceiveMessageResult:
         with session_scope(self._engine) as session:
             raw = session.get(InboundRaw, inbound_id)
             if raw is None or raw.company_id is None:
@@ -108,7 +137,7 @@ class InboundActivities(RouteContract):
             if activity.in_activity():
                 raw.workflow_id = activity.info().workflow_id  # the run routing it (a batch's)
 
-            parsed = parse(raw.raw)
+            parsed, auth = prepared or (parse(raw.raw), NOT_CHECKED)
             if parsed.check_token is not None:
                 return _consume_check(session, raw, parsed.check_token, self._settings)
             if parsed.send_test:
@@ -132,11 +161,13 @@ class InboundActivities(RouteContract):
                 )
 
             router = _Router(session, raw.company_id, raw.received_at, grace, self._settings)
-            candidate_id, reason, detail, thread_message = router.match(parsed)
+            candidate_id, reason, detail, thread_message = router.match(parsed, auth)
             bounced = None
             if parsed.kind == MessageKind.BOUNCE and parsed.bounce is not None:
                 bounced = _mark_bounce(session, thread_message, parsed)
             message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
+            message.sender_auth = auth.summary() if auth is not NOT_CHECKED else None
+            message.sender_verified = auth.verified
             session.add(message)
             session.flush()  # the message row first: attachments refer to it
             inline: dict[str, str] = {}
@@ -186,7 +217,9 @@ class _Router:
         self.grace = grace
         self.settings = settings
 
-    def match(self, parsed: ParsedMail) -> tuple[uuid.UUID | None, str, str, Message | None]:
+    def match(
+        self, parsed: ParsedMail, auth: SenderAuth = NOT_CHECKED
+    ) -> tuple[uuid.UUID | None, str, str, Message | None]:
         """(candidate id, match reason, detail, the outbound message replied to)."""
         sent = self._our_message(parsed.thread_ids)
         erased = sent is not None and self._erased(sent.candidate_id)
@@ -207,6 +240,11 @@ class _Router:
         else:
             parsed.forwarded_from = parsed.forwarded_from_name = ""  # only a colleague forwards
             senders = [a for a in parsed.sender_addresses if a.lower() not in own]
+        if not auth.routes_by_sender:
+            # Anyone can write a candidate's address in From: a domain that asks receivers to
+            # distrust mail failing DMARC gets no routing by its sender alone.
+            unverified = f"sender not verified: {auth.detail}"
+            return None, MatchReason.NONE, f"{unverified}; not a reply to our mail", sent
         for address in senders:
             candidate = self._candidate_by_address(address)
             if candidate is not None:

@@ -200,6 +200,16 @@ class MessagePublic(Public):
         description="html_safe without the quoted history (the HTML view of reply_text); the "
         "same as html_safe when the history could not be folded safely.",
     )
+    sender_verified: bool | None = Field(
+        default=None,
+        description="Inbound: true when DMARC verified the From domain, false when it failed "
+        "(then sender_auth says why; a domain with a quarantine or reject policy gets no routing "
+        "by its sender alone), null when the domain asks nothing or it was not checked.",
+    )
+    sender_auth: str | None = Field(
+        default=None,
+        description='Inbound: the checks, as "dmarc=fail (p=reject) spf=fail dkim=none".',
+    )
     html_note: str | None = Field(
         default=None,
         description="Inbound: why the HTML is not shown (it is beyond what Recruitmail parses: "

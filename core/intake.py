@@ -60,6 +60,9 @@ class Incoming:
     mail_from: str
     recipients: dict[str, uuid.UUID]
     channel: str
+    # The SMTP client's address and HELO name (SPF checks them when the message is routed).
+    client_ip: str = ""
+    helo: str = ""
 
 
 def store_inbound(
@@ -95,6 +98,8 @@ def store_many(engine: Engine, messages: list[Incoming]) -> list[list[StoredInbo
                 size=len(message.raw),
                 recipient=address[:320],
                 mail_from=message.mail_from[:320],
+                client_ip=message.client_ip[:64] or None,
+                helo=message.helo[:255] or None,
                 channel=message.channel,
                 received_at=received_at,
             )

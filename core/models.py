@@ -254,6 +254,10 @@ class Message(SQLModel, table=True):
     quoted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     signature: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reply_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Inbound: who really sent it (DMARC, SPF, DKIM: core/inbound/auth.py), and whether DMARC
+    # verified its From (None: the domain asks nothing, or it was not checked).
+    sender_auth: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sender_verified: bool | None = None
     # Inbound: the HTML and the folded HTML made safe to show, once, when stored (remote images
     # held back; inline images as `cid:{attachment id}`); or why the HTML is not shown.
     html_safe: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -362,6 +366,9 @@ class InboundRaw(SQLModel, table=True):
     size: int = 0
     recipient: str = Field(max_length=320)
     mail_from: str = Field(default="", max_length=320)
+    # The client that delivered it over SMTP, and the name it gave in HELO (for SPF).
+    client_ip: str | None = Field(default=None, max_length=64)
+    helo: str | None = Field(default=None, max_length=255)
     # smtp, raw (HTTP) or mailjet
     channel: str = Field(default="smtp", max_length=16)
     received_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))

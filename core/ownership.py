@@ -12,6 +12,9 @@ Hosted addresses ({slug}-jobs@ the platform domain) are never custom addresses.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 from datetime import datetime
 
@@ -49,6 +52,29 @@ def hosted_refusal(address: str) -> str:
     return (
         f"custom_address: {address} is in Recruitmail's own mail domain. Hosted addresses "
         "work without a connection; a connection is for an address in the company's own domain."
+    )
+
+
+# A domain whose MX is the platform's own receiver sends every sender's mail here, the check
+# message of any claimant included: arriving proves nothing. Its owner proves the domain instead
+# with a TXT record at this name, whose value only this company's admins are shown.
+MX_TXT_NAME = "_recruitmail"
+
+
+def mx_verification(key: bytes, company_id: uuid.UUID, domain: str) -> str:
+    """The TXT value that proves `domain` is this company's (a MAC of both, keyed with the
+    platform's secret: no other company can compute it)."""
+    message = f"mx-ownership|{company_id}|{domain.lower().rstrip('.')}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:16]
+    return "recruitmail-verification=" + base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def mx_instructions(address: str, name: str, value: str, exchanger: str) -> str:
+    return (
+        f"Mail for {address} goes straight to Recruitmail ({exchanger} is the domain's mail "
+        "exchanger), so any sender's mail arrives here and no check message can prove the "
+        "address is yours. Prove the domain instead: publish this DNS record, then test again.\n"
+        f"- Type TXT, name {name}, value {value}"
     )
 
 

@@ -123,6 +123,14 @@ def verified_detail(address: str, hosted: str, at: datetime) -> str:
     )
 
 
+def domain_record_detail(address: str, at: datetime) -> str:
+    return (
+        f"The domain of {address} sends its mail straight to Recruitmail, and its DNS record "
+        f"proves it is this company's (checked {at:%Y-%m-%d %H:%M} UTC): candidates' replies "
+        "reach Recruitmail."
+    )
+
+
 def held_detail(address: str) -> str:
     return (
         f"The check message came back, but {address} was proven first by another Recruitmail "

@@ -82,6 +82,11 @@ class SecretBox:
         value: dict[str, Any] = json.loads(self.decrypt(blob, associated_data=row_id.bytes))
         return value
 
+    def signing_keys(self) -> list[bytes]:
+        """The MAC keys of the ring, newest first (for values a company publishes, like a DNS
+        record: one made with an older key still proves, until that key leaves the ring)."""
+        return [self._signing_key(kid) for kid, _ in self._ring]
+
     # -- signed tokens (the OAuth `state` parameter) ---------------------------------------
 
     def _signing_key(self, kid: str) -> bytes:

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     inbound_secret: str = ""
     # A closed application still receives replies by sender address for this long.
     closed_application_grace: timedelta = timedelta(days=14)
+    # Check who really sent received mail (SPF, DKIM, DMARC): a From domain that asks receivers
+    # to distrust failing mail gets no routing by its sender alone (core/inbound/auth.py).
+    inbound_sender_auth: bool = True
     # Stored mail whose routing workflow did not start (Temporal was down) is retried this often.
     inbound_sweep_interval: timedelta = timedelta(seconds=60)
 
@@ -176,6 +179,10 @@ class Settings(BaseSettings):
     # "domain=host:port,other.example=host:port"; check messages for those domains are then
     # delivered there directly, whatever the platform transport.
     mx_overrides: str = ""
+    # The host names of this platform's own inbound receivers, as a domain's MX names them
+    # (comma-separated; empty: inbound_smtp_hostname). A custom address whose domain's mail
+    # comes here directly is proven by a DNS record instead of a check message.
+    inbound_mx_hosts: str = ""
     # How long a DNS lookup may take.
     dns_timeout_seconds: float = 5.0
     # The DNS servers every lookup asks (core/resolver.py), as "host:port,…"; empty: the
@@ -344,6 +351,10 @@ class Settings(BaseSettings):
         if provider == "microsoft":
             return bool(self.microsoft_client_id and self.microsoft_client_secret)
         return bool(self.google_client_id and self.google_client_secret)
+
+    def own_exchangers(self) -> set[str]:
+        names = self.inbound_mx_hosts or self.inbound_smtp_hostname
+        return {n.strip().lower().rstrip(".") for n in names.split(",") if n.strip()}
 
     def hosted_address(self, slug: str) -> str:
         return f"{slug}-jobs@{self.platform_mail_domain}"

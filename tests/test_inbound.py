@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import aiosmtplib
+import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
@@ -22,6 +25,7 @@ from core.models import AuditEvent, Candidate, InboundRaw, Message, User, utcnow
 from core.run_ids import receive_batch_workflow_id, receive_workflow_id
 from core.search_attributes import COMPANY_ID, MAIL_STATUS
 from tests import mail_samples as samples
+from tests.fakes.dns import DnsServer
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import Stack, Tenant, eventually, running_stack
 from tests.test_inbound_parse import application, forward
@@ -769,11 +773,11 @@ async def test_a_burst_is_routed_in_one_run_and_a_message_it_cannot_route_gets_i
     failed_once: set[uuid.UUID] = set()
     route = InboundActivities.route
 
-    def route_failing_once(self, inbound_id, grace):  # the database hiccups for one message
+    def route_failing_once(self, inbound_id, grace, *args):  # the database hiccups once
         if inbound_id == unlucky and inbound_id not in failed_once:
             failed_once.add(inbound_id)
             raise OSError("disk I/O error")
-        return route(self, inbound_id, grace)
+        return route(self, inbound_id, grace, *args)
 
     monkeypatch.setattr(InboundActivities, "route", route_failing_once)
     async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
@@ -852,3 +856,75 @@ async def test_a_burst_over_many_sessions_is_stored_and_routed_whole(
     stored_ids = {answer.rsplit(" ", 1)[-1] for answer in answers}  # "… stored as {id}"
     assert len(stored_ids) == 16 and {str(row.id) for row in rows} == stored_ids
     assert all(row.state == "routed" and row.message_id for row in rows)
+
+
+# -- who really sent it ----------------------------------------------------------------------
+
+
+def _dkim_key() -> tuple[bytes, str]:
+    """An RSA key for signing (PEM) and its DKIM DNS record."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+
+
+async def test_a_spoofed_from_under_a_reject_policy_is_not_routed_by_its_sender(
+    temporal_client, engine, tmp_path
+):
+    """bank.example publishes p=reject and signs its mail. A message written anywhere with
+    From: the candidate's bank.example address fails DMARC and lands in Unassigned, marked
+    "sender not verified"; the same sender's signed mail routes to the candidate, and a
+    domain without a policy routes as before."""
+    private, record = _dkim_key()
+    with DnsServer() as dns:
+        dns.txt("_dmarc.bank.example", "v=DMARC1; p=reject; adkim=r; aspf=r")
+        dns.txt("bank.example", "v=spf1 ip4:192.0.2.0/24 -all")
+        dns.txt("mail._domainkey.bank.example", record)
+        dns.txt("_dmarc.open.example", "v=DMARC1; p=none")
+        async with inbound_stack(
+            temporal_client, engine, tmp_path, dns_nameservers=dns.nameservers
+        ) as inbound:
+            tenant = inbound.stack.tenant()
+            hosted = inbound.hosted(tenant)
+            banker = await inbound.stack.candidate(tenant, email="ceo@bank.example")
+            other = await inbound.stack.candidate(tenant, email="ann@open.example")
+            spoofed = samples.plain_mail(sender="ceo@bank.example", to=hosted, subject="Spoof")
+            body = samples.plain_mail(sender="ceo@bank.example", to=hosted, subject="Signed")
+            signed = (
+                dkim.sign(
+                    body,
+                    b"mail",
+                    b"bank.example",
+                    private,
+                    include_headers=[b"from", b"to", b"subject", b"message-id"],
+                )
+                + body
+            )
+            await inbound.deliver(spoofed, hosted, mail_from="ceo@bank.example")
+            await inbound.deliver(signed, hosted, mail_from="bounce@relay.example")
+            await inbound.deliver(
+                samples.plain_mail(sender="ann@open.example", to=hosted, subject="Open"),
+                hosted,
+                mail_from="ann@open.example",
+            )
+            await inbound.wait_routed(tenant)
+            unassigned = await inbound.unassigned(tenant)
+            on_bankers_tab = await inbound.messages(tenant, banker["id"])
+            on_anns_tab = await inbound.messages(tenant, other["id"])
+    [spoof] = [m for m in unassigned if m["subject"] == "Spoof"]
+    assert spoof["candidate_id"] is None and spoof["sender_verified"] is False
+    assert "sender not verified" in spoof["match_detail"]
+    assert spoof["sender_auth"].startswith("dmarc=fail (p=reject) spf=fail")
+    [real] = on_bankers_tab
+    assert real["subject"] == "Signed" and real["match_reason"] == "sender"
+    assert real["sender_verified"] is True and "dkim=pass (bank.example)" in real["sender_auth"]
+    [open_mail] = on_anns_tab
+    assert open_mail["sender_verified"] is False and open_mail["match_reason"] == "sender"
+    assert "p=none" in open_mail["sender_auth"]

@@ -11,6 +11,7 @@ way. An attacker's own SMTP server forwards everything it sees to the attacker's
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ import httpx
 from sqlmodel import Session, col, select
 
 from core.models import AuditEvent, Connection, InboundRaw, Message
+from tests.fakes.dns import DnsServer
 from tests.fakes.smtp import Redirect, SmtpSink, is_check
 from tests.helpers import Tenant, eventually
 from tests.oauth_world import World, address, world
@@ -618,3 +620,38 @@ async def test_a_refused_check_message_says_what_was_refused_without_blaming_a_c
     redirect = {s["name"]: s for s in tested.json()["steps"]}["redirect"]
     assert "550 5.1.1" in redirect["detail"] and "check message" in redirect["detail"]
     assert "candidate" not in redirect["detail"].lower()
+
+
+async def test_a_domain_whose_mx_is_recruitmail_is_proven_by_its_dns_record(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """A domain that points its MX straight at Recruitmail's receiver: any claimant's check
+    message would arrive, so it proves nothing. The test asks for a TXT record whose value is
+    bound to the company; once published, the address is proven and its mail is received."""
+    with DnsServer() as dns:
+        async with trip(
+            temporal_client, engine, tmp_path, test_ca, dns_nameservers=dns.nameservers
+        ) as t:
+            receiver = t.w.stack.settings.inbound_smtp_hostname
+            dns.mx("direct.example", receiver)
+            tenant, rival = t.w.stack.tenant(), t.w.stack.tenant("Rival")
+            custom = f"jobs-{uuid.uuid4().hex[:6]}@direct.example"
+            with t.mail_system(custom, tenant) as server, t.mail_system(custom, rival) as other:
+                created = await t.smtp_connection(tenant, custom, server.port)
+                first = await t.post(tenant, created["id"], "test")
+                claimed = await t.smtp_connection(rival, custom, other.port)
+                rivals = await t.post(rival, claimed["id"], "test")
+                asked = {s["name"]: s for s in first.json()["steps"]}["redirect"]["detail"]
+                value = re.search(r"value (recruitmail-verification=\S+)", asked).group(1)
+                dns.txt("_recruitmail.direct.example", value)
+                again = await t.post(tenant, created["id"], "test")
+                rivals_again = await t.post(rival, claimed["id"], "test")
+                answer = await _smtp_rcpt(t.inbound_port, custom)
+    assert first.json()["redirect_check"]["status"] == "not_seen"
+    assert f"TXT, name _recruitmail.direct.example, value {value}" in asked
+    rival_value = {s["name"]: s for s in rivals.json()["steps"]}["redirect"]["detail"]
+    assert value not in rival_value  # bound to the company: another's record is another value
+    assert again.json()["redirect_check"]["status"] == "verified"
+    assert "DNS record proves" in again.json()["redirect_check"]["detail"]
+    assert rivals_again.json()["redirect_check"]["status"] == "not_seen"
+    assert answer.startswith("250")

@@ -113,7 +113,14 @@ class InboundHandler:
         recipients: dict[str, uuid.UUID] = getattr(envelope, _COMPANIES, {})
         try:
             stored = await self.stores.write(
-                intake.Incoming(raw, envelope.mail_from or "", recipients, "smtp")
+                intake.Incoming(
+                    raw,
+                    envelope.mail_from or "",
+                    recipients,
+                    "smtp",
+                    client_ip=str(session.peer[0]) if isinstance(session.peer, tuple) else "",
+                    helo=str(session.host_name or ""),
+                )
             )
         except Exception:
             log.exception("could not store an inbound message; answered 451")

@@ -1,5 +1,5 @@
 """hardening: received HTML made safe once, when stored (or a note why it is not shown); a bulk
-message put off by its recipient's server, retried on its own
+message put off by its recipient's server, retried on its own; who really sent received mail
 
 Revision ID: 0012
 Revises: 0011
@@ -29,10 +29,20 @@ def upgrade() -> None:
         batch.add_column(sa.Column("html_note", sa.Text(), nullable=True))
         batch.add_column(sa.Column("next_attempt_at", TS(timezone=True), nullable=True))
         batch.add_column(sa.Column("deferred_since", TS(timezone=True), nullable=True))
+        batch.add_column(sa.Column("sender_auth", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("sender_verified", sa.Boolean(), nullable=True))
+    with op.batch_alter_table("inbound_raw") as batch:
+        batch.add_column(sa.Column("client_ip", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("helo", sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbound_raw") as batch:
+        batch.drop_column("helo")
+        batch.drop_column("client_ip")
     with op.batch_alter_table("message") as batch:
+        batch.drop_column("sender_verified")
+        batch.drop_column("sender_auth")
         batch.drop_column("deferred_since")
         batch.drop_column("next_attempt_at")
         batch.drop_column("html_note")
