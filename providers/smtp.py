@@ -129,6 +129,8 @@ async def sign_in(client: aiosmtplib.SMTP, username: str, password: str) -> None
     """AUTH with one mechanism, the best the server offers of PLAIN, LOGIN and CRAM-MD5: a wrong
     password is one failed login, not one per mechanism (aiosmtplib's `login` tries them all,
     and servers count each against the account)."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
     if not client.supports_extension("auth"):
         await client.login(username, password)  # raises its own "AUTH not supported" error
         return

@@ -200,12 +200,22 @@ def out_of_office(*, sender: str, to: str, in_reply_to: str | None = None) -> by
     )
 
 
-def dsn_bounce(*, to: str, failed_recipient: str, original_message_id: str) -> bytes:
+def dsn_bounce(
+    *,
+    to: str,
+    failed_recipient: str,
+    original_message_id: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    diagnostic: str = "smtp; 550 5.1.1 <{recipient}>: Recipient address rejected:\n"
+    " User unknown in virtual mailbox table",
+) -> bytes:
+    diagnostic = diagnostic.format(recipient=failed_recipient)
     return _crlf(f"""
 From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.com>
 To: {to}
 Subject: Undelivered Mail Returned to Sender
-Message-ID: <dsn-{abs(hash(original_message_id))}@mx.example.com>
+Message-ID: <dsn-{action}-{abs(hash(original_message_id))}@mx.example.com>
 Auto-Submitted: auto-replied
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=delivery-status; boundary="DSN"
@@ -223,10 +233,9 @@ Arrival-Date: Thu, 26 Nov 2026 10:00:00 +0000
 
 Final-Recipient: rfc822; {failed_recipient}
 Original-Recipient: rfc822;{failed_recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <{failed_recipient}>: Recipient address rejected:
- User unknown in virtual mailbox table
+Action: {action}
+Status: {status}
+Diagnostic-Code: {diagnostic}
 
 --DSN
 Content-Type: text/rfc822-headers

@@ -269,7 +269,7 @@ def test_the_documented_provider_example_is_one_module_away(tmp_path, monkeypatc
 
 def test_the_readme_is_short_lists_every_setting_and_links_what_exists():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) <= 250
+    assert len(readme.splitlines()) <= 300  # a page: the settings table is most of it
     table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in listed]

@@ -36,7 +36,7 @@ from core.inbound.reply import ReplySplit, split_reply
 from core.logs import MAX_LINE, bounded, log_handler
 from core.redaction import redact
 from tests.fakes.net import free_port
-from tests.helpers import test_settings
+from tests.helpers import test_settings as stack_settings
 
 HEAD = "From: grace@example.com\r\nTo: acme-jobs@jobs.test.example\r\nSubject: s\r\n"
 
@@ -272,7 +272,7 @@ async def test_long_paths_do_not_hold_the_event_loop(engine, tmp_path):
     root = logging.getLogger()
     saved = root.handlers, root.level
     root.handlers, root.level = [handler], logging.INFO
-    app = create_app(test_settings(tmp_path), engine=engine)
+    app = create_app(stack_settings(tmp_path), engine=engine)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=free_port(), log_config=None, lifespan="off", access_log=True
     )

@@ -928,3 +928,42 @@ async def test_a_spoofed_from_under_a_reject_policy_is_not_routed_by_its_sender(
     [open_mail] = on_anns_tab
     assert open_mail["sender_verified"] is False and open_mail["match_reason"] == "sender"
     assert "p=none" in open_mail["sender_auth"]
+
+
+async def test_one_hostile_mail_neither_stalls_routing_nor_slows_a_send(
+    temporal_client, engine, tmp_path
+):
+    """The probe's two mails through the whole path: 2 MB of attribution-shaped lines (it took
+    34 s to parse and held up everyone's sends), and 60,000 nested <div> (every read took 11-17
+    s). The first is routed in seconds while another company's send goes out in under a
+    second; the second is read, alone and in the Unassigned list, in under a second."""
+    attributions = "\r\n".join("a" * 980 + " wrote:" for _ in range(2000))
+    deep = "<div>" * 60_000 + "deep" + "</div>" * 60_000
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        tenant, other = inbound.stack.tenant(), inbound.stack.tenant("Other")
+        hosted = inbound.hosted(tenant)
+        slow = samples.plain_mail(sender="x@example.org", to=hosted, subject="Long", body="BODY")
+        slow = slow.replace(b"BODY", attributions.encode(), 1)
+        delivering = asyncio.ensure_future(inbound.deliver(slow, hosted))
+        candidate = await inbound.stack.candidate(other)
+        started = asyncio.get_running_loop().time()
+        queued = await inbound.stack.send(other, candidate["id"])
+        sent = await inbound.stack.wait_for_status(other, queued["id"], {"sent"})
+        send_took = asyncio.get_running_loop().time() - started
+        await delivering
+        await inbound.wait_routed(tenant, timeout=20)
+        html = samples.plain_mail(sender="y@example.org", to=hosted, subject="Deep", body="BODY")
+        html = html.replace(b"Content-Type: text/plain", b"Content-Type: text/html")
+        await inbound.deliver(html.replace(b"BODY", deep.encode(), 1), hosted)
+        await inbound.wait_routed(tenant)
+        started = asyncio.get_running_loop().time()
+        listed = await inbound.unassigned(tenant)
+        deep_one = next(m for m in listed if m["subject"] == "Deep")
+        one = await inbound.stack.http.get(f"/v1/messages/{deep_one['id']}", headers=tenant.headers)
+        read_took = asyncio.get_running_loop().time() - started
+    assert sent["status"] == "sent" and send_took < 1.0, send_took
+    long_one = next(m for m in listed if m["subject"] == "Long")
+    assert long_one["text"].startswith("a" * 980 + " wrote:")  # the first million characters
+    assert read_took < 1.0, read_took
+    assert one.json()["html_safe"] is None and "nested more than" in one.json()["html_note"]
+    assert one.json()["text"] == "deep"

@@ -271,7 +271,14 @@ def _join(lines: list[str]) -> str | None:
     return joined.lstrip(">* ").strip("-").strip()
 
 
+# No attribution a client writes is longer (a long name, an address, a date and the verb fit in
+# a third of it); a longer window is text, and the patterns below never scan it.
+_MAX_ATTRIBUTION = 600
+
+
 def _is_attribution(window: str, *, strong: bool) -> bool:
+    if len(window) > _MAX_ATTRIBUTION:
+        return False
     has_verb = _ATTRIBUTION_END_RE.search(window) is not None
     has_date = _DATE_RE.search(window) is not None
     has_address = "@" in window and _ADDRESS_RE.search(window) is not None

@@ -148,8 +148,10 @@ class Authenticator:
     def __init__(self, username: str, password: str, failure: str | None = None) -> None:
         self.username, self.password = username, password
         self.failure = failure  # the 535 text to answer, e.g. Microsoft's 5.7.139
+        self.attempts = 0  # AUTH commands tried, passed or failed
 
     def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.attempts += 1
         if (
             isinstance(auth_data, LoginPassword)
             and auth_data.login.decode() == self.username
