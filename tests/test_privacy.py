@@ -825,7 +825,7 @@ async def test_erased_stays_erased_echoed_answers_late_replies_and_erasing_again
                               f"Re: {subject}", "Late answer", "CV"),
             )  # fmt: skip
             late = await eventually(
-                lambda: _unassigned(stack, tenant),
+                lambda: _unassigned_now(stack, tenant),
                 lambda found: any(m["subject"] == f"Re: {subject}" for m in found),
                 what="the late reply in Unassigned",
             )
@@ -862,6 +862,6 @@ async def test_erased_stays_erased_echoed_answers_late_replies_and_erasing_again
     assert second["status"] == "done"
 
 
-async def _unassigned(stack: Stack, tenant: Tenant) -> list[dict]:
+async def _unassigned_now(stack: Stack, tenant: Tenant) -> list[dict]:
     answer = await stack.http.get("/v1/messages/unassigned", headers=tenant.headers)
     return answer.json()
