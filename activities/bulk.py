@@ -48,6 +48,7 @@ from core.errors import (
 )
 from core.events import EventType
 from core.group_commit import GroupCommit, in_thread
+from core.inbound import tokens
 from core.mail import compose_bytes
 from core.models import (
     BulkJob,
@@ -199,18 +200,32 @@ class BulkActivities(BulkContract):
                     col(Candidate.name),
                     col(Candidate.email),
                     col(Candidate.legal_entity_id),
+                    col(Candidate.id).label("candidate_id"),
                 )
                 .join(Candidate, col(Message.candidate_id) == col(Candidate.id))
                 .where(col(Message.bulk_job_id) == job.id)
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
-            senders: dict[uuid.UUID | None, EffectiveSender] = {}
+            senders: dict[uuid.UUID | None, tuple[EffectiveSender, bool]] = {}
             groups: dict[tuple[str, uuid.UUID | None], list[dict]] = defaultdict(list)
+            conversations = tokens.conversations_of(
+                session, company.id, [row.candidate_id for row in rows]
+            )
+            key = self._send.box.signing_keys()[0]
+            hosted = self._settings.hosted_address(company.slug)
             for row in rows:
                 entity = row.legal_entity_id
                 if entity not in senders:
-                    senders[entity] = effective_sender(session, self._settings, company, entity)
-                sender = senders[entity]
+                    found = effective_sender(session, self._settings, company, entity)
+                    senders[entity] = found, tokens.carries_token(session, found.connection_id)
+                sender, carries = senders[entity]
+                reply_to = (
+                    tokens.reply_address(
+                        hosted, tokens.token(key, conversations[row.candidate_id], company.id)
+                    )
+                    if carries
+                    else None
+                )
                 composed = compose_bytes(
                     from_address=sender.address,
                     from_name=sender_name,
@@ -222,6 +237,7 @@ class BulkActivities(BulkContract):
                     html=row.html,
                     message_id=row.message_id_header,
                     date=row.created_at,
+                    reply_to=reply_to,
                 )
                 groups[(sender.transport, sender.connection_id)].append(
                     {

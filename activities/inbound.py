@@ -24,7 +24,7 @@ from contracts.receive import (
 from core import events, ownership
 from core.db import session_scope
 from core.events import EventType
-from core.inbound import ParsedMail, parse
+from core.inbound import ParsedMail, parse, tokens
 from core.inbound.auth import NOT_CHECKED, SenderAuth, authenticate
 from core.inbound.html import stored_safe
 from core.models import (
@@ -41,6 +41,7 @@ from core.models import (
     utcnow,
 )
 from core.round_trip import held_detail, token_hash, verified_detail
+from core.security import secret_box
 from core.settings import Settings
 from core.statuses import (
     InboundState,
@@ -60,6 +61,7 @@ class InboundActivities(RouteContract):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
+        self._keys = secret_box(settings).signing_keys()  # reply-to tokens' MACs
         # SQLite takes one writer at a time, and a writer that finds it busy sleeps (up to
         # 100 ms a try): the worker's routing runs queue here instead, one at a time, which
         # leaves the lock's gaps to the receiver, whose 250s wait for their own writes.
@@ -121,6 +123,12 @@ class InboundActivities(RouteContract):
         )
         return parsed, auth
 
+    def _token_candidate(self, session: Session, raw: InboundRaw) -> uuid.UUID | None:
+        """The candidate of the reply-to token in the address the message was sent to."""
+        if raw.company_id is None:
+            return None
+        return tokens.candidate_of(session, self._keys, raw.company_id, raw.recipient)
+
     def route(
         self,
         inbound_id: uuid.UUID,
@@ -161,11 +169,14 @@ class InboundActivities(RouteContract):
                 )
 
             router = _Router(session, raw.company_id, raw.received_at, grace, self._settings)
-            candidate_id, reason, detail, thread_message = router.match(parsed, auth)
+            candidate_id, reason, detail, thread_message = router.match(
+                parsed, auth, token_candidate=self._token_candidate(session, raw)
+            )
             bounced = None
             if parsed.kind == MessageKind.BOUNCE and parsed.bounce is not None:
                 bounced = _mark_bounce(session, thread_message, parsed)
             message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
+            message.received_via = raw.channel
             message.sender_auth = auth.summary() if auth is not NOT_CHECKED else None
             message.sender_verified = auth.verified
             session.add(message)
@@ -218,10 +229,23 @@ class _Router:
         self.settings = settings
 
     def match(
-        self, parsed: ParsedMail, auth: SenderAuth = NOT_CHECKED
+        self,
+        parsed: ParsedMail,
+        auth: SenderAuth = NOT_CHECKED,
+        *,
+        token_candidate: uuid.UUID | None = None,
     ) -> tuple[uuid.UUID | None, str, str, Message | None]:
         """(candidate id, match reason, detail, the outbound message replied to)."""
         sent = self._our_message(parsed.thread_ids)
+        if token_candidate is not None and not self._erased(token_candidate):
+            # Sent to the conversation's reply-to address: its token says whose it is, even
+            # when the client dropped In-Reply-To and References.
+            return (
+                token_candidate,
+                MatchReason.TOKEN,
+                "sent to the conversation's reply-to address",
+                sent,
+            )
         erased = sent is not None and self._erased(sent.candidate_id)
         if erased:
             # Mail for an erased candidate never joins the erased record: it is handled as

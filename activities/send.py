@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
@@ -39,6 +39,7 @@ from core.errors import (
     for_recruiter,
 )
 from core.events import EventType
+from core.inbound import tokens
 from core.mail import compose
 from core.models import (
     Candidate,
@@ -104,6 +105,9 @@ async def heartbeating(work: Awaitable[T]) -> T:
             activity.heartbeat()
 
 
+ReplyTo = Callable[[Session, Message, SenderChoice], str | None]
+
+
 class SenderReplaced(Exception):
     """The connection a message was composed for no longer sends for its scope."""
 
@@ -123,12 +127,15 @@ def _for_history(sender: SenderChoice) -> SenderChoice:
     return replace(sender, name="")
 
 
-def _compose_into(session: Session, message: Message, sender: SenderChoice) -> Outgoing:
+def _compose_into(
+    session: Session, message: Message, sender: SenderChoice, reply_to: ReplyTo
+) -> Outgoing:
     """Compose the message's MIME from `sender` and store it with the sender on the row."""
     candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
     if candidate is None:
         raise RowMissing(f"The candidate of message {message.id} was deleted.")
     _, composed = compose(
+        reply_to=reply_to(session, message, sender),
         from_address=sender.address,
         from_name=sender.name,
         to_address=candidate.email,
@@ -159,6 +166,21 @@ class SendActivities(SendContract):
         self._engine = engine
         self._settings = settings
         self._accounts = accounts
+        self.box = accounts.box
+
+    def _reply_to(self, session: Session, message: Message, sender: SenderChoice) -> str | None:
+        """The conversation's reply-to token address, when this sender carries one."""
+        if message.candidate_id is None:
+            return None
+        company = get_or_fail(session, Company, message.company_id)
+        return tokens.reply_to_for(
+            session,
+            key=self.box.signing_keys()[0],
+            hosted=self._settings.hosted_address(company.slug),
+            company_id=message.company_id,
+            candidate_id=message.candidate_id,
+            connection_id=uuid.UUID(sender.connection_id) if sender.connection_id else None,
+        )
 
     # -- local activities (sync, thread pool) --------------------------------------------
 
@@ -209,7 +231,7 @@ class SendActivities(SendContract):
                 )
             if message.raw_mime is None:
                 try:
-                    _compose_into(session, message, sender)
+                    _compose_into(session, message, sender, self._reply_to)
                 except (ValueError, UnicodeError) as exc:
                     raise ApplicationError(
                         f"its text cannot go into an email ({exc}).",
@@ -229,7 +251,7 @@ class SendActivities(SendContract):
             if not sender.name:  # kept out of history: the name in effect now
                 sender = replace(sender, name=self._choose(session, message).name)
             try:
-                _compose_into(session, message, sender)
+                _compose_into(session, message, sender, self._reply_to)
             except (ValueError, UnicodeError) as exc:
                 # Text the API would refuse today (older rows, imports): no retry composes it.
                 raise ApplicationError(
@@ -244,7 +266,7 @@ class SendActivities(SendContract):
         sender in effect now. Its record then shows the sender it really used."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            mail = _compose_into(session, message, self._choose(session, message))
+            mail = _compose_into(session, message, self._choose(session, message), self._reply_to)
             return mail, message.transport or "platform", message.connection_id
 
     @activity.defn(name=RECORD_OUTCOME)

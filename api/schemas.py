@@ -200,6 +200,11 @@ class MessagePublic(Public):
         description="html_safe without the quoted history (the HTML view of reply_text); the "
         "same as html_safe when the history could not be folded safely.",
     )
+    received_via: str | None = Field(
+        default=None,
+        description="Inbound: how it reached Recruitmail: smtp, raw, mailjet (the webhooks), or "
+        "graph or gmail (read from the connected mailbox).",
+    )
     sender_verified: bool | None = Field(
         default=None,
         description="Inbound: true when DMARC verified the From domain, false when it failed "

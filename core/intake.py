@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from core import ownership
 from core.db import session_scope
+from core.inbound import tokens
 from core.models import Company, InboundRaw, utcnow
 from core.run_ids import receive_workflow_id
 from core.settings import Settings
@@ -43,6 +44,9 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
     if not local:
         return None
     if domain == settings.platform_mail_domain.lower():
+        # A hosted address with a reply-to token (`acme-jobs+{token}`): the company's; whether
+        # the token is its own is checked when the message is routed.
+        local = local.partition(tokens.SEPARATOR)[0]
         if not local.endswith("-jobs") or local.startswith("_"):
             return None  # "_" slugs are internal (the operators' pseudo-company)
         return session.exec(

@@ -206,11 +206,72 @@ class Connection(SQLModel, table=True):
     redirect_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # sha256 of the last test message's single-use token; the message comes back carrying it.
     check_token_hash: str | None = Field(default=None, max_length=64, index=True)
+    # The run waiting for that check message (a setup's, or a re-check's), when it went out,
+    # and the mail exchanger it went to (what a check that never came back is explained by).
+    check_workflow_id: str | None = Field(default=None, max_length=200)
+    check_sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    check_exchanger: str | None = Field(default=None, max_length=255)
+    # When the admins were told the redirect stopped working (once, until it works again).
+    redirect_told_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # How replies reach Recruitmail (core.statuses.InboundPath), and what mailbox sync imports.
+    inbound_paths: list[str] = Field(
+        default_factory=lambda: ["redirect"], sa_column=Column(JSON, nullable=False)
+    )
+    import_scope: str = Field(default="replies", max_length=16)
+    # The OAuth scopes the stored grant carries (reading mail needs its own).
+    granted_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Gmail's forwarding confirmation code for this address, as it arrived at the hosted address.
+    forwarding_code: str | None = Field(default=None, max_length=64)
+    forwarding_code_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
 
     @property
     def run_id(self) -> str:
         """The id of the workflow run that moves this row (set when the row is written)."""
         return self.workflow_id or setup_workflow_id(str(self.id))
+
+
+class MailboxSync(SQLModel, table=True):
+    """Reading a connected mailbox (Graph delta queries, Gmail history): where the reading
+    stands, the provider's notification channel, and the path's health. One per connection,
+    moved by its `mailbox-sync-{connection id}` run."""
+
+    __tablename__ = "mailbox_sync"
+    connection_id: uuid.UUID = Field(foreign_key="connection.id", primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    provider: str = Field(max_length=16)
+    # core.statuses.PathState: active, waiting_for_consent, failing, off
+    state: str = Field(default="off", max_length=32)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The Graph delta link or the Gmail history id the next read starts from (saved only after
+    # the messages it covers are stored); empty: a first read, from `resync_since`.
+    cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    resync_since: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    last_success_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # How long the newest imported message took from the mailbox to Recruitmail.
+    lag_seconds: float | None = None
+    imported: int = 0
+    failing_since: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    told_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Graph: the subscription and the hash of its clientState; Gmail: the watch's expiry.
+    subscription_id: str | None = Field(default=None, max_length=255, index=True)
+    client_state_hash: str | None = Field(default=None, max_length=64)
+    channel_expires_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class ConversationToken(SQLModel, table=True):
+    """A candidate's conversation with a company, as its reply-to token names it
+    (core/inbound/tokens.py): the id, whose MAC the token carries."""
+
+    __tablename__ = "conversation_token"
+    __table_args__ = (
+        UniqueConstraint("company_id", "candidate_id", name="uq_conversation_token_candidate"),
+    )
+    id: str = Field(primary_key=True, max_length=16)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    candidate_id: uuid.UUID = Field(foreign_key="candidate.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
 class AddressOwner(SQLModel, table=True):
@@ -271,6 +332,8 @@ class Message(SQLModel, table=True):
     # Why routing chose what it chose, in words (inbound only).
     match_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     kind: str = Field(default=MessageKind.MAIL, max_length=16)
+    # Inbound: how it reached Recruitmail: smtp, raw, mailjet, graph or gmail.
+    received_via: str | None = Field(default=None, max_length=16)
     inbound_raw_id: uuid.UUID | None = Field(default=None, foreign_key="inbound_raw.id")
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     attempts: int = 0
@@ -359,6 +422,16 @@ class InboundRaw(SQLModel, table=True):
     """Received bytes, stored before the sender is told 250, one row per receiving company."""
 
     __tablename__ = "inbound_raw"
+    # A unique index, not a constraint: SQLite adds one without copying the table.
+    __table_args__ = (
+        Index(
+            "uq_inbound_raw_provider_id",
+            "company_id",
+            "channel",
+            "provider_message_id",
+            unique=True,
+        ),
+    )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     company_id: uuid.UUID | None = Field(default=None, foreign_key="company.id", index=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
@@ -366,10 +439,13 @@ class InboundRaw(SQLModel, table=True):
     size: int = 0
     recipient: str = Field(max_length=320)
     mail_from: str = Field(default="", max_length=320)
+    # A mailbox sync's import: the provider's id of the message (an import read twice is
+    # stored once).
+    provider_message_id: str | None = Field(default=None, max_length=255)
     # The client that delivered it over SMTP, and the name it gave in HELO (for SPF).
     client_ip: str | None = Field(default=None, max_length=64)
     helo: str | None = Field(default=None, max_length=255)
-    # smtp, raw (HTTP) or mailjet
+    # smtp, raw (HTTP), mailjet, graph or gmail (mailbox sync)
     channel: str = Field(default="smtp", max_length=16)
     received_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     state: str = Field(default=InboundState.STORED, max_length=16, index=True)

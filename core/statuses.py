@@ -35,6 +35,7 @@ class InboundState(StrEnum):
 
 
 class MatchReason(StrEnum):
+    TOKEN = "token"  # the reply-to token of the address it was sent to
     THREAD = "thread"
     SENDER = "sender"
     MANUAL = "manual"
@@ -120,6 +121,28 @@ class RedirectStatus(StrEnum):
     WAITING = "waiting"  # the test message went out; waiting for it to come back
     VERIFIED = "verified"  # it came back through the company's redirect to the hosted address
     NOT_SEEN = "not_seen"  # it did not come back in time; `redirect_detail` says what to set up
+    BLOCKED = "blocked"  # a delivery report came back instead: the redirect is refused, and why
+
+
+class InboundPath(StrEnum):
+    """The ways replies to a custom address reach Recruitmail."""
+
+    REDIRECT = "redirect"  # the company's mail system redirects the address to the hosted one
+    MAILBOX_SYNC = "mailbox_sync"  # Recruitmail reads the connected mailbox
+    HOSTED_REPLY_TO = "hosted_reply_to"  # outbound mail's Reply-To is a hosted token address
+
+
+class PathState(StrEnum):
+    ACTIVE = "active"
+    CHECKING = "checking"  # a check message is on its way (the redirect)
+    WAITING_FOR_CONSENT = "waiting_for_consent"  # the read permission is being granted
+    FAILING = "failing"  # `reason` says why and what to do
+    OFF = "off"
+
+
+class ImportScope(StrEnum):
+    REPLIES = "replies"  # replies to our mail, mail from known candidates, the check message
+    ALL = "all"  # everything addressed to the recruiting address (dedicated mailboxes)
 
 
 class ExchangeOutcome(StrEnum):

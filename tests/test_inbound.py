@@ -967,3 +967,53 @@ async def test_one_hostile_mail_neither_stalls_routing_nor_slows_a_send(
     assert read_took < 1.0, read_took
     assert one.json()["html_safe"] is None and "nested more than" in one.json()["html_note"]
     assert one.json()["text"] == "deep"
+
+
+# -- the reply-to token ------------------------------------------------------------------------
+
+
+async def test_a_reply_to_the_conversation_address_routes_without_any_thread_header(
+    temporal_client, engine, tmp_path
+):
+    """Mail from the hosted address carries Reply-To: a per-conversation token address. A reply
+    to it routes to its candidate even when the client dropped In-Reply-To and References and
+    the candidate writes from another address; a token of another company's, at this company's
+    hosted address, is no token at all."""
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        acme, rival = inbound.stack.tenant(), inbound.stack.tenant("Rival")
+        grace = await inbound.stack.candidate(acme, email="grace@example.com")
+        theirs = await inbound.stack.candidate(rival, email="ann@example.com")
+        first = await inbound.stack.send(acme, grace["id"])
+        await inbound.stack.send(acme, grace["id"], subject="Second")
+        other = await inbound.stack.send(rival, theirs["id"])
+        for tenant, message in ((acme, first), (rival, other)):
+            await inbound.stack.wait_for_status(tenant, message["id"], {"sent"})
+        sent = {
+            (r.rcpt_tos[0], str(r.message["Subject"])): r.message for r in inbound.sink.deliveries
+        }
+        reply_to = str(sent["grace@example.com", "Your application"]["Reply-To"])
+        again = str(sent["grace@example.com", "Second"]["Reply-To"])
+        foreign = next(
+            str(r.message["Reply-To"]) for r in inbound.sink.deliveries if "ann" in r.rcpt_tos[0]
+        )
+        token_address = reply_to.rpartition("<")[2].rstrip(">")
+        foreign_token = foreign.rpartition("<")[2].rstrip(">").partition("+")[2].partition("@")[0]
+        stolen = inbound.hosted(acme).replace("@", f"+{foreign_token}@", 1)
+        await inbound.deliver(
+            samples.plain_mail(sender="grace.private@example.net", to=token_address, subject="Re"),
+            token_address,
+        )
+        await inbound.deliver(
+            samples.plain_mail(sender="mallory@example.net", to=stolen, subject="Stolen"), stolen
+        )
+        await inbound.wait_routed(acme)
+        tab = await inbound.messages(acme, grace["id"])
+        unassigned = await inbound.unassigned(acme)
+    assert token_address.startswith(inbound.hosted(acme).partition("@")[0] + "+")
+    assert token_address.endswith("@" + inbound.hosted(acme).partition("@")[2])
+    assert again == reply_to  # one address per conversation
+    [reply] = [m for m in tab if m["direction"] == "inbound"]
+    assert reply["match_reason"] == "token" and reply["from_address"] == "grace.private@example.net"
+    assert reply["received_via"] == "smtp"
+    [stray] = [m for m in unassigned if m["subject"] == "Stolen"]
+    assert stray["candidate_id"] is None and stray["match_reason"] == "none"
