@@ -22,7 +22,8 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.send import SendActivities, SenderReplaced, to_application_error
+from activities.common import to_application_error
+from activities.send import SendActivities, SenderReplaced
 from contracts.bulk import (
     FAIL_BULK_BATCH,
     FINISH_BULK_SEND,

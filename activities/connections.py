@@ -13,14 +13,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from activities.common import send_platform_mail
 from contracts.setup import (
     ACTIVATE_CONNECTION,
+    CHECK_REDIRECT,
+    FIND_REDIRECTS_TO_RECHECK,
     RECORD_REDIRECT_NOT_SEEN,
     SET_CONNECTION_STATUS,
+    TELL_ADMINS_INBOUND_FAILING,
     TEST_CONNECTION,
     ActivateInput,
     ActivationResult,
+    ConnectionRef,
+    RecheckBatch,
+    RecheckInput,
+    RecheckPage,
     RedirectInput,
+    RedirectOutcome,
     SetupContract,
     StatusInput,
     TestInput,
@@ -31,13 +40,18 @@ from core import events, ownership, round_trip
 from core.audit import record_connection
 from core.db import get_or_fail, session_scope
 from core.errors import MailError
-from core.models import Company, Connection, utcnow
+from core.inbound import paths as inbound_paths
+from core.models import Company, Connection, MailboxSync, utcnow
+from core.notices import inbound_path_notice
+from core.people import company_admins
 from core.resolver import DnsUnavailable
 from core.settings import Settings
 from core.statuses import (
     LIVE_STATUSES,
     SETUP_STATUSES,
     ConnectionStatus,
+    InboundPath,
+    PathState,
     RedirectStatus,
     StepStatus,
 )
@@ -188,7 +202,7 @@ class ConnectionActivities(SetupContract):
             f"A test message went from {address} to {address} through the connection{said}",
         )
 
-    async def _redirect_leg(self, input: TestInput, subject: _Subject) -> Step:
+    async def _redirect_leg(self, input: TestInput | RedirectInput, subject: _Subject) -> Step:
         """The platform's check message, with a new single-use token, to the custom address's
         mail exchanger. Only the address's own mail routing can bring it back to the hosted
         address, where the inbound path recognises the token and records the proof."""
@@ -212,13 +226,22 @@ class ConnectionActivities(SetupContract):
             domain=self._settings.platform_mail_domain,
             now=utcnow(),
         )
-        # Filed under no company: a company reading its dev outbox (a staging deployment) must
-        # never see the token it is to prove it cannot get.
-        mail = Outgoing.of(composed, "check", company_id="")
+        check_hash = round_trip.token_hash(token)
+        # Its delivery reports come back to the hosted domain (the redirect's refusal is heard
+        # of). Filed under no company: a company reading its dev outbox (a staging deployment)
+        # must never see the token it is to prove it cannot get.
+        mail = Outgoing(
+            composed.mime,
+            round_trip.bounce_address(self._settings.platform_mail_domain, check_hash),
+            composed.envelope_to,
+            "check",
+            company_id="",
+        )
         via = _via(found)
+        exchanger_host = found.exchangers[0].host if found.exchangers else None
         # Armed before it goes out: a fast redirect may bring it back within the second.
         verified = await asyncio.to_thread(
-            self._arm, input, round_trip.token_hash(token), subject.hosted, via
+            self._arm, input, check_hash, subject.hosted, via, exchanger_host
         )
         try:
             if found.override:
@@ -235,7 +258,9 @@ class ConnectionActivities(SetupContract):
             waiting = f"Verified by an earlier test; checking again. {waiting}"
         return Step(REDIRECT, StepStatus.WAITING, waiting)
 
-    async def _domain_record_leg(self, input: TestInput, subject: _Subject, exchanger: str) -> Step:
+    async def _domain_record_leg(
+        self, input: TestInput | RedirectInput, subject: _Subject, exchanger: str
+    ) -> Step:
         """The domain's MX is this platform's receiver: mail for it arrives here whoever sends
         it, so the proof is a DNS record whose value is bound to the company."""
         address = subject.account.address
@@ -286,12 +311,22 @@ class ConnectionActivities(SetupContract):
             events.redirect_checked(session, connection)
             return detail if status == RedirectStatus.VERIFIED else ""
 
-    def _arm(self, input: TestInput, token_hash: str, hosted: str, via: str) -> bool:
-        """Expect this token back; True when the redirect was verified by an earlier test
-        (that proof stands while the new message travels)."""
+    def _arm(
+        self,
+        input: TestInput | RedirectInput,
+        token_hash: str,
+        hosted: str,
+        via: str,
+        exchanger_host: str | None,
+    ) -> bool:
+        """Expect this token back, in this run; True when the redirect was verified by an
+        earlier test (that proof stands while the new message travels)."""
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, input.connection_id)
             connection.check_token_hash = token_hash
+            connection.check_sent_at = utcnow()
+            connection.check_exchanger = exchanger_host
+            connection.check_workflow_id = activity.info().workflow_id
             verified = connection.redirect_status == RedirectStatus.VERIFIED
             if not verified:
                 connection.redirect_status = RedirectStatus.WAITING
@@ -321,19 +356,86 @@ class ConnectionActivities(SetupContract):
                 connection.redirect_detail = detail
             session.add(connection)
 
+    # -- re-checks of a live connection's redirect ----------------------------------------
+
+    @activity.defn(name=CHECK_REDIRECT)
+    async def check_redirect(self, input: RedirectInput) -> RedirectOutcome:
+        """The redirect leg again, without the send leg and without touching the connection's
+        status: sending goes on whatever the answer. Waiting: the run waits for the check
+        message; otherwise the outcome is recorded already (no MX, the domain's record)."""
+        subject = await asyncio.to_thread(self._load, input.connection_id)
+        if subject.refusal:
+            return await asyncio.to_thread(
+                self._recheck_failed, input.connection_id, subject.refusal
+            )
+        step = await self._redirect_leg(input, subject)
+        if step.status == StepStatus.WAITING:
+            return RedirectOutcome(waiting=True)
+        if step.status == StepStatus.OK:
+            await asyncio.to_thread(self._recheck_passed, input.connection_id)
+            return RedirectOutcome()
+        return await asyncio.to_thread(self._recheck_failed, input.connection_id, step.detail)
+
+    def _recheck_passed(self, connection_id: str) -> None:
+        with session_scope(self._engine) as session:
+            inbound_paths.redirect_working(session, get_or_fail(session, Connection, connection_id))
+
+    def _recheck_failed(self, connection_id: str, detail: str) -> RedirectOutcome:
+        """No check message could go (no mail exchanger, the domain's record is gone): the
+        redirect is not seen, with that reason."""
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            if connection.redirect_status not in (RedirectStatus.BLOCKED, RedirectStatus.NOT_SEEN):
+                connection.redirect_status = RedirectStatus.NOT_SEEN
+            connection.redirect_checked_at = utcnow()
+            connection.redirect_detail = detail
+            connection.steps = _with_step(
+                connection.steps, Step(REDIRECT, StepStatus.WARNING, detail)
+            )
+            connection.updated_at = utcnow()
+            session.add(connection)
+            events.redirect_checked(session, connection)
+            return RedirectOutcome(tell_admins=inbound_paths.redirect_failing(session, connection))
+
+    @activity.defn(name=FIND_REDIRECTS_TO_RECHECK)
+    def find_redirects_to_recheck(self, input: RecheckPage) -> RecheckBatch:
+        """Live connections with the redirect path on, in id order after `input.after`."""
+        with Session(self._engine) as session:
+            query = (
+                select(Connection.id, Connection.company_id, Connection.inbound_paths)
+                .where(col(Connection.status).in_(LIVE_STATUSES))
+                .order_by(col(Connection.id))
+            )
+            if input.after:
+                query = query.where(col(Connection.id) > uuid.UUID(input.after))
+            rows = session.exec(query.limit(input.limit + 1)).all()
+        checks = [
+            RecheckInput(str(id), str(company), input.redirect_wait)
+            for id, company, paths in rows[: input.limit]
+            if InboundPath.REDIRECT in (paths or [])
+        ]
+        more = len(rows) > input.limit
+        after = str(rows[input.limit - 1][0]) if more else ""
+        return RecheckBatch(checks, more, after)
+
     @activity.defn(name=RECORD_REDIRECT_NOT_SEEN)
-    def record_redirect_not_seen(self, input: RedirectInput) -> None:
-        """The wait ran out: unless the message came back meanwhile, say what to set up."""
+    def record_redirect_not_seen(self, input: RedirectInput) -> RedirectOutcome | None:
+        """The wait ran out: unless the message came back (or bounced) meanwhile, or a newer
+        check took over, the redirect does not work: say what to set up, for the mail system
+        the address's MX names. A re-check of a redirect verified before ends here too."""
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, input.connection_id)
-            if connection.redirect_status != RedirectStatus.WAITING:
-                return  # verified meanwhile, or a new test took over
+            waiting = activity.info().workflow_id
+            if connection.check_token_hash is None or connection.check_workflow_id != waiting:
+                return None  # it came back, bounced, or another run's check took over
             company = get_or_fail(session, Company, connection.company_id)
             detail = round_trip.redirect_instructions(
                 connection.custom_address,
                 self._settings.hosted_address(company.slug),
                 _minutes(input),
+                connection.check_exchanger or "",
             )
+            connection.check_token_hash = None
             connection.redirect_status = RedirectStatus.NOT_SEEN
             connection.redirect_checked_at = utcnow()
             connection.redirect_detail = detail
@@ -343,6 +445,46 @@ class ConnectionActivities(SetupContract):
             connection.updated_at = utcnow()
             session.add(connection)
             events.redirect_checked(session, connection)
+            return RedirectOutcome(tell_admins=inbound_paths.redirect_failing(session, connection))
+
+    @activity.defn(name=TELL_ADMINS_INBOUND_FAILING)
+    async def tell_admins_inbound_failing(self, input: ConnectionRef) -> None:
+        mails = await asyncio.to_thread(self._inbound_notices, input.connection_id)
+        await send_platform_mail(self._accounts, mails)
+
+    def _inbound_notices(self, connection_id: str) -> list[Outgoing]:
+        """What the admins read: each failing path of a live connection, with its reason."""
+        with Session(self._engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            if connection.status not in LIVE_STATUSES:
+                return []
+            company = get_or_fail(session, Company, connection.company_id)
+            sync = session.get(MailboxSync, connection.id)
+            failing = [
+                (path, status.reason or "")
+                for path, status in inbound_paths.statuses(connection, sync).items()
+                if status.state == PathState.FAILING
+            ]
+            hosted = self._settings.hosted_address(company.slug)
+            return [
+                Outgoing.of(
+                    inbound_path_notice(
+                        company=company.name,
+                        hosted=hosted,
+                        domain=self._settings.platform_mail_domain,
+                        recipient=admin.email,
+                        recipient_name=admin.name,
+                        address=connection.custom_address,
+                        path=path,
+                        reason=reason,
+                        now=utcnow(),
+                    ),
+                    f"inbound-path-{connection.id}",
+                    str(company.id),
+                )
+                for path, reason in failing
+                for admin in company_admins(session, company.id)
+            ]
 
     # -- states and activation ----------------------------------------------------------------
 
@@ -463,6 +605,9 @@ class ConnectionActivities(SetupContract):
         return [
             self.test_connection,
             self.record_redirect_not_seen,
+            self.tell_admins_inbound_failing,
+            self.check_redirect,
+            self.find_redirects_to_recheck,
             self.set_connection_status,
             self.activate_connection,
         ]

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -21,17 +21,16 @@ from contracts.receive import (
     RouteInput,
     RouteManyInput,
 )
-from core import events, ownership
+from core import events, ownership, round_trip
 from core.db import session_scope
 from core.events import EventType
-from core.inbound import ParsedMail, parse, tokens
+from core.inbound import ParsedMail, candidates, parse, tokens
+from core.inbound import paths as inbound_paths
 from core.inbound.auth import NOT_CHECKED, SenderAuth, authenticate
 from core.inbound.html import stored_safe
 from core.models import (
-    ApplicationStatus,
     Attachment,
     Candidate,
-    CandidateAddress,
     Company,
     Connection,
     Direction,
@@ -40,7 +39,7 @@ from core.models import (
     User,
     utcnow,
 )
-from core.round_trip import held_detail, token_hash, verified_detail
+from core.round_trip import bounce_explanation, held_detail, token_hash, verified_detail
 from core.security import secret_box
 from core.settings import Settings
 from core.statuses import (
@@ -146,6 +145,12 @@ class InboundActivities(RouteContract):
                 raw.workflow_id = activity.info().workflow_id  # the run routing it (a batch's)
 
             parsed, auth = prepared or (parse(raw.raw), NOT_CHECKED)
+            bounce_of = round_trip.bounce_key(raw.recipient)
+            if bounce_of is not None:
+                return _consume_check_bounce(session, raw, parsed, bounce_of, self._settings)
+            # google.com publishes DMARC p=reject: a confirmation failing it is someone else's.
+            if parsed.forwarding_code is not None and auth.verified is not False:
+                return _consume_forwarding_code(session, raw, parsed)
             if parsed.check_token is not None:
                 return _consume_check(session, raw, parsed.check_token, self._settings)
             if parsed.send_test:
@@ -289,17 +294,7 @@ class _Router:
         return None, MatchReason.NONE, "; ".join(why), sent
 
     def _our_message(self, ids: list[str]) -> Message | None:
-        if not ids:
-            return None
-        return self.session.exec(
-            select(Message)
-            .where(
-                Message.company_id == self.company_id,
-                Message.direction == Direction.OUTBOUND,
-                col(Message.message_id_header).in_(ids[:200]),
-            )
-            .order_by(col(Message.created_at).desc())
-        ).first()
+        return candidates.our_message(self.session, self.company_id, ids)
 
     def _erased(self, candidate_id: uuid.UUID | None) -> bool:
         if candidate_id is None:
@@ -324,30 +319,9 @@ class _Router:
         return own
 
     def _candidate_by_address(self, address: str) -> Candidate | None:
-        address = address.lower()
-        remembered = select(CandidateAddress.candidate_id).where(
-            CandidateAddress.company_id == self.company_id, CandidateAddress.email == address
+        return candidates.candidate_by_address(
+            self.session, self.company_id, address, self.received_at, self.grace
         )
-        open_or_recent = or_(
-            col(Candidate.application_status) == ApplicationStatus.OPEN,
-            col(Candidate.closed_at) >= self.received_at - self.grace,
-        )
-        is_open = col(Candidate.application_status) == ApplicationStatus.OPEN
-        return self.session.exec(
-            select(Candidate)
-            .where(
-                Candidate.company_id == self.company_id,
-                or_(func.lower(Candidate.email) == address, col(Candidate.id).in_(remembered)),
-                open_or_recent,
-                col(Candidate.erasure_requested_at).is_(None),
-            )
-            # The most recent open application wins; then the most recently closed one.
-            .order_by(
-                is_open.desc(),
-                col(Candidate.created_at).desc(),
-                col(Candidate.closed_at).desc(),
-            )
-        ).first()
 
 
 def _store_safe_html(message: Message, inline: dict[str, str]) -> None:
@@ -464,8 +438,27 @@ def _consume_check(
     else:
         status, step = RedirectStatus.NOT_SEEN, StepStatus.FAILED
         detail = held_detail(connection.custom_address)
+    waiting = connection.check_workflow_id
+    _record_check(session, connection, status, step, detail, raw.received_at)
+    if status == RedirectStatus.VERIFIED:
+        inbound_paths.redirect_working(session, connection)
+    return ReceiveMessageResult(
+        state=RoutingState.CHECK, connection_id=str(connection.id), check_workflow_id=waiting
+    )
+
+
+def _record_check(
+    session: Session,
+    connection: Connection,
+    status: str,
+    step: str,
+    detail: str,
+    at: datetime,
+) -> None:
+    """The redirect leg's outcome, its step, and its event; the token is spent."""
+    connection.check_token_hash = None
     connection.redirect_status = status
-    connection.redirect_checked_at = raw.received_at
+    connection.redirect_checked_at = at
     connection.redirect_detail = detail
     connection.steps = [s for s in connection.steps if s["name"] != "redirect"] + [
         {"name": "redirect", "status": step, "detail": detail}
@@ -473,7 +466,75 @@ def _consume_check(
     connection.updated_at = utcnow()
     session.add(connection)
     events.redirect_checked(session, connection)
-    return ReceiveMessageResult(state=RoutingState.CHECK, connection_id=str(connection.id))
+
+
+def _consume_check_bounce(
+    session: Session, raw: InboundRaw, parsed: ParsedMail, key: str, settings: Settings
+) -> ReceiveMessageResult:
+    """A delivery report about a check message came back to its return path: the redirect
+    refused it (Microsoft's 5.7.520, a forwarding that is not allowed, a loop). The redirect leg
+    is `blocked`, with the reason in words and the admin's fix."""
+    raw.state = InboundState.CHECK
+    connection = session.exec(
+        select(Connection).where(
+            Connection.company_id == raw.company_id,
+            col(Connection.check_token_hash) >= key,
+            col(Connection.check_token_hash) < key + "g",  # the hashes starting with the key
+        )
+    ).first()
+    if connection is None:
+        return ReceiveMessageResult(state=RoutingState.CHECK)  # its check is over already
+    report = parsed.bounce
+    status = (report.status or "") if report else ""
+    diagnostic = (report.diagnostic or "") if report else ""
+    if not (status or diagnostic):
+        diagnostic = " ".join(f"{parsed.subject} {parsed.text[:500]}".split())
+    company = session.get(Company, connection.company_id)
+    hosted = settings.hosted_address(company.slug) if company else raw.recipient
+    detail = bounce_explanation(connection.custom_address, hosted, status, diagnostic)
+    waiting = connection.check_workflow_id
+    _record_check(
+        session, connection, RedirectStatus.BLOCKED, StepStatus.FAILED, detail, raw.received_at
+    )
+    return ReceiveMessageResult(
+        state=RoutingState.CHECK,
+        connection_id=str(connection.id),
+        check_workflow_id=waiting,
+        tell_admins=inbound_paths.redirect_failing(session, connection),
+    )
+
+
+def _consume_forwarding_code(
+    session: Session, raw: InboundRaw, parsed: ParsedMail
+) -> ReceiveMessageResult:
+    """Gmail's forwarding confirmation for a company's custom address: its code goes on the
+    connection and in an event (never confirmed for the admin, never left in Unassigned)."""
+    raw.state = InboundState.CHECK
+    connection = session.exec(
+        select(Connection)
+        .where(
+            Connection.company_id == raw.company_id,
+            func.lower(Connection.custom_address) == parsed.forwarding_requester.lower(),
+        )
+        .order_by(col(Connection.created_at).desc())
+    ).first()
+    if connection is not None:
+        connection.forwarding_code = parsed.forwarding_code
+        connection.forwarding_code_at = raw.received_at
+        connection.updated_at = utcnow()
+        session.add(connection)
+    events.emit(
+        session,
+        raw.company_id or uuid.UUID(int=0),
+        EventType.CONNECTION_FORWARDING_CONFIRMATION,
+        {
+            "connection_id": str(connection.id) if connection else None,
+            "code": parsed.forwarding_code,
+        },
+    )
+    return ReceiveMessageResult(
+        state=RoutingState.CHECK, connection_id=str(connection.id) if connection else None
+    )
 
 
 def _already_routed(session: Session, raw: InboundRaw) -> ReceiveMessageResult:

@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
-from activities.send import to_application_error
+from activities.common import to_application_error
 from contracts.consent import SEND_CONSENT_REQUEST, ConsentContract, ConsentRequestInput
 from contracts.oauth import (
     BEGIN_OAUTH_AUTHORIZATION,
@@ -31,7 +31,7 @@ from core.consent_mail import consent_request_mail
 from core.db import get_or_fail, session_scope
 from core.errors import ConsentRequiredError, MailError, TransientMailError
 from core.models import AuditEvent, Company, Connection, utcnow
-from core.statuses import ConnectionStatus, ExchangeOutcome
+from core.statuses import ConnectionStatus, ExchangeOutcome, InboundPath
 from providers.base import OAuthProvider, Outgoing
 
 
@@ -59,9 +59,10 @@ class OAuthActivities(OAuthContract, ConsentContract):
         with Session(self._engine) as session:
             connection = get_or_fail(session, Connection, input.connection_id)
             kind, address = connection.kind, connection.custom_address
+            read = InboundPath.MAILBOX_SYNC in (connection.inbound_paths or [])
         state, nonce = self.new_state(uuid.UUID(input.connection_id), "signin")
         try:
-            url, flow = self._accounts.oauth(kind).authorization_url(state, address)
+            url, flow = self._accounts.oauth(kind).authorization_url(state, address, read)
         except TransientMailError as err:
             raise ApplicationError(str(err), type="TransientMailError") from err
         except MailError as err:
@@ -86,6 +87,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
             connection.oauth_callback_blob = None
             connection.oauth_flow_blob = None
             kind, address, cid = connection.kind, connection.custom_address, connection.id
+            read = InboundPath.MAILBOX_SYNC in (connection.inbound_paths or [])
         if callback is None or flow is None:
             return ExchangeResult(
                 ExchangeOutcome.RETRY_SIGNIN, "The sign-in answer was lost; sign in again."
@@ -94,7 +96,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
         try:
             grant = provider.exchange_code(flow, callback)
         except ConsentRequiredError as err:
-            self._await_consent(provider, cid, address)
+            self._await_consent(provider, cid, address, read)
             return ExchangeResult(
                 ExchangeOutcome.CONSENT_REQUIRED, str(err), consent_link=provider.consent_link
             )
@@ -115,6 +117,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
             connection = get_or_fail(session, Connection, input.connection_id)
             connection.secret_blob = self._box.seal_json(cid, grant.secret)
             connection.display_mailbox = grant.mailbox
+            connection.granted_scopes = sorted(grant.scopes)
             connection.steps = [
                 asdict(step) for step in provider.sign_in_steps(grant.identity, address)
             ]
@@ -123,11 +126,11 @@ class OAuthActivities(OAuthContract, ConsentContract):
         return ExchangeResult(ExchangeOutcome.AUTHORIZED, mailbox=grant.mailbox)
 
     def _await_consent(
-        self, provider: OAuthProvider, connection_id: uuid.UUID, address: str
+        self, provider: OAuthProvider, connection_id: uuid.UUID, address: str, read: bool
     ) -> None:
         """Store what the person connecting forwards to an administrator."""
         state, nonce = self.new_state(connection_id, "admin-consent")
-        help = provider.consent_help(str(connection_id), address, state)
+        help = provider.consent_help(str(connection_id), address, state, read)
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
             connection.admin_consent_url = help.admin_consent_url

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import send_platform_mail
+from activities.common import send_platform_mail
 from contracts.privacy import (
     CHECKPOINT_DATABASE,
     DELETE_OLD_UNASSIGNED,

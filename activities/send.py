@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -16,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from activities.common import heartbeating, to_application_error
 from contracts.send import (
     COMPOSE_MESSAGE,
     DELIVER_MESSAGE,
@@ -58,29 +58,6 @@ from core.statuses import ConnectionStatus, MessageStatus
 from providers.base import Account, MailProvider, Outgoing
 
 
-def to_application_error(err: MailError) -> ApplicationError:
-    """Transient errors retry (honouring Retry-After); every other MailError stops at once.
-
-    The message enters workflow history, so addresses in it are masked (a refusal like `550
-    5.1.1 <grace@…>` names one); the message row keeps the whole text for the recruiter."""
-    text = events.scrub(str(err)) or ""
-    if isinstance(err, TransientMailError):
-        return ApplicationError(text, type="TransientMailError", next_retry_delay=err.retry_after)
-    return ApplicationError(text, type=type(err).__name__, non_retryable=True)
-
-
-async def send_platform_mail(accounts: Accounts, mails: list[Outgoing]) -> int:
-    """Mail from the platform itself (notices to a company's people, a candidate's consent
-    question), each through the platform transport; a failure becomes the activity's error."""
-    provider, account = accounts.platform()
-    for mail in mails:
-        try:
-            await provider.send(account, mail)
-        except MailError as err:
-            raise to_application_error(err) from None
-    return len(mails)
-
-
 def _describe(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds >= 3600:
@@ -88,21 +65,6 @@ def _describe(delta: timedelta) -> str:
     if seconds >= 60:
         return f"{seconds // 60} minutes"
     return f"{seconds} seconds"
-
-
-T = TypeVar("T")
-HEARTBEAT_EVERY = 5.0  # well within the workflow's delivery heartbeat timeout
-
-
-async def heartbeating(work: Awaitable[T]) -> T:
-    """Await `work`, heartbeating meanwhile: Temporal then knows the worker is alive."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
-        if done:
-            return task.result()
-        if not activity.info().is_local:  # a local attempt lives in the workflow's task
-            activity.heartbeat()
 
 
 ReplyTo = Callable[[Session, Message, SenderChoice], str | None]

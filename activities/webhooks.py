@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.send import heartbeating, send_platform_mail
+from activities.common import heartbeating, send_platform_mail
 from contracts.webhooks import (
     DELIVER_WEBHOOKS,
     TELL_ADMINS_ENDPOINT_DISABLED,
@@ -30,14 +30,13 @@ from core.events import EventType
 from core.models import (
     Company,
     Event,
-    Permission,
-    User,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     utcnow,
 )
 from core.notices import endpoint_disabled_notice
+from core.people import company_admins
 from providers.base import Outgoing
 from providers.http import guarded_client
 
@@ -357,7 +356,7 @@ class WebhookActivities(WebhookContract):
                     f"webhook-disabled-{endpoint.id}",
                     str(company.id),
                 )
-                for admin in admins(session, company.id)
+                for admin in company_admins(session, company.id)
             ]
 
     @property
@@ -377,12 +376,6 @@ def _disable(session: Session, endpoint: WebhookEndpoint, reason: str, now: date
         EventType.WEBHOOK_ENDPOINT_DISABLED,
         {"endpoint_id": str(endpoint.id), "reason": reason},
     )
-
-
-def admins(session: Session, company_id: uuid.UUID) -> list[User]:
-    """The company's users who manage its mail settings."""
-    users = session.exec(select(User).where(User.company_id == company_id)).all()
-    return [u for u in users if Permission.RECRUITING_SETTINGS in u.permissions]
 
 
 def _body(event: dict[str, object]) -> bytes:

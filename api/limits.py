@@ -35,6 +35,8 @@ def limit_for(settings: Settings, path: str) -> tuple[int, str]:
     """The byte limit of a path's request bodies, and what to call it in the refusal."""
     if path == "/inbound/mailjet":
         return settings.max_webhook_bytes, "RECRUITMAIL_MAX_WEBHOOK_BYTES"
+    if path in ("/inbound/graph/notifications", "/inbound/gmail/push"):
+        return 256 * 1024, "the notification limit (256 KiB)"
     if path == "/inbound/raw":
         return settings.inbound_max_message_bytes, "RECRUITMAIL_INBOUND_MAX_MESSAGE_BYTES"
     return settings.max_request_bytes, "RECRUITMAIL_MAX_REQUEST_BYTES"

@@ -33,13 +33,14 @@ from core.models import (
     Direction,
     Event,
     InboundRaw,
+    MailboxSync,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     utcnow,
 )
 from core.models import Message as MailMessage
-from core.statuses import SETUP_STATUSES, BulkJobStatus, InboundState, MessageStatus
+from core.statuses import SETUP_STATUSES, BulkJobStatus, InboundState, MessageStatus, PathState
 
 # Statuses a message ends in; `queued` and `sending` are counted as in progress.
 FINAL = (
@@ -233,6 +234,40 @@ class ProductCollector(Collector):
         behind.add_metric([], float(sum(1 for wait in waits if wait > 3600)))
         yield oldest
         yield behind
+        yield from _mailbox_sync(session, now)
+
+
+def _mailbox_sync(session: Session, now: datetime) -> Iterator[Metric]:
+    """Mailbox sync: how far behind the furthest-behind syncing mailbox is (seconds since its
+    last successful read), and the syncs by state; no connection id in a label."""
+    lag = GaugeMetricFamily(
+        "recruitmail_mailbox_sync_lag_seconds",
+        "Seconds since the last successful read of the syncing mailbox furthest behind.",
+    )
+    states = GaugeMetricFamily(
+        "recruitmail_mailbox_syncs", "Mailbox syncs by state.", labels=["provider", "state"]
+    )
+    rows = session.exec(
+        select(
+            MailboxSync.provider,
+            MailboxSync.state,
+            MailboxSync.last_success_at,
+            MailboxSync.created_at,
+        )
+    ).all()
+    behind = [
+        max((now - _aware(last or created)).total_seconds(), 0.0)
+        for _, state, last, created in rows
+        if state in (PathState.ACTIVE, PathState.FAILING)
+    ]
+    lag.add_metric([], max(behind, default=0.0))
+    counted: dict[tuple[str, str], int] = {}
+    for provider, state, _, _ in rows:
+        counted[(provider, state)] = counted.get((provider, state), 0) + 1
+    for (provider, state), count in sorted(counted.items()):
+        states.add_metric([provider, state], float(count))
+    yield lag
+    yield states
 
 
 # Seconds: endpoints must answer within 10.

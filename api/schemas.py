@@ -66,9 +66,12 @@ class RedirectCheckPublic(BaseModel):
     """The round-trip test's redirect leg: did the test message come back to the hosted
     address? `verified` is also what makes the address this company's for inbound mail."""
 
-    status: str  # verified, waiting, not_seen or not_checked
+    status: str  # verified, waiting, not_seen, blocked (a delivery report said why) or not_checked
     checked_at: datetime | None = None
     detail: str | None = None
+    # A check message is on its way (a test or a re-check) since then; the status says how
+    # the last check ended meanwhile.
+    checking_since: datetime | None = None
 
 
 class ScopePublic(BaseModel):
@@ -254,11 +257,61 @@ class SmtpFields(Request):
     password: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
 
 
+InboundPathName = Literal["redirect", "mailbox_sync", "hosted_reply_to"]
+
+
 class ConnectionCreate(Request):
     kind: Literal["smtp", "google", "microsoft"]
     custom_address: EmailAddress
     legal_entity_id: uuid.UUID | None = None
     smtp: SmtpFields | None = None
+    # How replies come in (default: the redirect). With mailbox_sync here, the first sign-in
+    # asks for the read permission too.
+    inbound_paths: list[InboundPathName] | None = Field(default=None, min_length=1, max_length=3)
+
+
+class ForwardingConfirmationPublic(BaseModel):
+    """Gmail's forwarding confirmation code for the address, as it arrived at the hosted
+    address: type it into Gmail's Settings → Forwarding to finish the forwarding set-up.
+    Recruitmail never confirms it for you."""
+
+    code: str
+    received_at: datetime | None = None
+
+
+class InboundPathsUpdate(Request):
+    paths: list[InboundPathName] = Field(min_length=1, max_length=3)
+    # replies (default): only replies to our mail, known candidates and the check message;
+    # all: everything in the mailbox (a mailbox kept for recruiting alone). Audited.
+    import_: Literal["replies", "all"] | None = Field(default=None, alias="import")
+
+
+class InboundPathState(BaseModel):
+    path: str
+    # active, checking, waiting_for_consent, failing (reason says why and what to do)
+    state: str
+    reason: str | None = None
+    checked_at: datetime | None = None
+    # mailbox_sync: the last successful read, and how long the newest import took to arrive.
+    last_sync_at: datetime | None = None
+    lag_seconds: float | None = None
+
+
+class InboundPublic(BaseModel):
+    """The ways candidates' replies to the connection's address reach Recruitmail."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    connection_id: uuid.UUID
+    paths: list[str]
+    import_: str = Field(serialization_alias="import")
+    states: list[InboundPathState]
+    # mailbox_sync waits for the read permission: the mailbox's user signs in here (only the
+    # new permission is asked; sending goes on meanwhile).
+    authorization_url: str | None = None
+    admin_consent_url: str | None = None
+    # hosted_reply_to: what the Reply-To of a conversation looks like.
+    reply_to_example: str | None = None
 
 
 class SmtpPublic(BaseModel):
@@ -301,6 +354,9 @@ class ConnectionPublic(BaseModel):
     # What still needs the admin's attention, e.g. a live connection whose redirect is not
     # verified (candidates' replies would not reach Recruitmail).
     warnings: list[str] = []
+    # How replies come in (GET /v1/connections/{id}/inbound has each path's state).
+    inbound_paths: list[str] = ["redirect"]
+    forwarding_confirmation: ForwardingConfirmationPublic | None = None
 
 
 class UsePlatformRequest(Request):

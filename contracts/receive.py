@@ -50,8 +50,12 @@ class ReceiveMessageResult:
     match_reason: str | None = None
     kind: str = "mail"  # a core.statuses.MessageKind
     bounced_message_id: str | None = None
-    # A connection test's message came back (state `check`): the connection it verified.
+    # A connection test's message came back (state `check`): the connection it verified, and
+    # the run waiting for it (a setup's or a re-check's; empty: the setup's).
     connection_id: str | None = None
+    check_workflow_id: str | None = None
+    # The check bounced: the redirect of a live connection stopped working; tell the admins.
+    tell_admins: bool = False
 
 
 class RouteContract:

@@ -11,6 +11,9 @@ from temporalio import activity
 
 TEST_CONNECTION = "test-connection"
 RECORD_REDIRECT_NOT_SEEN = "record-redirect-not-seen"
+TELL_ADMINS_INBOUND_FAILING = "tell-admins-inbound-failing"
+CHECK_REDIRECT = "check-redirect"
+FIND_REDIRECTS_TO_RECHECK = "find-redirects-to-recheck"
 SET_CONNECTION_STATUS = "set-connection-status"
 ACTIVATE_CONNECTION = "activate-connection"
 # Signals a setup takes from other runs.
@@ -47,6 +50,32 @@ class RedirectInput:
 
 
 @dataclass
+class RecheckInput:
+    """A live connection's redirect checked again (inbound-check-{connection id})."""
+
+    connection_id: str
+    company_id: str
+    redirect_wait: timedelta = timedelta(minutes=15)
+
+
+@dataclass
+class RecheckPage:
+    """Live connections whose redirect is to be checked again, after `after` (an id), in
+    id order."""
+
+    after: str = ""
+    limit: int = 200
+    redirect_wait: timedelta = timedelta(minutes=15)
+
+
+@dataclass
+class RecheckBatch:
+    checks: list[RecheckInput] = field(default_factory=list)
+    more: bool = False
+    after: str = ""  # the next page starts after this id
+
+
+@dataclass
 class VerificationStep:
     name: str
     status: str  # a core.statuses.StepStatus
@@ -60,6 +89,16 @@ class VerificationResult:
     error: str | None = None
     # The send leg passed and the check message is on its way back through the redirect.
     redirect_pending: bool = False
+
+
+@dataclass
+class RedirectOutcome:
+    """How a wait for the check message ended, when it changed anything."""
+
+    # The redirect of a live connection stopped working and its admins are to be told.
+    tell_admins: bool = False
+    # A check message is on its way (a re-check): the run waits for it.
+    waiting: bool = False
 
 
 @dataclass
@@ -97,7 +136,22 @@ class SetupContract:
         raise NotImplementedError
 
     @activity.defn(name=RECORD_REDIRECT_NOT_SEEN)
-    def record_redirect_not_seen(self, input: RedirectInput) -> None:
+    def record_redirect_not_seen(self, input: RedirectInput) -> RedirectOutcome | None:
+        raise NotImplementedError
+
+    @activity.defn(name=TELL_ADMINS_INBOUND_FAILING)
+    async def tell_admins_inbound_failing(self, input: ConnectionRef) -> None:
+        """Email the company's admins that a way replies come in stopped working."""
+        raise NotImplementedError
+
+    @activity.defn(name=CHECK_REDIRECT)
+    async def check_redirect(self, input: RedirectInput) -> RedirectOutcome:
+        """The redirect leg alone, for a live connection: True when a check message is on
+        its way (the run waits for it); False when the outcome is recorded already."""
+        raise NotImplementedError
+
+    @activity.defn(name=FIND_REDIRECTS_TO_RECHECK)
+    def find_redirects_to_recheck(self, input: RecheckPage) -> RecheckBatch:
         raise NotImplementedError
 
     @activity.defn(name=SET_CONNECTION_STATUS)

@@ -49,6 +49,8 @@ class EventType(StrEnum):
     CANDIDATE_ERASED = "candidate.erased"
     CONNECTION_STATUS_CHANGED = "connection.status_changed"
     CONNECTION_REDIRECT_CHECK = "connection.redirect_check"
+    CONNECTION_INBOUND_PATH_CHANGED = "connection.inbound_path_changed"
+    CONNECTION_FORWARDING_CONFIRMATION = "connection.forwarding_confirmation"
     BULK_COMPLETED = "bulk.completed"
     BULK_CANCELLED = "bulk.cancelled"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"

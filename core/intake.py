@@ -16,10 +16,10 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core import ownership
+from core import ownership, round_trip
 from core.db import session_scope
 from core.inbound import tokens
-from core.models import Company, InboundRaw, utcnow
+from core.models import Company, Connection, InboundRaw, utcnow
 from core.run_ids import receive_workflow_id
 from core.settings import Settings
 from core.statuses import InboundState
@@ -44,6 +44,14 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
     if not local:
         return None
     if domain == settings.platform_mail_domain.lower():
+        key = round_trip.bounce_key(address)
+        if key is not None:  # a delivery report about a check message still expected
+            return session.exec(
+                select(Connection.company_id).where(
+                    col(Connection.check_token_hash) >= key,
+                    col(Connection.check_token_hash) < key + "g",
+                )
+            ).first()
         # A hosted address with a reply-to token (`acme-jobs+{token}`): the company's; whether
         # the token is its own is checked when the message is routed.
         local = local.partition(tokens.SEPARATOR)[0]

@@ -140,3 +140,42 @@ def endpoint_disabled_notice(
         recipient_name=recipient_name, subject="A webhook endpoint was disabled", text=text,
         now=now,
     )  # fmt: skip
+
+
+def inbound_path_notice(
+    *,
+    company: str,
+    hosted: str,
+    domain: str,
+    recipient: str,
+    recipient_name: str,
+    address: str,
+    path: str,
+    reason: str,
+    now: datetime,
+) -> Composed:
+    """An inbound path stopped working: candidates' replies to `address` may not arrive."""
+    what = {
+        "redirect": f"The redirect of {address} to {hosted} stopped working",
+        "mailbox_sync": f"Recruitmail can no longer read the mailbox {address}",
+    }.get(path, f"Replies to {address} may not reach Recruitmail")
+    text = "\n".join(
+        [
+            f"Hello {recipient_name},",
+            "",
+            f"{what}: candidates' replies may not reach Recruitmail. Sending goes on as before.",
+            "",
+            reason,
+            "",
+            "The connection's page (GET /v1/connections/{id}/inbound) shows each way replies "
+            "come in, and this email is sent once until it works again.",
+            "",
+            "-- ",
+            "Recruitmail",
+        ]
+    )
+    return company_mail(
+        company=company, hosted=hosted, domain=domain, recipient=recipient,
+        recipient_name=recipient_name, subject=f"Replies to {address} may not arrive",
+        text=text, now=now,
+    )  # fmt: skip

@@ -42,5 +42,16 @@ def consent_workflow_id(candidate_id: str) -> str:
     return f"retention-consent-{candidate_id}"
 
 
+def inbound_check_workflow_id(connection_id: str) -> str:
+    """A live connection's redirect, checked again through the address's MX."""
+    return f"inbound-check-{connection_id}"
+
+
+def mailbox_sync_workflow_id(connection_id: str) -> str:
+    return f"mailbox-sync-{connection_id}"
+
+
 # The Schedule that starts the daily retention sweep.
 RETENTION_SCHEDULE_ID = "privacy-retention"
+# The Schedule that checks every live redirect again, daily.
+INBOUND_RECHECK_SCHEDULE_ID = "inbound-recheck"

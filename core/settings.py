@@ -189,6 +189,26 @@ class Settings(BaseSettings):
     # system's. Development and tests point it at a DNS server on loopback.
     dns_nameservers: str = ""
 
+    # Mailbox sync (core/inbound/sync.py): reading a connected Microsoft or Google mailbox for
+    # replies. Each connection's run reads when the provider notifies it, and at least this
+    # often (a lost notification delays a message by one poll at most).
+    sync_poll_interval: timedelta = timedelta(minutes=5)
+    # A sync with no success for this long is `failing` (the admins are told once).
+    sync_stale_after: timedelta = timedelta(hours=1)
+    # When the provider's cursor has expired (Graph 410, Gmail 404), or on a first read, read
+    # the inbox of the last this many days again (imports are never duplicated).
+    sync_resync_days: int = Field(default=7, ge=1, le=30)
+    # Graph change notifications to {public_url}/inbound/graph/notifications (Graph needs a
+    # public HTTPS URL; off: polling only).
+    graph_notifications: bool = True
+    # Gmail push: the Pub/Sub topic users.watch publishes to ("projects/P/topics/T"; empty:
+    # polling only), the push subscription's OIDC audience (empty: the push URL,
+    # {public_url}/inbound/gmail/push) and the service account that signs its tokens.
+    gmail_pubsub_topic: str = ""
+    gmail_push_audience: str = ""
+    gmail_push_service_account: str = ""
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+
     # Events: kept this long for the feed (GET /v1/events) and redelivery.
     event_retention: timedelta = timedelta(days=30)
     # Webhooks: an answer must come within this; failed deliveries are retried on this
@@ -320,6 +340,12 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.state_dir / "outbox"
+
+    def graph_notification_url(self) -> str:
+        return f"{self.public_url.rstrip('/')}/inbound/graph/notifications"
+
+    def gmail_push_url(self) -> str:
+        return f"{self.public_url.rstrip('/')}/inbound/gmail/push"
 
     def oauth_redirect_uri(self, provider: str) -> str:
         return f"{self.public_url.rstrip('/')}/oauth/{provider}/callback"

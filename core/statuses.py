@@ -140,6 +140,19 @@ class PathState(StrEnum):
     OFF = "off"
 
 
+class InboundChannel(StrEnum):
+    """How a received message reached Recruitmail (`received_via`)."""
+
+    SMTP = "smtp"
+    RAW = "raw"  # POST /inbound/raw
+    MAILJET = "mailjet"
+    GRAPH = "graph"  # mailbox sync, Microsoft
+    GMAIL = "gmail"  # mailbox sync, Google
+
+
+SYNC_CHANNELS = {"microsoft": InboundChannel.GRAPH.value, "google": InboundChannel.GMAIL.value}
+
+
 class ImportScope(StrEnum):
     REPLIES = "replies"  # replies to our mail, mail from known candidates, the check message
     ALL = "all"  # everything addressed to the recruiting address (dedicated mailboxes)

@@ -14,13 +14,17 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import ConfigurationError, MailError
+from core.inbound import paths
 from core.mail import Composed
 from core.settings import Settings
 from core.throttle import Rate
 from providers.http import HttpClients
+
+if TYPE_CHECKING:
+    from providers.mailbox import MailboxReader
 
 Secret = dict[str, Any]
 
@@ -193,6 +197,8 @@ class Grant:
 
     secret: Secret
     identity: Identity
+    # The scopes the provider granted (short names: "Mail.Send", "…/gmail.readonly").
+    scopes: tuple[str, ...] = ()
 
     @property
     def mailbox(self) -> str:
@@ -219,21 +225,39 @@ class OAuthProvider(MailProvider):
     # (Microsoft's admin-consent endpoint). Otherwise an admin says it was granted.
     consent_link: ClassVar[bool] = False
 
+    # The permission that reads the mailbox (mailbox sync asks for it on top of sending).
+    read_scope: ClassVar[str] = ""
+
     @abstractmethod
-    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
-        """The sign-in URL, and the flow data (PKCE verifier) to keep encrypted."""
+    def authorization_url(
+        self, state: str, login_hint: str, read: bool = False
+    ) -> tuple[str, Secret]:
+        """The sign-in URL, and the flow data (PKCE verifier) to keep encrypted; `read` asks
+        for the read permission too (only the new one is asked of a user who granted the
+        rest)."""
 
     @abstractmethod
     def exchange_code(self, flow: Secret, query: dict[str, str]) -> Grant:
         """Redeem the callback. Raises ConsentRequiredError when an admin must approve."""
 
     @abstractmethod
-    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
-        """A fresh access token; the renewed secret too when it changed (save it)."""
+    def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:
+        """A fresh access token (for reading the mailbox with `read`); the renewed secret too
+        when it changed (save it)."""
 
     @abstractmethod
-    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
+    def consent_help(
+        self, connection_id: str, address: str, state: str, read: bool = False
+    ) -> ConsentHelp:
         """What to show while an administrator's consent is missing."""
+
+    def reads(self, granted: list[str]) -> bool:
+        """Whether these granted scopes include reading the mailbox."""
+        return paths.reads(self.kind, granted)
+
+    def reader(self) -> MailboxReader:
+        """The mailbox's reader (providers/mailbox.py)."""
+        raise NotImplementedError
 
     @abstractmethod
     async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:

@@ -21,11 +21,16 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
+from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import mail_api_answer, send_request
+from providers.mailbox import GmailReader
 
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
+# Mailbox sync: read the mailbox (a restricted scope: docs/connections.md says what Google's
+# verification asks).
+GMAIL_READONLY = READ_SCOPES["google"]
 # Only with RECRUITMAIL_GOOGLE_SEND_AS_ALIASES: lists the mailbox's verified send-as aliases.
 GMAIL_SETTINGS = "https://www.googleapis.com/auth/gmail.settings.basic"
 SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", GMAIL_SEND]
@@ -35,8 +40,17 @@ os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 _BLOCKED = {"admin_policy_enforced", "org_internal"}
 
 
-def admin_steps(client_id: str) -> list[str]:
+def admin_steps(client_id: str, read: bool = False) -> list[str]:
     """What a Google Workspace administrator does to allow Recruitmail, step by step."""
+    scopes = (
+        f"Recruitmail asks for two Gmail scopes, {GMAIL_SEND} (send email on the mailbox's "
+        f"behalf) and {GMAIL_READONLY} (read the mailbox, to bring candidates' replies in), "
+        "plus openid and userinfo.email to confirm which mailbox signed in."
+        if read
+        else f"Recruitmail asks for one Gmail scope, {GMAIL_SEND} (send email on the mailbox's "
+        "behalf), plus openid and userinfo.email to confirm which mailbox signed in. It cannot "
+        "read mail."
+    )
     return [
         "Sign in to the Google Admin console (admin.google.com) as a super administrator.",
         "Go to Security → Access and data control → API controls.",
@@ -44,17 +58,15 @@ def admin_steps(client_id: str) -> list[str]:
         "Add app → OAuth App Name Or Client ID.",
         f"Search for the OAuth client ID {client_id}, select Recruitmail, and choose the "
         "organisational unit that holds the recruiting mailbox (or the whole organisation).",
-        f"Set its access to Trusted. Recruitmail asks for one Gmail scope, {GMAIL_SEND} "
-        "(send email on the mailbox's behalf), plus openid and userinfo.email to confirm "
-        "which mailbox signed in. It cannot read mail.",
+        f"Set its access to Trusted. {scopes}",
         "Save. The change can take a few minutes to apply; then the person connecting the "
         "mailbox continues the setup in Recruitmail.",
     ]
 
 
-def admin_instructions(client_id: str) -> str:
+def admin_instructions(client_id: str, read: bool = False) -> str:
     """The steps as text, one numbered line each (the pages show them as a list)."""
-    steps = (f"{n}. {step}" for n, step in enumerate(admin_steps(client_id), 1))
+    steps = (f"{n}. {step}" for n, step in enumerate(admin_steps(client_id, read), 1))
     return "\n".join(["Your Google Workspace administrator must allow Recruitmail:", *steps])
 
 
@@ -70,10 +82,20 @@ class GoogleProvider(OAuthProvider):
             self.settings.bulk_rate_google_per_minute, self.settings.bulk_daily_cap_google
         )
 
-    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
-        return ConsentHelp(admin_instructions=admin_instructions(self.settings.google_client_id))
+    read_scope: ClassVar[str] = GMAIL_READONLY
 
-    def _flow(self, state: str | None = None, code_verifier: str | None = None) -> Flow:
+    def reader(self) -> GmailReader:
+        return GmailReader(self.http, self.settings.google_gmail_url)
+
+    def consent_help(
+        self, connection_id: str, address: str, state: str, read: bool = False
+    ) -> ConsentHelp:
+        client_id = self.settings.google_client_id
+        return ConsentHelp(admin_instructions=admin_instructions(client_id, read))
+
+    def _flow(
+        self, state: str | None = None, code_verifier: str | None = None, read: bool = False
+    ) -> Flow:
         redirect = self.settings.oauth_redirect_uri(self.kind)
         flow = Flow.from_client_config(
             {
@@ -85,7 +107,7 @@ class GoogleProvider(OAuthProvider):
                     "redirect_uris": [redirect],
                 }
             },
-            scopes=self._scopes,
+            scopes=self._scopes + ([GMAIL_READONLY] if read else []),
             redirect_uri=redirect,
             state=state,
             code_verifier=code_verifier,
@@ -100,8 +122,10 @@ class GoogleProvider(OAuthProvider):
     def _scopes(self) -> list[str]:
         return SCOPES + ([GMAIL_SETTINGS] if self.settings.google_send_as_aliases else [])
 
-    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
-        flow = self._flow()
+    def authorization_url(
+        self, state: str, login_hint: str, read: bool = False
+    ) -> tuple[str, Secret]:
+        flow = self._flow(read=read)
         url, _ = flow.authorization_url(
             access_type="offline",
             # Google returns a refresh token only on consent; a reconnect needs a new one.
@@ -161,7 +185,9 @@ class GoogleProvider(OAuthProvider):
         if self.settings.google_send_as_aliases and GMAIL_SETTINGS in granted:
             aliases = self._send_as(str(token["access_token"])).aliases
         return Grant(
-            secret={"refresh_token": token["refresh_token"]}, identity=Identity(email, aliases)
+            secret={"refresh_token": token["refresh_token"]},
+            identity=Identity(email, aliases),
+            scopes=tuple(granted),
         )
 
     def identity(self, access_token: str, address: str) -> Identity:
@@ -196,20 +222,20 @@ class GoogleProvider(OAuthProvider):
         )
         return Identity(primary, aliases)
 
-    def _credentials(self, secret: Secret) -> Credentials:
+    def _credentials(self, secret: Secret, read: bool = False) -> Credentials:
         return Credentials(
             token=None,
             refresh_token=secret.get("refresh_token"),
             token_uri=self.settings.google_token_uri,
             client_id=self.settings.google_client_id,
             client_secret=self.settings.google_client_secret,
-            scopes=[GMAIL_SEND],
+            scopes=[GMAIL_READONLY if read else GMAIL_SEND],
         )
 
-    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
+    def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:
         if not secret.get("refresh_token"):
             raise AuthExpiredError("No Google sign-in is stored; reconnect the mailbox.")
-        credentials = self._credentials(secret)
+        credentials = self._credentials(secret, read)
         try:
             credentials.refresh(google.auth.transport.requests.Request(self.http.session()))
         except google.auth.exceptions.RefreshError as exc:

@@ -21,13 +21,19 @@ from core.errors import (
     PermanentMailError,
     TransientMailError,
 )
+from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import mail_api_answer, send_request
+from providers.mailbox import GraphReader
 
 # msal adds openid, profile and offline_access itself (and refuses them when given).
 SCOPES = ["Mail.Send", "User.Read"]
-GRAPH_SCOPES = "https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read"
+GRAPH = "https://graph.microsoft.com"
+GRAPH_SCOPES = f"{GRAPH}/Mail.Send {GRAPH}/User.Read"
+# Mailbox sync: read the signed-in mailbox (delegated; docs/connections.md has the
+# application-permission alternative, scoped to one mailbox).
+READ_SCOPE = READ_SCOPES["microsoft"]
 CONSENT_CODES = {65001, 90094, 90095}
 DECLINED_CODES = {65004}
 REVOKED_CODES = {700082, 70008, 50173}
@@ -141,9 +147,16 @@ class MicrosoftProvider(OAuthProvider):
         except OSError as exc:
             raise TransientMailError(f"Microsoft sign-in is unreachable ({exc}).") from exc
 
-    def authorization_url(self, state: str, login_hint: str) -> tuple[str, Secret]:
+    read_scope: ClassVar[str] = READ_SCOPE
+
+    def reader(self) -> GraphReader:
+        return GraphReader(self.http, self.settings.microsoft_graph_url)
+
+    def authorization_url(
+        self, state: str, login_hint: str, read: bool = False
+    ) -> tuple[str, Secret]:
         flow = self._app().initiate_auth_code_flow(
-            SCOPES,
+            SCOPES + ([READ_SCOPE] if read else []),
             redirect_uri=self.settings.oauth_redirect_uri(self.kind),
             state=state,
             login_hint=login_hint,
@@ -169,7 +182,8 @@ class MicrosoftProvider(OAuthProvider):
                 "cannot send from this mailbox. Sign in again and keep it selected."
             )
         identity = self.identity(result["access_token"], "")
-        return Grant(secret={"token_cache": cache.serialize()}, identity=identity)
+        granted = tuple(s.rsplit("/", 1)[-1] for s in scopes)
+        return Grant(secret={"token_cache": cache.serialize()}, identity=identity, scopes=granted)
 
     def identity(self, access_token: str, address: str) -> Identity:
         """The signed-in mailbox and its proxy addresses, from Graph /me (User.Read)."""
@@ -200,7 +214,7 @@ class MicrosoftProvider(OAuthProvider):
         )
         return Identity(mailbox, aliases)
 
-    def refresh(self, secret: Secret) -> tuple[str, Secret | None]:
+    def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:
         """A fresh access token; the new secret too when msal refreshed (save it)."""
         cache = msal.SerializableTokenCache()
         cache.deserialize(secret.get("token_cache") or "{}")
@@ -208,7 +222,8 @@ class MicrosoftProvider(OAuthProvider):
         accounts = app.get_accounts()
         if not accounts:
             raise AuthExpiredError("No Microsoft sign-in is stored; reconnect the mailbox.")
-        result = app.acquire_token_silent_with_error(SCOPES, account=accounts[0])
+        scopes = [READ_SCOPE] if read else SCOPES
+        result = app.acquire_token_silent_with_error(scopes, account=accounts[0])
         if result is None:
             raise AuthExpiredError("The Microsoft sign-in has expired; reconnect the mailbox.")
         if "access_token" not in result:
@@ -252,10 +267,12 @@ class MicrosoftProvider(OAuthProvider):
             )
         return str(err)
 
-    def consent_help(self, connection_id: str, address: str, state: str) -> ConsentHelp:
-        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state))
+    def consent_help(
+        self, connection_id: str, address: str, state: str, read: bool = False
+    ) -> ConsentHelp:
+        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state, read))
 
-    def admin_consent_url(self, custom_address: str, state: str) -> str:
+    def admin_consent_url(self, custom_address: str, state: str, read: bool = False) -> str:
         """The tenant's admin-consent link, for the person connecting to forward to an admin."""
         tenant = self.settings.microsoft_tenant
         if tenant in _GENERIC_TENANTS:
@@ -263,7 +280,7 @@ class MicrosoftProvider(OAuthProvider):
         query = urlencode(
             {
                 "client_id": self.settings.microsoft_client_id,
-                "scope": GRAPH_SCOPES,
+                "scope": GRAPH_SCOPES + (f" {GRAPH}/{READ_SCOPE}" if read else ""),
                 "redirect_uri": self.settings.admin_consent_redirect_uri(),
                 "state": state,
             }

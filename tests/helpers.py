@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -96,6 +96,7 @@ class Stack:
     engine: Engine
     client: Client
     http: httpx.AsyncClient
+    app: Any = None  # the API's ASGI app (tests that serve it on a real port)
 
     def tenant(self, name: str = "Acme", admin_name: str = "Ada Admin") -> Tenant:
         slug = f"t{uuid.uuid4().hex[:12]}"
@@ -174,7 +175,7 @@ async def running_stack(
     worker = build_worker(client, settings, engine)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with worker, httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-        yield Stack(settings, engine, client, http)
+        yield Stack(settings, engine, client, http, app)
 
 
 def failure_message(error: BaseException) -> str:

@@ -46,9 +46,10 @@ class World:
             answer = await browser.get(url)
         assert answer.status_code == 302, answer.text
         location = answer.headers["location"]
-        assert location.startswith(API + "/"), location
+        api = self.stack.settings.public_url
+        assert location.startswith(api + "/"), location
         # The callback sends the browser on (303) to the setup's page: follow it too.
-        return await self.stack.http.get(location.removeprefix(API), follow_redirects=True)
+        return await self.stack.http.get(location.removeprefix(api), follow_redirects=True)
 
     async def connection(self, tenant: Tenant, connection_id: str) -> dict:
         response = await self.stack.http.get(

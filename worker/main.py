@@ -21,6 +21,7 @@ from activities.accounts import Accounts
 from activities.bulk import BulkActivities
 from activities.connections import ConnectionActivities
 from activities.inbound import InboundActivities
+from activities.inbound_paths import SyncActivities
 from activities.notify import NotifyActivities
 from activities.oauth import OAuthActivities
 from activities.privacy import PrivacyActivities
@@ -35,8 +36,13 @@ from worker.lifecycle import run_until_signal, until_stopped
 from worker.relay import relay_forever
 from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
-from workflows.client import ensure_retention_schedule, webhook_queue
+from workflows.client import ensure_recheck_schedule, ensure_retention_schedule, webhook_queue
 from workflows.consent_request import ConsentRequestMailWorkflow
+from workflows.inbound_paths import (
+    InboundCheckWorkflow,
+    InboundRecheckWorkflow,
+    MailboxSyncWorkflow,
+)
 from workflows.notify import ReplyNotificationsWorkflow
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.privacy import (
@@ -64,6 +70,9 @@ WORKFLOWS = [
     EraseCandidateWorkflow,
     RetentionSweepWorkflow,
     RetentionConsentWorkflow,
+    InboundCheckWorkflow,
+    InboundRecheckWorkflow,
+    MailboxSyncWorkflow,
 ]
 # On the webhooks' task queue: endpoints' runs and their deliveries, apart from everything else.
 WEBHOOK_WORKFLOWS = [WebhookEndpointWorkflow]
@@ -91,6 +100,7 @@ def _activity_groups(
         *send.all,
         *ConnectionActivities(engine, accounts).all,
         *InboundActivities(engine, settings).all,
+        *SyncActivities(engine, accounts).all,
         *OAuthActivities(accounts).all,
         *BulkActivities(engine, settings, send).all,
         *NotifyActivities(engine, accounts).all,
@@ -201,6 +211,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.effective_database_url)
     worker = build_worker(connecting.result(), settings, engine)
     await ensure_retention_schedule(connecting.result(), settings)
+    await ensure_recheck_schedule(connecting.result(), settings)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.ensure_future(worker.run())
     sweeping = asyncio.ensure_future(sweep_forever(connecting.result(), settings, engine))

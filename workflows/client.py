@@ -31,15 +31,21 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.bulk import BulkSendInput
+from contracts.inbound_paths import NOTIFY, STOP, Nudge, SyncInput
 from contracts.privacy import EraseInput, SweepInput
 from contracts.receive import ReceiveMessageInput, ReceiveMessagesInput
 from contracts.send import SendMessageInput
+from contracts.setup import RecheckInput, RecheckPage
 from contracts.webhooks import EVENTS, WebhookEndpointInput
 from core.run_ids import (
+    INBOUND_RECHECK_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     erase_workflow_id,
+    inbound_check_workflow_id,
+    mailbox_sync_workflow_id,
     receive_batch_workflow_id,
     receive_workflow_id,
     webhook_workflow_id,
@@ -48,6 +54,11 @@ from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVI
 from core.settings import Settings
 from core.statuses import BulkJobStatus, InboundState, MessageStatus
 from workflows.bulk_send import BulkSendWorkflow
+from workflows.inbound_paths import (
+    InboundCheckWorkflow,
+    InboundRecheckWorkflow,
+    MailboxSyncWorkflow,
+)
 from workflows.privacy import EraseCandidateWorkflow, RetentionSweepWorkflow
 from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
 from workflows.send_message import SendMessageWorkflow
@@ -142,6 +153,95 @@ async def ensure_retention_schedule(
         )
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_recheck_schedule(
+    client: Client, settings: Settings, schedule_id: str = INBOUND_RECHECK_SCHEDULE_ID
+) -> None:
+    """The Schedule that checks every live redirect again each day (`inbound-recheck`);
+    created once, left as it is when it exists."""
+    try:
+        await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    InboundRecheckWorkflow.run,
+                    RecheckPage(redirect_wait=settings.redirect_check_wait),
+                    id="inbound-recheck",
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+async def start_inbound_check(
+    client: Client, settings: Settings, connection_id: str, company_id: str
+) -> None:
+    """Check a live connection's redirect again now (`inbound-check-{id}`); a check already
+    under way is the answer."""
+    await start_run(
+        client,
+        InboundCheckWorkflow.run,
+        RecheckInput(connection_id, company_id, settings.redirect_check_wait),
+        workflow_id=inbound_check_workflow_id(connection_id),
+        task_queue=settings.task_queue,
+        company_id=company_id,
+        status="checking",
+        connection_id=connection_id,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def start_mailbox_sync(
+    client: Client, settings: Settings, connection_id: str, company_id: str, provider: str
+) -> None:
+    """Start `mailbox-sync-{id}` for a connection with the mailbox_sync path; one already
+    running is woken instead (it reads the connection's paths and grant again)."""
+    started = await start_run(
+        client,
+        MailboxSyncWorkflow.run,
+        SyncInput(
+            connection_id,
+            company_id,
+            poll_interval=settings.sync_poll_interval,
+            stale_after=settings.sync_stale_after,
+            resync_days=settings.sync_resync_days,
+            closed_application_grace=settings.closed_application_grace,
+        ),
+        workflow_id=mailbox_sync_workflow_id(connection_id),
+        task_queue=settings.task_queue,
+        company_id=company_id,
+        status="syncing",
+        connection_id=connection_id,
+        provider=provider,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    if started:
+        await nudge_mailbox_sync(client, connection_id, "grant")
+
+
+async def nudge_mailbox_sync(client: Client, connection_id: str, reason: str = "change") -> bool:
+    """Wake a connection's sync run (False when it is not running). Carries no mail."""
+    try:
+        handle = client.get_workflow_handle(mailbox_sync_workflow_id(connection_id))
+        await handle.signal(NOTIFY, Nudge(reason))
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def stop_mailbox_sync(client: Client, connection_id: str) -> None:
+    try:
+        await client.get_workflow_handle(mailbox_sync_workflow_id(connection_id)).signal(STOP)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
 
 
 class Erasing(Protocol):

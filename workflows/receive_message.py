@@ -21,6 +21,7 @@ from core.run_ids import receive_workflow_id, setup_workflow_id
 from core.search_attributes import COMPANY_ID, MAIL_STATUS
 from core.statuses import InboundKind, InboundState, MessageKind, RoutingState
 from workflows import policies
+from workflows.setup import tell_admins
 
 
 @workflow.defn(name="receive-message")
@@ -113,15 +114,19 @@ async def _route_alone(input: ReceiveMessagesInput, inbound_id: str) -> None:
 
 
 async def _wake_setup(result: ReceiveMessageResult) -> None:
-    """A connection test's message came back: wake the setup's redirect leg (the database
-    already says `verified`)."""
+    """A connection test's message came back (or its delivery report): wake the run waiting
+    for it, a setup's or a re-check's (the database already says how it went); and when the
+    redirect of a live connection stopped working, tell the company's admins."""
     if not result.connection_id:
         return
-    handle = workflow.get_external_workflow_handle(setup_workflow_id(result.connection_id))
+    waiting = result.check_workflow_id or setup_workflow_id(result.connection_id)
+    handle = workflow.get_external_workflow_handle(waiting)
     try:
         await handle.signal(REDIRECT_SEEN)
-    except Exception:  # the setup has ended: nothing waits for the news
-        workflow.logger.info("setup of %s had already ended", result.connection_id)
+    except Exception:  # that run has ended: nothing waits for the news
+        workflow.logger.info("the check of %s had no run waiting", result.connection_id)
+    if result.tell_admins:
+        await tell_admins(result.connection_id)
 
 
 def _mail_status(result: ReceiveMessageResult) -> str:

@@ -13,6 +13,7 @@ from contracts.setup import (
     REDIRECT_SEEN,
     SUPERSEDED,
     ActivateInput,
+    ConnectionRef,
     RedirectInput,
     SetupContract,
     SetupState,
@@ -162,4 +163,26 @@ class RedirectLeg:
             )
         except TimeoutError:
             if self._round == round:
-                await policies.db_step(SetupContract.record_redirect_not_seen, self._input)
+                await conclude_not_seen(self._input)
+
+
+async def conclude_not_seen(input: RedirectInput) -> None:
+    """The check message did not come back in time: record why (the activity knows whether a
+    newer check took over), and tell the admins when a live connection's redirect stopped."""
+    outcome = await policies.db_step(SetupContract.record_redirect_not_seen, input)
+    if outcome is not None and outcome.tell_admins:
+        await tell_admins(input.connection_id)
+
+
+async def tell_admins(connection_id: str) -> None:
+    """Email the company's admins that a way replies come in stopped working (retried for a
+    day, as notifications are)."""
+    await workflow.execute_activity_method(
+        SetupContract.tell_admins_inbound_failing,
+        ConnectionRef(connection_id),
+        start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+        schedule_to_close_timeout=policies.NOTIFY_SCHEDULE_TO_CLOSE,
+        retry_policy=policies.delivery_retry(
+            policies.NOTIFY_RETRY_INITIAL, policies.NOTIFY_RETRY_MAX
+        ),
+    )

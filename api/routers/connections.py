@@ -16,8 +16,9 @@ from temporalio.client import Client
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
 from api.rendering import status_page_url
 from api.routers.common import get_owned, insert_then_start
-from api.schemas import ConnectionCreate, ConnectionPublic
+from api.schemas import ConnectionCreate, ConnectionPublic, InboundPathsUpdate, InboundPublic
 from api.services import connections as service
+from api.services import inbound_paths as inbound_service
 from contracts.oauth import ConsentInput
 from contracts.setup import ActivateInput
 from core.db import get_or_fail
@@ -30,6 +31,7 @@ from core.statuses import (
     ConnectionKind,
     ConnectionStatus,
 )
+from workflows.client import start_inbound_check, start_mailbox_sync, stop_mailbox_sync
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.setup import ConnectionSetup
 
@@ -156,9 +158,17 @@ def read_connection(
 
 @router.post("/{connection_id}/test", response_model=ConnectionPublic)
 async def test_connection(setup: SetupDep) -> ConnectionPublic:
-    """Run the connection test now; the answer holds each step and, on failure, what to fix."""
-    if setup.connection.status in LIVE_STATUSES:
-        raise HTTPException(status.HTTP_409_CONFLICT, "This connection is already active.")
+    """Run the connection test now; the answer holds each step and, on failure, what to fix.
+    On an active connection, checks its redirect again through the address's MX without
+    interrupting sending (`redirect_check.checking_since` while the check message travels;
+    it ends `verified`, `not_seen` or `blocked`)."""
+    connection = setup.connection
+    if connection.status in LIVE_STATUSES:
+        await start_inbound_check(
+            setup.temporal, setup.settings, str(connection.id), str(connection.company_id)
+        )
+        await setup.audit("connection.recheck")
+        return await setup.answer()
     await setup.update(ConnectionSetup.test)
     return await setup.answer()
 
@@ -177,7 +187,21 @@ async def activate_connection(setup: SetupDep) -> ConnectionPublic:
         ConnectionSetup.activate,
         ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
     )
-    return await setup.answer()
+    answer = await setup.answer()
+    await _sync_if_needed(setup)
+    return answer
+
+
+async def _sync_if_needed(setup: Setup) -> None:
+    connection = setup.connection
+    if inbound_service.sync_needed(connection):
+        await start_mailbox_sync(
+            setup.temporal,
+            setup.settings,
+            str(connection.id),
+            str(connection.company_id),
+            connection.kind,
+        )
 
 
 @router.delete("/{connection_id}", response_model=ConnectionPublic)
@@ -188,6 +212,7 @@ async def delete_connection(setup: SetupDep) -> ConnectionPublic:
         await run_in_threadpool(
             service.disable_connection, setup.session, connection, setup.user, "connection.disable"
         )
+        await stop_mailbox_sync(setup.temporal, str(connection.id))
     elif connection.status in SETUP_STATUSES:
         before = connection.status
         await setup.update(ConnectionSetup.cancel)
@@ -271,3 +296,67 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
         )
     await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
     return await setup.answer()
+
+
+# -- inbound paths ---------------------------------------------------------------------------
+
+
+@router.get("/{connection_id}/inbound", response_model=InboundPublic)
+def read_inbound(
+    connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> InboundPublic:
+    """How candidates' replies to this address reach Recruitmail: each path's state (`active`,
+    `checking`, `waiting_for_consent`, `failing` with the reason and what to do), and for
+    mailbox sync the last successful read and its lag."""
+    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    return inbound_service.public(session, settings, connection)
+
+
+@router.put("/{connection_id}/inbound", response_model=InboundPublic)
+async def update_inbound(body: InboundPathsUpdate, setup: SetupDep) -> InboundPublic:
+    """Choose the paths: `redirect` (the company's mail system redirects the address; the
+    default), `mailbox_sync` (Recruitmail reads the connected mailbox; Microsoft and Google
+    only: 409 for SMTP), `hosted_reply_to` (mail from the address asks for replies at a
+    per-conversation address on the hosted domain; works on every tenant). `import`: `replies`
+    (default) or `all` (a mailbox kept for recruiting alone). Adding mailbox_sync to a signed-in
+    mailbox asks for the read permission alone (`authorization_url`); sending goes on."""
+    connection = setup.connection
+    change = await run_in_threadpool(
+        inbound_service.update, setup.session, setup.user, connection, body
+    )
+    if change.stop_sync:
+        await stop_mailbox_sync(setup.temporal, str(connection.id))
+    if change.needs_consent or change.restart_sign_in:
+        await _ask_read_permission(setup, reconnect=change.needs_consent)
+    await _sync_if_needed(setup)
+    answer = await run_in_threadpool(_inbound_answer, setup)
+    return answer
+
+
+async def _ask_read_permission(setup: Setup, *, reconnect: bool) -> None:
+    """A new sign-in on the same connection that asks for the read permission too; a live
+    connection keeps sending meanwhile and is active again once the sign-in's test passes."""
+    connection = setup.connection
+    live = connection.status in LIVE_STATUSES
+    if reconnect:
+        await run_in_threadpool(
+            service.prepare_reconnect, setup.session, setup.user, connection, live
+        )
+    await service.start_setup(
+        setup.temporal,
+        setup.settings,
+        connection,
+        reconnect=live,
+        user_id=setup.user.id,
+        take_over=True,
+    )
+    await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
+
+
+def _inbound_answer(setup: Setup) -> InboundPublic:
+    setup.session.refresh(setup.connection)
+    answer = inbound_service.public(setup.session, setup.settings, setup.connection)
+    if any(s.state == "waiting_for_consent" for s in answer.states):
+        answer.authorization_url = setup.connection.authorization_url
+        answer.admin_consent_url = setup.connection.admin_consent_url
+    return answer

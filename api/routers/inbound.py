@@ -14,15 +14,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import SettingsDep
+from api.services import inbound_paths
 from api.services.inbound_mailjet import mailjet_to_mime
 from core import intake
+from core.inbound.push import VALIDATION_TOKEN_RE, PushRefused, verify_gmail_push
 from core.jsonsafe import loads_bounded
 from core.settings import Settings
-from workflows.client import start_all_routing
+from workflows.client import nudge_mailbox_sync, start_all_routing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inbound"])
@@ -156,3 +159,111 @@ def _header_recipients(raw: bytes) -> list[str]:
     except Exception:
         return []
     return [a for _, a in getaddresses(values) if "@" in a]
+
+
+# -- mailbox sync's notifications -------------------------------------------------------------
+
+# A notification is small; Graph batches a few in one collection.
+NOTIFICATION_BYTES = 256 * 1024
+_MAX_NOTIFICATIONS = 100
+# Graph's lifecycle events, as the sync run's nudges (contracts/inbound_paths.py).
+_LIFECYCLE = {
+    "reauthorizationRequired": "reauthorize",
+    "subscriptionRemoved": "removed",
+    "missed": "missed",
+}
+
+
+async def _nudge(request: Request, wake: dict[str, str]) -> None:
+    try:
+        client = await request.app.state.temporal.client()
+        for connection_id, reason in wake.items():
+            await nudge_mailbox_sync(client, connection_id, reason)
+    except Exception:  # the run reads at its next poll anyway
+        log.info("mailbox sync not nudged (Temporal unavailable)")
+
+
+@router.post(
+    "/inbound/graph/notifications",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses={200: {"content": {"text/plain": {}}, "description": "the validation token"}},
+)
+async def graph_notifications(
+    request: Request,
+    validation_token: Annotated[str | None, Query(alias="validationToken")] = None,
+) -> Response:
+    """Microsoft Graph change and lifecycle notifications for mailbox sync. The validation
+    handshake echoes `validationToken` as text/plain. A notification only wakes the
+    connection's sync run, and only when its clientState is the one we gave the subscription;
+    anything else changes nothing (and is answered 202 all the same)."""
+    if validation_token is not None:
+        if not VALIDATION_TOKEN_RE.match(validation_token):
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, "validationToken: not a Graph validation token"
+            )
+        return PlainTextResponse(validation_token, headers={"X-Content-Type-Options": "nosniff"})
+    body = await _read_body(request, NOTIFICATION_BYTES)
+    try:
+        post = loads_bounded(body)
+        items = post.get("value") if isinstance(post, dict) else None
+        if not isinstance(items, list):
+            raise ValueError("no value list")
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            'The body is not a Graph notification collection ({"value": [...]}).',
+        ) from None
+    wake: dict[str, str] = {}
+    engine = request.app.state.engine
+    for item in items[:_MAX_NOTIFICATIONS]:
+        if not isinstance(item, dict):
+            continue
+        found = await run_in_threadpool(
+            _graph_owner,
+            engine,
+            str(item.get("subscriptionId", "")),
+            str(item.get("clientState", "")),
+        )
+        if found is None:
+            continue  # forged, or a subscription we no longer keep
+        reason = _LIFECYCLE.get(str(item.get("lifecycleEvent", "")), "change")
+        if wake.get(found) in (None, "change"):
+            wake[found] = reason
+    await _nudge(request, wake)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+def _graph_owner(engine, subscription_id: str, client_state: str) -> str | None:
+    with Session(engine) as session:
+        return inbound_paths.graph_subscription(session, subscription_id, client_state)
+
+
+@router.post("/inbound/gmail/push", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
+async def gmail_push(request: Request, settings: SettingsDep) -> Response:
+    """Gmail's Pub/Sub push for mailbox sync. The push's OIDC token must be Google's, for this
+    endpoint's audience, from the configured service account (403 otherwise, and nothing
+    changes). It only wakes the sync runs of the mailbox it names."""
+    if not settings.gmail_pubsub_topic:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "Gmail push is not configured here (RECRUITMAIL_GMAIL_PUBSUB_TOPIC).",
+        )
+    body = await _read_body(request, NOTIFICATION_BYTES)
+    authorization = request.headers.get("authorization", "")
+    try:
+        push = await run_in_threadpool(verify_gmail_push, settings, authorization, body)
+    except PushRefused as refused:
+        log.info("a Gmail push was refused (%s)", refused)
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "Not a push from the configured Pub/Sub subscription."
+        ) from None
+    engine = request.app.state.engine
+    found = await run_in_threadpool(_gmail_owners, engine, push.mailbox)
+    await _nudge(request, dict.fromkeys(found, "change"))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _gmail_owners(engine, mailbox: str) -> list[str]:
+    with Session(engine) as session:
+        return inbound_paths.gmail_connections(session, mailbox)

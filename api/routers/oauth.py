@@ -14,6 +14,7 @@ shows the same consent link while the setup waits.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
@@ -35,8 +36,11 @@ from core.audit import record_connection
 from core.db import get_or_fail
 from core.models import Company, Connection
 from core.security import secret_box
-from core.statuses import OAUTH_KINDS, SETUP_STATUSES, ConnectionStatus
+from core.statuses import OAUTH_KINDS, SETUP_STATUSES, ConnectionStatus, InboundPath
+from workflows.client import nudge_mailbox_sync
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["oauth"])
 
@@ -267,7 +271,19 @@ async def oauth_callback(
         OAuthConnectionSetupWorkflow.complete_authorization,
         CallbackInput(nonce=nonce),
     )
+    if refused is None and InboundPath.MAILBOX_SYNC in (connection.inbound_paths or []):
+        await _nudge_sync(request, str(connection.id))
     return refused or _to_setup_page(settings, connection)
+
+
+async def _nudge_sync(request: Request, connection_id: str) -> None:
+    """The sign-in may have granted the read permission: the sync run looks again now rather
+    than at its next poll (which it would do anyway)."""
+    try:
+        client = await request.app.state.temporal.client()
+        await nudge_mailbox_sync(client, connection_id, "grant")
+    except Exception:
+        log.info("mailbox sync of %s not nudged; it reads at its next poll", connection_id)
 
 
 @router.post("/setup/{connection_id}/consent-granted", response_class=HTMLResponse)

@@ -24,6 +24,7 @@ from api.schemas import (
     ConnectionCreate,
     ConnectionPublic,
     ConnectionStep,
+    ForwardingConfirmationPublic,
     RedirectCheckPublic,
     SmtpPublic,
 )
@@ -37,6 +38,7 @@ from core.connection_rules import (
     check_smtp_connection,
 )
 from core.db import session_scope
+from core.inbound import paths as inbound_paths
 from core.models import AuditEvent, Connection, LegalEntity, User, utcnow
 from core.run_ids import setup_workflow_id
 from core.security import secret_box
@@ -48,6 +50,7 @@ from core.statuses import (
     OAUTH_KINDS,
     ConnectionKind,
     ConnectionStatus,
+    InboundPath,
     RedirectStatus,
 )
 from workflows.client import start_run
@@ -100,6 +103,14 @@ def to_public(
         activated_at=connection.activated_at,
         redirect_check=redirect_check(connection),
         warnings=warnings(connection, hosted),
+        inbound_paths=list(connection.inbound_paths or ["redirect"]),
+        forwarding_confirmation=(
+            ForwardingConfirmationPublic(
+                code=connection.forwarding_code, received_at=connection.forwarding_code_at
+            )
+            if connection.forwarding_code
+            else None
+        ),
     )
 
 
@@ -108,13 +119,16 @@ def redirect_check(connection: Connection) -> RedirectCheckPublic:
         status=connection.redirect_status,
         checked_at=connection.redirect_checked_at,
         detail=connection.redirect_detail,
+        checking_since=connection.check_sent_at if connection.check_token_hash else None,
     )
 
 
 def warnings(connection: Connection, hosted: str) -> list[str]:
-    """A connection that sends (or is ready to) while replies to it cannot come back."""
+    """A connection that sends (or is ready to) while replies to it cannot come back: its
+    only way in is a redirect that is not verified."""
     ready = connection.status in (*LIVE_STATUSES, ConnectionStatus.TESTED)
-    if ready and connection.redirect_status != RedirectStatus.VERIFIED:
+    only_redirect = list(connection.inbound_paths or ["redirect"]) == [InboundPath.REDIRECT]
+    if ready and only_redirect and connection.redirect_status != RedirectStatus.VERIFIED:
         return [round_trip.unverified_warning(connection.custom_address, hosted)]
     return []
 
@@ -212,6 +226,10 @@ def create_row(
     _check_owner(session, settings, user, body.custom_address)
     _check_scope(session, user, body)
     first = ConnectionStatus.PENDING if smtp else ConnectionStatus.AWAITING_AUTHORIZATION
+    paths = list(dict.fromkeys(body.inbound_paths or [InboundPath.REDIRECT.value]))
+    problem = inbound_paths.paths_problem(body.kind, paths)
+    if problem:
+        raise _unprocessable(f"inbound_paths: {problem}")
     connection_id = uuid.uuid4()
     connection = Connection(
         id=connection_id,
@@ -223,6 +241,7 @@ def create_row(
         setup_state=first,
         workflow_id=setup_workflow_id(str(connection_id)),
         created_by_user_id=user.id,
+        inbound_paths=paths,
         **fields,
     )
     detail: dict[str, Any] = {}

@@ -92,6 +92,9 @@ class ParsedMail:
     reply_html: str | None = None
     # Why the HTML is not shown (over the parsing budget, core/inbound/html.py), else None.
     html_note: str | None = None
+    # Gmail's forwarding confirmation code and who asked (core/inbound/forwarding.py).
+    forwarding_code: str | None = None
+    forwarding_requester: str = ""
 
 
 def clean_text(value: str) -> str:

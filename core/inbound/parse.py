@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from core.inbound.attachments import MAX_PARTS, bodies, described
 from core.inbound.classify import classify
 from core.inbound.fold import fold_html
+from core.inbound.forwarding import gmail_confirmation
 from core.inbound.forwards import forwarded_sender
 from core.inbound.headers import (
     MSGID_RE,
@@ -93,6 +94,10 @@ def parse(raw: bytes) -> ParsedMail:
         send_test=is_send_test(header(msg, SEND_TEST_HEADER, defects), message_id),
     )
     classify(msg, parsed)
+    confirmation = gmail_confirmation(parsed.from_address, parsed.subject, parsed.text)
+    if confirmation is not None:
+        parsed.forwarding_code = confirmation.code
+        parsed.forwarding_requester = confirmation.requester
     if parsed.kind == "mail":
         parsed.forwarded_from_name, parsed.forwarded_from = forwarded_sender(parsed)
     split = split_reply(parsed.text)

@@ -21,6 +21,7 @@ from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
+from tests.fakes.mailboxes import GmailMail, GraphMail
 from tests.fakes.smtp import Redirect, is_check
 from tests.fakes.tls import TestCA
 
@@ -84,6 +85,12 @@ class _Server:
 
             def do_POST(self) -> None:
                 self._dispatch("POST")
+
+            def do_PATCH(self) -> None:
+                self._dispatch("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._dispatch("DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ca.server_context(name, ["127.0.0.1", "localhost"])
@@ -160,11 +167,14 @@ class MicrosoftFake(_Server):
         self.codes: dict[str, Code] = {}
         self.refresh_tokens: dict[str, tuple[str, list[str]]] = {}  # token -> (mailbox, scopes)
         self.access_tokens: dict[str, str] = {}  # token -> mailbox
+        self.access_scopes: dict[str, list[str]] = {}  # access token -> its Graph scopes
         self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
         self.sent: list[dict] = []
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued: set[str] = set()  # every code and token handed out, for history scans
+        # The mailboxes (Graph delta, messages, subscriptions: tests/fakes/mailboxes.py).
+        self.mail = GraphMail(lambda: self.url)
 
     @property
     def deliveries(self) -> list[dict]:
@@ -181,12 +191,26 @@ class MicrosoftFake(_Server):
         }
 
     def revoke(self, mailbox: str) -> None:
+        """The admin revoked the mailbox's sessions: refresh tokens and (with continuous
+        access evaluation) access tokens stop working."""
         with self.lock:
             self.revoked.add(mailbox)
+            for token, owner in list(self.access_tokens.items()):
+                if owner == mailbox:
+                    del self.access_tokens[token]
+
+    def _who(self, headers) -> tuple[str, list[str]] | None:
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        with self.lock:
+            mailbox = self.access_tokens.get(token)
+            return None if mailbox is None else (mailbox, self.access_scopes.get(token, []))
 
     def handle(self, method, path, query, body, headers):
         q = {k: v[0] for k, v in query.items()}
         parts = path.strip("/").split("/")
+        read = self.mail.handle(method, path, q, body, headers, self._who(headers))
+        if read is not None:
+            return read
         if path.endswith("/v2.0/.well-known/openid-configuration"):
             base = f"{self.url}/{parts[0]}"
             return (
@@ -289,9 +313,11 @@ class MicrosoftFake(_Server):
 
     def _tokens(self, mailbox: str, scopes: list[str], nonce: str | None) -> dict:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        graph_scopes = [f"https://graph.microsoft.com/{s}" for s in scopes if "/" not in s]
         with self.lock:
             self.issued.update((access, refresh))
             self.access_tokens[access] = mailbox
+            self.access_scopes[access] = graph_scopes
             self.refresh_tokens[refresh] = (mailbox, scopes)  # rotated on every use
         uid, utid = hashlib.md5(mailbox.encode()).hexdigest(), "tenant-" + mailbox.split("@")[-1]
         claims = {
@@ -385,6 +411,10 @@ class GoogleFake(_Server):
         self.sent: list[dict] = []
         self.authorize_requests: list[dict] = []
         self.issued: set[str] = set()
+        # What each mailbox granted this client so far (include_granted_scopes adds to it).
+        self.granted: dict[str, set[str]] = {}
+        # The mailboxes (Gmail history, messages, watch) and Pub/Sub's pushes.
+        self.mail = GmailMail()
 
     @property
     def deliveries(self) -> list[dict]:
@@ -398,14 +428,28 @@ class GoogleFake(_Server):
             "google_auth_uri": f"{self.url}/o/oauth2/auth",
             "google_token_uri": f"{self.url}/token",
             "google_gmail_url": self.url,
+            "google_certs_url": f"{self.url}/oauth2/v1/certs",
+            "gmail_pubsub_topic": "projects/recruitmail-test/topics/gmail",
+            "gmail_push_service_account": self.mail.service_account,
         }
 
     def revoke(self, mailbox: str) -> None:
+        """The user removed the app's access: its refresh and access tokens stop working."""
         with self.lock:
             self.revoked.add(mailbox)
+            for token, owner in list(self.access_tokens.items()):
+                if owner == mailbox:
+                    del self.access_tokens[token]
 
     def handle(self, method, path, query, body, headers):
         q = {k: v[0] for k, v in query.items()}
+        with self.lock:
+            token = headers.get("Authorization", "").removeprefix("Bearer ")
+            owner = self.access_tokens.get(token)
+            who = None if owner is None else (owner, self.token_scopes.get(token, []))
+        read = self.mail.handle(method, path, q, body, headers, who)
+        if read is not None:
+            return read
         if path == "/o/oauth2/auth":
             self.authorize_requests.append(q)
             if self.controls.block_app:
@@ -417,13 +461,17 @@ class GoogleFake(_Server):
             scopes = q.get("scope", "").split()
             if self.controls.drop_send_scope:
                 scopes = [s for s in scopes if not s.endswith("gmail.send")]
+            mailbox = self.controls.mailbox or q.get("login_hint", "")
             with self.lock:
+                if q.get("include_granted_scopes") == "true":  # incremental authorization
+                    scopes = sorted(self.granted.get(mailbox, set()) | set(scopes))
+                self.granted[mailbox] = set(scopes)
                 self.codes[code] = Code(
                     q["client_id"],
                     q["redirect_uri"],
                     q.get("code_challenge", ""),
                     "",
-                    self.controls.mailbox or q.get("login_hint", ""),
+                    mailbox,
                     scopes,
                 )
             return _redirect(q["redirect_uri"], {"code": code, "state": q["state"]})
@@ -504,10 +552,14 @@ class GoogleFake(_Server):
                     },
                 )
             access = secrets.token_urlsafe(24)
+            granted = self.token_scopes.get(form["refresh_token"], [])
+            asked = form.get("scope", "").split()
+            # An access token for the scopes asked (of those granted), or all of them.
+            scopes = [s for s in granted if _google_scope(s) in asked] if asked else granted
             with self.lock:
                 self.issued.add(access)
                 self.access_tokens[access] = mailbox
-                self.token_scopes[access] = self.token_scopes.get(form["refresh_token"], [])
+                self.token_scopes[access] = scopes
             return 200, {}, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"}
         return 400, {}, {"error": "unsupported_grant_type"}
 

@@ -45,6 +45,13 @@ class Redirect:
     enabled: bool = True
     drop_check_header: bool = False
     forwarded: list[bytes] = field(default_factory=list)
+    # The mail system refuses to forward (e.g. Exchange Online's outbound policy: "550 5.7.520
+    # Access denied, Your organization does not allow external forwarding…"): instead of the
+    # message, a delivery report goes to its envelope sender, as the real ones send it.
+    refusal: str | None = None
+    reporter: str = "Microsoft Outlook <postmaster@contoso.onmicrosoft.com>"
+    reporting_mta: str = "AM0PR01MB1234.eurprd01.prod.exchangelabs.com"
+    reports: list[bytes] = field(default_factory=list)
 
     def applies(self, rcpt_tos: list[str]) -> bool:
         return self.enabled and any(r.lower() == self.address.lower() for r in rcpt_tos)
@@ -61,7 +68,47 @@ class Redirect:
             raw = re.sub(rb"(?im)^x-recruitmail-check:[^\r\n]*\r?\n", b"", raw, count=1)
         return srs, received + raw
 
+    def report(self, mail_from: str, raw: bytes) -> bytes:
+        """An RFC 3464 delivery report of the refusal, laid out as Exchange Online's are."""
+        assert self.refusal is not None
+        status = self.refusal.split()[1]
+        original = message_from_bytes(raw, policy=default_policy)
+        boundary = f"report_{secrets.token_hex(8)}"
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        return (
+            f"From: {self.reporter}\r\n"
+            f"To: <{mail_from}>\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Subject: Undeliverable: {original.get('Subject', '')}\r\n"
+            f"Message-ID: <{secrets.token_hex(12)}@{self.reporting_mta}>\r\n"
+            f"In-Reply-To: {original.get('Message-ID', '')}\r\n"
+            "Auto-Submitted: auto-replied\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"'
+            "\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"Your message to {self.address} couldn't be delivered.\r\n"
+            f"Remote server returned '{self.refusal}'\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns;{self.reporting_mta}\r\n"
+            f"Arrival-Date: {formatdate(usegmt=True)}\r\n\r\n"
+            f"Final-Recipient: rfc822;{self.address}\r\n"
+            "Action: failed\r\n"
+            f"Status: {status}\r\n"
+            f"Diagnostic-Code: smtp;{self.refusal}\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            f"{head}\r\n\r\n"
+            f"--{boundary}--\r\n"
+        ).encode()
+
     def deliver(self, mail_from: str, raw: bytes) -> None:
+        if self.refusal is not None:
+            if mail_from:  # never a report about a report
+                report = self.report(mail_from, raw)
+                with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+                    smtp.sendmail("", [mail_from], report)
+                self.reports.append(report)
+            return
         srs, forwarded = self.rewritten(mail_from, raw)
         with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
             smtp.sendmail(srs, [self.to], forwarded)
