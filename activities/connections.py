@@ -408,6 +408,8 @@ class ConnectionActivities(SetupContract):
             )
             if input.after:
                 query = query.where(col(Connection.id) > uuid.UUID(input.after))
+            if input.company_id:
+                query = query.where(Connection.company_id == uuid.UUID(input.company_id))
             rows = session.exec(query.limit(input.limit + 1)).all()
         checks = [
             RecheckInput(str(id), str(company), input.redirect_wait)

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.accounts import Accounts
+from activities.common import heartbeating
 from contracts.inbound_paths import SYNC_MAILBOX, SyncContract, SyncResult, SyncRound
 from core.db import get_or_fail, session_scope
 from core.errors import AuthExpiredError, MailError, TransientMailError
@@ -80,7 +81,9 @@ class SyncActivities(SyncContract):
         try:
             token = await self._token(provider, plan.account)
             await self._keep_channel(input, plan, reader, token)
-            more = await self._read(input, plan, reader, token, progress)
+            # Heartbeats go on while a slow provider answers: a worker that dies is noticed
+            # within the heartbeat timeout, and the round is read again elsewhere.
+            more = await heartbeating(self._read(input, plan, reader, token, progress))
         except AuthExpiredError as err:
             tell = await asyncio.to_thread(self._failed, input, str(err), True)
             return SyncResult(PathState.FAILING, progress.stored, tell_admins=tell)
@@ -213,7 +216,9 @@ class SyncActivities(SyncContract):
                 await asyncio.to_thread(self._restart, input.connection_id, since)
                 cursor = ""
                 continue
-            fresh = await asyncio.to_thread(self._unknown, plan, [ref.id for ref in page.refs])
+            ids = [ref.id for ref in page.refs]
+            fresh = await asyncio.to_thread(self._unknown, plan, ids)
+            progress.stored += await asyncio.to_thread(self._unrouted, plan, ids)
             for ref in page.refs:
                 if ref.id not in fresh:
                     continue
@@ -242,6 +247,11 @@ class SyncActivities(SyncContract):
         assert plan.company_id is not None
         with Session(self._engine) as session:
             return set(ids) - sync.known(session, plan.company_id, plan.channel, ids)
+
+    def _unrouted(self, plan: _Plan, ids: list[str]) -> list[str]:
+        assert plan.company_id is not None
+        with Session(self._engine) as session:
+            return sync.unrouted(session, plan.company_id, plan.channel, ids)
 
     def _wanted(self, input: SyncRound, summary: Summary) -> bool:
         with Session(self._engine) as session:

@@ -66,6 +66,8 @@ class RecheckPage:
     after: str = ""
     limit: int = 200
     redirect_wait: timedelta = timedelta(minutes=15)
+    # One company's only (an operator checking a company again by hand); empty: all.
+    company_id: str = ""
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -167,14 +168,15 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    client: Client, engine: Engine, state_dir: Path, **overrides
+    client: Client, engine: Engine, state_dir: Path, *, worker: bool = True, **overrides
 ) -> AsyncIterator[Stack]:
-    """A worker on its own task queue, and the API wired to the same settings."""
+    """A worker on its own task queue, and the API wired to the same settings (without
+    `worker`, the API alone: a test runs its workers as processes of their own)."""
     settings = test_settings(state_dir, task_queue=f"test-{uuid.uuid4().hex[:10]}", **overrides)
     app = create_app(settings, engine=engine, temporal_client=client)
-    worker = build_worker(client, settings, engine)
+    running = build_worker(client, settings, engine) if worker else contextlib.nullcontext()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with worker, httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+    async with running, httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         yield Stack(settings, engine, client, http, app)
 
 

@@ -88,7 +88,9 @@ DOMAINS = ("contoso.example", "acme-corp.example", "acme.example", "fabrikam.exa
 
 
 @asynccontextmanager
-async def world(temporal_client, engine, tmp_path, test_ca, **overrides) -> AsyncIterator[World]:
+async def world(
+    temporal_client, engine, tmp_path, test_ca, *, worker: bool = True, **overrides
+) -> AsyncIterator[World]:
     mx_tls = test_ca.server_context("mx.example", ["localhost", "127.0.0.1"])
     with (
         MicrosoftFake(test_ca) as microsoft,
@@ -106,7 +108,9 @@ async def world(temporal_client, engine, tmp_path, test_ca, **overrides) -> Asyn
             "mx_overrides": mx.override(*DOMAINS),
             **overrides,
         }
-        async with running_stack(temporal_client, engine, tmp_path, **settings) as stack:
+        async with running_stack(
+            temporal_client, engine, tmp_path, worker=worker, **settings
+        ) as stack:
             yield World(stack, microsoft, google, test_ca, sink, mx)
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import uuid
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from sqlmodel import Session, select
 
+from contracts.setup import RecheckPage
 from core.models import InboundRaw, Message
 from tests.helpers import Tenant, eventually
 from tests.test_round_trip import Trip, custom_address, trip
+from workflows.inbound_paths import InboundRecheckWorkflow
 
 M365_REFUSAL = (
     "550 5.7.520 Access denied, Your organization does not allow external forwarding. Please "
@@ -104,8 +107,24 @@ async def test_a_removed_redirect_is_found_by_the_recheck_and_sending_goes_on(
             told = await eventually(
                 lambda: _async(notices(t, tenant, custom)), bool, what="the admins' email"
             )
-            # A second re-check that fails again tells nobody twice.
-            again = await t.post(tenant, created["id"], "test")
+            # The daily sweep (what the inbound-recheck Schedule starts) checks it again: it
+            # fails again, and tells nobody twice.
+            settings = t.w.stack.settings
+            await t.w.stack.client.execute_workflow(
+                InboundRecheckWorkflow.run,
+                RecheckPage(
+                    redirect_wait=settings.redirect_check_wait, company_id=str(tenant.company.id)
+                ),
+                id=f"inbound-recheck-{uuid.uuid4().hex[:8]}",
+                task_queue=settings.task_queue,
+            )
+            again = await eventually(
+                lambda: t.w.connection(tenant, created["id"]),
+                lambda c: (
+                    c["redirect_check"]["checked_at"] != not_seen["redirect_check"]["checked_at"]
+                ),
+                what="the sweep's check ending",
+            )
             await eventually(
                 lambda: t.w.connection(tenant, created["id"]),
                 lambda c: c["redirect_check"]["checking_since"] is None,
@@ -123,7 +142,7 @@ async def test_a_removed_redirect_is_found_by_the_recheck_and_sending_goes_on(
     assert active.status_code == 200 and before["redirect"]["state"] == "active"
     # A re-check of an active connection is accepted and leaves it active.
     assert recheck.status_code == 200 and recheck.json()["status"] == "active"
-    assert again.status_code == 200 and again.json()["status"] == "active"
+    assert again["status"] == "active"
     assert not_seen["status"] == "active"
     assert after["redirect"]["state"] == "failing"
     assert "did not come back" in after["redirect"]["reason"]

@@ -270,5 +270,7 @@ def main(settings: Settings) -> int:
     os.environ.setdefault("RECRUITMAIL_ALLOW_PRIVATE_HOSTS", "true")
     # The worker's Temporal SDK metrics, for a local Prometheus.
     os.environ.setdefault("RECRUITMAIL_WORKER_METRICS_PORT", "9464")
+    # Mailbox sync against the fakes (`make fakes`): a reply shows within half a minute.
+    os.environ.setdefault("RECRUITMAIL_SYNC_POLL_INTERVAL", "30")
     interrupt_on_signals()
     return Supervisor(settings).run()

@@ -90,7 +90,7 @@ class InboundRecheckWorkflow:
             await asyncio.gather(*(_start_check(check) for check in batch.checks))
             if not batch.more:
                 return
-            page = RecheckPage(batch.after, page.limit, page.redirect_wait)
+            page = RecheckPage(batch.after, page.limit, page.redirect_wait, page.company_id)
         workflow.continue_as_new(page)
 
 
@@ -119,7 +119,7 @@ async def _start_check(check: RecheckInput) -> None:
 SYNC_ROUNDS_PER_RUN = 200
 # One round reads up to its page limit; a slow provider gets this long.
 SYNC_ROUND_TIMEOUT = timedelta(minutes=10)
-SYNC_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+SYNC_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # A round that fails (the database, the worker) is tried again a few times, then the run
 # waits for the next poll: the sync never ends on a failure.
 SYNC_RETRY = RetryPolicy(

@@ -29,7 +29,7 @@ from core.inbound.headers import MSGID_RE, unique
 from core.inbound.paths import READ_PERMISSION, changed
 from core.models import Connection, InboundRaw, MailboxSync, utcnow
 from core.run_ids import receive_workflow_id
-from core.statuses import ImportScope, InboundPath, PathState
+from core.statuses import ImportScope, InboundPath, InboundState, PathState
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,22 @@ def known(session: Session, company_id: uuid.UUID, channel: str, ids: list[str])
         )
     ).all()
     return {r for r in rows if r}
+
+
+def unrouted(session: Session, company_id: uuid.UUID, channel: str, ids: list[str]) -> list[str]:
+    """Imports among `ids` stored but not yet routed: a round that died after storing them
+    never started their routing; the round that reads the page again does."""
+    if not ids:
+        return []
+    rows = session.exec(
+        select(InboundRaw.id).where(
+            InboundRaw.company_id == company_id,
+            InboundRaw.channel == channel,
+            col(InboundRaw.provider_message_id).in_(ids),
+            InboundRaw.state == InboundState.STORED,
+        )
+    ).all()
+    return [str(r) for r in rows]
 
 
 def store(

@@ -101,6 +101,7 @@ class Mailboxes:
         self.boxes: dict[str, FakeMailbox] = {}
         self.throttle_reads = 0  # the next N reads answer 429 Retry-After: 1
         self.reads = 0
+        self.raw_delay = 0.0  # seconds each MIME download takes (a slow mailbox)
 
     def box(self, address: str) -> FakeMailbox:
         with self.lock:
@@ -126,6 +127,35 @@ class Mailboxes:
                 self.throttle_reads -= 1
                 return 429, {"Retry-After": "1"}, {"error": {"code": "TooManyRequests"}}
         return None
+
+
+_FORM = """<!doctype html><meta name="viewport" content="width=device-width">
+<title>Place a reply in a fake mailbox</title>
+<h1>Place a message in a fake mailbox</h1>
+<p>As if a candidate's reply arrived there; the sync reads it at its next notification or poll.
+<form method="post">
+<p><label>Mailbox <input name="to" size="40" required></label>
+<p><label>From <input name="from" size="40" required></label>
+<p><label>Subject <input name="subject" size="40" value="Re: Your application"></label>
+<p><label>In-Reply-To <input name="in_reply_to" size="60"></label>
+<p><label>Text<br><textarea name="text" rows="5" cols="60">Thanks, Tuesday works.</textarea>
+</label><p><button>Place it</button></form>"""
+
+
+def mailbox_form(method: str, body: bytes, place: Callable[[str, bytes], object]) -> Answer:
+    """GET: a form to place a reply in a mailbox (for walking mailbox sync by hand); POST:
+    place it."""
+    if method == "POST":
+        from urllib.parse import parse_qs
+
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        raw = reply(
+            form["from"], form["to"], form.get("subject", ""), form.get("text", ""),
+            form.get("in_reply_to", ""),
+        )  # fmt: skip
+        place(form["to"], raw)
+    page = _FORM + ("<p>Placed." if method == "POST" else "")
+    return 200, {"Content-Type": "text/html; charset=utf-8"}, page.encode()
 
 
 def _headers_of(raw: bytes) -> list[dict[str, str]]:
@@ -160,7 +190,7 @@ class GraphMail:
 
     def __init__(self, base_url: Callable[[], str]) -> None:
         self._base = base_url
-        self.mail = Mailboxes()
+        self.store = Mailboxes()
         self.generation = 1  # delta tokens of an older generation are expired (410)
         self.subscriptions: dict[str, Subscription] = {}
         self.notify = True  # send change notifications
@@ -168,7 +198,7 @@ class GraphMail:
         self.handshakes: list[str] = []
 
     def place(self, address: str, raw: bytes, received: datetime | None = None) -> StoredMail:
-        mail = self.mail.place(address, raw, received)
+        mail = self.store.place(address, raw, received)
         if self.notify:
             for sub in list(self.subscriptions.values()):
                 if sub.mailbox == address.lower():
@@ -211,6 +241,8 @@ class GraphMail:
     ) -> Answer | None:
         """Graph's mail and subscription routes; None for any other path. `who` is the
         bearer's (mailbox, scopes), or None."""
+        if path == "/fake/mailbox":
+            return mailbox_form(method, body, self.place)
         mailish = path.startswith("/v1.0/me/mailFolders") or path.startswith("/v1.0/me/messages")
         if not (mailish or path.startswith("/v1.0/subscriptions")):
             return None
@@ -219,7 +251,7 @@ class GraphMail:
         mailbox, scopes = who
         if not any(s.lower().endswith(("mail.read", "mail.readwrite")) for s in scopes):
             return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
-        throttled = self.mail.throttled()
+        throttled = self.store.throttled()
         if throttled:
             return throttled
         if path.startswith("/v1.0/subscriptions"):
@@ -228,10 +260,11 @@ class GraphMail:
             return self._delta(mailbox, q, headers)
         parts = path.strip("/").split("/")
         if len(parts) >= 4 and parts[2] == "messages":
-            found = next((m for m in self.mail.box(mailbox).mails if m.id == parts[3]), None)
+            found = next((m for m in self.store.box(mailbox).mails if m.id == parts[3]), None)
             if found is None:
                 return 404, {}, {"error": {"code": "ErrorItemNotFound"}}
             if len(parts) == 5 and parts[4] == "$value":
+                time.sleep(self.store.raw_delay)
                 return 200, {"Content-Type": "text/plain"}, found.raw
             return 200, {}, self._message(found, q.get("$select", ""))
         return 404, {}, {"error": {"code": "ResourceNotFound"}}
@@ -252,7 +285,7 @@ class GraphMail:
         return _b64url(json.dumps({"g": self.generation, **payload}).encode())
 
     def _delta(self, mailbox: str, q: dict, headers: Any) -> Answer:
-        box = self.mail.box(mailbox)
+        box = self.store.box(mailbox)
         size = GRAPH_PAGE
         prefer = headers.get("Prefer", "")
         if "odata.maxpagesize=" in prefer:
@@ -280,7 +313,7 @@ class GraphMail:
                 if not found.startswith("receivedDateTime ge "):
                     return 400, {}, {"error": {"code": "ErrorInvalidUrlQueryFilter"}}
                 since = found.removeprefix("receivedDateTime ge ").strip()
-        with self.mail.lock:
+        with self.store.lock:
             mails = [m for m in box.mails if after < m.seq <= upto]
         if since:
             mails = [m for m in mails if m.received >= _parse_iso(since)]
@@ -418,7 +451,7 @@ class GmailMail:
     service_account = "gmail-push@recruitmail-test.iam.gserviceaccount.com"
 
     def __init__(self) -> None:
-        self.mail = Mailboxes()
+        self.store = Mailboxes()
         self.signer = PushSigner()
         self.watches: dict[str, Watch] = {}
         self.push_url = ""  # the Pub/Sub subscription's push endpoint
@@ -428,7 +461,7 @@ class GmailMail:
         self.page_size = 100
 
     def place(self, address: str, raw: bytes, received: datetime | None = None) -> StoredMail:
-        mail = self.mail.place(address, raw, received)
+        mail = self.store.place(address, raw, received)
         watch = self.watches.get(address.lower())
         if self.notify and watch is not None and self.push_url:
             threading.Thread(target=self.push, args=(address, mail.seq), daemon=True).start()
@@ -436,9 +469,9 @@ class GmailMail:
 
     def expire_history(self, address: str) -> None:
         """History before now is gone: a start from it answers 404."""
-        box = self.mail.box(address)
-        with self.mail.lock:
-            box.oldest_history = box.seq
+        box = self.store.box(address)
+        with self.store.lock:
+            box.oldest_history = box.seq + 1
 
     def push(self, address: str, history_id: int, token: str | None = None) -> int:
         data = {"emailAddress": address.lower(), "historyId": history_id}
@@ -463,13 +496,15 @@ class GmailMail:
         }
         self.pushed.append(data)
         bearer = token if token is not None else self.signer.token(claims)
-        return _post(self.push_url, body, {"Authorization": f"Bearer {bearer}"})
+        return _post(self.push_url, body, {"Authorization": f"Bearer {bearer}"} if bearer else {})
 
     def handle(
         self, method: str, path: str, q: dict, body: bytes, headers: Any, who: tuple | None
     ) -> Answer | None:
         if path == "/oauth2/v1/certs":
             return 200, {}, self.signer.certs()
+        if path == "/fake/mailbox":
+            return mailbox_form(method, body, self.place)
         routes = ("/profile", "/history", "/messages", "/watch", "/stop")
         prefix = "/gmail/v1/users/me"
         if not path.startswith(prefix) or not path[len(prefix) :].startswith(routes):
@@ -492,10 +527,10 @@ class GmailMail:
                     }
                 },
             )
-        throttled = self.mail.throttled()
+        throttled = self.store.throttled()
         if throttled:
             return throttled
-        box = self.mail.box(mailbox)
+        box = self.store.box(mailbox)
         rest = path[len(prefix) :]
         if rest == "/profile":
             return 200, {}, {"emailAddress": mailbox, "historyId": str(box.seq)}
@@ -539,7 +574,7 @@ class GmailMail:
             )
         after = int(q.get("pageToken", "0") or 0) or start
         size = min(int(q.get("maxResults", self.page_size)), self.page_size)
-        with self.mail.lock:
+        with self.store.lock:
             records = [m for m in box.mails if m.seq > after]
         page, rest = records[:size], records[size:]
         answer: dict[str, Any] = {"historyId": str(box.seq)}
@@ -563,7 +598,7 @@ class GmailMail:
         for word in query.split():
             if word.startswith("after:"):
                 after = int(word.removeprefix("after:"))
-        with self.mail.lock:
+        with self.store.lock:
             mails = [m for m in box.mails if m.received.timestamp() >= after]
         mails.sort(key=lambda m: m.seq, reverse=True)  # newest first, as Gmail lists
         skip = int(q.get("pageToken", "0") or 0)
@@ -585,6 +620,7 @@ class GmailMail:
             "internalDate": str(int(mail.received.timestamp() * 1000)),
         }
         if q.get("format") == "raw":
+            time.sleep(self.store.raw_delay)
             answer["raw"] = _b64url(mail.raw)
         else:
             answer["payload"] = {"headers": _headers_of(mail.raw)}

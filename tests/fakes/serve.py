@@ -26,11 +26,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--require-admin-consent", action="store_true")
     parser.add_argument("--block-google-app", action="store_true")
+    parser.add_argument("--public-url", default="http://localhost:8000")
     args = parser.parse_args()
     ca = TestCA.create(Path(tempfile.mkdtemp(prefix="recruitmail-fakes-")))
     with MicrosoftFake(ca) as microsoft, GoogleFake(ca) as google:
         microsoft.controls.require_admin_consent = args.require_admin_consent
         google.controls.block_app = args.block_google_app
+        # Gmail's Pub/Sub pushes go to the stack's push endpoint (Graph's notifications go to
+        # the URL each subscription names).
+        google.mail.push_url = f"{args.public_url.rstrip('/')}/inbound/gmail/push"
         settings = {**microsoft.settings(), **google.settings(), "ca_bundle": ca.ca_pem}
         lines = [f"RECRUITMAIL_{key.upper()}='{value}'" for key, value in settings.items()]
         ENV_FILE.parent.mkdir(mode=0o700, exist_ok=True)
@@ -40,6 +44,8 @@ def main() -> None:
         print(f"# In another terminal: set -a; . {ENV_FILE}; make run")
         print("# Microsoft: the admin-consent link on the setup page approves at once.")
         print(f"# Google: the app is blocked until {google.url}/admin/allow-app is opened.")
+        print(f"# Mailbox sync: place a reply at {microsoft.url}/fake/mailbox (Microsoft) or")
+        print(f"# {google.url}/fake/mailbox (Google), after PUT /v1/connections/{{id}}/inbound.")
         threading.Event().wait()
 
 
