@@ -20,8 +20,12 @@ run: $(STAMP)
 fakes: $(STAMP)
 	$(BIN)/python -m tests.fakes.serve --require-admin-consent --block-google-app
 
+# In parallel processes sharing one Temporal dev server (tests/conftest.py); TEST_PROCESSES=0
+# runs everything in one process. Without PYTEST_ARGS the run is the whole suite, and the
+# replay of its histories asks for a closed run of every workflow.
+TEST_PROCESSES ?= 4
 test: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	RECRUITMAIL_WHOLE_SUITE=$(if $(PYTEST_ARGS),,1) $(BIN)/pytest -q -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # Photograph every page at phone and desktop width into docs/screenshots/ (the page tests).
 screenshots: $(STAMP)
@@ -29,7 +33,7 @@ screenshots: $(STAMP)
 
 # Re-record tests/histories/ (the replay test's fixtures) from a full run of the suite.
 record-histories: $(STAMP)
-	RECRUITMAIL_RECORD_HISTORIES=1 $(BIN)/pytest -q $(PYTEST_ARGS)
+	RECRUITMAIL_RECORD_HISTORIES=1 $(BIN)/pytest -q -n 0 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

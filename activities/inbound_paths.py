@@ -37,6 +37,8 @@ from providers.mailbox import Channel, CursorExpired, MailboxReader, MailRef
 log = logging.getLogger(__name__)
 # Renew the channel when less than this is left: a Graph subscription (under 7 days) every
 # few days, Gmail's watch (7 days) daily, as Google advises.
+# Messages read at once within a page.
+READS_AT_ONCE = 4
 RENEW_BEFORE = {"microsoft": timedelta(days=2), "google": timedelta(days=6)}
 
 
@@ -219,22 +221,8 @@ class SyncActivities(SyncContract):
             ids = [ref.id for ref in page.refs]
             fresh = await asyncio.to_thread(self._unknown, plan, ids)
             progress.stored += await asyncio.to_thread(self._unrouted, plan, ids)
-            for ref in page.refs:
-                if ref.id not in fresh:
-                    continue
-                summary = await reader.summary(token, ref)
-                if not await asyncio.to_thread(self._wanted, input, summary):
-                    continue  # not for Recruitmail: nothing of it is kept
-                raw = await reader.raw(token, ref)
-                stored = await asyncio.to_thread(
-                    self._store, input.connection_id, plan.channel, ref, raw, summary
-                )
-                if stored:
-                    progress.stored.append(stored)
-                received = summary.received_at or ref.received_at
-                if received and (progress.newest is None or received > progress.newest):
-                    progress.newest = received
-                activity.heartbeat()
+            wanted = [ref for ref in page.refs if ref.id in fresh]
+            await self._import_all(input, plan, reader, token, wanted, progress)
             # Only now, with the page's messages stored, does the cursor move past them.
             cursor = page.cursor
             await asyncio.to_thread(self._save_cursor, input.connection_id, cursor)
@@ -242,6 +230,46 @@ class SyncActivities(SyncContract):
             if page.done:
                 return False
         return True
+
+    async def _import_all(
+        self,
+        input: SyncRound,
+        plan: _Plan,
+        reader: MailboxReader,
+        token: str,
+        refs: list[MailRef],
+        progress: _Progress,
+    ) -> None:
+        """A few at a time (Exchange Online serves 4 concurrent requests per mailbox)."""
+        slots = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(ref: MailRef) -> None:
+            async with slots:
+                await self._import(input, plan, reader, token, ref, progress)
+
+        await asyncio.gather(*(one(ref) for ref in refs))
+
+    async def _import(
+        self,
+        input: SyncRound,
+        plan: _Plan,
+        reader: MailboxReader,
+        token: str,
+        ref: MailRef,
+        progress: _Progress,
+    ) -> None:
+        summary = await reader.summary(token, ref)
+        if not await asyncio.to_thread(self._wanted, input, summary):
+            return  # not for Recruitmail: nothing of it is kept
+        raw = await reader.raw(token, ref)
+        stored = await asyncio.to_thread(
+            self._store, input.connection_id, plan.channel, ref, raw, summary
+        )
+        if stored:
+            progress.stored.append(stored)
+        received = summary.received_at or ref.received_at
+        if received and (progress.newest is None or received > progress.newest):
+            progress.newest = received
 
     def _unknown(self, plan: _Plan, ids: list[str]) -> set[str]:
         assert plan.company_id is not None

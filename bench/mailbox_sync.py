@@ -112,16 +112,17 @@ async def connect(http: httpx.AsyncClient, fake: MicrosoftFake, ca: TestCA, mail
     return created["id"]
 
 
-async def lag(http, fake, mailbox: str, candidate: dict, n: int) -> list[float]:
+async def lag(http, fake, mailbox: str, candidate: dict, n: int, label: str) -> list[float]:
     """Place one reply at a time; seconds until the candidate's tab lists it."""
     found: list[float] = []
     for i in range(n):
+        text = f"{label} {i}"
         placed = time.monotonic()
-        fake.mail.place(mailbox, reply(candidate["email"], mailbox, text=f"lag {i}"))
+        fake.mail.place(mailbox, reply(candidate["email"], mailbox, text=text))
         url = f"/v1/candidates/{candidate['id']}/messages"
 
-        async def visible(i: int = i, url: str = url) -> bool:
-            return any(m["text"].strip() == f"lag {i}" for m in (await http.get(url)).json())
+        async def visible(text: str = text, url: str = url) -> bool:
+            return any(m["text"].strip() == text for m in (await http.get(url)).json())
 
         await until(visible, 120)
         found.append(time.monotonic() - placed)
@@ -187,10 +188,10 @@ async def main() -> None:
                     )
                 ).json()
                 print(f"lag with notifications, {args.n} replies …", flush=True)
-                notified = await lag(http, fake, mailbox, candidate, args.n)
+                notified = await lag(http, fake, mailbox, candidate, args.n, "notified")
                 fake.mail.notify = False
                 print(f"lag by polling every {args.poll} s, {args.n} replies …", flush=True)
-                polled = await lag(http, fake, mailbox, candidate, args.n)
+                polled = await lag(http, fake, mailbox, candidate, args.n, "polled")
 
                 print(f"resync of {args.resync} replies …", flush=True)
                 for i in range(args.resync):

@@ -42,7 +42,9 @@ class SyncRound:
     # Renew the notification channel now (a lifecycle notification asked), or make a new one.
     renew_channel: bool = False
     new_channel: bool = False
-    page_limit: int = 20
+    # Pages per round: the round's imports are routed when it returns (the next round follows
+    # at once while pages are left).
+    page_limit: int = 2
 
 
 @dataclass

@@ -17,6 +17,10 @@ class ReplyNotificationsInput:
     company_id: str
     candidate_id: str | None  # None: the company's Unassigned messages
     coalesce: timedelta = timedelta(minutes=10)
+    # Carried over when the run continues as new: replies not told yet, and the latest ids
+    # already seen (the relay delivers at least once).
+    pending: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
 
 
 @dataclass

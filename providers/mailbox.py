@@ -53,6 +53,8 @@ class CursorExpired(PermanentMailError):
 class MailRef:
     id: str
     received_at: datetime | None = None
+    # The deciding headers, when the change list carried them (Graph's delta does).
+    summary: Summary | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,15 @@ def _summary(pairs: list[tuple[str, str]], received_at: datetime | None) -> Summ
         if key in wanted:
             headers.setdefault(key, []).append(str(value)[:16_384])
     return Summary(headers, received_at)
+
+
+def _headers(item: dict[str, Any], received: datetime | None) -> Summary | None:
+    """A Graph message's internetMessageHeaders as a Summary (None when not returned)."""
+    found = item.get("internetMessageHeaders")
+    if not isinstance(found, list):
+        return None
+    pairs = [(str(h.get("name", "")), str(h.get("value", ""))) for h in found]
+    return _summary(pairs, received)
 
 
 def _when(value: Any) -> datetime | None:
@@ -150,7 +161,8 @@ class GraphReader(MailboxReader):
             url = self._delta_url()
             params = {
                 "changeType": "created",
-                "$select": "id,receivedDateTime",
+                # The deciding headers come with the page: no call per message to decide.
+                "$select": "id,receivedDateTime,internetMessageHeaders",
                 "$filter": f"receivedDateTime ge {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
             }
         try:
@@ -163,7 +175,11 @@ class GraphReader(MailboxReader):
             raise
         body = response.json()
         refs = [
-            MailRef(str(item["id"]), _when(item.get("receivedDateTime")))
+            MailRef(
+                str(item["id"]),
+                _when(item.get("receivedDateTime")),
+                _headers(item, _when(item.get("receivedDateTime"))),
+            )
             for item in body.get("value", [])
             if "@removed" not in item and item.get("id")
         ]
@@ -176,17 +192,16 @@ class GraphReader(MailboxReader):
         return f"{self._base}/v1.0/me/messages/{quote(ref.id, safe='')}"
 
     async def summary(self, token: str, ref: MailRef) -> Summary:
+        if ref.summary is not None:
+            return ref.summary
         response = await self._get(
             token,
             self._message_url(ref),
             params={"$select": "internetMessageHeaders,receivedDateTime"},
         )
         body = response.json()
-        pairs = [
-            (str(h.get("name", "")), str(h.get("value", "")))
-            for h in body.get("internetMessageHeaders") or []
-        ]
-        return _summary(pairs, _when(body.get("receivedDateTime")) or ref.received_at)
+        received = _when(body.get("receivedDateTime")) or ref.received_at
+        return _headers(body, received) or Summary(received_at=received)
 
     async def raw(self, token: str, ref: MailRef) -> bytes:
         response = await self._get(token, self._message_url(ref) + "/$value")

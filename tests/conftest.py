@@ -1,10 +1,22 @@
-"""Session-wide peers: one Temporal dev server, one migrated database, one test CA."""
+"""Session-wide peers: one Temporal dev server, one migrated database, one test CA.
+
+`make test` runs the suite in parallel processes (pytest-xdist): the controlling process starts
+one Temporal dev server that every worker process shares, each worker migrates a database of its
+own, and once every worker is done the controller replays the histories the session produced
+(tests/test_replay.py). A run without `-n` does it all in one process, as before.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,8 +42,93 @@ def _temporal_binary() -> str:
     return found
 
 
+# The shared dev server's address, for the worker processes (set by the controller).
+SHARED_TEMPORAL = "RECRUITMAIL_TEST_TEMPORAL_ADDRESS"
+
+
+def _controller(config: pytest.Config) -> bool:
+    """The process that hands tests to parallel workers (and runs none itself)."""
+    return not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _controller(config) or os.environ.get(SHARED_TEMPORAL):
+        return
+    state = Path(tempfile.mkdtemp(prefix="recruitmail-test-temporal-"))
+    port = _free_port()
+    attributes = [
+        arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")
+    ]
+    log = (state / "temporal.log").open("wb")
+    process = subprocess.Popen(
+        [_temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+         "--port", str(port), "--namespace", "default", "--log-level", "error",
+         "--db-filename", str(state / "temporal.db"), *attributes],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    config.stash[_SERVER] = process
+    address = f"127.0.0.1:{port}"
+    asyncio.run(_until_serving(address))
+    os.environ[SHARED_TEMPORAL] = address  # the workers start after this and inherit it
+
+
+_SERVER = pytest.StashKey[subprocess.Popen]()
+
+
+async def _until_serving(address: str) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            client = await Client.connect(address)
+            await _wait_for_namespace(client)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With parallel workers, the controller replays the session's closed runs once they are
+    all done (tests/test_replay.py's last test does it in a run without workers)."""
+    config = session.config
+    if not _controller(config) or _SERVER not in config.stash:
+        return
+    from tests.test_replay import replay_session
+
+    failure, done = asyncio.run(replay_session(os.environ[SHARED_TEMPORAL]))
+    writer = session.config.get_terminal_writer()
+    writer.line(f"the session's histories: {done}")
+    if failure:
+        writer.line(f"replay of the session failed: {failure}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    process = config.stash.get(_SERVER, None)
+    if process is not None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.fixture(scope="session")
 async def temporal_env(tmp_path_factory) -> AsyncIterator[WorkflowEnvironment]:
+    shared = os.environ.get(SHARED_TEMPORAL)
+    if shared:  # a worker process: the controller's server
+        converter = data_converter(test_settings(tmp_path_factory.mktemp("conv")))
+        client = await Client.connect(shared, data_converter=converter)
+        await _wait_for_namespace(client)
+        yield WorkflowEnvironment.from_client(client)
+        return
     db_file = tmp_path_factory.mktemp("temporal") / "temporal.db"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_temporal_binary(),
@@ -68,13 +165,32 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
-    """SQLite by default; RECRUITMAIL_TEST_DATABASE_URL (a scratch PostgreSQL) in CI."""
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """SQLite by default; RECRUITMAIL_TEST_DATABASE_URL (a scratch PostgreSQL) in CI, where a
+    parallel worker makes a database of its own beside it."""
     url = os.environ.get("RECRUITMAIL_TEST_DATABASE_URL") or (
         f"sqlite:///{tmp_path_factory.mktemp('db') / 'recruitmail.db'}"
     )
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    own = url.startswith("postgresql") and worker is not None
+    if own:
+        base, _, name = url.rpartition("/")
+        scratch = f"{name}_{worker}_{uuid.uuid4().hex[:6]}"
+        _postgres(url, f'CREATE DATABASE "{scratch}"')
+        url = f"{base}/{scratch}"
     upgrade(url)
-    return url
+    yield url
+    if own:
+        _postgres(f"{base}/{name}", f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+def _postgres(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
+        conn.execute(statement)
 
 
 @pytest.fixture(scope="session")

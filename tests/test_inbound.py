@@ -27,7 +27,7 @@ from core.search_attributes import COMPANY_ID, MAIL_STATUS
 from tests import mail_samples as samples
 from tests.fakes.dns import DnsServer
 from tests.fakes.smtp import SmtpSink
-from tests.helpers import Stack, Tenant, eventually, running_stack
+from tests.helpers import LOAD_SLACK, Stack, Tenant, eventually, running_stack
 from tests.test_inbound_parse import application, forward
 from worker.inbound_smtp import InboundSmtpServer
 from workflows.client import start_all_routing
@@ -961,10 +961,10 @@ async def test_one_hostile_mail_neither_stalls_routing_nor_slows_a_send(
         deep_one = next(m for m in listed if m["subject"] == "Deep")
         one = await inbound.stack.http.get(f"/v1/messages/{deep_one['id']}", headers=tenant.headers)
         read_took = asyncio.get_running_loop().time() - started
-    assert sent["status"] == "sent" and send_took < 1.0, send_took
+    assert sent["status"] == "sent" and send_took < 1.0 * LOAD_SLACK, send_took
     long_one = next(m for m in listed if m["subject"] == "Long")
     assert long_one["text"].startswith("a" * 980 + " wrote:")  # the first million characters
-    assert read_took < 1.0, read_took
+    assert read_took < 1.0 * LOAD_SLACK, read_took
     assert one.json()["html_safe"] is None and "nested more than" in one.json()["html_note"]
     assert one.json()["text"] == "deep"
 

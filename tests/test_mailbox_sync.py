@@ -34,6 +34,7 @@ from tests.helpers import Tenant, eventually
 from tests.oauth_world import World, address, world
 
 KINDS = ("microsoft", "google")
+POLL = 8  # seconds: the poll interval where the test tells notification from poll
 
 
 @asynccontextmanager
@@ -113,7 +114,7 @@ async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_
     kind, temporal_client, engine, tmp_path, test_ca
 ):
     async with sync_world(
-        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(seconds=4)
+        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(seconds=POLL)
     ) as w:
         tenant = w.stack.tenant()
         fake = w.fake(kind)
@@ -136,8 +137,8 @@ async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_
     channel = {"microsoft": "graph", "google": "gmail"}[kind]
     assert first["match_reason"] == "thread" and first["received_via"] == channel
     assert {m["received_via"] for m in found} == {channel}
-    assert by_notification < 4, by_notification  # before the first poll could have read it
-    assert by_poll < 4 + 6, by_poll  # within one poll (and the routing)
+    assert by_notification < POLL, by_notification  # before a poll could have read it
+    assert by_poll < POLL + 8, by_poll  # within one poll (and the routing)
     assert state["last_sync_at"] is not None and state["lag_seconds"] is not None
     if kind == "microsoft":
         assert len(fake.mail.handshakes) == 1 and len(fake.mail.notified) == 1

@@ -13,6 +13,7 @@ Two sets of histories:
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,6 +72,11 @@ async def _closed_histories(client: Client, per_type: int) -> list[WorkflowHisto
 
 
 @pytest.mark.last
+@pytest.mark.skipif(
+    "PYTEST_XDIST_WORKER" in os.environ,
+    reason="parallel workers: the controller replays the session once all are done "
+    "(conftest.py, pytest_sessionfinish)",
+)
 async def test_this_sessions_histories_replay(temporal_client, tmp_path):
     """Runs last (see conftest.py): replays what the suite's workflows did in this session."""
     histories = await _closed_histories(temporal_client, per_type=20)
@@ -79,6 +85,31 @@ async def test_this_sessions_histories_replay(temporal_client, tmp_path):
     await _replayer(tmp_path).replay_workflows(_each(histories))  # raises on a failure
     if os.environ.get("RECRUITMAIL_RECORD_HISTORIES"):
         _record(histories)
+
+
+async def replay_session(address: str) -> tuple[str | None, str]:
+    """The same check, from the controller of a parallel run: (what failed or None, what was
+    replayed). A run of a few tests leaves some workflows without closed runs: only a whole
+    run (RECRUITMAIL_WHOLE_SUITE, set by `make test`) asks for all."""
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = data_converter(settings_for(Path(tmp)))
+        client = await Client.connect(address, data_converter=converter)
+        histories = await _closed_histories(client, per_type=20)
+        seen = {_workflow_type(h) for h in histories}
+        done = f"replayed {len(histories)} closed runs of {len(seen)} of {len(TYPES)} workflows"
+        if not histories:
+            return None, done
+        results = await _replayer(Path(tmp)).replay_workflows(
+            _each(histories), raise_on_replay_failure=False
+        )
+        if results.replay_failures:
+            failed = list(results.replay_failures.items())[:5]
+            return "; ".join(f"{k}: {v}" for k, v in failed), done
+        if os.environ.get("RECRUITMAIL_WHOLE_SUITE") and seen != set(TYPES):
+            return f"no closed runs of {sorted(set(TYPES) - seen)}", done
+        if os.environ.get("RECRUITMAIL_RECORD_HISTORIES"):
+            _record(histories)
+    return None, done
 
 
 def _record(histories: list[WorkflowHistory], limit: int = 64_000) -> None:

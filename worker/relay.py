@@ -19,6 +19,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.privacy import CHECKPOINTS
 from contracts.notify import REPLY, ReplyNotificationsInput
@@ -109,20 +110,28 @@ class Relay:
             return
         newest = last
         for seq, company_id, candidate_id, message_id in replies:
-            await signal_start(
-                self.client,
-                ReplyNotificationsWorkflow.run,
-                ReplyNotificationsInput(
-                    str(company_id),
-                    str(candidate_id) if candidate_id else None,
-                    self.settings.notify_coalesce,
-                ),
-                workflow_id=notify_workflow_id(str(company_id), candidate_id),
-                signal=REPLY,
-                signal_args=[message_id],
-                settings=self.settings,
-                company_id=str(company_id),
-            )
+            workflow_id = notify_workflow_id(str(company_id), candidate_id)
+            try:
+                await signal_start(
+                    self.client,
+                    ReplyNotificationsWorkflow.run,
+                    ReplyNotificationsInput(
+                        str(company_id),
+                        str(candidate_id) if candidate_id else None,
+                        self.settings.notify_coalesce,
+                    ),
+                    workflow_id=workflow_id,
+                    signal=REPLY,
+                    signal_args=[message_id],
+                    settings=self.settings,
+                    company_id=str(company_id),
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.INVALID_ARGUMENT:
+                    raise  # Temporal unreachable: the round is tried again
+                # That one run refuses the signal (a limit of the run): its recruiter misses
+                # one email; every other company's notifications go on.
+                log.warning("reply notification for %s not signalled: %s", workflow_id, err)
             newest = seq
         await asyncio.to_thread(self._advance, last, newest)
 

@@ -3,10 +3,20 @@ signalled) for each reply that reaches a candidate's Messages tab or Unassigned 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from temporalio import workflow
 
 from contracts.notify import REPLY, NotificationBatch, NotifyContract, ReplyNotificationsInput
 from workflows import policies
+
+# Continue as new past this many history events (signals count), and keep this many ids.
+HISTORY_LIMIT = 2_000
+SEEN_KEPT = 500
+
+
+def _long(info: workflow.Info) -> bool:
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_LIMIT
 
 
 @workflow.defn(name="reply-notifications")
@@ -18,13 +28,15 @@ class ReplyNotificationsWorkflow:
 
     @workflow.init
     def __init__(self, input: ReplyNotificationsInput) -> None:
-        self._pending: list[str] = []
-        self._seen: set[str] = set()
+        self._pending: list[str] = list(input.pending)
+        self._seen: set[str] = set(input.seen) | set(input.pending)
+        self._order: list[str] = [*input.seen, *input.pending]
 
     @workflow.signal(name=REPLY)
     def reply(self, message_id: str) -> None:
         if message_id not in self._seen:  # the relay delivers at least once
             self._seen.add(message_id)
+            self._order.append(message_id)
             self._pending.append(message_id)
 
     @workflow.run
@@ -42,4 +54,11 @@ class ReplyNotificationsWorkflow:
                 ),
             )
             await workflow.sleep(input.coalesce)  # nothing more goes out within the window
+            if self._pending and _long(workflow.info()):
+                # A candidate (or Unassigned) that never falls quiet: a fresh run before the
+                # history (and its signals, 10,000 at most per run) grows too long.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    replace(input, pending=self._pending, seen=self._order[-SEEN_KEPT:])
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)

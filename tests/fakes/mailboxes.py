@@ -306,8 +306,10 @@ class GraphMail:
                 )
             after, since = state["after"], state.get("since", "")
             upto = state.get("upto") or box.seq
+            select = state.get("select", "")
         else:
             after, since, upto = 0, "", box.seq
+            select = q.get("$select", "")
             found = q.get("$filter", "")
             if found:
                 if not found.startswith("receivedDateTime ge "):
@@ -319,12 +321,14 @@ class GraphMail:
             mails = [m for m in mails if m.received >= _parse_iso(since)]
         page, rest = mails[:size], mails[size:]
         base = f"{self._base()}/v1.0/me/mailFolders('inbox')/messages/delta"
-        answer: dict[str, Any] = {"value": [self._message(m, "") for m in page]}
+        answer: dict[str, Any] = {"value": [self._message(m, select) for m in page]}
+        # Graph encodes the query's options in its links.
         if rest:
-            next_state = {"after": page[-1].seq, "upto": upto, "since": since}
+            next_state = {"after": page[-1].seq, "upto": upto, "since": since, "select": select}
             answer["@odata.nextLink"] = f"{base}?$skiptoken={self._token(next_state)}"
         else:
-            answer["@odata.deltaLink"] = f"{base}?$deltatoken={self._token({'after': upto})}"
+            delta = {"after": upto, "select": select}
+            answer["@odata.deltaLink"] = f"{base}?$deltatoken={self._token(delta)}"
         return 200, {}, answer
 
     def _subscriptions(self, method: str, path: str, body: bytes, mailbox: str) -> Answer:
