@@ -100,3 +100,40 @@ async def test_a_wrong_password_is_one_failed_login_not_one_per_mechanism():
         attempts = server.authenticator.attempts
     assert "username or password" in str(caught.value)
     assert attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("exchanger", "system", "words"),
+    [
+        ("contoso-com.mail.protection.outlook.com", "microsoft", "Automatic forwarding rules"),
+        ("aspmx.l.google.com", "google", "Recipient address map"),
+        ("mx1.mailhost.example", "other", "Elsewhere"),
+    ],
+)
+def test_a_check_never_seen_is_explained_by_the_mail_system_its_mx_names(exchanger, system, words):
+    from core.round_trip import mail_system, redirect_instructions
+
+    text = redirect_instructions("jobs@contoso.com", "acme-jobs@jobs.example", 15, exchanger)
+    assert mail_system(exchanger) == system
+    assert words in text and "jobs@contoso.com" in text and "acme-jobs@jobs.example" in text
+    assert "mailbox_sync" in text and "hosted_reply_to" in text
+    if system != "other":
+        assert exchanger in text  # it names what it saw
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "words"),
+    [
+        ("5.7.520", "550 5.7.520 Access denied, Your organization does not allow external "
+         "forwarding. AS(7555)", "Microsoft 365 refused to forward"),
+        ("5.7.1", "550 5.7.1 Forwarding to this address is not allowed (gmail)",
+         "Automatic forwarding"),
+        ("5.4.6", "554 5.4.6 Hop count exceeded - possible mail loop", "loops"),
+        ("5.1.1", "550 5.1.1 User unknown", "refused on its way"),
+    ],
+)  # fmt: skip
+def test_each_refusal_of_the_check_gets_its_own_reason(status, diagnostic, words):
+    from core.round_trip import bounce_explanation
+
+    text = bounce_explanation("jobs@contoso.com", "acme-jobs@jobs.example", status, diagnostic)
+    assert words in text and status in text
