@@ -55,6 +55,10 @@ class _Plan:
     cursor: str = ""
     since: datetime | None = None
     subscription: Channel | None = None
+    # Reading as the application (an admin's grant, scoped to this mailbox), not as the user.
+    application: bool = False
+    mailbox: str = ""
+    ever_read: bool = False
 
 
 @dataclass
@@ -78,15 +82,19 @@ class SyncActivities(SyncContract):
             return SyncResult(plan.idle)
         assert plan.account is not None
         provider = self._accounts.oauth(plan.kind)
-        reader = provider.reader()
+        reader = provider.reader(plan.mailbox if plan.application else None)
         progress = _Progress()
         try:
-            token = await self._token(provider, plan.account)
+            token = await self._token(provider, plan)
             await self._keep_channel(input, plan, reader, token)
             # Heartbeats go on while a slow provider answers: a worker that dies is noticed
             # within the heartbeat timeout, and the round is read again elsewhere.
             more = await heartbeating(self._read(input, plan, reader, token, progress))
         except AuthExpiredError as err:
+            if plan.application and not plan.ever_read:
+                # Neither the user's grant nor (yet) an administrator's: wait for either.
+                await asyncio.to_thread(self._waiting, input)
+                return SyncResult(PathState.WAITING_FOR_CONSENT)
             tell = await asyncio.to_thread(self._failed, input, str(err), True)
             return SyncResult(PathState.FAILING, progress.stored, tell_admins=tell)
         except TransientMailError as err:
@@ -119,7 +127,9 @@ class SyncActivities(SyncContract):
                 return _Plan(stop=True)
             row = sync.sync_row(session, connection)
             provider = self._accounts.oauth(connection.kind)
-            if not provider.reads(connection.granted_scopes or []):
+            # Without the user's read grant, an administrator's application grant may do.
+            application = not provider.reads(connection.granted_scopes or [])
+            if application and not provider.application_read:
                 sync.waiting_for_consent(session, connection, row)
                 return _Plan(idle=PathState.WAITING_FOR_CONSENT)
             if connection.status not in LIVE_STATUSES:
@@ -139,13 +149,25 @@ class SyncActivities(SyncContract):
                 cursor=row.cursor or "",
                 since=since,
                 subscription=subscription,
+                application=application,
+                mailbox=connection.display_mailbox or connection.custom_address,
+                ever_read=row.last_success_at is not None,
             )
 
-    async def _token(self, provider: OAuthProvider, account: Account) -> str:
+    async def _token(self, provider: OAuthProvider, plan: _Plan) -> str:
+        account = plan.account
+        assert account is not None
+        if plan.application:
+            return await asyncio.to_thread(provider.application_token, account.secret)
         token, renewed = await asyncio.to_thread(provider.refresh, account.secret, True)
         if renewed:
             await asyncio.to_thread(account.renewed, renewed)
         return token
+
+    def _waiting(self, input: SyncRound) -> None:
+        with session_scope(self._engine) as session:
+            connection = get_or_fail(session, Connection, input.connection_id)
+            sync.waiting_for_consent(session, connection, sync.sync_row(session, connection))
 
     async def _keep_channel(
         self, input: SyncRound, plan: _Plan, reader: MailboxReader, token: str

@@ -255,8 +255,18 @@ class OAuthProvider(MailProvider):
         """Whether these granted scopes include reading the mailbox."""
         return paths.reads(self.kind, granted)
 
-    def reader(self) -> MailboxReader:
-        """The mailbox's reader (providers/mailbox.py)."""
+    def reader(self, user: str | None = None) -> MailboxReader:
+        """The mailbox's reader (providers/mailbox.py); `user`: as an application, for that
+        mailbox (Microsoft only)."""
+        raise NotImplementedError
+
+    # Whether an administrator may grant reading as an application instead of the user's
+    # delegated grant (Microsoft: the application permission Mail.Read, scoped to the mailbox
+    # with Exchange's RBAC for Applications).
+    application_read: ClassVar[bool] = False
+
+    def application_token(self, secret: Secret) -> str:
+        """A token of the application itself, for the signed-in mailbox's tenant."""
         raise NotImplementedError
 
     @abstractmethod

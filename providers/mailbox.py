@@ -147,10 +147,17 @@ class MailboxReader(ABC):
 
 
 class GraphReader(MailboxReader):
+    """`user`: read /users/{user}/… with an application's token (Exchange's RBAC for
+    Applications scopes it to that mailbox); None: /me, with the signed-in user's token."""
+
     service = "Microsoft Graph"
 
+    def __init__(self, http: HttpClients, base_url: str, user: str | None = None) -> None:
+        super().__init__(http, base_url)
+        self._who = f"users/{quote(user, safe='@')}" if user else "me"
+
     def _delta_url(self) -> str:
-        return f"{self._base}/v1.0/me/mailFolders('inbox')/messages/delta"
+        return f"{self._base}/v1.0/{self._who}/mailFolders('inbox')/messages/delta"
 
     async def changes(self, token: str, cursor: str, since: datetime) -> ChangePage:
         if cursor:
@@ -189,7 +196,7 @@ class GraphReader(MailboxReader):
         return ChangePage(refs, str(body.get("@odata.deltaLink", "")), done=True)
 
     def _message_url(self, ref: MailRef) -> str:
-        return f"{self._base}/v1.0/me/messages/{quote(ref.id, safe='')}"
+        return f"{self._base}/v1.0/{self._who}/messages/{quote(ref.id, safe='')}"
 
     async def summary(self, token: str, ref: MailRef) -> Summary:
         if ref.summary is not None:
@@ -213,7 +220,7 @@ class GraphReader(MailboxReader):
             "changeType": "created",
             "notificationUrl": target,
             "lifecycleNotificationUrl": target,
-            "resource": "me/mailFolders('inbox')/messages",
+            "resource": f"{self._who}/mailFolders('inbox')/messages",
             "expirationDateTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "clientState": secret,
         }

@@ -149,8 +149,41 @@ class MicrosoftProvider(OAuthProvider):
 
     read_scope: ClassVar[str] = READ_SCOPE
 
-    def reader(self) -> GraphReader:
-        return GraphReader(self.http, self.settings.microsoft_graph_url)
+    application_read: ClassVar[bool] = True
+
+    def reader(self, user: str | None = None) -> GraphReader:
+        return GraphReader(self.http, self.settings.microsoft_graph_url, user)
+
+    def application_token(self, secret: Secret) -> str:
+        """Client credentials for the tenant the mailbox signed in from (its id is in the
+        stored sign-in): Graph then allows what the tenant's admin granted the application,
+        within the mailboxes Exchange's RBAC for Applications scopes it to."""
+        cache = msal.SerializableTokenCache()
+        cache.deserialize(secret.get("token_cache") or "{}")
+        accounts = self._app(cache).get_accounts()
+        # home_account_id is "{object id}.{tenant id}" (the realm may be "organizations").
+        home = str(accounts[0].get("home_account_id", "")) if accounts else ""
+        tenant = home.partition(".")[2]
+        if not tenant:
+            raise AuthExpiredError("No Microsoft sign-in is stored; reconnect the mailbox.")
+        host = self.settings.microsoft_authority_host.rstrip("/")
+        try:
+            app = msal.ConfidentialClientApplication(
+                self.settings.microsoft_client_id,
+                client_credential=self.settings.microsoft_client_secret,
+                authority=f"{host}/{tenant}",
+                http_client=self.http.session(),
+                instance_discovery=False,
+                timeout=self.settings.oauth_http_timeout_seconds,
+            )
+            result = app.acquire_token_for_client([f"{GRAPH}/.default"])
+        except ValueError as exc:
+            raise ConfigurationError(f"The Microsoft authority could not be used: {exc}") from exc
+        except OSError as exc:
+            raise TransientMailError(f"Microsoft sign-in is unreachable ({exc}).") from exc
+        if "access_token" not in result:
+            raise classify(result)
+        return str(result["access_token"])
 
     def authorization_url(
         self, state: str, login_hint: str, read: bool = False

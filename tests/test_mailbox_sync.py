@@ -499,3 +499,51 @@ async def test_a_worker_killed_mid_page_imports_every_message_exactly_once(
     assert at_kill < count, "the kill came after the page: nothing was tested"
     assert len(rows) == count and len({r.provider_message_id for r in rows}) == count
     assert sorted(m["text"].strip() for m in shown) == sorted(f"#{n}" for n in range(count))
+
+
+async def test_an_admins_application_grant_scoped_to_the_mailbox_reads_it_without_the_user(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """Microsoft: instead of the user's delegated Mail.Read, the tenant's admin grants the
+    application permission, scoped by Exchange's RBAC for Applications to the recruiting
+    mailbox. The sync reads /users/{mailbox} with the application's token; a mailbox outside
+    the scope is not readable and waits, without alarming anyone."""
+    from tests.oauth_world import connected
+
+    async with sync_world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant, other = w.stack.tenant(), w.stack.tenant("Other")
+        scoped, outside = address(), address()
+        live = await connected(w, tenant, "microsoft", scoped)
+        elsewhere = await connected(w, other, "microsoft", outside)
+        # The admin of contoso.example's tenant: Mail.Read for the app, scoped to one mailbox.
+        w.microsoft.controls.app_read["tenant-contoso.example"] = {scoped}
+        for tenant_, connection in ((tenant, live), (other, elsewhere)):
+            turned_on = await w.stack.http.put(
+                f"/v1/connections/{connection['id']}/inbound",
+                json={"paths": ["mailbox_sync"]},
+                headers=tenant_.headers,
+            )
+            assert turned_on.status_code == 200, turned_on.text
+        reading = await eventually(
+            lambda: paths(w, tenant, live["id"]),
+            lambda p: p["mailbox_sync"]["state"] == "active",
+        )
+        candidate = await w.stack.candidate(tenant)
+        w.microsoft.mail.place(scoped, reply(candidate["email"], scoped))
+        found = await eventually(lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 1)
+        waiting = await eventually(
+            lambda: paths(w, other, elsewhere["id"]),
+            lambda p: (
+                p["mailbox_sync"]["state"] == "waiting_for_consent"
+                and "RBAC" in (p["mailbox_sync"]["reason"] or "")
+            ),
+        )
+        await _quiet(w, tenant, 2)
+        told = _sync_notices(w, other, outside)
+        [subscription] = [
+            s for s in w.microsoft.mail.subscriptions.values() if s.mailbox == scoped.lower()
+        ]
+    assert reading["mailbox_sync"]["last_sync_at"] is not None
+    assert found[0]["received_via"] == "graph"
+    assert subscription.resource.startswith("users/")  # the application's, for that mailbox
+    assert waiting["mailbox_sync"]["state"] == "waiting_for_consent" and told == []

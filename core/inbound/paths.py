@@ -41,6 +41,22 @@ READ_PERMISSION = {
 }
 
 
+def consent_reason(connection: Connection) -> str:
+    """What the sync path waits for, and who can give it."""
+    permission = READ_PERMISSION.get(connection.kind, "the read permission")
+    reason = (
+        f"Waiting for the permission {permission}: the mailbox's user signs in through the "
+        f"link PUT /v1/connections/{connection.id}/inbound answered with (where the "
+        "organisation requires it, an administrator approves it first)."
+    )
+    if connection.kind == "microsoft":
+        reason += (
+            " Or an administrator grants Recruitmail the application permission Mail.Read, "
+            "scoped to this mailbox with Exchange's RBAC for Applications (docs/connections.md)."
+        )
+    return reason + " Sending goes on meanwhile."
+
+
 def reads(kind: str, granted: list[str]) -> bool:
     """Whether a grant includes reading the mailbox."""
     wanted = READ_SCOPES.get(kind, "").lower().rsplit("/", 1)[-1]
@@ -91,14 +107,9 @@ def sync_status(
     """The sync path's state as the API shows it: waiting for the read permission until it is
     granted; an active sync that has not succeeded for `stale_after` is failing, even before
     its run notices."""
-    if not reads(connection.kind, connection.granted_scopes or []):
-        permission = READ_PERMISSION.get(connection.kind, "the read permission")
-        return PathStatus(
-            PathState.WAITING_FOR_CONSENT,
-            f"Waiting for the permission {permission}: sign in through the link "
-            f"PUT /v1/connections/{connection.id}/inbound answered with (an administrator may "
-            "have to approve it first). Sending goes on meanwhile.",
-        )
+    unread = sync is None or sync.state in (PathState.OFF, PathState.WAITING_FOR_CONSENT)
+    if not reads(connection.kind, connection.granted_scopes or []) and unread:
+        return PathStatus(PathState.WAITING_FOR_CONSENT, consent_reason(connection))
     if sync is None or sync.state == PathState.OFF:
         return PathStatus(PathState.CHECKING, "Mailbox sync is starting.")
     state, reason = sync.state, sync.reason

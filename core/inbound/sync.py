@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from core.inbound import candidates
 from core.inbound.headers import MSGID_RE, unique
-from core.inbound.paths import READ_PERMISSION, changed
+from core.inbound.paths import changed, consent_reason
 from core.models import Connection, InboundRaw, MailboxSync, utcnow
 from core.run_ids import receive_workflow_id
 from core.statuses import ImportScope, InboundPath, InboundState, PathState
@@ -176,13 +176,7 @@ def succeeded(
 
 
 def waiting_for_consent(session: Session, connection: Connection, sync: MailboxSync) -> None:
-    permission = READ_PERMISSION.get(connection.kind, "the read permission")
-    reason = (
-        f"Waiting for the permission {permission}: the mailbox's user (or, where the "
-        "organisation requires it, an administrator) grants it through the sign-in link of "
-        f"PUT /v1/connections/{connection.id}/inbound. Sending goes on meanwhile."
-    )
-    _move(session, connection, sync, PathState.WAITING_FOR_CONSENT, reason)
+    _move(session, connection, sync, PathState.WAITING_FOR_CONSENT, consent_reason(connection))
 
 
 def failed(

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.utils import formatdate, make_msgid
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from cryptography import x509
@@ -243,22 +244,43 @@ class GraphMail:
         bearer's (mailbox, scopes), or None."""
         if path == "/fake/mailbox":
             return mailbox_form(method, body, self.place)
+        parts = path.strip("/").split("/")
+        target = None  # the mailbox a /users/{address}/… path names
+        mail_parts = ("mailFolders", "messages")
+        if len(parts) >= 4 and parts[1] == "users" and parts[3].startswith(mail_parts):
+            target = unquote(parts[2]).lower()
+            parts = ["v1.0", "me", *parts[3:]]
+            path = "/" + "/".join(parts)
         mailish = path.startswith("/v1.0/me/mailFolders") or path.startswith("/v1.0/me/messages")
         if not (mailish or path.startswith("/v1.0/subscriptions")):
             return None
         if who is None:
             return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
-        mailbox, scopes = who
+        principal, scopes, allowed = who
+        denied = 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
         if not any(s.lower().endswith(("mail.read", "mail.readwrite")) for s in scopes):
-            return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
+            return denied
+        if path.startswith("/v1.0/subscriptions") and method == "POST":
+            resource = str(json.loads(body or b"{}").get("resource", ""))
+            if resource.lower().startswith("users/"):
+                target = unquote(resource.split("/")[1]).lower()
+        if allowed is not None:  # an application's token: Exchange's RBAC scope decides
+            if target is None and not path.startswith("/v1.0/subscriptions/"):
+                return 400, {}, {"error": {"code": "BadRequest", "message": "/me needs a user"}}
+            if target is not None and target not in allowed:
+                return denied
+            mailbox = target or ""
+        else:
+            if target is not None and target != principal.lower():
+                return denied
+            mailbox = principal
         throttled = self.store.throttled()
         if throttled:
             return throttled
         if path.startswith("/v1.0/subscriptions"):
             return self._subscriptions(method, path, body, mailbox)
         if path.endswith("/messages/delta"):
-            return self._delta(mailbox, q, headers)
-        parts = path.strip("/").split("/")
+            return self._delta(mailbox, q, headers, target)
         if len(parts) >= 4 and parts[2] == "messages":
             found = next((m for m in self.store.box(mailbox).mails if m.id == parts[3]), None)
             if found is None:
@@ -284,7 +306,7 @@ class GraphMail:
     def _token(self, payload: dict) -> str:
         return _b64url(json.dumps({"g": self.generation, **payload}).encode())
 
-    def _delta(self, mailbox: str, q: dict, headers: Any) -> Answer:
+    def _delta(self, mailbox: str, q: dict, headers: Any, target: str | None = None) -> Answer:
         box = self.store.box(mailbox)
         size = GRAPH_PAGE
         prefer = headers.get("Prefer", "")
@@ -320,7 +342,8 @@ class GraphMail:
         if since:
             mails = [m for m in mails if m.received >= _parse_iso(since)]
         page, rest = mails[:size], mails[size:]
-        base = f"{self._base()}/v1.0/me/mailFolders('inbox')/messages/delta"
+        who = f"users/{target}" if target else "me"
+        base = f"{self._base()}/v1.0/{who}/mailFolders('inbox')/messages/delta"
         answer: dict[str, Any] = {"value": [self._message(m, select) for m in page]}
         # Graph encodes the query's options in its links.
         if rest:

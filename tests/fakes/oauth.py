@@ -154,6 +154,9 @@ class MicrosoftControls:
     # Send As rights on.
     aliases: list[str] = field(default_factory=list)
     send_as: list[str] = field(default_factory=list)
+    # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
+    # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
+    app_read: dict[str, set[str]] = field(default_factory=dict)
 
 
 class MicrosoftFake(_Server):
@@ -168,6 +171,7 @@ class MicrosoftFake(_Server):
         self.refresh_tokens: dict[str, tuple[str, list[str]]] = {}  # token -> (mailbox, scopes)
         self.access_tokens: dict[str, str] = {}  # token -> mailbox
         self.access_scopes: dict[str, list[str]] = {}  # access token -> its Graph scopes
+        self.app_tokens: dict[str, str] = {}  # client-credentials token -> tenant
         self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
         self.sent: list[dict] = []
         self.authorize_requests: list[dict] = []
@@ -199,11 +203,18 @@ class MicrosoftFake(_Server):
                 if owner == mailbox:
                     del self.access_tokens[token]
 
-    def _who(self, headers) -> tuple[str, list[str]] | None:
+    def _who(self, headers) -> tuple[str, list[str], set[str] | None] | None:
         token = headers.get("Authorization", "").removeprefix("Bearer ")
         with self.lock:
+            tenant = self.app_tokens.get(token)
+            if tenant is not None:  # an application's token: its roles, its RBAC scope
+                allowed = self.controls.app_read.get(tenant)
+                roles = ["https://graph.microsoft.com/Mail.Read"] if allowed is not None else []
+                return "", roles, {a.lower() for a in allowed or set()}
             mailbox = self.access_tokens.get(token)
-            return None if mailbox is None else (mailbox, self.access_scopes.get(token, []))
+            if mailbox is None:
+                return None
+            return mailbox, self.access_scopes.get(token, []), None
 
     def handle(self, method, path, query, body, headers):
         q = {k: v[0] for k, v in query.items()}
@@ -226,7 +237,7 @@ class MicrosoftFake(_Server):
         if path.endswith("/oauth2/v2.0/authorize"):
             return self._authorize(q)
         if path.endswith("/oauth2/v2.0/token"):
-            return self._token(_form(body))
+            return self._token(_form(body), parts[0])
         if path.endswith("/v2.0/adminconsent"):
             with self.lock:
                 self.controls.consented_tenants.add(parts[0])
@@ -277,7 +288,7 @@ class MicrosoftFake(_Server):
             },
         )
 
-    def _token(self, form: dict):
+    def _token(self, form: dict, tenant: str = ""):
         self.token_requests.append(form)
         if (form.get("client_id"), form.get("client_secret")) != (
             self.client_id,
@@ -301,6 +312,13 @@ class MicrosoftFake(_Server):
                     "The user or administrator has not consented to use the application.",
                 )
             return 200, {}, self._tokens(code.mailbox, code.scopes, code.nonce)
+        if form.get("grant_type") == "client_credentials":
+            # An application token for the tenant; what it may read is the tenant's grant.
+            access = secrets.token_urlsafe(24)
+            with self.lock:
+                self.issued.add(access)
+                self.app_tokens[access] = tenant
+            return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": access}
         if form.get("grant_type") == "refresh_token":
             with self.lock:
                 found = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
