@@ -402,6 +402,7 @@ def _inbound_message(
         reply_text=parsed.reply_text,
         quoted_text=parsed.quoted_text,
         signature=parsed.signature,
+        segments=[segment.as_dict() for segment in parsed.segments],
         reply_html=parsed.reply_html,
         html_note=parsed.html_note,
         message_id_header=parsed.message_id,

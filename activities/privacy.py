@@ -512,6 +512,7 @@ def _erase_content(message: Message, now: Any) -> None:
     message.text = ""
     message.html = None
     message.reply_text = message.quoted_text = message.signature = message.reply_html = None
+    message.segments = None
     message.html_safe = message.reply_html_safe = message.html_note = None
     message.raw_mime = None
     message.in_reply_to = None

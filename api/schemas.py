@@ -155,6 +155,11 @@ class AttachmentPublic(Public):
     content_id: str | None = None
 
 
+class MessageSegment(BaseModel):
+    kind: Literal["new", "quoted", "signature", "forwarded"]
+    text: str
+
+
 class MessagePublic(Public):
     id: uuid.UUID
     candidate_id: uuid.UUID | None
@@ -176,21 +181,29 @@ class MessagePublic(Public):
         description="The HTML body exactly as the sender wrote it: never show it as is (it may "
         "hold scripts and trackers); show html_safe."
     )
+    segments: list[MessageSegment] | None = Field(
+        default=None,
+        description="Inbound: every line of text, in order, as runs of one kind: new (what the "
+        "sender wrote), quoted (the history their client quoted, with its attribution: above, "
+        "between or below the answers), signature (their sign-off), forwarded (a message passed "
+        "on). A line whose kind is in doubt is new. Null for outbound messages.",
+    )
     reply_text: str | None = Field(
         default=None,
-        description="Inbound: what the sender wrote in this message, without the history their "
-        "client quoted under it (inline answers kept; the whole text when in doubt, or when the "
-        "message is only a quote). Null for outbound messages.",
+        description="Inbound: what the sender wrote: the new segments joined, a blank line "
+        "between two (interleaved answers each kept, the quotes between them left out); the "
+        "whole text when it has no new segment (a message that is only a quote). Null for "
+        "outbound messages.",
     )
     quoted_text: str | None = Field(
         default=None,
-        description="Inbound: the quoted history and forwarded blocks cut from reply_text, or "
-        "null when there were none.",
+        description="Inbound: the quoted and forwarded segments joined, or null when there are "
+        "none.",
     )
     signature: str | None = Field(
         default=None,
-        description="Inbound: the sign-off at the end of reply_text (still part of it), when it "
-        "can be told apart; otherwise null.",
+        description="Inbound: the signature segment (the sign-off ending the sender's text, not "
+        "part of reply_text), when it can be told apart; otherwise null.",
     )
     html_safe: str | None = Field(
         default=None,
@@ -200,8 +213,9 @@ class MessagePublic(Public):
     )
     reply_html_safe: str | None = Field(
         default=None,
-        description="html_safe without the quoted history (the HTML view of reply_text); the "
-        "same as html_safe when the history could not be folded safely.",
+        description="html_safe without the quoted history (the HTML view of reply_text): each "
+        "quoted block folded out by itself, so interleaved answers stay where they were "
+        "written; the same as html_safe when the history could not be folded safely.",
     )
     received_via: str | None = Field(
         default=None,

@@ -5,8 +5,10 @@
 
 Each library's reply is scored as Recruitmail's is (tests/replies/corpus.py): detection of
 quoted history (precision, recall), messages whose reply lost a line the sender wrote, and
-folding accuracy. A library that is not installed is skipped. The figures recorded in
-docs/inbound.md came from this script.
+folding accuracy; then line by line on the development set and the held-out mail
+(tests/replies/segments.py), a line a library leaves out of its reply counting as history to
+it. A library that is not installed is skipped. The figures recorded in docs/inbound.md came
+from this script.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from core.inbound.reply import split_reply
+from core.inbound.segments import split_reply
 from tests.replies.corpus import load, score
 
 LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "da", "sv", "pl", "cs", "ja"]
@@ -28,8 +30,10 @@ def _same(a: str, b: str) -> bool:
 
 
 def recruitmail(text: str) -> tuple[str, bool]:
+    """The sender's own lines (new and signature segments) and whether any were folded."""
     split = split_reply(text)
-    return split.reply_text, split.quoted_text is not None
+    own = split.reply_text + ("\n" + split.signature if split.signature else "")
+    return own, split.quoted_text is not None
 
 
 def quotequail_(text: str) -> tuple[str, bool]:
@@ -62,10 +66,44 @@ def email_reply_parser(text: str) -> tuple[str, bool]:
     return reply, not _same(reply, text)
 
 
+def _line_rules(splitter):
+    """A library's reply as line kinds: a line it left out of the reply is history to it."""
+
+    def kinds(text: str) -> list[str]:
+        reply, _ = splitter(text)
+        kept = {" ".join(line.split()) for line in reply.splitlines()}
+        return [
+            "new" if not line.strip() or " ".join(line.split()) in kept else "quoted"
+            for line in text.splitlines()
+        ]
+
+    return kinds
+
+
+def segments_tables(splitters) -> None:
+    """Line by line (tests/replies/segments.py), on the development set and on the held-out
+    mail: precision and recall of history, exact messages, lines the sender wrote called
+    history."""
+    from core.inbound.segments import line_kinds
+    from tests.replies import segments
+
+    for title, cases in (("development", segments.development()), ("heldout", segments.heldout())):
+        tallies, elapsed = {}, {}
+        for name, splitter in splitters:
+            rules = line_kinds if name == "recruitmail" else _line_rules(splitter)
+            started = time.perf_counter()
+            tallies[name] = segments.measure(cases, rules, lambda c: "all")["all"]
+            elapsed[name] = 1000 * (time.perf_counter() - started) / len(cases)
+        print()
+        print(segments.table(f"{title} ({len(cases)} messages)", tallies))
+        print(", ".join(f"{name} {ms:.2f} ms/message" for name, ms in elapsed.items()))
+
+
 def main() -> None:
     corpus = load()
     quoted = sum(c.has_quote for c in corpus)
     print(f"{len(corpus)} labelled messages, {quoted} with quoted history")
+    installed = []
     for name, splitter in [
         ("recruitmail", recruitmail),
         ("quotequail", quotequail_),
@@ -78,10 +116,16 @@ def main() -> None:
         except ImportError:
             print(f"{name:24} not installed")
             continue
+        installed.append((name, splitter))
+        if name == "recruitmail":
+            # The cut labels call an inline answer's quotes part of the reply; the rules now
+            # fold each quote, so they are measured line by line only (below).
+            continue
         started = time.perf_counter()
         result = score(splitter, corpus)
         elapsed = time.perf_counter() - started
         print(f"{result.line(name)}  {1000 * elapsed / len(corpus):6.2f} ms/message")
+    segments_tables(installed)
 
 
 if __name__ == "__main__":

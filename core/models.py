@@ -314,6 +314,11 @@ class Message(SQLModel, table=True):
     reply_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     quoted_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     signature: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Inbound: the text as segments in order, [{"kind": new|quoted|signature|forwarded,
+    # "text": …}] (core/inbound/segments.py); None: received before segments were stored.
+    segments: list[dict[str, str]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     reply_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Inbound: who really sent it (DMARC, SPF, DKIM: core/inbound/auth.py), and whether DMARC
     # verified its From (None: the domain asks nothing, or it was not checked).

@@ -106,6 +106,7 @@ async def world(
             "platform_transport": "smtp",
             "smtp_relay_url": f"smtp://127.0.0.1:{sink.port}",
             "mx_overrides": mx.override(*DOMAINS),
+            "inbound_smtp_port": 0,  # a receiver started on the world listens on a free port
             **overrides,
         }
         async with running_stack(

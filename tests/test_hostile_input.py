@@ -34,7 +34,7 @@ from core.inbound.html import (
     safe_html,
     screen,
 )
-from core.inbound.reply import ReplySplit, split_reply
+from core.inbound.segments import ReplySplit, split_reply
 from core.logs import MAX_LINE, bounded, log_handler
 from core.redaction import redact
 from tests.fakes.net import free_port
@@ -102,6 +102,9 @@ ATTRIBUTION_LINES = "\r\n".join("a" * 980 + " wrote:" for _ in range(2000))
         "\r\n".join(["> q", "answer"] * 30_000),
         "\r\n".join(["On Mon, 1 Jan 2024 at 10:00, a@b.example"] * 20_000),
         ("w" * 900 + "@") * 1000,
+        "\r\n".join(["From: a@b.example", "Sent: x", "", "> q", "", "answer"] * 10_000),
+        "\r\n".join(["On Mon, 1 Jan 2024 at 10:00, a@b.example wrote:", "> q", "a"] * 15_000),
+        "\r\n".join([" AB> q", "", "", "answer"] * 15_000),
     ],
     ids=[
         "attributions",
@@ -112,6 +115,9 @@ ATTRIBUTION_LINES = "\r\n".join("a" * 980 + " wrote:" for _ in range(2000))
         "interleaved",
         "wrapped",
         "at",
+        "introduced quotes",
+        "attributed quotes",
+        "supercite",
     ],
 )
 def test_text_bodies_parse_in_linear_time(body):

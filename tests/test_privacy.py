@@ -79,7 +79,7 @@ async def mail_stack(temporal_client, engine, tmp_path, **overrides) -> AsyncIte
             tmp_path,
             platform_transport="dev_outbox",
             dev_outbox_port=port,
-            **overrides,
+            **{"inbound_smtp_port": 0, **overrides},  # any free port: suites run in parallel
         ) as stack:
             server = InboundSmtpServer(stack.settings, stack.engine, stack.client)
             smtp_port = await server.start()

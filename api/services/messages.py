@@ -11,12 +11,18 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from api.routers.common import check_entity
-from api.schemas import AttachmentPublic, CandidateFromMessage, MessagePublic, SendMessageRequest
+from api.schemas import (
+    AttachmentPublic,
+    CandidateFromMessage,
+    MessagePublic,
+    MessageSegment,
+    SendMessageRequest,
+)
 from core import audit, events
 from core.db import session_scope
 from core.events import EventType
 from core.inbound.html import safe_html, screen, with_attachment_urls
-from core.inbound.reply import split_reply
+from core.inbound.segments import split_reply
 from core.mail import check_header_text, new_message_id, normalize_address
 from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
 from core.run_ids import send_workflow_id
@@ -224,13 +230,14 @@ def public(
     item = MessagePublic.model_validate(message)
     item.attachments = attachments
     if message.direction == Direction.INBOUND and message.erased_at is None:
-        if message.reply_text is None:  # received before reply texts were stored
+        if message.segments is None:  # received before segments were stored: today's rules
             split = split_reply(message.text)
             item.reply_text, item.quoted_text, item.signature = (
                 split.reply_text, split.quoted_text, split.signature,
             )  # fmt: skip
+            item.segments = [MessageSegment(kind=s.kind, text=s.text) for s in split.segments]
     else:
-        item.reply_text = item.quoted_text = item.signature = None
+        item.reply_text = item.quoted_text = item.signature = item.segments = None
     if message.html and message.html_note is None:
         item.html_safe, item.reply_html_safe = _safe_copies(
             message, attachments, base_url, remote_images

@@ -57,7 +57,11 @@ def _parts(msg: Message, defects: list[str]) -> Iterator[tuple[Message, int]]:
         if depth >= MAX_MIME_DEPTH:
             defects.append(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels are not read")
             continue
-        inside = messages + (part.get_content_type() == "message/rfc822" and part is not msg)
+        try:
+            inside = messages + (part.get_content_type() == "message/rfc822" and part is not msg)
+        except Exception as exc:
+            defects.append(f"unreadable MIME part: {exc}")
+            inside = messages
         stack.extend(
             (child, depth + 1, inside) for child in reversed(children) if isinstance(child, Message)
         )
@@ -70,6 +74,7 @@ def bodies(
     html: str | None = None
     attachments: list[ParsedAttachment] = []
     for part, messages in _parts(msg, defects):
+        listed = len(attachments)
         try:
             content_type = part.get_content_type()
             if content_type.startswith("multipart/") and not part.is_multipart():
@@ -117,13 +122,70 @@ def bodies(
                 )
             )
         except Exception as exc:
+            # Whatever failed, the part is still listed with the bytes that came (never the
+            # text body twice), and the others stay listed.
             defects.append(f"unreadable MIME part: {exc}")
+            kept = _kept_anyway(part, listed, text, html) if len(attachments) == listed else None
+            if kept is not None:
+                attachments.append(kept)
     if text is None:
         text = html_to_text(html) if html else ""
     return text[:MAX_TEXT_CHARS], html[:MAX_TEXT_CHARS] if html else None, attachments
 
 
 _MAX_NESTING = 3
+
+
+def _kept_anyway(
+    part: Message, count: int, text: str | None, html: str | None
+) -> ParsedAttachment | None:
+    """A part whose reading failed, as an attachment: its best name, its bytes as they came
+    (decoded when its encoding can be, else raw). None for an empty part or a text body."""
+    try:
+        content_type = part.get_content_type()
+    except Exception:
+        content_type = "application/octet-stream"
+    try:
+        if content_type.startswith("multipart/"):
+            return None
+        try:
+            payload = part.get_payload(decode=True)
+        except Exception:
+            payload = None
+        if not isinstance(payload, bytes):
+            payload = _raw_bytes(part)
+        if not payload:
+            return None
+        try:
+            name = _filename(part)
+        except Exception:
+            name = ""
+        if not name and content_type in ("text/plain", "text/html"):
+            body = text if content_type == "text/plain" else html
+            if body is None or payload.decode("utf-8", "replace") in body:
+                return None  # the message's own text, shown as its body
+        if not name:
+            rfc822 = content_type == "message/rfc822"
+            name = "forwarded message.eml" if rfc822 else f"attachment-{count + 1}"
+        return ParsedAttachment(filename=name, content_type=content_type[:255], content=payload)
+    except Exception:
+        return None
+
+
+def _raw_bytes(part: Message) -> bytes:
+    """A part's body as it came: its text, or the messages it carries written out."""
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    if isinstance(raw, list):
+        written = []
+        for inner in raw:
+            try:
+                written.append(inner.as_bytes() if isinstance(inner, Message) else b"")
+            except Exception:
+                written.append(str(inner).encode("utf-8", "replace"))
+        return b"".join(written)
+    return b""
 
 
 def attached_message_part(part: Message, defects: list[str]) -> ParsedAttachment:

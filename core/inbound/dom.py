@@ -73,6 +73,12 @@ class Node:
         siblings = self.parent.children
         return siblings[: siblings.index(self)][::-1]
 
+    def remove(self) -> None:
+        """Take this node (and what is inside it) out of the tree."""
+        if self.parent is not None:
+            self.parent.children.remove(self)
+            self.parent = None
+
     def cut_from(self) -> None:
         """Remove this node and everything after it in document order."""
         node: Node = self

@@ -22,8 +22,11 @@ It reads the HTML as nh3 normalised it (core/inbound/html.py), with the small tr
 core/inbound/dom.py: every step is linear in the HTML's length.
 
 The HTML is folded only where the text rules found quoted history too, and only when every word
-of `reply_text` is still in the folded HTML: inline answers, or a cut that would hide what the
-sender wrote, leave the HTML whole (`None`), as the text rules do when in doubt.
+of `reply_text` is still in the folded HTML. When cutting from the first history on would hide
+an answer (a quote first and the answer under it, or answers between quotes), each outermost
+`blockquote` is folded by itself instead, with the attribution right above it, as Gmail shows
+an interleaved reply; when that too would hide a word of the reply, the HTML stays whole
+(`None`), as the text rules keep a line when in doubt.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Iterator
 
 from core.inbound import dom
 from core.inbound.dom import Node
-from core.inbound.reply import ReplySplit
+from core.inbound.segments import NEW, ReplySplit
 
 # Larger HTML is shown whole rather than parsed again and again.
 MAX_FOLD_CHARS = 1_000_000
@@ -63,7 +66,9 @@ def fold_html(html: str, split: ReplySplit) -> str | None:
     would keep, and the first that keeps every word of the reply is cut."""
     if split.quoted_text is None or len(html) > MAX_FOLD_CHARS or not split.reply_text.strip():
         return None
-    if split.reply_text.strip() == split.quoted_text.strip():
+    if split.reply_text.strip() == split.quoted_text.strip() or (
+        split.segments and not any(s.kind == NEW and s.text.strip() for s in split.segments)
+    ):
         return None  # only a quote: it is what the sender sent
     wanted = _words(split.reply_text)
     tree = dom.parse(html)
@@ -75,7 +80,36 @@ def fold_html(html: str, split: ReplySplit) -> str | None:
         if kept and wanted <= kept:
             element.cut_from()
             return tree.html()
-    return None
+    return _fold_each_quote(tree, wanted)
+
+
+def _fold_each_quote(tree: Node, wanted: set[str]) -> str | None:
+    """The answers written above, below or between quoted blocks: each outermost
+    `blockquote`, with the attribution right above it, folded by itself (as Gmail shows an
+    interleaved reply), when what is left keeps every word of the reply."""
+    quotes = [
+        element
+        for element in tree.elements()
+        if element.tag == "blockquote" and not _inside_quote(element)
+    ]
+    if not quotes:
+        return None
+    for element in quotes:
+        prefix = _with_prefix(element)
+        if prefix is not element:
+            prefix.remove()
+        element.remove()
+    kept = _words(tree.text(" "))
+    return tree.html() if kept and wanted <= kept else None
+
+
+def _inside_quote(element: Node) -> bool:
+    parent = element.parent
+    while parent is not None:
+        if parent.tag == "blockquote":
+            return True
+        parent = parent.parent
+    return False
 
 
 def _candidates(tree: Node, needle: str) -> Iterator[Node]:

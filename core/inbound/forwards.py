@@ -19,7 +19,7 @@ FORWARD_MARKER_RE = re.compile(
     r"\s*-{2,}|_{20,}|"
     r"begin forwarded message:|anfang der weitergeleiteten nachricht:|"
     r"d[ée]but du message r[ée]exp[ée]di[ée]\s*:|inicio del mensaje reenviado:|"
-    r"inizio messaggio inoltrato:|begin doorgestuurd bericht:)",
+    r"inizio messaggio inoltrato:|begin doorgestuurd bericht:|forwarded message:[ \t]*$)",
     re.IGNORECASE | re.MULTILINE,
 )
 FORWARD_FROM_RE = re.compile(

@@ -7,6 +7,18 @@ import hashlib
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A run of a received text's lines of one kind (core/inbound/segments.py): new, quoted,
+    signature or forwarded."""
+
+    kind: str
+    text: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "text": self.text}
+
+
 @dataclass
 class ParsedAttachment:
     filename: str
@@ -89,6 +101,7 @@ class ParsedMail:
     reply_text: str = ""
     quoted_text: str | None = None
     signature: str | None = None
+    segments: tuple[Segment, ...] = ()
     reply_html: str | None = None
     # Why the HTML is not shown (over the parsing budget, core/inbound/html.py), else None.
     html_note: str | None = None
@@ -127,6 +140,7 @@ def cleaned(parsed: ParsedMail) -> ParsedMail:
         value = getattr(parsed, name)
         setattr(parsed, name, clean_text(value) if value is not None else None)
     parsed.reply_text = clean_text(parsed.reply_text)
+    parsed.segments = tuple(Segment(s.kind, clean_text(s.text)) for s in parsed.segments)
     parsed.thread_ids = [clean_text(i) for i in parsed.thread_ids]
     parsed.sender_addresses = [clean_text(a) for a in parsed.sender_addresses]
     parsed.to_addresses = [clean_text(a) for a in parsed.to_addresses]

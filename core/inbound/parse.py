@@ -27,7 +27,7 @@ from core.inbound.headers import (
 )
 from core.inbound.html import normalize, refusal_note, screen
 from core.inbound.model import ParsedMail, cleaned
-from core.inbound.reply import split_reply
+from core.inbound.segments import split_reply
 from core.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
 
 # The email package spends about 0.2 ms on each MIME part, and 25 MB hold 200,000 tiny ones: the
@@ -101,8 +101,8 @@ def parse(raw: bytes) -> ParsedMail:
     if parsed.kind == "mail":
         parsed.forwarded_from_name, parsed.forwarded_from = forwarded_sender(parsed)
     split = split_reply(parsed.text)
-    parsed.reply_text, parsed.quoted_text, parsed.signature = (
-        split.reply_text, split.quoted_text, split.signature,
+    parsed.reply_text, parsed.quoted_text, parsed.signature, parsed.segments = (
+        split.reply_text, split.quoted_text, split.signature, split.segments,
     )  # fmt: skip
     refusal = screen(parsed.html) if parsed.html else None
     if refusal is not None:

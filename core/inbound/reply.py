@@ -1,33 +1,23 @@
-"""What the sender wrote in this message, apart from the history their client quoted under it.
+"""The markers of a quoted history, in the languages and clients Recruitmail knows: what
+core/inbound/segments.py reads a received text by (docs/inbound.md lists them, and
+tests/replies/ measures them).
 
-`split_reply(text)` finds where the quoted history starts and cuts there, by rules that hold
-across mail clients and languages (docs/inbound.md lists them, and tests/replies/ measures them):
-
-- `>` quoting: the last block of quoted lines, with the attribution line above it, is the
-  history; a line the sender wrote after a quote (an inline or bottom-posted answer) keeps
-  everything above it in the reply. A signature or a list footer after the last quote does not
-  count as an answer.
 - An attribution ("On … wrote:", "Am … schrieb …:", "Le … a écrit :", "El … escribió:",
   "Il … ha scritto:", "Op … schreef …:", and twenty more languages), over up to three lines,
-  with a date or an address in it, followed by text that is not `>`-quoted: the history starts
-  there (Gmail, Apple Mail, Outlook for Mac and mobile clients quote without marks).
+  wrapped or cut by a quoted-printable soft break, with a date or an address in it (strong), or
+  any line ending in such a verb and a colon right above a quote (weak).
 - A header block (From/Sent/To/Subject in the sender's language, bold or not), with the rule
   or "Original Message" line above it: Outlook and webmails.
 - A forward or original-message separator ("---------- Forwarded message ---------",
   "Begin forwarded message:", "-----Ursprüngliche Nachricht-----", …).
 - Text after a mobile signature ("Sent from my iPhone", "Gesendet von Outlook für Android"): the
   original the phone appended.
-
-Never losing what the sender wrote matters more than folding every quote: when in doubt nothing
-is cut, and a message that is only a quote keeps it all in `reply_text`. `signature` is the
-sign-off at the end of the reply ("-- " and what follows, or a mobile signature line), when it
-can be told apart; it stays part of `reply_text`.
+- The sign-off delimiter ("-- ") and mobile signature lines.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from core.inbound.forwards import FORWARD_MARKER_RE
 from core.inbound.headers import ADDRESS_IN_TEXT_RE as _ADDRESS_RE
@@ -89,33 +79,8 @@ _MOBILE_RE = re.compile(
 )
 _SIGNATURE_RE = re.compile(r"^(-- ?|--|—+|_{2,})\s*$")
 # A signature or footer after the last quote, at most this many lines, is not an answer.
-_TRAILER_LINES = 30
 # A reply's sign-off: at most this many lines after its delimiter.
 _SIGNATURE_LINES = 10
-
-
-@dataclass(frozen=True)
-class ReplySplit:
-    reply_text: str
-    quoted_text: str | None
-    signature: str | None
-    # The line where the quoted history starts (None: nothing was cut).
-    cut: int | None
-
-
-def split_reply(text: str) -> ReplySplit:
-    """The reply, the quoted history and the signature of `text`, with \\n line ends."""
-    text = text.replace("\r\n", "\n")
-    lines = text.splitlines(keepends=True)
-    plain = [_clean(line) for line in lines]
-    cut = _find_cut(plain)
-    if cut is None:
-        return ReplySplit(text, None, _signature(plain, len(plain)), None)
-    reply = "".join(lines[:cut]).rstrip()
-    quoted = "".join(lines[cut:]).strip("\r\n") or None
-    if not reply.strip():  # only a quote: it is what the sender sent
-        return ReplySplit(text, quoted, None, cut)
-    return ReplySplit(reply, quoted, _signature(plain, cut), cut)
 
 
 def _clean(line: str) -> str:
@@ -126,67 +91,15 @@ def _blank(line: str) -> bool:
     return not line.strip()
 
 
-def _find_cut(lines: list[str]) -> int | None:
-    unmarked = _first_unmarked(lines)
-    end = unmarked if unmarked is not None else len(lines)
-    quoted = _last_quote_block(lines, end)
-    if quoted is not None:
-        return quoted
-    return unmarked
-
-
-# -- `>` quoting ------------------------------------------------------------------------------
-
-
-def _is_quote(lines: list[str], i: int) -> bool:
-    if _QUOTE_RE.match(lines[i]):
-        return True
-    # A quoted line the sender's client re-wrapped: a short continuation, in lower case,
-    # right under a long quoted line.
-    line = lines[i].strip()
-    if i == 0 or not line or not _QUOTE_RE.match(lines[i - 1]):
-        return False
-    above = lines[i - 1].rstrip()
-    if above.endswith("="):  # a quoted-printable soft break, left in stored text
-        return len(line) < 60
-    return line[0].islower() and len(line) < 60 and len(above) >= 60
-
-
-def _last_quote_block(lines: list[str], end: int) -> int | None:
-    """Where the trailing block of `>`-quoted lines (with its attribution) starts, when nothing
-    the sender wrote follows it before `end`."""
-    quotes = [i for i in range(end) if _is_quote(lines, i)]
-    if not quotes:
-        return None
-    last_quote = quotes[-1]
-    after = [i for i in range(last_quote + 1, end) if not _blank(lines[i])]
-    if after and not _is_trailer(lines, after[0], end):
-        return None  # an answer below the quote: nothing to fold
-    # Up from the last quote, over quoted and blank lines: the block's first line.
-    start = last_quote
-    i = last_quote - 1
-    while i >= 0 and (_blank(lines[i]) or _is_quote(lines, i)):
-        if _is_quote(lines, i):
-            start = i
-        i -= 1
-    attribution = _attribution_ending_at(lines, i, strong=False) if i >= 0 else None
-    return attribution if attribution is not None else start
-
-
-def _is_trailer(lines: list[str], first: int, end: int) -> bool:
-    """A signature or a list footer: a delimiter line, and few lines after it."""
-    if not _SIGNATURE_RE.match(lines[first].strip()):
-        return False
-    return sum(1 for i in range(first, end) if not _blank(lines[i])) <= _TRAILER_LINES
-
-
 # -- markers of a history quoted without marks -----------------------------------------------
 
 
-def _first_unmarked(lines: list[str]) -> int | None:
-    """The first line of a quoted history that carries no `>` marks: a header block, a
-    separator, an attribution followed by unmarked text, or text after a mobile signature."""
-    for i, line in enumerate(lines):
+def _first_unmarked(lines: list[str], start: int = 0) -> int | None:
+    """The first line of a quoted history that carries no `>` marks, from line `start` on: a
+    header block, a separator, an attribution followed by unmarked text, or text after a
+    mobile signature."""
+    for i in range(start, len(lines)):
+        line = lines[i]
         if _blank(line) or len(line) > _MAX_LINE or _QUOTE_RE.match(line):
             continue  # `>`-quoted lines are the other rule's
         if _ORIGINAL_RE.match(line) or (
@@ -248,7 +161,10 @@ def _attribution_start(lines: list[str], start: int, end: int) -> int:
         above = lines[start - 1].strip()
         if not above or _QUOTE_RE.match(lines[start - 1]) or len(above) > _MAX_LINE:
             break
-        wrapped = first[:1] in "<([" or first[:1].islower() or above.endswith(",")
+        # A line ending with a comma opens an attribution when it carries the date or the
+        # address ("On Tue, 1 Mar 2011 at 18:02,"); a greeting ("Hi,") does not.
+        opens = above.endswith(",") and (any(c.isdigit() for c in above) or "@" in above)
+        wrapped = first[:1] in "<([" or first[:1].islower() or opens
         if not wrapped:
             break
         if above.endswith((".", "!", "?")):
@@ -313,21 +229,3 @@ def _header_block_start(lines: list[str], i: int) -> int | None:
     if above >= 0 and (_SEPARATOR_RE.match(lines[above]) or _ORIGINAL_RE.match(lines[above])):
         return above
     return start
-
-
-# -- signature ---------------------------------------------------------------------------------
-
-
-def _signature(lines: list[str], end: int) -> str | None:
-    """The sign-off closing the reply: a "-- " delimiter and the few lines after it, or a
-    mobile signature as the last line."""
-    text = [i for i in range(end) if not _blank(lines[i])]
-    if len(text) < 2:
-        return None
-    if _MOBILE_RE.match(lines[text[-1]]) and len(lines[text[-1]]) < 120:
-        return lines[text[-1]].strip()
-    for position in range(len(text) - 1, max(-1, len(text) - _SIGNATURE_LINES - 2), -1):
-        i = text[position]
-        if _SIGNATURE_RE.match(lines[i].strip()) and position > 0:
-            return "\n".join(lines[j] for j in range(i, end)).strip() or None
-    return None
