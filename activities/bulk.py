@@ -13,9 +13,10 @@ import math
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, bindparam, func, insert, update
 from sqlalchemy import select as core_select
@@ -38,6 +39,7 @@ from contracts.bulk import (
 )
 from core import bulk, events, throttle
 from core.db import get_or_fail, session_scope
+from core.deliverability import suppression
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -207,6 +209,7 @@ class BulkActivities(BulkContract):
                 .where(col(Message.bulk_job_id) == job.id)
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
+            rows = self._skip_suppressed(session, job, rows)
             senders: dict[uuid.UUID | None, tuple[EffectiveSender, bool]] = {}
             groups: dict[tuple[str, uuid.UUID | None], list[dict]] = defaultdict(list)
             conversations = tokens.conversations_of(
@@ -264,6 +267,44 @@ class BulkActivities(BulkContract):
             job.status = BulkJobStatus.RUNNING
             session.add(job)
             return batch
+
+    def _skip_suppressed(self, session: Session, job: BulkJob, rows: Sequence[Any]) -> list:
+        """The recipients to plan: a recipient on the suppression list is `skipped` with the
+        reason (and a message.skipped event), counted in the job's progress, never sent."""
+        found = suppression.listed(session, job.company_id, [row.email for row in rows])
+        if not found:
+            return list(rows)
+        now = utcnow()
+        kept, skipped = [], []
+        for row in rows:
+            listed = found.get(suppression.normalized(row.email))
+            if listed is None:
+                kept.append(row)
+                continue
+            reason = suppression.explain(listed)
+            skipped.append(
+                {
+                    "id": row.id,
+                    "status": MessageStatus.SKIPPED.value,
+                    "error": reason,
+                    "updated_at": now,
+                }
+            )
+            events.emit(
+                session,
+                job.company_id,
+                EventType.MESSAGE_SKIPPED,
+                events.message_data(
+                    row.id,
+                    row.candidate_id,
+                    MessageStatus.SKIPPED.value,
+                    reason=reason,
+                    bulk_job_id=job.id,
+                ),
+                candidate_id=row.candidate_id,
+            )
+        session.execute(update(Message), skipped)  # one executemany, by primary key
+        return kept
 
     # -- one batch ----------------------------------------------------------------------
 

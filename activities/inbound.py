@@ -23,6 +23,7 @@ from contracts.receive import (
 )
 from core import events, ownership, round_trip
 from core.db import session_scope
+from core.deliverability import suppression
 from core.events import EventType
 from core.inbound import ParsedMail, candidates, parse, tokens
 from core.inbound import paths as inbound_paths
@@ -50,6 +51,7 @@ from core.statuses import (
     RedirectStatus,
     RoutingState,
     StepStatus,
+    SuppressionReason,
 )
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
@@ -179,7 +181,11 @@ class InboundActivities(RouteContract):
             )
             bounced = None
             if parsed.kind == MessageKind.BOUNCE and parsed.bounce is not None:
-                bounced = _mark_bounce(session, thread_message, parsed)
+                bounced = _mark_bounce(
+                    session, thread_message, parsed, self._settings.soft_bounce_limit
+                )
+            if parsed.complaint is not None:
+                _note_complaint(session, thread_message, parsed)
             message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
             message.received_via = raw.channel
             message.sender_auth = auth.summary() if auth is not NOT_CHECKED else None
@@ -355,8 +361,11 @@ def _received_events(session: Session, message: Message, bounced: Message | None
         )
 
 
-def _mark_bounce(session: Session, sent: Message | None, parsed: ParsedMail) -> Message | None:
-    """Mark the outbound message bounced, and flag the candidate's address."""
+def _mark_bounce(
+    session: Session, sent: Message | None, parsed: ParsedMail, soft_bounce_limit: int
+) -> Message | None:
+    """Mark the outbound message bounced, flag the candidate's address, and note the bounce on
+    the company's suppression list (a report about a message we sent, for its recipient)."""
     report = parsed.bounce
     if sent is None or report is None:
         return None
@@ -370,7 +379,37 @@ def _mark_bounce(session: Session, sent: Message | None, parsed: ParsedMail) -> 
     ):
         candidate.email_bounced_at = utcnow()
         candidate.email_bounce_detail = report.describe()
+    recipients = [a.lower() for a in sent.to_addresses]
+    failed = report.recipient or (recipients[0] if len(recipients) == 1 else None)
+    if failed is not None and failed.lower() in recipients:
+        suppression.note_bounce(
+            session,
+            sent.company_id,
+            failed,
+            permanent=not report.gave_up,
+            detail=report.diagnostic or report.status or "",
+            limit=soft_bounce_limit,
+        )
     return sent
+
+
+def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) -> None:
+    """A spam complaint about a message we sent: its recipient goes on the suppression list."""
+    complaint = parsed.complaint
+    if sent is None or complaint is None or sent.direction != Direction.OUTBOUND:
+        return
+    recipients = [a.lower() for a in sent.to_addresses]
+    who = complaint.recipient or (recipients[0] if len(recipients) == 1 else None)
+    if who is None or who.lower() not in recipients:
+        return
+    reporter = parsed.from_address.rpartition("@")[2] or "a mailbox provider"
+    suppression.suppress(
+        session,
+        sent.company_id,
+        who,
+        SuppressionReason.COMPLAINT,
+        f"{complaint.feedback_type} report from {reporter}",
+    )
 
 
 def _inbound_message(

@@ -44,6 +44,7 @@ from contracts.privacy import (
 )
 from core import audit, events
 from core.db import get_or_fail, session_scope
+from core.deliverability import suppression
 from core.events import EventType
 from core.models import (
     ApplicationStatus,
@@ -209,6 +210,8 @@ class PrivacyActivities(PrivacyContract):
             session.execute(
                 delete(CandidateAddress).where(col(CandidateAddress.candidate_id) == candidate.id)
             )
+            # Still not mailed if it was suppressed: the list keeps the address's hash only.
+            suppression.forget_address(session, candidate.company_id, candidate.email)
             candidate.name = ERASED_NAME
             candidate.email = ""
             candidate.email_bounce_detail = None

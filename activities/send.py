@@ -22,6 +22,7 @@ from contracts.send import (
     PREPARE_MESSAGE,
     RECORD_OUTCOME,
     RESOLVE_SENDER,
+    SUPPRESSED,
     ComposeInput,
     DeliveryResult,
     MessageRef,
@@ -32,6 +33,7 @@ from contracts.send import (
 )
 from core import events
 from core.db import RowMissing, get_or_fail, session_scope
+from core.deliverability import suppression
 from core.errors import (
     AuthExpiredError,
     MailError,
@@ -96,6 +98,9 @@ def _compose_into(
     candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
     if candidate is None:
         raise RowMissing(f"The candidate of message {message.id} was deleted.")
+    listed = suppression.find(session, message.company_id, candidate.email)
+    if listed is not None:  # refused before any attempt, with the reason and the way out
+        raise ApplicationError(suppression.explain(listed), type=SUPPRESSED, non_retryable=True)
     _, composed = compose(
         reply_to=reply_to(session, message, sender),
         from_address=sender.address,

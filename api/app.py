@@ -40,6 +40,7 @@ from api.routers import (
     pages,
     privacy,
     retention_page,
+    suppressions,
     webhooks,
 )
 from core.db import make_engine
@@ -90,6 +91,7 @@ def create_app(
         webhooks,
         privacy,
         erasures,
+        suppressions,
         retention_page,
         pages,
     ):

@@ -388,6 +388,22 @@ ScopePublic.model_rebuild()
 MailSettingsPublic.model_rebuild()
 
 
+class SuppressionCreate(Request):
+    address: EmailAddress
+    detail: str = Field(default="", max_length=500, description="Why, for the next admin.")
+
+
+class SuppressionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    address: str | None = Field(
+        description="The address; null once its candidate's data was erased (the row then keeps "
+        "only a salted hash, and the address stays suppressed)."
+    )
+    reason: Literal["hard_bounce", "complaint", "soft_bounces", "unsubscribed", "manual"]
+    detail: str = Field(description="The diagnostic that put it there, or the admin's note.")
+    created_at: datetime
+
+
 class BulkCreate(Request):
     candidate_ids: list[uuid.UUID]
     subject: Subject

@@ -8,6 +8,9 @@ from datetime import timedelta
 from temporalio import activity
 
 PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one step
+# The failure type of a send refused before any attempt: the address is on the company's
+# suppression list (core/deliverability/suppression.py); its message is the reason to show.
+SUPPRESSED = "Suppressed"
 RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
 COMPOSE_MESSAGE = "compose-message"
 DELIVER_MESSAGE = "deliver-message"

@@ -458,6 +458,35 @@ class InboundRaw(SQLModel, table=True):
     workflow_id: str | None = Field(default=None, max_length=200)
 
 
+class Suppression(SQLModel, table=True):
+    """An address a company does not mail (core/deliverability/suppression.py). Found by
+    `address_hash` (SHA-256 of the company's id and the address): an erased candidate's row
+    keeps only the hash, so the address stays suppressed without being kept."""
+
+    __table_args__ = (
+        UniqueConstraint("company_id", "address_hash", name="uq_suppression_company_address"),
+    )
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    address: str | None = Field(default=None, max_length=320)
+    address_hash: str = Field(max_length=64)
+    reason: str = Field(max_length=16)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class SoftBounce(SQLModel, table=True):
+    """A delivery given up after retrying: enough of them in 7 days suppress the address."""
+
+    __tablename__ = "soft_bounce"
+    __table_args__ = (Index("ix_soft_bounce_company_address", "company_id", "address_hash"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id")
+    address_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # Per-mailbox throttles, shared by every job sending through the mailbox. 0 = unlimited.
     # Exchange Online suspends mailboxes sending more than 30 messages a minute.
     bulk_rate_microsoft_per_minute: float = 30
+    # Soft bounces (a delivery given up after retrying) to one address within 7 days that put
+    # it on the company's suppression list (core/deliverability/suppression.py).
+    soft_bounce_limit: int = Field(default=3, ge=1)
     bulk_rate_google_per_minute: float = 0
     bulk_daily_cap_google: int = 2000
     bulk_rate_smtp_per_minute: float = 0

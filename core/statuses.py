@@ -17,6 +17,7 @@ class MessageStatus(StrEnum):
     BOUNCED = "bounced"
     RECEIVED = "received"
     CANCELLED = "cancelled"  # a bulk send was cancelled before this message went out
+    SKIPPED = "skipped"  # a bulk send left out a recipient on the suppression list
 
 
 class MessageKind(StrEnum):
@@ -175,3 +176,13 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
     WARNING = "warning"  # passed with a caveat, or failed without blocking activation
     WAITING = "waiting"  # still under way (the redirect leg)
+
+
+class SuppressionReason(StrEnum):
+    """Why an address is on a company's suppression list (core/deliverability/suppression.py)."""
+
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    SOFT_BOUNCES = "soft_bounces"
+    UNSUBSCRIBED = "unsubscribed"
+    MANUAL = "manual"

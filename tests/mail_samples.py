@@ -247,3 +247,41 @@ Message-ID: {original_message_id}
 
 --DSN--
 """)
+
+
+def arf_complaint(*, to: str, complainer: str, original_message_id: str) -> bytes:
+    """A spam complaint as Yahoo's and Outlook.com's feedback loops send it (RFC 5965)."""
+    return _crlf(f"""
+From: Feedback Loop <feedback@arf.mail.example.net>
+To: {to}
+Subject: FW: Your application
+Message-ID: <arf-{abs(hash(original_message_id))}@arf.mail.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="ARF"
+
+--ARF
+Content-Type: text/plain; charset=us-ascii
+
+This is an email abuse report for an email message received from IP 192.0.2.1.
+
+--ARF
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Mail-From: <{to}>
+Original-Rcpt-To: <{complainer}>
+Arrival-Date: Thu, 26 Nov 2026 10:00:00 +0000
+
+--ARF
+Content-Type: message/rfc822
+
+From: Acme Recruiting <{to}>
+To: {complainer}
+Subject: Your application
+Message-ID: {original_message_id}
+
+Hello, thanks for applying!
+--ARF--
+""")

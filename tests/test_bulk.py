@@ -114,7 +114,14 @@ async def test_two_hundred_personalised_messages_each_once(temporal_client, engi
                 ).all()
 
     assert job["total"] == 200 and job["status"] == "queued"
-    assert done["counts"] == {"queued": 0, "sending": 0, "sent": 200, "failed": 0, "cancelled": 0}
+    assert done["counts"] == {
+        "queued": 0,
+        "sending": 0,
+        "sent": 200,
+        "failed": 0,
+        "cancelled": 0,
+        "skipped": 0,
+    }
     assert done["progress"] == 1.0 and done["finished_at"]
     assert len(sink.received) == 200
     ids_seen = message_ids(sink)

@@ -210,6 +210,10 @@ async def test_an_erased_candidate_leaves_nothing_readable_anywhere(
                 to=hosted, failed_recipient=zelda, original_message_id=second["message_id_header"]
             ))  # fmt: skip
             await stack.wait_for_status(tenant, second["id"], {"bounced"})
+            # The bounce put the address on the suppression list; an admin released it (the
+            # list's events and audit lines name it, and must forget it with the rest).
+            released = await stack.http.delete(f"/v1/suppressions/{zelda}", headers=tenant.headers)
+            assert released.status_code == 204, released.text
             # A bulk message that goes out, and one that waits for the throttle's next slot.
             # The job keeps its template (the company's text); each message, rendered, goes.
             bulk = {"subject": "News for {{candidate.name}}", "text": "Dear {{candidate.name}}"}

@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 from contracts.send import (
+    SUPPRESSED,
     ComposeInput,
     DeliveryResult,
     MessageRef,
@@ -122,10 +123,11 @@ class SendMessageWorkflow:
         except (ActivityError, ApplicationError) as err:
             # A local activity's non-retryable failure arrives as its ApplicationError.
             # The message cannot be composed (or its rows are gone): it ends here, failed.
+            reason = _failure_text(err)
+            if _failure_type(err) != SUPPRESSED:  # that one says why in its own words
+                reason = f"The message could not be prepared: {reason}"
             outcome = RecordOutcomeInput(
-                message_id=input.message_id,
-                status=MessageStatus.FAILED,
-                error=f"The message could not be prepared: {_failure_text(err)}",
+                message_id=input.message_id, status=MessageStatus.FAILED, error=reason
             )
         else:
             outcome = await self._deliver(input)
@@ -163,6 +165,11 @@ def _retries_exhausted(err: ActivityError) -> bool:
         or isinstance(cause, TimeoutError)
         or err.retry_state in (RetryState.TIMEOUT, RetryState.MAXIMUM_ATTEMPTS_REACHED)
     )
+
+
+def _failure_type(err: ActivityError | ApplicationError) -> str | None:
+    failure = err if isinstance(err, ApplicationError) else err.cause
+    return failure.type if isinstance(failure, ApplicationError) else None
 
 
 def _failure_text(err: ActivityError | ApplicationError) -> str:

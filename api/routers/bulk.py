@@ -27,7 +27,7 @@ from workflows.client import start_bulk
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
 
-_COUNTED = ("queued", "sending", "sent", "failed", "cancelled")
+_COUNTED = ("queued", "sending", "sent", "failed", "cancelled", "skipped")
 
 
 class BulkCounts(BaseModel):
@@ -36,6 +36,7 @@ class BulkCounts(BaseModel):
     sent: int = 0
     failed: int = 0
     cancelled: int = 0
+    skipped: int = 0  # on the suppression list: never sent (each message's error says why)
 
 
 class BulkJobPublic(BaseModel):
@@ -58,7 +59,7 @@ def _public(session: Session, job: BulkJob) -> BulkJobPublic:
         .group_by(Message.status)
     ).all()
     counts = BulkCounts(**{s: n for s, n in rows if s in _COUNTED})
-    done = counts.sent + counts.failed + counts.cancelled
+    done = counts.sent + counts.failed + counts.cancelled + counts.skipped
     return BulkJobPublic(
         id=job.id,
         status=job.status,

@@ -9,7 +9,7 @@ from email.parser import HeaderParser
 
 from core.inbound.attachments import inner_message
 from core.inbound.headers import ADDRESS_IN_TEXT_RE, first_msgid, header, lower_domain, unique
-from core.inbound.model import BounceReport, ParsedMail
+from core.inbound.model import BounceReport, ComplaintReport, ParsedMail
 
 # Subjects of automatic answers, in the languages recruiters meet most; a ticket system's
 # "[host #123] AutoReply: ..." carries a bracketed prefix first.
@@ -77,6 +77,16 @@ _STATUS_LINE_RE = re.compile(
 
 
 def classify(msg: Message, parsed: ParsedMail) -> None:
+    complaint = _feedback_report(msg, parsed.defects)
+    if complaint is not None:
+        # Automated: never answered, beside the message it is about; the routing step puts
+        # the complainer on the company's suppression list (core/deliverability/suppression.py).
+        parsed.kind = "auto_reply"
+        parsed.kind_detail = f"spam complaint (feedback report: {complaint.feedback_type})"
+        parsed.complaint = complaint
+        if complaint.original_message_id:
+            parsed.thread_ids = unique([complaint.original_message_id, *parsed.thread_ids])
+        return
     report = _delivery_report(msg, parsed.defects)
     if report is None or not report[0]:
         report = _plain_text_bounce(msg, parsed)  # no report, or one that states no outcome
@@ -229,6 +239,48 @@ def _first_failed_recipient(part: Message) -> dict[str, str]:
         if block["action"].lower().startswith(("failed", "failure")):
             return block
     return recipients[0] if recipients else {}
+
+
+def _feedback_report(msg: Message, defects: list[str]) -> ComplaintReport | None:
+    """An ARF report (RFC 5965: multipart/report; report-type=feedback-report): who complained
+    about which of our messages."""
+    try:
+        if msg.get_content_type() != "multipart/report":
+            return None
+        if str(msg.get_param("report-type") or "").lower() != "feedback-report":
+            return None
+        fields: dict[str, str] = {}
+        returned_to = ""
+        for part in msg.walk():
+            content_type = part.get_content_type()
+            if content_type == "message/feedback-report" and not fields:
+                fields = _report_fields(part)
+            elif content_type == "message/rfc822" and (inner := inner_message(part)) is not None:
+                returned_to = returned_to or str(inner.get("To", ""))
+            elif content_type == "text/rfc822-headers":
+                headers = HeaderParser().parsestr(_payload_text(part))
+                returned_to = returned_to or str(headers.get("To", ""))
+    except Exception as exc:
+        defects.append(f"unreadable feedback report: {exc}")
+        return None
+    said = fields.get("original-rcpt-to", "") or returned_to
+    address = ADDRESS_IN_TEXT_RE.search(said)
+    return ComplaintReport(
+        original_message_id=_returned_message_id(msg, defects) or None,
+        recipient=lower_domain(address.group(0)) if address else None,
+        feedback_type=(fields.get("feedback-type", "") or "abuse").lower()[:40],
+    )
+
+
+def _report_fields(part: Message) -> dict[str, str]:
+    """A machine-readable report's fields (the first value of each), however it is nested."""
+    payload = part.get_payload()
+    blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
+    text = "\n".join(str(b) for b in blocks) if blocks else _payload_text(part)
+    fields: dict[str, str] = {}
+    for key, value in HeaderParser().parsestr(text).items():
+        fields.setdefault(key.lower(), " ".join(str(value).split()))
+    return fields
 
 
 def _payload_text(part: Message) -> str:

@@ -70,6 +70,15 @@ class BounceReport:
         return status.startswith(("4.", "5.4.7")) or any(words in said for words in _GAVE_UP_WORDS)
 
 
+@dataclass(frozen=True)
+class ComplaintReport:
+    """A spam complaint (an ARF feedback report, RFC 5965) about a message we sent."""
+
+    original_message_id: str | None
+    recipient: str | None  # who complained: Original-Rcpt-To, else the returned message's To
+    feedback_type: str  # abuse, fraud, …
+
+
 @dataclass
 class ParsedMail:
     message_id: str  # with angle brackets; synthesised from the bytes when missing
@@ -87,6 +96,7 @@ class ParsedMail:
     kind: str  # mail, auto_reply or bounce (see MessageKind)
     kind_detail: str = ""
     bounce: BounceReport | None = None
+    complaint: ComplaintReport | None = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     # A redirect leg's single-use token (core/round_trip.py): our own check message, back.
