@@ -39,7 +39,7 @@ from contracts.bulk import (
 )
 from core import bulk, events, throttle
 from core.db import get_or_fail, session_scope
-from core.deliverability import suppression
+from core.deliverability import suppression, unsubscribe
 from core.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -66,7 +66,7 @@ from core.models import (
 )
 from core.senders import EffectiveSender, effective_sender
 from core.settings import Settings
-from core.statuses import BulkJobStatus, MessageStatus
+from core.statuses import BulkJobStatus, MessageStatus, SuppressionReason
 from providers.base import MailSession, Outgoing
 
 _PENDING = (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
@@ -242,6 +242,13 @@ class BulkActivities(BulkContract):
                     message_id=row.message_id_header,
                     date=row.created_at,
                     reply_to=reply_to,
+                    extra_headers=unsubscribe.headers(
+                        self._settings.public_url,
+                        hosted,
+                        unsubscribe.token(self._send.box, company.id, row.candidate_id),
+                    )
+                    if job.unsubscribe
+                    else None,
                 )
                 groups[(sender.transport, sender.connection_id)].append(
                     {
@@ -278,7 +285,9 @@ class BulkActivities(BulkContract):
         kept, skipped = [], []
         for row in rows:
             listed = found.get(suppression.normalized(row.email))
-            if listed is None:
+            # A transactional bulk send (no unsubscribe link) still goes to who opted out.
+            opt_out_only = listed is not None and listed.reason == SuppressionReason.UNSUBSCRIBED
+            if listed is None or (opt_out_only and not job.unsubscribe):
                 kept.append(row)
                 continue
             reason = suppression.explain(listed)

@@ -23,7 +23,7 @@ from contracts.receive import (
 )
 from core import events, ownership, round_trip
 from core.db import session_scope
-from core.deliverability import suppression
+from core.deliverability import suppression, unsubscribe
 from core.events import EventType
 from core.inbound import ParsedMail, candidates, parse, tokens
 from core.inbound import paths as inbound_paths
@@ -41,7 +41,7 @@ from core.models import (
     utcnow,
 )
 from core.round_trip import bounce_explanation, held_detail, token_hash, verified_detail
-from core.security import secret_box
+from core.security import SecretBox, secret_box
 from core.settings import Settings
 from core.statuses import (
     InboundState,
@@ -186,6 +186,8 @@ class InboundActivities(RouteContract):
                 )
             if parsed.complaint is not None:
                 _note_complaint(session, thread_message, parsed)
+            if parsed.kind == MessageKind.MAIL:
+                _note_unsubscribe(session, secret_box(self._settings), company_id, parsed)
             message = _inbound_message(company_id, raw, parsed, candidate_id, reason, detail)
             message.received_via = raw.channel
             message.sender_auth = auth.summary() if auth is not NOT_CHECKED else None
@@ -410,6 +412,22 @@ def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) 
         SuppressionReason.COMPLAINT,
         f"{complaint.feedback_type} report from {reporter}",
     )
+
+
+def _note_unsubscribe(
+    session: Session, box: SecretBox, company_id: uuid.UUID, parsed: ParsedMail
+) -> None:
+    """A mail from the List-Unsubscribe mailto link (the token in its subject): the candidate
+    is opted out of bulk mail, and the mail is automated (never answered)."""
+    match = unsubscribe.SUBJECT_RE.match(parsed.subject)
+    if match is None:
+        return
+    candidate = unsubscribe.candidate_for(session, box, match.group(1), company_id)
+    if candidate is None:
+        return
+    unsubscribe.opt_out(session, candidate, "mailto")
+    parsed.kind = MessageKind.AUTO_REPLY
+    parsed.kind_detail = "unsubscribe request (the List-Unsubscribe mailto link)"
 
 
 def _inbound_message(

@@ -56,7 +56,7 @@ from core.models import (
 from core.privacy import NOT_SENT_ERASED
 from core.senders import effective_sender
 from core.settings import Settings
-from core.statuses import ConnectionStatus, MessageStatus
+from core.statuses import ConnectionStatus, MessageStatus, SuppressionReason
 from providers.base import Account, MailProvider, Outgoing
 
 
@@ -99,7 +99,9 @@ def _compose_into(
     if candidate is None:
         raise RowMissing(f"The candidate of message {message.id} was deleted.")
     listed = suppression.find(session, message.company_id, candidate.email)
-    if listed is not None:  # refused before any attempt, with the reason and the way out
+    # Refused before any attempt, with the reason and the way out; an opt-out from bulk mail
+    # leaves single messages (about an application: transactional) going.
+    if listed is not None and listed.reason != SuppressionReason.UNSUBSCRIBED:
         raise ApplicationError(suppression.explain(listed), type=SUPPRESSED, non_retryable=True)
     _, composed = compose(
         reply_to=reply_to(session, message, sender),

@@ -41,6 +41,7 @@ from api.routers import (
     privacy,
     retention_page,
     suppressions,
+    unsubscribe_page,
     webhooks,
 )
 from core.db import make_engine
@@ -92,6 +93,7 @@ def create_app(
         privacy,
         erasures,
         suppressions,
+        unsubscribe_page,
         retention_page,
         pages,
     ):

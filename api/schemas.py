@@ -409,6 +409,12 @@ class BulkCreate(Request):
     subject: Subject
     text: Body
     html: Html | None = None
+    unsubscribe: bool = Field(
+        default=True,
+        description="One-click unsubscribe (List-Unsubscribe and List-Unsubscribe-Post, RFC "
+        "8058) in every message, and opted-out candidates skipped. false for transactional bulk "
+        "mail, such as status updates about each candidate's application.",
+    )
 
 
 # -- events and webhooks -------------------------------------------------------------------

@@ -48,6 +48,8 @@ class EventType(StrEnum):
     MESSAGE_ASSIGNED = "message.assigned"
     CANDIDATE_CREATED_FROM_MESSAGE = "candidate.created_from_message"
     CANDIDATE_ERASED = "candidate.erased"
+    CANDIDATE_OPTED_OUT = "candidate.opted_out"
+    CANDIDATE_OPTED_IN = "candidate.opted_in"
     CONNECTION_STATUS_CHANGED = "connection.status_changed"
     CONNECTION_REDIRECT_CHECK = "connection.redirect_check"
     CONNECTION_INBOUND_PATH_CHANGED = "connection.inbound_path_changed"

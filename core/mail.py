@@ -202,6 +202,7 @@ def compose_bytes(
     message_id: str,
     date: datetime,
     reply_to: str | None = None,
+    extra_headers: list[tuple[str, str]] | None = None,
 ) -> Composed:
     """The same message as compose(), built directly as bytes: about ten times faster, for bulk
     sends composing thousands. Display names and subject are encoded words when not ASCII, the
@@ -218,6 +219,8 @@ def compose_bytes(
     ]
     if reply_to:
         headers.insert(2, ("Reply-To", address_field("Reply-To", from_name, reply_to)))
+    # ASCII values, folded by the caller where long (List-Unsubscribe).
+    headers.extend(extra_headers or [])
     plain_headers = (
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"

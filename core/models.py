@@ -384,6 +384,9 @@ class BulkJob(SQLModel, table=True):
     total: int = 0
     batches: int = 0
     cancel_requested: bool = False
+    # One-click unsubscribe headers in each message, opted-out candidates skipped
+    # (core/deliverability/unsubscribe.py); off for transactional bulk mail.
+    unsubscribe: bool = True
     # When the next send is due, while a throttle holds the job back.
     next_send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     workflow_id: str | None = Field(default=None, max_length=200)

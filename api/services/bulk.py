@@ -80,6 +80,7 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
         text=body.text,
         html=body.html,
         total=len(ids),
+        unsubscribe=body.unsubscribe,
         workflow_id=bulk_workflow_id(str(job_id)),
     )
     session.add(job)

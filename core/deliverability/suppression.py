@@ -232,6 +232,12 @@ def explain(row: Suppression) -> str:
     """Why mail to a listed address is not sent, and how to release it, in words a recruiter
     can act on. It names no address (it is recorded in the run's history and in events)."""
     when = row.created_at.strftime("%d %b %Y %H:%M UTC")
+    if row.reason == SuppressionReason.UNSUBSCRIBED:
+        return (
+            f"Not sent (opted_out): the candidate unsubscribed from your bulk mail on {when}. "
+            "Single messages about their application still go; they can subscribe again from "
+            "the unsubscribe link of any bulk message."
+        )
     text = (
         f"Not sent: the candidate's address is on your suppression list since {when}: "
         f"{_REASONS[SuppressionReason(row.reason)]}"

@@ -1,0 +1,128 @@
+"""One-click unsubscribe from bulk mail (RFC 8058): the headers a real SMTP peer receives, the
+POST a mailbox provider sends, the page a candidate opens (a GET alone changes nothing), the
+mailto link, and what later sends do."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+from sqlmodel import Session, select
+
+from core.events import EventType
+from core.models import Event
+from tests.test_bulk import start_bulk, wait_job
+from tests.test_inbound import inbound_stack
+
+
+def _unsubscribe_headers(message: EmailMessage) -> tuple[str, str, str]:
+    """The one-click URL's path, the mailto address and its subject."""
+    value = " ".join(str(message["List-Unsubscribe"]).split())
+    url, mailto = re.findall(r"<([^>]+)>", value)
+    address, _, query = mailto.removeprefix("mailto:").partition("?subject=")
+    return urlsplit(url).path, address, unquote(query)
+
+
+async def test_one_click_opts_out_of_bulk_mail_only_and_the_page_opts_back_in(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack, http = inbound.stack, inbound.stack.http
+        tenant = stack.tenant()
+        ada = await stack.candidate(tenant, name="Ada Lovelace")
+        job = await start_bulk(stack, tenant, [ada["id"]])
+        await wait_job(http, tenant, job["id"])
+        [received] = inbound.sink.received
+        path, mailto, subject = _unsubscribe_headers(received.message)
+        post_header = received.message["List-Unsubscribe-Post"]
+
+        # Opening the link (a mail scanner may) shows the page and changes nothing.
+        page = await http.get(path)
+        listed_after_get = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+        # The provider's Unsubscribe button: a POST, exactly as Gmail sends it.
+        one_click = await http.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        listed = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+        # A later bulk send skips her; a single message about her application still goes.
+        later = await start_bulk(stack, tenant, [ada["id"]])
+        later = await wait_job(http, tenant, later["id"])
+        single = await stack.send(tenant, ada["id"])
+        single = await stack.wait_for_status(tenant, single["id"], {"sent", "failed"})
+        # So does a transactional bulk send, without the headers.
+        status_update = await start_bulk(stack, tenant, [ada["id"]], unsubscribe=False)
+        status_update = await wait_job(http, tenant, status_update["id"])
+        plain = inbound.sink.received[-1].message
+        # The page says so, and subscribes her again.
+        shown_out = await http.get(path)
+        back = await http.post(
+            path,
+            content=b"action=subscribe",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        listed_after_opt_in = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+        with Session(engine) as session:
+            types = {
+                e.type: e.data
+                for e in session.exec(select(Event).where(Event.company_id == tenant.company.id))
+            }
+
+    assert post_header == "List-Unsubscribe=One-Click"
+    assert path.startswith("/u/") and mailto == inbound.hosted(tenant)
+    assert subject.startswith("unsubscribe ") and subject.split()[1] == path.removeprefix("/u/")
+    assert page.status_code == 200 and "Unsubscribe" in page.text
+    assert listed_after_get == []
+    assert one_click.status_code == 200
+    assert [(s["address"], s["reason"]) for s in listed] == [(ada["email"], "unsubscribed")]
+    assert later["counts"]["skipped"] == 1 and later["counts"]["sent"] == 0
+    assert single["status"] == "sent"
+    assert status_update["counts"]["sent"] == 1 and plain["List-Unsubscribe"] is None
+    assert "You are unsubscribed" in shown_out.text and "Subscribe again" in shown_out.text
+    assert back.status_code == 303
+    assert listed_after_opt_in == []
+    assert types[EventType.CANDIDATE_OPTED_OUT.value]["via"] == "one_click"
+    assert types[EventType.CANDIDATE_OPTED_IN.value]["candidate_id"] == ada["id"]
+
+
+async def test_the_mailto_link_opts_out_and_a_changed_link_does_nothing(
+    temporal_client, engine, tmp_path
+):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack, http = inbound.stack, inbound.stack.http
+        a, b = stack.tenant(name="A Corp"), stack.tenant(name="B Corp")
+        grace = await stack.candidate(a, name="Grace")
+        job = await start_bulk(stack, a, [grace["id"]])
+        await wait_job(http, a, job["id"])
+        path, mailto, subject = _unsubscribe_headers(inbound.sink.received[0].message)
+        token = path.removeprefix("/u/")
+        tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+        changed = await http.post(
+            f"/u/{tampered}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        changed_page = await http.get(f"/u/{tampered}")
+        # The same token mailed to another company's hosted address names nobody there.
+        for to in (inbound.hosted(b), mailto):
+            mail = EmailMessage()
+            mail["From"] = grace["email"]
+            mail["To"] = to
+            mail["Subject"] = subject
+            mail["Message-ID"] = f"<unsub-{to}@example.com>"
+            mail.set_content("This message will unsubscribe you.")
+            await inbound.deliver(mail.as_bytes(), to)
+        await inbound.wait_routed(a, b)
+        listed_a = (await http.get("/v1/suppressions", headers=a.headers)).json()
+        listed_b = (await http.get("/v1/suppressions", headers=b.headers)).json()
+        thread = await inbound.messages(a, grace["id"])
+        await inbound.wait_runs_ended(a)
+
+    assert changed.status_code == 404 and changed_page.status_code == 404
+    assert [(s["address"], s["reason"]) for s in listed_a] == [(grace["email"], "unsubscribed")]
+    assert listed_b == []
+    request = [m for m in thread if m["direction"] == "inbound"]
+    assert [m["kind"] for m in request] == ["auto_reply"]
+    assert len(inbound.sink.received) == 1  # the bulk message; nothing answers the request
