@@ -432,16 +432,22 @@ class BulkActivities(BulkContract):
         tries = 0
         while True:
             if mailbox.rate.limited:
-                slot = await asyncio.to_thread(
-                    throttle.reserve, self._engine, mailbox.key, mailbox.rate
+                reserved = await asyncio.to_thread(
+                    throttle.reserve,
+                    self._engine,
+                    mailbox.key,
+                    mailbox.rate,
+                    None,
+                    len(message.envelope_to),
                 )
+                slot = reserved.at
                 wait = slot - time.time()
                 if wait > MAX_INLINE_WAIT:
-                    await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
+                    await asyncio.to_thread(self._set_next_send, mailbox.job_id, reserved)
                     return slot
                 if wait > 0:
                     if wait > 1:
-                        await asyncio.to_thread(self._set_next_send, mailbox.job_id, slot)
+                        await asyncio.to_thread(self._set_next_send, mailbox.job_id, reserved)
                     # Waiting is not sending: an erasure may cancel the message meanwhile.
                     await asyncio.to_thread(self._attempt_paused, message.id, True)
                     await _sleep_heartbeating(wait, index)
@@ -622,18 +628,23 @@ class BulkActivities(BulkContract):
                 )
         return [outcome.next_id in moved for outcome in outcomes]
 
-    def _set_next_send(self, job_id: uuid.UUID, slot: float) -> None:
+    def _set_next_send(self, job_id: uuid.UUID, slot: throttle.Slot) -> None:
         with session_scope(self._engine) as session:
             session.execute(
                 update(BulkJob)
                 .where(col(BulkJob.id) == job_id)
-                .values(next_send_at=datetime.fromtimestamp(slot, UTC))
+                .values(
+                    next_send_at=datetime.fromtimestamp(slot.at, UTC),
+                    next_send_reason="quota" if slot.quota else "rate",
+                )
             )
 
     def _clear_next_send(self, job_id: uuid.UUID) -> None:
         with session_scope(self._engine) as session:
             session.execute(
-                update(BulkJob).where(col(BulkJob.id) == job_id).values(next_send_at=None)
+                update(BulkJob)
+                .where(col(BulkJob.id) == job_id)
+                .values(next_send_at=None, next_send_reason=None)
             )
 
     # -- endings ------------------------------------------------------------------------
@@ -678,6 +689,7 @@ class BulkActivities(BulkContract):
             job.status = BulkJobStatus.CANCELLED if input.cancelled else BulkJobStatus.COMPLETED
             job.finished_at = utcnow()
             job.next_send_at = None
+            job.next_send_reason = None
             session.add(job)
             counts = dict(
                 session.exec(

@@ -389,6 +389,8 @@ class BulkJob(SQLModel, table=True):
     unsubscribe: bool = True
     # When the next send is due, while a throttle holds the job back.
     next_send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Why: "rate" (messages per minute) or "quota" (the mailbox's 24-hour quota is spent).
+    next_send_reason: str | None = Field(default=None, max_length=8)
     workflow_id: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     finished_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
@@ -409,8 +411,18 @@ class MailboxThrottle(SQLModel, table=True):
     __tablename__ = "mailbox_throttle"
     key: str = Field(primary_key=True, max_length=80)  # platform, or connection:{id}
     next_slot: float = 0.0
-    day: str = Field(default="", max_length=10)  # UTC date of day_count
-    day_count: int = 0
+
+
+class ThrottleSend(SQLModel, table=True):
+    """One send a mailbox's quota counts (core/throttle.py): its slot and its recipients, kept
+    for the provider's rolling 24 hours."""
+
+    __tablename__ = "throttle_send"
+    __table_args__ = (Index("ix_throttle_send_key_at", "key", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=80)
+    at: float  # the send's slot, epoch seconds
+    recipients: int = 1
 
 
 class Attachment(SQLModel, table=True):

@@ -154,7 +154,15 @@ class Settings(BaseSettings):
     # it on the company's suppression list (core/deliverability/suppression.py).
     soft_bounce_limit: int = Field(default=3, ge=1)
     bulk_rate_google_per_minute: float = 0
+    # Per rolling 24 hours (docs/deliverability.md: Google Workspace 2,000 messages and 10,000
+    # recipients; Exchange Online 10,000 recipients). 0 = none.
     bulk_daily_cap_google: int = 2000
+    bulk_daily_recipients_google: int = 10_000
+    bulk_daily_recipients_microsoft: int = 10_000
+    bulk_daily_cap_smtp: int = 0
+    bulk_daily_recipients_smtp: int = 0
+    bulk_daily_cap_platform: int = 0
+    bulk_daily_recipients_platform: int = 0
     bulk_rate_smtp_per_minute: float = 0
     bulk_rate_platform_per_minute: float = 0
 

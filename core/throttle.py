@@ -1,4 +1,6 @@
-"""Per-mailbox send throttles, enforced across every job and worker through the database.
+"""Per-mailbox send throttles, enforced across every job and worker through the database:
+messages per minute, and messages and recipients per rolling 24 hours, as Google and
+Microsoft count them (docs/deliverability.md). No counter resets at midnight.
 
 Each send takes a slot with one UPDATE that advances the mailbox's `next_slot`, so two
 batches sending through the same mailbox, on any workers, never take the same slot. The
@@ -10,28 +12,44 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, case, literal, update
+from sqlalchemy import Engine, case, delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core.models import MailboxThrottle, table_of
+from core.models import MailboxThrottle, ThrottleSend, table_of
+
+WINDOW = 24 * 3600.0  # the providers' "per day": a rolling 24 hours, not a calendar day
 
 
 @dataclass(frozen=True)
 class Rate:
     interval: float  # seconds between sends; 0 = unlimited
-    daily_cap: int = 0  # 0 = none
+    daily_cap: int = 0  # messages per rolling 24 hours; 0 = none
+    daily_recipients: int = 0  # recipients (To, Cc, Bcc) per rolling 24 hours; 0 = none
 
     @property
     def limited(self) -> bool:
-        return self.interval > 0 or self.daily_cap > 0
+        return self.interval > 0 or self.windowed
+
+    @property
+    def windowed(self) -> bool:
+        return self.daily_cap > 0 or self.daily_recipients > 0
 
     @classmethod
-    def per_minute(cls, per_minute: float, daily_cap: int = 0) -> Rate:
+    def per_minute(cls, per_minute: float, daily_cap: int = 0, daily_recipients: int = 0) -> Rate:
         """0 per minute means no interval; each provider picks its settings."""
-        return cls(interval=60.0 / per_minute if per_minute > 0 else 0.0, daily_cap=daily_cap)
+        return cls(
+            interval=60.0 / per_minute if per_minute > 0 else 0.0,
+            daily_cap=daily_cap,
+            daily_recipients=daily_recipients,
+        )
+
+
+@dataclass(frozen=True)
+class Slot:
+    at: float  # when the send may go (epoch seconds), maybe now
+    quota: bool = False  # held back by the 24-hour quota, not only by the per-minute rate
 
 
 def ensure_row(engine: Engine, key: str) -> None:
@@ -46,10 +64,15 @@ def ensure_row(engine: Engine, key: str) -> None:
             session.rollback()  # created concurrently: fine
 
 
-def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> float:
-    """Take the mailbox's next send slot; returns its time (epoch seconds), maybe `now`.
+def reserve(
+    engine: Engine, key: str, rate: Rate, now: float | None = None, recipients: int = 1
+) -> Slot:
+    """Take the mailbox's next send slot for a message to `recipients` addresses.
 
-    The row must exist (ensure_row): this is one UPDATE per send, on the hot path."""
+    The row must exist (ensure_row). One UPDATE per send takes the per-minute slot (and the
+    mailbox's lock, so concurrent reservations see each other); with a daily quota the sends
+    of the 24 hours before the slot are counted, messages and recipients, and the slot moves
+    to when enough of them have aged out."""
     now = time.time() if now is None else now
     table = table_of(MailboxThrottle)
     start = case((table.c.next_slot > literal(now), table.c.next_slot), else_=literal(now))
@@ -60,33 +83,46 @@ def reserve(engine: Engine, key: str, rate: Rate, now: float | None = None) -> f
             .values(next_slot=start + literal(rate.interval))
             .returning(table.c.next_slot)
         ).one()
-        slot = float(row.next_slot) - rate.interval
-        if rate.daily_cap:
-            day = datetime.fromtimestamp(slot, UTC).date().isoformat()
-            counted = session.execute(
-                update(table)
-                .where(table.c.key == key)
-                .values(
-                    day_count=case((table.c.day == day, table.c.day_count + 1), else_=1),
-                    day=day,
-                )
-                .returning(table.c.day_count)
-            ).one()
-            if counted.day_count > rate.daily_cap:
-                # Today's quota is spent: the next slot is the start of the next UTC day.
-                tomorrow = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
-                slot = tomorrow.timestamp()
+        slot = Slot(float(row.next_slot) - rate.interval)
+        if rate.windowed:
+            slot = _within_quota(session, key, rate, slot.at, recipients)
+            if slot.quota:
                 session.execute(
                     update(table)
                     .where(table.c.key == key)
-                    .values(
-                        next_slot=slot + rate.interval,
-                        day=tomorrow.date().isoformat(),
-                        day_count=1,
-                    )
+                    .values(next_slot=literal(slot.at + rate.interval))
                 )
+            sends = table_of(ThrottleSend)
+            session.execute(insert(sends).values(key=key, at=slot.at, recipients=recipients))
+            # Sends older than any window still counts are forgotten.
+            session.execute(
+                delete(sends).where(sends.c.key == key, sends.c.at <= literal(now - WINDOW))
+            )
         session.commit()
     return slot
+
+
+def _within_quota(session: Session, key: str, rate: Rate, at: float, recipients: int) -> Slot:
+    """The first time from `at` on when one more message to `recipients` fits both quotas."""
+    sends = table_of(ThrottleSend)
+    counted = session.execute(
+        select(sends.c.at, sends.c.recipients)
+        .where(sends.c.key == key, sends.c.at > literal(at - WINDOW))
+        .order_by(sends.c.at)
+    ).all()
+    messages = len(counted) + 1
+    addressed = sum(r.recipients for r in counted) + recipients
+    slot = at
+    for sent in counted:
+        over_messages = rate.daily_cap and messages > rate.daily_cap
+        over_recipients = rate.daily_recipients and addressed > rate.daily_recipients
+        if not (over_messages or over_recipients):
+            break
+        # This send must leave the window first.
+        slot = max(slot, float(sent.at) + WINDOW)
+        messages -= 1
+        addressed -= sent.recipients
+    return Slot(slot, quota=slot > at)
 
 
 def hold_back(engine: Engine, key: str, seconds: float) -> None:

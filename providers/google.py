@@ -79,7 +79,9 @@ class GoogleProvider(OAuthProvider):
     def rate(self) -> Rate:
         # Gmail: a daily cap per mailbox (2,000 for Workspace), optionally a per-minute pace.
         return Rate.per_minute(
-            self.settings.bulk_rate_google_per_minute, self.settings.bulk_daily_cap_google
+            self.settings.bulk_rate_google_per_minute,
+            self.settings.bulk_daily_cap_google,
+            self.settings.bulk_daily_recipients_google,
         )
 
     read_scope: ClassVar[str] = GMAIL_READONLY

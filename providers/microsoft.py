@@ -121,7 +121,10 @@ class MicrosoftProvider(OAuthProvider):
 
     def rate(self) -> Rate:
         # Exchange Online: 30 messages a minute per mailbox.
-        return Rate.per_minute(self.settings.bulk_rate_microsoft_per_minute)
+        return Rate.per_minute(
+            self.settings.bulk_rate_microsoft_per_minute,
+            daily_recipients=self.settings.bulk_daily_recipients_microsoft,
+        )
 
     @property
     def authority(self) -> str:

@@ -62,7 +62,11 @@ class _PlatformSmtp(MailProvider):
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
 
     def rate(self) -> Rate:
-        return Rate.per_minute(self.settings.bulk_rate_platform_per_minute)
+        return Rate.per_minute(
+            self.settings.bulk_rate_platform_per_minute,
+            self.settings.bulk_daily_cap_platform,
+            self.settings.bulk_daily_recipients_platform,
+        )
 
     def session(self, account: Account) -> MailSession:
         target = self.target()

@@ -584,7 +584,11 @@ class SmtpProvider(MailProvider):
     label: ClassVar[str] = "SMTP"
 
     def rate(self) -> Rate:
-        return Rate.per_minute(self.settings.bulk_rate_smtp_per_minute)
+        return Rate.per_minute(
+            self.settings.bulk_rate_smtp_per_minute,
+            self.settings.bulk_daily_cap_smtp,
+            self.settings.bulk_daily_recipients_smtp,
+        )
 
     def _tls(self, target: SmtpTarget) -> ssl.SSLContext:
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)

@@ -30,6 +30,14 @@ router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
 _COUNTED = ("queued", "sending", "sent", "failed", "cancelled", "skipped")
 
 
+_WAITING = {
+    "quota": "The sending mailbox's 24-hour quota is spent (messages or recipients, counted "
+    "over a rolling 24 hours as its provider counts them); the next message goes when the "
+    "oldest send of the window ages out.",
+    "rate": "The sending mailbox's per-minute rate spaces the messages out.",
+}
+
+
 class BulkCounts(BaseModel):
     queued: int = 0
     sending: int = 0
@@ -46,6 +54,9 @@ class BulkJobPublic(BaseModel):
     counts: BulkCounts
     progress: float  # share of recipients with a final status, 0 to 1
     next_send_at: datetime | None  # while a mailbox throttle holds the job back
+    # When the mailbox's 24-hour quota (messages or recipients) lets the next message go.
+    waiting_for_quota_until: datetime | None = None
+    waiting_reason: str | None = None  # why the job waits, in words
     subject: str
     workflow_id: str | None
     created_at: datetime
@@ -67,6 +78,8 @@ def _public(session: Session, job: BulkJob) -> BulkJobPublic:
         counts=counts,
         progress=round(done / job.total, 4) if job.total else 1.0,
         next_send_at=job.next_send_at,
+        waiting_for_quota_until=job.next_send_at if job.next_send_reason == "quota" else None,
+        waiting_reason=_WAITING.get(job.next_send_reason or "") if job.next_send_at else None,
         subject=job.subject,
         workflow_id=job.workflow_id,
         created_at=job.created_at,

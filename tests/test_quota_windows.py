@@ -1,0 +1,114 @@
+"""Quota windows as providers count them (core/throttle.py): messages and recipients over a
+rolling 24 hours, on the database the suite runs on, with no counter reset at midnight."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from sqlalchemy import delete
+from sqlmodel import Session
+
+from core import throttle
+from core.models import MailboxThrottle, ThrottleSend
+from core.throttle import WINDOW, Rate
+from tests.helpers import eventually
+from tests.test_bulk import start_bulk, wait_job
+from tests.test_inbound import inbound_stack
+
+
+def _key(engine) -> str:
+    key = f"test:{uuid.uuid4()}"
+    throttle.ensure_row(engine, key)
+    return key
+
+
+def test_the_window_rolls_past_midnight(engine):
+    key = _key(engine)
+    rate = Rate(interval=0, daily_recipients=5)
+    first = datetime(2026, 12, 7, 23, 59, tzinfo=UTC).timestamp()
+    before_midnight = [throttle.reserve(engine, key, rate, first + i) for i in range(3)]
+    after = first + 120  # 00:01: a calendar day would start again here
+    fourth = throttle.reserve(engine, key, rate, after)
+    fifth = throttle.reserve(engine, key, rate, after + 1)
+    sixth = throttle.reserve(engine, key, rate, after + 2)
+    assert [s.at for s in before_midnight] == [first, first + 1, first + 2]
+    assert not any(s.quota for s in before_midnight)
+    assert (fourth.at, fifth.at) == (after, after + 1) and not fifth.quota
+    assert sixth.quota and sixth.at == first + WINDOW  # when the first send ages out
+    # The next one waits for the second send, not for another day.
+    seventh = throttle.reserve(engine, key, rate, after + 3)
+    assert seventh.quota and seventh.at == first + 1 + WINDOW
+
+
+def test_a_message_counts_each_recipient(engine):
+    key = _key(engine)
+    rate = Rate(interval=0, daily_recipients=5)
+    now = 1_800_000_000.0
+    to_three = throttle.reserve(engine, key, rate, now, recipients=3)
+    to_two = throttle.reserve(engine, key, rate, now + 1, recipients=2)
+    to_three_more = throttle.reserve(engine, key, rate, now + 2, recipients=3)
+    assert not to_three.quota and not to_two.quota
+    # 5 of 5 spent: 3 more fit once the first message's 3 recipients age out.
+    assert to_three_more.quota and to_three_more.at == now + WINDOW
+
+
+def test_messages_and_recipients_both_count_with_the_per_minute_rate(engine):
+    key = _key(engine)
+    rate = Rate(interval=2.0, daily_cap=3, daily_recipients=100)
+    now = 1_800_100_000.0
+    slots = [throttle.reserve(engine, key, rate, now) for _ in range(4)]
+    assert [s.at for s in slots[:3]] == [now, now + 2, now + 4]
+    assert slots[3].quota and slots[3].at == now + WINDOW
+    # The per-minute spacing goes on from the quota's slot.
+    assert throttle.reserve(engine, key, rate, now).at == now + 2 + WINDOW
+
+
+def test_concurrent_reservations_never_exceed_the_quota(engine):
+    key = _key(engine)
+    rate = Rate(interval=0, daily_cap=5)
+    now = 1_800_200_000.0
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        slots = list(pool.map(lambda _: throttle.reserve(engine, key, rate, now), range(12)))
+    times = sorted(s.at for s in slots)
+    assert times == [now] * 5 + [now + WINDOW] * 5 + [now + 2 * WINDOW] * 2
+    # No rolling 24 hours holds more than 5.
+    assert all(sum(1 for t in times if at - WINDOW < t <= at) <= 5 for at in times)
+
+
+async def test_a_bulk_send_waits_for_the_quota_and_says_until_when(
+    temporal_client, engine, tmp_path
+):
+    try:
+        async with inbound_stack(
+            temporal_client, engine, tmp_path, bulk_daily_recipients_platform=2
+        ) as inbound:
+            stack, http = inbound.stack, inbound.stack.http
+            tenant = stack.tenant()
+            ids = [(await stack.candidate(tenant))["id"] for _ in range(3)]
+            job = await start_bulk(stack, tenant, ids)
+
+            waiting = await eventually(
+                lambda: http.get(f"/v1/bulk-messages/{job['id']}", headers=tenant.headers),
+                lambda r: r.json()["waiting_for_quota_until"] is not None,
+                what="the job waiting for the quota",
+            )
+            shown = waiting.json()
+            delivered = len(inbound.sink.received)
+            cancelled = await http.post(
+                f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers
+            )
+            await wait_job(http, tenant, job["id"], statuses=("cancelled",))
+    finally:
+        with Session(engine) as session:  # the platform throttle is shared by the suite
+            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
+            session.exec(delete(ThrottleSend).where(ThrottleSend.key == "platform"))
+            session.commit()
+
+    assert delivered == 2 and shown["counts"]["sent"] == 2
+    until = datetime.fromisoformat(shown["waiting_for_quota_until"])
+    hours = (until - datetime.now(UTC)).total_seconds() / 3600
+    assert 23.5 < hours <= 24.0
+    assert "24-hour quota" in shown["waiting_reason"]
+    assert cancelled.status_code in (200, 202)
