@@ -45,6 +45,7 @@ from core.errors import (
     ConfigurationError,
     MailError,
     PermanentMailError,
+    QuotaExceeded,
     RecipientDeferred,
     TransientMailError,
     for_recruiter,
@@ -472,7 +473,10 @@ class BulkActivities(BulkContract):
                 if err.retry_after is not None:
                     await asyncio.to_thread(throttle.hold_back, self._engine, mailbox.key, pause)
                 if pause > MAX_INLINE_WAIT:
-                    return time.time() + pause
+                    # The job says until when, and why (the mailbox's quota, or throttling).
+                    until = throttle.Slot(time.time() + pause, isinstance(err, QuotaExceeded))
+                    await asyncio.to_thread(self._set_next_send, mailbox.job_id, until)
+                    return until.at
                 await _sleep_heartbeating(pause, index)
 
     async def _batch_error(self, err: MailError, connection_id: uuid.UUID | None):

@@ -17,6 +17,19 @@ class TransientMailError(MailError):
         self.retry_after = retry_after
 
 
+# How long a mailbox whose sending quota is spent waits before trying again.
+QUOTA_RETRY = timedelta(hours=1)
+
+
+class QuotaExceeded(TransientMailError):
+    """The sending mailbox's quota or rate is spent (Gmail's 550 5.4.5, Exchange's submission
+    quota): a deferral for the whole mailbox, never a failure of the message or a reason to
+    suppress its recipient."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = QUOTA_RETRY) -> None:
+        super().__init__(message, retry_after)
+
+
 class RecipientDeferred(TransientMailError):
     """The receiving server asked to try this one message (its recipient) later: greylisting,
     a full mailbox. The session and every other message are fine."""

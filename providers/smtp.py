@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from core.errors import (
     ConfigurationError,
     MailError,
     PermanentMailError,
+    QuotaExceeded,
     RecipientDeferred,
     RecipientRefused,
     TransientMailError,
@@ -253,6 +255,20 @@ def network_failure(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".").lower()
 
 
+# The sender's quota or rate, not the recipient's mailbox: Gmail's "550 5.4.5 Daily user
+# sending quota exceeded" (RFC 3463: X.4.5, mail system congestion), Exchange Online's
+# "5.2.2 Submission quota exceeded" and "4.x ... message rate limit".
+_QUOTA_RE = re.compile(
+    r"\b[45]\.4\.5\b|submission quota|sending quota|sending limit|message rate limit|"
+    r"recipient rate limit|daily user sending",
+    re.IGNORECASE,
+)
+
+
+def _quota_spent(message: str) -> bool:
+    return _QUOTA_RE.search(message or "") is not None
+
+
 def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     """Map an aiosmtplib/socket error to transient, permanent or credential problems."""
     if isinstance(exc, MailError):
@@ -268,6 +284,12 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
         first = exc.recipients[0] if exc.recipients else None
         if first is not None:
             return classify_smtp_error(first, server)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and _quota_spent(exc.message):
+        return QuotaExceeded(
+            f"The sending mailbox's quota at {server} is spent "
+            f"({_server_said(exc.code, exc.message)}); the message waits for it to reopen "
+            "and goes then."
+        )
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
         said = _server_said(exc.code, exc.message)
         if 400 <= exc.code < 500:

@@ -112,3 +112,70 @@ async def test_a_bulk_send_waits_for_the_quota_and_says_until_when(
     assert 23.5 < hours <= 24.0
     assert "24-hour quota" in shown["waiting_reason"]
     assert cancelled.status_code in (200, 202)
+
+
+def test_quota_refusals_are_deferrals_not_failures():
+    import aiosmtplib
+
+    from core.errors import QuotaExceeded, RecipientRefused
+    from providers.smtp import classify_smtp_error
+
+    server = "smtp.gmail.com:587"
+    quota = [
+        aiosmtplib.SMTPDataError(550, "5.4.5 Daily user sending quota exceeded."),
+        aiosmtplib.SMTPSenderRefused(550, "5.4.5 Daily user sending limit exceeded", "a@b.c"),
+        aiosmtplib.SMTPDataError(
+            554,
+            "5.2.2 STOREDRV.Submission.Exception:SubmissionQuotaExceeded"
+            "Exception; Failed to process message due to a permanent "
+            "exception with message Submission quota exceeded",
+        ),
+        aiosmtplib.SMTPRecipientRefused(
+            452, "4.5.3 Your message exceeded the recipient rate limit", "c@d.e"
+        ),
+    ]
+    for error in quota:
+        found = classify_smtp_error(error, server)
+        assert isinstance(found, QuotaExceeded), (error, found)
+        assert found.retry_after is not None and found.retry_after.total_seconds() == 3600
+        assert "waits for it to reopen" in str(found)
+    # The recipient's mailbox over quota is the recipient's problem, not the sender's quota.
+    full = classify_smtp_error(
+        aiosmtplib.SMTPRecipientRefused(552, "5.2.2 The email account is over quota", "c@d.e"),
+        server,
+    )
+    assert isinstance(full, RecipientRefused)
+
+
+async def test_a_quota_refusal_holds_the_bulk_send_without_failing_or_suppressing(
+    temporal_client, engine, tmp_path
+):
+    try:
+        async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+            stack, http = inbound.stack, inbound.stack.http
+            inbound.sink.handler.data_script = ["550 5.4.5 Daily user sending quota exceeded."]
+            tenant = stack.tenant()
+            candidate = await stack.candidate(tenant)
+            job = await start_bulk(stack, tenant, [candidate["id"]])
+            waiting = await eventually(
+                lambda: http.get(f"/v1/bulk-messages/{job['id']}", headers=tenant.headers),
+                lambda r: r.json()["waiting_for_quota_until"] is not None,
+                what="the job waiting for the mailbox's quota",
+            )
+            [message] = (
+                await http.get(f"/v1/candidates/{candidate['id']}/messages", headers=tenant.headers)
+            ).json()
+            listed = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+            await http.post(f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers)
+            await wait_job(http, tenant, job["id"], statuses=("cancelled",))
+    finally:
+        with Session(engine) as session:  # the platform throttle is shared by the suite
+            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
+            session.commit()
+
+    shown = waiting.json()
+    until = datetime.fromisoformat(shown["waiting_for_quota_until"])
+    minutes = (until - datetime.now(UTC)).total_seconds() / 60
+    assert 55 < minutes <= 60
+    assert message["status"] in ("queued", "sending") and listed == []
+    assert inbound.sink.handler.data_attempts == 1 and inbound.sink.received == []
