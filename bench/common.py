@@ -144,8 +144,17 @@ class Figure:
         return "met" if met else "NOT met"
 
 
-def report(title: str, figures: list[Figure]) -> None:
-    """One table per benchmark: each figure beside its baseline, the ratio, target, verdict."""
+RESULTS = Path(__file__).parent / "results"
+
+
+def report(
+    title: str, figures: list[Figure], save_as: str = "", raw: dict[str, Any] | None = None
+) -> None:
+    """One table per benchmark: each figure beside its baseline, the ratio, target, verdict.
+    With `save_as`, the figures and `raw` also go to bench/results/{save_as}.json, with the
+    date, the machine, the commit and the command."""
+    if save_as:
+        _save(save_as, title, figures, raw or {})
     print()
     print(title)
     print(
@@ -281,3 +290,40 @@ def stack_env(state: Path, db_url: str, temporal: str, **settings: object) -> di
     }
     env.update({f"RECRUITMAIL_{name.upper()}": str(value) for name, value in settings.items()})
     return env
+
+
+def _save(name: str, title: str, figures: list[Figure], raw: dict[str, Any]) -> None:
+    import json
+    import platform
+    from datetime import UTC, datetime
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "title": title,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "commit": commit,
+                "command": " ".join(sys.argv),
+                "figures": [
+                    {
+                        "name": f.name,
+                        "value": f.value,
+                        "unit": f.unit,
+                        "baseline": f.baseline,
+                        "base": f.base,
+                        "ratio": f.ratio if f.base else None,
+                        "target": f.target,
+                        "verdict": f.verdict,
+                    }
+                    for f in figures
+                ],
+                "raw": raw,
+            },
+            indent=1,
+        )
+    )
