@@ -23,7 +23,7 @@ from contracts.receive import (
 )
 from core import events, ownership, round_trip
 from core.db import session_scope
-from core.deliverability import suppression, unsubscribe
+from core.deliverability import dkim, suppression, unsubscribe
 from core.events import EventType
 from core.inbound import ParsedMail, candidates, parse, tokens
 from core.inbound import paths as inbound_paths
@@ -112,6 +112,11 @@ class InboundActivities(RouteContract):
                 return None
             data, client_ip, helo, mail_from = raw.raw, raw.client_ip, raw.helo, raw.mail_from
         parsed = parse(data)
+        if parsed.send_test:  # the connection's own message: its DKIM, for the deliverability
+            parsed.dkim_signatures = [
+                {"domain": s.domain, "selector": s.selector, "ok": s.ok, "detail": s.detail}
+                for s in dkim.signatures(data, self._settings.resolver())
+            ]
         if not self._settings.inbound_sender_auth or parsed.check_token or parsed.send_test:
             return parsed, NOT_CHECKED
         auth = authenticate(
@@ -157,6 +162,7 @@ class InboundActivities(RouteContract):
                 return _consume_check(session, raw, parsed.check_token, self._settings)
             if parsed.send_test:
                 raw.state = InboundState.CHECK  # a send leg's message: shown to nobody
+                _record_dkim(session, raw, parsed)
                 return ReceiveMessageResult(state=RoutingState.CHECK)
             existing = session.exec(
                 select(Message).where(
@@ -393,6 +399,27 @@ def _mark_bounce(
             limit=soft_bounce_limit,
         )
     return sent
+
+
+def _record_dkim(session: Session, raw: InboundRaw, parsed: ParsedMail) -> None:
+    """The send leg's test message came back: its DKIM signatures, on its connection (the
+    company's, sending from the From address) for the deliverability check."""
+    if not parsed.from_address:
+        return
+    connection = session.exec(
+        select(Connection).where(
+            Connection.company_id == raw.company_id,
+            func.lower(Connection.custom_address) == parsed.from_address.lower(),
+            col(Connection.status).not_in(list(ownership.LET_GO)),
+        )
+    ).first()
+    if connection is None:
+        return
+    connection.dkim_check = {
+        "checked_at": raw.received_at.isoformat(),
+        "signatures": parsed.dkim_signatures,
+    }
+    session.add(connection)
 
 
 def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) -> None:

@@ -388,6 +388,21 @@ ScopePublic.model_rebuild()
 MailSettingsPublic.model_rebuild()
 
 
+class DeliverabilityCheck(BaseModel):
+    name: Literal["spf", "dkim", "dmarc"]
+    status: Literal["pass", "warn", "fail"]
+    sentence: str
+    record: str | None = Field(
+        default=None, description="The DNS record to add or change, exactly, when one fixes it."
+    )
+
+
+class DeliverabilityPublic(BaseModel):
+    domain: str
+    status: Literal["pass", "warn", "fail"] = Field(description="The worst of the checks.")
+    checks: list[DeliverabilityCheck]
+
+
 class SuppressionCreate(Request):
     address: EmailAddress
     detail: str = Field(default="", max_length=500, description="Why, for the next admin.")

@@ -204,6 +204,10 @@ class Connection(SQLModel, table=True):
     redirect_status: str = Field(default="not_checked", max_length=16)
     redirect_checked_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     redirect_detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The DKIM signatures of the send leg's test message as it came back through the redirect
+    # ({"checked_at", "signatures": [{"domain", "selector", "ok", "detail"}]}), for the
+    # deliverability check (core/deliverability/checks.py); None until one came back.
+    dkim_check: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # sha256 of the last test message's single-use token; the message comes back carrying it.
     check_token_hash: str | None = Field(default=None, max_length=64, index=True)
     # The run waiting for that check message (a setup's, or a re-check's), when it went out,

@@ -16,8 +16,15 @@ from temporalio.client import Client
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
 from api.rendering import status_page_url
 from api.routers.common import get_owned, insert_then_start
-from api.schemas import ConnectionCreate, ConnectionPublic, InboundPathsUpdate, InboundPublic
+from api.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    DeliverabilityPublic,
+    InboundPathsUpdate,
+    InboundPublic,
+)
 from api.services import connections as service
+from api.services import deliverability
 from api.services import inbound_paths as inbound_service
 from contracts.oauth import ConsentInput
 from contracts.setup import ActivateInput
@@ -154,6 +161,20 @@ def read_connection(
 ) -> ConnectionPublic:
     connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
     return _public(session, settings, connection)
+
+
+@router.get("/{connection_id}/deliverability", response_model=DeliverabilityPublic)
+async def connection_deliverability(
+    connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """SPF, DKIM and DMARC for the connection's domain, each pass, warn or fail with a sentence
+    and the exact DNS record to add or change (docs/deliverability.md). DKIM is read from the
+    round trip's test message as it came back."""
+    connection = await run_in_threadpool(
+        get_owned, session, Connection, connection_id, user.company_id, "connection"
+    )
+    report = await run_in_threadpool(deliverability.for_connection, connection, settings)
+    return report.as_dict()
 
 
 @router.post("/{connection_id}/test", response_model=ConnectionPublic)

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, col, select
 
 from api.deps import SessionDep, SettingsAdmin, SettingsDep
 from api.schemas import (
     ConnectionSummary,
+    DeliverabilityPublic,
     EffectiveSenderPublic,
     MailSettingsPublic,
     MailSettingsUpdate,
     ScopePublic,
     UsePlatformRequest,
 )
+from api.services import deliverability
 from api.services.connections import disable_connection, redirect_check, warnings
 from core import audit
 from core.db import get_or_fail
@@ -75,6 +80,13 @@ def read_mail_settings(
     user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> MailSettingsPublic:
     return _view(session, settings, get_or_fail(session, Company, user.company_id))
+
+
+@router.get("/deliverability", response_model=DeliverabilityPublic)
+async def hosted_deliverability(user: SettingsAdmin, settings: SettingsDep) -> dict[str, Any]:
+    """SPF, DKIM and DMARC for the platform domain the hosted address sends from."""
+    report = await run_in_threadpool(deliverability.for_hosted, settings)
+    return report.as_dict()
 
 
 @router.patch("", response_model=MailSettingsPublic)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class ParsedMail:
     kind_detail: str = ""
     bounce: BounceReport | None = None
     complaint: ComplaintReport | None = None
+    # A send leg's test message: its DKIM signatures, verified when it was prepared for routing.
+    dkim_signatures: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     # A redirect leg's single-use token (core/round_trip.py): our own check message, back.
