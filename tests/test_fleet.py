@@ -34,7 +34,7 @@ from core.models import Event, InboundRaw, Message, WebhookDelivery, WebhookEndp
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.webhooks import WebhookReceiver
-from tests.helpers import TEST_KEY, eventually
+from tests.helpers import LOAD_SLACK, TEST_KEY, eventually
 
 ADMIN_URL = os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 OUTBOUND = 30
@@ -138,7 +138,9 @@ def _deliver(ports: list[int], hosted: str, n: int) -> int:
     ).encode()
     for port in [ports[n % 2], ports[(n + 1) % 2]]:
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            # Four suites share the two cores with the fleet's six processes: a receiver may
+            # take longer than 10 s to answer then (a sender's MTA waits minutes).
+            with smtplib.SMTP("127.0.0.1", port, timeout=10 * LOAD_SLACK) as smtp:
                 smtp.sendmail(f"candidate{n}@outside.example", [hosted], raw)
             return port
         except (OSError, smtplib.SMTPException):
