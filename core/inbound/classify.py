@@ -173,18 +173,23 @@ def _plain_text_bounce(msg: Message, parsed: ParsedMail) -> tuple[str, BounceRep
     )
 
 
-def _returned_message_id(msg: Message, defects: list[str]) -> str:
+def _returned_header(msg: Message, name: str, defects: list[str]) -> str:
+    """A header of the message a report returns (a message/rfc822 part, or its headers
+    alone in text/rfc822-headers)."""
     try:
         for part in msg.walk():
             content_type = part.get_content_type()
             if content_type == "message/rfc822" and (inner := inner_message(part)) is not None:
-                return first_msgid(str(inner.get("Message-ID", "")))
+                return str(inner.get(name, ""))
             elif content_type == "text/rfc822-headers":
-                headers = HeaderParser().parsestr(_payload_text(part))
-                return first_msgid(str(headers.get("Message-ID", "")))
+                return str(HeaderParser().parsestr(_payload_text(part)).get(name, ""))
     except Exception as exc:
         defects.append(f"unreadable returned message: {exc}")
     return ""
+
+
+def _returned_message_id(msg: Message, defects: list[str]) -> str:
+    return first_msgid(_returned_header(msg, "Message-ID", defects))
 
 
 def _delivery_report(msg: Message, defects: list[str]) -> tuple[str, BounceReport] | None:
@@ -250,16 +255,10 @@ def _feedback_report(msg: Message, defects: list[str]) -> ComplaintReport | None
         if str(msg.get_param("report-type") or "").lower() != "feedback-report":
             return None
         fields: dict[str, str] = {}
-        returned_to = ""
         for part in msg.walk():
-            content_type = part.get_content_type()
-            if content_type == "message/feedback-report" and not fields:
+            if part.get_content_type() == "message/feedback-report" and not fields:
                 fields = _report_fields(part)
-            elif content_type == "message/rfc822" and (inner := inner_message(part)) is not None:
-                returned_to = returned_to or str(inner.get("To", ""))
-            elif content_type == "text/rfc822-headers":
-                headers = HeaderParser().parsestr(_payload_text(part))
-                returned_to = returned_to or str(headers.get("To", ""))
+        returned_to = _returned_header(msg, "To", defects)
     except Exception as exc:
         defects.append(f"unreadable feedback report: {exc}")
         return None

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.replies.corpus import text_of
+from tests.replies.segments import spec
 
 HERE = Path(__file__).parent
 INTRO = re.compile(
@@ -71,16 +72,6 @@ def draft(lines: list[str]) -> list[str]:
                 kinds[i:] = ["signature" if k == "new" else k for k in kinds[i:]]
             break
     return kinds
-
-
-def spec(kinds: list[str]) -> str:
-    runs: list[list] = []
-    for i, kind in enumerate(kinds):
-        if runs and runs[-1][0] == kind:
-            runs[-1][2] = i
-        else:
-            runs.append([kind, i, i])
-    return ";".join(f"{kind}:{first}-{last}" for kind, first, last in runs)
 
 
 if __name__ == "__main__":
