@@ -59,6 +59,11 @@ class Settings(BaseSettings):
 
     # The hosted address is {slug}-jobs@{platform_mail_domain}.
     platform_mail_domain: str = "jobs.recruitmail.localhost"
+    # DKIM signing of the platform's mail on the SMTP relay transport (d= the platform domain):
+    # the selector, and the PEM private key whose public half is published at
+    # {selector}._domainkey.{platform_mail_domain}. Both empty: no signing.
+    dkim_selector: str = ""
+    dkim_private_key_file: Path | None = None
 
     # Platform transport: the dev outbox, an SMTP relay URL, or Mailjet.
     # A platform provider's kind (see providers/): dev_outbox, smtp (a relay) or mailjet.

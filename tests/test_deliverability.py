@@ -140,3 +140,48 @@ def test_a_signature_that_fails_or_is_not_aligned_is_explained():
     assert check.status == "pass" and ok  # relaxed alignment: the same organisation
     check, ok = checks.dkim("acme.example", "google", {"signatures": []})
     assert check.status == "fail" and "Authenticate email" in check.sentence
+
+
+async def test_the_platform_relay_signs_its_mail_with_dkim(temporal_client, engine, tmp_path):
+    from core.deliverability.dkim import signatures
+    from core.resolver import Resolver, parse_nameservers
+    from tests.test_bulk import start_bulk, wait_job
+
+    private, key_record = _dkim_key()
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(private)
+    domain = "jobs.platform.example"
+    with DnsServer() as dns:
+        dns.txt(f"rm2026._domainkey.{domain}", key_record)
+        dns.txt(domain, "v=spf1 ip4:127.0.0.1 -all")
+        dns.txt(f"_dmarc.{domain}", "v=DMARC1; p=reject")
+        async with inbound_stack(
+            temporal_client,
+            engine,
+            tmp_path,
+            dns_nameservers=dns.nameservers,
+            platform_mail_domain=domain,
+            dkim_selector="rm2026",
+            dkim_private_key_file=str(key_file),
+        ) as inbound:
+            stack, http = inbound.stack, inbound.stack.http
+            tenant = stack.tenant()
+            one, two = await stack.candidate(tenant), await stack.candidate(tenant)
+            single = await stack.send(tenant, one["id"])
+            await stack.wait_for_status(tenant, single["id"], {"sent"})
+            job = await start_bulk(stack, tenant, [two["id"]])
+            await wait_job(http, tenant, job["id"])
+            hosted = (
+                await http.get("/v1/mail-settings/deliverability", headers=tenant.headers)
+            ).json()
+            received = [r.raw for r in inbound.sink.received]
+        resolver = Resolver(tuple(parse_nameservers(dns.nameservers)), 5.0)
+        verified = [signatures(raw, resolver) for raw in received]
+
+    assert len(verified) == 2
+    for found in verified:  # the single send and the bulk message, each signed and verified
+        assert [(s.domain, s.selector, s.ok) for s in found] == [(domain, "rm2026", True)]
+    assert b"list-unsubscribe" in received[1].lower().split(b"\r\n\r\n")[0]
+    checks = _by_name(hosted)
+    assert hosted["status"] == "pass", hosted
+    assert checks["dkim"]["status"] == "pass" and checks["dmarc"]["status"] == "pass"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from core.deliverability import checks, spf
+from core.deliverability import checks, dkim, spf
 from core.deliverability.checks import Check, Report
+from core.deliverability.dkim import DkimSigner
 from core.models import Connection
 from core.resolver import DnsUnavailable, NoSuchDomain
 from core.settings import Settings
@@ -72,11 +73,31 @@ def for_hosted(settings: Settings) -> Report:
         )
     spf_check, spf_ok = checks.spf(domain, "platform", resolver, authorised=authorised,
                                    allowed=allowed)  # fmt: skip
-    dkim_check = Check(
-        "dkim",
-        checks.WARN,
-        "The platform's relay does not sign with DKIM yet: DMARC relies on SPF for the hosted "
-        "address (docs/deliverability.md).",
-    )
-    dmarc_check = checks.dmarc_check(domain, resolver, spf_ok=spf_ok, dkim_ok=False)
+    dkim_check, dkim_ok = _platform_dkim(domain, settings)
+    dmarc_check = checks.dmarc_check(domain, resolver, spf_ok=spf_ok, dkim_ok=dkim_ok)
     return Report(domain, (spf_check, dkim_check, dmarc_check))
+
+
+def _platform_dkim(domain: str, settings: Settings) -> tuple[Check, bool]:
+    """The relay's own signature, made on a probe message and verified through the resolver
+    as a receiver would (its key published at {selector}._domainkey.{domain})."""
+    if settings.platform_transport != "smtp" or not (
+        settings.dkim_selector and settings.dkim_private_key_file
+    ):
+        return (
+            Check(
+                "dkim",
+                checks.WARN,
+                "The platform's mail is not signed with DKIM: set RECRUITMAIL_DKIM_SELECTOR and "
+                "RECRUITMAIL_DKIM_PRIVATE_KEY_FILE (the SMTP relay transport signs), or sign at "
+                "the provider (Mailjet: docs/operating.md). DMARC relies on SPF meanwhile.",
+            ),
+            False,
+        )
+    signer = DkimSigner.load(settings.dkim_selector, domain, settings.dkim_private_key_file)
+    probe = (
+        f"From: probe@{domain}\r\nTo: probe@{domain}\r\nSubject: DKIM probe\r\n"
+        f"Message-ID: <dkim-probe@{domain}>\r\n\r\nProbe.\r\n"
+    ).encode()
+    found = dkim.signatures(signer.signature(probe) + probe, settings.resolver())
+    return checks.dkim(domain, "platform", {"signatures": [s.__dict__ for s in found]})
