@@ -239,3 +239,62 @@ def test_an_erased_address_stays_suppressed_by_its_hash(engine):
         assert suppression.find(session, company, "Ines@Example.com") is not None
         assert suppression.find(session, other, "ines@example.com") is None
         assert row.address_hash != suppression.address_hash(other, "ines@example.com")
+
+
+async def test_mailjet_events_suppress_only_what_they_are_about(temporal_client, engine, tmp_path):
+    from tests.test_inbound import SECRET
+
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack, http = inbound.stack, inbound.stack.http
+        a, b = stack.tenant(name="A Corp"), stack.tenant(name="B Corp")
+        people = [await stack.candidate(a, name=n) for n in ("Hard", "Soft", "Spam", "Block")]
+        sent = {}
+        for person in people:
+            queued = await stack.send(a, person["id"])
+            sent[person["name"]] = await stack.wait_for_status(a, queued["id"], {"sent"})
+        other = await stack.candidate(b, name="Other")
+
+        def event(kind: str, person: dict, **fields) -> dict:
+            return {
+                "event": kind,
+                "time": 1_800_000_000,
+                "MessageID": 19421777835146490,
+                "Message_GUID": "1ab23cd4-e567-8901-2345-6789f0gh1i2j",
+                "email": person["email"],
+                "CustomID": sent[person["name"]]["id"],
+                **fields,
+            }
+
+        callback = [
+            event("bounce", people[0], hard_bounce=True, blocked=False,
+                  error_related_to="recipient", error="user unknown"),
+            event("bounce", people[1], hard_bounce=False, blocked=False,
+                  error_related_to="mailbox", error="quota exceeded"),
+            event("spam", people[2], source="JMRPP"),
+            event("blocked", people[3], error_related_to="recipient",
+                  error="preblocked"),
+            event("open", people[1]),
+            # Forged: another company's candidate, with one of A's message ids.
+            {**event("spam", people[0]), "email": other["email"]},
+            {"event": "spam", "CustomID": "not-an-id", "email": other["email"]},
+        ]  # fmt: skip
+        refused = await http.post("/inbound/mailjet/events", json=callback)
+        taken = await http.post(
+            "/inbound/mailjet/events",
+            json=callback,
+            headers={"Authorization": f"Bearer {SECRET}"},
+        )
+        listed = (await http.get("/v1/suppressions", headers=a.headers)).json()
+        listed_b = (await http.get("/v1/suppressions", headers=b.headers)).json()
+        hard = await stack.wait_for_status(a, sent["Hard"]["id"], {"bounced"})
+
+    assert refused.status_code == 401
+    assert taken.status_code == 200 and taken.json() == {"taken": 4}
+    reasons = {s["address"]: s["reason"] for s in listed}
+    assert reasons == {
+        people[0]["email"]: "hard_bounce",
+        people[2]["email"]: "complaint",
+        people[3]["email"]: "hard_bounce",
+    }  # one soft bounce is not enough
+    assert listed_b == []
+    assert "user unknown" in hard["error"]

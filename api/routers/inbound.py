@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import SettingsDep
-from api.services import inbound_paths
+from api.services import inbound_paths, mailjet_events
 from api.services.inbound_mailjet import mailjet_to_mime
 from core import intake
 from core.inbound.push import VALIDATION_TOKEN_RE, PushRefused, verify_gmail_push
@@ -150,6 +150,26 @@ async def inbound_mailjet(request: Request, settings: SettingsDep) -> InboundAcc
     recipient = str(post.get("Recipient") or "")
     addresses = [a for _, a in getaddresses([recipient]) if "@" in a] or _header_recipients(raw)
     return await _accept(request, settings, raw, addresses, "mailjet")
+
+
+@router.post("/inbound/mailjet/events")
+async def inbound_mailjet_events(request: Request, settings: SettingsDep) -> dict[str, int]:
+    """Mailjet's event callback (the URL set under Account settings → Event notifications,
+    with the inbound secret as its Basic auth password): bounce, blocked and spam events put
+    addresses on the sending company's suppression list. Answers 200, which stops Mailjet
+    retrying."""
+    _check_secret(request, settings)
+    body = await _read_body(request, settings.max_webhook_bytes)
+    try:
+        posted = loads_bounded(body)
+    except ValueError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a Mailjet event callback: {exc}"
+        ) from None
+    taken = await run_in_threadpool(
+        mailjet_events.take, request.app.state.engine, posted, settings.soft_bounce_limit
+    )
+    return {"taken": taken}
 
 
 def _header_recipients(raw: bytes) -> list[str]:
