@@ -23,7 +23,7 @@ from contracts.receive import (
 )
 from core import events, ownership, round_trip
 from core.db import session_scope
-from core.deliverability import dkim, suppression, unsubscribe
+from core.deliverability import checks, dkim, suppression, unsubscribe
 from core.events import EventType
 from core.inbound import ParsedMail, candidates, parse, tokens
 from core.inbound import paths as inbound_paths
@@ -111,12 +111,10 @@ class InboundActivities(RouteContract):
             if raw is None or raw.state != InboundState.STORED:
                 return None
             data, client_ip, helo, mail_from = raw.raw, raw.client_ip, raw.helo, raw.mail_from
+            company_id = raw.company_id
         parsed = parse(data)
-        if parsed.send_test:  # the connection's own message: its DKIM, for the deliverability
-            parsed.dkim_signatures = [
-                {"domain": s.domain, "selector": s.selector, "ok": s.ok, "detail": s.detail}
-                for s in dkim.signatures(data, self._settings.resolver())
-            ]
+        if parsed.send_test:  # the connection's own message: the end of its round trip
+            self._check_deliverability(company_id, parsed, data)
         if not self._settings.inbound_sender_auth or parsed.check_token or parsed.send_test:
             return parsed, NOT_CHECKED
         auth = authenticate(
@@ -128,6 +126,22 @@ class InboundActivities(RouteContract):
             resolver=self._settings.resolver(),
         )
         return parsed, auth
+
+    def _check_deliverability(
+        self, company_id: uuid.UUID | None, parsed: ParsedMail, data: bytes
+    ) -> None:
+        """The send leg's message came back through the redirect: its DKIM signatures, and
+        its connection's deliverability report made with them (DNS, before the routing
+        transaction; recorded by it)."""
+        parsed.dkim_signatures = [
+            {"domain": s.domain, "selector": s.selector, "ok": s.ok, "detail": s.detail}
+            for s in dkim.signatures(data, self._settings.resolver())
+        ]
+        with Session(self._engine, expire_on_commit=False) as session:
+            connection = _sending_connection(session, company_id, parsed.from_address)
+        if connection is not None:
+            connection.dkim_check = {"signatures": parsed.dkim_signatures}
+            parsed.deliverability = checks.for_connection(connection, self._settings)
 
     def _token_candidate(self, session: Session, raw: InboundRaw) -> uuid.UUID | None:
         """The candidate of the reply-to token in the address the message was sent to."""
@@ -401,25 +415,33 @@ def _mark_bounce(
     return sent
 
 
-def _record_dkim(session: Session, raw: InboundRaw, parsed: ParsedMail) -> None:
-    """The send leg's test message came back: its DKIM signatures, on its connection (the
-    company's, sending from the From address) for the deliverability check."""
-    if not parsed.from_address:
-        return
-    connection = session.exec(
+def _sending_connection(
+    session: Session, company_id: uuid.UUID | None, address: str
+) -> Connection | None:
+    """The company's connection sending from `address` (a send leg's message is from it)."""
+    if company_id is None or not address:
+        return None
+    return session.exec(
         select(Connection).where(
-            Connection.company_id == raw.company_id,
-            func.lower(Connection.custom_address) == parsed.from_address.lower(),
+            Connection.company_id == company_id,
+            func.lower(Connection.custom_address) == address.lower(),
             col(Connection.status).not_in(list(ownership.LET_GO)),
         )
     ).first()
+
+
+def _record_dkim(session: Session, raw: InboundRaw, parsed: ParsedMail) -> None:
+    """The send leg's test message came back: its DKIM signatures, and the deliverability
+    report made with them, on its connection (connection.deliverability_changed when the
+    report's status changed)."""
+    connection = _sending_connection(session, raw.company_id, parsed.from_address)
     if connection is None:
         return
-    connection.dkim_check = {
-        "checked_at": raw.received_at.isoformat(),
-        "signatures": parsed.dkim_signatures,
-    }
+    at = raw.received_at.isoformat()
+    connection.dkim_check = {"checked_at": at, "signatures": parsed.dkim_signatures}
     session.add(connection)
+    if parsed.deliverability is not None:
+        checks.record(session, connection, parsed.deliverability, at)
 
 
 def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) -> None:

@@ -54,6 +54,7 @@ class EventType(StrEnum):
     CONNECTION_REDIRECT_CHECK = "connection.redirect_check"
     CONNECTION_INBOUND_PATH_CHANGED = "connection.inbound_path_changed"
     CONNECTION_FORWARDING_CONFIRMATION = "connection.forwarding_confirmation"
+    CONNECTION_DELIVERABILITY_CHANGED = "connection.deliverability_changed"
     SUPPRESSION_ADDED = "suppression.added"
     SUPPRESSION_RELEASED = "suppression.released"
     BULK_COMPLETED = "bulk.completed"

@@ -208,6 +208,11 @@ class Connection(SQLModel, table=True):
     # ({"checked_at", "signatures": [{"domain", "selector", "ok", "detail"}]}), for the
     # deliverability check (core/deliverability/checks.py); None until one came back.
     dkim_check: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The last deliverability report ({"domain", "status", "checks", "checked_at"}), made at the
+    # end of the round trip and by the daily `deliverability-check` run.
+    deliverability: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     # sha256 of the last test message's single-use token; the message comes back carrying it.
     check_token_hash: str | None = Field(default=None, max_length=64, index=True)
     # The run waiting for that check message (a setup's, or a re-check's), when it went out,

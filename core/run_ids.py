@@ -55,3 +55,4 @@ def mailbox_sync_workflow_id(connection_id: str) -> str:
 RETENTION_SCHEDULE_ID = "privacy-retention"
 # The Schedule that checks every live redirect again, daily.
 INBOUND_RECHECK_SCHEDULE_ID = "inbound-recheck"
+DELIVERABILITY_SCHEDULE_ID = "deliverability-check"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from email.message import EmailMessage
+from urllib.parse import urlparse
 
 import dkim as dkimpy
 from sqlmodel import Session
@@ -185,3 +186,78 @@ async def test_the_platform_relay_signs_its_mail_with_dkim(temporal_client, engi
     checks = _by_name(hosted)
     assert hosted["status"] == "pass", hosted
     assert checks["dkim"]["status"] == "pass" and checks["dmarc"]["status"] == "pass"
+
+
+async def test_the_daily_check_keeps_each_report_and_tells_of_changes(
+    temporal_client, engine, tmp_path
+):
+    import os
+
+    from sqlmodel import select
+
+    from contracts.deliverability import DeliverabilityPage
+    from core.events import EventType
+    from core.models import Event
+    from tests.test_replay import HISTORIES
+    from workflows.deliverability import DeliverabilityCheckWorkflow
+
+    with DnsServer() as dns:
+        dns.txt("daily.example", "v=spf1 include:_spf.google.com ~all")
+        dns.txt("_dmarc.daily.example", "v=DMARC1; p=reject")
+        async with inbound_stack(
+            temporal_client, engine, tmp_path, dns_nameservers=dns.nameservers
+        ) as inbound:
+            stack = inbound.stack
+            tenant = stack.tenant()
+            connection = _connection(engine, tenant.company.id, "jobs@daily.example", "google")
+
+            async def run_check() -> None:
+                handle = await stack.client.start_workflow(
+                    DeliverabilityCheckWorkflow.run,
+                    DeliverabilityPage(limit=2),
+                    id=f"deliverability-check-{uuid.uuid4()}",
+                    task_queue=stack.settings.task_queue,
+                )
+                await handle.result()
+                if os.environ.get("RECRUITMAIL_RECORD_HISTORIES"):
+                    history = await handle.fetch_history()
+                    (HISTORIES / "deliverability-check.json").write_text(history.to_json())
+
+            await run_check()  # SPF passes, DKIM not seen yet, DMARC p=reject without DKIM
+            shown = (
+                await stack.http.get(
+                    f"/v1/connections/{connection}/deliverability", headers=tenant.headers
+                )
+            ).json()
+            await run_check()  # the same: no event
+            dns.clear("daily.example")  # the SPF record is gone
+            await run_check()
+            listed = (
+                await stack.http.get(f"/v1/connections/{connection}", headers=tenant.headers)
+            ).json()
+            page = await stack.http.get(urlparse(listed["setup_page_url"]).path + "?"
+                                        + urlparse(listed["setup_page_url"]).query)  # fmt: skip
+            with Session(engine) as session:
+                kept = session.get(Connection, uuid.UUID(connection)).deliverability
+                changes = [
+                    e.data
+                    for e in session.exec(
+                        select(Event)
+                        .where(
+                            Event.company_id == tenant.company.id,
+                            Event.type == EventType.CONNECTION_DELIVERABILITY_CHANGED,
+                        )
+                        .order_by(Event.created_at)
+                    )
+                ]
+
+    assert shown["status"] == "warn"  # DKIM not checked yet; SPF aligns, so DMARC passes
+    assert [(c["from"], c["to"]) for c in changes] == [(None, "warn"), ("warn", "fail")]
+    assert changes[1]["failing"] == ["spf", "dmarc"]
+    assert kept["status"] == "fail" and kept["checked_at"]
+    # The admins see it where they look: a warning on the connection, and its setup page.
+    assert any("fails DMARC" in w for w in listed["warnings"])
+    assert page.status_code == 200 and "Will its mail reach the inbox?" in page.text
+    assert 'daily.example TXT "v=spf1 include:_spf.google.com ~all"' in page.text.replace(
+        "&#34;", '"'
+    ).replace("&quot;", '"')

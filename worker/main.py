@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.accounts import Accounts
 from activities.bulk import BulkActivities
 from activities.connections import ConnectionActivities
+from activities.deliverability import DeliverabilityActivities
 from activities.inbound import InboundActivities
 from activities.inbound_paths import SyncActivities
 from activities.notify import NotifyActivities
@@ -36,8 +37,14 @@ from worker.lifecycle import run_until_signal, until_stopped
 from worker.relay import relay_forever
 from worker.sweeper import sweep_forever
 from workflows.bulk_send import BulkSendWorkflow
-from workflows.client import ensure_recheck_schedule, ensure_retention_schedule, webhook_queue
+from workflows.client import (
+    ensure_deliverability_schedule,
+    ensure_recheck_schedule,
+    ensure_retention_schedule,
+    webhook_queue,
+)
 from workflows.consent_request import ConsentRequestMailWorkflow
+from workflows.deliverability import DeliverabilityCheckWorkflow
 from workflows.inbound_paths import (
     InboundCheckWorkflow,
     InboundRecheckWorkflow,
@@ -73,6 +80,7 @@ WORKFLOWS = [
     InboundCheckWorkflow,
     InboundRecheckWorkflow,
     MailboxSyncWorkflow,
+    DeliverabilityCheckWorkflow,
 ]
 # On the webhooks' task queue: endpoints' runs and their deliveries, apart from everything else.
 WEBHOOK_WORKFLOWS = [WebhookEndpointWorkflow]
@@ -105,6 +113,7 @@ def _activity_groups(
         *BulkActivities(engine, settings, send).all,
         *NotifyActivities(engine, accounts).all,
         *PrivacyActivities(engine, accounts).all,
+        *DeliverabilityActivities(engine, settings).all,
     ]
     return main, WebhookActivities(engine, accounts).all
 
@@ -212,6 +221,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     worker = build_worker(connecting.result(), settings, engine)
     await ensure_retention_schedule(connecting.result(), settings)
     await ensure_recheck_schedule(connecting.result(), settings)
+    await ensure_deliverability_schedule(connecting.result(), settings)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
     running = asyncio.ensure_future(worker.run())
     sweeping = asyncio.ensure_future(sweep_forever(connecting.result(), settings, engine))

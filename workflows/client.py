@@ -34,6 +34,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.bulk import BulkSendInput
+from contracts.deliverability import DeliverabilityPage
 from contracts.inbound_paths import NOTIFY, STOP, Nudge, SyncInput
 from contracts.privacy import EraseInput, SweepInput
 from contracts.receive import ReceiveMessageInput, ReceiveMessagesInput
@@ -41,6 +42,7 @@ from contracts.send import SendMessageInput
 from contracts.setup import RecheckInput, RecheckPage
 from contracts.webhooks import EVENTS, WebhookEndpointInput
 from core.run_ids import (
+    DELIVERABILITY_SCHEDULE_ID,
     INBOUND_RECHECK_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     erase_workflow_id,
@@ -54,6 +56,7 @@ from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVI
 from core.settings import Settings
 from core.statuses import BulkJobStatus, InboundState, MessageStatus
 from workflows.bulk_send import BulkSendWorkflow
+from workflows.deliverability import DeliverabilityCheckWorkflow
 from workflows.inbound_paths import (
     InboundCheckWorkflow,
     InboundRecheckWorkflow,
@@ -168,6 +171,29 @@ async def ensure_recheck_schedule(
                     InboundRecheckWorkflow.run,
                     RecheckPage(redirect_wait=settings.redirect_check_wait),
                     id="inbound-recheck",
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+async def ensure_deliverability_schedule(
+    client: Client, settings: Settings, schedule_id: str = DELIVERABILITY_SCHEDULE_ID
+) -> None:
+    """The Schedule that checks every live connection's SPF, DKIM and DMARC each day
+    (`deliverability-check`); created once, left as it is when it exists."""
+    try:
+        await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    DeliverabilityCheckWorkflow.run,
+                    DeliverabilityPage(),
+                    id="deliverability-check",
                     task_queue=settings.task_queue,
                 ),
                 spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),

@@ -24,11 +24,11 @@ from api.schemas import (
     InboundPublic,
 )
 from api.services import connections as service
-from api.services import deliverability
 from api.services import inbound_paths as inbound_service
 from contracts.oauth import ConsentInput
 from contracts.setup import ActivateInput
 from core.db import get_or_fail
+from core.deliverability import checks as deliverability
 from core.models import Company, Connection, User
 from core.settings import Settings
 from core.statuses import (

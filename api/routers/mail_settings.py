@@ -16,10 +16,10 @@ from api.schemas import (
     ScopePublic,
     UsePlatformRequest,
 )
-from api.services import deliverability
 from api.services.connections import disable_connection, redirect_check, warnings
 from core import audit
 from core.db import get_or_fail
+from core.deliverability import checks as deliverability
 from core.models import Company, Connection, LegalEntity
 from core.senders import effective_sender, live_connection
 from core.settings import Settings

@@ -122,6 +122,7 @@ async def _setup_page(
         view=view,
         connection=connection,
         company=company,
+        deliverability=connection.deliverability,
         provider=KIND_LABELS[ConnectionKind(connection.kind)],
         status_label=shown_state(connection).replace("_", " "),
         key=key,

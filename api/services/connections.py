@@ -128,9 +128,18 @@ def warnings(connection: Connection, hosted: str) -> list[str]:
     only way in is a redirect that is not verified."""
     ready = connection.status in (*LIVE_STATUSES, ConnectionStatus.TESTED)
     only_redirect = list(connection.inbound_paths or ["redirect"]) == [InboundPath.REDIRECT]
+    found = []
     if ready and only_redirect and connection.redirect_status != RedirectStatus.VERIFIED:
-        return [round_trip.unverified_warning(connection.custom_address, hosted)]
-    return []
+        found.append(round_trip.unverified_warning(connection.custom_address, hosted))
+    # The last deliverability report (the round trip's end, the daily check): DMARC failing
+    # warns before and after activation; it never refuses (docs/deliverability.md).
+    for check in (connection.deliverability or {}).get("checks", []):
+        if ready and check.get("name") == "dmarc" and check.get("status") == "fail":
+            found.append(
+                f"Mail from {connection.custom_address} fails DMARC: {check.get('sentence')} "
+                f"GET /v1/connections/{connection.id}/deliverability says what to publish."
+            )
+    return found
 
 
 def _unprocessable(message: str) -> HTTPException:

@@ -100,6 +100,8 @@ class ParsedMail:
     complaint: ComplaintReport | None = None
     # A send leg's test message: its DKIM signatures, verified when it was prepared for routing.
     dkim_signatures: list[dict[str, Any]] = field(default_factory=list)
+    # ... and its connection's deliverability report made with them (core/deliverability).
+    deliverability: Any = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     # A redirect leg's single-use token (core/round_trip.py): our own check message, back.

@@ -1,4 +1,5 @@
-"""dkim check: the DKIM signatures of a connection's round-trip test message
+"""dkim check: the DKIM signatures of a connection's round-trip test message, and its last
+deliverability report
 
 Revision ID: 0018
 Revises: 0017
@@ -19,8 +20,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("connection") as batch:
         batch.add_column(sa.Column("dkim_check", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("deliverability", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("connection") as batch:
+        batch.drop_column("deliverability")
         batch.drop_column("dkim_check")
