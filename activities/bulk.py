@@ -352,7 +352,7 @@ class BulkActivities(BulkContract):
             job_id=job_id,
             connection_id=connection_id,
             session=provider.session(account),
-            rate=provider.rate(),
+            rate=await asyncio.to_thread(self._send.rate_for, provider, connection_id),
         )
         if mailbox.rate.limited:
             await asyncio.to_thread(throttle.ensure_row, self._engine, mailbox.key)

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
 from core import events
-from core.errors import MailError, TransientMailError
+from core.errors import MailError, QuotaExceeded, TransientMailError
 from providers.base import Outgoing
 
 
@@ -24,7 +24,9 @@ def to_application_error(err: MailError) -> ApplicationError:
     5.1.1 <grace@…>` names one); the message row keeps the whole text for the recruiter."""
     text = events.scrub(str(err)) or ""
     if isinstance(err, TransientMailError):
-        return ApplicationError(text, type="TransientMailError", next_retry_delay=err.retry_after)
+        # A spent quota says so (the send workflow does not count its wait as a retry).
+        kind = "QuotaExceeded" if isinstance(err, QuotaExceeded) else "TransientMailError"
+        return ApplicationError(text, type=kind, next_retry_delay=err.retry_after)
     return ApplicationError(text, type=type(err).__name__, non_retryable=True)
 
 

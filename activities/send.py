@@ -4,10 +4,11 @@ delivery is async. All of them read the subject and body from the database, by m
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -31,12 +32,13 @@ from contracts.send import (
     SenderChoice,
     SendMessageResult,
 )
-from core import events
+from core import events, throttle
 from core.db import RowMissing, get_or_fail, session_scope
 from core.deliverability import suppression
 from core.errors import (
     AuthExpiredError,
     MailError,
+    QuotaExceeded,
     TransientMailError,
     for_recruiter,
 )
@@ -57,6 +59,7 @@ from core.privacy import NOT_SENT_ERASED
 from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus, SuppressionReason
+from core.throttle import Rate
 from providers.base import Account, MailProvider, Outgoing
 
 
@@ -292,6 +295,7 @@ class SendActivities(SendContract):
                 provider, account = await asyncio.to_thread(
                     self.sender_for, transport_name, connection_id
                 )
+            await self._admit(provider, connection_id, mail)
             provider_id = await heartbeating(provider.send(account, mail))
         except MailError as err:
             if isinstance(err, AuthExpiredError) and connection_id is not None:
@@ -300,6 +304,40 @@ class SendActivities(SendContract):
             raise to_application_error(err) from None
         await asyncio.to_thread(self._mark_sent, message_id, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
+
+    async def _admit(
+        self, provider: MailProvider, connection_id: uuid.UUID | None, mail: Outgoing
+    ) -> None:
+        """A mailbox with a 24-hour quota (Google, Exchange) counts single sends too: one that
+        would overrun it waits for the window to reopen (a deferral, never a failure)."""
+        rate = await asyncio.to_thread(self.rate_for, provider, connection_id)
+        if not rate.windowed:
+            return
+        quota = Rate(0.0, rate.daily_cap, rate.daily_recipients)
+        key = f"connection:{connection_id}" if connection_id else "platform"
+        until = await asyncio.to_thread(
+            throttle.admit, self._engine, key, quota, len(mail.envelope_to)
+        )
+        if until is not None:
+            when = datetime.fromtimestamp(until, UTC).strftime("%d %b %Y %H:%M UTC")
+            raise QuotaExceeded(
+                "The sending mailbox's 24-hour quota is spent (messages or recipients, as its "
+                f"provider counts them); the message goes at {when}, when the window reopens.",
+                retry_after=timedelta(seconds=max(1.0, until - time.time())),
+            )
+
+    def rate_for(self, provider: MailProvider, connection_id: uuid.UUID | None) -> Rate:
+        """The mailbox's rate: its provider's, with the connection's own quota over it."""
+        rate = provider.rate()
+        if connection_id is None:
+            return rate
+        with Session(self._engine) as session:
+            connection = session.get(Connection, connection_id)
+        if connection is None:
+            return rate
+        return throttle.with_overrides(
+            rate, connection.quota_messages_per_day, connection.quota_recipients_per_day
+        )
 
     def sender_for(
         self, transport: str, connection_id: uuid.UUID | None

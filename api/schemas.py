@@ -371,6 +371,31 @@ class ConnectionPublic(BaseModel):
     # How replies come in (GET /v1/connections/{id}/inbound has each path's state).
     inbound_paths: list[str] = ["redirect"]
     forwarding_confirmation: ForwardingConfirmationPublic | None = None
+    # The mailbox's quota in effect (PUT /v1/connections/{id}/quota overrides it).
+    quota: QuotaPublic | None = None
+
+
+class QuotaUpdate(Request):
+    messages_per_day: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Messages per rolling 24 hours (0: none); null: the provider's default.",
+    )
+    recipients_per_day: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description="Recipients (To, Cc, Bcc) per rolling 24 hours (0: none); null: the "
+        "provider's default.",
+    )
+
+
+class QuotaPublic(BaseModel):
+    messages_per_day: int = Field(description="In effect (0: none).")
+    recipients_per_day: int = Field(description="In effect (0: none).")
+    per_minute: float = Field(description="Messages per minute for bulk sends (0: none).")
+    overridden: bool = Field(description="True when the connection sets its own quota.")
 
 
 class UsePlatformRequest(Request):

@@ -11,6 +11,8 @@ PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one st
 # The failure type of a send refused before any attempt: the address is on the company's
 # suppression list (core/deliverability/suppression.py); its message is the reason to show.
 SUPPRESSED = "Suppressed"
+# A mailbox's 24-hour quota is spent (core.errors.QuotaExceeded): a deferral, not a retry.
+QUOTA_EXCEEDED = "QuotaExceeded"
 RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
 COMPOSE_MESSAGE = "compose-message"
 DELIVER_MESSAGE = "deliver-message"

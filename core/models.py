@@ -208,6 +208,10 @@ class Connection(SQLModel, table=True):
     # ({"checked_at", "signatures": [{"domain", "selector", "ok", "detail"}]}), for the
     # deliverability check (core/deliverability/checks.py); None until one came back.
     dkim_check: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The mailbox's own 24-hour quota, over the provider's defaults (core/throttle.py): a
+    # consumer Gmail account's lower limits, a tenant's own Exchange limits. None: the default.
+    quota_messages_per_day: int | None = None
+    quota_recipients_per_day: int | None = None
     # The last deliverability report ({"domain", "status", "checks", "checked_at"}), made at the
     # end of the round trip and by the daily `deliverability-check` run.
     deliverability: dict[str, Any] | None = Field(

@@ -46,6 +46,15 @@ class Rate:
         )
 
 
+def with_overrides(rate: Rate, messages: int | None, recipients: int | None) -> Rate:
+    """The provider's rate with a connection's own 24-hour quota where it sets one."""
+    return Rate(
+        rate.interval,
+        rate.daily_cap if messages is None else messages,
+        rate.daily_recipients if recipients is None else recipients,
+    )
+
+
 @dataclass(frozen=True)
 class Slot:
     at: float  # when the send may go (epoch seconds), maybe now
@@ -100,6 +109,28 @@ def reserve(
             )
         session.commit()
     return slot
+
+
+def admit(
+    engine: Engine, key: str, rate: Rate, recipients: int = 1, now: float | None = None
+) -> float | None:
+    """A single send through the mailbox now, counted in its 24-hour quota: None when it fits
+    (the send is counted), else when the quota lets it go (nothing counted: the caller waits
+    and asks again). The per-minute rate is the bulk sends' alone."""
+    now = time.time() if now is None else now
+    ensure_row(engine, key)
+    table = table_of(MailboxThrottle)
+    with Session(engine) as session:
+        # The mailbox's lock, as reserve() takes it, so the count and the insert are atomic.
+        session.execute(update(table).where(table.c.key == key).values(next_slot=table.c.next_slot))
+        slot = _within_quota(session, key, rate, now, recipients)
+        if slot.quota:
+            session.rollback()
+            return slot.at
+        sends = table_of(ThrottleSend)
+        session.execute(insert(sends).values(key=key, at=now, recipients=recipients))
+        session.commit()
+    return None
 
 
 def _within_quota(session: Session, key: str, rate: Rate, at: float, recipients: int) -> Slot:

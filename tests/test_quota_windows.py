@@ -179,3 +179,82 @@ async def test_a_quota_refusal_holds_the_bulk_send_without_failing_or_suppressin
     assert 55 < minutes <= 60
     assert message["status"] in ("queued", "sending") and listed == []
     assert inbound.sink.handler.data_attempts == 1 and inbound.sink.received == []
+
+
+async def test_single_sends_count_in_the_window_and_wait_without_failing(
+    temporal_client, engine, tmp_path
+):
+    try:
+        async with inbound_stack(
+            temporal_client, engine, tmp_path, bulk_daily_recipients_platform=1
+        ) as inbound:
+            stack = inbound.stack
+            tenant = stack.tenant()
+            first = await stack.candidate(tenant)
+            second = await stack.candidate(tenant)
+            sent = await stack.send(tenant, first["id"])
+            sent = await stack.wait_for_status(tenant, sent["id"], {"sent", "failed"})
+            held = await stack.send(tenant, second["id"])
+            held = await eventually(
+                lambda: stack.http.get(f"/v1/messages/{held['id']}", headers=tenant.headers),
+                lambda r: r.json()["error"] is not None,
+                what="the second send waiting for the quota",
+            )
+            shown = held.json()
+            delivered = len(inbound.sink.received)
+    finally:
+        with Session(engine) as session:  # the platform throttle is shared by the suite
+            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
+            session.exec(delete(ThrottleSend).where(ThrottleSend.key == "platform"))
+            session.commit()
+
+    assert sent["status"] == "sent" and delivered == 1
+    assert shown["status"] == "sending"  # waiting, not failed
+    assert "24-hour quota is spent" in shown["error"] and "window reopens" in shown["error"]
+
+
+async def test_a_connection_sets_its_own_quota(temporal_client, engine, tmp_path):
+    from core.models import Connection
+
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack, http = inbound.stack, inbound.stack.http
+        tenant, other = stack.tenant(), stack.tenant(name="Other")
+        with Session(engine, expire_on_commit=False) as session:
+            row = Connection(
+                company_id=tenant.company.id,
+                kind="google",
+                custom_address="jobs@consumer.example",
+                status="active",
+            )
+            session.add(row)
+            session.commit()
+        url = f"/v1/connections/{row.id}"
+        default = (await http.get(url, headers=tenant.headers)).json()["quota"]
+        lowered = await http.put(
+            f"{url}/quota",
+            json={"messages_per_day": 500, "recipients_per_day": 500},
+            headers=tenant.headers,
+        )
+        refused = await http.put(
+            f"{url}/quota", json={"messages_per_day": -1}, headers=tenant.headers
+        )
+        foreign = await http.put(
+            f"{url}/quota", json={"messages_per_day": 1}, headers=other.headers
+        )
+        back = await http.put(f"{url}/quota", json={}, headers=tenant.headers)
+
+    assert default == {
+        "messages_per_day": 2000,
+        "recipients_per_day": 10000,
+        "per_minute": 0.0,
+        "overridden": False,
+    }
+    assert lowered.status_code == 200
+    assert lowered.json()["quota"] == {
+        "messages_per_day": 500,
+        "recipients_per_day": 500,
+        "per_minute": 0.0,
+        "overridden": True,
+    }
+    assert refused.status_code == 422 and foreign.status_code == 404
+    assert back.json()["quota"]["overridden"] is False

@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 from contracts.send import (
+    QUOTA_EXCEEDED,
     SUPPRESSED,
     ComposeInput,
     DeliveryResult,
@@ -85,6 +86,8 @@ class SendMessageWorkflow:
                     )
                 # Transient: wait as the provider asked (or the first backoff), durably.
                 await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
+                if failure.type == QUOTA_EXCEEDED:
+                    started = workflow.now()  # waiting for a quota is not a retry: cap anew
         try:
             later = await workflow.execute_activity_method(
                 SendContract.deliver_message,

@@ -22,6 +22,7 @@ from api.schemas import (
     DeliverabilityPublic,
     InboundPathsUpdate,
     InboundPublic,
+    QuotaUpdate,
 )
 from api.services import connections as service
 from api.services import inbound_paths as inbound_service
@@ -53,7 +54,9 @@ def _hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
 
 def _public(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
     hosted = _hosted(session, settings, connection.company_id)
-    return service.to_public(connection, hosted, _page(settings, connection))
+    shown = service.to_public(connection, hosted, _page(settings, connection))
+    shown.quota = service.quota(connection, settings)
+    return shown
 
 
 def _page(settings: Settings, connection: Connection) -> str | None:
@@ -152,7 +155,10 @@ def list_connections(
         .order_by(col(Connection.created_at).desc())
     ).all()
     hosted = _hosted(session, settings, user.company_id)
-    return [service.to_public(c, hosted, _page(settings, c)) for c in rows]
+    shown = [service.to_public(c, hosted, _page(settings, c)) for c in rows]
+    for item, connection in zip(shown, rows, strict=True):
+        item.quota = service.quota(connection, settings)
+    return shown
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
@@ -160,6 +166,22 @@ def read_connection(
     connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> ConnectionPublic:
     connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    return _public(session, settings, connection)
+
+
+@router.put("/{connection_id}/quota", response_model=ConnectionPublic)
+def set_connection_quota(
+    connection_id: str,
+    body: QuotaUpdate,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> ConnectionPublic:
+    """The mailbox's own 24-hour quota (messages, recipients), over its provider's defaults:
+    a consumer Gmail account's lower limits, a tenant's own Exchange limits. Null goes back to
+    the default. Bulk and single sends through it count against it (docs/deliverability.md)."""
+    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    service.set_quota(session, user, connection, body)
     return _public(session, settings, connection)
 
 

@@ -25,12 +25,14 @@ from api.schemas import (
     ConnectionPublic,
     ConnectionStep,
     ForwardingConfirmationPublic,
+    QuotaPublic,
+    QuotaUpdate,
     RedirectCheckPublic,
     SmtpPublic,
 )
 from contracts.oauth import OAuthSetupInput
 from contracts.setup import SmtpSetupInput
-from core import audit, events, ownership, round_trip
+from core import audit, events, ownership, round_trip, throttle
 from core.connection_rules import (
     RuleViolation,
     SmtpSettingsInput,
@@ -53,6 +55,7 @@ from core.statuses import (
     InboundPath,
     RedirectStatus,
 )
+from providers import provider
 from workflows.client import start_run
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow
@@ -112,6 +115,38 @@ def to_public(
             else None
         ),
     )
+
+
+def quota(connection: Connection, settings: Settings) -> QuotaPublic:
+    """The mailbox's 24-hour quota and per-minute rate in effect (core/throttle.py)."""
+    rate = throttle.with_overrides(
+        provider(connection.kind, settings).rate(),
+        connection.quota_messages_per_day,
+        connection.quota_recipients_per_day,
+    )
+    return QuotaPublic(
+        messages_per_day=rate.daily_cap,
+        recipients_per_day=rate.daily_recipients,
+        per_minute=round(60 / rate.interval, 3) if rate.interval else 0.0,
+        overridden=connection.quota_messages_per_day is not None
+        or connection.quota_recipients_per_day is not None,
+    )
+
+
+def set_quota(session: Session, user: User, connection: Connection, body: QuotaUpdate) -> None:
+    connection.quota_messages_per_day = body.messages_per_day
+    connection.quota_recipients_per_day = body.recipients_per_day
+    connection.updated_at = utcnow()
+    session.add(connection)
+    audit.record_connection(
+        session,
+        connection,
+        user.id,
+        "connection.quota",
+        messages_per_day=body.messages_per_day,
+        recipients_per_day=body.recipients_per_day,
+    )
+    session.commit()
 
 
 def redirect_check(connection: Connection) -> RedirectCheckPublic:
