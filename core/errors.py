@@ -26,8 +26,8 @@ class QuotaExceeded(TransientMailError):
     quota): a deferral for the whole mailbox, never a failure of the message or a reason to
     suppress its recipient."""
 
-    def __init__(self, message: str, retry_after: timedelta | None = QUOTA_RETRY) -> None:
-        super().__init__(message, retry_after)
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message, retry_after or QUOTA_RETRY)
 
 
 class RecipientDeferred(TransientMailError):

@@ -64,20 +64,23 @@ async def test_spf_dkim_and_dmarc_each_say_what_to_publish(temporal_client, engi
                 engine, company, "jobs@ok-smtp.example", "smtp", smtp_host="mail.smtp.example"
             )
             heavy = _connection(engine, company, "jobs@heavy.example", "microsoft")
-            # The send leg's test message comes back through the redirect, signed.
-            message = EmailMessage()
-            message["From"] = "jobs@good.example"
-            message["To"] = inbound.hosted(tenant)
-            message["Subject"] = "Recruitmail test"
-            message["Message-ID"] = f"<send-test.{uuid.uuid4().hex}@good.example>"
-            message["X-Recruitmail-Test"] = "send"
-            message.set_content("A test message.")
-            raw = message.as_bytes().replace(b"\n", b"\r\n")
-            signed = (
-                dkimpy.sign(raw, b"google", b"good.example", private,
-                            include_headers=[b"from", b"to", b"subject"]) + raw
-            )  # fmt: skip
-            await inbound.deliver(signed, inbound.hosted(tenant))
+            nokey = _connection(engine, company, "jobs@nokey.example", "microsoft")
+            # The send leg's test messages come back through the redirect, signed: one with a
+            # published key, one whose selector has none.
+            for domain, selector in (("good.example", b"google"), ("nokey.example", b"s1")):
+                message = EmailMessage()
+                message["From"] = f"jobs@{domain}"
+                message["To"] = inbound.hosted(tenant)
+                message["Subject"] = "Recruitmail test"
+                message["Message-ID"] = f"<send-test.{uuid.uuid4().hex}@{domain}>"
+                message["X-Recruitmail-Test"] = "send"
+                message.set_content("A test message.")
+                raw = message.as_bytes().replace(b"\n", b"\r\n")
+                signed = (
+                    dkimpy.sign(raw, selector, domain.encode(), private,
+                                include_headers=[b"from", b"to", b"subject"]) + raw
+                )  # fmt: skip
+                await inbound.deliver(signed, inbound.hosted(tenant))
             await inbound.wait_routed(tenant)
 
             async def report(connection_id: str, headers=tenant.headers):
@@ -86,7 +89,7 @@ async def test_spf_dkim_and_dmarc_each_say_what_to_publish(temporal_client, engi
 
             found = {name: (await report(cid)).json() for name, cid in [
                 ("bare", bare), ("good", good), ("smtp_wrong", smtp_wrong),
-                ("smtp_right", smtp_right), ("heavy", heavy)]}  # fmt: skip
+                ("smtp_right", smtp_right), ("heavy", heavy), ("nokey", nokey)]}  # fmt: skip
             foreign = await report(good, headers=other.headers)
             hosted = await http.get("/v1/mail-settings/deliverability", headers=tenant.headers)
 
@@ -120,6 +123,10 @@ async def test_spf_dkim_and_dmarc_each_say_what_to_publish(temporal_client, engi
 
     heavy_spf = _by_name(found["heavy"])["spf"]
     assert heavy_spf["status"] == "warn" and "over the limit of 10" in heavy_spf["sentence"]
+
+    missing_key = _by_name(found["nokey"])["dkim"]
+    assert missing_key["status"] == "fail" and "failed" in missing_key["sentence"]
+    assert "selector1._domainkey.nokey.example" in missing_key["sentence"]  # what to publish
 
     assert foreign.status_code == 404
     assert hosted.status_code == 200 and hosted.json()["domain"]

@@ -258,3 +258,35 @@ async def test_a_connection_sets_its_own_quota(temporal_client, engine, tmp_path
     }
     assert refused.status_code == 422 and foreign.status_code == 404
     assert back.json()["quota"]["overridden"] is False
+
+
+async def test_a_quota_refusal_is_sent_once_the_window_reopens(
+    temporal_client, engine, tmp_path, monkeypatch
+):
+    from datetime import timedelta
+
+    import core.errors
+
+    monkeypatch.setattr(core.errors, "QUOTA_RETRY", timedelta(seconds=2))  # an hour, really
+    refusal = "550 5.4.5 Daily user sending quota exceeded."
+    try:
+        async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+            stack, http = inbound.stack, inbound.stack.http
+            tenant = stack.tenant()
+            one, two = await stack.candidate(tenant), await stack.candidate(tenant)
+            inbound.sink.handler.data_script = [refusal]
+            job = await start_bulk(stack, tenant, [one["id"]])
+            job = await wait_job(http, tenant, job["id"])
+            inbound.sink.handler.data_script = [refusal]
+            single = await stack.send(tenant, two["id"])
+            single = await stack.wait_for_status(tenant, single["id"], {"sent", "failed"})
+            listed = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+    finally:
+        with Session(engine) as session:  # the platform throttle is shared by the suite
+            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
+            session.commit()
+
+    assert job["counts"]["sent"] == 1 and job["counts"]["failed"] == 0
+    assert single["status"] == "sent" and single["attempts"] >= 2
+    assert inbound.sink.handler.data_attempts == 4  # each refused once, then taken
+    assert len(inbound.sink.received) == 2 and listed == []

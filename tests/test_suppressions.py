@@ -298,3 +298,37 @@ async def test_mailjet_events_suppress_only_what_they_are_about(temporal_client,
     }  # one soft bounce is not enough
     assert listed_b == []
     assert "user unknown" in hard["error"]
+
+
+async def test_three_soft_bounces_over_smtp_suppress_two_do_not(temporal_client, engine, tmp_path):
+    async with inbound_stack(temporal_client, engine, tmp_path) as inbound:
+        stack, http = inbound.stack, inbound.stack.http
+        tenant = stack.tenant()
+        hosted = inbound.hosted(tenant)
+        flaky = await stack.candidate(tenant, name="Flaky Mailbox")
+        listed_after = []
+        for _ in range(3):
+            queued = await stack.send(tenant, flaky["id"])
+            sent = await stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+            assert sent["status"] == "sent", sent  # two soft bounces do not stop sending
+            await inbound.deliver(
+                samples.dsn_bounce(
+                    to=hosted,
+                    failed_recipient=flaky["email"],
+                    original_message_id=sent["message_id_header"],
+                    status="4.4.7",
+                    diagnostic="smtp; 451 4.4.7 Delivery time expired",
+                ),
+                hosted,
+                mail_from="",
+            )
+            await inbound.wait_routed(tenant)
+            listed_after.append((await http.get("/v1/suppressions", headers=tenant.headers)).json())
+        refused = await stack.send(tenant, flaky["id"])
+        refused = await stack.wait_for_status(tenant, refused["id"], {"sent", "failed"})
+
+    assert listed_after[0] == [] and listed_after[1] == []
+    [row] = listed_after[2]
+    assert row["reason"] == "soft_bounces"
+    assert "3 deliveries given up within 7 days" in row["detail"]
+    assert refused["status"] == "failed" and "deliveries to it kept failing" in refused["error"]
