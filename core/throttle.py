@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, case, delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +45,35 @@ class Rate:
             daily_cap=daily_cap,
             daily_recipients=daily_recipients,
         )
+
+
+def rate_of(kind: str, settings: Any) -> Rate:
+    """The default rate of a mailbox of this kind (google, microsoft, smtp, or the platform's
+    transports), from the settings (docs/deliverability.md has their sources)."""
+    if kind == "google":
+        return Rate.per_minute(
+            settings.bulk_rate_google_per_minute,
+            settings.bulk_daily_cap_google,
+            settings.bulk_daily_recipients_google,
+        )
+    if kind == "microsoft":
+        return Rate.per_minute(
+            settings.bulk_rate_microsoft_per_minute,
+            daily_recipients=settings.bulk_daily_recipients_microsoft,
+        )
+    if kind == "smtp":
+        return Rate.per_minute(
+            settings.bulk_rate_smtp_per_minute,
+            settings.bulk_daily_cap_smtp,
+            settings.bulk_daily_recipients_smtp,
+        )
+    if kind in ("smtp_relay", "dev_outbox", "platform"):
+        return Rate.per_minute(
+            settings.bulk_rate_platform_per_minute,
+            settings.bulk_daily_cap_platform,
+            settings.bulk_daily_recipients_platform,
+        )
+    return Rate(interval=0.0)
 
 
 def with_overrides(rate: Rate, messages: int | None, recipients: int | None) -> Rate:

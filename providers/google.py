@@ -22,7 +22,7 @@ from core.errors import (
     TransientMailError,
 )
 from core.inbound.paths import READ_SCOPES
-from core.throttle import Rate
+from core.throttle import Rate, rate_of
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GmailReader
@@ -77,12 +77,7 @@ class GoogleProvider(OAuthProvider):
     label: ClassVar[str] = "Google"
 
     def rate(self) -> Rate:
-        # Gmail: a daily cap per mailbox (2,000 for Workspace), optionally a per-minute pace.
-        return Rate.per_minute(
-            self.settings.bulk_rate_google_per_minute,
-            self.settings.bulk_daily_cap_google,
-            self.settings.bulk_daily_recipients_google,
-        )
+        return rate_of("google", self.settings)
 
     read_scope: ClassVar[str] = GMAIL_READONLY
 

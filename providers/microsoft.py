@@ -22,7 +22,7 @@ from core.errors import (
     TransientMailError,
 )
 from core.inbound.paths import READ_SCOPES
-from core.throttle import Rate
+from core.throttle import Rate, rate_of
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
@@ -120,11 +120,7 @@ class MicrosoftProvider(OAuthProvider):
     send_as_proven_by_sending: ClassVar[bool] = True
 
     def rate(self) -> Rate:
-        # Exchange Online: 30 messages a minute per mailbox.
-        return Rate.per_minute(
-            self.settings.bulk_rate_microsoft_per_minute,
-            daily_recipients=self.settings.bulk_daily_recipients_microsoft,
-        )
+        return rate_of("microsoft", self.settings)
 
     @property
     def authority(self) -> str:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from core.deliverability.dkim import DkimSigner
 from core.errors import ConfigurationError
 from core.outbox import OUTBOX_COMPANY_HEADER
-from core.throttle import Rate
+from core.throttle import Rate, rate_of
 from core.tls import client_tls_context
 from providers.base import Account, MailProvider, MailSession, Outgoing
 from providers.smtp import SmtpSecurity, SmtpSession, SmtpTarget, send_over_smtp
@@ -63,11 +63,7 @@ class _PlatformSmtp(MailProvider):
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)
 
     def rate(self) -> Rate:
-        return Rate.per_minute(
-            self.settings.bulk_rate_platform_per_minute,
-            self.settings.bulk_daily_cap_platform,
-            self.settings.bulk_daily_recipients_platform,
-        )
+        return rate_of("platform", self.settings)
 
     def session(self, account: Account) -> MailSession:
         target = self.target()

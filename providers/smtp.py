@@ -25,7 +25,7 @@ from core.errors import (
     RecipientRefused,
     TransientMailError,
 )
-from core.throttle import Rate
+from core.throttle import Rate, rate_of
 from core.tls import client_tls_context
 from providers.base import (
     Account,
@@ -606,11 +606,7 @@ class SmtpProvider(MailProvider):
     label: ClassVar[str] = "SMTP"
 
     def rate(self) -> Rate:
-        return Rate.per_minute(
-            self.settings.bulk_rate_smtp_per_minute,
-            self.settings.bulk_daily_cap_smtp,
-            self.settings.bulk_daily_recipients_smtp,
-        )
+        return rate_of("smtp", self.settings)
 
     def _tls(self, target: SmtpTarget) -> ssl.SSLContext:
         return client_tls_context(self.settings.ca_bundle, verify=target.verify_certificate)

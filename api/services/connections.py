@@ -55,7 +55,6 @@ from core.statuses import (
     InboundPath,
     RedirectStatus,
 )
-from providers import provider
 from workflows.client import start_run
 from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.smtp_setup import SmtpConnectionSetupWorkflow
@@ -120,7 +119,7 @@ def to_public(
 def quota(connection: Connection, settings: Settings) -> QuotaPublic:
     """The mailbox's 24-hour quota and per-minute rate in effect (core/throttle.py)."""
     rate = throttle.with_overrides(
-        provider(connection.kind, settings).rate(),
+        throttle.rate_of(connection.kind, settings),
         connection.quota_messages_per_day,
         connection.quota_recipients_per_day,
     )
