@@ -21,6 +21,8 @@ class ReplyNotificationsInput:
     # already seen (the relay delivers at least once).
     pending: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    # Continue as new past this many history events (signals count).
+    history_limit: int = 2_000
 
 
 @dataclass

@@ -10,13 +10,12 @@ from temporalio import workflow
 from contracts.notify import REPLY, NotificationBatch, NotifyContract, ReplyNotificationsInput
 from workflows import policies
 
-# Continue as new past this many history events (signals count), and keep this many ids.
-HISTORY_LIMIT = 2_000
+# Ids kept across a continue-as-new (the relay delivers at least once).
 SEEN_KEPT = 500
 
 
-def _long(info: workflow.Info) -> bool:
-    return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_LIMIT
+def _long(info: workflow.Info, limit: int) -> bool:
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
 
 @workflow.defn(name="reply-notifications")
@@ -54,7 +53,7 @@ class ReplyNotificationsWorkflow:
                 ),
             )
             await workflow.sleep(input.coalesce)  # nothing more goes out within the window
-            if self._pending and _long(workflow.info()):
+            if self._pending and _long(workflow.info(), input.history_limit):
                 # A candidate (or Unassigned) that never falls quiet: a fresh run before the
                 # history (and its signals, 10,000 at most per run) grows too long.
                 await workflow.wait_condition(workflow.all_handlers_finished)
