@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: run test lint format bench clean record-histories lock fakes screenshots
+.PHONY: test-fast run test lint format bench clean record-histories lock fakes screenshots
 
 # Install once, from the hashed lock file; reinstall only when it or pyproject.toml changes.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -26,6 +26,12 @@ fakes: $(STAMP)
 TEST_PROCESSES ?= 4
 test: $(STAMP)
 	RECRUITMAIL_WHOLE_SUITE=$(if $(PYTEST_ARGS),,1) $(BIN)/pytest -q -n $(TEST_PROCESSES) $(PYTEST_ARGS)
+
+# The quick loop (under a minute here): everything but the tests that start the whole stack
+# (marked `stack` by tests/conftest.py): the domain, the parsers and corpora, activities
+# through ActivityEnvironment, workflows against mocked activities. `make test` stays the gate.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n 2 -m "not stack" $(PYTEST_ARGS)
 
 # Photograph every page at phone and desktop width into docs/screenshots/ (the page tests).
 screenshots: $(STAMP)

@@ -205,6 +205,17 @@ def test_ca(tmp_path_factory) -> TestCA:
     return TestCA.create(tmp_path_factory.mktemp("ca"))
 
 
+# What makes a test one of the whole stack's (API, worker, receiver on the dev server): it asks
+# for the Temporal client. `make test-fast` leaves those out, unless marked `fast` (a workflow
+# against mocked activities on the shared server takes a second).
+_STACK_FIXTURES = {"temporal_client", "temporal_env"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` run after all others (they look back at what the suite did)."""
+    """Tests marked `last` run after all others (they look back at what the suite did); tests
+    that start the stack are marked `stack`."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & _STACK_FIXTURES and item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)

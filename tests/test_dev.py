@@ -109,6 +109,7 @@ def dev(tmp_path):
     assert stack.stop() == 0, stack.output[-3000:]
 
 
+@pytest.mark.stack  # `recruitmail dev` as processes, parts of it killed
 async def test_a_killed_worker_comes_back_and_every_message_is_sent(dev):
     ready = await eventually(
         lambda: asyncio.sleep(0, "Recruitmail is running" in dev.output),
@@ -175,6 +176,7 @@ def _temporal_pid(dev: Dev) -> int:
     raise AssertionError("no Temporal dev server of this stack")
 
 
+@pytest.mark.stack  # `recruitmail dev` as processes, its Temporal server killed
 async def test_a_killed_temporal_server_comes_back_and_no_accepted_message_is_lost(dev):
     await eventually(
         lambda: asyncio.sleep(0, "Recruitmail is running" in dev.output),
