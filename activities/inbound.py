@@ -245,7 +245,7 @@ class InboundActivities(RouteContract):
 
 
 class _Router:
-    """The routing rules of DESIGN.md, point 4, within one company."""
+    """The routing rules (docs/inbound.md, point 3), within one company."""
 
     def __init__(
         self,
