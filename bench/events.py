@@ -176,6 +176,7 @@ async def main() -> None:
             Figure("webhook deliveries during the burst", delivery_rate, "evt/s"),
             Figure("webhook deliveries draining a backlog", backlog, "evt/s"),
         ],
+        save_as="events",
     )  # fmt: skip
 
 

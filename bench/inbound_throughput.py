@@ -189,6 +189,7 @@ async def main() -> None:
                    target="value<2000"),
             *cpu_figures("routed message", cpu, n, ("receiver", "worker"), bare_cpu, 200),
         ],
+        save_as="inbound_throughput",
     )  # fmt: skip
 
 

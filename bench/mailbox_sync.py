@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,6 @@ from tests.fakes.oauth import MicrosoftFake, client_context
 from tests.fakes.tls import TestCA
 
 DOMAIN = "jobs.bench.example"
-RESULTS = Path(__file__).parent / "results"
 
 
 def routed(engine, channels: tuple[str, ...]) -> int:
@@ -224,19 +222,6 @@ async def main() -> None:
     await env.shutdown()
 
     sync_rate, smtp_rate = args.resync / resync_seconds, args.resync / smtp_seconds
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mailbox_sync.json").write_text(
-        json.dumps(
-            {
-                "poll_interval_s": args.poll,
-                "lag_notified_s": notified,
-                "lag_polled_s": polled,
-                "resync": {"messages": args.resync, "seconds": resync_seconds},
-                "smtp": {"messages": args.resync, "seconds": smtp_seconds},
-            },
-            indent=1,
-        )
-    )
     report(
         f"mailbox sync (Microsoft fake) on SQLite: {args.n} replies timed one by one; a resync "
         f"of {args.resync} beside the same over SMTP (8 sessions); poll every {args.poll} s",
@@ -250,6 +235,14 @@ async def main() -> None:
             Figure("resync: imported and routed", sync_rate, "msg/s", "SMTP path", smtp_rate,
                    "ratio>=0.5"),
         ],
+        save_as="mailbox_sync",
+        raw={
+            "poll_interval_s": args.poll,
+            "lag_notified_s": notified,
+            "lag_polled_s": polled,
+            "resync": {"messages": args.resync, "seconds": resync_seconds},
+            "smtp": {"messages": args.resync, "seconds": smtp_seconds},
+        },
     )  # fmt: skip
 
 

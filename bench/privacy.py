@@ -244,6 +244,7 @@ async def main() -> None:
             Figure("retention sweep", len(many) / sweep, "cand/s",
                    "in-process, one by one", len(direct_many) / direct_sweep),
         ],
+        save_as="privacy",
     )  # fmt: skip
 
 

@@ -172,6 +172,7 @@ async def main() -> None:
         f"worker processes on PostgreSQL, this machine: {os.cpu_count()} cores "
         f"({args.sends} sends, {args.inbound} inbound messages per count)",
         figures,
+        save_as="scaling",
     )
 
 

@@ -286,6 +286,7 @@ async def main() -> None:
             Figure("accepted → sent, p99", percentile(lat, 99) * 1000, "ms", target="value<500"),
             *cpu_figures("send", cpu, args.n, ("api", "worker"), bare_cpu, args.n),
         ],
+        save_as="send_throughput",
     )  # fmt: skip
 
 
