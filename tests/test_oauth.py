@@ -222,9 +222,11 @@ async def test_microsoft_refresh_tokens_are_saved_revocation_needs_reauth_then_r
     async with world(temporal_client, engine, tmp_path, test_ca) as w:
         tenant = w.stack.tenant()
         mailbox = address()
-        # Short-lived access tokens: every send refreshes, and the fake rotates refresh tokens,
-        # so the second send works only if the first one saved the new refresh token.
+        # Short-lived access tokens: every send refreshes, and each refresh token works once
+        # here (stricter than Microsoft), so the second send works only if the first one saved
+        # the new refresh token.
         w.microsoft.controls.access_token_lifetime = 60
+        w.microsoft.controls.single_use_refresh_tokens = True
         connection = await connected(w, tenant, "microsoft", mailbox)
         first = await w.stack.send_and_settle(tenant)
         second = await w.stack.send_and_settle(tenant)

@@ -145,6 +145,12 @@ class MicrosoftControls:
     throttle_sends: int = 0  # the next N sendMail calls answer 429 Retry-After: 1
     # msal refreshes tokens that expire within 5 minutes: 60 makes every send refresh.
     access_token_lifetime: int = 3600
+    # The identity platform does not revoke a refresh token when it is used ("Refresh tokens
+    # replace themselves with a fresh token upon every use. The Microsoft identity platform
+    # doesn't revoke old refresh tokens", learn.microsoft.com/entra/identity-platform/
+    # refresh-tokens), so two processes refreshing at once both succeed. A test that checks
+    # the new refresh token is saved turns this on, and the old one stops working.
+    single_use_refresh_tokens: bool = False
     consented_tenants: set[str] = field(default_factory=set)
     # The mailbox has no Exchange Online license: Graph answers MailboxNotEnabledForRESTAPI.
     unlicensed: bool = False
@@ -321,7 +327,11 @@ class MicrosoftFake(_Server):
             return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": access}
         if form.get("grant_type") == "refresh_token":
             with self.lock:
-                found = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+                given = form.get("refresh_token", "")
+                if self.controls.single_use_refresh_tokens:
+                    found = self.refresh_tokens.pop(given, None)
+                else:
+                    found = self.refresh_tokens.get(given)
             if found is None or found[0] in self.revoked:
                 return self._error(
                     700082, "invalid_grant", "The refresh token has expired due to inactivity."
@@ -336,7 +346,7 @@ class MicrosoftFake(_Server):
             self.issued.update((access, refresh))
             self.access_tokens[access] = mailbox
             self.access_scopes[access] = graph_scopes
-            self.refresh_tokens[refresh] = (mailbox, scopes)  # rotated on every use
+            self.refresh_tokens[refresh] = (mailbox, scopes)  # a fresh one on every use
         uid, utid = hashlib.md5(mailbox.encode()).hexdigest(), "tenant-" + mailbox.split("@")[-1]
         claims = {
             "aud": self.client_id,
