@@ -248,3 +248,13 @@ async def _decode_payloads(message, codec) -> None:
                 item.CopyFrom(decoded)
             else:
                 await _decode_payloads(item, codec)
+
+
+def new_company(engine: Engine) -> uuid.UUID:
+    """A company in the database alone (no API, no worker): for tests of the domain rules."""
+    with Session(engine, expire_on_commit=False) as session:
+        slug = f"t{uuid.uuid4().hex[:12]}"
+        created = create_company(
+            session, name="Acme", slug=slug, admin_email=f"a@{slug}.example", admin_name="Ada"
+        )
+    return created.company.id

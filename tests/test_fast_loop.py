@@ -24,24 +24,15 @@ from contracts.deliverability import (
     DeliverabilityPage,
     DeliverabilityTarget,
 )
-from core.bootstrap import create_company
 from core.models import Connection
 from tests.fakes.dns import DnsServer
+from tests.helpers import new_company
 from tests.helpers import test_settings as settings_for
 from workflows.deliverability import DeliverabilityCheckWorkflow
 
 
-def _company(engine) -> uuid.UUID:
-    with Session(engine, expire_on_commit=False) as session:
-        slug = f"t{uuid.uuid4().hex[:12]}"
-        created = create_company(
-            session, name="Acme", slug=slug, admin_email=f"a@{slug}.example", admin_name="Ada"
-        )
-    return created.company.id
-
-
 def test_the_deliverability_activity_keeps_its_report(engine, tmp_path):
-    company = _company(engine)
+    company = new_company(engine)
     with Session(engine, expire_on_commit=False) as session:
         row = Connection(
             company_id=company, kind="google", custom_address="jobs@fast.example", status="active"

@@ -18,6 +18,14 @@ from tests.test_bulk import start_bulk, wait_job
 from tests.test_inbound import inbound_stack
 
 
+def _reset_platform_throttle(engine) -> None:
+    """The platform's throttle is shared by the suite: a test that fills it empties it."""
+    with Session(engine) as session:
+        session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
+        session.exec(delete(ThrottleSend).where(ThrottleSend.key == "platform"))
+        session.commit()
+
+
 def _key(engine) -> str:
     key = f"test:{uuid.uuid4()}"
     throttle.ensure_row(engine, key)
@@ -101,10 +109,7 @@ async def test_a_bulk_send_waits_for_the_quota_and_says_until_when(
             )
             await wait_job(http, tenant, job["id"], statuses=("cancelled",))
     finally:
-        with Session(engine) as session:  # the platform throttle is shared by the suite
-            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
-            session.exec(delete(ThrottleSend).where(ThrottleSend.key == "platform"))
-            session.commit()
+        _reset_platform_throttle(engine)
 
     assert delivered == 2 and shown["counts"]["sent"] == 2
     until = datetime.fromisoformat(shown["waiting_for_quota_until"])
@@ -169,9 +174,7 @@ async def test_a_quota_refusal_holds_the_bulk_send_without_failing_or_suppressin
             await http.post(f"/v1/bulk-messages/{job['id']}/cancel", headers=tenant.headers)
             await wait_job(http, tenant, job["id"], statuses=("cancelled",))
     finally:
-        with Session(engine) as session:  # the platform throttle is shared by the suite
-            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
-            session.commit()
+        _reset_platform_throttle(engine)
 
     shown = waiting.json()
     until = datetime.fromisoformat(shown["waiting_for_quota_until"])
@@ -203,10 +206,7 @@ async def test_single_sends_count_in_the_window_and_wait_without_failing(
             shown = held.json()
             delivered = len(inbound.sink.received)
     finally:
-        with Session(engine) as session:  # the platform throttle is shared by the suite
-            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
-            session.exec(delete(ThrottleSend).where(ThrottleSend.key == "platform"))
-            session.commit()
+        _reset_platform_throttle(engine)
 
     assert sent["status"] == "sent" and delivered == 1
     assert shown["status"] == "sending"  # waiting, not failed
@@ -282,9 +282,7 @@ async def test_a_quota_refusal_is_sent_once_the_window_reopens(
             single = await stack.wait_for_status(tenant, single["id"], {"sent", "failed"})
             listed = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
     finally:
-        with Session(engine) as session:  # the platform throttle is shared by the suite
-            session.exec(delete(MailboxThrottle).where(MailboxThrottle.key == "platform"))
-            session.commit()
+        _reset_platform_throttle(engine)
 
     assert job["counts"]["sent"] == 1 and job["counts"]["failed"] == 0
     assert single["status"] == "sent" and single["attempts"] >= 2

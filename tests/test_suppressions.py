@@ -4,7 +4,6 @@ bounces count within 7 days; an erased candidate stays suppressed by the hash al
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from sqlmodel import Session, select
@@ -14,7 +13,7 @@ from core.events import EventType
 from core.models import AuditEvent, Event, Permission, Suppression, utcnow
 from core.statuses import SuppressionReason
 from tests import mail_samples as samples
-from tests.helpers import eventually
+from tests.helpers import eventually, new_company
 from tests.test_bulk import start_bulk, wait_job
 from tests.test_inbound import inbound_stack
 
@@ -178,19 +177,8 @@ async def test_the_list_by_hand_is_scoped_to_the_company_and_its_admins(
 # -- the rules, on the database alone -------------------------------------------------------------
 
 
-def _company(engine) -> uuid.UUID:
-    from core.bootstrap import create_company
-
-    with Session(engine, expire_on_commit=False) as session:
-        slug = f"t{uuid.uuid4().hex[:12]}"
-        created = create_company(
-            session, name="Acme", slug=slug, admin_email=f"a@{slug}.example", admin_name="Ada"
-        )
-    return created.company.id
-
-
 def test_soft_bounces_suppress_at_the_limit_within_seven_days(engine):
-    company = _company(engine)
+    company = new_company(engine)
     start = utcnow()
     with Session(engine) as session:
 
@@ -216,7 +204,7 @@ def test_soft_bounces_suppress_at_the_limit_within_seven_days(engine):
 
 
 def test_an_erased_address_stays_suppressed_by_its_hash(engine):
-    company, other = _company(engine), _company(engine)
+    company, other = new_company(engine), new_company(engine)
     with Session(engine) as session:
         suppression.suppress(
             session,

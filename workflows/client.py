@@ -135,73 +135,54 @@ async def signal_start(
     )
 
 
-async def ensure_retention_schedule(
-    client: Client, settings: Settings, schedule_id: str = RETENTION_SCHEDULE_ID
+async def _ensure_daily(
+    client: Client, schedule_id: str, run: Any, arg: Any, workflow_id: str, task_queue: str
 ) -> None:
-    """The Schedule that starts the retention sweep every day (visible under Schedules in the
-    UI); created once, left as it is when it exists (an operator may have paused it)."""
+    """A Schedule that starts `run(arg)` every day (visible under Schedules in the UI); created
+    once, left as it is when it exists (an operator may have paused it)."""
     try:
         await client.create_schedule(
             schedule_id,
             Schedule(
-                action=ScheduleActionStartWorkflow(
-                    RetentionSweepWorkflow.run,
-                    SweepInput(),
-                    id="retention-sweep",
-                    task_queue=settings.task_queue,
-                ),
+                action=ScheduleActionStartWorkflow(run, arg, id=workflow_id, task_queue=task_queue),
                 spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             ),
         )
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_retention_schedule(
+    client: Client, settings: Settings, schedule_id: str = RETENTION_SCHEDULE_ID
+) -> None:
+    """The retention sweep, every day (`privacy-retention`)."""
+    await _ensure_daily(
+        client, schedule_id, RetentionSweepWorkflow.run, SweepInput(), "retention-sweep",
+        settings.task_queue,
+    )  # fmt: skip
 
 
 async def ensure_recheck_schedule(
     client: Client, settings: Settings, schedule_id: str = INBOUND_RECHECK_SCHEDULE_ID
 ) -> None:
-    """The Schedule that checks every live redirect again each day (`inbound-recheck`);
-    created once, left as it is when it exists."""
-    try:
-        await client.create_schedule(
-            schedule_id,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    InboundRecheckWorkflow.run,
-                    RecheckPage(redirect_wait=settings.redirect_check_wait),
-                    id="inbound-recheck",
-                    task_queue=settings.task_queue,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        pass
+    """Every live redirect checked again, every day (`inbound-recheck`)."""
+    await _ensure_daily(
+        client, schedule_id, InboundRecheckWorkflow.run,
+        RecheckPage(redirect_wait=settings.redirect_check_wait), "inbound-recheck",
+        settings.task_queue,
+    )  # fmt: skip
 
 
 async def ensure_deliverability_schedule(
     client: Client, settings: Settings, schedule_id: str = DELIVERABILITY_SCHEDULE_ID
 ) -> None:
-    """The Schedule that checks every live connection's SPF, DKIM and DMARC each day
-    (`deliverability-check`); created once, left as it is when it exists."""
-    try:
-        await client.create_schedule(
-            schedule_id,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    DeliverabilityCheckWorkflow.run,
-                    DeliverabilityPage(),
-                    id="deliverability-check",
-                    task_queue=settings.task_queue,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        pass
+    """Every live connection's SPF, DKIM and DMARC checked again, every day
+    (`deliverability-check`)."""
+    await _ensure_daily(
+        client, schedule_id, DeliverabilityCheckWorkflow.run, DeliverabilityPage(),
+        "deliverability-check", settings.task_queue,
+    )  # fmt: skip
 
 
 async def start_inbound_check(
