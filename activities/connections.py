@@ -103,6 +103,22 @@ def _minutes(input: TestInput | RedirectInput) -> int:
     return max(1, round(input.redirect_wait.total_seconds() / 60))
 
 
+def _not_seen(
+    session: Session, connection: Connection, detail: str, *, keep_blocked: bool = False
+) -> RedirectOutcome:
+    """The redirect is not seen (a re-check that could not go keeps a `blocked` verdict),
+    with the reason, its step and its event; whether the admins are to be told."""
+    if not (keep_blocked and connection.redirect_status == RedirectStatus.BLOCKED):
+        connection.redirect_status = RedirectStatus.NOT_SEEN
+    connection.redirect_checked_at = utcnow()
+    connection.redirect_detail = detail
+    connection.steps = _with_step(connection.steps, Step(REDIRECT, StepStatus.WARNING, detail))
+    connection.updated_at = utcnow()
+    session.add(connection)
+    events.redirect_checked(session, connection)
+    return RedirectOutcome(tell_admins=inbound_paths.redirect_failing(session, connection))
+
+
 def _with_step(steps: list[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
     """The steps with `step` in place of the one of the same name (or added at the end)."""
     kept = [s for s in steps if s["name"] != step.name]
@@ -385,17 +401,7 @@ class ConnectionActivities(SetupContract):
         redirect is not seen, with that reason."""
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
-            if connection.redirect_status not in (RedirectStatus.BLOCKED, RedirectStatus.NOT_SEEN):
-                connection.redirect_status = RedirectStatus.NOT_SEEN
-            connection.redirect_checked_at = utcnow()
-            connection.redirect_detail = detail
-            connection.steps = _with_step(
-                connection.steps, Step(REDIRECT, StepStatus.WARNING, detail)
-            )
-            connection.updated_at = utcnow()
-            session.add(connection)
-            events.redirect_checked(session, connection)
-            return RedirectOutcome(tell_admins=inbound_paths.redirect_failing(session, connection))
+            return _not_seen(session, connection, detail, keep_blocked=True)
 
     @activity.defn(name=FIND_REDIRECTS_TO_RECHECK)
     def find_redirects_to_recheck(self, input: RecheckPage) -> RecheckBatch:
@@ -438,16 +444,7 @@ class ConnectionActivities(SetupContract):
                 connection.check_exchanger or "",
             )
             connection.check_token_hash = None
-            connection.redirect_status = RedirectStatus.NOT_SEEN
-            connection.redirect_checked_at = utcnow()
-            connection.redirect_detail = detail
-            connection.steps = _with_step(
-                connection.steps, Step(REDIRECT, StepStatus.WARNING, detail)
-            )
-            connection.updated_at = utcnow()
-            session.add(connection)
-            events.redirect_checked(session, connection)
-            return RedirectOutcome(tell_admins=inbound_paths.redirect_failing(session, connection))
+            return _not_seen(session, connection, detail)
 
     @activity.defn(name=TELL_ADMINS_INBOUND_FAILING)
     async def tell_admins_inbound_failing(self, input: ConnectionRef) -> None:

@@ -401,9 +401,8 @@ def _mark_bounce(
     ):
         candidate.email_bounced_at = utcnow()
         candidate.email_bounce_detail = report.describe()
-    recipients = [a.lower() for a in sent.to_addresses]
-    failed = report.recipient or (recipients[0] if len(recipients) == 1 else None)
-    if failed is not None and failed.lower() in recipients:
+    failed = suppression.reported_recipient(sent.to_addresses, report.recipient)
+    if failed is not None:
         suppression.note_bounce(
             session,
             sent.company_id,
@@ -449,9 +448,8 @@ def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) 
     complaint = parsed.complaint
     if sent is None or complaint is None or sent.direction != Direction.OUTBOUND:
         return
-    recipients = [a.lower() for a in sent.to_addresses]
-    who = complaint.recipient or (recipients[0] if len(recipients) == 1 else None)
-    if who is None or who.lower() not in recipients:
+    who = suppression.reported_recipient(sent.to_addresses, complaint.recipient)
+    if who is None:
         return
     reporter = parsed.from_address.rpartition("@")[2] or "a mailbox provider"
     suppression.suppress(

@@ -154,7 +154,7 @@ def report(
     With `save_as`, the figures and `raw` also go to bench/results/{save_as}.json, with the
     date, the machine, the commit and the command."""
     if save_as:
-        _save(save_as, title, figures, raw or {})
+        save(save_as, title, figures, raw or {})
     print()
     print(title)
     print(
@@ -292,7 +292,9 @@ def stack_env(state: Path, db_url: str, temporal: str, **settings: object) -> di
     return env
 
 
-def _save(name: str, title: str, figures: list[Figure], raw: dict[str, Any]) -> None:
+def save(name: str, title: str, figures: list[Figure], raw: dict[str, Any]) -> None:
+    """bench/results/{name}.json: the date, the machine, the commit, the command, the figures
+    and the raw values behind them."""
     import json
     import platform
     from datetime import UTC, datetime

@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+from common import save
+
 from core.inbound.segments import split_reply
 from tests.replies.corpus import load, score
 
@@ -87,6 +89,7 @@ def segments_tables(splitters) -> None:
     from core.inbound.segments import line_kinds
     from tests.replies import segments
 
+    raw: dict[str, dict] = {}
     for title, cases in (("development", segments.development()), ("heldout", segments.heldout())):
         tallies, elapsed = {}, {}
         for name, splitter in splitters:
@@ -97,6 +100,19 @@ def segments_tables(splitters) -> None:
         print()
         print(segments.table(f"{title} ({len(cases)} messages)", tallies))
         print(", ".join(f"{name} {ms:.2f} ms/message" for name, ms in elapsed.items()))
+        raw[title] = {
+            name: {
+                "messages": t.messages,
+                "precision": t.precision,
+                "recall": t.recall,
+                "exact": t.exact,
+                "lost_lines": t.false_history,
+                "lost_messages": len(t.lost_messages),
+                "ms_per_message": elapsed[name],
+            }
+            for name, t in tallies.items()
+        }
+    save("reply_libraries", "reply rules beside the libraries, line by line", [], raw)
 
 
 def main() -> None:

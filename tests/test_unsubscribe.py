@@ -64,6 +64,16 @@ async def test_one_click_opts_out_of_bulk_mail_only_and_the_page_opts_back_in(
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         listed_after_opt_in = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
+        # Listed for another reason (an admin, a bounce): the page says so and offers nothing
+        # only the company can undo.
+        await http.post("/v1/suppressions", json={"address": ada["email"]}, headers=tenant.headers)
+        blocked = await http.get(path)
+        tried = await http.post(
+            path,
+            content=b"action=subscribe",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        still = (await http.get("/v1/suppressions", headers=tenant.headers)).json()
         with Session(engine) as session:
             types = {
                 e.type: e.data
@@ -83,6 +93,10 @@ async def test_one_click_opts_out_of_bulk_mail_only_and_the_page_opts_back_in(
     assert "You are unsubscribed" in shown_out.text and "Subscribe again" in shown_out.text
     assert back.status_code == 303
     assert listed_after_opt_in == []
+    assert "sends no mail to this address" in blocked.text
+    assert "Subscribe again" not in blocked.text and "<form" not in blocked.text
+    assert tried.status_code == 303 and "notice" not in tried.headers["location"]
+    assert [s["reason"] for s in still] == ["manual"]
     assert types[EventType.CANDIDATE_OPTED_OUT.value]["via"] == "one_click"
     assert types[EventType.CANDIDATE_OPTED_IN.value]["candidate_id"] == ada["id"]
 

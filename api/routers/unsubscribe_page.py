@@ -14,13 +14,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from sqlmodel import Session
 
 from api.rendering import error_page, render
 from api.routers.pages import read_form
-from core.db import session_scope
 from core.deliverability import unsubscribe
-from core.models import Company
 from core.security import secret_box
 
 router = APIRouter(include_in_schema=False)
@@ -29,31 +26,6 @@ _NOTICES = {
     "unsubscribed": ("ok", "You are unsubscribed."),
     "subscribed": ("ok", "You will get these messages again."),
 }
-
-
-def _state(engine, box, token: str) -> tuple[str, bool] | None:
-    """The company's name and whether the candidate is opted out, for a valid token."""
-    with Session(engine) as session:
-        candidate = unsubscribe.candidate_for(session, box, token)
-        if candidate is None:
-            return None
-        company = session.get(Company, candidate.company_id)
-        if company is None:
-            return None
-        return company.name, unsubscribe.opted_out(session, candidate) is not None
-
-
-def _change(engine, box, token: str, action: str, via: str) -> bool | None:
-    """Opt out or back in; None for a token that names nobody."""
-    with session_scope(engine) as session:
-        candidate = unsubscribe.candidate_for(session, box, token)
-        if candidate is None:
-            return None
-        if action == "unsubscribe":
-            unsubscribe.opt_out(session, candidate, via)
-        else:
-            unsubscribe.opt_in(session, candidate)
-        return True
 
 
 def _not_found(request: Request) -> HTMLResponse:
@@ -71,27 +43,48 @@ async def unsubscribe_page(
     request: Request, token: str, notice: Annotated[str, Query()] = ""
 ) -> HTMLResponse:
     box = secret_box(request.app.state.settings)
-    state = await run_in_threadpool(_state, request.app.state.engine, box, token)
-    if state is None:
+    found = await run_in_threadpool(unsubscribe.page_state, request.app.state.engine, box, token)
+    if found is None:
         return _not_found(request)
-    company, out = state
+    company, state = found
+    title, lead, action, button = _VIEWS[state]
     tone_text = _NOTICES.get(notice)
     return render(
         request,
         "unsubscribe.html",
-        title=f"You are unsubscribed from {company}'s bulk mail"
-        if out
-        else f"Unsubscribe from {company}'s bulk mail?",
+        title=title.format(company=company),
         tone="info",
-        lead="You no longer get the messages it sends to many candidates at once."
-        if out
-        else "One click, and the messages it sends to many candidates at once stop.",
+        lead=lead.format(company=company),
         company=company,
         token=token,
-        action="subscribe" if out else "unsubscribe",
-        button="Subscribe again" if out else "Unsubscribe",
+        action=action,
+        button=button,
         notice={"tone": tone_text[0], "text": tone_text[1]} if tone_text else None,
     )
+
+
+# What the page says in each state: title, lead, the button's action and label.
+_VIEWS = {
+    unsubscribe.IN: (
+        "Unsubscribe from {company}'s bulk mail?",
+        "One click, and the messages it sends to many candidates at once stop.",
+        "unsubscribe",
+        "Unsubscribe",
+    ),
+    unsubscribe.OUT: (
+        "You are unsubscribed from {company}'s bulk mail",
+        "You no longer get the messages it sends to many candidates at once.",
+        "subscribe",
+        "Subscribe again",
+    ),
+    unsubscribe.BLOCKED: (
+        "{company} sends no mail to this address",
+        "It is on {company}'s list of addresses it does not mail (mail to it failed, or it "
+        "was reported as spam). Reply to {company} if you want its mail again.",
+        None,
+        "",
+    ),
+}
 
 
 _MULTIPART_ONE_CLICK = re.compile(
@@ -124,14 +117,21 @@ async def unsubscribe_post(request: Request, token: str) -> Response:
             "The request said neither unsubscribe nor subscribe.",
             "Go back to the page and use its button.",
         )
-    done = await run_in_threadpool(
-        _change, engine, box, token, action, "one_click" if one_click else "page"
+    changed = await run_in_threadpool(
+        unsubscribe.change,
+        engine,
+        box,
+        token,
+        action == "unsubscribe",
+        "one_click" if one_click else "page",
     )
-    if done is None:
+    if changed is None:
         if one_click:
             return PlainTextResponse("Unknown or expired unsubscribe link.", status_code=404)
         return _not_found(request)
     if one_click:  # RFC 8058: the provider's request; no page, no redirect
         return PlainTextResponse("Unsubscribed.")
-    notice = "unsubscribed" if action == "unsubscribe" else "subscribed"
-    return RedirectResponse(f"/u/{token}?{urlencode({'notice': notice})}", status_code=303)
+    # The page says what changed; nothing did when the address was on the list already.
+    notice = ("unsubscribed" if action == "unsubscribe" else "subscribed") if changed else ""
+    query = f"?{urlencode({'notice': notice})}" if notice else ""
+    return RedirectResponse(f"/u/{token}{query}", status_code=303)

@@ -46,10 +46,10 @@ def _message(session: Any, item: dict[str, Any]) -> Message | None:
     except ValueError:
         return None
     message = session.get(Message, message_id)
-    email = str(item.get("email", "")).lower()
-    if message is None or message.direction != Direction.OUTBOUND:
+    email = str(item.get("email", "")) or None
+    if message is None or message.direction != Direction.OUTBOUND or email is None:
         return None
-    return message if email and email in [a.lower() for a in message.to_addresses] else None
+    return message if suppression.reported_recipient(message.to_addresses, email) else None
 
 
 def _apply(session: Any, message: Message, item: dict[str, Any], limit: int) -> int:

@@ -154,6 +154,15 @@ def release(
     return row
 
 
+def reported_recipient(to_addresses: list[str], reported: str | None) -> str | None:
+    """Whom a report (a bounce, a complaint, a provider's event) about one of our messages
+    counts for: the address it names when the message went to it, or the message's only
+    recipient when it names none. A report naming someone else counts for nobody."""
+    recipients = [a.lower() for a in to_addresses]
+    who = reported or (recipients[0] if len(recipients) == 1 else None)
+    return who if who is not None and who.lower() in recipients else None
+
+
 def note_bounce(
     session: Session,
     company_id: uuid.UUID,
@@ -242,7 +251,9 @@ def explain(row: Suppression) -> str:
         f"Not sent: the candidate's address is on your suppression list since {when}: "
         f"{_REASONS[SuppressionReason(row.reason)]}"
     )
-    if row.detail:
+    # A mail system's diagnostic, addresses masked; never an admin's note (free text, which
+    # may name people, and this reason goes into the run's history and events).
+    if row.detail and row.reason != SuppressionReason.MANUAL:
         text += f" ({events.scrub(row.detail)})"
     return (
         text + ". Once the address works again, or the candidate asks for mail, an admin can "

@@ -21,12 +21,14 @@ import re
 import uuid
 from urllib.parse import quote
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from core import events
+from core.db import session_scope
 from core.deliverability import suppression
 from core.events import EventType
-from core.models import Candidate, Suppression
+from core.models import Candidate, Company, Suppression
 from core.security import SecretBox
 from core.statuses import SuppressionReason
 
@@ -125,3 +127,32 @@ def opt_in(session: Session, candidate: Candidate) -> bool:
         candidate_id=candidate.id,
     )
     return True
+
+
+# What the candidate's page shows: still on the bulk mail, opted out, or on the company's list
+# for another reason (a bounce, a complaint, an admin), which only the company can undo.
+IN, OUT, BLOCKED = "in", "out", "blocked"
+
+
+def page_state(engine: Engine, box: SecretBox, value: str) -> tuple[str, str] | None:
+    """(the company's name, IN, OUT or BLOCKED) for a token that names a candidate."""
+    with Session(engine) as session:
+        candidate = candidate_for(session, box, value)
+        company = session.get(Company, candidate.company_id) if candidate else None
+        if candidate is None or company is None:
+            return None
+        row = suppression.find(session, candidate.company_id, candidate.email)
+        if row is None:
+            return company.name, IN
+        return company.name, OUT if row.reason == SuppressionReason.UNSUBSCRIBED else BLOCKED
+
+
+def change(
+    engine: Engine, box: SecretBox, value: str, unsubscribing: bool, via: str
+) -> bool | None:
+    """Opt out (or back in); whether anything changed, None for a token that names nobody."""
+    with session_scope(engine) as session:
+        candidate = candidate_for(session, box, value)
+        if candidate is None:
+            return None
+        return opt_out(session, candidate, via) if unsubscribing else opt_in(session, candidate)
