@@ -158,6 +158,13 @@ async def test_the_list_by_hand_is_scoped_to_the_company_and_its_admins(
         ).json()
         released_by_b = await http.delete("/v1/suppressions/someone@example.com", headers=b.headers)
         # B's own send to the same address goes: lists are per company.
+        with Session(engine) as session:
+            [added_event] = session.exec(
+                select(Event).where(
+                    Event.company_id == a.company.id,
+                    Event.type == EventType.SUPPRESSION_ADDED,
+                )
+            ).all()
         candidate = await stack.candidate(b, email="someone@example.com")
         sent = await stack.send(b, candidate["id"])
         sent = await stack.wait_for_status(b, sent["id"], {"sent", "failed"})
@@ -169,6 +176,9 @@ async def test_the_list_by_hand_is_scoped_to_the_company_and_its_admins(
     assert by_recruiter.status_code == 403
     assert invalid.status_code == 422
     assert [s["detail"] for s in seen_by_a] == ["asked by phone"]
+    # An admin's note is free text: only endpoints that take personal data get it.
+    assert added_event.data["detail"] is None
+    assert added_event.personal["detail"] == "asked by phone"
     assert seen_by_b == [] and by_other_reason == []
     assert released_by_b.status_code == 404
     assert sent["status"] == "sent"

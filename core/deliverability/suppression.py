@@ -100,12 +100,19 @@ def suppress(
         created_at=at or utcnow(),
     )
     session.add(row)
+    # Everyone gets a mail system's diagnostic (addresses masked); an admin's note is free
+    # text that may name people, so only endpoints that take personal data get it.
+    manual = reason == SuppressionReason.MANUAL
     events.emit(
         session,
         company_id,
         EventType.SUPPRESSION_ADDED,
-        {"reason": row.reason, "detail": events.scrub(row.detail), "suppression_id": str(row.id)},
-        personal={"address": row.address},
+        {
+            "reason": row.reason,
+            "detail": None if manual else events.scrub(row.detail),
+            "suppression_id": str(row.id),
+        },
+        personal={"address": row.address, **({"detail": row.detail} if manual else {})},
     )
     if user_id is not None:
         audit.record(
