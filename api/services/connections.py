@@ -167,11 +167,14 @@ def warnings(connection: Connection, hosted: str) -> list[str]:
         found.append(round_trip.unverified_warning(connection.custom_address, hosted))
     # The last deliverability report (the round trip's end, the daily check): DMARC failing
     # warns before and after activation; it never refuses (docs/deliverability.md).
-    for check in (connection.deliverability or {}).get("checks", []):
+    report = connection.deliverability or {}
+    checked = str(report.get("checked_at", ""))[:10]
+    for check in report.get("checks", []):
         if ready and check.get("name") == "dmarc" and check.get("status") == "fail":
             found.append(
-                f"Mail from {connection.custom_address} fails DMARC: {check.get('sentence')} "
-                f"GET /v1/connections/{connection.id}/deliverability says what to publish."
+                f"Mail from {connection.custom_address} fails DMARC (checked on {checked}): "
+                f"{check.get('sentence')} GET /v1/connections/{connection.id}/deliverability "
+                "checks it again now and says what to publish."
             )
     return found
 
