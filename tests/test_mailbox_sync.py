@@ -127,18 +127,20 @@ async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_
         )
         by_notification = time.monotonic() - started
         fake.mail.notify = False  # notifications lost: the poll still reads
-        started = time.monotonic()
+        placed = datetime.now(UTC)
         fake.mail.place(mailbox, reply(candidate["email"], mailbox, in_reply_to=sent_id))
+        # Routing under a loaded machine may lag; the poll's read is timed by its stored row.
         found = await eventually(
-            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 2, timeout=20
+            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 2, timeout=60
         )
-        by_poll = time.monotonic() - started
+        [second] = [r for r in imported(w, tenant) if r.received_at.replace(tzinfo=UTC) > placed]
+        by_poll = (second.received_at.replace(tzinfo=UTC) - placed).total_seconds()
         state = (await paths(w, tenant, created["id"]))["mailbox_sync"]
     channel = {"microsoft": "graph", "google": "gmail"}[kind]
     assert first["match_reason"] == "thread" and first["received_via"] == channel
     assert {m["received_via"] for m in found} == {channel}
     assert by_notification < POLL, by_notification  # before a poll could have read it
-    assert by_poll < POLL + 8, by_poll  # within one poll (and the routing)
+    assert by_poll < POLL + 4, by_poll  # read within one poll
     assert state["last_sync_at"] is not None and state["lag_seconds"] is not None
     if kind == "microsoft":
         assert len(fake.mail.handshakes) == 1 and len(fake.mail.notified) == 1
