@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import email.policy
+import re
 import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from email import message_from_bytes
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -22,6 +25,7 @@ from contracts.receive import (
     RouteManyInput,
 )
 from core import events, ownership, round_trip
+from core.compose import invitations
 from core.db import session_scope
 from core.deliverability import checks, dkim, suppression, unsubscribe
 from core.events import EventType
@@ -195,6 +199,9 @@ class InboundActivities(RouteContract):
                     kind=existing.kind,
                 )
 
+            answered = _invitation_answer(session, raw, parsed)
+            if answered is not None:
+                return answered
             router = _Router(session, raw.company_id, raw.received_at, grace, self._settings)
             candidate_id, reason, detail, thread_message = router.match(
                 parsed, auth, token_candidate=self._token_candidate(session, raw)
@@ -441,6 +448,32 @@ def _record_dkim(session: Session, raw: InboundRaw, parsed: ParsedMail) -> None:
     session.add(connection)
     if parsed.deliverability is not None:
         checks.record(session, connection, parsed.deliverability, at)
+
+
+_CALENDAR_PART = re.compile(rb"content-type:\s*(text/calendar|application/ics)", re.IGNORECASE)
+
+
+def _invitation_answer(
+    session: Session, raw: InboundRaw, parsed: ParsedMail
+) -> ReceiveMessageResult | None:
+    """A candidate's calendar answering an interview invitation (an iTIP REPLY): recorded on
+    the invitation and its message, with invitation.answered; never a mail in Unassigned."""
+    if raw.company_id is None or not _CALENDAR_PART.search(raw.raw):
+        return None
+    reply = invitations.read_reply(message_from_bytes(raw.raw, policy=email.policy.default))
+    if reply is None:
+        return None
+    row = invitations.record_answer(session, raw.company_id, reply, parsed.sender_addresses)
+    if row is None:
+        return None  # not one of this company's invitations, or not from its candidate
+    raw.state = InboundState.ANSWER
+    raw.message_id = row.message_id
+    return ReceiveMessageResult(
+        state=RoutingState.ANSWER,
+        message_id=_str(row.message_id),
+        candidate_id=_str(row.candidate_id),
+        kind=MessageKind.MAIL,
+    )
 
 
 def _note_complaint(session: Session, sent: Message | None, parsed: ParsedMail) -> None:

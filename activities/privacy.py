@@ -83,6 +83,8 @@ SWEEP_BATCHES_PER_CANDIDATE = 4
 # An attempt started longer ago than this has ended, whatever its row says (the delivery
 # activity's own timeout is two minutes).
 ATTEMPT_LIMIT = timedelta(minutes=3)
+# A single send not yet sent: scheduled (send later, the undo window), queued or under way.
+_NOT_SENT_YET = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING)
 
 
 class PrivacyActivities(PrivacyContract):
@@ -110,7 +112,7 @@ class PrivacyActivities(PrivacyContract):
                 select(Message).where(
                     Message.candidate_id == candidate.id,
                     Message.direction == Direction.OUTBOUND,
-                    col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
+                    col(Message.status).in_(_NOT_SENT_YET),
                     or_(
                         col(Message.attempt_started_at).is_(None),
                         col(Message.attempt_started_at) < now - ATTEMPT_LIMIT,
@@ -123,7 +125,7 @@ class PrivacyActivities(PrivacyContract):
                     update(Message)
                     .where(
                         col(Message.id) == message.id,
-                        col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
+                        col(Message.status).in_(_NOT_SENT_YET),
                         or_(
                             col(Message.attempt_started_at).is_(None),
                             col(Message.attempt_started_at) < now - ATTEMPT_LIMIT,
@@ -143,7 +145,7 @@ class PrivacyActivities(PrivacyContract):
                 .where(
                     Message.candidate_id == candidate.id,
                     Message.direction == Direction.OUTBOUND,
-                    col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SENDING]),
+                    col(Message.status).in_(_NOT_SENT_YET),
                 )
             ).one()
             session.add(erasure)
@@ -516,6 +518,7 @@ def _erase_content(message: Message, now: Any) -> None:
     message.html = None
     message.reply_text = message.quoted_text = message.signature = message.reply_html = None
     message.segments = None
+    message.invitation = None  # its place and description may name the candidate
     message.html_safe = message.reply_html_safe = message.html_note = None
     message.raw_mime = None
     message.in_reply_to = None

@@ -22,17 +22,20 @@ from contracts.send import (
     DELIVER_MESSAGE,
     PREPARE_MESSAGE,
     RECORD_OUTCOME,
+    RELEASE_MESSAGE,
     RESOLVE_SENDER,
     SUPPRESSED,
     ComposeInput,
     DeliveryResult,
     MessageRef,
     RecordOutcomeInput,
+    Release,
     SendContract,
     SenderChoice,
     SendMessageResult,
 )
 from core import events, throttle
+from core.compose import invitations
 from core.db import RowMissing, get_or_fail, session_scope
 from core.deliverability import suppression
 from core.errors import (
@@ -56,6 +59,7 @@ from core.models import (
     utcnow,
 )
 from core.privacy import NOT_SENT_ERASED
+from core.send import schedule
 from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus, SuppressionReason
@@ -106,7 +110,16 @@ def _compose_into(
     # leaves single messages (about an application: transactional) going.
     if listed is not None and listed.reason != SuppressionReason.UNSUBSCRIBED:
         raise ApplicationError(suppression.explain(listed), type=SUPPRESSED, non_retryable=True)
+    calendar = None
+    if message.invitation:  # an interview invitation: the organizer is the sender
+        calendar = invitations.calendar_for(
+            message.invitation,
+            summary=message.subject,
+            organizer=invitations.Party(sender.address, sender.name),
+            attendee=invitations.Party(candidate.email, candidate.name),
+        )
     _, composed = compose(
+        calendar=calendar,
         reply_to=reply_to(session, message, sender),
         from_address=sender.address,
         from_name=sender.name,
@@ -170,7 +183,10 @@ class SendActivities(SendContract):
         entity_id = candidate.legal_entity_id if candidate else None
         sender = effective_sender(session, self._settings, company, entity_id)
         name = company.name
-        if company.sender_name_mode == SenderNameMode.EMPLOYEE and message.sender_user_id:
+        mode = (
+            message.sender_name_mode or company.sender_name_mode
+        )  # a template's, or the company's
+        if mode == SenderNameMode.EMPLOYEE and message.sender_user_id:
             user = session.get(User, message.sender_user_id)
             name = user.name if user else name
         elif sender.source == "entity" and entity_id is not None:
@@ -436,9 +452,16 @@ class SendActivities(SendContract):
             session.add(message)
             events.message_event(session, message, EventType.MESSAGE_SENT)
 
+    @activity.defn(name=RELEASE_MESSAGE)
+    def release_message(self, input: MessageRef) -> Release:
+        with session_scope(self._engine) as session:
+            state, send_at = schedule.release(session, uuid.UUID(input.message_id))
+            return Release(state=state, send_at=send_at)
+
     @property
     def local(self) -> list:
         return [
+            self.release_message,
             self.prepare_message,
             self.resolve_sender,
             self.compose_message,

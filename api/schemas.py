@@ -53,7 +53,18 @@ class Public(BaseModel):
 
 
 class MailSettingsUpdate(Request):
-    sender_name_mode: Literal["company", "employee"]
+    sender_name_mode: Literal["company", "employee"] | None = None
+    default_language: Language | None = Field(
+        default=None, description="A template's variant when the candidate's language has none."
+    )
+    undo_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=30,
+        description="Hold every single send this long (0, or 5 to 30) so it can be cancelled.",
+    )
+    signature_text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    signature_html: Annotated[str, StringConstraints(max_length=50_000)] | None = None
 
 
 class EffectiveSenderPublic(BaseModel):
@@ -88,6 +99,10 @@ class ScopePublic(BaseModel):
 class MailSettingsPublic(BaseModel):
     hosted_address: str
     sender_name_mode: str
+    default_language: str | None = None
+    undo_seconds: int = 0  # in effect (the company's, else the platform's)
+    signature_text: str | None = None
+    signature_html: str | None = None
     scopes: list[ScopePublic]
 
 
@@ -101,6 +116,8 @@ class LegalEntityCreate(Request):
 class LegalEntityPublic(Public):
     id: uuid.UUID
     name: str
+    signature_text: str | None = None
+    signature_html: str | None = None
     created_at: datetime
 
 
@@ -109,6 +126,8 @@ class CandidateCreate(Request):
     email: EmailAddress
     legal_entity_id: uuid.UUID | None = None
     application_status: Literal["open", "closed"] = "open"
+    language: Language | None = Field(default=None, description="BCP 47, e.g. de or en-GB.")
+    timezone: TimeZoneName | None = None
 
 
 class CandidateUpdate(Request):
@@ -116,6 +135,8 @@ class CandidateUpdate(Request):
     email: EmailAddress | None = None
     legal_entity_id: uuid.UUID | None = None
     application_status: Literal["open", "closed"] | None = None
+    language: Language | None = None
+    timezone: TimeZoneName | None = None
 
 
 class CandidatePublic(Public):
@@ -125,6 +146,8 @@ class CandidatePublic(Public):
     legal_entity_id: uuid.UUID | None
     application_status: str
     closed_at: datetime | None
+    language: str | None = None
+    timezone: str | None = None
     # Set when mail to `email` bounced, with the receiving server's reason.
     email_bounced_at: datetime | None = None
     email_bounce_detail: str | None = None
@@ -139,10 +162,80 @@ class CandidatePublic(Public):
 # -- messages ----------------------------------------------------------------------------
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError("give a time zone (for example 2026-12-08T09:00:00+01:00 or …Z)")
+    return value
+
+
+AwareTime = Annotated[datetime, AfterValidator(_aware)]
+Language = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"),
+]
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a time zone; use an IANA name such as Europe/Berlin"
+        ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_zone)]
+TemplateData = dict[str, Any]
+
+
+class InvitationRequest(Request):
+    """An interview invitation: a calendar event the candidate's calendar offers to add."""
+
+    uid: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None,
+        description="The interview's calendar UID. A later send with the same uid updates the "
+        "event (its SEQUENCE is raised) or, with method cancel, cancels it. Omitted: a new one, "
+        "returned in the message's invitation.uid.",
+    )
+    start: AwareTime
+    end: AwareTime
+    timezone: TimeZoneName = Field(description="An IANA zone, such as Europe/Berlin.")
+    location: Annotated[str, StringConstraints(max_length=500)] | None = None
+    online_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    method: Literal["request", "cancel"] = "request"
+
+
 class SendMessageRequest(Request):
-    subject: Subject
-    text: Body
+    subject: Subject | None = Field(
+        default=None, description="Required unless template_id is given (then it overrides)."
+    )
+    text: Body | None = Field(
+        default=None, description="Required unless template_id is given (then it overrides)."
+    )
     html: Html | None = None
+    template_id: uuid.UUID | None = Field(
+        default=None,
+        description="A stored template: its variant for the candidate's language is rendered "
+        "with the merge fields (docs/templates.md). A field without a fallback that is empty "
+        "refuses the send with 422 naming it.",
+    )
+    data: TemplateData | None = Field(
+        default=None,
+        description='Extra merge fields, e.g. {"job": {"title": "Backend engineer"}}.',
+    )
+    signature: bool = Field(
+        default=True, description="Append the sender's signature (the user's or the entity's)."
+    )
+    send_at: AwareTime | None = Field(
+        default=None,
+        description="Send later: up to 90 days ahead, with a time zone. The message is "
+        "`scheduled` until then; POST /v1/messages/{id}/cancel or PATCH it meanwhile.",
+    )
+    invitation: InvitationRequest | None = None
 
 
 class AttachmentPublic(Public):
@@ -153,6 +246,15 @@ class AttachmentPublic(Public):
     original_sender: str | None = None  # an attached message's author
     # An inline image's Content-ID: html_safe shows it from this attachment's download URL.
     content_id: str | None = None
+
+
+class MessageUpdate(Request):
+    """A scheduled message's changes (409 once it is no longer scheduled)."""
+
+    subject: Subject | None = None
+    text: Body | None = None
+    html: Html | None = None
+    send_at: AwareTime | None = None
 
 
 class MessageSegment(BaseModel):
@@ -242,6 +344,21 @@ class MessagePublic(Public):
     workflow_id: str | None
     created_at: datetime
     sent_at: datetime | None
+    send_at: datetime | None = Field(
+        default=None,
+        description="Outbound, `scheduled`: when its first attempt is due (send later, or the "
+        "end of the undo window).",
+    )
+    template_id: uuid.UUID | None = None
+    template_language: str | None = Field(
+        default=None, description="The template variant's language that was rendered."
+    )
+    invitation: dict[str, Any] | None = Field(
+        default=None,
+        description="An interview invitation it carried: uid, sequence, method, start, end, "
+        "timezone; `answer` (accepted, declined, tentative) once the candidate's calendar "
+        "replied, with `answered_at`.",
+    )
     attachments: list[AttachmentPublic] = Field(default_factory=list)
 
 
@@ -446,9 +563,21 @@ class SuppressionPublic(BaseModel):
 
 class BulkCreate(Request):
     candidate_ids: list[uuid.UUID]
-    subject: Subject
-    text: Body
+    subject: Subject | None = Field(
+        default=None, description="Required unless template_id is given (then it overrides)."
+    )
+    text: Body | None = Field(
+        default=None, description="Required unless template_id is given (then it overrides)."
+    )
     html: Html | None = None
+    template_id: uuid.UUID | None = None
+    data: TemplateData | None = Field(
+        default=None, description="Extra merge fields, the same for every recipient."
+    )
+    signature: bool = True
+    send_at: AwareTime | None = Field(
+        default=None, description="Send later: up to 90 days ahead, with a time zone."
+    )
     unsubscribe: bool = Field(
         default=True,
         description="One-click unsubscribe (List-Unsubscribe and List-Unsubscribe-Post, RFC "
@@ -562,7 +691,82 @@ class MePublic(BaseModel):
     name: str
     permissions: list[str]
     notify_replies: bool
+    title: str | None = None
+    signature_text: str | None = None
+    signature_html: str | None = None  # as stored: sanitised
 
 
 class MeUpdate(Request):
     notify_replies: bool | None = None
+    title: Annotated[str, StringConstraints(max_length=200)] | None = None
+    signature_text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    signature_html: Annotated[str, StringConstraints(max_length=50_000)] | None = None
+
+
+# -- templates -----------------------------------------------------------------------------
+
+
+class TemplateVariant(Request):
+    language: Language
+    subject: Subject
+    text: Body
+    html: Html | None = None
+
+
+TemplateType = Literal["rejection", "invitation", "offer", "update", "other"]
+
+
+class TemplateCreate(Request):
+    name: HeaderText
+    type: TemplateType = "other"
+    legal_entity_id: uuid.UUID | None = None
+    variants: Annotated[list[TemplateVariant], Field(min_length=1, max_length=50)]
+    sender: Literal["company", "employee"] | None = Field(
+        default=None,
+        description="The sender's name on mail from it (default: the company's setting).",
+    )
+
+
+class TemplateUpdate(Request):
+    name: HeaderText | None = None
+    type: TemplateType | None = None
+    legal_entity_id: uuid.UUID | None = None
+    variants: Annotated[list[TemplateVariant], Field(min_length=1, max_length=50)] | None = None
+    sender: Literal["company", "employee"] | None = None
+
+
+class TemplatePublic(Public):
+    id: uuid.UUID
+    name: str
+    type: str
+    legal_entity_id: uuid.UUID | None
+    variants: list[dict[str, Any]]
+    sender: str | None
+    fields: list[str] = Field(default_factory=list, description="The merge fields it uses.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplatePreviewRequest(Request):
+    candidate_id: uuid.UUID | None = None
+    language: Language | None = Field(default=None, description="Preview this variant.")
+    data: TemplateData | None = Field(
+        default=None, description="Sample fields, over (or instead of) a candidate's."
+    )
+
+
+class TemplatePreview(BaseModel):
+    language: str
+    subject: str
+    text: str
+    html: str | None
+    missing: list[str] = Field(
+        default_factory=list,
+        description="Fields without a fallback that are empty here: a send would be refused.",
+    )
+
+
+class LegalEntityUpdate(Request):
+    name: HeaderText | None = None
+    signature_text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    signature_html: Annotated[str, StringConstraints(max_length=50_000)] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
@@ -25,6 +25,8 @@ class BulkSendInput:
     # Where a continued run picks up; the plan is made once, by the first run.
     next_batch: int = 0
     batches: int = -1
+    # Send later: the first run waits for this time (the job is `scheduled`), cancel wakes it.
+    send_at: datetime | None = None
     sent: int = 0
     failed: int = 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
@@ -17,6 +17,9 @@ RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
 COMPOSE_MESSAGE = "compose-message"
 DELIVER_MESSAGE = "deliver-message"
 RECORD_OUTCOME = "record-outcome"
+RELEASE_MESSAGE = "release-message"  # a scheduled message's time came: `queued`, or not
+# Signal: a scheduled message was cancelled or given another time; the run looks again.
+RESCHEDULED = "rescheduled"
 
 
 @dataclass
@@ -26,6 +29,9 @@ class SendMessageInput:
     retry_initial_interval: timedelta = timedelta(seconds=2)
     retry_max_interval: timedelta = timedelta(minutes=5)
     retry_total: timedelta = timedelta(hours=6)
+    # Send later, or the undo window: the first attempt waits for this time (a durable timer;
+    # the database's send_at decides, the signal `rescheduled` only wakes the run to look).
+    send_at: datetime | None = None
 
 
 @dataclass
@@ -78,6 +84,15 @@ class RecordOutcomeInput:
 
 
 @dataclass
+class Release:
+    """A scheduled message at its time: "due" (now `queued`), "cancelled", or "later" (its
+    send_at was moved; wait until `send_at`)."""
+
+    state: str
+    send_at: datetime | None = None
+
+
+@dataclass
 class SendMessageProgress:
     status: str = "queued"  # a core.statuses.MessageStatus
     error: str | None = None
@@ -103,6 +118,12 @@ class SendContract:
 
     @activity.defn(name=RECORD_OUTCOME)
     def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
+        raise NotImplementedError
+
+    @activity.defn(name=RELEASE_MESSAGE)
+    def release_message(self, input: MessageRef) -> Release:
+        """`scheduled` → `queued` when its send_at has come, in one conditional UPDATE (a
+        cancel or an edit racing it either lands first or gets 409)."""
         raise NotImplementedError
 
     @activity.defn(name=DELIVER_MESSAGE)

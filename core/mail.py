@@ -157,7 +157,12 @@ def compose(
     references: str | None = None,
     extra_headers: dict[str, str] | None = None,
     reply_to: str | None = None,
+    calendar: tuple[str, bytes] | None = None,
 ) -> tuple[EmailMessage, Composed]:
+    """`calendar`: (iTIP method, iCalendar bytes) of an interview invitation. It goes in as
+    calendar clients look for it: a `text/calendar; method=…` alternative beside the text
+    (Gmail, Outlook and Apple Mail offer to add it from there) and the same bytes as an
+    `invite.ics` attachment (for clients that only open attachments)."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = _AddressHeader("From", address_field("From", from_name, from_address))
     msg["To"] = _AddressHeader("To", address_field("To", to_name, to_address))
@@ -175,6 +180,15 @@ def compose(
     msg.set_content(text)
     if html:
         msg.add_alternative(html, subtype="html")
+    if calendar is not None:
+        method, ics = calendar
+        if not html:
+            msg.make_alternative()
+        msg.add_alternative(
+            ics.decode("utf-8"), subtype="calendar", params={"method": method}, cte="base64"
+        )
+        msg.make_mixed()
+        msg.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
     return msg, Composed(mime=msg.as_bytes(), envelope_from=from_address, envelope_to=[to_address])
 
 

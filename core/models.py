@@ -97,6 +97,14 @@ class Company(SQLModel, table=True):
     name: str = Field(max_length=200)
     slug: str = Field(max_length=63, sa_column_kwargs={"unique": True}, index=True)
     sender_name_mode: str = Field(default=SenderNameMode.COMPANY, max_length=16)
+    # A template's variant when the candidate's language has none (BCP 47; None: the first).
+    default_language: str | None = Field(default=None, max_length=35)
+    # Every single send waits this long before its first attempt, so it can be taken back
+    # (None: RECRUITMAIL_UNDO_SECONDS).
+    undo_seconds: int | None = None
+    # The company's default signature (a legal entity's own comes first for its candidates).
+    signature_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    signature_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
@@ -105,6 +113,9 @@ class LegalEntity(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
     name: str = Field(max_length=200)
+    # The entity's signature, under mail sent in its (or the company's) name.
+    signature_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    signature_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
@@ -120,6 +131,10 @@ class User(SQLModel, table=True):
     # An email when a candidate's reply reaches a thread this user wrote in (or, for admins,
     # one nobody wrote in, or Unassigned). Each user can turn it off.
     notify_replies: bool = True
+    # {{ sender.title }}, and the user's own signature (under mail sent in their name).
+    title: str | None = Field(default=None, max_length=200)
+    signature_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    signature_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
@@ -141,6 +156,9 @@ class Candidate(SQLModel, table=True):
     retain_until: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     # The retention rule asked the candidate whether they may be kept (an answer clears it).
     consent_asked_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Which template variant they get (BCP 47), and the time zone of their interview times.
+    language: str | None = Field(default=None, max_length=35)
+    timezone: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
@@ -373,6 +391,16 @@ class Message(SQLModel, table=True):
     # A message of a bulk send, and the batch (one activity) that sends it.
     bulk_job_id: uuid.UUID | None = Field(default=None, foreign_key="bulk_job.id", index=True)
     bulk_batch: int | None = None
+    # Send later (and the undo window): the first attempt waits until then, `scheduled`.
+    send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    # Written from a template: which, and the variant's language (what was rendered is above).
+    template_id: uuid.UUID | None = None  # no foreign key: a deleted template leaves its id
+    template_language: str | None = Field(default=None, max_length=35)
+    # The template's sender name ("company" or "employee") over the company's setting.
+    sender_name_mode: str | None = Field(default=None, max_length=16)
+    # An interview invitation (core/compose/invitations.py): its uid, sequence, method and
+    # times; the candidate's answer lands here too ({"answer": accepted|declined|tentative}).
+    invitation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
@@ -400,6 +428,10 @@ class BulkJob(SQLModel, table=True):
     # One-click unsubscribe headers in each message, opted-out candidates skipped
     # (core/deliverability/unsubscribe.py); off for transactional bulk mail.
     unsubscribe: bool = True
+    # Send later: the job's first batch waits until then (status `scheduled`).
+    send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    template_id: uuid.UUID | None = None  # no foreign key: a deleted template leaves its id
+    sender_name_mode: str | None = Field(default=None, max_length=16)  # the template's
     # When the next send is due, while a throttle holds the job back.
     next_send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     # Why: "rate" (messages per minute) or "quota" (the mailbox's 24-hour quota is spent).
@@ -661,3 +693,41 @@ class WebhookAttempt(SQLModel, table=True):
     latency_ms: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     response_body: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class MessageTemplate(SQLModel, table=True):
+    """A stored template (core/compose/templates.py): language variants of subject, text and
+    HTML with merge fields; company-wide, or one legal entity's."""
+
+    __tablename__ = "message_template"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    legal_entity_id: uuid.UUID | None = Field(default=None, foreign_key="legal_entity.id")
+    name: str = Field(max_length=200)
+    type: str = Field(max_length=16)
+    # [{"language", "subject", "text", "html"}], the first the fallback.
+    variants: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    # The sender's name on mail from it: "company" or "employee" (None: the company's setting).
+    sender: str | None = Field(default=None, max_length=16)
+    created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class Invitation(SQLModel, table=True):
+    """An interview invitation's calendar identity: one UID per interview and company, its
+    SEQUENCE raised by every update, and the candidate's last answer."""
+
+    __table_args__ = (UniqueConstraint("company_id", "uid", name="uq_invitation_company_uid"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    candidate_id: uuid.UUID | None = Field(default=None, index=True)
+    uid: str = Field(max_length=255)
+    sequence: int = 0
+    # The last message that carried it (the answer is recorded on it).
+    message_id: uuid.UUID | None = None
+    method: str = Field(default="REQUEST", max_length=16)
+    answer: str | None = Field(default=None, max_length=16)
+    answered_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     send_retry_initial_interval: timedelta = timedelta(seconds=2)
     send_retry_max_interval: timedelta = timedelta(minutes=5)
     send_retry_total: timedelta = timedelta(hours=6)
+    # The undo window: every single send waits this long before its first attempt (`scheduled`)
+    # and POST /v1/messages/{id}/cancel takes it back meanwhile. A company may set 5 to 30.
+    undo_seconds: int = Field(default=0, ge=0, le=30)
 
     # Bulk sends. A batch is one activity over one reused connection; a run handles
     # `bulk_batches_per_run` batches, then continues as new to keep its history short.

@@ -15,6 +15,7 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     BOUNCED = "bounced"
+    SCHEDULED = "scheduled"  # send later, or within the undo window: not tried yet
     RECEIVED = "received"
     CANCELLED = "cancelled"  # a bulk send was cancelled before this message went out
     SKIPPED = "skipped"  # a bulk send left out a recipient on the suppression list
@@ -33,6 +34,7 @@ class InboundState(StrEnum):
     ROUTED = "routed"  # a Message row exists for it
     DUPLICATE = "duplicate"  # the same Message-ID already reached this company
     CHECK = "check"  # a connection test's own message, back through the redirect: consumed
+    ANSWER = "answer"  # a candidate's calendar answering an invitation: recorded on it
 
 
 class MatchReason(StrEnum):
@@ -93,6 +95,7 @@ SETUP_STATUSES = (
 
 
 class BulkJobStatus(StrEnum):
+    SCHEDULED = "scheduled"  # send later: waits for its time
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -113,6 +116,7 @@ class RoutingState(StrEnum):
     ROUTED = "routed"
     DUPLICATE = "duplicate"
     CHECK = "check"  # a connection test's message: consumed, never shown
+    ANSWER = "answer"  # an interview invitation's answer: recorded on the invitation
 
 
 class RedirectStatus(StrEnum):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,8 @@ class Dev:
             RECRUITMAIL_DEV_OUTBOX_PORT=str(free_port()),
             RECRUITMAIL_INBOUND_SMTP_PORT=str(free_port()),
             RECRUITMAIL_LOG_FORMAT="text",
+            # Sends go at once: these tests count what was in flight when a process died.
+            RECRUITMAIL_UNDO_SECONDS="0",
         )
         self.proc = subprocess.Popen(
             COMMAND, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -132,6 +135,13 @@ async def test_a_killed_worker_comes_back_and_every_message_is_sent(dev):
             await http.post("/v1/candidates", json={"name": "Grace", "email": "grace@example.com"})
         ).json()
         [worker] = dev.children("worker")
+        # Scheduled past the kill: its durable timer outlives the worker.
+        due = datetime.now(UTC) + timedelta(seconds=8)
+        scheduled = await http.post(
+            f"/v1/candidates/{candidate['id']}/messages",
+            json={"subject": "Later", "text": "Hello", "send_at": due.isoformat()},
+        )
+        assert scheduled.status_code == 202 and scheduled.json()["status"] == "scheduled"
         ids = []
         for i in range(MESSAGES):
             queued = await http.post(
@@ -154,6 +164,13 @@ async def test_a_killed_worker_comes_back_and_every_message_is_sent(dev):
         done = await eventually(
             statuses, lambda c: c["sent"] == MESSAGES, timeout=120, interval=1, fail=False
         )
+        later = await eventually(
+            lambda: http.get(f"/v1/messages/{scheduled.json()['id']}"),
+            lambda r: r.json()["status"] == "sent",
+            timeout=60,
+            interval=1,
+            fail=False,
+        )
         alive = (await http.get("/healthz")).status_code
         outbox = (await http.get("/dev/outbox", params={"limit": 1000})).json()
     assert done == Counter(sent=MESSAGES), dev.output[-3000:]
@@ -162,6 +179,9 @@ async def test_a_killed_worker_comes_back_and_every_message_is_sent(dev):
     [restarted] = dev.children("worker")
     assert restarted != worker
     subjects = Counter(item["subject"] for item in outbox)
+    assert later.json()["status"] == "sent", later.text
+    assert datetime.fromisoformat(later.json()["sent_at"]) >= due - timedelta(seconds=1)
+    assert subjects.pop("Later") == 1
     assert set(subjects) == {f"Burst {i}" for i in range(MESSAGES)}
     # At most the sends in flight at the kill went out twice: the mail server had taken them,
     # and the worker died before it wrote `sent`. A message recorded `sent` never goes again,

@@ -220,6 +220,7 @@ class Supervisor(Children):
         s = self.settings
         api = s.public_url.rstrip("/")
         ui = f"http://localhost:{s.temporal_ui_port}"
+        undo = os.environ.get("RECRUITMAIL_UNDO_SECONDS", "0")
         print(
             f"""
 Recruitmail is running. Ctrl-C stops everything.
@@ -234,6 +235,8 @@ Recruitmail is running. Ctrl-C stops everything.
   Inbound HTTP   {api}/inbound/raw  (secret in {s.state_dir / "inbound-secret"})
   Database       {s.effective_database_url}
   Demo admin     company 'acme'; token in {s.state_dir / "demo-token"}
+  Undo window    {undo} s: a single send waits as `scheduled`;
+                 POST {api}/v1/messages/{{id}}/cancel takes it back meanwhile
 
 Try it:
   TOKEN=$(cat {s.state_dir / "demo-token"})
@@ -244,6 +247,7 @@ Try it:
   curl -s -X POST {api}/v1/candidates/$CANDIDATE/messages -H "Authorization: Bearer $TOKEN" \\
       -H 'Content-Type: application/json' \\
       -d '{{"subject": "Your application", "text": "Hello Grace, thanks for applying!"}}'
+  sleep 11  # the undo window
   curl -s {api}/dev/outbox -H "Authorization: Bearer $TOKEN"
   curl -s {api}/v1/messages/unassigned -H "Authorization: Bearer $TOKEN"
 """,
@@ -272,5 +276,7 @@ def main(settings: Settings) -> int:
     os.environ.setdefault("RECRUITMAIL_WORKER_METRICS_PORT", "9464")
     # Mailbox sync against the fakes (`make fakes`): a reply shows within half a minute.
     os.environ.setdefault("RECRUITMAIL_SYNC_POLL_INTERVAL", "30")
+    # The undo window: a single send waits 10 s as `scheduled`; a cancel takes it back.
+    os.environ.setdefault("RECRUITMAIL_UNDO_SECONDS", "10")
     interrupt_on_signals()
     return Supervisor(settings).run()

@@ -54,14 +54,15 @@ async def _start_each(rows: list[R], start: Callable[[R], Awaitable[bool]], what
 
 
 async def sweep_once(client: Client, settings: Settings, engine: Engine) -> int:
-    """Start the run of each single send still `queued` after the sweep interval (bulk
+    """Start the run of each single send still `queued` (or `scheduled`: its run waits for its
+    time) after the sweep interval (bulk
     messages belong to their job); how many were handed to their runs."""
     stranded = await asyncio.to_thread(
         _oldest,
         engine,
         Message,
         Message.direction == Direction.OUTBOUND,
-        Message.status == MessageStatus.QUEUED,
+        col(Message.status).in_([MessageStatus.QUEUED, MessageStatus.SCHEDULED]),
         col(Message.bulk_job_id).is_(None),
         older_than=settings.send_sweep_interval,
     )
@@ -77,7 +78,7 @@ async def resume_bulk_jobs(client: Client, settings: Settings, engine: Engine) -
         _oldest,
         engine,
         BulkJob,
-        BulkJob.status == BulkJobStatus.QUEUED,
+        col(BulkJob.status).in_([BulkJobStatus.QUEUED, BulkJobStatus.SCHEDULED]),
         older_than=settings.send_sweep_interval,
     )
     return await _start_each(stranded, lambda job: start_bulk(client, settings, job), "bulk send")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -61,10 +61,25 @@ class BulkSendWorkflow:
         if self._progress.status in (BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED):
             raise ApplicationError(f"The job has ended ({self._progress.status}).")
 
+    async def _wait_until(self, send_at: datetime) -> None:
+        """Send later: a durable timer until `send_at`, cut short by a cancel."""
+        self._progress.status = BulkJobStatus.SCHEDULED
+        left = (send_at - workflow.now()).total_seconds()
+        if left > 0:
+            try:
+                await workflow.wait_condition(lambda: self._cancel, timeout=timedelta(seconds=left))
+            except TimeoutError:
+                pass
+        self._progress.status = BulkJobStatus.RUNNING
+
     @workflow.run
     async def run(self, input: BulkSendInput) -> BulkProgress:
         batches = input.batches
-        if batches < 0:
+        if batches < 0 and input.send_at is not None:
+            await self._wait_until(input.send_at)
+        if batches < 0 and self._cancel:
+            pass  # cancelled while scheduled: nothing planned, every message `cancelled`
+        elif batches < 0:
             batches = await workflow.execute_activity_method(
                 BulkContract.plan_bulk_send,
                 PlanInput(input.job_id, input.batch_size),

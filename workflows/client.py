@@ -277,11 +277,14 @@ async def start_bulk(client: Client, settings: Settings, job: Queued) -> bool:
             batches_per_run=settings.bulk_batches_per_run,
             parallel_batches=settings.bulk_parallel_batches,
             heartbeat_timeout=settings.bulk_heartbeat_timeout,
+            send_at=getattr(job, "send_at", None),
         ),
         workflow_id=job.run_id,
         task_queue=settings.task_queue,
         company_id=str(job.company_id),
-        status=BulkJobStatus.QUEUED,
+        status=BulkJobStatus.SCHEDULED
+        if getattr(job, "send_at", None) is not None
+        else BulkJobStatus.QUEUED,
     )
 
 
@@ -352,11 +355,14 @@ async def start_send(client: Client, settings: Settings, message: Queued) -> boo
             retry_initial_interval=settings.send_retry_initial_interval,
             retry_max_interval=settings.send_retry_max_interval,
             retry_total=settings.send_retry_total,
+            send_at=getattr(message, "send_at", None),
         ),
         workflow_id=message.run_id,
         task_queue=settings.task_queue,
         company_id=company_id,
-        status=MessageStatus.QUEUED,
+        status=MessageStatus.SCHEDULED
+        if getattr(message, "send_at", None) is not None
+        else MessageStatus.QUEUED,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )

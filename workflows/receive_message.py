@@ -133,8 +133,8 @@ def _mail_status(result: ReceiveMessageResult) -> str:
     """What an operator filters on: received, unassigned, bounce, auto_reply or duplicate."""
     if result.state == RoutingState.DUPLICATE:
         return InboundKind.DUPLICATE
-    if result.state == RoutingState.CHECK:
-        return RoutingState.CHECK
+    if result.state in (RoutingState.CHECK, RoutingState.ANSWER):
+        return result.state
     if result.kind != MessageKind.MAIL:
         return result.kind
     return InboundKind.RECEIVED if result.candidate_id else InboundKind.UNASSIGNED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from temporalio import workflow
@@ -9,6 +10,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 
 from contracts.send import (
     QUOTA_EXCEEDED,
+    RESCHEDULED,
     SUPPRESSED,
     ComposeInput,
     DeliveryResult,
@@ -31,11 +33,50 @@ class SendMessageWorkflow:
     Waits only for the delivery activity, which retries transient failures with exponential
     backoff until `retry_total`. Ends `sent`, or `failed` with a reason a recruiter can act on.
     Subject and body never enter history: activities read them from the database by id.
+
+    A message to send later (or within the undo window) first waits on a durable timer until
+    its send_at, `scheduled`; a cancel or a new time wakes it through the `rescheduled` signal,
+    and the database says which (core/send/schedule.py).
     """
 
     @workflow.init
     def __init__(self, input: SendMessageInput) -> None:
         self._progress = SendMessageProgress()
+        self._looked_at = 0  # `rescheduled` signals seen
+        self._signals = 0
+
+    @workflow.signal(name=RESCHEDULED)
+    def rescheduled(self) -> None:
+        self._signals += 1
+
+    async def _wait_until_due(self, input: SendMessageInput) -> bool:
+        """Until the message's time; False when it was cancelled meanwhile."""
+        self._set_status(MessageStatus.SCHEDULED)
+        due = input.send_at
+        while True:
+            assert due is not None
+            left = (due - workflow.now()).total_seconds()
+            if left > 0:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._signals > self._looked_at, timeout=timedelta(seconds=left)
+                    )
+                except builtins.TimeoutError:
+                    pass
+                self._looked_at = self._signals
+            release = await policies.db_step(
+                SendContract.release_message, MessageRef(input.message_id)
+            )
+            if release.state == "cancelled":
+                return False
+            if release.state == "due":
+                return True
+            if release.send_at is None:
+                return True
+            if release.send_at <= workflow.now():
+                # The database's clock is behind the run's: look again in a second.
+                await workflow.sleep(1)
+            due = release.send_at
 
     @workflow.query(name="progress")
     def progress(self) -> SendMessageProgress:
@@ -121,6 +162,9 @@ class SendMessageWorkflow:
         # Two local steps for the common send (prepare, deliver), each a workflow activation:
         # the delivery writes `sent` itself, so only a failure needs a step to record it.
         lean = workflow.patched("two-step-send")
+        if input.send_at is not None and not await self._wait_until_due(input):
+            self._set_status(MessageStatus.CANCELLED)
+            return SendMessageResult(status=MessageStatus.CANCELLED)
         try:
             await self._prepare(input, one_step=lean)
         except (ActivityError, ApplicationError) as err:

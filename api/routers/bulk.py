@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from api.deps import EngineDep, Recruiter, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    EngineDep,
+    Recruiter,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    temporal_client,
+)
 from api.routers.common import get_owned, insert_then_start
 from api.schemas import BulkCreate
 from api.services import bulk as service
@@ -58,9 +66,21 @@ class BulkJobPublic(BaseModel):
     waiting_for_quota_until: datetime | None = None
     waiting_reason: str | None = None  # why the job waits, in words
     subject: str
+    send_at: datetime | None = None  # send later: when the job starts (status `scheduled`)
+    template_id: uuid.UUID | None = None
     workflow_id: str | None
     created_at: datetime
     finished_at: datetime | None
+
+
+class BulkDryRun(BaseModel):
+    """What the bulk send would do, nothing sent: each recipient whose message would lack a
+    field without a fallback (the real send refuses then, and sends nothing)."""
+
+    dry_run: bool = True
+    total: int
+    would_send: int
+    would_fail: list[dict[str, Any]]
 
 
 def _public(session: Session, job: BulkJob) -> BulkJobPublic:
@@ -81,26 +101,51 @@ def _public(session: Session, job: BulkJob) -> BulkJobPublic:
         waiting_for_quota_until=job.next_send_at if job.next_send_reason == "quota" else None,
         waiting_reason=_WAITING.get(job.next_send_reason or "") if job.next_send_at else None,
         subject=job.subject,
+        send_at=job.send_at,
+        template_id=job.template_id,
         workflow_id=job.workflow_id,
         created_at=job.created_at,
         finished_at=job.finished_at,
     )
 
 
-@router.post("", response_model=BulkJobPublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=BulkJobPublic | BulkDryRun,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": BulkDryRun, "description": "dry_run=true: what would happen"}},
+)
 async def create_bulk_send(
     body: BulkCreate,
     user: Recruiter,
     session: SessionDep,
     settings: SettingsDep,
-    temporal: TemporalDep,
     engine: EngineDep,
-) -> BulkJobPublic:
-    """Queue one personalised email per candidate. Placeholders: {{candidate.name}},
-    {{candidate.first_name}}, {{company.name}}, {{sender.name}}."""
+    request: Request,
+    response: Response,
+    dry_run: bool = False,
+) -> BulkJobPublic | BulkDryRun:
+    """Queue one personalised email per candidate: from a stored template (`template_id`,
+    the variant for each candidate's language) or from `subject` and `text` written with the
+    same merge fields ({{ candidate.first_name | default("there") }}, docs/templates.md).
+    A field without a fallback that is empty for any recipient refuses the whole send (422,
+    listing them); `?dry_run=true` shows that list and sends nothing."""
+    if dry_run:
+        planned = await run_in_threadpool(service.plan, session, settings, user, body)
+        response.status_code = status.HTTP_200_OK
+        return BulkDryRun(
+            total=len(planned.ids),
+            would_send=len(planned.ids) - len(planned.would_fail),
+            would_fail=planned.would_fail,
+        )
+
+    async def start(created: BulkJob) -> bool:
+        # The workflow service is reached only for a send that passed every check.
+        return await start_bulk(await temporal_client(request), settings, created)
+
     job = await insert_then_start(
         lambda: service.create_job(session, settings, user, body),
-        lambda created: start_bulk(temporal, settings, created),
+        start,
         lambda created: service.delete_job(engine, created.id),
         "The bulk send was not queued",
     )

@@ -22,6 +22,8 @@ def create_candidate(body: CandidateCreate, user: Recruiter, session: SessionDep
         email=body.email,
         application_status=body.application_status,
         closed_at=utcnow() if body.application_status == ApplicationStatus.CLOSED else None,
+        language=body.language,
+        timezone=body.timezone,
     )
     session.add(candidate)
     session.commit()
@@ -55,9 +57,9 @@ def update_candidate(
     changes = body.model_dump(exclude_unset=True)
     if "legal_entity_id" in changes:
         check_entity(session, user.company_id, changes["legal_entity_id"])
-    for field in ("name", "email", "legal_entity_id"):
+    for field in ("name", "email", "legal_entity_id", "language", "timezone"):
         if field in changes:
-            if changes[field] is None and field != "legal_entity_id":
+            if changes[field] is None and field in ("name", "email"):
                 raise HTTPException(422, f"{field}: must not be null")
             setattr(candidate, field, changes[field])
     new_status = changes.get("application_status")

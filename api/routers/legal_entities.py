@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, status
 from sqlmodel import col, select
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
-from api.schemas import LegalEntityCreate, LegalEntityPublic
+from api.routers.common import get_owned
+from api.schemas import LegalEntityCreate, LegalEntityPublic, LegalEntityUpdate
+from api.services.compose import clean_signature
 from core import audit
 from core.models import LegalEntity
 
@@ -38,3 +40,33 @@ def list_legal_entities(user: CurrentUser, session: SessionDep) -> list[LegalEnt
             .order_by(col(LegalEntity.created_at), col(LegalEntity.id))
         ).all()
     )
+
+
+@router.patch("/{legal_entity_id}", response_model=LegalEntityPublic)
+def update_legal_entity(
+    legal_entity_id: str, body: LegalEntityUpdate, user: SettingsAdmin, session: SessionDep
+) -> LegalEntity:
+    """The entity's name, and its signature: under mail sent in its (or the company's) name to
+    its candidates, unless the sender is an employee with their own. The HTML is made safe."""
+    entity = get_owned(session, LegalEntity, legal_entity_id, user.company_id, "legal entity")
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes:
+        if body.name is None:
+            raise HTTPException(422, "name: must not be null")
+        entity.name = body.name.strip()
+    if "signature_text" in changes or "signature_html" in changes:
+        entity.signature_text, entity.signature_html = clean_signature(
+            changes.get("signature_text", entity.signature_text),
+            changes.get("signature_html", entity.signature_html),
+        )
+    session.add(entity)
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="legal_entity.update",
+        target=f"legal_entity:{entity.id}",
+        fields=sorted(changes),
+    )
+    session.commit()
+    return entity

@@ -16,7 +16,9 @@ from api.schemas import (
     ScopePublic,
     UsePlatformRequest,
 )
+from api.services.compose import clean_signature
 from api.services.connections import disable_connection, redirect_check, warnings
+from api.services.messages import undo_seconds
 from core import audit
 from core.db import get_or_fail
 from core.deliverability import checks as deliverability
@@ -71,6 +73,10 @@ def _view(session: Session, settings: Settings, company: Company) -> MailSetting
     return MailSettingsPublic(
         hosted_address=settings.hosted_address(company.slug),
         sender_name_mode=company.sender_name_mode,
+        default_language=company.default_language,
+        undo_seconds=undo_seconds(settings, company),
+        signature_text=company.signature_text,
+        signature_html=company.signature_html,
         scopes=scopes,
     )
 
@@ -93,9 +99,25 @@ async def hosted_deliverability(user: SettingsAdmin, settings: SettingsDep) -> d
 def update_mail_settings(
     body: MailSettingsUpdate, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> MailSettingsPublic:
+    """Each field given changes: the sender's name (`company` or `employee`), the template
+    language when a candidate's has no variant, the undo window (0, or 5 to 30 seconds) and
+    the company's default signature (its HTML made safe)."""
     company = get_or_fail(session, Company, user.company_id)
-    before = company.sender_name_mode
-    company.sender_name_mode = body.sender_name_mode
+    changes = body.model_dump(exclude_unset=True)
+    undo = changes.get("undo_seconds")
+    if undo is not None and 0 < undo < 5:
+        raise HTTPException(422, "undo_seconds: 0 (off), or 5 to 30")
+    before = {name: getattr(company, name) for name in changes}
+    if changes.get("sender_name_mode") is not None:
+        company.sender_name_mode = changes["sender_name_mode"]
+    for name in ("default_language", "undo_seconds"):
+        if name in changes:
+            setattr(company, name, changes[name])
+    if "signature_text" in changes or "signature_html" in changes:
+        company.signature_text, company.signature_html = clean_signature(
+            changes.get("signature_text", company.signature_text),
+            changes.get("signature_html", company.signature_html),
+        )
     session.add(company)
     audit.record(
         session,
@@ -103,7 +125,12 @@ def update_mail_settings(
         user_id=user.id,
         action="mail_settings.update",
         target=f"company:{company.id}",
-        sender_name_mode={"before": before, "after": body.sender_name_mode},
+        **{
+            name: {"before": before[name], "after": getattr(company, name)}
+            for name in changes
+            if not name.startswith("signature")
+        },
+        signature_changed="signature_text" in changes or "signature_html" in changes,
     )
     session.commit()
     return _view(session, settings, company)

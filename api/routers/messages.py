@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 
-from api.deps import EngineDep, Recruiter, SessionDep, SettingsDep, TemporalDep, parse_id
+from api.deps import (
+    EngineDep,
+    Recruiter,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    parse_id,
+    temporal_client,
+)
 from api.routers.common import get_owned, insert_then_start
 from api.schemas import (
     AssignRequest,
@@ -18,13 +28,16 @@ from api.schemas import (
     CandidateFromMessage,
     CandidatePublic,
     MessagePublic,
+    MessageUpdate,
     SendMessageRequest,
 )
 from api.services import messages as service
 from api.services.privacy import refuse_if_erased
+from contracts.send import RESCHEDULED
 from core.models import Attachment, Candidate, Direction, Message
 from workflows.client import start_send
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["messages"])
 
 
@@ -109,17 +122,25 @@ async def send_message(
     user: Recruiter,
     session: SessionDep,
     settings: SettingsDep,
-    temporal: TemporalDep,
     engine: EngineDep,
+    request: Request,
 ) -> MessagePublic:
-    """Queue a message to the candidate. Its status moves queued → sending → sent (or failed)."""
+    """Queue a message to the candidate. Its status moves queued → sending → sent (or failed);
+    with `send_at` (or the company's undo window) it is `scheduled` first, and
+    POST /v1/messages/{id}/cancel takes it back until then. From a template (`template_id`),
+    a field without a fallback that is empty refuses the send (422 naming it)."""
     candidate = await run_in_threadpool(
         get_owned, session, Candidate, candidate_id, user.company_id, "candidate"
     )
     refuse_if_erased(candidate)
+
+    async def start(queued: Message) -> bool:
+        # The workflow service is reached only for a message that passed every check.
+        return await start_send(await temporal_client(request), settings, queued)
+
     message = await insert_then_start(
         lambda: service.queue(session, settings, user, candidate, body),
-        lambda queued: start_send(temporal, settings, queued),
+        start,
         lambda queued: service.delete_message(engine, queued.id),
         "The message was not queued",
     )
@@ -157,6 +178,53 @@ def read_message(
 ) -> MessagePublic:
     message = get_owned(session, Message, message_id, user.company_id, "message")
     return to_public(session, message, settings.public_url, remote_images)
+
+
+async def _wake(temporal: Client, message: Message) -> None:
+    """Tell the message's run to look again (a cancel or a new time); the database decides,
+    so a signal that does not arrive only delays the run's look until the old time."""
+    try:
+        await temporal.get_workflow_handle(message.run_id).signal(RESCHEDULED)
+    except Exception:
+        log.warning("could not wake the run of message %s", message.id, exc_info=True)
+
+
+@router.post("/v1/messages/{message_id}/cancel", response_model=MessagePublic)
+async def cancel_message(
+    message_id: str,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> MessagePublic:
+    """Cancel a `scheduled` message (send later, or within the undo window): it becomes
+    `cancelled` and is never sent. 409 "already sent" once its time came."""
+    message = await run_in_threadpool(
+        get_owned, session, Message, message_id, user.company_id, "message"
+    )
+    await run_in_threadpool(service.cancel_scheduled, session, user, message)
+    await _wake(temporal, message)
+    return service.public(message, [], settings.public_url, remote_images=False)
+
+
+@router.patch("/v1/messages/{message_id}", response_model=MessagePublic)
+async def edit_message(
+    message_id: str,
+    body: MessageUpdate,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> MessagePublic:
+    """Change a `scheduled` message's subject, text, HTML or send_at. 409 "already sent" once
+    its time came."""
+    message = await run_in_threadpool(
+        get_owned, session, Message, message_id, user.company_id, "message"
+    )
+    moved = await run_in_threadpool(service.edit_scheduled, session, user, message, body)
+    if moved:
+        await _wake(temporal, message)
+    return service.public(message, [], settings.public_url, remote_images=False)
 
 
 @router.post("/v1/messages/{message_id}/assign", response_model=MessagePublic)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import MePublic, MeUpdate, PrivacyPublic, PrivacyUpdate
+from api.services.compose import clean_signature
 from core import audit
 from core.models import CompanyPrivacy, utcnow
 
@@ -66,9 +67,20 @@ def read_me(user: CurrentUser) -> MePublic:
 
 @router.patch("/v1/me", response_model=MePublic)
 def update_me(body: MeUpdate, user: CurrentUser, session: SessionDep) -> MePublic:
-    """`notify_replies: false` turns off the emails about candidates' replies for you."""
+    """`notify_replies: false` turns off the emails about candidates' replies for you.
+    `title` is {{ sender.title }} in templates; `signature_text` and `signature_html` go
+    under mail sent in your name (the HTML made safe; an empty text removes it)."""
+    changes = body.model_dump(exclude_unset=True)
     if body.notify_replies is not None:
         user.notify_replies = body.notify_replies
+    if "title" in changes:
+        user.title = (body.title or "").strip() or None
+    if "signature_text" in changes or "signature_html" in changes:
+        user.signature_text, user.signature_html = clean_signature(
+            changes.get("signature_text", user.signature_text),
+            changes.get("signature_html", user.signature_html),
+        )
+    if changes:
         session.add(user)
         session.commit()
     return MePublic.model_validate(user, from_attributes=True)

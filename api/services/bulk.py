@@ -4,37 +4,52 @@ then the bulk-send run. The routes in api/routers/bulk.py stay thin."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from fastapi import HTTPException, status
 from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
 from api.schemas import BulkCreate
-from core.db import get_or_fail, session_scope
+from api.services import compose
+from api.services.messages import MAX_SEND_AHEAD
+from core.compose import Draft, templates
+from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
     BulkJob,
     Candidate,
-    Company,
     Direction,
     Message,
-    SenderNameMode,
     User,
     table_of,
     utcnow,
 )
 from core.run_ids import bulk_workflow_id
 from core.settings import Settings
-from core.statuses import MessageKind, MessageStatus
-from core.templates import check_template, render, values_for
+from core.statuses import BulkJobStatus, MessageKind, MessageStatus
 
 
 def _unprocessable(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
 
 
-def create_job(session: Session, settings: Settings, user: User, body: BulkCreate) -> BulkJob:
-    """The job and one queued message per distinct candidate, committed; 422 writes nothing."""
+@dataclass
+class Plan:
+    """Each recipient's words, and the recipients a send would refuse (a field without a
+    fallback that is empty for them): a bulk send goes out only when there are none."""
+
+    writer: compose.Writer
+    words: dict[uuid.UUID, Draft]
+    would_fail: list[dict[str, Any]]
+    found: dict[uuid.UUID, Candidate]
+    ids: list[uuid.UUID]
+
+
+def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> Plan:
+    """Checks, then renders every recipient's message; 422 names what is wrong."""
     ids = list(dict.fromkeys(body.candidate_ids))  # a candidate listed twice gets one email
     if not ids:
         raise _unprocessable("candidate_ids: give at least one candidate")
@@ -43,13 +58,19 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
             f"candidate_ids: at most {settings.bulk_max_recipients} recipients per bulk send "
             f"(got {len(ids)}); split the list"
         )
+    if body.template_id is None:
+        for name in ("subject", "text"):
+            if getattr(body, name) is None:
+                raise _unprocessable(f"{name}: Field required (or give a template_id)")
     try:
-        check_template("subject", body.subject)
-        check_template("text", body.text)
-        if body.html is not None:
-            check_template("html", body.html)
-    except ValueError as exc:
+        for name in ("subject", "text", "html"):
+            if getattr(body, name) is not None:
+                templates.check(name, getattr(body, name))
+    except templates.TemplateError as exc:
         raise _unprocessable(str(exc)) from None
+    if body.send_at is not None:
+        _check_send_at(body.send_at)
+    writer = compose.Writer.load(session, user, body.template_id, body.data, body.signature)
     found: dict[uuid.UUID, Candidate] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -69,19 +90,63 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
             f"is sent to them: {_few(erased)}"
         )
 
-    company = get_or_fail(session, Company, user.company_id)
-    sender_name = user.name if company.sender_name_mode == SenderNameMode.EMPLOYEE else company.name
+    words: dict[uuid.UUID, Draft] = {}
+    would_fail: list[dict[str, Any]] = []
+    for candidate_id in ids:
+        candidate = found[candidate_id]
+        try:
+            words[candidate_id] = writer.words(
+                candidate, subject=body.subject, text=body.text, html=body.html, literal=False
+            )
+        except templates.MissingFields as err:
+            would_fail.append(
+                {"candidate_id": str(candidate_id), "missing": err.fields, "reason": str(err)}
+            )
+    return Plan(writer, words, would_fail, found, ids)
+
+
+def _check_send_at(send_at: datetime) -> None:
+    now = utcnow()
+    if send_at <= now:
+        raise _unprocessable("send_at: must be in the future (leave it out to send now)")
+    if send_at - now > MAX_SEND_AHEAD:
+        raise _unprocessable(f"send_at: at most {MAX_SEND_AHEAD.days} days ahead")
+
+
+def create_job(session: Session, settings: Settings, user: User, body: BulkCreate) -> BulkJob:
+    """The job and one queued message per distinct candidate, committed; 422 writes nothing
+    (and lists every recipient whose message would lack a field, when any would)."""
+    planned = plan(session, settings, user, body)
+    if planned.would_fail:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {
+                "message": f"{len(planned.would_fail)} of {len(planned.ids)} recipients would get "
+                "a message with an empty field, so nothing was sent: fill the fields in, pass "
+                'them in "data", or give the template a fallback ({{ field | default("…") }}). '
+                "POST …?dry_run=true shows the same list without sending.",
+                "would_fail": planned.would_fail,
+            },
+        )
+    writer, ids, found = planned.writer, planned.ids, planned.found
+    company = writer.company
+    template = writer.template
     job_id = uuid.uuid4()
     job = BulkJob(
         id=job_id,
         company_id=company.id,
         created_by_user_id=user.id,
-        subject=body.subject,
-        text=body.text,
+        # The templates as written (a stored template's first variant when it was used).
+        subject=body.subject or (template.variants[0]["subject"] if template else ""),
+        text=body.text or (template.variants[0]["text"] if template else ""),
         html=body.html,
         total=len(ids),
         unsubscribe=body.unsubscribe,
         workflow_id=bulk_workflow_id(str(job_id)),
+        status=BulkJobStatus.SCHEDULED if body.send_at is not None else BulkJobStatus.QUEUED,
+        send_at=body.send_at,
+        template_id=template.id if template else None,
+        sender_name_mode=template.sender if template else None,
     )
     session.add(job)
     session.flush()
@@ -90,7 +155,7 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     rows = []
     for candidate_id in ids:
         candidate = found[candidate_id]
-        values = values_for(candidate.name, company.name, sender_name)
+        words = planned.words[candidate_id]
         rows.append(
             {
                 "id": uuid.uuid4(),
@@ -102,9 +167,11 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
                 "from_address": "",
                 "from_name": "",
                 "to_addresses": [candidate.email],
-                "subject": render(body.subject, values, mode="header"),
-                "text": render(body.text, values),
-                "html": render(body.html, values, mode="html") if body.html is not None else None,
+                "subject": words.subject,
+                "text": words.text,
+                "html": words.html,
+                "template_id": template.id if template else None,
+                "template_language": words.language,
                 "message_id_header": new_message_id(settings.platform_mail_domain),
                 "sender_user_id": user.id,
                 "workflow_id": job.workflow_id,

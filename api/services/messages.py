@@ -5,6 +5,7 @@ thin; each change commits with its audit line."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, status
 from sqlalchemy import Engine, func
@@ -16,18 +17,48 @@ from api.schemas import (
     CandidateFromMessage,
     MessagePublic,
     MessageSegment,
+    MessageUpdate,
     SendMessageRequest,
 )
+from api.services import compose, invitations
 from core import audit, events
+from core.compose import templates
 from core.db import session_scope
 from core.events import EventType
 from core.inbound.html import safe_html, screen, with_attachment_urls
 from core.inbound.segments import split_reply
 from core.mail import check_header_text, new_message_id, normalize_address
-from core.models import Candidate, CandidateAddress, Direction, Message, User, utcnow
+from core.models import Candidate, CandidateAddress, Company, Direction, Message, User, utcnow
 from core.run_ids import send_workflow_id
+from core.send import schedule
 from core.settings import Settings
 from core.statuses import MatchReason, MessageStatus
+
+MAX_SEND_AHEAD = timedelta(days=90)
+
+
+def undo_seconds(settings: Settings, company: Company) -> int:
+    """The undo window in effect: the company's, else the platform's."""
+    return company.undo_seconds if company.undo_seconds is not None else settings.undo_seconds
+
+
+def _send_at(wanted: datetime | None, hold: int) -> datetime | None:
+    """When the first attempt is due: `send_at` (in the future, up to 90 days), else the end of
+    the undo window (`hold` seconds), else now (None)."""
+    now = utcnow()
+    if wanted is not None:
+        if wanted <= now:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "send_at: must be in the future (leave it out to send now)",
+            )
+        if wanted - now > MAX_SEND_AHEAD:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"send_at: at most {MAX_SEND_AHEAD.days} days ahead",
+            )
+        return wanted.astimezone(UTC)
+    return now + timedelta(seconds=hold) if hold else None
 
 
 def queue(
@@ -37,23 +68,58 @@ def queue(
     candidate: Candidate,
     body: SendMessageRequest,
 ) -> Message:
-    """A new outbound message at `queued`, committed: its run is started next."""
+    """A new outbound message at `queued` (or `scheduled`, to send later or within the undo
+    window), its words rendered and stored, committed: its run is started next."""
+    if body.template_id is None:
+        for name in ("subject", "text"):
+            if getattr(body, name) is None:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"{name}: Field required (or give a template_id)",
+                )
+    writer = compose.Writer.load(session, user, body.template_id, body.data, body.signature)
     message_id = uuid.uuid4()
+    invitation = None
+    if body.invitation is not None:
+        invitation = invitations.plan(
+            session, settings, user.company_id, candidate, message_id, body.invitation
+        )
+    try:
+        words = writer.words(
+            candidate,
+            subject=body.subject,
+            text=body.text,
+            html=body.html,
+            literal=True,
+            interview=body.invitation.model_dump() if body.invitation is not None else None,
+        )
+    except templates.MissingFields as err:
+        raise compose.refuse_missing(err) from None
+    send_at = _send_at(body.send_at, undo_seconds(settings, writer.company))
     message = Message(
         id=message_id,
         company_id=user.company_id,
         candidate_id=candidate.id,
         direction=Direction.OUTBOUND,
-        status=MessageStatus.QUEUED,
+        status=MessageStatus.SCHEDULED if send_at is not None else MessageStatus.QUEUED,
         to_addresses=[candidate.email],
-        subject=body.subject,
-        text=body.text,
-        html=body.html,
+        subject=words.subject,
+        text=words.text,
+        html=words.html,
         message_id_header=new_message_id(settings.platform_mail_domain),
         sender_user_id=user.id,
         workflow_id=send_workflow_id(str(message_id)),
+        send_at=send_at,
+        template_id=writer.template.id if writer.template is not None else None,
+        template_language=words.language,
+        sender_name_mode=writer.template.sender if writer.template is not None else None,
+        invitation=invitation,
     )
     session.add(message)
+    if send_at is not None:
+        events.message_event(
+            session, message, EventType.MESSAGE_SCHEDULED, send_at=send_at.isoformat()
+        )
     session.commit()
     return message
 
@@ -269,3 +335,57 @@ def _safe_copies(
     if message.reply_html is None:
         return whole, whole
     return whole, safe_html(message.reply_html, images=image, remote_images=remote_images)
+
+
+def _scheduled_outbound(message: Message) -> None:
+    if message.direction != Direction.OUTBOUND or message.bulk_job_id is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "Only a single outbound message can be cancelled or changed here (a bulk send's "
+            "messages: POST /v1/bulk-messages/{id}/cancel).",
+        )
+
+
+def cancel_scheduled(session: Session, user: User, message: Message) -> None:
+    """Cancel a message that waits (send later, or the undo window); 409 once it went."""
+    _scheduled_outbound(message)
+    try:
+        schedule.cancel(session, message)
+    except schedule.NotScheduled as err:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"This message is {err}") from None
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="message.cancel",
+        target=f"message:{message.id}",
+    )
+    session.commit()
+
+
+def edit_scheduled(session: Session, user: User, message: Message, body: MessageUpdate) -> bool:
+    """Change a scheduled message's words or time; True when its time changed (its run is
+    told). 409 once it went."""
+    _scheduled_outbound(message)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("subject", "text", "send_at"):
+        if name in changes and changes[name] is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: must not be null")
+    if "send_at" in changes:
+        changes["send_at"] = _send_at(body.send_at, 0)
+    try:
+        schedule.edit(session, message, changes)
+    except schedule.NotScheduled as err:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"This message is {err}") from None
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="message.edit",
+        target=f"message:{message.id}",
+        fields=sorted(changes),
+    )
+    session.commit()
+    return "send_at" in changes

@@ -1,0 +1,93 @@
+"""Send later, and the undo window: a message `scheduled` until its send_at.
+
+Three parties may move a scheduled message at once: its run (the time came), the recruiter
+(cancel, edit) and an erasure. Each move is one conditional UPDATE on `status = 'scheduled'`,
+so exactly one of them wins and the others are told the truth: a cancel or an edit that comes
+after the run released the message gets "already sent" (409), and a run that finds the message
+cancelled ends without sending it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from core import events
+from core.events import EventType
+from core.models import Message, utcnow
+from core.statuses import MessageStatus
+
+# The run's clock and the database's may differ by a little: a message due within this is due.
+CLOCK_SLACK = timedelta(seconds=1)
+CANCELLED_BY_USER = "Cancelled before it was sent."
+
+
+class NotScheduled(Exception):
+    """The message is no longer scheduled: `status` says what it is now."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        if status in (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT):
+            text = f"already sent (it is {status}): it can no longer be changed or cancelled"
+        else:
+            text = f"it is {status}, not scheduled: it can no longer be changed or cancelled"
+        super().__init__(text)
+
+
+def _moved(session: Session, message_id: uuid.UUID, *extra: Any, **values: Any) -> bool:
+    result = session.execute(
+        update(Message)
+        .where(
+            col(Message.id) == message_id,
+            col(Message.status) == MessageStatus.SCHEDULED,
+            *extra,
+        )
+        .values(updated_at=utcnow(), **values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session, message_id: uuid.UUID) -> tuple[str, datetime | None]:
+    """The run's move at send_at: ("due", None) when the message is now `queued` (or was moved
+    on already: a retried step), ("cancelled", None), or ("later", send_at) when it was given a
+    later time meanwhile."""
+    now = utcnow()
+    if _moved(
+        session,
+        message_id,
+        col(Message.send_at) <= now + CLOCK_SLACK,
+        status=MessageStatus.QUEUED,
+    ):
+        return "due", None
+    message = session.get(Message, message_id)
+    if message is None or message.status == MessageStatus.CANCELLED:
+        return "cancelled", None
+    if message.status == MessageStatus.SCHEDULED:
+        return "later", message.send_at
+    return "due", None
+
+
+def cancel(session: Session, message: Message, reason: str = CANCELLED_BY_USER) -> None:
+    """The recruiter's cancel, with message.cancelled; NotScheduled when it lost the race."""
+    if not _moved(session, message.id, status=MessageStatus.CANCELLED, error=reason):
+        session.refresh(message)
+        raise NotScheduled(message.status)
+    session.refresh(message)
+    events.message_event(session, message, EventType.MESSAGE_CANCELLED, reason)
+
+
+def edit(session: Session, message: Message, changes: dict[str, Any]) -> None:
+    """Subject, text, HTML or send_at of a scheduled message; NotScheduled when too late."""
+    if not changes:
+        return
+    if not _moved(session, message.id, **changes):
+        session.refresh(message)
+        raise NotScheduled(message.status)
+    session.refresh(message)
+    if "send_at" in changes:
+        events.message_event(
+            session, message, EventType.MESSAGE_SCHEDULED, send_at=changes["send_at"].isoformat()
+        )
