@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -49,6 +49,7 @@ from core.events import EventType
 from core.inbound import tokens
 from core.mail import compose
 from core.models import (
+    Attachment,
     Candidate,
     Company,
     Connection,
@@ -118,7 +119,18 @@ def _compose_into(
             organizer=invitations.Party(sender.address, sender.name),
             attendee=invitations.Party(candidate.email, candidate.name),
         )
+    files = None
+    if message.template_id is not None:  # a template's default attachments, copied at queueing
+        files = [
+            (a.filename, a.content_type, a.content)
+            for a in session.exec(
+                select(Attachment)
+                .where(Attachment.message_id == message.id)
+                .order_by(col(Attachment.filename), col(Attachment.id))
+            )
+        ]
     _, composed = compose(
+        attachments=files,
         calendar=calendar,
         reply_to=reply_to(session, message, sender),
         from_address=sender.address,

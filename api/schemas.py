@@ -716,6 +716,18 @@ class TemplateVariant(Request):
 TemplateType = Literal["rejection", "invitation", "offer", "update", "other"]
 
 
+class TemplateAttachment(Request):
+    """A default attachment, inline (up to 3 MiB in all per template): it goes with every
+    single send from the template."""
+
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    content_type: Annotated[
+        str,
+        StringConstraints(max_length=127, pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"),
+    ] = "application/octet-stream"
+    content_base64: Annotated[str, StringConstraints(max_length=4_500_000)]
+
+
 class TemplateCreate(Request):
     name: HeaderText
     type: TemplateType = "other"
@@ -725,6 +737,7 @@ class TemplateCreate(Request):
         default=None,
         description="The sender's name on mail from it (default: the company's setting).",
     )
+    attachments: Annotated[list[TemplateAttachment], Field(max_length=10)] | None = None
 
 
 class TemplateUpdate(Request):
@@ -733,6 +746,7 @@ class TemplateUpdate(Request):
     legal_entity_id: uuid.UUID | None = None
     variants: Annotated[list[TemplateVariant], Field(min_length=1, max_length=50)] | None = None
     sender: Literal["company", "employee"] | None = None
+    attachments: Annotated[list[TemplateAttachment], Field(max_length=10)] | None = None
 
 
 class TemplatePublic(Public):
@@ -742,6 +756,10 @@ class TemplatePublic(Public):
     legal_entity_id: uuid.UUID | None
     variants: list[dict[str, Any]]
     sender: str | None
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Default attachments: filename, content_type, size, sha256 (not the bytes).",
+    )
     fields: list[str] = Field(default_factory=list, description="The merge fields it uses.")
     created_at: datetime
     updated_at: datetime

@@ -158,6 +158,7 @@ def compose(
     extra_headers: dict[str, str] | None = None,
     reply_to: str | None = None,
     calendar: tuple[str, bytes] | None = None,
+    attachments: list[tuple[str, str, bytes]] | None = None,
 ) -> tuple[EmailMessage, Composed]:
     """`calendar`: (iTIP method, iCalendar bytes) of an interview invitation. It goes in as
     calendar clients look for it: a `text/calendar; method=…` alternative beside the text
@@ -189,6 +190,14 @@ def compose(
         )
         msg.make_mixed()
         msg.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
+    for filename, content_type, content in attachments or ():  # (name, type, bytes)
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(
+            content,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=filename,
+        )
     return msg, Composed(mime=msg.as_bytes(), envelope_from=from_address, envelope_to=[to_address])
 
 

@@ -709,6 +709,11 @@ class MessageTemplate(SQLModel, table=True):
     variants: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     # The sender's name on mail from it: "company" or "employee" (None: the company's setting).
     sender: str | None = Field(default=None, max_length=16)
+    # Default attachments, inline: [{"filename", "content_type", "size", "sha256",
+    # "content_b64"}], copied onto each message sent from it (core/compose/attachments).
+    attachments: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     created_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())

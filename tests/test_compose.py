@@ -4,6 +4,8 @@ need no Temporal: the rules on their own, and the API routes that only read and 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -346,8 +348,8 @@ def test_an_answer_is_recorded_only_from_the_invited_candidate(engine):
 
 
 @asynccontextmanager
-async def api(engine, tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = helpers.test_settings(tmp_path)
+async def api(engine, tmp_path: Path, **overrides) -> AsyncIterator[Stack]:
+    settings = helpers.test_settings(tmp_path, **overrides)
     app = create_app(settings, engine=engine, temporal_client=None)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
@@ -376,7 +378,8 @@ TEMPLATE = {
 
 
 async def test_templates_are_written_read_previewed_and_scoped(engine, tmp_path):
-    async with api(engine, tmp_path) as stack:
+    # Requests up to 8 MiB, so the template's own 3 MiB bound is the one met.
+    async with api(engine, tmp_path, max_request_bytes=8 * 1024 * 1024) as stack:
         tenant = stack.tenant()
         other = stack.tenant()
         http = stack.http
@@ -423,6 +426,30 @@ async def test_templates_are_written_read_previewed_and_scoped(engine, tmp_path)
             f"/v1/templates/{template['id']}", json={"type": "update"}, headers=tenant.headers
         )
         assert patched.status_code == 200 and patched.json()["type"] == "update"
+        # Default attachments: checked, listed without their bytes.
+        pdf = b"%PDF-1.4 offer letter"
+        good = {"filename": "offer.pdf", "content_type": "application/pdf",
+                "content_base64": base64.b64encode(pdf).decode()}  # fmt: skip
+        attached = await http.patch(
+            f"/v1/templates/{template['id']}", json={"attachments": [good]}, headers=tenant.headers
+        )
+        assert attached.status_code == 200, attached.text
+        assert attached.json()["attachments"] == [
+            {"filename": "offer.pdf", "content_type": "application/pdf", "size": len(pdf),
+             "sha256": hashlib.sha256(pdf).hexdigest()}
+        ]  # fmt: skip
+        for bad, words in (
+            ({**good, "content_base64": "not base64!"}, "not base64"),
+            ({**good, "filename": "../etc/passwd"}, "without slashes"),
+            ({**good, "content_base64": base64.b64encode(b"x" * (3 * 1024 * 1024 + 1)).decode()},
+             "3 MiB"),
+        ):  # fmt: skip
+            refused = await http.patch(
+                f"/v1/templates/{template['id']}",
+                json={"attachments": [bad]},
+                headers=tenant.headers,
+            )
+            assert refused.status_code == 422 and words in refused.text, refused.text
 
         # Tenants never meet.
         for method, path, kw in (
@@ -434,6 +461,21 @@ async def test_templates_are_written_read_previewed_and_scoped(engine, tmp_path)
             answer = await http.request(method, path, headers=other.headers, **kw)
             assert answer.status_code == 404, (method, path, answer.text)
         assert (await http.get("/v1/templates", headers=other.headers)).json() == []
+        entity = await http.post(
+            "/v1/legal-entities", json={"name": "Acme GmbH"}, headers=tenant.headers
+        )
+        theirs_entity = await http.patch(
+            f"/v1/legal-entities/{entity.json()['id']}",
+            json={"signature_text": "Not yours"},
+            headers=other.headers,
+        )
+        assert theirs_entity.status_code == 404
+        signed = await http.patch(
+            f"/v1/legal-entities/{entity.json()['id']}",
+            json={"signature_html": "<p>Acme GmbH<script>x()</script></p>"},
+            headers=tenant.headers,
+        )
+        assert signed.status_code == 200 and signed.json()["signature_html"] == "<p>Acme GmbH</p>"
         theirs = await http.post(
             f"/v1/templates/{template['id']}/preview",
             json={"candidate_id": candidate["id"]},

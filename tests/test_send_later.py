@@ -3,6 +3,7 @@ signatures on a single send, and interview invitations out over SMTP and answere
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from core.models import Event
 from tests.helpers import eventually, relay_stack
+from tests.test_bulk import wait_job
 from tests.test_compose import TEMPLATE, reply_mail
 from tests.test_inbound import inbound_stack
 from tests.test_replay import HISTORIES
@@ -144,6 +146,28 @@ async def test_send_later_waits_and_cancel_edit_and_undo_are_truthful(
         gone = await stack.wait_for_status(tenant, waiting["id"], {"cancelled"}, timeout=30)
         assert gone["status"] == "cancelled"
 
+        # 7. A bulk send later: `scheduled` until its time; one cancelled meanwhile sends nothing.
+        async def bulk(subject: str, when: str) -> dict:
+            body = {"candidate_ids": [candidate["id"]], "subject": subject, "text": "News",
+                    "send_at": when, "unsubscribe": False}  # fmt: skip
+            answer = await http.post("/v1/bulk-messages", json=body, headers=tenant.headers)
+            assert answer.status_code == 202, answer.text
+            return answer.json()
+
+        bulk_due = datetime.now(UTC) + timedelta(seconds=3)
+        timed_job = await bulk("Bulk later", bulk_due.isoformat())
+        dropped_job = await bulk("Bulk dropped", later(600))
+        assert timed_job["status"] == dropped_job["status"] == "scheduled"
+        stop = await http.post(
+            f"/v1/bulk-messages/{dropped_job['id']}/cancel", headers=tenant.headers
+        )
+        assert stop.status_code == 200, stop.text
+        ended = await wait_job(http, tenant, dropped_job["id"], ("cancelled",), timeout=30)
+        done = await wait_job(http, tenant, timed_job["id"], timeout=30)
+        assert ended["counts"]["cancelled"] == 1 and done["counts"]["sent"] == 1
+        assert len(received("Bulk later")) == 1 and not received("Bulk dropped")
+        assert datetime.fromisoformat(done["finished_at"]) >= bulk_due - timedelta(seconds=1)
+
     scheduled = {e["message_id"] for e in events_of(engine, tenant.company.id, "message.scheduled")}
     assert {timed["id"], dropped["id"], edited["id"], oops["id"], kept["id"]} <= scheduled
     cancelled = {e["message_id"] for e in events_of(engine, tenant.company.id, "message.cancelled")}
@@ -201,6 +225,39 @@ async def test_a_template_send_renders_its_variant_with_the_signature_and_refuse
         bare = await stack.send(tenant, english["id"], signature=False, subject="Bare", text="Hi")
         signed = await stack.wait_for_status(tenant, signed["id"], {"sent"})
         await stack.wait_for_status(tenant, bare["id"], {"sent"})
+        # A template's default attachment goes with each single send; bulk sends refuse it.
+        offer = b"%PDF-1.4\n" + bytes(range(256)) * 40
+        with_file = await http.post(
+            "/v1/templates",
+            json={
+                "name": "Offer",
+                "type": "offer",
+                "variants": [{"language": "en", "subject": "Your offer", "text": "Attached."}],
+                "attachments": [
+                    {
+                        "filename": "Offer letter.pdf",
+                        "content_type": "application/pdf",
+                        "content_base64": base64.b64encode(offer).decode(),
+                    }
+                ],
+            },
+            headers=tenant.headers,
+        )
+        assert with_file.status_code == 201, with_file.text
+        offered = await stack.send(
+            tenant, english["id"], subject=None, text=None, template_id=with_file.json()["id"]
+        )
+        offered = await stack.wait_for_status(tenant, offered["id"], {"sent"})
+        [listed] = offered["attachments"]
+        download = await http.get(
+            f"/v1/messages/{offered['id']}/attachments/{listed['id']}", headers=tenant.headers
+        )
+        bulk = await http.post(
+            "/v1/bulk-messages",
+            json={"candidate_ids": [english["id"]], "template_id": with_file.json()["id"]},
+            headers=tenant.headers,
+        )
+        assert bulk.status_code == 422 and "bulk sends carry none" in bulk.json()["detail"]
 
     assert sent["template_id"] == template["id"] and sent["template_language"] == "de"
     assert sent["subject"] == "Ihre Bewerbung bei Acme"
@@ -216,6 +273,13 @@ async def test_a_template_send_renders_its_variant_with_the_signature_and_refuse
     )
     assert signed["html"].startswith("<p>Dear Linus,</p>")
     assert by_subject["Bare"].get_body(("plain",)).get_content().strip() == "Hi"
+    [part] = list(by_subject["Your offer"].iter_attachments())
+    assert (
+        part.get_filename() == "Offer letter.pdf" and part.get_content_type() == "application/pdf"
+    )
+    assert part.get_payload(decode=True) == offer
+    assert listed["filename"] == "Offer letter.pdf" and listed["size"] == len(offer)
+    assert download.content == offer
 
 
 async def test_an_invitation_goes_out_as_a_calendar_event_and_its_answer_comes_back(

@@ -71,6 +71,11 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
     if body.send_at is not None:
         _check_send_at(body.send_at)
     writer = compose.Writer.load(session, user, body.template_id, body.data, body.signature)
+    if compose.attachments_of(writer.template):
+        raise _unprocessable(
+            "template_id: this template has default attachments, and bulk sends carry none (a "
+            "copy per recipient): link to the file in the text, or send it with single sends"
+        )
     found: dict[uuid.UUID, Candidate] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

@@ -4,6 +4,9 @@ or as written, with the merge fields and the signature (core/compose/)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from core.models import (
 )
 
 MAX_DATA_CHARS = 20_000
+# Inline default attachments per template: within the request limit once base64-encoded.
+MAX_TEMPLATE_ATTACHMENT_BYTES = 3 * 1024 * 1024
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -58,15 +63,61 @@ def _checked_variants(variants: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _checked_attachments(items: list[Any] | None) -> list[dict[str, Any]] | None:
+    """Each default attachment decoded once, checked, and kept with its size and digest."""
+    if not items:
+        return None
+    kept, total = [], 0
+    for index, item in enumerate(items):
+        try:
+            content = base64.b64decode(item.content_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise _unprocessable(
+                f"attachments[{index}].content_base64: not base64 (RFC 4648, no line breaks)"
+            ) from None
+        name = item.filename.strip()
+        if not name or any(c in name for c in "/\\\r\n\0") or not name.isprintable():
+            raise _unprocessable(
+                f"attachments[{index}].filename: a file name without slashes or control characters"
+            )
+        total += len(content)
+        if total > MAX_TEMPLATE_ATTACHMENT_BYTES:
+            raise _unprocessable(
+                f"attachments: at most {MAX_TEMPLATE_ATTACHMENT_BYTES // (1024 * 1024)} MiB in all "
+                "per template"
+            )
+        kept.append(
+            {
+                "filename": name,
+                "content_type": item.content_type.lower(),
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "content_b64": base64.b64encode(content).decode("ascii"),
+            }
+        )
+    return kept
+
+
+def attachments_of(template: MessageTemplate | None) -> list[dict[str, Any]]:
+    return list(template.attachments or []) if template is not None else []
+
+
 def public(template: MessageTemplate) -> TemplatePublic:
     fields: dict[str, None] = {}
     for variant in template.variants:
         for part in ("subject", "text", "html"):
             if variant.get(part):
                 fields.update(dict.fromkeys(templates.check(part, variant[part])))
-    item = TemplatePublic.model_validate(template)
-    item.fields = list(fields)
-    return item
+    return TemplatePublic.model_validate(
+        {
+            **template.model_dump(exclude={"attachments"}),
+            "attachments": [
+                {k: v for k, v in a.items() if k != "content_b64"}
+                for a in template.attachments or []
+            ],
+            "fields": list(fields),
+        }
+    )
 
 
 def create_template(session: Session, user: User, body: TemplateCreate) -> MessageTemplate:
@@ -78,6 +129,7 @@ def create_template(session: Session, user: User, body: TemplateCreate) -> Messa
         type=body.type,
         variants=_checked_variants(body.variants),
         sender=body.sender,
+        attachments=_checked_attachments(body.attachments),
         created_by_user_id=user.id,
     )
     _refuse_same_name(session, template)
@@ -131,6 +183,8 @@ def update_template(
         template.type = body.type
     if "sender" in changes:
         template.sender = body.sender
+    if "attachments" in changes:
+        template.attachments = _checked_attachments(body.attachments)
     _refuse_same_name(session, template)
     template.updated_at = utcnow()
     session.add(template)

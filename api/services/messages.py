@@ -4,6 +4,7 @@ thin; each change commits with its audit line."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,16 @@ from core.events import EventType
 from core.inbound.html import safe_html, screen, with_attachment_urls
 from core.inbound.segments import split_reply
 from core.mail import check_header_text, new_message_id, normalize_address
-from core.models import Candidate, CandidateAddress, Company, Direction, Message, User, utcnow
+from core.models import (
+    Attachment,
+    Candidate,
+    CandidateAddress,
+    Company,
+    Direction,
+    Message,
+    User,
+    utcnow,
+)
 from core.run_ids import send_workflow_id
 from core.send import schedule
 from core.settings import Settings
@@ -116,6 +126,21 @@ def queue(
         invitation=invitation,
     )
     session.add(message)
+    defaults = compose.attachments_of(writer.template)
+    if defaults:
+        session.flush()  # the message row first: its attachments refer to it
+        for item in defaults:
+            content = base64.b64decode(item["content_b64"])
+            session.add(
+                Attachment(
+                    message_id=message_id,
+                    filename=item["filename"],
+                    content_type=item["content_type"],
+                    size=len(content),
+                    sha256=item["sha256"],
+                    content=content,
+                )
+            )
     if send_at is not None:
         events.message_event(
             session, message, EventType.MESSAGE_SCHEDULED, send_at=send_at.isoformat()

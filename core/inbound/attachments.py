@@ -11,8 +11,6 @@ from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
-import extract_msg
-
 from core.inbound.headers import POLICY, first_address, header
 from core.inbound.html import html_to_text
 from core.inbound.model import ParsedAttachment
@@ -269,6 +267,8 @@ def outlook_message(payload: bytes, filename: str, defects: list[str]) -> list[P
         defects.append(f"the attachment {listed.filename!r} is not an Outlook message inside")
         return [listed]
     try:
+        import extract_msg  # 0.2 s to import: only a mail with an Outlook .msg pays it
+
         msg = extract_msg.openMsg(payload, delayAttachments=False)
     except Exception as exc:
         defects.append(f"the Outlook message {listed.filename!r} could not be opened: {exc}")

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("type", sa.String(16), nullable=False),
         sa.Column("variants", sa.JSON(), nullable=False),
         sa.Column("sender", sa.String(16), nullable=True),
+        sa.Column("attachments", sa.JSON(), nullable=True),
         sa.Column("created_by_user_id", sa.Uuid(), sa.ForeignKey("app_user.id"), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
