@@ -338,6 +338,12 @@ async def main() -> None:
             content={"template_id": template_id, "data": {"job": {"title": "Engineer"}}},
         )
         template_phases = dict(phases)
+        # Each send here meets a bigger database than the one before: the template send is
+        # compared with plain sends on both sides of it (their mean), not the first one alone.
+        sink.reset()
+        token, after_ids = seed(db_url, args.n)
+        print(f"bulk send of {args.n} in plain text again …", flush=True)
+        plain_after_seconds = await bulk(api, token, after_ids, sink)
     finally:
         for proc in procs:
             proc.terminate()
@@ -352,6 +358,8 @@ async def main() -> None:
     sink.stop()
 
     pipeline_rate = args.n / pipeline_seconds
+    # The mean of the plain sends before (the first) and after the template send.
+    bracket_rate = 2 * args.n / (pipeline_seconds + plain_after_seconds)
     bare_rate = args.n / bare_seconds
     report(
         f"bulk send: {args.n} messages, batches of {args.batch_size}, {args.parallel} at once, "
@@ -367,7 +375,7 @@ async def main() -> None:
                    "none suppressed", pipeline_rate, "ratio>=0.95"),
             # Rendering every recipient's variant (and checking every field) before queueing.
             Figure("bulk send from a template (2 languages)", args.n / template_seconds,
-                   "msg/s", "plain text", pipeline_rate, "ratio>=0.9"),
+                   "msg/s", "plain, around it", bracket_rate, "ratio>=0.9"),
         ],
         save_as="bulk_send",
         raw={
@@ -377,6 +385,7 @@ async def main() -> None:
             "suppressed": skipped,
             "suppressed_run_seconds": suppressed_seconds,
             "template_run_seconds": template_seconds,
+            "plain_after_seconds": plain_after_seconds,
             "template_phases": template_phases,
             "phases": main_phases,
         },

@@ -9,7 +9,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from icalendar import Calendar
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from api.app import create_app
 from core.compose import draft, invitations, templates
 from core.compose.fields import choose_variant, format_when, values_for
 from core.compose.signatures import Signature, append, choose, clean_html
 from core.mail import compose
-from core.models import Candidate, Invitation
+from core.models import Attachment, Candidate, Event, Invitation, Message
 from tests import helpers
 from tests.helpers import Stack, Tenant, new_company
 
@@ -551,3 +551,48 @@ async def test_a_bulk_dry_run_lists_exactly_the_candidates_that_would_fail(engin
             headers=other.headers,
         )
         assert foreign.status_code == 422
+
+
+async def test_a_send_whose_run_cannot_start_leaves_nothing_behind(engine, tmp_path):
+    """Temporal unreachable: 503, and the message, its attachments and its message.scheduled
+    event are gone (no webhook ever tells of a message that does not exist)."""
+    from tests.fakes.net import free_port
+
+    async with api(engine, tmp_path, temporal_address=f"127.0.0.1:{free_port()}") as stack:
+        tenant = stack.tenant()
+        http = stack.http
+        content = f"%PDF-1.4 {uuid.uuid4()}".encode()
+        pdf = base64.b64encode(content).decode()
+        template = await http.post(
+            "/v1/templates",
+            json={**TEMPLATE, "attachments": [{"filename": "a.pdf", "content_base64": pdf}]},
+            headers=tenant.headers,
+        )
+        candidate = await stack_candidate(http, tenant)
+        answer = await http.post(
+            f"/v1/candidates/{candidate['id']}/messages",
+            json={
+                "template_id": template.json()["id"],
+                "data": {"job": {"title": "SRE"}},
+                "send_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            },
+            headers=tenant.headers,
+        )
+    assert answer.status_code == 503, answer.text
+    with Session(engine) as session:
+        assert (
+            session.exec(
+                select(Message).where(Message.candidate_id == uuid.UUID(candidate["id"]))
+            ).all()
+            == []
+        )
+        assert (
+            session.exec(
+                select(Event).where(
+                    Event.company_id == tenant.company.id, Event.type == "message.scheduled"
+                )
+            ).all()
+            == []
+        )
+        digest = hashlib.sha256(content).hexdigest()
+        assert session.exec(select(Attachment).where(Attachment.sha256 == digest)).all() == []

@@ -9,8 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, status
-from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlalchemy import Engine, delete, func
+from sqlmodel import Session, col, select
 
 from api.routers.common import check_entity
 from api.schemas import (
@@ -35,6 +35,7 @@ from core.models import (
     CandidateAddress,
     Company,
     Direction,
+    Event,
     Message,
     User,
     utcnow,
@@ -150,10 +151,21 @@ def queue(
 
 
 def delete_message(engine: Engine, message_id: uuid.UUID) -> None:
-    """Undo queue() when the message's run could not start."""
+    """Undo queue() when the message's run could not start: the message, the attachments it
+    was given, and its `message.scheduled` event while no feed or webhook has numbered it."""
     with session_scope(engine) as session:
         row = session.get(Message, message_id)
         if row is not None:
+            session.execute(delete(Attachment).where(col(Attachment.message_id) == message_id))
+            session.execute(
+                delete(Event).where(
+                    col(Event.company_id) == row.company_id,
+                    col(Event.type) == EventType.MESSAGE_SCHEDULED,
+                    col(Event.seq).is_(None),
+                    Event.data["message_id"].as_string() == str(message_id),
+                )
+            )
+            session.flush()
             session.delete(row)
 
 
