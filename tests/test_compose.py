@@ -24,7 +24,7 @@ from core.compose import draft, invitations, templates
 from core.compose.fields import choose_variant, format_when, values_for
 from core.compose.signatures import Signature, append, choose, clean_html
 from core.mail import compose
-from core.models import Attachment, Candidate, Event, Invitation, Message
+from core.models import Attachment, Candidate, Event, Invitation, Message, Permission
 from tests import helpers
 from tests.helpers import Stack, Tenant, new_company
 
@@ -483,8 +483,10 @@ async def test_templates_are_written_read_previewed_and_scoped(engine, tmp_path)
         )
         assert theirs.status_code == 404
         # A recruiter reads and previews; only settings admins write.
-        recruiter = stack.user(tenant, [])
-        assert (await http.get("/v1/templates", headers=recruiter)).status_code in (200, 403)
+        recruiter = stack.user(tenant, [Permission.MESSAGING])
+        assert (await http.get("/v1/templates", headers=recruiter)).status_code == 200
+        writes = await http.post("/v1/templates", json={**TEMPLATE, "name": "R"}, headers=recruiter)
+        assert writes.status_code == 403 and "recruiting_settings" in writes.json()["detail"]
         listed = await http.get("/v1/templates", headers=tenant.headers)
         assert [t["id"] for t in listed.json()] == [template["id"]]
         deleted = await http.delete(f"/v1/templates/{template['id']}", headers=tenant.headers)
@@ -543,6 +545,29 @@ async def test_a_bulk_dry_run_lists_exactly_the_candidates_that_would_fail(engin
             headers=tenant.headers,
         )
         assert with_data.json()["would_fail"] == [] and with_data.json()["would_send"] == 2
+        # A legal entity's template goes to that entity's candidates only.
+        entity = (
+            await http.post("/v1/legal-entities", json={"name": "Acme AG"}, headers=tenant.headers)
+        ).json()
+        scoped = await http.post(
+            "/v1/templates",
+            json={**TEMPLATE, "name": "Acme AG rejection", "legal_entity_id": entity["id"]},
+            headers=tenant.headers,
+        )
+        insider = await stack_candidate(http, tenant, name="Ina Side", legal_entity_id=entity["id"])
+        mixed = await http.post(
+            "/v1/bulk-messages?dry_run=true",
+            json={
+                "candidate_ids": [insider["id"], named["id"]],
+                "template_id": scoped.json()["id"],
+                "data": {"job": {"title": "SRE"}},
+            },
+            headers=tenant.headers,
+        )
+        [outsider] = mixed.json()["would_fail"]
+        assert (
+            outsider["candidate_id"] == named["id"] and "another legal entity" in outsider["reason"]
+        )
         # A template of another company is not found.
         other = stack.tenant()
         foreign = await http.post(

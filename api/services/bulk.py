@@ -107,6 +107,10 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
             would_fail.append(
                 {"candidate_id": str(candidate_id), "missing": err.fields, "reason": str(err)}
             )
+        except compose.OtherEntity as err:
+            would_fail.append(
+                {"candidate_id": str(candidate_id), "missing": [], "reason": str(err)}
+            )
     return Plan(writer, words, would_fail, found, ids)
 
 
@@ -127,7 +131,8 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             {
                 "message": f"{len(planned.would_fail)} of {len(planned.ids)} recipients would get "
-                "a message with an empty field, so nothing was sent: fill the fields in, pass "
+                "a message with an empty field (or a template of another legal entity: each "
+                "entry's reason says which), so nothing was sent: fill the fields in, pass "
                 'them in "data", or give the template a fallback ({{ field | default("…") }}). '
                 "POST …?dry_run=true shows the same list without sending.",
                 "would_fail": planned.would_fail,

@@ -256,6 +256,10 @@ def check_data(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return data
 
 
+class OtherEntity(ValueError):
+    """A template of one legal entity, for a candidate of another (or of none)."""
+
+
 @dataclass
 class Writer:
     """What stays the same for every recipient of one send: the company, the sender, the
@@ -334,7 +338,17 @@ class Writer:
         interview: Mapping[str, Any] | None = None,
         language: str | None = None,
     ) -> Draft:
-        """The words for `candidate`; templates.MissingFields when a field is empty."""
+        """The words for `candidate`; templates.MissingFields when a field is empty,
+        OtherEntity when the template is another legal entity's."""
+        if (
+            self.template is not None
+            and self.template.legal_entity_id is not None
+            and self.template.legal_entity_id != candidate.legal_entity_id
+        ):
+            raise OtherEntity(
+                f"template_id: the template {self.template.name!r} is for another legal entity "
+                "than this candidate's; use one of the candidate's entity or a company-wide one"
+            )
         return draft(
             values=self.values(candidate, interview),
             variants=self.template.variants if self.template is not None else None,

@@ -106,6 +106,8 @@ def queue(
         )
     except templates.MissingFields as err:
         raise compose.refuse_missing(err) from None
+    except compose.OtherEntity as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     send_at = _send_at(body.send_at, undo_seconds(settings, writer.company))
     message = Message(
         id=message_id,
