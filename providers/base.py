@@ -40,6 +40,15 @@ class SmtpServer:
     verify_certificate: bool = True
 
 
+def too_large(size: int, limit: int, who: str, how: str = "") -> str:
+    """'This message is 12.0 MB; … accepts up to 10.0 MB.' in decimal megabytes, as mail
+    clients show sizes."""
+    return (
+        f"This message is {size / 1_000_000:.1f} MB; {who} accepts up to "
+        f"{limit / 1_000_000:.1f} MB{how}. Send smaller files, or link to them in the text."
+    )
+
+
 @dataclass
 class Account:
     """The mailbox a provider sends as, with its credentials decrypted in memory."""

@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
-from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
+from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
 
@@ -40,6 +40,9 @@ REVOKED_CODES = {700082, 70008, 50173}
 CONDITIONAL_ACCESS_CODES = {53003}
 CLIENT_SECRET_CODES = {7000215, 7000222}
 _GENERIC_TENANTS = {"organizations", "common", "consumers"}
+# Graph's limit on a REST request's size (learn.microsoft.com/graph/outlook-large-attachments:
+# files over 3 MB need an upload session; 4 MB per request).
+GRAPH_REQUEST_LIMIT = 4 * 1024 * 1024
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
@@ -269,7 +272,22 @@ class MicrosoftProvider(OAuthProvider):
         return result["access_token"], changed
 
     async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
-        """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued."""
+        """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued.
+
+        A request to Graph carries at most 4 MB, and the MIME goes base64-encoded (4/3 of its
+        size): a larger message fails here, before any request, with the reason (larger files
+        need an upload session: docs/connections.md, Limits)."""
+        body = base64.b64encode(mime)
+        if len(body) > GRAPH_REQUEST_LIMIT:
+            raise PermanentMailError(
+                too_large(
+                    len(mime),
+                    GRAPH_REQUEST_LIMIT * 3 // 4,
+                    "Microsoft 365 through Graph's sendMail",
+                    " (its 4 MB request limit, the message base64-encoded); Recruitmail does "
+                    "not use Graph's upload sessions for larger attachments yet",
+                )
+            )
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
             f"{quote(address, safe='@')}/sendMail"
@@ -279,7 +297,7 @@ class MicrosoftProvider(OAuthProvider):
             "Microsoft Graph",
             "POST",
             url,
-            content=base64.b64encode(mime),
+            content=body,
             headers={"Authorization": f"Bearer {access_token}", "Content-Type": "text/plain"},
         )
         try:

@@ -35,6 +35,7 @@ from providers.base import (
     StepFailed,
     Steps,
     Verification,
+    too_large,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,10 @@ async def send_over_smtp(
         async with client:
             if target.username:
                 await sign_in(client, target.username, target.password or "")
+            await refuse_oversize(client, mail, target.label)
             refused, answer = await client.sendmail(mail.envelope_from, mail.envelope_to, mail.mime)
+    except MailError:
+        raise
     except Exception as exc:  # every aiosmtplib and socket failure is classified below
         raise classify_smtp_error(exc, target.label) from exc
     if refused:
@@ -125,6 +129,17 @@ async def send_over_smtp(
             aiosmtplib.SMTPRecipientRefused(code, text, address), target.label
         )
     return answer
+
+
+async def refuse_oversize(client: aiosmtplib.SMTP, mail: Outgoing, label: str) -> None:
+    """A message over the SIZE the server announced (RFC 1870) fails here, before MAIL FROM,
+    with the server's limit in the reason: every retry would be refused the same way."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    announced = (client.esmtp_extensions.get("size") or "").strip()
+    limit = int(announced) if announced.isdigit() else 0
+    if limit and len(mail.mime) > limit:
+        raise PermanentMailError(too_large(len(mail.mime), limit, f"the mail server {label}"))
 
 
 async def sign_in(client: aiosmtplib.SMTP, username: str, password: str) -> None:
@@ -172,9 +187,12 @@ class SmtpSession(MailSession):
             try:
                 if self.client is None or not self.client.is_connected:
                     self.client = await self._connect()
+                await refuse_oversize(self.client, mail, self.target.label)
                 refused, answer = await self.client.sendmail(
                     mail.envelope_from, mail.envelope_to, mail.mime
                 )
+            except MailError:
+                raise  # this message is too large; the session goes on
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 last = exc
                 await self._drop()

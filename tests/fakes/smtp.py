@@ -228,7 +228,10 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         auth_failure: str | None = None,
         hostname: str = "127.0.0.1",
+        size_limit: int | None = None,
     ) -> None:
+        """`size_limit`: the SIZE the server announces in EHLO (RFC 1870); aiosmtpd refuses a
+        larger MAIL FROM SIZE= or DATA with 552, as Postfix does."""
         self.handler = SinkHandler(data_script=list(data_script or []))
         self.port = free_port()
         self.hostname = hostname
@@ -246,6 +249,8 @@ class SmtpSink:
             kwargs["auth_require_tls"] = tls_context is not None and not implicit_tls
         else:
             kwargs["auth_require_tls"] = False
+        if size_limit is not None:
+            kwargs["data_size_limit"] = size_limit
         self.controller = Controller(
             self.handler, hostname=hostname, port=self.port, server_hostname="localhost", **kwargs
         )
