@@ -120,7 +120,7 @@ def _compose_into(
             attendee=invitations.Party(candidate.email, candidate.name),
         )
     files = None
-    if message.template_id is not None:  # a template's default attachments, copied at queueing
+    if message.has_attachments:  # uploads or a template's files, copied when it was queued
         files = [
             (a.filename, a.content_type, a.content)
             for a in session.exec(

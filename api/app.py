@@ -43,6 +43,7 @@ from api.routers import (
     retention_page,
     suppressions,
     unsubscribe_page,
+    uploads,
     webhooks,
 )
 from core.db import make_engine
@@ -90,6 +91,7 @@ def create_app(
         audit,
         bulk,
         compose,
+        uploads,
         events,
         webhooks,
         privacy,

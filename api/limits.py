@@ -39,6 +39,8 @@ def limit_for(settings: Settings, path: str) -> tuple[int, str]:
         return 256 * 1024, "the notification limit (256 KiB)"
     if path == "/inbound/raw":
         return settings.inbound_max_message_bytes, "RECRUITMAIL_INBOUND_MAX_MESSAGE_BYTES"
+    if path == "/v1/attachments":  # the file, and the multipart form's own few lines
+        return settings.max_attachment_bytes + 64 * 1024, "RECRUITMAIL_MAX_ATTACHMENT_BYTES"
     return settings.max_request_bytes, "RECRUITMAIL_MAX_REQUEST_BYTES"
 
 

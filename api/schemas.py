@@ -191,6 +191,24 @@ TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_
 TemplateData = dict[str, Any]
 
 
+class TemplateAttachment(Request):
+    """A file inline: a template's default attachment, or a small one on a single send."""
+
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    content_type: Annotated[
+        str,
+        StringConstraints(max_length=127, pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"),
+    ] = "application/octet-stream"
+    content_base64: Annotated[str, StringConstraints(max_length=4_500_000)]
+
+
+class UploadPublic(BaseModel):
+    id: uuid.UUID
+    filename: str
+    size: int
+    content_type: str
+
+
 class InvitationRequest(Request):
     """An interview invitation: a calendar event the candidate's calendar offers to add."""
 
@@ -236,6 +254,16 @@ class SendMessageRequest(Request):
         "`scheduled` until then; POST /v1/messages/{id}/cancel or PATCH it meanwhile.",
     )
     invitation: InvitationRequest | None = None
+    attachment_ids: Annotated[list[uuid.UUID], Field(max_length=20)] | None = Field(
+        default=None,
+        description="Files uploaded with POST /v1/attachments (within the last day); each "
+        "goes with the message.",
+    )
+    attachments: Annotated[list[TemplateAttachment], Field(max_length=10)] | None = Field(
+        default=None,
+        description="Small files inline (base64), within the request limit; larger ones: "
+        "attachment_ids.",
+    )
 
 
 class AttachmentPublic(Public):
@@ -714,18 +742,6 @@ class TemplateVariant(Request):
 
 
 TemplateType = Literal["rejection", "invitation", "offer", "update", "other"]
-
-
-class TemplateAttachment(Request):
-    """A default attachment, inline (up to 3 MiB in all per template): it goes with every
-    single send from the template."""
-
-    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    content_type: Annotated[
-        str,
-        StringConstraints(max_length=127, pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"),
-    ] = "application/octet-stream"
-    content_base64: Annotated[str, StringConstraints(max_length=4_500_000)]
 
 
 class TemplateCreate(Request):

@@ -401,6 +401,9 @@ class Message(SQLModel, table=True):
     # An interview invitation (core/compose/invitations.py): its uid, sequence, method and
     # times; the candidate's answer lands here too ({"answer": accepted|declined|tentative}).
     invitation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Outbound: files go with it (attachment rows, copied from uploads or a template when
+    # queued), so composing reads them; the common send without files reads nothing more.
+    has_attachments: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
@@ -736,3 +739,19 @@ class Invitation(SQLModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
+
+
+class Upload(SQLModel, table=True):
+    """A file uploaded for sending (POST /v1/attachments). A send copies its bytes into the
+    message's attachments; the upload itself is deleted a day after it was made (the worker's
+    sweep), used or not."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="company.id", index=True)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="app_user.id")
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Request bodies, bounded before they are read (413 beyond): the JSON API, and the Mailjet
     # webhook, whose JSON carries the mail in base64 (so about 4/3 of the message limit).
     max_request_bytes: int = 4 * 1024 * 1024
+    # POST /v1/attachments: one file (a multipart upload); and all of one message's files.
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_message_bytes: int = Field(default=30 * 1024 * 1024, ge=1)
     max_webhook_bytes: int = 36 * 1024 * 1024
     # Offer STARTTLS when both are set (PEM files). Production should: senders then encrypt.
     inbound_tls_cert: Path | None = None

@@ -258,6 +258,19 @@ async def test_a_template_send_renders_its_variant_with_the_signature_and_refuse
             headers=tenant.headers,
         )
         assert bulk.status_code == 422 and "bulk sends carry none" in bulk.json()["detail"]
+        # A 12 MB file, uploaded first, goes with a single send through the SMTP relay.
+        portfolio = os.urandom(12_000_000)
+        uploaded = await http.post(
+            "/v1/attachments",
+            files={"file": ("portfolio.zip", portfolio, "application/zip")},
+            headers=tenant.headers,
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        big = await stack.send(
+            tenant, english["id"], subject="Portfolio", text="Here it is.",
+            attachment_ids=[uploaded.json()["id"]],
+        )  # fmt: skip
+        big = await stack.wait_for_status(tenant, big["id"], {"sent"}, timeout=60)
 
     assert sent["template_id"] == template["id"] and sent["template_language"] == "de"
     assert sent["subject"] == "Ihre Bewerbung bei Acme"
@@ -280,6 +293,9 @@ async def test_a_template_send_renders_its_variant_with_the_signature_and_refuse
     assert part.get_payload(decode=True) == offer
     assert listed["filename"] == "Offer letter.pdf" and listed["size"] == len(offer)
     assert download.content == offer
+    [zipped] = list(by_subject["Portfolio"].iter_attachments())
+    assert zipped.get_filename() == "portfolio.zip" and zipped.get_payload(decode=True) == portfolio
+    assert [a["size"] for a in big["attachments"]] == [len(portfolio)]
 
 
 async def test_an_invitation_goes_out_as_a_calendar_event_and_its_answer_comes_back(

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 from temporalio.client import Client
 
+from core.compose import uploads
 from core.models import BulkJob, Direction, Erasure, Message, utcnow
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageStatus
@@ -102,6 +103,14 @@ async def resume_erasures(client: Client, settings: Settings, engine: Engine) ->
     return len(found)
 
 
+def purge_uploads(engine: Engine) -> int:
+    """Files uploaded for sending more than a day ago (a send copied what it used)."""
+    with Session(engine) as session:
+        count = uploads.purge(session)
+        session.commit()
+        return count
+
+
 async def sweep_forever(client: Client, settings: Settings, engine: Engine) -> None:
     while True:
         await asyncio.sleep(settings.send_sweep_interval.total_seconds())
@@ -111,5 +120,7 @@ async def sweep_forever(client: Client, settings: Settings, engine: Engine) -> N
             if count := await resume_bulk_jobs(client, settings, engine):
                 log.info("started the runs of %d queued bulk sends", count)
             await resume_erasures(client, settings, engine)
+            if count := await asyncio.to_thread(purge_uploads, engine):
+                log.info("deleted %d uploads older than a day", count)
         except Exception:
             log.warning("the send sweep failed", exc_info=True)

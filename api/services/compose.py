@@ -63,7 +63,7 @@ def _checked_variants(variants: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _checked_attachments(items: list[Any] | None) -> list[dict[str, Any]] | None:
+def checked_attachments(items: list[Any] | None) -> list[dict[str, Any]] | None:
     """Each default attachment decoded once, checked, and kept with its size and digest."""
     if not items:
         return None
@@ -129,7 +129,7 @@ def create_template(session: Session, user: User, body: TemplateCreate) -> Messa
         type=body.type,
         variants=_checked_variants(body.variants),
         sender=body.sender,
-        attachments=_checked_attachments(body.attachments),
+        attachments=checked_attachments(body.attachments),
         created_by_user_id=user.id,
     )
     _refuse_same_name(session, template)
@@ -184,7 +184,7 @@ def update_template(
     if "sender" in changes:
         template.sender = body.sender
     if "attachments" in changes:
-        template.attachments = _checked_attachments(body.attachments)
+        template.attachments = checked_attachments(body.attachments)
     _refuse_same_name(session, template)
     template.updated_at = utcnow()
     session.add(template)

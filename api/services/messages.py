@@ -4,7 +4,6 @@ thin; each change commits with its audit line."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +20,7 @@ from api.schemas import (
     MessageUpdate,
     SendMessageRequest,
 )
-from api.services import compose, invitations
+from api.services import compose, invitations, uploads
 from core import audit, events
 from core.compose import templates
 from core.db import session_scope
@@ -128,22 +127,14 @@ def queue(
         sender_name_mode=writer.template.sender if writer.template is not None else None,
         invitation=invitation,
     )
+    files = uploads.files_for_send(
+        session, settings, user.company_id, writer.template, body.attachments, body.attachment_ids
+    )
+    message.has_attachments = bool(files)
     session.add(message)
-    defaults = compose.attachments_of(writer.template)
-    if defaults:
+    if files:
         session.flush()  # the message row first: its attachments refer to it
-        for item in defaults:
-            content = base64.b64decode(item["content_b64"])
-            session.add(
-                Attachment(
-                    message_id=message_id,
-                    filename=item["filename"],
-                    content_type=item["content_type"],
-                    size=len(content),
-                    sha256=item["sha256"],
-                    content=content,
-                )
-            )
+        uploads.attach(session, message_id, files)
     if send_at is not None:
         events.message_event(
             session, message, EventType.MESSAGE_SCHEDULED, send_at=send_at.isoformat()

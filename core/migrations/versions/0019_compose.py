@@ -51,6 +51,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("company_id", "uid", name="uq_invitation_company_uid"),
     )
     op.create_index("ix_invitation_company_id", "invitation", ["company_id"])
+    op.create_table(
+        "upload",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("company_id", sa.Uuid(), sa.ForeignKey("company.id"), nullable=False),
+        sa.Column("user_id", sa.Uuid(), sa.ForeignKey("app_user.id"), nullable=True),
+        sa.Column("filename", sa.String(255), nullable=False),
+        sa.Column("content_type", sa.String(255), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_upload_company_id", "upload", ["company_id"])
+    op.create_index("ix_upload_created_at", "upload", ["created_at"])
     op.create_index("ix_invitation_candidate_id", "invitation", ["candidate_id"])
     with op.batch_alter_table("company") as batch:
         batch.add_column(sa.Column("default_language", sa.String(35), nullable=True))
@@ -73,6 +87,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("template_language", sa.String(35), nullable=True))
         batch.add_column(sa.Column("sender_name_mode", sa.String(16), nullable=True))
         batch.add_column(sa.Column("invitation", sa.JSON(), nullable=True))
+        batch.add_column(
+            sa.Column("has_attachments", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("bulk_job") as batch:
         batch.add_column(sa.Column("send_at", UtcDateTime(), nullable=True))
         batch.add_column(sa.Column("template_id", sa.Uuid(), nullable=True))
@@ -85,7 +102,10 @@ def downgrade() -> None:
         batch.drop_column("template_id")
         batch.drop_column("send_at")
     with op.batch_alter_table("message") as batch:
-        for name in ("invitation", "sender_name_mode", "template_language", "template_id"):
+        for name in (
+            "has_attachments", "invitation", "sender_name_mode", "template_language",
+            "template_id",
+        ):  # fmt: skip
             batch.drop_column(name)
         batch.drop_column("send_at")
     with op.batch_alter_table("candidate") as batch:
@@ -102,5 +122,6 @@ def downgrade() -> None:
         batch.drop_column("signature_text")
         batch.drop_column("undo_seconds")
         batch.drop_column("default_language")
+    op.drop_table("upload")
     op.drop_table("invitation")
     op.drop_table("message_template")
