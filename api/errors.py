@@ -34,6 +34,19 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     )
 
 
+class Refusal(Exception):
+    """An error answer with more than words: `{"detail": "...", **extra}` (the bulk send's
+    `would_fail` list, say), still an ErrorResponse for a client that reads only `detail`."""
+
+    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status_code, self.detail, self.extra = status_code, detail, extra
+
+
+async def refusal(request: Request, exc: Refusal) -> JSONResponse:
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail, **exc.extra})
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -44,6 +57,7 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Refusal, refusal)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
 

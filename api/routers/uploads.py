@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.deps import Recruiter, SessionDep, SettingsDep
+from api.errors import ErrorResponse
 from api.schemas import UploadPublic
 from api.services import uploads as service
 
@@ -35,6 +36,7 @@ _FORM = {
     response_model=UploadPublic,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_FORM,
+    responses={415: {"model": ErrorResponse, "description": "Not a multipart/form-data form."}},
 )
 async def upload_attachment(
     request: Request, user: Recruiter, session: SessionDep, settings: SettingsDep

@@ -12,6 +12,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
+from api.errors import Refusal
 from api.schemas import BulkCreate
 from api.services import compose
 from api.services.messages import MAX_SEND_AHEAD
@@ -127,16 +128,16 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     (and lists every recipient whose message would lack a field, when any would)."""
     planned = plan(session, settings, user, body)
     if planned.would_fail:
-        raise HTTPException(
+        raise Refusal(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            {
-                "message": f"{len(planned.would_fail)} of {len(planned.ids)} recipients would get "
+            (
+                f"{len(planned.would_fail)} of {len(planned.ids)} recipients would get "
                 "a message with an empty field (or a template of another legal entity: each "
                 "entry's reason says which), so nothing was sent: fill the fields in, pass "
                 'them in "data", or give the template a fallback ({{ field | default("…") }}). '
-                "POST …?dry_run=true shows the same list without sending.",
-                "would_fail": planned.would_fail,
-            },
+                "POST …?dry_run=true shows the same list without sending."
+            ),
+            would_fail=planned.would_fail,
         )
     writer, ids, found = planned.writer, planned.ids, planned.found
     company = writer.company
