@@ -5,7 +5,9 @@ thin; each change commits with its audit line."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import HTTPException, status
 from sqlalchemy import Engine, delete, func
@@ -376,11 +378,18 @@ def _scheduled_outbound(message: Message) -> None:
         )
 
 
-def cancel_scheduled(session: Session, user: User, message: Message) -> None:
-    """Cancel a message that waits (send later, or the undo window); 409 once it went."""
+def _while_scheduled(
+    session: Session,
+    user: User,
+    message: Message,
+    action: str,
+    move: Callable[[], None],
+    **audit_of: Any,
+) -> None:
+    """One move of a scheduled message, audited; 409 with the truth when it lost the race."""
     _scheduled_outbound(message)
     try:
-        schedule.cancel(session, message)
+        move()
     except schedule.NotScheduled as err:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, f"This message is {err}") from None
@@ -388,34 +397,35 @@ def cancel_scheduled(session: Session, user: User, message: Message) -> None:
         session,
         company_id=user.company_id,
         user_id=user.id,
-        action="message.cancel",
+        action=action,
         target=f"message:{message.id}",
+        **audit_of,
     )
     session.commit()
+
+
+def cancel_scheduled(session: Session, user: User, message: Message) -> None:
+    """Cancel a message that waits (send later, or the undo window); 409 once it went."""
+    _while_scheduled(
+        session, user, message, "message.cancel", lambda: schedule.cancel(session, message)
+    )
 
 
 def edit_scheduled(session: Session, user: User, message: Message, body: MessageUpdate) -> bool:
     """Change a scheduled message's words or time; True when its time changed (its run is
     told). 409 once it went."""
-    _scheduled_outbound(message)
     changes = body.model_dump(exclude_unset=True)
     for name in ("subject", "text", "send_at"):
         if name in changes and changes[name] is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: must not be null")
     if "send_at" in changes:
         changes["send_at"] = _send_at(body.send_at, 0)
-    try:
-        schedule.edit(session, message, changes)
-    except schedule.NotScheduled as err:
-        session.rollback()
-        raise HTTPException(status.HTTP_409_CONFLICT, f"This message is {err}") from None
-    audit.record(
+    _while_scheduled(
         session,
-        company_id=user.company_id,
-        user_id=user.id,
-        action="message.edit",
-        target=f"message:{message.id}",
+        user,
+        message,
+        "message.edit",
+        lambda: schedule.edit(session, message, changes),
         fields=sorted(changes),
     )
-    session.commit()
     return "send_at" in changes
