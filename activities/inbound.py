@@ -25,7 +25,6 @@ from contracts.receive import (
     RouteManyInput,
 )
 from core import events, ownership, round_trip
-from core.compose import invitations
 from core.db import session_scope
 from core.deliverability import checks, dkim, suppression, unsubscribe
 from core.events import EventType
@@ -57,6 +56,7 @@ from core.statuses import (
     StepStatus,
     SuppressionReason,
 )
+from core.templates import invitations
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
 _BOUNCEABLE = (MessageStatus.SENT.value, MessageStatus.SENDING.value)

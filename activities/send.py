@@ -35,7 +35,6 @@ from contracts.send import (
     SendMessageResult,
 )
 from core import events, throttle
-from core.compose import invitations
 from core.db import RowMissing, get_or_fail, session_scope
 from core.deliverability import suppression
 from core.errors import (
@@ -64,6 +63,7 @@ from core.send import schedule
 from core.senders import effective_sender
 from core.settings import Settings
 from core.statuses import ConnectionStatus, MessageStatus, SuppressionReason
+from core.templates import invitations
 from core.throttle import Rate
 from providers.base import Account, MailProvider, Outgoing
 

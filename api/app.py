@@ -23,11 +23,11 @@ from api.limits import BodyLimit
 from api.metrics import Metrics, RequestMetrics
 from api.rendering import STATIC_DIR
 from api.routers import (
+    attachments,
     audit,
     bulk,
     candidates,
     codec,
-    compose,
     connections,
     dev,
     erasures,
@@ -42,8 +42,8 @@ from api.routers import (
     privacy,
     retention_page,
     suppressions,
+    templates,
     unsubscribe_page,
-    uploads,
     webhooks,
 )
 from core.db import make_engine
@@ -90,8 +90,8 @@ def create_app(
         codec,
         audit,
         bulk,
-        compose,
-        uploads,
+        templates,
+        attachments,
         events,
         webhooks,
         privacy,

@@ -398,7 +398,7 @@ class Message(SQLModel, table=True):
     template_language: str | None = Field(default=None, max_length=35)
     # The template's sender name ("company" or "employee") over the company's setting.
     sender_name_mode: str | None = Field(default=None, max_length=16)
-    # An interview invitation (core/compose/invitations.py): its uid, sequence, method and
+    # An interview invitation (core/templates/invitations.py): its uid, sequence, method and
     # times; the candidate's answer lands here too ({"answer": accepted|declined|tentative}).
     invitation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Outbound: files go with it (attachment rows, copied from uploads or a template when
@@ -699,7 +699,7 @@ class WebhookAttempt(SQLModel, table=True):
 
 
 class MessageTemplate(SQLModel, table=True):
-    """A stored template (core/compose/templates.py): language variants of subject, text and
+    """A stored template (core/templates/grammar.py): language variants of subject, text and
     HTML with merge fields; company-wide, or one legal entity's."""
 
     __tablename__ = "message_template"
@@ -713,7 +713,7 @@ class MessageTemplate(SQLModel, table=True):
     # The sender's name on mail from it: "company" or "employee" (None: the company's setting).
     sender: str | None = Field(default=None, max_length=16)
     # Default attachments, inline: [{"filename", "content_type", "size", "sha256",
-    # "content_b64"}], copied onto each message sent from it (core/compose/attachments).
+    # "content_b64"}], copied onto each message sent from it (api/services/attachments.py).
     attachments: list[dict[str, Any]] | None = Field(
         default=None, sa_column=Column(JSON, nullable=True)
     )

@@ -15,9 +15,9 @@ from temporalio.client import WorkflowExecutionStatus
 from core.models import Event
 from tests.helpers import eventually, relay_stack
 from tests.test_bulk import wait_job
-from tests.test_compose import TEMPLATE, reply_mail
 from tests.test_inbound import inbound_stack
 from tests.test_replay import HISTORIES
+from tests.test_templates import TEMPLATE, reply_mail
 
 
 async def get(stack, tenant, message_id: str) -> dict:

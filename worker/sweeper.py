@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 from temporalio.client import Client
 
-from core.compose import uploads
+from core import attachments
 from core.models import BulkJob, Direction, Erasure, Message, utcnow
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageStatus
@@ -106,7 +106,7 @@ async def resume_erasures(client: Client, settings: Settings, engine: Engine) ->
 def purge_uploads(engine: Engine) -> int:
     """Files uploaded for sending more than a day ago (a send copied what it used)."""
     with Session(engine) as session:
-        count = uploads.purge(session)
+        count = attachments.purge(session)
         session.commit()
         return count
 

@@ -6,7 +6,7 @@ from sqlmodel import col, select
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.routers.common import get_owned
 from api.schemas import LegalEntityCreate, LegalEntityPublic, LegalEntityUpdate
-from api.services.compose import clean_signature
+from api.services.templates import clean_signature
 from core import audit
 from core.models import LegalEntity
 

@@ -16,9 +16,9 @@ from api.schemas import (
     ScopePublic,
     UsePlatformRequest,
 )
-from api.services.compose import clean_signature
 from api.services.connections import disable_connection, redirect_check, warnings
 from api.services.messages import undo_seconds
+from api.services.templates import clean_signature
 from core import audit
 from core.db import get_or_fail
 from core.deliverability import checks as deliverability

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import MePublic, MeUpdate, PrivacyPublic, PrivacyUpdate
-from api.services.compose import clean_signature
+from api.services.templates import clean_signature
 from core import audit
 from core.models import CompanyPrivacy, utcnow
 

@@ -14,9 +14,8 @@ from sqlmodel import Session, col, select
 
 from api.errors import Refusal
 from api.schemas import BulkCreate
-from api.services import compose
+from api.services import templates
 from api.services.messages import MAX_SEND_AHEAD
-from core.compose import Draft, templates
 from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
@@ -31,6 +30,7 @@ from core.models import (
 from core.run_ids import bulk_workflow_id
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageKind, MessageStatus
+from core.templates import Draft, grammar
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -42,7 +42,7 @@ class Plan:
     """Each recipient's words, and the recipients a send would refuse (a field without a
     fallback that is empty for them): a bulk send goes out only when there are none."""
 
-    writer: compose.Writer
+    writer: templates.Writer
     words: dict[uuid.UUID, Draft]
     would_fail: list[dict[str, Any]]
     found: dict[uuid.UUID, Candidate]
@@ -66,13 +66,13 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
     try:
         for name in ("subject", "text", "html"):
             if getattr(body, name) is not None:
-                templates.check(name, getattr(body, name))
-    except templates.TemplateError as exc:
+                grammar.check(name, getattr(body, name))
+    except grammar.TemplateError as exc:
         raise _unprocessable(str(exc)) from None
     if body.send_at is not None:
         _check_send_at(body.send_at)
-    writer = compose.Writer.load(session, user, body.template_id, body.data, body.signature)
-    if compose.attachments_of(writer.template):
+    writer = templates.Writer.load(session, user, body.template_id, body.data, body.signature)
+    if templates.attachments_of(writer.template):
         raise _unprocessable(
             "template_id: this template has default attachments, and bulk sends carry none (a "
             "copy per recipient): link to the file in the text, or send it with single sends"
@@ -104,11 +104,11 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
             words[candidate_id] = writer.words(
                 candidate, subject=body.subject, text=body.text, html=body.html, literal=False
             )
-        except templates.MissingFields as err:
+        except grammar.MissingFields as err:
             would_fail.append(
                 {"candidate_id": str(candidate_id), "missing": err.fields, "reason": str(err)}
             )
-        except compose.OtherEntity as err:
+        except templates.OtherEntity as err:
             would_fail.append(
                 {"candidate_id": str(candidate_id), "missing": [], "reason": str(err)}
             )

@@ -22,9 +22,8 @@ from api.schemas import (
     MessageUpdate,
     SendMessageRequest,
 )
-from api.services import compose, invitations, uploads
+from api.services import attachments, templates
 from core import audit, events
-from core.compose import templates
 from core.db import session_scope
 from core.events import EventType
 from core.inbound.html import safe_html, screen, with_attachment_urls
@@ -45,6 +44,7 @@ from core.run_ids import send_workflow_id
 from core.send import schedule
 from core.settings import Settings
 from core.statuses import MatchReason, MessageStatus
+from core.templates import grammar
 
 MAX_SEND_AHEAD = timedelta(days=90)
 
@@ -89,11 +89,11 @@ def queue(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     f"{name}: Field required (or give a template_id)",
                 )
-    writer = compose.Writer.load(session, user, body.template_id, body.data, body.signature)
+    writer = templates.Writer.load(session, user, body.template_id, body.data, body.signature)
     message_id = uuid.uuid4()
     invitation = None
     if body.invitation is not None:
-        invitation = invitations.plan(
+        invitation = templates.plan_invitation(
             session, settings, user.company_id, candidate, message_id, body.invitation
         )
     try:
@@ -105,9 +105,9 @@ def queue(
             literal=True,
             interview=body.invitation.model_dump() if body.invitation is not None else None,
         )
-    except templates.MissingFields as err:
-        raise compose.refuse_missing(err) from None
-    except compose.OtherEntity as err:
+    except grammar.MissingFields as err:
+        raise templates.refuse_missing(err) from None
+    except templates.OtherEntity as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     send_at = _send_at(body.send_at, undo_seconds(settings, writer.company))
     message = Message(
@@ -129,14 +129,14 @@ def queue(
         sender_name_mode=writer.template.sender if writer.template is not None else None,
         invitation=invitation,
     )
-    files = uploads.files_for_send(
+    files = attachments.files_for_send(
         session, settings, user.company_id, writer.template, body.attachments, body.attachment_ids
     )
     message.has_attachments = bool(files)
     session.add(message)
     if files:
         session.flush()  # the message row first: its attachments refer to it
-        uploads.attach(session, message_id, files)
+        attachments.attach(session, message_id, files)
     if send_at is not None:
         events.message_event(
             session, message, EventType.MESSAGE_SCHEDULED, send_at=send_at.isoformat()

@@ -1,5 +1,5 @@
-"""Uploaded files' lifetime: a send copies what it uses, and an upload is deleted a day after it
-was made, used or not (the worker's sweep)."""
+"""Files to send, the capability word `attachments`: a send copies what it uses, and an upload
+is deleted a day after it was made, used or not (the worker's sweep)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, func, select
 
-from core.compose.uploads import purge
+from core.attachments import purge
 from core.models import Upload, utcnow
 from tests.helpers import new_company
-from tests.test_compose import api, stack_candidate
+from tests.test_templates import api, stack_candidate
 
 pytestmark = pytest.mark.fast
 

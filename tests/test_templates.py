@@ -1,6 +1,6 @@
-"""Composing (core/compose/, api/routers/compose.py): templates with merge fields and their
-sandbox, the variant by language, signatures, interview invitations made and answered. These
-need no Temporal: the rules on their own, and the API routes that only read and write rows."""
+"""Composing, the word `templates` (core/templates/, api/routers/templates.py): merge fields and
+their sandbox, the variant by language, signatures, interview invitations made and answered.
+These need no Temporal: the rules on their own, and the API routes that only read and write."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from icalendar import Calendar
 from sqlmodel import Session, select
 
 from api.app import create_app
-from core.compose import draft, invitations, templates
-from core.compose.fields import choose_variant, format_when, values_for
-from core.compose.signatures import Signature, append, choose, clean_html
 from core.mail import compose
 from core.models import Attachment, Candidate, Event, Invitation, Message, Permission
+from core.templates import draft, grammar, invitations
+from core.templates.fields import choose_variant, format_when, values_for
+from core.templates.signatures import Signature, append, choose, clean_html
 from tests import helpers
 from tests.helpers import Stack, Tenant, new_company
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.fast
 
 def test_fields_render_with_fallbacks_and_a_missing_one_is_named():
     values = values_for(candidate_name="Ada Lovelace", company_name="Acme", sender_name="Rita")
-    out = templates.render(
+    out = grammar.render(
         "Hello {{ candidate.first_name }}",
         'Dear {{ candidate.first_name | default("there") }} {{ candidate.last_name }},\n'
         '{{ job.title | default("the role") }} at {{ company.name }}. {{ sender.name }}',
@@ -47,18 +47,18 @@ def test_fields_render_with_fallbacks_and_a_missing_one_is_named():
     assert out.text == "Dear Ada Lovelace,\nthe role at Acme. Rita"
 
     nameless = values_for(candidate_name="", company_name="Acme", sender_name="Rita")
-    fallback = templates.render(
+    fallback = grammar.render(
         None, 'Dear {{ candidate.first_name | default("there") }},', None, nameless
     )
     assert fallback.text == "Dear there,"
-    with pytest.raises(templates.MissingFields) as refused:
-        templates.render("Hi {{ candidate.first_name }}", "{{ job.title }}", None, nameless)
+    with pytest.raises(grammar.MissingFields) as refused:
+        grammar.render("Hi {{ candidate.first_name }}", "{{ job.title }}", None, nameless)
     assert refused.value.fields == ["candidate.first_name", "job.title"]
     assert "{{ candidate.first_name }}" in str(refused.value)
     # Blank is empty: "Dear   ," never goes out either.
     blank = values_for(candidate_name="   ", company_name="Acme", sender_name="Rita")
-    with pytest.raises(templates.MissingFields):
-        templates.render(None, "Dear {{ candidate.name }},", None, blank)
+    with pytest.raises(grammar.MissingFields):
+        grammar.render(None, "Dear {{ candidate.name }},", None, blank)
 
 
 @pytest.mark.parametrize(
@@ -84,8 +84,8 @@ def test_fields_render_with_fallbacks_and_a_missing_one_is_named():
     ],
 )
 def test_what_is_outside_the_grammar_is_refused_with_the_place(source):
-    with pytest.raises(templates.TemplateError) as refused:
-        templates.check("text", "Hello\n" + source)
+    with pytest.raises(grammar.TemplateError) as refused:
+        grammar.check("text", "Hello\n" + source)
     assert "text: line 2" in str(refused.value)
 
 
@@ -95,7 +95,7 @@ def test_values_cannot_inject_html_or_headers():
         company_name="Acme & Sons",
         sender_name="Rita",
     )
-    out = templates.render(
+    out = grammar.render(
         "Hi {{ candidate.name }}",
         "Dear {{ candidate.name }}",
         "<p>{{ candidate.name }}</p>",
@@ -111,7 +111,7 @@ def test_values_cannot_inject_html_or_headers():
         sender_name="R",
         data={"job": {"title": "<b>CTO</b>"}},
     )
-    html = templates.render(None, None, "{{ job.title }}", data).html
+    html = grammar.render(None, None, "{{ job.title }}", data).html
     assert html == "&lt;b&gt;CTO&lt;/b&gt;"
 
 

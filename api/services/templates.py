@@ -1,6 +1,6 @@
 """Composing as the API does it: stored templates (POST/GET/PATCH/DELETE /v1/templates and the
 preview), and a message's words for a single send or a bulk send's recipients, from a template
-or as written, with the merge fields and the signature (core/compose/)."""
+or as written, with the merge fields and the signature (core/templates/)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,8 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from api.routers.common import check_entity, get_owned
-from api.schemas import TemplateCreate, TemplatePublic, TemplateUpdate
+from api.schemas import InvitationRequest, TemplateCreate, TemplatePublic, TemplateUpdate
 from core import audit
-from core.compose import Draft, draft, templates
-from core.compose.fields import values_for
-from core.compose.signatures import Signature, choose, clean_html
 from core.db import get_or_fail
 from core.models import (
     Candidate,
@@ -32,6 +29,10 @@ from core.models import (
     User,
     utcnow,
 )
+from core.settings import Settings
+from core.templates import Draft, draft, grammar, invitations
+from core.templates.fields import values_for
+from core.templates.signatures import Signature, choose, clean_html
 
 MAX_DATA_CHARS = 20_000
 # Inline default attachments per template: within the request limit once base64-encoded.
@@ -57,8 +58,8 @@ def _checked_variants(variants: list[Any]) -> list[dict[str, Any]]:
             if row.get(part) is None:
                 continue
             try:
-                templates.check(f"variants[{index}].{part}", row[part])
-            except templates.TemplateError as exc:
+                grammar.check(f"variants[{index}].{part}", row[part])
+            except grammar.TemplateError as exc:
                 raise _unprocessable(str(exc)) from None
     return rows
 
@@ -107,7 +108,7 @@ def public(template: MessageTemplate) -> TemplatePublic:
     for variant in template.variants:
         for part in ("subject", "text", "html"):
             if variant.get(part):
-                fields.update(dict.fromkeys(templates.check(part, variant[part])))
+                fields.update(dict.fromkeys(grammar.check(part, variant[part])))
     return TemplatePublic.model_validate(
         {
             **template.model_dump(exclude={"attachments"}),
@@ -338,7 +339,7 @@ class Writer:
         interview: Mapping[str, Any] | None = None,
         language: str | None = None,
     ) -> Draft:
-        """The words for `candidate`; templates.MissingFields when a field is empty,
+        """The words for `candidate`; grammar.MissingFields when a field is empty,
         OtherEntity when the template is another legal entity's."""
         if (
             self.template is not None
@@ -362,7 +363,7 @@ class Writer:
         )
 
 
-def refuse_missing(err: templates.MissingFields) -> HTTPException:
+def refuse_missing(err: grammar.MissingFields) -> HTTPException:
     return _unprocessable(f"template: {err}")
 
 
@@ -372,3 +373,27 @@ def get_template(session: Session, user: User, template_id: str) -> MessageTempl
 
 def clean_signature(text: str | None, html: str | None) -> tuple[str | None, str | None]:
     return (text if text and text.strip() else None), clean_html(html)
+
+
+# -- interview invitations -------------------------------------------------------------
+
+
+def plan_invitation(
+    session: Session,
+    settings: Settings,
+    company_id: uuid.UUID,
+    candidate: Candidate,
+    message_id: uuid.UUID,
+    request: InvitationRequest,
+) -> dict[str, Any]:
+    try:
+        return invitations.plan(
+            session,
+            company_id=company_id,
+            candidate_id=candidate.id,
+            message_id=message_id,
+            domain=settings.platform_mail_domain,
+            **request.model_dump(),
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -1,6 +1,6 @@
-"""Composing: what a recruiter's message says before it is sent. Stored templates with merge
-fields (templates.py, fields.py), signatures (signatures.py) and interview invitations
-(invitations.py). Sending it is `send`'s and `bulk`'s; this decides its words.
+"""Composing, the capability word `templates`: what a recruiter's message says before it is
+sent. Stored templates with merge fields (grammar.py, fields.py), signatures (signatures.py) and
+interview invitations (invitations.py). Sending it is `send`'s and `bulk`'s; this decides its words.
 
 `draft()` is the one rule for a message's subject, text and HTML, for a single send, a bulk
 recipient and a preview alike."""
@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.compose import signatures, templates
-from core.compose.fields import choose_variant
+from core.templates import grammar, signatures
+from core.templates.fields import choose_variant
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def draft(
     the first) is rendered; a `subject`, `text` or `html` given beside it replaces that part.
     Parts given without a template are sent as written when `literal` (a single send), or
     rendered as templates (a bulk send, whose text is one template for all). A field without a
-    fallback that is empty raises templates.MissingFields; the signature goes under the text.
+    fallback that is empty raises grammar.MissingFields; the signature goes under the text.
     """
     chosen: str | None = None
     # Each part: (source, is_template). A template's parts are templates; a part given beside
@@ -60,7 +60,7 @@ def draft(
     if parts["subject"][0] is None or parts["text"][0] is None:
         raise ValueError("subject and text are needed without a template")
     sources = [source if is_template else None for source, is_template in parts.values()]
-    out = templates.render(sources[0], sources[1], sources[2], values)
+    out = grammar.render(sources[0], sources[1], sources[2], values)
     subject_out = out.subject if parts["subject"][1] else parts["subject"][0]
     text_out = out.text if parts["text"][1] else parts["text"][0]
     html_out = out.html if parts["html"][1] else parts["html"][0]

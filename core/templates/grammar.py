@@ -1,5 +1,5 @@
-"""Merge fields in stored templates and in sends: `{{ candidate.first_name }}`, with a fallback
-`{{ candidate.first_name | default("there") }}`.
+"""The merge fields' grammar, in stored templates and in sends: `{{ candidate.first_name }}`,
+with a fallback `{{ candidate.first_name | default("there") }}`.
 
 The grammar is deliberately small, so an admin can read every template and nothing in one can
 reach Python: text, `{# comments #}` and `{{ … }}` holding one field (a dotted name), optionally

@@ -17,10 +17,10 @@ from api.schemas import (
     TemplatePublic,
     TemplateUpdate,
 )
-from api.services import compose as service
-from core.compose import signatures, templates
-from core.compose.fields import choose_variant
+from api.services import templates as service
 from core.models import Candidate
+from core.templates import grammar, signatures
+from core.templates.fields import choose_variant
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -92,9 +92,9 @@ def preview_template(
         if source is None:
             parts[part] = None
             continue
-        missing = templates.missing([(part, source)], values)
+        missing = grammar.missing([(part, source)], values)
         gaps.update(dict.fromkeys(missing))
-        rendered = templates.render(
+        rendered = grammar.render(
             source if part == "subject" else None,
             source if part == "text" else None,
             source if part == "html" else None,

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from api.deps import Recruiter, SessionDep, SettingsDep
 from api.errors import ErrorResponse
 from api.schemas import UploadPublic
-from api.services import uploads as service
+from api.services import attachments as service
 
 router = APIRouter(tags=["messages"])
 

@@ -23,8 +23,8 @@ from icalendar import Calendar, Event, vCalAddress, vText
 from sqlmodel import Session, select
 
 from core import events
-from core.compose.fields import zone
 from core.models import Candidate, Invitation, Message, utcnow
+from core.templates.fields import zone
 
 PRODID = "-//Recruitmail//Interview invitations//EN"
 ANSWERS = {"ACCEPTED": "accepted", "DECLINED": "declined", "TENTATIVE": "tentative"}

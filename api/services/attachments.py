@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
 
-from api.services import compose
+from api.services import templates
 from core import audit
-from core.compose.uploads import UPLOAD_LIFETIME
+from core.attachments import UPLOAD_LIFETIME
 from core.models import Attachment, MessageTemplate, Upload, User, utcnow
 from core.settings import Settings
 
@@ -91,7 +91,10 @@ def files_for_send(
     small inline ones, the template's defaults; at most RECRUITMAIL_MAX_MESSAGE_BYTES in all."""
     files = [
         File(a["filename"], a["content_type"], base64.b64decode(a["content_b64"]), a["sha256"])
-        for a in [*compose.attachments_of(template), *(compose.checked_attachments(inline) or [])]
+        for a in [
+            *templates.attachments_of(template),
+            *(templates.checked_attachments(inline) or []),
+        ]
     ]
     wanted = list(dict.fromkeys(upload_ids or []))
     if wanted:
