@@ -283,6 +283,11 @@ class MessageUpdate(Request):
     text: Body | None = None
     html: Html | None = None
     send_at: AwareTime | None = None
+    attachment_ids: Annotated[list[uuid.UUID], Field(max_length=20)] | None = Field(
+        default=None,
+        description="The message's files from now on: uploads (POST /v1/attachments) that "
+        "replace the ones it had; [] removes them.",
+    )
 
 
 class MessageSegment(BaseModel):

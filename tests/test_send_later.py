@@ -82,9 +82,19 @@ async def test_send_later_waits_and_cancel_edit_and_undo_are_truthful(
         assert [r.status_code for r in foreign] == [404, 404]
         cancel = await http.post(f"/v1/messages/{dropped['id']}/cancel", headers=tenant.headers)
         assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+        schedule_file = await http.post(
+            "/v1/attachments",
+            files={"file": ("schedule.pdf", b"%PDF-1.4 the day's schedule", "application/pdf")},
+            headers=tenant.headers,
+        )
         patch = await http.patch(
             f"/v1/messages/{edited['id']}",
-            json={"subject": "Final", "text": "The final text", "send_at": later(2)},
+            json={
+                "subject": "Final",
+                "text": "The final text",
+                "send_at": later(2),
+                "attachment_ids": [schedule_file.json()["id"]],
+            },
             headers=tenant.headers,
         )
         assert patch.status_code == 200 and patch.json()["subject"] == "Final"
@@ -101,6 +111,9 @@ async def test_send_later_waits_and_cancel_edit_and_undo_are_truthful(
             (HISTORIES / "send-message-scheduled.json").write_text(history.to_json())
         [final] = received("Final")
         assert "The final text" in final.message.get_body(("plain",)).get_content()
+        [file] = list(final.message.iter_attachments())
+        assert file.get_filename() == "schedule.pdf"
+        assert file.get_payload(decode=True) == b"%PDF-1.4 the day's schedule"
         handle = temporal_client.get_workflow_handle(dropped["workflow_id"])
         described = await eventually(
             handle.describe,

@@ -221,7 +221,7 @@ async def edit_message(
     message = await run_in_threadpool(
         get_owned, session, Message, message_id, user.company_id, "message"
     )
-    moved = await run_in_threadpool(service.edit_scheduled, session, user, message, body)
+    moved = await run_in_threadpool(service.edit_scheduled, session, settings, user, message, body)
     if moved:
         await _wake(temporal, message)
     return service.public(message, [], settings.public_url, remote_images=False)

@@ -411,21 +411,37 @@ def cancel_scheduled(session: Session, user: User, message: Message) -> None:
     )
 
 
-def edit_scheduled(session: Session, user: User, message: Message, body: MessageUpdate) -> bool:
-    """Change a scheduled message's words or time; True when its time changed (its run is
-    told). 409 once it went."""
+def edit_scheduled(
+    session: Session, settings: Settings, user: User, message: Message, body: MessageUpdate
+) -> bool:
+    """Change a scheduled message's words, files or time; True when its time changed (its run
+    is told). 409 once it went. The files are composed when the time comes, like the words."""
     changes = body.model_dump(exclude_unset=True)
-    for name in ("subject", "text", "send_at"):
+    asked = sorted(changes)
+    for name in ("subject", "text", "send_at", "attachment_ids"):
         if name in changes and changes[name] is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: must not be null")
     if "send_at" in changes:
         changes["send_at"] = _send_at(body.send_at, 0)
+    files = None
+    if "attachment_ids" in changes:
+        files = attachments.files_for_send(
+            session, settings, user.company_id, None, None, changes.pop("attachment_ids")
+        )
+        changes["has_attachments"] = bool(files)
+
+    def move() -> None:
+        schedule.edit(session, message, changes)  # first: it fails when the message went
+        if files is not None:
+            session.execute(delete(Attachment).where(col(Attachment.message_id) == message.id))
+            attachments.attach(session, message.id, files)
+
     _while_scheduled(
         session,
         user,
         message,
         "message.edit",
-        lambda: schedule.edit(session, message, changes),
-        fields=sorted(changes),
+        move,
+        fields=asked,
     )
     return "send_at" in changes
