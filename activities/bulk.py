@@ -190,9 +190,8 @@ class BulkActivities(BulkContract):
                 return job.batches  # planned by an earlier attempt that committed
             company = get_or_fail(session, Company, job.company_id)
             sender_name = company.name
-            mode = (
-                job.sender_name_mode or company.sender_name_mode
-            )  # a template's, or the company's
+            # The template's sender name, or the company's.
+            mode = job.sender_name_mode or company.sender_name_mode
             if mode == SenderNameMode.EMPLOYEE and job.created_by_user_id:
                 creator = session.get(User, job.created_by_user_id)
                 sender_name = creator.name if creator else sender_name

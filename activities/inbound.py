@@ -199,7 +199,7 @@ class InboundActivities(RouteContract):
                     kind=existing.kind,
                 )
 
-            answered = _invitation_answer(session, raw, parsed)
+            answered = _invitation_answer(session, raw, parsed, auth)
             if answered is not None:
                 return answered
             router = _Router(session, raw.company_id, raw.received_at, grace, self._settings)
@@ -454,11 +454,12 @@ _CALENDAR_PART = re.compile(rb"content-type:\s*(text/calendar|application/ics)",
 
 
 def _invitation_answer(
-    session: Session, raw: InboundRaw, parsed: ParsedMail
+    session: Session, raw: InboundRaw, parsed: ParsedMail, auth: SenderAuth
 ) -> ReceiveMessageResult | None:
     """A candidate's calendar answering an interview invitation (an iTIP REPLY): recorded on
-    the invitation and its message, with invitation.answered; never a mail in Unassigned."""
-    if raw.company_id is None or not _CALENDAR_PART.search(raw.raw):
+    the invitation and its message, with invitation.answered; never a mail in Unassigned. One
+    whose sender fails DMARC is not taken as the candidate's answer (it is routed as mail)."""
+    if raw.company_id is None or auth.verified is False or not _CALENDAR_PART.search(raw.raw):
         return None
     reply = invitations.read_reply(message_from_bytes(raw.raw, policy=email.policy.default))
     if reply is None:

@@ -622,3 +622,44 @@ async def test_a_send_whose_run_cannot_start_leaves_nothing_behind(engine, tmp_p
         )
         digest = hashlib.sha256(content).hexdigest()
         assert session.exec(select(Attachment).where(Attachment.sha256 == digest)).all() == []
+
+
+def test_a_calendar_answer_failing_dmarc_is_not_taken_as_the_candidates(engine, tmp_path):
+    """Anyone can write From: the candidate. An answer whose sender fails DMARC is routed as
+    mail, and the invitation keeps no answer; the same answer passing DMARC is recorded."""
+    from activities.inbound import InboundActivities
+    from core.inbound import parse
+    from core.inbound.auth import SenderAuth
+    from core.models import InboundRaw
+    from core.statuses import RoutingState
+
+    company_id = new_company(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        candidate = Candidate(company_id=company_id, name="Ada", email="ada@example.com")
+        session.add(candidate)
+        session.commit()
+    planned = _invite(engine, candidate.id, company_id)
+    routes = InboundActivities(engine, helpers.test_settings(tmp_path))
+    forged = SenderAuth("fail", "none", "fail", "reject", "forged")
+    genuine = SenderAuth("pass", "pass", "pass", "reject", "aligned")
+    results = []
+    for auth in (forged, genuine):
+        raw = reply_mail(planned["uid"], "ada@example.com", "DECLINED")
+        with Session(engine, expire_on_commit=False) as session:
+            row = InboundRaw(
+                company_id=company_id,
+                raw=raw,
+                sha256=hashlib.sha256(raw).hexdigest(),
+                size=len(raw),
+                recipient="acme-jobs@jobs.test.example",
+            )
+            session.add(row)
+            session.commit()
+        results.append(routes.route(row.id, timedelta(days=14), (parse(raw), auth)))
+        with Session(engine) as session:
+            answered = session.exec(
+                select(Invitation).where(Invitation.uid == planned["uid"])
+            ).one()
+            results.append(answered.answer)
+    assert results[0].state == "routed" and results[1] is None
+    assert results[2].state == RoutingState.ANSWER and results[3] == "declined"

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col
 
 from core import events
@@ -58,7 +58,7 @@ def release(session: Session, message_id: uuid.UUID) -> tuple[str, datetime | No
     if _moved(
         session,
         message_id,
-        col(Message.send_at) <= now + CLOCK_SLACK,
+        or_(col(Message.send_at).is_(None), col(Message.send_at) <= now + CLOCK_SLACK),
         status=MessageStatus.QUEUED,
     ):
         return "due", None
