@@ -173,7 +173,11 @@ async def test_throttle_spaces_sends_across_jobs_and_shows_the_next_send(
     times = sorted(r.at for r in sink.received)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 4
-    assert min(gaps) >= 1.3, gaps  # the rate holds across the two jobs
+    # The rate holds across the two jobs: their slots are 1.5 s apart. A send starts in its
+    # slot and arrives up to a moment later on a loaded machine, so one gap may shrink by that
+    # moment and the next grow by it; the four together still span three slots (unthrottled,
+    # they would arrive within a fraction of a second).
+    assert min(gaps) >= 0.5 and times[-1] - times[0] >= 3 * 1.5 - 1.0, gaps
     assert due_seen is not None
 
 
