@@ -52,15 +52,19 @@ class Public(BaseModel):
 # -- mail settings ---------------------------------------------------------------------
 
 
+def _undo_window(value: int) -> int:
+    if value != 0 and not 5 <= value <= 30:
+        raise ValueError("0 (off), or 5 to 30")
+    return value
+
+
 class MailSettingsUpdate(Request):
     sender_name_mode: Literal["company", "employee"] | None = None
     default_language: Language | None = Field(
         default=None, description="A template's variant when the candidate's language has none."
     )
-    undo_seconds: int | None = Field(
+    undo_seconds: Annotated[int, AfterValidator(_undo_window)] | None = Field(
         default=None,
-        ge=0,
-        le=30,
         description="Hold every single send this long (0, or 5 to 30) so it can be cancelled.",
     )
     signature_text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
@@ -379,8 +383,8 @@ class MessagePublic(Public):
     sent_at: datetime | None
     send_at: datetime | None = Field(
         default=None,
-        description="Outbound, `scheduled`: when its first attempt is due (send later, or the "
-        "end of the undo window).",
+        description="Outbound sent later (or held for the undo window): when its first attempt "
+        "is, or was, due.",
     )
     template_id: uuid.UUID | None = None
     template_language: str | None = Field(

@@ -6,7 +6,7 @@ from sqlmodel import col, select
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.routers.common import get_owned
 from api.schemas import LegalEntityCreate, LegalEntityPublic, LegalEntityUpdate
-from api.services.templates import clean_signature
+from api.services.templates import set_signature
 from core import audit
 from core.models import LegalEntity
 
@@ -54,11 +54,7 @@ def update_legal_entity(
         if body.name is None:
             raise HTTPException(422, "name: must not be null")
         entity.name = body.name.strip()
-    if "signature_text" in changes or "signature_html" in changes:
-        entity.signature_text, entity.signature_html = clean_signature(
-            changes.get("signature_text", entity.signature_text),
-            changes.get("signature_html", entity.signature_html),
-        )
+    set_signature(entity, changes)
     session.add(entity)
     audit.record(
         session,

@@ -18,7 +18,7 @@ from api.schemas import (
 )
 from api.services.connections import disable_connection, redirect_check, warnings
 from api.services.messages import undo_seconds
-from api.services.templates import clean_signature
+from api.services.templates import set_signature
 from core import audit
 from core.db import get_or_fail
 from core.deliverability import checks as deliverability
@@ -104,20 +104,13 @@ def update_mail_settings(
     the company's default signature (its HTML made safe)."""
     company = get_or_fail(session, Company, user.company_id)
     changes = body.model_dump(exclude_unset=True)
-    undo = changes.get("undo_seconds")
-    if undo is not None and 0 < undo < 5:
-        raise HTTPException(422, "undo_seconds: 0 (off), or 5 to 30")
     before = {name: getattr(company, name) for name in changes}
     if changes.get("sender_name_mode") is not None:
         company.sender_name_mode = changes["sender_name_mode"]
     for name in ("default_language", "undo_seconds"):
         if name in changes:
             setattr(company, name, changes[name])
-    if "signature_text" in changes or "signature_html" in changes:
-        company.signature_text, company.signature_html = clean_signature(
-            changes.get("signature_text", company.signature_text),
-            changes.get("signature_html", company.signature_html),
-        )
+    set_signature(company, changes)
     session.add(company)
     audit.record(
         session,

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import MePublic, MeUpdate, PrivacyPublic, PrivacyUpdate
-from api.services.templates import clean_signature
+from api.services.templates import set_signature
 from core import audit
 from core.models import CompanyPrivacy, utcnow
 
@@ -75,11 +75,7 @@ def update_me(body: MeUpdate, user: CurrentUser, session: SessionDep) -> MePubli
         user.notify_replies = body.notify_replies
     if "title" in changes:
         user.title = (body.title or "").strip() or None
-    if "signature_text" in changes or "signature_html" in changes:
-        user.signature_text, user.signature_html = clean_signature(
-            changes.get("signature_text", user.signature_text),
-            changes.get("signature_html", user.signature_html),
-        )
+    set_signature(user, changes)
     if changes:
         session.add(user)
         session.commit()

@@ -4,7 +4,6 @@ POST /v1/templates/{id}/preview. Recruiters use and preview them; settings admin
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -19,7 +18,7 @@ from api.schemas import (
 )
 from api.services import templates as service
 from core.models import Candidate
-from core.templates import grammar, signatures
+from core.templates import preview
 from core.templates.fields import choose_variant
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
@@ -81,46 +80,12 @@ def preview_template(
     else:
         candidate = Candidate(company_id=user.company_id, name="", email="")
     language = body.language or candidate.language
-    values = writer.values(candidate)
     variant = choose_variant(template.variants, language, writer.company.default_language)
-    # Each part rendered with its own gaps marked, so the author sees where they are (a
-    # field with a fallback in one part and none in another is a gap in that other part).
-    parts: dict[str, str | None] = {}
-    gaps: dict[str, None] = {}
-    for part in ("subject", "text", "html"):
-        source = variant.get(part)
-        if source is None:
-            parts[part] = None
-            continue
-        missing = grammar.missing([(part, source)], values)
-        gaps.update(dict.fromkeys(missing))
-        rendered = grammar.render(
-            source if part == "subject" else None,
-            source if part == "text" else None,
-            source if part == "html" else None,
-            _marked(values, missing),
-        )
-        parts[part] = getattr(rendered, part)
-    text, html = signatures.append(
-        parts["text"] or "", parts["html"], writer.signature(candidate.legal_entity_id)
-    )
+    shown = preview(variant, writer.values(candidate), writer.signature(candidate.legal_entity_id))
     return TemplatePreview(
         language=str(variant["language"]),
-        subject=parts["subject"] or "",
-        text=text,
-        html=html,
-        missing=list(gaps),
+        subject=shown.subject,
+        text=shown.text,
+        html=shown.html,
+        missing=shown.missing,
     )
-
-
-def _marked(values: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    """`values` with each of `paths` standing as "{{ path }}"."""
-    marked = {**values}
-    for path in paths:
-        node = marked
-        head, _, last = path.rpartition(".")
-        for part in head.split("."):
-            node[part] = dict(node.get(part) or {})
-            node = node[part]
-        node[last] = "{{ " + path + " }}"
-    return marked

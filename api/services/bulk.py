@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -15,7 +14,6 @@ from sqlmodel import Session, col, select
 from api.errors import Refusal
 from api.schemas import BulkCreate
 from api.services import templates
-from api.services.messages import MAX_SEND_AHEAD
 from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
@@ -28,6 +26,7 @@ from core.models import (
     utcnow,
 )
 from core.run_ids import bulk_workflow_id
+from core.send import schedule
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageKind, MessageStatus
 from core.templates import Draft, grammar
@@ -70,7 +69,10 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
     except grammar.TemplateError as exc:
         raise _unprocessable(str(exc)) from None
     if body.send_at is not None:
-        _check_send_at(body.send_at)
+        try:
+            schedule.due_at(body.send_at)
+        except ValueError as exc:
+            raise _unprocessable(str(exc)) from None
     writer = templates.Writer.load(session, user, body.template_id, body.data, body.signature)
     if templates.attachments_of(writer.template):
         raise _unprocessable(
@@ -113,14 +115,6 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
                 {"candidate_id": str(candidate_id), "missing": [], "reason": str(err)}
             )
     return Plan(writer, words, would_fail, found, ids)
-
-
-def _check_send_at(send_at: datetime) -> None:
-    now = utcnow()
-    if send_at <= now:
-        raise _unprocessable("send_at: must be in the future (leave it out to send now)")
-    if send_at - now > MAX_SEND_AHEAD:
-        raise _unprocessable(f"send_at: at most {MAX_SEND_AHEAD.days} days ahead")
 
 
 def create_job(session: Session, settings: Settings, user: User, body: BulkCreate) -> BulkJob:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -46,8 +46,6 @@ from core.settings import Settings
 from core.statuses import MatchReason, MessageStatus
 from core.templates import grammar
 
-MAX_SEND_AHEAD = timedelta(days=90)
-
 
 def undo_seconds(settings: Settings, company: Company) -> int:
     """The undo window in effect: the company's, else the platform's."""
@@ -55,22 +53,10 @@ def undo_seconds(settings: Settings, company: Company) -> int:
 
 
 def _send_at(wanted: datetime | None, hold: int) -> datetime | None:
-    """When the first attempt is due: `send_at` (in the future, up to 90 days), else the end of
-    the undo window (`hold` seconds), else now (None)."""
-    now = utcnow()
-    if wanted is not None:
-        if wanted <= now:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                "send_at: must be in the future (leave it out to send now)",
-            )
-        if wanted - now > MAX_SEND_AHEAD:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"send_at: at most {MAX_SEND_AHEAD.days} days ahead",
-            )
-        return wanted.astimezone(UTC)
-    return now + timedelta(seconds=hold) if hold else None
+    try:
+        return schedule.due_at(wanted, hold)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 def queue(

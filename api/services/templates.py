@@ -371,8 +371,15 @@ def get_template(session: Session, user: User, template_id: str) -> MessageTempl
     return get_owned(session, MessageTemplate, template_id, user.company_id, "template")
 
 
-def clean_signature(text: str | None, html: str | None) -> tuple[str | None, str | None]:
-    return (text if text and text.strip() else None), clean_html(html)
+def set_signature(owner: Any, changes: dict[str, Any]) -> bool:
+    """A user's, legal entity's or company's signature from a PATCH's changes: the text (an
+    empty one removes it) and the HTML made safe. True when either was given."""
+    if "signature_text" not in changes and "signature_html" not in changes:
+        return False
+    text = changes.get("signature_text", owner.signature_text)
+    owner.signature_text = text if text and text.strip() else None
+    owner.signature_html = clean_html(changes.get("signature_html", owner.signature_html))
+    return True
 
 
 # -- interview invitations -------------------------------------------------------------

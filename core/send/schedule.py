@@ -9,7 +9,7 @@ cancelled ends without sending it."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -22,6 +22,8 @@ from core.statuses import MessageStatus
 
 # The run's clock and the database's may differ by a little: a message due within this is due.
 CLOCK_SLACK = timedelta(seconds=1)
+# Send later: at most this far ahead.
+MAX_SEND_AHEAD = timedelta(days=90)
 CANCELLED_BY_USER = "Cancelled before it was sent."
 
 
@@ -35,6 +37,20 @@ class NotScheduled(Exception):
         else:
             text = f"it is {status}, not scheduled: it can no longer be changed or cancelled"
         super().__init__(text)
+
+
+def due_at(wanted: datetime | None, hold_seconds: int = 0) -> datetime | None:
+    """When a new message's (or job's) first attempt is due: `wanted` (in the future, at most
+    90 days ahead), else the end of the undo window, else now (None). ValueError says why a
+    time is refused."""
+    now = utcnow()
+    if wanted is not None:
+        if wanted <= now:
+            raise ValueError("send_at: must be in the future (leave it out to send now)")
+        if wanted - now > MAX_SEND_AHEAD:
+            raise ValueError(f"send_at: at most {MAX_SEND_AHEAD.days} days ahead")
+        return wanted.astimezone(UTC)
+    return now + timedelta(seconds=hold_seconds) if hold_seconds else None
 
 
 def _moved(session: Session, message_id: uuid.UUID, *extra: Any, **values: Any) -> bool:

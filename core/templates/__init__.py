@@ -67,3 +67,53 @@ def draft(
     assert subject_out is not None and text_out is not None
     text_out, html_out = signatures.append(text_out, html_out, signature)
     return Draft(subject_out, text_out, html_out, chosen)
+
+
+@dataclass(frozen=True)
+class Preview:
+    subject: str
+    text: str
+    html: str | None
+    missing: list[str]  # the fields a send would be refused for
+
+
+def preview(
+    variant: Mapping[str, Any],
+    values: Mapping[str, Any],
+    signature: signatures.Signature | None = None,
+) -> Preview:
+    """A variant as a candidate (or sample data) would get it, with the signature, each empty
+    field without a fallback standing as "{{ field }}" where it is and listed in `missing`.
+    Each part is rendered with its own gaps: a field with a fallback in one part and none in
+    another is a gap in that other part only."""
+    parts: dict[str, str | None] = {}
+    gaps: dict[str, None] = {}
+    for part in ("subject", "text", "html"):
+        source = variant.get(part)
+        if source is None:
+            parts[part] = None
+            continue
+        missing = grammar.missing([(part, source)], values)
+        gaps.update(dict.fromkeys(missing))
+        rendered = grammar.render(
+            source if part == "subject" else None,
+            source if part == "text" else None,
+            source if part == "html" else None,
+            _marked(values, missing),
+        )
+        parts[part] = getattr(rendered, part)
+    text, html = signatures.append(parts["text"] or "", parts["html"], signature)
+    return Preview(parts["subject"] or "", text, html, list(gaps))
+
+
+def _marked(values: Mapping[str, Any], paths: list[str]) -> dict[str, Any]:
+    """`values` with each of `paths` standing as "{{ path }}"."""
+    marked: dict[str, Any] = {**values}
+    for path in paths:
+        node = marked
+        head, _, last = path.rpartition(".")
+        for part in head.split("."):
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[last] = "{{ " + path + " }}"
+    return marked
