@@ -89,6 +89,17 @@ def test_what_is_outside_the_grammar_is_refused_with_the_place(source):
     assert "text: line 2" in str(refused.value)
 
 
+def test_a_filter_before_the_fallback_lets_a_missing_value_fall_back():
+    values = values_for(candidate_name="ada lovelace", company_name="Acme", sender_name="R")
+    out = grammar.render(
+        None,
+        '{{ job.title | upper | default("the role") }} / {{ candidate.name | title }}',
+        None,
+        values,
+    )
+    assert out.text == "the role / Ada Lovelace"
+
+
 def test_values_cannot_inject_html_or_headers():
     values = values_for(
         candidate_name="Eve <script>alert(1)</script>\r\nBcc: x@evil.example",

@@ -93,17 +93,28 @@ def _default(value: Any, fallback: str = "") -> Any:
     return value
 
 
+def _text(change: Any) -> Any:
+    """A text filter that lets a missing value through as missing, so a fallback after it
+    (`{{ job.title | upper | default("x") }}`) still applies."""
+    from jinja2 import Undefined
+
+    def apply(value: Any) -> Any:
+        return value if isinstance(value, Undefined) or value is None else change(str(value))
+
+    return apply
+
+
 def _env(autoescape: bool) -> _Env:
     env = _Env(autoescape=autoescape, keep_trailing_newline=True)
     env.globals.clear()
     env.tests.clear()
     env.filters = {
         "default": _default,
-        "upper": str.upper,
-        "lower": str.lower,
-        "title": str.title,
-        "capitalize": str.capitalize,
-        "trim": str.strip,
+        "upper": _text(str.upper),
+        "lower": _text(str.lower),
+        "title": _text(str.title),
+        "capitalize": _text(str.capitalize),
+        "trim": _text(str.strip),
     }
     return env
 
