@@ -28,7 +28,13 @@ import httpx
 import requests
 
 from core import netguard
-from core.errors import AuthExpiredError, MailError, PermanentMailError, TransientMailError
+from core.errors import (
+    AuthExpiredError,
+    MailError,
+    PermanentMailError,
+    QuotaExceeded,
+    TransientMailError,
+)
 from core.settings import Settings
 from core.tls import client_tls_context
 
@@ -216,8 +222,42 @@ def raise_for_answer(
     raise PermanentMailError(f"{service} refused the message ({status}: {detail}).")
 
 
+# Gmail's reasons for a spent rate or quota (developers.google.com/gmail/api/reference/quota
+# and guides/handle-errors: 403 or 429 with rateLimitExceeded, userRateLimitExceeded,
+# dailyLimitExceeded); Graph throttles a mailbox with 429 (MailboxConcurrency,
+# ApplicationThrottled; learn.microsoft.com/graph/throttling-limits). Sources in
+# docs/deliverability.md.
+QUOTA_REASONS = frozenset({"ratelimitexceeded", "userratelimitexceeded", "dailylimitexceeded"})
+# A throttled send API that names no wait is tried again after this long.
+THROTTLE_RETRY = timedelta(minutes=1)
+
+
+def _quota_reason(response: httpx.Response) -> bool:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(error, dict):
+        return False
+    reasons = [
+        str(item.get("reason", "")) for item in error.get("errors") or () if isinstance(item, dict)
+    ]
+    reasons.append(str(error.get("status", "")))
+    return any(reason.lower() in QUOTA_REASONS for reason in reasons)
+
+
 def mail_api_answer(response: httpx.Response, service: str, address: str) -> None:
-    """A mailbox's mail API (Graph, Gmail): 401 is a sign-in that no longer works."""
+    """A mailbox's mail API (Graph, Gmail): 401 is a sign-in that no longer works, and a
+    throttled or spent mailbox (429, Gmail's 403 rate reasons) is a deferral of the mailbox
+    (QuotaExceeded), never the message's failure nor its recipient's."""
+    status = response.status_code
+    if status == 429 or (status == 403 and _quota_reason(response)):
+        wait = retry_after(response.headers.get("retry-after")) or THROTTLE_RETRY
+        raise QuotaExceeded(
+            f"{service} is throttling the mailbox {address} ({status}: {error_text(response)}); "
+            f"the message waits {int(wait.total_seconds())} s, as asked, and goes then.",
+            retry_after=wait,
+        )
     raise_for_answer(
         response,
         service,

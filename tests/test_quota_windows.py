@@ -152,6 +152,57 @@ def test_quota_refusals_are_deferrals_not_failures():
     assert isinstance(full, RecipientRefused)
 
 
+def test_a_throttled_mail_api_defers_the_mailbox_with_the_wait_it_asked_for():
+    """Graph's 429 (MailboxConcurrency, ApplicationThrottled) and Gmail's rate reasons are
+    QuotaExceeded, with Retry-After honoured; other refusals stay what they were."""
+    import httpx
+
+    from core.errors import PermanentMailError, QuotaExceeded, TransientMailError
+    from providers.http import THROTTLE_RETRY, mail_api_answer
+
+    def answer(status: int, body: dict, **headers: str) -> httpx.Response:
+        return httpx.Response(status, json=body, headers=headers)
+
+    graph = {
+        "error": {
+            "code": "ApplicationThrottled",
+            "message": "Application is over its MailboxConcurrency limit.",
+        }
+    }
+    gmail = {
+        "error": {
+            "code": 403,
+            "message": "Daily Limit Exceeded",
+            "errors": [{"reason": "dailyLimitExceeded", "domain": "usageLimits"}],
+        }
+    }
+    cases = [
+        (answer(429, graph, **{"Retry-After": "7"}), 7),
+        (answer(429, {"error": {"code": 429, "message": "Rate"}}), THROTTLE_RETRY.seconds),
+        (answer(403, gmail), THROTTLE_RETRY.seconds),
+    ]
+    for response, seconds in cases:
+        try:
+            mail_api_answer(response, "Graph", "jobs@acme.example")
+        except QuotaExceeded as err:
+            assert err.retry_after is not None and err.retry_after.total_seconds() == seconds
+            assert "jobs@acme.example" in str(err) and "waits" in str(err)
+        else:
+            raise AssertionError(f"{response.status_code} was not a deferral")
+    # A 403 that is not about rates is the mailbox's refusal; a 503 a plain transient error.
+    denied = {"error": {"code": "ErrorSendAsDenied", "message": "not allowed"}}
+    for response, kind in [
+        (answer(403, denied), PermanentMailError),
+        (answer(503, {}), TransientMailError),
+    ]:
+        try:
+            mail_api_answer(response, "Graph", "jobs@acme.example")
+        except QuotaExceeded:
+            raise AssertionError(f"{response.status_code} taken for a quota") from None
+        except kind:
+            pass
+
+
 async def test_a_quota_refusal_holds_the_bulk_send_without_failing_or_suppressing(
     temporal_client, engine, tmp_path
 ):
