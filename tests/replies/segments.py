@@ -78,7 +78,10 @@ def heldout() -> list[Case]:
     for row in rows:
         text = text_of(folder / row["file"])
         count = len(text.splitlines())
-        source = "notmuch " + ("lkml" if "/lkml_" in row["file"] else "lists")
+        if row["file"].startswith("usrp/"):
+            source = "usrp-users list"
+        else:
+            source = "notmuch " + ("lkml" if "/lkml_" in row["file"] else "lists")
         cases.append(Case(row["file"], source, text, parse_segments(row["segments"], count)))
     return cases
 
