@@ -95,6 +95,52 @@ def test_a_greater_than_sign_in_text_is_not_a_mark():
     assert _history(text) == ["  > 55k is fine too"]
 
 
+def test_a_python_session_is_the_senders_own_but_a_deep_quote_stays_a_quote():
+    session = (
+        "Run python on the radio:\n\n>>> import sys\n\n>>> sys.path\n['', '/usr/lib']\n"
+        ">>> quit()\n\nThen look for gnuradio there.\n"
+    )
+    assert _history(session) == []
+    # Three deep under shallower quotes, or prose after the marks: a quote.
+    nested = "On Mon, Ana wrote:\n> Yes\n>> Can you start?\n>>> import sys\n\nSure.\n"
+    assert ">>> import sys" in _history(nested)
+    prose = ">>> Can you start in January?\nYes.\n"
+    assert _history(prose) == [">>> Can you start in January?"]
+
+
+def test_a_wrapped_links_closing_bracket_is_not_a_mark():
+    text = (
+        "You can follow the guide here <\nhttps://wiki.example.org/Install#Ubuntu\n"
+        ">. It went smoothly for me.\n\nOn Fri, Ana wrote:\n> Which guide?\n"
+    )
+    assert _history(text) == ["On Fri, Ana wrote:", "> Which guide?"]
+    # A quote under a line that closes its own brackets stays a quote.
+    closed = "See <https://example.org>\n>Which guide?\n"
+    assert _history(closed) == [">Which guide?"]
+
+
+def test_a_list_footer_or_a_notice_after_the_history_is_not_history():
+    outlook = (
+        "Thanks, that helps.\n\n________________________________\nFrom: Ana <ana@acme.example>\n"
+        "Sent: Monday, 7 December 2026 10:00\nSubject: Start date\n\nCan you start in January?\n"
+    )
+    footer = (
+        "\n_______________________________________________\nJobs mailing list -- "
+        "jobs@lists.example.org\nTo unsubscribe send an email to jobs-leave@lists.example.org\n"
+    )
+    notice = (
+        "\nCONFIDENTIALITY NOTICE: This e-mail message, including any attachments, is for the "
+        "sole use of the intended recipient(s).\n"
+    )
+    for trailer, first in ((footer, "_" * 47), (notice, "CONFIDENTIALITY NOTICE")):
+        kinds = _kinds(outlook + trailer)
+        assert [k for k, line in kinds if line.startswith(first)] == ["signature"]
+        assert ("quoted", "Can you start in January?") in kinds
+    # A notice inside the history, with the history going on after it, stays history.
+    inside = outlook + notice + "\nMore of the old message.\n"
+    assert all(k == "quoted" for k, line in _kinds(inside) if "CONFIDENTIALITY" in line)
+
+
 @pytest.mark.parametrize(
     "attribution",
     [

@@ -53,6 +53,19 @@ _ORIGINAL_WORDS_RE = re.compile(
     re.IGNORECASE,
 )
 _SUPERCITE_RE = re.compile(r"^\s+([A-Z]{1,4})>(\s|$)")
+# The last block of a text that a mail system added: Mailman's footer, a confidentiality notice.
+_TRAILER_LINES = 8
+# Python's prompt and a statement after it (`>>> import sys`, `>>> sys.path`, `>>> x = 1`).
+_PROMPT_RE = re.compile(
+    r"^>>>( (import |from |print\(|for |if |def |class |with |help\(|quit\(|exit\(|"
+    r"[A-Za-z_][\w.]*\s*(=|\(|\[|$)).*)?$"
+)
+_LIST_RULE_RE = re.compile(r"^\s*_{20,}\s*$")
+_LIST_FOOTER_RE = re.compile(r"\bmailing list\b|\bunsubscribe\b|/listinfo/", re.IGNORECASE)
+_NOTICE_RE = re.compile(
+    r"\b(confidentiality notice|(is|are) (intended )?(solely )?for the (sole )?use of)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ def line_kinds(text: str) -> list[str]:
     count = len(lines)
     kinds = [NEW] * count
     quoted = [_is_quoted(lines, i) for i in range(count)]
+    _unmark_prompts(lines, quoted)
     unmarked = _first_unmarked(lines, quoted)
     end = count
     if unmarked is not None:
@@ -121,6 +135,7 @@ def line_kinds(text: str) -> list[str]:
                 if kinds[i] == NEW:
                     kinds[i] = QUOTED
     _mark_signature(lines, kinds)
+    _mark_trailer(lines, kinds)
     _place_blanks(lines, kinds)
     return kinds
 
@@ -151,6 +166,8 @@ def _marked(line: str) -> bool:
 
 def _is_quoted(lines: list[str], i: int) -> bool:
     line = lines[i]
+    if _closes_a_link(lines, i):
+        return False
     if _marked(line) or _supercited(lines, i):
         return True
     # A quoted line the sender's client re-wrapped: a short continuation in lower case under a
@@ -162,6 +179,36 @@ def _is_quoted(lines: list[str], i: int) -> bool:
     if above.endswith("="):
         return len(text) < 60
     return text[0].islower() and len(text) < 60 and len(above) >= 60
+
+
+def _closes_a_link(lines: list[str], i: int) -> bool:
+    """A `>` that closes a link the sender's client wrapped (`<` then the address, then
+    `>. and the sentence goes on`): no space after it, and a `<` left open just above."""
+    line = lines[i]
+    if len(line) < 2 or line[0] != ">" or line[1] in "> \t=":
+        return False
+    above = ""
+    for j in range(i - 1, max(i - 3, -1), -1):
+        if not lines[j].strip():
+            break
+        above = lines[j] + above
+    return above.count("<") > above.count(">")
+
+
+def _depth(line: str) -> int:
+    return line[: len(line) - len(line.lstrip(" >"))].count(">")
+
+
+def _unmark_prompts(lines: list[str], quoted: list[bool]) -> None:
+    """Python's prompt (`>>> import sys`) is not a quote three deep: when a message holds no
+    quote less deep and every `>>>` line reads as a statement, they are the sender's own
+    session."""
+    marked = [i for i, is_quoted in enumerate(quoted) if is_quoted and _marked(lines[i])]
+    if not marked or any(_depth(lines[i]) < 3 for i in marked):
+        return
+    if all(_PROMPT_RE.match(lines[i].rstrip()) for i in marked):
+        for i in marked:
+            quoted[i] = False
 
 
 def _supercited(lines: list[str], i: int) -> bool:
@@ -324,6 +371,26 @@ def _mark_signature(lines: list[str], kinds: list[str]) -> None:
     if sum(1 for i in range(first, last + 1) if lines[i].strip()) > _reply._SIGNATURE_LINES + 1:
         return
     for i in range(first, last + 1):
+        kinds[i] = SIGNATURE
+
+
+def _mark_trailer(lines: list[str], kinds: list[str]) -> None:
+    """What a mail system adds after everything, history included, is not history: a mailing
+    list's footer (a rule of underscores, then "… mailing list", Mailman's form) or a
+    confidentiality notice, as the last block of the text."""
+    last = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip()), None)
+    if last is None or kinds[last] not in HISTORY:
+        return
+    start = last
+    while start > 0 and lines[start - 1].strip() and last - start < _TRAILER_LINES:
+        start -= 1
+    block = lines[start : last + 1]
+    footer = next((k for k, line in enumerate(block) if _LIST_RULE_RE.match(line)), None)
+    if footer is not None and any(_LIST_FOOTER_RE.search(line) for line in block[footer:]):
+        start += footer
+    elif not (start == 0 or not lines[start - 1].strip()) or not _NOTICE_RE.search(block[0]):
+        return
+    for i in range(start, last + 1):
         kinds[i] = SIGNATURE
 
 
