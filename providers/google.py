@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
-from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret
+from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GmailReader
 
@@ -38,6 +38,12 @@ SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", GMAIL_SEND
 # changed". Relaxed, the exchange passes and the granted scopes are checked explicitly below.
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 _BLOCKED = {"admin_policy_enforced", "org_internal"}
+# users.messages.send takes a message in its JSON (`raw`) for small mail, and through its media
+# upload URI (message/rfc822) up to 35 MB (developers.google.com/gmail/api/reference/rest/v1/
+# users.messages/send; guides/uploads: the simple way "for 5 MB or less", a resumable upload
+# for larger files). docs/connections.md, Limits.
+GMAIL_UPLOAD_LIMIT = 35 * 1024 * 1024
+GMAIL_SIMPLE_LIMIT = 5 * 1024 * 1024
 
 
 def admin_steps(client_id: str, read: bool = False) -> list[str]:
@@ -250,6 +256,12 @@ class GoogleProvider(OAuthProvider):
         return str(credentials.token), changed
 
     async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
+        """The message as it is (our Message-ID kept): in the request's JSON when small, else
+        through a resumable upload; over Gmail's limit, refused before any request."""
+        if len(mime) > GMAIL_UPLOAD_LIMIT:
+            raise PermanentMailError(too_large(len(mime), GMAIL_UPLOAD_LIMIT, "Gmail"))
+        if len(mime) > GMAIL_SIMPLE_LIMIT:
+            return await self._upload(access_token, address, mime)
         url = f"{self.settings.google_gmail_url.rstrip('/')}/gmail/v1/users/me/messages/send"
         response = await send_request(
             self.http,
@@ -258,6 +270,37 @@ class GoogleProvider(OAuthProvider):
             url,
             json={"raw": base64.urlsafe_b64encode(mime).decode()},
             headers={"Authorization": f"Bearer {access_token}"},
+        )
+        mail_api_answer(response, "Gmail", address)
+        return str(response.json().get("id", ""))
+
+    async def _upload(self, access_token: str, address: str, mime: bytes) -> str:
+        """A resumable upload: a session asked for with the message's size, then the message
+        in one request (the session's URI is Google's own, on the same host)."""
+        base = self.settings.google_gmail_url.rstrip("/")
+        started = await send_request(
+            self.http,
+            "The Gmail API",
+            "POST",
+            f"{base}/upload/gmail/v1/users/me/messages/send?uploadType=resumable",
+            json={},
+            headers={
+                "Authorization": f"Bearer {access_token}",
+                "X-Upload-Content-Type": "message/rfc822",
+                "X-Upload-Content-Length": str(len(mime)),
+            },
+        )
+        mail_api_answer(started, "Gmail", address)
+        session = started.headers.get("location", "")
+        if not session.startswith(f"{base}/"):
+            raise TransientMailError("The Gmail API did not open an upload session; retrying.")
+        response = await send_request(
+            self.http,
+            "The Gmail API",
+            "PUT",
+            session,
+            content=mime,
+            headers={"Authorization": f"Bearer {access_token}", "Content-Type": "message/rfc822"},
         )
         mail_api_answer(response, "Gmail", address)
         return str(response.json().get("id", ""))

@@ -11,7 +11,9 @@ import pytest
 
 from core.errors import PermanentMailError
 from providers.base import Outgoing
+from providers.google import GoogleProvider
 from providers.microsoft import MicrosoftProvider
+from tests.fakes.oauth import GoogleFake
 from providers.smtp import SmtpSecurity, SmtpSession, SmtpTarget, send_over_smtp
 from tests.fakes.net import free_port
 from tests.fakes.smtp import SmtpSink
@@ -67,3 +69,24 @@ async def test_graph_refuses_nothing_it_could_take_and_explains_what_it_cannot(t
     reason = str(refused.value)
     assert "Microsoft 365 through Graph's sendMail accepts up to 3.1 MB" in reason
     assert "upload sessions" in reason
+
+
+async def test_gmail_takes_a_large_message_through_a_resumable_upload(tmp_path, test_ca):
+    """12 MB goes through the upload URI (the request's JSON is for small mail), byte for byte,
+    so our Message-ID threads the replies; over Gmail's 35 MB, nothing is sent."""
+    with GoogleFake(test_ca) as google:
+        settings = make_settings(tmp_path, ca_bundle=test_ca.ca_pem, **google.settings())
+        provider = GoogleProvider(settings)
+        google.access_tokens["token"] = "jobs@acme.example"
+        large, small = outgoing(12_000_000, "Offer").mime, outgoing(1_000, "Hello").mime
+        await provider.post_mime("token", "jobs@acme.example", large)
+        await provider.post_mime("token", "jobs@acme.example", small)
+        with pytest.raises(PermanentMailError) as refused:
+            await provider.post_mime("token", "jobs@acme.example", outgoing(36_000_000, "X").mime)
+        await provider.http.aclose()
+    assert [(item["via"], item["mime"]) for item in google.sent] == [
+        ("resumable", large),
+        ("json", small),
+    ]
+    assert [path for path, _ in google.peers].count("/upload/gmail/v1/users/me/messages/send") == 2
+    assert str(refused.value).startswith("This message is 48.6 MB; Gmail accepts up to 36.7 MB")

@@ -89,6 +89,9 @@ class _Server:
             def do_PATCH(self) -> None:
                 self._dispatch("PATCH")
 
+            def do_PUT(self) -> None:
+                self._dispatch("PUT")
+
             def do_DELETE(self) -> None:
                 self._dispatch("DELETE")
 
@@ -441,6 +444,7 @@ class GoogleFake(_Server):
         self.issued: set[str] = set()
         # What each mailbox granted this client so far (include_granted_scopes adds to it).
         self.granted: dict[str, set[str]] = {}
+        self.uploads: dict[str, tuple[str, int]] = {}  # upload id -> (mailbox, declared size)
         # The mailboxes (Gmail history, messages, watch) and Pub/Sub's pushes.
         self.mail = GmailMail()
 
@@ -513,6 +517,8 @@ class GoogleFake(_Server):
             return self._token(_form(body), headers)
         if path == "/gmail/v1/users/me/messages/send":
             return self._send(body, headers)
+        if path == "/upload/gmail/v1/users/me/messages/send":
+            return self._upload(method, q, body, headers)
         if path == "/gmail/v1/users/me/settings/sendAs":
             return self._send_as(headers)
         return 404, {}, {"error": "not found"}
@@ -591,7 +597,46 @@ class GoogleFake(_Server):
             return 200, {}, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"}
         return 400, {}, {"error": "unsupported_grant_type"}
 
+    # A request's JSON is small; a message over this goes through the upload URI.
+    SIMPLE_LIMIT = 5 * 1024 * 1024
+    UPLOAD_LIMIT = 35 * 1024 * 1024
+
+    def _upload(self, method: str, q: dict, body: bytes, headers):
+        """users.messages.send's resumable media upload: POST opens a session for a declared
+        size (message/*, up to 35 MB), PUT to the session's URI sends the message."""
+        with self.lock:
+            mailbox = self.access_tokens.get(
+                headers.get("Authorization", "").removeprefix("Bearer ")
+            )
+        if mailbox is None:
+            return 401, {}, {"error": {"code": 401, "message": "Invalid Credentials"}}
+        if q.get("uploadType") != "resumable":
+            return 400, {}, {"error": {"code": 400, "message": "Unsupported uploadType"}}
+        if method == "POST":
+            size = int(headers.get("X-Upload-Content-Length") or 0)
+            if not str(headers.get("X-Upload-Content-Type", "")).startswith("message/"):
+                return 400, {}, {"error": {"code": 400, "message": "Media type not allowed"}}
+            if size > self.UPLOAD_LIMIT:
+                return 413, {}, {"error": {"code": 413, "message": "Request Entity Too Large"}}
+            upload_id = secrets.token_urlsafe(12)
+            with self.lock:
+                self.uploads[upload_id] = (mailbox, size)
+            location = (
+                f"{self.url}/upload/gmail/v1/users/me/messages/send"
+                f"?uploadType=resumable&upload_id={upload_id}"
+            )
+            return 200, {"Location": location}, b""
+        with self.lock:
+            session = self.uploads.pop(q.get("upload_id", ""), None)
+        if session is None or session[0] != mailbox:
+            return 404, {}, {"error": {"code": 404, "message": "No such upload session"}}
+        if len(body) != session[1]:
+            return 400, {}, {"error": {"code": 400, "message": "Wrong content length"}}
+        return self._deliver(mailbox, body, via="resumable")
+
     def _send(self, body: bytes, headers):
+        if len(body) > self.SIMPLE_LIMIT:
+            return 413, {}, {"error": {"code": 413, "message": "Request payload too large"}}
         with self.lock:
             mailbox = self.access_tokens.get(
                 headers.get("Authorization", "").removeprefix("Bearer ")
@@ -602,9 +647,12 @@ class GoogleFake(_Server):
                 self.controls.throttle_sends -= 1
                 return 429, {"Retry-After": "1"}, {"error": {"code": 429, "message": "Rate"}}
         raw = base64.urlsafe_b64decode(json.loads(body)["raw"])
+        return self._deliver(mailbox, raw, via="json")
+
+    def _deliver(self, mailbox: str, raw: bytes, via: str):
         message_id = secrets.token_hex(8)
         with self.lock:
-            self.sent.append({"address": mailbox, "mime": raw, "at": time.monotonic()})
+            self.sent.append({"address": mailbox, "mime": raw, "at": time.monotonic(), "via": via})
         _redirect_to_self(self.controls.redirect, mailbox, raw)
         return 200, {}, {"id": message_id, "threadId": message_id, "labelIds": ["SENT"]}
 
