@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
+from providers import refusals
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GmailReader
@@ -143,15 +144,12 @@ class GoogleProvider(OAuthProvider):
         error = str(query.get("error", ""))
         if error:
             subtype = str(query.get("error_subtype", ""))
+            known = refusals.find(f"{error} {subtype}", "google")
             if error in _BLOCKED or subtype in _BLOCKED:
-                raise ConsentRequiredError(
-                    "Your Google Workspace blocks Recruitmail until an administrator trusts it."
-                )
-            if error == "access_denied":
-                raise PermanentMailError(
-                    "The sign-in was declined. Start the connection again and allow Recruitmail "
-                    "to send email on your behalf."
-                )
+                assert known is not None
+                raise ConsentRequiredError(known.explain())
+            if error == "access_denied" and known is not None:
+                raise PermanentMailError(known.explain())
             raise PermanentMailError(f"Google refused the sign-in ({error}).")
         flow = self._flow(state=flow_data["state"], code_verifier=flow_data["code_verifier"])
         try:
@@ -164,7 +162,7 @@ class GoogleProvider(OAuthProvider):
                 ) from exc
             if exc.error in _BLOCKED:
                 raise ConsentRequiredError(
-                    "Your Google Workspace blocks Recruitmail until an administrator trusts it."
+                    refusals.explain(str(exc.error), "google") or str(exc.error)
                 ) from exc
             raise PermanentMailError(
                 f"Google refused the sign-in ({exc.error}); start the sign-in again."
@@ -244,10 +242,9 @@ class GoogleProvider(OAuthProvider):
         except google.auth.exceptions.RefreshError as exc:
             if getattr(exc, "retryable", False):
                 raise TransientMailError(f"Google sign-in is unavailable ({exc}).") from exc
-            raise AuthExpiredError(
-                "Google no longer accepts the mailbox's sign-in (it expired or was revoked); "
-                "reconnect the mailbox."
-            ) from exc
+            row = refusals.find("invalid_grant", "google")
+            assert row is not None
+            raise AuthExpiredError(row.explain(_said(exc))) from exc
         except google.auth.exceptions.TransportError as exc:
             raise TransientMailError(f"Google sign-in is unreachable ({exc}).") from exc
         changed = None
@@ -304,6 +301,13 @@ class GoogleProvider(OAuthProvider):
         )
         mail_api_answer(response, "Gmail", address)
         return str(response.json().get("id", ""))
+
+
+def _said(exc: Exception) -> str:
+    """What Google's token endpoint said: google-auth puts its answer in the exception's args
+    ("invalid_grant: Token has been expired or revoked.", then the JSON)."""
+    first = str(exc.args[0]) if exc.args else str(exc)
+    return first.split("\n")[0][:200]
 
 
 def _id_token_claims(id_token: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from core.errors import (
 )
 from core.settings import Settings
 from core.tls import client_tls_context
+from providers import refusals
 
 # Connections kept open per provider: Exchange allows 4 concurrent requests per mailbox, and
 # a worker sends for many mailboxes at once.
@@ -253,9 +254,12 @@ def mail_api_answer(response: httpx.Response, service: str, address: str) -> Non
     status = response.status_code
     if status == 429 or (status == 403 and _quota_reason(response)):
         wait = retry_after(response.headers.get("retry-after")) or THROTTLE_RETRY
+        said = f"{status}: {error_text(response)}"
+        known = refusals.find(said)
+        meaning = known.meaning.format(address=address) if known else ""
         raise QuotaExceeded(
-            f"{service} is throttling the mailbox {address} ({status}: {error_text(response)}); "
-            f"the message waits {int(wait.total_seconds())} s, as asked, and goes then.",
+            f"{meaning or f'{service} is throttling the mailbox {address}.'} The message waits "
+            f"{int(wait.total_seconds())} s, as asked, and goes then. ({said})",
             retry_after=wait,
         )
     raise_for_answer(

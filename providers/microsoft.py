@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.inbound.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
+from providers import refusals
 from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
@@ -57,21 +58,25 @@ def classify(result: dict) -> Exception:
     codes = error_codes(result)
     error = str(result.get("error", ""))
     description = str(result.get("error_description", "")).split("\r\n")[0][:300]
+    known = next(
+        (row for code in sorted(codes) if (row := refusals.find(f"AADSTS{code}", "microsoft"))),
+        None,
+    )
     if codes & CONSENT_CODES or error == "consent_required":
-        return ConsentRequiredError(
-            "An administrator of your Microsoft 365 organisation must approve Recruitmail "
-            f"before this mailbox can be connected ({description or error})."
-        )
+        row = refusals.find("AADSTS90094", "microsoft")
+        assert row is not None
+        return ConsentRequiredError(row.explain(description or error, address="this mailbox"))
     if codes & DECLINED_CODES or error == "access_denied":
         return PermanentMailError(
             "The sign-in was declined. Start the connection again and accept the permissions "
             "Recruitmail asks for."
         )
-    if codes & CONDITIONAL_ACCESS_CODES:
-        return PermanentMailError(
-            "A Conditional Access policy of your organisation blocked the sign-in; ask your "
-            f"Microsoft 365 administrator to allow Recruitmail ({description})."
-        )
+    if known is not None and known.answer == "AADSTS700016":
+        return ConfigurationError(known.explain(description))
+    if known is not None and known.answer == "AADSTS50076 / AADSTS50079":
+        return AuthExpiredError(known.explain(description))
+    if codes & CONDITIONAL_ACCESS_CODES and known is not None:
+        return PermanentMailError(known.explain(description))
     if codes & CLIENT_SECRET_CODES or error in ("invalid_client", "unauthorized_client"):
         return ConfigurationError(
             "Microsoft refused Recruitmail's client credentials; an operator must update "
@@ -96,14 +101,13 @@ def explain_graph_refusal(err: PermanentMailError, address: str) -> PermanentMai
     said = str(err).lower()
     if isinstance(err, AuthExpiredError):
         return err
+    known = refusals.find(str(err), "microsoft")
+    if known is not None and known.answer in ("MailboxNotEnabledForRESTAPI", "ErrorSendAsDenied"):
+        return PermanentMailError(known.explain(str(err), address=address))
     if any(code in said for code in _UNLICENSED):
-        return PermanentMailError(
-            f"Microsoft 365 will not send from {address}: the mailbox has no Exchange Online "
-            "license, or it is not a user mailbox (a shared mailbox, or one still being set "
-            "up). Assign the user an Exchange Online license in the Microsoft 365 admin center "
-            f"(Users → Active users → {address} → Licenses and apps), wait a few minutes, and "
-            f"test again. ({err})"
-        )
+        row = refusals.find("MailboxNotEnabledForRESTAPI", "microsoft")
+        assert row is not None
+        return PermanentMailError(row.explain(str(err), address=address))
     if any(code in said for code in _QUOTA):
         return PermanentMailError(
             f"Microsoft 365 refused to send from {address} because its sending quota is used "
@@ -307,13 +311,11 @@ class MicrosoftProvider(OAuthProvider):
         return response.headers.get("request-id", "")
 
     def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
-        if mailbox and mailbox.lower() != address.lower() and "sendas" in str(err).lower():
-            return (
-                f"The mailbox {mailbox} signed in, but Microsoft 365 does not let it send as "
-                f"{address}: it is neither {address} itself, nor does it hold Send As rights on "
-                f"it. Give {mailbox} Send As rights on {address} (Exchange admin center → "
-                f"Recipients → Mailboxes → {address} → Delegation), or sign in with {address} "
-                f"itself. ({err})"
+        known = refusals.find(str(err), "microsoft")
+        if known is not None and known.answer == "ErrorSendAsDenied":
+            signed_in = mailbox if mailbox and mailbox.lower() != address.lower() else ""
+            return known.explain(
+                str(err), address=address, **({"mailbox": signed_in} if signed_in else {})
             )
         return str(err)
 

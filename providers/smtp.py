@@ -27,6 +27,7 @@ from core.errors import (
 )
 from core.throttle import Rate, rate_of
 from core.tls import client_tls_context
+from providers import refusals
 from providers.base import (
     Account,
     MailProvider,
@@ -294,19 +295,25 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
     if isinstance(exc, netguard.InternalAddress):
         return ConfigurationError(str(exc))
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        said = _server_said(exc.code, exc.message)
+        known = refusals.find(said, "microsoft")
+        if known is not None:
+            return AuthExpiredError(known.explain(said))
         return AuthExpiredError(
-            f"The mail server {server} refused the username or password "
-            f"({_server_said(exc.code, exc.message)})."
+            f"The mail server {server} refused the username or password ({said})."
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         first = exc.recipients[0] if exc.recipients else None
         if first is not None:
             return classify_smtp_error(first, server)
     if isinstance(exc, aiosmtplib.SMTPResponseException) and _quota_spent(exc.message):
+        said = _server_said(exc.code, exc.message)
+        known = refusals.find(said, "google")
+        if known is not None and known.answer == "550 5.4.5":
+            return QuotaExceeded(f"The mail server {server}: " + known.explain(said))
         return QuotaExceeded(
-            f"The sending mailbox's quota at {server} is spent "
-            f"({_server_said(exc.code, exc.message)}); the message waits for it to reopen "
-            "and goes then."
+            f"The sending mailbox's quota at {server} is spent ({said}); the message waits "
+            "for it to reopen and goes then."
         )
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
         said = _server_said(exc.code, exc.message)
@@ -325,6 +332,10 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
         return TransientMailError(f"The mail server {server} did not answer in time.")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         said = _server_said(exc.code, exc.message)
+        known = refusals.find(said, "google")
+        if known is not None and known.answer in ("550-5.7.26", "421 4.7.0"):
+            kind = PermanentMailError if exc.code >= 500 else TransientMailError
+            return kind(f"The mail server {server}: " + known.explain(said))
         if isinstance(exc, aiosmtplib.SMTPDataError) and 400 <= exc.code < 500 and exc.code != 421:
             # DATA refused for now (a full mailbox, greylisting after DATA): this message only.
             return RecipientDeferred(
@@ -354,13 +365,6 @@ def classify_smtp_error(exc: BaseException, server: str) -> MailError:
 
 # -- connection test ------------------------------------------------------------------------
 
-_MICROSOFT_AUTH_DISABLED = (
-    "SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox (5.7.139). An Exchange "
-    "administrator can enable it for the mailbox: Microsoft 365 admin center → Users → Active "
-    "users → the mailbox → Mail → Manage email apps → Authenticated SMTP, or "
-    "`Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false`. "
-    'Or connect the mailbox with Microsoft sign-in ("kind": "microsoft") instead.'
-)
 _SEND_AS_DENIED = (
     "The server refused to send as {address} (5.7.60 SendAsDenied): the account that signs in "
     "may not send as this address. Sign in with the mailbox of {address} itself."
@@ -376,8 +380,9 @@ def _smtp_said(exc: aiosmtplib.SMTPResponseException) -> str:
 
 def explain_auth_failure(exc: aiosmtplib.SMTPResponseException, address: str) -> str:
     said = _smtp_said(exc)
-    if "5.7.139" in said:
-        return _MICROSOFT_AUTH_DISABLED.format(address=address)
+    known = refusals.find(said, "microsoft")
+    if known is not None and exc.code == 535:
+        return known.explain(said, address=address)
     if exc.code == 530:
         return _MUST_STARTTLS
     if exc.code == 535 or isinstance(exc, aiosmtplib.SMTPAuthenticationError):

@@ -166,6 +166,9 @@ class MicrosoftControls:
     # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
     # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
     app_read: dict[str, set[str]] = field(default_factory=dict)
+    # The token endpoint's next answers, as Entra ID gives them: (AADSTS code, error, words),
+    # e.g. (53003, "invalid_grant", "Access has been blocked by Conditional Access policies.").
+    token_error: tuple[int, str, str] | None = None
 
 
 class MicrosoftFake(_Server):
@@ -304,6 +307,8 @@ class MicrosoftFake(_Server):
             self.client_secret,
         ):
             return self._error(7000215, "invalid_client", "Invalid client secret provided.")
+        if self.controls.token_error is not None and form.get("grant_type") != "client_credentials":
+            return self._error(*self.controls.token_error)
         if form.get("grant_type") == "authorization_code":
             with self.lock:
                 code = self.codes.pop(form.get("code", ""), None)
@@ -420,6 +425,9 @@ class MicrosoftFake(_Server):
 class GoogleControls:
     mailbox: str = ""
     block_app: bool = False  # Workspace policy: the browser comes back with admin_policy_enforced
+    # An unverified app in testing, the person not a test user: the browser comes back with
+    # access_denied.
+    unverified_app: bool = False
     drop_send_scope: bool = False
     throttle_sends: int = 0
     redirect: Redirect | None = None
@@ -488,6 +496,8 @@ class GoogleFake(_Server):
                 return _redirect(
                     q["redirect_uri"], {"error": "admin_policy_enforced", "state": q["state"]}
                 )
+            if self.controls.unverified_app:
+                return _redirect(q["redirect_uri"], {"error": "access_denied", "state": q["state"]})
             code = secrets.token_urlsafe(16)
             self.issued.add(code)
             scopes = q.get("scope", "").split()
