@@ -507,6 +507,14 @@ class ConnectionPublic(BaseModel):
     steps: list[ConnectionStep]
     last_error: str | None
     sending_mailbox: str | None
+    mailbox_mode: str | None = Field(
+        default=None,
+        description='OAuth connections: "own" when the provider lists the address as the '
+        "signed-in mailbox's own (itself, an Exchange proxy address, a verified Gmail send-as "
+        'alias); "shared" when the signed-in mailbox sends from another mailbox it holds '
+        "rights on (a Microsoft shared mailbox: Send As and Full Access). docs/connections.md, "
+        "Shared mailboxes.",
+    )
     smtp: SmtpPublic | None
     workflow_id: str | None
     authorization_url: str | None = None

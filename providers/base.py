@@ -279,8 +279,11 @@ class OAuthProvider(MailProvider):
         raise NotImplementedError
 
     @abstractmethod
-    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
-        """Send raw MIME through the provider's mail API; return its id."""
+    async def post_mime(
+        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+    ) -> str:
+        """Send raw MIME through the provider's mail API as `address`; return its id.
+        `mailbox` is the signed-in mailbox when it is another one (Send As rights)."""
 
     # When the identity provider does not list the address for the signed-in mailbox, may a
     # successful send as the address (the send leg) prove the right to it? (Graph: only a
@@ -358,7 +361,10 @@ class _TokenSession(MailSession):
             if renewed:
                 await asyncio.to_thread(self._account.renewed, renewed)
             self._token = token
-        return await self._provider.post_mime(self._token, self._account.address, mail.mime)
+        account = self._account
+        return await self._provider.post_mime(
+            self._token, account.address, mail.mime, account.mailbox
+        )
 
 
 __all__ = [

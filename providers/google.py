@@ -233,6 +233,25 @@ class GoogleProvider(OAuthProvider):
             scopes=[GMAIL_READONLY if read else GMAIL_SEND],
         )
 
+    def mailbox_refusal(self, identity: Identity, address: str) -> str | None:
+        """Google sends only as the signed-in account or its verified send-as addresses. A
+        Google group or a mailbox delegated to the person (Gmail delegation) cannot be signed
+        into or sent from through the API: the way is a send-as address on a member's mailbox,
+        and the group's mail forwarded for replies."""
+        if identity.vouches_for(address):
+            return None
+        return (
+            f"You signed in as {identity.mailbox}, but Google does not list {address} as that "
+            "account's address or a verified send-as alias of it. If "
+            f"{address} is its own Google account, sign in with it. If it is a Google group or "
+            "a mailbox delegated to you (neither can be signed into): in Gmail for "
+            f"{identity.mailbox}, open Settings → See all settings → Accounts → Send mail as → "
+            f"Add another email address, add {address} and confirm it (for a group, the "
+            "confirmation reaches the group's members), then connect again; for replies, add "
+            "the hosted recruiting address as a member of the group or forward its mail there "
+            "(docs/connections.md, Google groups and delegated mailboxes)."
+        )
+
     def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:
         if not secret.get("refresh_token"):
             raise AuthExpiredError("No Google sign-in is stored; reconnect the mailbox.")
@@ -252,7 +271,9 @@ class GoogleProvider(OAuthProvider):
             changed = {"refresh_token": credentials.refresh_token}
         return str(credentials.token), changed
 
-    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
+    async def post_mime(
+        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+    ) -> str:
         """The message as it is (our Message-ID kept): in the request's JSON when small, else
         through a resumable upload; over Gmail's limit, refused before any request."""
         if len(mime) > GMAIL_UPLOAD_LIMIT:

@@ -29,9 +29,13 @@ from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
 
 # msal adds openid, profile and offline_access itself (and refuses them when given).
-SCOPES = ["Mail.Send", "User.Read"]
+# Mail.Send.Shared lets a signed-in user send from a shared mailbox they hold Send As and Full
+# Access on, through /users/{shared}/sendMail, so the mail is saved in the shared mailbox's Sent
+# Items (learn.microsoft.com/graph/outlook-send-mail-from-other-user); a delegated permission
+# users may grant themselves.
+SCOPES = ["Mail.Send", "Mail.Send.Shared", "User.Read"]
 GRAPH = "https://graph.microsoft.com"
-GRAPH_SCOPES = f"{GRAPH}/Mail.Send {GRAPH}/User.Read"
+GRAPH_SCOPES = " ".join(f"{GRAPH}/{scope}" for scope in SCOPES)
 # Mailbox sync: read the signed-in mailbox (delegated; docs/connections.md has the
 # application-permission alternative, scoped to one mailbox).
 READ_SCOPE = READ_SCOPES["microsoft"]
@@ -96,14 +100,23 @@ _UNLICENSED = ("mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi", "
 _QUOTA = ("quota", "errorexceededmessagelimit", "sendquotaexceeded")
 
 
-def explain_graph_refusal(err: PermanentMailError, address: str) -> PermanentMailError:
-    """Graph's refusals that an admin can act on, in words; others pass through."""
+def explain_graph_refusal(
+    err: PermanentMailError, address: str, mailbox: str = ""
+) -> PermanentMailError:
+    """Graph's refusals that an admin can act on, in words; others pass through. `mailbox` is
+    the signed-in mailbox when it sends from another one (a shared mailbox)."""
     said = str(err).lower()
     if isinstance(err, AuthExpiredError):
         return err
+    other = mailbox and mailbox.lower() != address.lower()
+    if other and "erroraccessdenied" in said:
+        row = refusals.find(str(err), "microsoft")
+        if row is not None and row.answer == "ErrorAccessDenied (shared mailbox)":
+            return PermanentMailError(row.explain(str(err), address=address, mailbox=mailbox))
     known = refusals.find(str(err), "microsoft")
     if known is not None and known.answer in ("MailboxNotEnabledForRESTAPI", "ErrorSendAsDenied"):
-        return PermanentMailError(known.explain(str(err), address=address))
+        names = {"address": address, **({"mailbox": mailbox} if other else {})}
+        return PermanentMailError(known.explain(str(err), **names))
     if any(code in said for code in _UNLICENSED):
         row = refusals.find("MailboxNotEnabledForRESTAPI", "microsoft")
         assert row is not None
@@ -275,8 +288,12 @@ class MicrosoftProvider(OAuthProvider):
         changed = {"token_cache": cache.serialize()} if cache.has_state_changed else None
         return result["access_token"], changed
 
-    async def post_mime(self, access_token: str, address: str, mime: bytes) -> str:
+    async def post_mime(
+        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+    ) -> str:
         """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued.
+        Through /users/{address}: from a shared mailbox, the signed-in `mailbox` sends with
+        Mail.Send.Shared and the mail is saved in the shared mailbox's Sent Items.
 
         A request to Graph carries at most 4 MB, and the MIME goes base64-encoded (4/3 of its
         size): a larger message fails here, before any request, with the reason (larger files
@@ -307,16 +324,12 @@ class MicrosoftProvider(OAuthProvider):
         try:
             mail_api_answer(response, "Microsoft Graph", address)
         except PermanentMailError as err:
-            raise explain_graph_refusal(err, address) from err
+            raise explain_graph_refusal(err, address, mailbox) from err
         return response.headers.get("request-id", "")
 
     def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
-        known = refusals.find(str(err), "microsoft")
-        if known is not None and known.answer == "ErrorSendAsDenied":
-            signed_in = mailbox if mailbox and mailbox.lower() != address.lower() else ""
-            return known.explain(
-                str(err), address=address, **({"mailbox": signed_in} if signed_in else {})
-            )
+        # Graph's refusals are explained where they are raised (explain_graph_refusal), with
+        # the signed-in mailbox: a failed send and a failed test say the same.
         return str(err)
 
     def consent_help(

@@ -114,6 +114,19 @@ TABLE: tuple[Refusal, ...] = (
         "{mailbox} -AccessRights SendAs`. Rights take up to an hour to apply.",
     ),
     Refusal(
+        "ErrorAccessDenied (shared mailbox)",
+        "microsoft",
+        _re(r"\bErrorAccessDenied\b"),
+        "Microsoft 365 did not let {mailbox} send from the mailbox {address} (ErrorAccessDenied): "
+        "sending from a shared mailbox through Graph needs Full Access on it as well as Send As, "
+        'and the sign-in must grant "Send mail on behalf of others" (Mail.Send.Shared).',
+        "An Exchange administrator gives {mailbox} Full Access on {address}: Exchange admin "
+        "center → Recipients → Mailboxes → {address} → Delegation → Read and manage (Full "
+        "Access) → Edit → add {mailbox}, or `Add-MailboxPermission -Identity {address} -User "
+        "{mailbox} -AccessRights FullAccess -AutoMapping $false`. If both rights are there, "
+        "reconnect and accept every permission asked.",
+    ),
+    Refusal(
         "MailboxNotEnabledForRESTAPI",
         "microsoft",
         _re(r"MailboxNotEnabledForRESTAPI|MailboxNotSupportedForRESTAPI"),

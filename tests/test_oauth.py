@@ -131,6 +131,7 @@ async def test_mismatched_mailbox_and_unticked_scope_fail_with_reasons(
     assert o_page.status_code == 200 and "The mailbox was not connected" in o_page.text
     assert "someone.else@acme.example" in o_failed["last_error"] and other in o_failed["last_error"]
     assert "verified send-as alias" in o_failed["last_error"]
+    assert "Google group" in o_failed["last_error"]  # the way for a group or a delegation
     assert g_page.status_code == 200 and "The mailbox was not connected" in g_page.text
     assert "send email on your behalf was not granted" in g_failed["last_error"]
 
@@ -147,10 +148,12 @@ async def test_an_alias_the_identity_provider_vouches_for_connects(
         ms = await w.connect(tenant, "microsoft", proxied)
         await w.browse(ms["authorization_url"])
         ms_tested = await w.wait_status(tenant, ms["id"], {"tested", "test_failed", "failed"})
-        # Microsoft: another mailbox that holds Send As rights, proven by the test message.
+        # Microsoft: a shared mailbox the signed-in one holds Send As and Full Access on,
+        # proven by the test message (sent from it, saved in its Sent Items).
         delegated = address()
         w.microsoft.controls.aliases = []
         w.microsoft.controls.send_as = [delegated]
+        w.microsoft.controls.full_access = [delegated]
         sa = await w.connect(tenant, "microsoft", delegated)
         await w.browse(sa["authorization_url"])
         sa_tested = await w.wait_status(tenant, sa["id"], {"tested", "test_failed", "failed"})
@@ -174,6 +177,10 @@ async def test_an_alias_the_identity_provider_vouches_for_connects(
     assert "recruiting.team@contoso.example" in mailbox_step["detail"]
     assert sa_tested["status"] == "tested", sa_tested["last_error"]
     assert g_tested["status"] == "tested", g_tested["last_error"]
+    # Which mode each runs in: the shared mailbox sends from itself, into its Sent Items.
+    modes = [c["mailbox_mode"] for c in (ms_tested, sa_tested, g_tested)]
+    assert modes == ["own", "shared", "own"]
+    assert len(w.microsoft.sent_items[delegated]) == 1
     assert p_failed["status"] == "failed"
     assert "hr@acme.example" in p_failed["last_error"] and pending in p_failed["last_error"]
     assert "gmail.settings.basic" in scopes

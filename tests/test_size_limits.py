@@ -13,9 +13,9 @@ from core.errors import PermanentMailError
 from providers.base import Outgoing
 from providers.google import GoogleProvider
 from providers.microsoft import MicrosoftProvider
-from tests.fakes.oauth import GoogleFake
 from providers.smtp import SmtpSecurity, SmtpSession, SmtpTarget, send_over_smtp
 from tests.fakes.net import free_port
+from tests.fakes.oauth import GoogleFake
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import test_settings as make_settings
 

@@ -98,6 +98,7 @@ def to_public(
         steps=[ConnectionStep(**step) for step in connection.steps],
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,
+        mailbox_mode=mailbox_mode(connection),
         smtp=smtp,
         workflow_id=connection.run_id,
         created_at=connection.created_at,
@@ -146,6 +147,21 @@ def set_quota(session: Session, user: User, connection: Connection, body: QuotaU
         recipients_per_day=body.recipients_per_day,
     )
     session.commit()
+
+
+def mailbox_mode(connection: Connection) -> str | None:
+    """How an OAuth connection sends: as the signed-in mailbox or one of its own addresses
+    ("own"), or from another mailbox it holds rights on ("shared": a Microsoft shared mailbox
+    with Send As and Full Access)."""
+    if connection.kind not in ("microsoft", "google"):
+        return None
+    signed_in = (connection.display_mailbox or "").lower()
+    if not signed_in or signed_in == connection.custom_address.lower():
+        return "own"
+    # The sign-in's step says when the provider lists the address as the mailbox's own.
+    own = f"lists {connection.custom_address.lower()} as one of its addresses"
+    listed = any(own in str(step.get("detail", "")).lower() for step in connection.steps)
+    return "own" if listed else "shared"
 
 
 def redirect_check(connection: Connection) -> RedirectCheckPublic:

@@ -163,6 +163,10 @@ class MicrosoftControls:
     # Send As rights on.
     aliases: list[str] = field(default_factory=list)
     send_as: list[str] = field(default_factory=list)
+    # Mailboxes the signed-in user holds Full Access on (a shared mailbox's members): with Send
+    # As and the Mail.Send.Shared scope, /users/{that mailbox}/sendMail sends from it and saves
+    # the mail in its Sent Items (learn.microsoft.com/graph/outlook-send-mail-from-other-user).
+    full_access: list[str] = field(default_factory=list)
     # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
     # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
     app_read: dict[str, set[str]] = field(default_factory=dict)
@@ -186,6 +190,7 @@ class MicrosoftFake(_Server):
         self.app_tokens: dict[str, str] = {}  # client-credentials token -> tenant
         self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
         self.sent: list[dict] = []
+        self.sent_items: dict[str, list[bytes]] = {}  # mailbox -> its Sent Items
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued: set[str] = set()  # every code and token handed out, for history scans
@@ -395,8 +400,30 @@ class MicrosoftFake(_Server):
                 self.controls.throttle_sends -= 1
                 return 429, {"Retry-After": "1"}, {"error": {"code": "ApplicationThrottled"}}
         own = {mailbox.lower(), *(a.lower() for a in self.controls.aliases)}
-        if address.lower() not in own | {a.lower() for a in self.controls.send_as}:
-            return 403, {}, {"error": {"code": "ErrorSendAsDenied", "message": "Send as denied"}}
+        other = address.lower() not in own
+        with self.lock:
+            scopes = self.access_scopes.get(headers.get("Authorization", "")[7:], [])
+        denied = {
+            "code": "ErrorAccessDenied",
+            "message": "Access is denied. Check credentials and try again.",
+        }
+        if other and not any(s.endswith("/Mail.Send.Shared") for s in scopes):
+            return 403, {}, {"error": denied}
+        if other and address.lower() not in {a.lower() for a in self.controls.send_as}:
+            return (
+                403,
+                {},
+                {
+                    "error": {
+                        "code": "ErrorSendAsDenied",
+                        "message": "The user account which was used to submit this request does "
+                        "not have the right to send mail on behalf of the specified sending "
+                        "account. Cannot submit message.",
+                    }
+                },
+            )
+        if other and address.lower() not in {a.lower() for a in self.controls.full_access}:
+            return 403, {}, {"error": denied}
         if headers.get("Content-Type") != "text/plain":
             return 415, {}, {"error": {"code": "UnsupportedMediaType"}}
         if self.controls.unlicensed:
@@ -414,6 +441,8 @@ class MicrosoftFake(_Server):
         mime = base64.b64decode(body)
         with self.lock:
             self.sent.append({"address": address, "mime": mime, "at": time.monotonic()})
+            # /users/{address}/sendMail saves the mail in that mailbox's Sent Items.
+            self.sent_items.setdefault(address.lower(), []).append(mime)
         _redirect_to_self(self.controls.redirect, mailbox, mime)
         return 202, {"request-id": secrets.token_hex(8)}, b""
 
