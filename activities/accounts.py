@@ -64,6 +64,7 @@ class Accounts:
             save_secret=lambda secret: self.save_secret(connection_id, secret),
             connection_id=connection_id,
             mailbox=connection.display_mailbox or "",
+            scopes=tuple(connection.granted_scopes or ()),
         )
 
     def save_secret(self, connection_id: str, secret: Secret) -> None:

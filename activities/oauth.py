@@ -60,9 +60,10 @@ class OAuthActivities(OAuthContract, ConsentContract):
             connection = get_or_fail(session, Connection, input.connection_id)
             kind, address = connection.kind, connection.custom_address
             read = InboundPath.MAILBOX_SYNC in (connection.inbound_paths or [])
+            write = connection.large_files
         state, nonce = self.new_state(uuid.UUID(input.connection_id), "signin")
         try:
-            url, flow = self._accounts.oauth(kind).authorization_url(state, address, read)
+            url, flow = self._accounts.oauth(kind).authorization_url(state, address, read, write)
         except TransientMailError as err:
             raise ApplicationError(str(err), type="TransientMailError") from err
         except MailError as err:
@@ -88,6 +89,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
             connection.oauth_flow_blob = None
             kind, address, cid = connection.kind, connection.custom_address, connection.id
             read = InboundPath.MAILBOX_SYNC in (connection.inbound_paths or [])
+            write = connection.large_files
         if callback is None or flow is None:
             return ExchangeResult(
                 ExchangeOutcome.RETRY_SIGNIN, "The sign-in answer was lost; sign in again."
@@ -96,7 +98,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
         try:
             grant = provider.exchange_code(flow, callback)
         except ConsentRequiredError as err:
-            self._await_consent(provider, cid, address, read)
+            self._await_consent(provider, cid, address, read, write)
             return ExchangeResult(
                 ExchangeOutcome.CONSENT_REQUIRED, str(err), consent_link=provider.consent_link
             )
@@ -126,11 +128,16 @@ class OAuthActivities(OAuthContract, ConsentContract):
         return ExchangeResult(ExchangeOutcome.AUTHORIZED, mailbox=grant.mailbox)
 
     def _await_consent(
-        self, provider: OAuthProvider, connection_id: uuid.UUID, address: str, read: bool
+        self,
+        provider: OAuthProvider,
+        connection_id: uuid.UUID,
+        address: str,
+        read: bool,
+        write: bool = False,
     ) -> None:
         """Store what the person connecting forwards to an administrator."""
         state, nonce = self.new_state(connection_id, "admin-consent")
-        help = provider.consent_help(str(connection_id), address, state, read)
+        help = provider.consent_help(str(connection_id), address, state, read, write)
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
             connection.admin_consent_url = help.admin_consent_url

@@ -436,6 +436,12 @@ class ConnectionCreate(Request):
     # How replies come in (default: the redirect). With mailbox_sync here, the first sign-in
     # asks for the read permission too.
     inbound_paths: list[InboundPathName] | None = Field(default=None, min_length=1, max_length=3)
+    large_files: bool = Field(
+        default=False,
+        description="Microsoft only: send files over Graph's 4 MB request (up to the mailbox's "
+        "maximum, 35 MB by default) as a draft with upload sessions; the sign-in then asks for "
+        "Mail.ReadWrite too. Gmail and SMTP take large files without it.",
+    )
 
 
 class ForwardingConfirmationPublic(BaseModel):
@@ -445,6 +451,10 @@ class ForwardingConfirmationPublic(BaseModel):
 
     code: str
     received_at: datetime | None = None
+
+
+class LargeFilesUpdate(Request):
+    enabled: bool
 
 
 class InboundPathsUpdate(Request):
@@ -507,6 +517,7 @@ class ConnectionPublic(BaseModel):
     steps: list[ConnectionStep]
     last_error: str | None
     sending_mailbox: str | None
+    large_files: bool = False
     mailbox_mode: str | None = Field(
         default=None,
         description='OAuth connections: "own" when the provider lists the address as the '

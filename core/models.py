@@ -251,6 +251,10 @@ class Connection(SQLModel, table=True):
     import_scope: str = Field(default="replies", max_length=16)
     # The OAuth scopes the stored grant carries (reading mail needs its own).
     granted_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Files over Graph's 4 MB request (Microsoft): the sign-in asks for Mail.ReadWrite, and such
+    # a message goes as a draft with upload sessions (providers/microsoft.py). Gmail and SMTP
+    # take large files without it.
+    large_files: bool = Field(default=False)
     # Gmail's forwarding confirmation code for this address, as it arrived at the hosted address.
     forwarding_code: str | None = Field(default=None, max_length=64)
     forwarding_code_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))

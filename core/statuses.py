@@ -81,6 +81,15 @@ class ConnectionStatus(StrEnum):
 
 # The connection that sends for its scope. needs_reauth stays here: no silent fallback.
 LIVE_STATUSES = (ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH)
+# A connection that has ended: nothing about it changes any more.
+ENDED_STATUSES = (
+    ConnectionStatus.CANCELLED,
+    ConnectionStatus.FAILED,
+    ConnectionStatus.EXPIRED,
+    ConnectionStatus.DISABLED,
+)
+# Nobody has signed in yet: a change of permissions goes into the coming sign-in.
+SIGN_IN_PENDING = (ConnectionStatus.AWAITING_AUTHORIZATION, ConnectionStatus.AWAITING_ADMIN_CONSENT)
 # A setup still under way; its workflow is running.
 SETUP_STATUSES = (
     ConnectionStatus.AWAITING_AUTHORIZATION,

@@ -60,6 +60,7 @@ class Account:
     save_secret: Callable[[Secret], None] | None = None
     connection_id: str | None = None
     mailbox: str = ""  # OAuth: the mailbox that signed in, when it is not the address itself
+    scopes: tuple[str, ...] = ()  # OAuth: the permissions the stored grant carries
 
     def renewed(self, secret: Secret) -> None:
         self.secret = secret
@@ -239,11 +240,11 @@ class OAuthProvider(MailProvider):
 
     @abstractmethod
     def authorization_url(
-        self, state: str, login_hint: str, read: bool = False
+        self, state: str, login_hint: str, read: bool = False, write: bool = False
     ) -> tuple[str, Secret]:
         """The sign-in URL, and the flow data (PKCE verifier) to keep encrypted; `read` asks
         for the read permission too (only the new one is asked of a user who granted the
-        rest)."""
+        rest); `write`, for what large files need where the provider needs more (Graph)."""
 
     @abstractmethod
     def exchange_code(self, flow: Secret, query: dict[str, str]) -> Grant:
@@ -256,7 +257,7 @@ class OAuthProvider(MailProvider):
 
     @abstractmethod
     def consent_help(
-        self, connection_id: str, address: str, state: str, read: bool = False
+        self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
     ) -> ConsentHelp:
         """What to show while an administrator's consent is missing."""
 
@@ -280,10 +281,16 @@ class OAuthProvider(MailProvider):
 
     @abstractmethod
     async def post_mime(
-        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+        self,
+        access_token: str,
+        address: str,
+        mime: bytes,
+        mailbox: str = "",
+        scopes: tuple[str, ...] = (),
     ) -> str:
         """Send raw MIME through the provider's mail API as `address`; return its id.
-        `mailbox` is the signed-in mailbox when it is another one (Send As rights)."""
+        `mailbox` is the signed-in mailbox when it is another one (Send As rights); `scopes`,
+        what the stored grant carries."""
 
     # When the identity provider does not list the address for the signed-in mailbox, may a
     # successful send as the address (the send leg) prove the right to it? (Graph: only a
@@ -363,7 +370,7 @@ class _TokenSession(MailSession):
             self._token = token
         account = self._account
         return await self._provider.post_mime(
-            self._token, account.address, mail.mime, account.mailbox
+            self._token, account.address, mail.mime, account.mailbox, account.scopes
         )
 
 

@@ -92,7 +92,7 @@ class GoogleProvider(OAuthProvider):
         return GmailReader(self.http, self.settings.google_gmail_url)
 
     def consent_help(
-        self, connection_id: str, address: str, state: str, read: bool = False
+        self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
     ) -> ConsentHelp:
         client_id = self.settings.google_client_id
         return ConsentHelp(admin_instructions=admin_instructions(client_id, read))
@@ -127,7 +127,7 @@ class GoogleProvider(OAuthProvider):
         return SCOPES + ([GMAIL_SETTINGS] if self.settings.google_send_as_aliases else [])
 
     def authorization_url(
-        self, state: str, login_hint: str, read: bool = False
+        self, state: str, login_hint: str, read: bool = False, write: bool = False
     ) -> tuple[str, Secret]:
         flow = self._flow(read=read)
         url, _ = flow.authorization_url(
@@ -272,7 +272,12 @@ class GoogleProvider(OAuthProvider):
         return str(credentials.token), changed
 
     async def post_mime(
-        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+        self,
+        access_token: str,
+        address: str,
+        mime: bytes,
+        mailbox: str = "",
+        scopes: tuple[str, ...] = (),
     ) -> str:
         """The message as it is (our Message-ID kept): in the request's JSON when small, else
         through a resumable upload; over Gmail's limit, refused before any request."""

@@ -7,10 +7,16 @@ built inside activities, never at import or in the API.
 from __future__ import annotations
 
 import base64
+import itertools
 import re
-from typing import ClassVar
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
+import httpx
 import msal
 
 from core.errors import (
@@ -36,6 +42,10 @@ from providers.mailbox import GraphReader
 SCOPES = ["Mail.Send", "Mail.Send.Shared", "User.Read"]
 GRAPH = "https://graph.microsoft.com"
 GRAPH_SCOPES = " ".join(f"{GRAPH}/{scope}" for scope in SCOPES)
+# Large files: a message over Graph's 4 MB request goes as a draft with its files attached
+# through upload sessions, then sent; drafts need Mail.ReadWrite (Mail.ReadWrite.Shared in a
+# shared mailbox). Asked only of connections with large files on.
+WRITE_SCOPES = ["Mail.ReadWrite", "Mail.ReadWrite.Shared"]
 # Mailbox sync: read the signed-in mailbox (delegated; docs/connections.md has the
 # application-permission alternative, scoped to one mailbox).
 READ_SCOPE = READ_SCOPES["microsoft"]
@@ -48,6 +58,13 @@ _GENERIC_TENANTS = {"organizations", "common", "consumers"}
 # Graph's limit on a REST request's size (learn.microsoft.com/graph/outlook-large-attachments:
 # files over 3 MB need an upload session; 4 MB per request).
 GRAPH_REQUEST_LIMIT = 4 * 1024 * 1024
+# A file under this goes in one POST on the draft's attachments; a larger one through an
+# upload session, in chunks of up to 4 MB that are multiples of 320 KiB (the last excepted).
+GRAPH_SMALL_FILE = 3 * 1000 * 1000
+UPLOAD_CHUNK = 10 * 320 * 1024
+# Exchange Online's default maximum message size, files included (35 MB; a tenant may set its
+# own: learn.microsoft.com/graph/api/attachment-createuploadsession).
+GRAPH_MESSAGE_LIMIT = 35 * 1024 * 1024
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
@@ -129,6 +146,69 @@ def explain_graph_refusal(
     return err
 
 
+@dataclass(frozen=True)
+class File:
+    name: str
+    content_type: str
+    data: bytes
+
+
+def split_files(mime: bytes, keep_under: int) -> tuple[bytes, list[File]]:
+    """The message without its largest attached files, byte for byte otherwise, so that what
+    stays base64-encodes under Graph's request limit; and the files taken out. Only the top
+    level's `Content-Disposition: attachment` parts move (the text, HTML and inline images
+    stay)."""
+    head = BytesParser(policy=policy.default).parsebytes(mime, headersonly=True)
+    boundary = head.get_boundary()
+    if head.get_content_maintype() != "multipart" or not boundary:
+        return mime, []
+    newline = b"\r\n" if b"\r\n" in mime[:2048] else b"\n"
+    delimiter = newline + b"--" + boundary.encode()
+    starts = [i for i in _find_all(mime, delimiter)]
+    if not starts:
+        return mime, []
+    closing = next((i for i in starts if mime.startswith(delimiter + b"--", i)), len(mime))
+    bounds = [i for i in starts if i < closing] + [closing]
+    parts = [mime[a:b] for a, b in itertools.pairwise(bounds)]
+    movable = []
+    for index, part in enumerate(parts):
+        body_at = part.find(newline + newline, len(delimiter))
+        headers = BytesParser(policy=policy.default).parsebytes(
+            part[len(delimiter) :].lstrip(b"\r\n") if body_at != -1 else b"", headersonly=True
+        )
+        if headers.get_content_disposition() == "attachment":
+            movable.append((len(part), index))
+    taken: set[int] = set()
+    size = len(mime)
+    for length, index in sorted(movable, reverse=True):
+        if size < keep_under:
+            break
+        taken.add(index)
+        size -= length
+    files = []
+    for index in sorted(taken):
+        attached = BytesParser(policy=policy.default).parsebytes(
+            parts[index][len(delimiter) :].lstrip(b"\r\n")
+        )
+        data = attached.get_payload(decode=True)
+        files.append(
+            File(
+                attached.get_filename() or "attachment",
+                attached.get_content_type(),
+                data if isinstance(data, bytes) else b"",
+            )
+        )
+    kept = b"".join(part for index, part in enumerate(parts) if index not in taken)
+    return mime[: bounds[0]] + kept + mime[closing:], files
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at != -1:
+        yield at
+        at = data.find(needle, at + len(needle))
+
+
 class MicrosoftProvider(OAuthProvider):
     """A Microsoft 365 mailbox: msal sign-in, Graph sendMail with the raw MIME."""
 
@@ -205,10 +285,10 @@ class MicrosoftProvider(OAuthProvider):
         return str(result["access_token"])
 
     def authorization_url(
-        self, state: str, login_hint: str, read: bool = False
+        self, state: str, login_hint: str, read: bool = False, write: bool = False
     ) -> tuple[str, Secret]:
         flow = self._app().initiate_auth_code_flow(
-            SCOPES + ([READ_SCOPE] if read else []),
+            SCOPES + ([READ_SCOPE] if read else []) + (WRITE_SCOPES if write else []),
             redirect_uri=self.settings.oauth_redirect_uri(self.kind),
             state=state,
             login_hint=login_hint,
@@ -274,7 +354,10 @@ class MicrosoftProvider(OAuthProvider):
         accounts = app.get_accounts()
         if not accounts:
             raise AuthExpiredError("No Microsoft sign-in is stored; reconnect the mailbox.")
-        scopes = [READ_SCOPE] if read else SCOPES
+        # Mail.Send alone: the token Microsoft issues carries every permission the mailbox
+        # granted, and asking for one it did not grant (Mail.Send.Shared, for an older sign-in)
+        # would fail the refresh.
+        scopes = [READ_SCOPE] if read else ["Mail.Send"]
         result = app.acquire_token_silent_with_error(scopes, account=accounts[0])
         if result is None:
             raise AuthExpiredError("The Microsoft sign-in has expired; reconnect the mailbox.")
@@ -289,7 +372,12 @@ class MicrosoftProvider(OAuthProvider):
         return result["access_token"], changed
 
     async def post_mime(
-        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+        self,
+        access_token: str,
+        address: str,
+        mime: bytes,
+        mailbox: str = "",
+        scopes: tuple[str, ...] = (),
     ) -> str:
         """Graph sendMail with the raw MIME, so our Message-ID survives. 202 means queued.
         Through /users/{address}: from a shared mailbox, the signed-in `mailbox` sends with
@@ -300,15 +388,23 @@ class MicrosoftProvider(OAuthProvider):
         need an upload session: docs/connections.md, Limits)."""
         body = base64.b64encode(mime)
         if len(body) > GRAPH_REQUEST_LIMIT:
-            raise PermanentMailError(
-                too_large(
-                    len(mime),
-                    GRAPH_REQUEST_LIMIT * 3 // 4,
-                    "Microsoft 365 through Graph's sendMail",
-                    " (its 4 MB request limit, the message base64-encoded); Recruitmail does "
-                    "not use Graph's upload sessions for larger attachments yet",
+            if len(mime) > GRAPH_MESSAGE_LIMIT:
+                raise PermanentMailError(
+                    too_large(len(mime), GRAPH_MESSAGE_LIMIT, "Microsoft 365", " for this mailbox")
                 )
-            )
+            if "Mail.ReadWrite" not in scopes:
+                raise PermanentMailError(
+                    too_large(
+                        len(mime),
+                        GRAPH_REQUEST_LIMIT * 3 // 4,
+                        "Microsoft 365 through Graph's sendMail",
+                        " (its 4 MB request limit, the message base64-encoded). Larger "
+                        "messages go as a draft with upload sessions once large files are on "
+                        "for this connection (PUT /v1/connections/{id}/large-files), which asks "
+                        "the mailbox for the Read and write mail permission",
+                    )
+                )
+            return await self._send_as_draft(access_token, address, mime, mailbox)
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
             f"{quote(address, safe='@')}/sendMail"
@@ -327,17 +423,93 @@ class MicrosoftProvider(OAuthProvider):
             raise explain_graph_refusal(err, address, mailbox) from err
         return response.headers.get("request-id", "")
 
+    async def _send_as_draft(
+        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+    ) -> str:
+        """A message over Graph's 4 MB request: the MIME without its largest files becomes a
+        draft (our Message-ID and threading headers kept), each file taken out is attached
+        (one POST under 3 MB, else an upload session in chunks), then the draft is sent."""
+        draft, files = split_files(mime, GRAPH_REQUEST_LIMIT * 3 // 4 - 64 * 1024)
+        base = (
+            f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
+            f"{quote(address, safe='@')}/messages"
+        )
+        auth = {"Authorization": f"Bearer {access_token}"}
+
+        async def call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+            response = await send_request(self.http, "Microsoft Graph", method, url, **kwargs)
+            try:
+                mail_api_answer(response, "Microsoft Graph", address)
+            except PermanentMailError as err:
+                raise explain_graph_refusal(err, address, mailbox) from err
+            return response
+
+        created = await call(
+            "POST",
+            base,
+            content=base64.b64encode(draft),
+            headers={**auth, "Content-Type": "text/plain"},
+        )
+        draft_id = quote(str(created.json().get("id", "")), safe="")
+        for file in files:
+            if len(file.data) < GRAPH_SMALL_FILE:
+                await call(
+                    "POST",
+                    f"{base}/{draft_id}/attachments",
+                    json={
+                        "@odata.type": "#microsoft.graph.fileAttachment",
+                        "name": file.name,
+                        "contentType": file.content_type,
+                        "contentBytes": base64.b64encode(file.data).decode(),
+                    },
+                    headers=auth,
+                )
+                continue
+            session = await call(
+                "POST",
+                f"{base}/{draft_id}/attachments/createUploadSession",
+                json={
+                    "AttachmentItem": {
+                        "attachmentType": "file",
+                        "name": file.name,
+                        "size": len(file.data),
+                        "contentType": file.content_type,
+                    }
+                },
+                headers=auth,
+            )
+            upload_url = str(session.json().get("uploadUrl", ""))
+            if not upload_url.startswith("https://"):
+                raise TransientMailError("Microsoft Graph did not open an upload session.")
+            total = len(file.data)
+            for start in range(0, total, UPLOAD_CHUNK):
+                chunk = file.data[start : start + UPLOAD_CHUNK]
+                # The upload URL carries its own authorization: no Authorization header.
+                await call(
+                    "PUT",
+                    upload_url,
+                    content=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{total}",
+                    },
+                )
+        sent = await call("POST", f"{base}/{draft_id}/send", headers=auth)
+        return sent.headers.get("request-id", "")
+
     def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
         # Graph's refusals are explained where they are raised (explain_graph_refusal), with
         # the signed-in mailbox: a failed send and a failed test say the same.
         return str(err)
 
     def consent_help(
-        self, connection_id: str, address: str, state: str, read: bool = False
+        self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
     ) -> ConsentHelp:
-        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state, read))
+        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state, read, write))
 
-    def admin_consent_url(self, custom_address: str, state: str, read: bool = False) -> str:
+    def admin_consent_url(
+        self, custom_address: str, state: str, read: bool = False, write: bool = False
+    ) -> str:
         """The tenant's admin-consent link, for the person connecting to forward to an admin."""
         tenant = self.settings.microsoft_tenant
         if tenant in _GENERIC_TENANTS:
@@ -345,7 +517,11 @@ class MicrosoftProvider(OAuthProvider):
         query = urlencode(
             {
                 "client_id": self.settings.microsoft_client_id,
-                "scope": GRAPH_SCOPES + (f" {GRAPH}/{READ_SCOPE}" if read else ""),
+                "scope": " ".join(
+                    [GRAPH_SCOPES]
+                    + ([f"{GRAPH}/{READ_SCOPE}"] if read else [])
+                    + ([f"{GRAPH}/{scope}" for scope in WRITE_SCOPES] if write else [])
+                ),
                 "redirect_uri": self.settings.admin_consent_redirect_uri(),
                 "state": state,
             }

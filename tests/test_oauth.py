@@ -4,8 +4,10 @@ against local fakes, the real setup workflow, the API's callbacks, and sending."
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import timedelta
+from email import message_from_bytes
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -429,3 +431,58 @@ async def test_a_callback_that_cannot_reach_temporal_can_be_reloaded(
     assert unavailable.status_code == 503 and "Reload" in unavailable.text
     assert reloaded.status_code == 200, reloaded.text  # the same link works once it is back
     assert tested["status"] == "tested"
+
+
+async def test_large_files_on_a_live_microsoft_connection_ask_for_drafts_then_send_6_mb(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """A live Microsoft connection refuses a 6 MB message at once and says how to allow it;
+    turning large files on asks the mailbox for Mail.ReadWrite alone while sending goes on;
+    then the same file goes as a draft with an upload session. Google and SMTP get 422, another
+    company 404."""
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant, other = w.stack.tenant(), w.stack.tenant(name="Other")
+        live = await connected(w, tenant, "microsoft", address())
+        http = w.stack.http
+        data = os.urandom(6_000_000)
+
+        async def send_file() -> dict:
+            upload = await http.post(
+                "/v1/attachments",
+                files={"file": ("Offer.pdf", data, "application/pdf")},
+                headers=tenant.headers,
+            )
+            assert upload.status_code == 201, upload.text
+            candidate = await w.stack.candidate(tenant)
+            queued = await w.stack.send(
+                tenant, candidate["id"], attachment_ids=[upload.json()["id"]]
+            )
+            return await w.stack.wait_for_status(tenant, queued["id"], {"sent", "failed"})
+
+        refused = await send_file()
+        url = f"/v1/connections/{live['id']}/large-files"
+        foreign = await http.put(url, json={"enabled": True}, headers=other.headers)
+        asked = await http.put(url, json={"enabled": True}, headers=tenant.headers)
+        meanwhile = await w.stack.send_and_settle(tenant)
+        await w.browse(asked.json()["authorization_url"])
+        back = await w.wait_status(tenant, live["id"], {"active"}, timeout=60)
+        sent = await send_file()
+        google = await w.connect(other, "google", address("acme.example"))
+        not_needed = await http.put(
+            f"/v1/connections/{google['id']}/large-files",
+            json={"enabled": True},
+            headers=other.headers,
+        )
+
+    assert refused["status"] == "failed" and refused["attempts"] == 1, refused  # no retry
+    assert "large-files" in refused["error"] and "Read and write mail" in refused["error"]
+    assert foreign.status_code == 404
+    assert asked.status_code == 200 and asked.json()["large_files"] is True
+    assert "Mail.ReadWrite" in asked.json()["authorization_url"]
+    assert meanwhile["status"] == "sent"  # the live connection kept sending
+    assert back["large_files"] is True and back["status"] == "active"
+    assert sent["status"] == "sent", sent
+    [draft] = [item for item in w.microsoft.sent if item.get("via") == "draft"]
+    assert data in message_from_bytes(draft["mime"]).get_payload()[-1].get_payload(decode=True)
+    assert w.microsoft.uploaded and sum(w.microsoft.uploaded[-1]) == len(data)
+    assert not_needed.status_code == 422 and "only Microsoft" in not_needed.text

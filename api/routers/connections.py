@@ -22,6 +22,7 @@ from api.schemas import (
     DeliverabilityPublic,
     InboundPathsUpdate,
     InboundPublic,
+    LargeFilesUpdate,
     QuotaUpdate,
 )
 from api.services import connections as service
@@ -341,6 +342,22 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
     return await setup.answer()
 
 
+@router.put("/{connection_id}/large-files", response_model=ConnectionPublic)
+async def set_large_files(body: LargeFilesUpdate, setup: SetupDep) -> ConnectionPublic:
+    """Microsoft only: send files over Graph's 4 MB request as a draft with upload sessions
+    (docs/connections.md, Limits). Turning it on for a signed-in mailbox that has not granted
+    Mail.ReadWrite starts a new sign-in on the same connection (`authorization_url`), asking
+    for that permission; sending goes on meanwhile. 422 for Google and SMTP, which need no
+    such setting."""
+    connection = setup.connection
+    sign_in = await run_in_threadpool(
+        service.set_large_files, setup.session, setup.user, connection, body.enabled
+    )
+    if sign_in:
+        await _ask_permission(setup, reconnect=True)
+    return await setup.answer()
+
+
 # -- inbound paths ---------------------------------------------------------------------------
 
 
@@ -370,15 +387,16 @@ async def update_inbound(body: InboundPathsUpdate, setup: SetupDep) -> InboundPu
     if change.stop_sync:
         await stop_mailbox_sync(setup.temporal, str(connection.id))
     if change.needs_consent or change.restart_sign_in:
-        await _ask_read_permission(setup, reconnect=change.needs_consent)
+        await _ask_permission(setup, reconnect=change.needs_consent)
     await _sync_if_needed(setup)
     answer = await run_in_threadpool(_inbound_answer, setup)
     return answer
 
 
-async def _ask_read_permission(setup: Setup, *, reconnect: bool) -> None:
-    """A new sign-in on the same connection that asks for the read permission too; a live
-    connection keeps sending meanwhile and is active again once the sign-in's test passes."""
+async def _ask_permission(setup: Setup, *, reconnect: bool) -> None:
+    """A new sign-in on the same connection that asks for what it now needs too (the read
+    permission for mailbox sync, Mail.ReadWrite for large files); a live connection keeps
+    sending meanwhile and is active again once the sign-in's test passes."""
     connection = setup.connection
     live = connection.status in LIVE_STATUSES
     if reconnect:

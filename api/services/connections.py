@@ -47,9 +47,11 @@ from core.security import secret_box
 from core.senders import live_connection
 from core.settings import Settings
 from core.statuses import (
+    ENDED_STATUSES,
     KIND_LABELS,
     LIVE_STATUSES,
     OAUTH_KINDS,
+    SIGN_IN_PENDING,
     ConnectionKind,
     ConnectionStatus,
     InboundPath,
@@ -99,6 +101,7 @@ def to_public(
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,
         mailbox_mode=mailbox_mode(connection),
+        large_files=connection.large_files,
         smtp=smtp,
         workflow_id=connection.run_id,
         created_at=connection.created_at,
@@ -147,6 +150,40 @@ def set_quota(session: Session, user: User, connection: Connection, body: QuotaU
         recipients_per_day=body.recipients_per_day,
     )
     session.commit()
+
+
+LARGE_FILES_ONLY_MICROSOFT = (
+    "large_files: only Microsoft connections need it (Graph takes 4 MB per request); Gmail and "
+    "SMTP take files up to their own limits without it."
+)
+# The permission Graph's drafts need, for a message over its 4 MB request.
+LARGE_FILES_SCOPE = "Mail.ReadWrite"
+
+
+def set_large_files(session: Session, user: User, connection: Connection, enabled: bool) -> bool:
+    """Turn large files on or off (audited); True when the mailbox must sign in again to grant
+    Mail.ReadWrite. 422 for a connection that is not Microsoft; 409 for one that has ended."""
+    if connection.kind != ConnectionKind.MICROSOFT:
+        raise _unprocessable(LARGE_FILES_ONLY_MICROSOFT)
+    if connection.status in ENDED_STATUSES:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"This connection has ended ({connection.status}); create a new connection.",
+        )
+    before = connection.large_files
+    connection.large_files = enabled
+    connection.updated_at = utcnow()
+    session.add(connection)
+    audit.record_connection(
+        session,
+        connection,
+        user.id,
+        "connection.large_files",
+        large_files={"before": before, "after": enabled},
+    )
+    session.commit()
+    signed_in = connection.status not in SIGN_IN_PENDING
+    return enabled and signed_in and LARGE_FILES_SCOPE not in (connection.granted_scopes or [])
 
 
 def mailbox_mode(connection: Connection) -> str | None:
@@ -292,6 +329,8 @@ def create_row(
     problem = inbound_paths.paths_problem(body.kind, paths)
     if problem:
         raise _unprocessable(f"inbound_paths: {problem}")
+    if body.large_files and body.kind != ConnectionKind.MICROSOFT:
+        raise _unprocessable(LARGE_FILES_ONLY_MICROSOFT)
     connection_id = uuid.uuid4()
     connection = Connection(
         id=connection_id,
@@ -304,6 +343,7 @@ def create_row(
         workflow_id=setup_workflow_id(str(connection_id)),
         created_by_user_id=user.id,
         inbound_paths=paths,
+        large_files=body.large_files,
         **fields,
     )
     detail: dict[str, Any] = {}

@@ -20,21 +20,17 @@ from core.inbound import tokens
 from core.models import Company, Connection, MailboxSync, User, utcnow
 from core.settings import Settings
 from core.statuses import (
+    ENDED_STATUSES,
     LIVE_STATUSES,
     OAUTH_KINDS,
+    SIGN_IN_PENDING,
     ConnectionKind,
-    ConnectionStatus,
     ImportScope,
     InboundPath,
 )
 
-_ENDED = (
-    ConnectionStatus.CANCELLED,
-    ConnectionStatus.FAILED,
-    ConnectionStatus.EXPIRED,
-    ConnectionStatus.DISABLED,
-)
-_NOT_SIGNED_IN = (ConnectionStatus.AWAITING_AUTHORIZATION, ConnectionStatus.AWAITING_ADMIN_CONSENT)
+_ENDED = ENDED_STATUSES
+_NOT_SIGNED_IN = SIGN_IN_PENDING
 
 
 def public(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import ssl
 import threading
@@ -191,6 +192,9 @@ class MicrosoftFake(_Server):
         self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
         self.sent: list[dict] = []
         self.sent_items: dict[str, list[bytes]] = {}  # mailbox -> its Sent Items
+        self.drafts: dict[str, dict] = {}  # draft id -> {address, mime, files}
+        self.upload_sessions: dict[str, dict] = {}
+        self.uploaded: list[list[int]] = []  # each finished upload session's chunk sizes
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued: set[str] = set()  # every code and token handed out, for history scans
@@ -236,6 +240,11 @@ class MicrosoftFake(_Server):
     def handle(self, method, path, query, body, headers):
         q = {k: v[0] for k, v in query.items()}
         parts = path.strip("/").split("/")
+        drafts = path.startswith("/v1.0/users/") and len(parts) >= 4 and parts[3] == "messages"
+        if drafts and method == "POST":  # drafts (large files); reading is the mailboxes'
+            return self._draft(method, parts[2], parts[4:], body, headers)
+        if path.startswith("/upload/"):
+            return self._upload_chunk(parts[1], body, headers)
         read = self.mail.handle(method, path, q, body, headers, self._who(headers))
         if read is not None:
             return read
@@ -275,6 +284,115 @@ class MicrosoftFake(_Server):
         if path.startswith("/v1.0/users/") and path.endswith("/sendMail"):
             return self._send(parts[2], body, headers)
         return 404, {}, {"error": "not found"}
+
+    # -- drafts and upload sessions (learn.microsoft.com/graph/outlook-large-attachments) -----
+
+    CHUNK_UNIT = 320 * 1024
+    CHUNK_MAX = 4 * 1024 * 1024
+
+    def _draft(self, method: str, address: str, rest: list[str], body: bytes, headers):
+        """POST messages (a draft from base64 MIME), POST messages/{id}/attachments (a small
+        file), POST messages/{id}/attachments/createUploadSession, POST messages/{id}/send.
+        Drafts need Mail.ReadWrite (Mail.ReadWrite.Shared in another mailbox)."""
+        mailbox = self._bearer(headers)
+        if mailbox is None:
+            return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
+        with self.lock:
+            scopes = self.access_scopes.get(headers.get("Authorization", "")[7:], [])
+        other = address.lower() != mailbox.lower()
+        needed = "/Mail.ReadWrite.Shared" if other else "/Mail.ReadWrite"
+        if method != "POST" or not any(s.endswith(needed) for s in scopes):
+            return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
+        if not rest:
+            if len(body) > self.CHUNK_MAX:
+                return 413, {}, {"error": {"code": "RequestEntityTooLarge"}}
+            draft_id = secrets.token_urlsafe(12)
+            mime = base64.b64decode(body)
+            with self.lock:
+                self.drafts[draft_id] = {"address": address, "mime": mime, "files": []}
+            found = message_from_bytes(mime).get("Message-ID", "")
+            return 201, {}, {"id": draft_id, "isDraft": True, "internetMessageId": found}
+        with self.lock:
+            draft = self.drafts.get(rest[0])
+        if draft is None or draft["address"] != address:
+            return 404, {}, {"error": {"code": "ErrorItemNotFound"}}
+        if rest[1:] == ["attachments"]:
+            item = json.loads(body)
+            data = base64.b64decode(item["contentBytes"])
+            if len(data) >= 3 * 1000 * 1000:
+                return (
+                    413,
+                    {},
+                    {"error": {"code": "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"}},
+                )
+            draft["files"].append((item["name"], item["contentType"], data, "post"))
+            return 201, {}, {"id": secrets.token_urlsafe(8)}
+        if rest[1:] == ["attachments", "createUploadSession"]:
+            item = json.loads(body)["AttachmentItem"]
+            if item.get("attachmentType") != "file" or not 0 < int(item["size"]) <= 150_000_000:
+                return 400, {}, {"error": {"code": "ErrorInvalidRequest"}}
+            session_id = secrets.token_urlsafe(12)
+            with self.lock:
+                self.upload_sessions[session_id] = {
+                    "draft": rest[0],
+                    "name": item["name"],
+                    "type": item.get("contentType", "application/octet-stream"),
+                    "size": int(item["size"]),
+                    "data": bytearray(),
+                    "chunks": [],
+                }
+            return (
+                201,
+                {},
+                {"uploadUrl": f"{self.url}/upload/{session_id}", "nextExpectedRanges": ["0-"]},
+            )
+        if rest[1:] == ["send"]:
+            with self.lock:
+                self.drafts.pop(rest[0], None)
+            mime = _with_files(draft["mime"], draft["files"])
+            with self.lock:
+                self.sent.append(
+                    {"address": address, "mime": mime, "at": time.monotonic(), "via": "draft"}
+                )
+                self.sent_items.setdefault(address.lower(), []).append(mime)
+            return 202, {"request-id": secrets.token_hex(8)}, b""
+        return 404, {}, {"error": "not found"}
+
+    def _upload_chunk(self, session_id: str, body: bytes, headers):
+        """PUT to an upload URL: pre-authenticated (an Authorization header is refused), each
+        range where the last ended, up to 4 MB and a multiple of 320 KiB but the last."""
+        with self.lock:
+            session = self.upload_sessions.get(session_id)
+        if session is None:
+            return 404, {}, {"error": {"code": "ErrorItemNotFound"}}
+        if headers.get("Authorization"):
+            return 401, {}, {"error": {"code": "InvalidAudience"}}
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers.get("Content-Range", ""))
+        if match is None:
+            return 400, {}, {"error": {"code": "InvalidContentRange"}}
+        start, end, total = (int(g) for g in match.groups())
+        done = len(session["data"])
+        last = end + 1 == total
+        if (
+            start != done
+            or total != session["size"]
+            or end - start + 1 != len(body)
+            or len(body) > self.CHUNK_MAX
+            or (not last and len(body) % self.CHUNK_UNIT)
+        ):
+            return 416, {}, {"error": {"code": "InvalidRange"}}
+        session["data"] += body
+        session["chunks"].append(len(body))
+        if not last:
+            return 200, {}, {"nextExpectedRanges": [f"{end + 1}-"]}
+        with self.lock:
+            self.upload_sessions.pop(session_id, None)
+            self.uploaded.append(session["chunks"])
+            draft = self.drafts[session["draft"]]
+            draft["files"].append(
+                (session["name"], session["type"], bytes(session["data"]), session["chunks"])
+            )
+        return 201, {"Location": f"{self.url}/attachments/{secrets.token_hex(6)}"}, b""
 
     def _authorize(self, q: dict):
         self.authorize_requests.append(q)
@@ -426,6 +544,8 @@ class MicrosoftFake(_Server):
             return 403, {}, {"error": denied}
         if headers.get("Content-Type") != "text/plain":
             return 415, {}, {"error": {"code": "UnsupportedMediaType"}}
+        if len(body) > self.CHUNK_MAX:  # a REST request carries at most 4 MB
+            return 413, {}, {"error": {"code": "RequestEntityTooLarge", "message": "Too large"}}
         if self.controls.unlicensed:
             return (
                 404,
@@ -694,6 +814,21 @@ class GoogleFake(_Server):
             self.sent.append({"address": mailbox, "mime": raw, "at": time.monotonic(), "via": via})
         _redirect_to_self(self.controls.redirect, mailbox, raw)
         return 200, {}, {"id": message_id, "threadId": message_id, "labelIds": ["SENT"]}
+
+
+def _with_files(mime: bytes, files: list[tuple[str, str, bytes, object]]) -> bytes:
+    """The draft as Exchange sends it: its MIME with the files attached since."""
+    from email import policy
+
+    message = message_from_bytes(mime, policy=policy.SMTP)
+    for name, content_type, data, _ in files:
+        maintype, _, subtype = content_type.partition("/")
+        if not message.is_multipart():
+            message.make_mixed()
+        message.add_attachment(
+            data, maintype=maintype, subtype=subtype or "octet-stream", filename=name
+        )
+    return message.as_bytes()
 
 
 def _redirect_to_self(redirect: Redirect | None, mailbox: str, mime: bytes) -> None:
