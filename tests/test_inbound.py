@@ -984,9 +984,9 @@ async def test_a_reply_to_the_conversation_address_routes_without_any_thread_hea
         grace = await inbound.stack.candidate(acme, email="grace@example.com")
         theirs = await inbound.stack.candidate(rival, email="ann@example.com")
         first = await inbound.stack.send(acme, grace["id"])
-        await inbound.stack.send(acme, grace["id"], subject="Second")
+        second = await inbound.stack.send(acme, grace["id"], subject="Second")
         other = await inbound.stack.send(rival, theirs["id"])
-        for tenant, message in ((acme, first), (rival, other)):
+        for tenant, message in ((acme, first), (acme, second), (rival, other)):
             await inbound.stack.wait_for_status(tenant, message["id"], {"sent"})
         sent = {
             (r.rcpt_tos[0], str(r.message["Subject"])): r.message for r in inbound.sink.deliveries
