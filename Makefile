@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/privacy.py
 	$(BIN)/python bench/mailbox_sync.py
+	$(BIN)/python bench/large_files.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/profile.py
 

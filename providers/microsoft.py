@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -157,49 +158,54 @@ def split_files(mime: bytes, keep_under: int) -> tuple[bytes, list[File]]:
     """The message without its largest attached files, byte for byte otherwise, so that what
     stays base64-encodes under Graph's request limit; and the files taken out. Only the top
     level's `Content-Disposition: attachment` parts move (the text, HTML and inline images
-    stay)."""
-    head = BytesParser(policy=policy.default).parsebytes(mime, headersonly=True)
+    stay). Reads header blocks only and decodes each file once, from a view of the message."""
+    newline = b"\r\n" if b"\r\n" in mime[:2048] else b"\n"
+    blank = newline + newline
+    head = _headers(mime[: mime.find(blank) + len(blank)])
     boundary = head.get_boundary()
     if head.get_content_maintype() != "multipart" or not boundary:
         return mime, []
-    newline = b"\r\n" if b"\r\n" in mime[:2048] else b"\n"
     delimiter = newline + b"--" + boundary.encode()
-    starts = [i for i in _find_all(mime, delimiter)]
+    starts = list(_find_all(mime, delimiter))
     if not starts:
         return mime, []
     closing = next((i for i in starts if mime.startswith(delimiter + b"--", i)), len(mime))
     bounds = [i for i in starts if i < closing] + [closing]
-    parts = [mime[a:b] for a, b in itertools.pairwise(bounds)]
+    view = memoryview(mime)
     movable = []
-    for index, part in enumerate(parts):
-        body_at = part.find(newline + newline, len(delimiter))
-        headers = BytesParser(policy=policy.default).parsebytes(
-            part[len(delimiter) :].lstrip(b"\r\n") if body_at != -1 else b"", headersonly=True
-        )
+    for index, (start, end) in enumerate(itertools.pairwise(bounds)):
+        headers_at = mime.find(newline, start + len(delimiter)) + len(newline)
+        body_at = mime.find(blank, headers_at, end)
+        if body_at == -1:
+            continue
+        headers = _headers(mime[headers_at : body_at + len(blank)])
         if headers.get_content_disposition() == "attachment":
-            movable.append((len(part), index))
-    taken: set[int] = set()
+            movable.append((end - start, index, headers, body_at + len(blank)))
+    taken: dict[int, File] = {}
     size = len(mime)
-    for length, index in sorted(movable, reverse=True):
+    for length, index, headers, body_at in sorted(movable, key=lambda m: m[:2], reverse=True):
         if size < keep_under:
             break
-        taken.add(index)
+        body = view[body_at : bounds[index + 1]]
+        encoding = str(headers.get("Content-Transfer-Encoding", "")).strip().lower()
+        data = base64.b64decode(body) if encoding == "base64" else bytes(body)
+        taken[index] = File(
+            headers.get_filename() or "attachment", headers.get_content_type(), data
+        )
         size -= length
-    files = []
-    for index in sorted(taken):
-        attached = BytesParser(policy=policy.default).parsebytes(
-            parts[index][len(delimiter) :].lstrip(b"\r\n")
-        )
-        data = attached.get_payload(decode=True)
-        files.append(
-            File(
-                attached.get_filename() or "attachment",
-                attached.get_content_type(),
-                data if isinstance(data, bytes) else b"",
-            )
-        )
-    kept = b"".join(part for index, part in enumerate(parts) if index not in taken)
-    return mime[: bounds[0]] + kept + mime[closing:], files
+    if not taken:
+        return mime, []
+    kept = b"".join(
+        view[start:end] for index, (start, end) in enumerate(itertools.pairwise(bounds))
+        if index not in taken
+    )  # fmt: skip
+    return bytes(view[: bounds[0]]) + kept + bytes(view[closing:]), [
+        taken[i] for i in sorted(taken)
+    ]
+
+
+def _headers(block: bytes) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(block, headersonly=True)
 
 
 def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
@@ -386,8 +392,7 @@ class MicrosoftProvider(OAuthProvider):
         A request to Graph carries at most 4 MB, and the MIME goes base64-encoded (4/3 of its
         size): a larger message fails here, before any request, with the reason (larger files
         need an upload session: docs/connections.md, Limits)."""
-        body = base64.b64encode(mime)
-        if len(body) > GRAPH_REQUEST_LIMIT:
+        if (len(mime) + 2) // 3 * 4 > GRAPH_REQUEST_LIMIT:  # its base64, not made for nothing
             if len(mime) > GRAPH_MESSAGE_LIMIT:
                 raise PermanentMailError(
                     too_large(len(mime), GRAPH_MESSAGE_LIMIT, "Microsoft 365", " for this mailbox")
@@ -405,6 +410,7 @@ class MicrosoftProvider(OAuthProvider):
                     )
                 )
             return await self._send_as_draft(access_token, address, mime, mailbox)
+        body = base64.b64encode(mime)
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
             f"{quote(address, safe='@')}/sendMail"
