@@ -18,6 +18,7 @@ from temporalio import activity
 from activities.accounts import Accounts
 from activities.common import heartbeating
 from contracts.inbound_paths import SYNC_MAILBOX, SyncContract, SyncResult, SyncRound
+from core import connection_rules
 from core.db import get_or_fail, session_scope
 from core.errors import AuthExpiredError, MailError, TransientMailError
 from core.inbound import sync
@@ -59,6 +60,8 @@ class _Plan:
     application: bool = False
     mailbox: str = ""
     ever_read: bool = False
+    # A shared mailbox read with the signed-in user's delegated grant (Mail.Read.Shared).
+    shared: bool = False
 
 
 @dataclass
@@ -82,7 +85,10 @@ class SyncActivities(SyncContract):
             return SyncResult(plan.idle)
         assert plan.account is not None
         provider = self._accounts.oauth(plan.kind)
-        reader = provider.reader(plan.mailbox if plan.application else None)
+        if plan.shared:
+            reader = provider.reader(plan.mailbox, delegate=plan.account.mailbox)
+        else:
+            reader = provider.reader(plan.mailbox if plan.application else None)
         progress = _Progress()
         try:
             token = await self._token(provider, plan)
@@ -150,8 +156,9 @@ class SyncActivities(SyncContract):
                 since=since,
                 subscription=subscription,
                 application=application,
-                mailbox=connection.display_mailbox or connection.custom_address,
+                mailbox=connection_rules.mailbox_to_read(connection),
                 ever_read=row.last_success_at is not None,
+                shared=not application and connection_rules.mailbox_mode(connection) == "shared",
             )
 
     async def _token(self, provider: OAuthProvider, plan: _Plan) -> str:
@@ -176,6 +183,8 @@ class SyncActivities(SyncContract):
         before it expires. Without one, the poll timer still reads: a failure here is logged
         and left to the next round."""
         if plan.kind == "microsoft" and not self._settings.graph_notifications:
+            return
+        if plan.shared:  # Graph notifies no delegated reader of a shared mailbox: it polls
             return
         if plan.kind == "google" and not self._settings.gmail_pubsub_topic:
             return

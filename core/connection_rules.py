@@ -6,6 +6,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from core.models import Connection
+
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -85,3 +87,26 @@ def check_smtp_connection(data: SmtpSettingsInput, *, allow_insecure: bool) -> N
             "unencrypted SMTP would send the password in clear text; use starttls or tls "
             "(an operator can allow it with RECRUITMAIL_ALLOW_INSECURE_SMTP)",
         )
+
+
+def mailbox_mode(connection: Connection) -> str | None:
+    """How an OAuth connection uses its mailbox: as the signed-in mailbox or one of its own
+    addresses ("own"), or another mailbox it holds rights on ("shared": a Microsoft shared
+    mailbox, Send As and Full Access). None for SMTP."""
+    if connection.kind not in ("microsoft", "google"):
+        return None
+    signed_in = (connection.display_mailbox or "").lower()
+    if not signed_in or signed_in == connection.custom_address.lower():
+        return "own"
+    # The sign-in's step says when the provider lists the address as the mailbox's own.
+    own = f"lists {connection.custom_address.lower()} as one of its addresses"
+    listed = any(own in str(step.get("detail", "")).lower() for step in connection.steps)
+    return "own" if listed else "shared"
+
+
+def mailbox_to_read(connection: Connection) -> str:
+    """The mailbox where replies to the address land: the shared mailbox itself, else the
+    signed-in one (an alias has no mailbox of its own)."""
+    if mailbox_mode(connection) == "shared":
+        return connection.custom_address
+    return connection.display_mailbox or connection.custom_address

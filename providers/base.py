@@ -265,9 +265,9 @@ class OAuthProvider(MailProvider):
         """Whether these granted scopes include reading the mailbox."""
         return paths.reads(self.kind, granted)
 
-    def reader(self, user: str | None = None) -> MailboxReader:
-        """The mailbox's reader (providers/mailbox.py); `user`: as an application, for that
-        mailbox (Microsoft only)."""
+    def reader(self, user: str | None = None, delegate: str = "") -> MailboxReader:
+        """The mailbox's reader (providers/mailbox.py); `user`: that mailbox, as an
+        application or (with `delegate`, who signed in) a shared mailbox (Microsoft only)."""
         raise NotImplementedError
 
     # Whether an administrator may grant reading as an application instead of the user's

@@ -88,7 +88,7 @@ class GoogleProvider(OAuthProvider):
 
     read_scope: ClassVar[str] = GMAIL_READONLY
 
-    def reader(self, user: str | None = None) -> GmailReader:
+    def reader(self, user: str | None = None, delegate: str = "") -> GmailReader:
         return GmailReader(self.http, self.settings.google_gmail_url)
 
     def consent_help(

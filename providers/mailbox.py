@@ -27,7 +27,7 @@ import httpx
 
 from core.errors import AuthExpiredError, PermanentMailError
 from core.inbound.sync import Summary
-from providers.http import HttpClients, raise_for_answer, send_request
+from providers.http import HttpClients, error_text, raise_for_answer, send_request
 
 # The headers mailbox sync decides by (and nothing else is read before it decides).
 SUMMARY_HEADERS = (
@@ -148,13 +148,31 @@ class MailboxReader(ABC):
 
 class GraphReader(MailboxReader):
     """`user`: read /users/{user}/… with an application's token (Exchange's RBAC for
-    Applications scopes it to that mailbox); None: /me, with the signed-in user's token."""
+    Applications scopes it to that mailbox), or a shared mailbox with the signed-in user's
+    delegated Mail.Read.Shared (`delegate`: who signed in); None: /me, with the signed-in
+    user's token."""
 
     service = "Microsoft Graph"
 
-    def __init__(self, http: HttpClients, base_url: str, user: str | None = None) -> None:
+    def __init__(
+        self, http: HttpClients, base_url: str, user: str | None = None, delegate: str = ""
+    ) -> None:
         super().__init__(http, base_url)
         self._who = f"users/{quote(user, safe='@')}" if user else "me"
+        self._user, self._delegate = user or "", delegate
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code == 403 and self._delegate:
+            raise AuthExpiredError(
+                f"Microsoft 365 does not let {self._delegate} read the shared mailbox "
+                f"{self._user} ({error_text(response)}). An Exchange administrator gives "
+                f"{self._delegate} Full Access on it: Exchange admin center → Recipients → "
+                f"Mailboxes → {self._user} → Delegation → Read and manage (Full Access), or "
+                f"`Add-MailboxPermission -Identity {self._user} -User {self._delegate} "
+                "-AccessRights FullAccess -AutoMapping $false`; and the sign-in must grant "
+                '"Read user and shared mail" (Mail.Read.Shared).'
+            )
+        super()._check(response)
 
     def _delta_url(self) -> str:
         return f"{self._base}/v1.0/{self._who}/mailFolders('inbox')/messages/delta"

@@ -50,6 +50,9 @@ WRITE_SCOPES = ["Mail.ReadWrite", "Mail.ReadWrite.Shared"]
 # Mailbox sync: read the signed-in mailbox (delegated; docs/connections.md has the
 # application-permission alternative, scoped to one mailbox).
 READ_SCOPE = READ_SCOPES["microsoft"]
+# A shared mailbox is read with Mail.Read.Shared and Full Access on it (delegated; Graph's
+# change notifications do not cover it, so its sync polls).
+READ_SCOPES_ASKED = [READ_SCOPE, "Mail.Read.Shared"]
 CONSENT_CODES = {65001, 90094, 90095}
 DECLINED_CODES = {65004}
 REVOKED_CODES = {700082, 70008, 50173}
@@ -256,8 +259,8 @@ class MicrosoftProvider(OAuthProvider):
 
     application_read: ClassVar[bool] = True
 
-    def reader(self, user: str | None = None) -> GraphReader:
-        return GraphReader(self.http, self.settings.microsoft_graph_url, user)
+    def reader(self, user: str | None = None, delegate: str = "") -> GraphReader:
+        return GraphReader(self.http, self.settings.microsoft_graph_url, user, delegate)
 
     def application_token(self, secret: Secret) -> str:
         """Client credentials for the tenant the mailbox signed in from (its id is in the
@@ -294,7 +297,7 @@ class MicrosoftProvider(OAuthProvider):
         self, state: str, login_hint: str, read: bool = False, write: bool = False
     ) -> tuple[str, Secret]:
         flow = self._app().initiate_auth_code_flow(
-            SCOPES + ([READ_SCOPE] if read else []) + (WRITE_SCOPES if write else []),
+            SCOPES + (READ_SCOPES_ASKED if read else []) + (WRITE_SCOPES if write else []),
             redirect_uri=self.settings.oauth_redirect_uri(self.kind),
             state=state,
             login_hint=login_hint,
@@ -525,7 +528,7 @@ class MicrosoftProvider(OAuthProvider):
                 "client_id": self.settings.microsoft_client_id,
                 "scope": " ".join(
                     [GRAPH_SCOPES]
-                    + ([f"{GRAPH}/{READ_SCOPE}"] if read else [])
+                    + ([f"{GRAPH}/{scope}" for scope in READ_SCOPES_ASKED] if read else [])
                     + ([f"{GRAPH}/{scope}" for scope in WRITE_SCOPES] if write else [])
                 ),
                 "redirect_uri": self.settings.admin_consent_redirect_uri(),

@@ -549,3 +549,44 @@ async def test_an_admins_application_grant_scoped_to_the_mailbox_reads_it_withou
     assert found[0]["received_via"] == "graph"
     assert subscription.resource.startswith("users/")  # the application's, for that mailbox
     assert waiting["mailbox_sync"]["state"] == "waiting_for_consent" and told == []
+
+
+async def test_a_shared_mailbox_is_read_by_its_delegate_and_a_missing_full_access_says_so(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """alice@ signs in for the shared mailbox jobs@ (Send As, Full Access): the sync reads
+    jobs@ through /users/jobs@… with Mail.Read.Shared, by polling (Graph notifies no delegate
+    of a shared mailbox), and a reply there reaches the candidate's tab. Full Access taken
+    away: the path is failing, with the right to give back and where."""
+    async with sync_world(
+        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(seconds=2)
+    ) as w:
+        tenant = w.stack.tenant()
+        shared, alice = address(), "alice@contoso.example"
+        w.microsoft.controls.mailbox = alice
+        w.microsoft.controls.send_as = w.microsoft.controls.full_access = [shared]
+        created = await w.connect(tenant, "microsoft", shared, inbound_paths=["mailbox_sync"])
+        await w.browse(created["authorization_url"])
+        await w.wait_status(tenant, created["id"], {"tested"})
+        active = await w.activate(tenant, created["id"])
+        await eventually(
+            lambda: paths(w, tenant, created["id"]),
+            lambda p: p["mailbox_sync"]["state"] == "active",
+            what="the first read of the shared mailbox",
+        )
+        candidate = await w.stack.candidate(tenant)
+        w.microsoft.mail.place(shared, reply(candidate["email"], shared))
+        found = await eventually(lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 1)
+        w.microsoft.controls.full_access = []
+        failing = await eventually(
+            lambda: paths(w, tenant, created["id"]),
+            lambda p: p["mailbox_sync"]["state"] == "failing",
+            what="the sync failing without Full Access",
+        )
+    scope = w.microsoft.authorize_requests[0]["scope"]
+    assert "Mail.Read.Shared" in scope and "Mail.Send.Shared" in scope
+    assert active["mailbox_mode"] == "shared" and active["sending_mailbox"] == alice
+    assert found[0]["received_via"] == "graph"
+    assert w.microsoft.mail.subscriptions == {}  # polled: no subscription for a delegate
+    reason = failing["mailbox_sync"]["reason"]
+    assert f"Add-MailboxPermission -Identity {shared} -User {alice}" in reason

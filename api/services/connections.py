@@ -32,7 +32,7 @@ from api.schemas import (
 )
 from contracts.oauth import OAuthSetupInput
 from contracts.setup import SmtpSetupInput
-from core import audit, events, ownership, round_trip, throttle
+from core import audit, connection_rules, events, ownership, round_trip, throttle
 from core.connection_rules import (
     RuleViolation,
     SmtpSettingsInput,
@@ -100,7 +100,7 @@ def to_public(
         steps=[ConnectionStep(**step) for step in connection.steps],
         last_error=connection.last_error,
         sending_mailbox=connection.display_mailbox,
-        mailbox_mode=mailbox_mode(connection),
+        mailbox_mode=connection_rules.mailbox_mode(connection),
         large_files=connection.large_files,
         smtp=smtp,
         workflow_id=connection.run_id,
@@ -184,21 +184,6 @@ def set_large_files(session: Session, user: User, connection: Connection, enable
     session.commit()
     signed_in = connection.status not in SIGN_IN_PENDING
     return enabled and signed_in and LARGE_FILES_SCOPE not in (connection.granted_scopes or [])
-
-
-def mailbox_mode(connection: Connection) -> str | None:
-    """How an OAuth connection sends: as the signed-in mailbox or one of its own addresses
-    ("own"), or from another mailbox it holds rights on ("shared": a Microsoft shared mailbox
-    with Send As and Full Access)."""
-    if connection.kind not in ("microsoft", "google"):
-        return None
-    signed_in = (connection.display_mailbox or "").lower()
-    if not signed_in or signed_in == connection.custom_address.lower():
-        return "own"
-    # The sign-in's step says when the provider lists the address as the mailbox's own.
-    own = f"lists {connection.custom_address.lower()} as one of its addresses"
-    listed = any(own in str(step.get("detail", "")).lower() for step in connection.steps)
-    return "own" if listed else "shared"
 
 
 def redirect_check(connection: Connection) -> RedirectCheckPublic:

@@ -189,8 +189,14 @@ class Subscription:
 class GraphMail:
     """Graph's mail reading, delta queries and subscriptions over a fake's mailboxes."""
 
-    def __init__(self, base_url: Callable[[], str]) -> None:
+    def __init__(
+        self, base_url: Callable[[], str], full_access: Callable[[], list[str]] = list
+    ) -> None:
         self._base = base_url
+        # Shared mailboxes a signed-in user holds Full Access on: with Mail.Read.Shared it
+        # reads /users/{that mailbox}/…, but cannot subscribe to its changes (Graph's
+        # outlook-share-messages-folders: these permissions "don't support subscribing").
+        self._full_access = full_access
         self.store = Mailboxes()
         self.generation = 1  # delta tokens of an older generation are expired (410)
         self.subscriptions: dict[str, Subscription] = {}
@@ -258,7 +264,8 @@ class GraphMail:
             return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
         principal, scopes, allowed = who
         denied = 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
-        if not any(s.lower().endswith(("mail.read", "mail.readwrite")) for s in scopes):
+        readers = ("mail.read", "mail.readwrite", "mail.read.shared", "mail.readwrite.shared")
+        if not any(s.lower().endswith(readers) for s in scopes):
             return denied
         if path.startswith("/v1.0/subscriptions") and method == "POST":
             resource = str(json.loads(body or b"{}").get("resource", ""))
@@ -270,9 +277,14 @@ class GraphMail:
             if target is not None and target not in allowed:
                 return denied
             mailbox = target or ""
-        else:
-            if target is not None and target != principal.lower():
+        elif target is not None and target != principal.lower():
+            shared = any(s.lower().endswith(".shared") for s in scopes)
+            if not shared or target not in {a.lower() for a in self._full_access()}:
                 return denied
+            if path.startswith("/v1.0/subscriptions"):
+                return denied  # no change notifications for a delegate's shared mailbox
+            mailbox = target
+        else:
             mailbox = principal
         throttled = self.store.throttled()
         if throttled:

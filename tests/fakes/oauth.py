@@ -199,7 +199,7 @@ class MicrosoftFake(_Server):
         self.token_requests: list[dict] = []
         self.issued: set[str] = set()  # every code and token handed out, for history scans
         # The mailboxes (Graph delta, messages, subscriptions: tests/fakes/mailboxes.py).
-        self.mail = GraphMail(lambda: self.url)
+        self.mail = GraphMail(lambda: self.url, lambda: self.controls.full_access)
 
     @property
     def deliveries(self) -> list[dict]:
