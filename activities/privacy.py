@@ -119,7 +119,9 @@ class PrivacyActivities(PrivacyContract):
                     ),
                 )
             ).all()
+            woken = []
             for message in waiting:
+                was_scheduled = message.status == MessageStatus.SCHEDULED
                 # One conditional UPDATE: an attempt that began meanwhile keeps its message.
                 moved = session.execute(
                     update(Message)
@@ -139,6 +141,8 @@ class PrivacyActivities(PrivacyContract):
                         session, message, EventType.MESSAGE_CANCELLED, NOT_SENT_ERASED
                     )
                     erasure.messages_cancelled += 1
+                    if was_scheduled:
+                        woken.append(message.run_id)
             in_flight = session.exec(
                 select(func.count())
                 .select_from(Message)
@@ -149,7 +153,9 @@ class PrivacyActivities(PrivacyContract):
                 )
             ).one()
             session.add(erasure)
-            return StopResult(cancelled=erasure.messages_cancelled, in_flight=int(in_flight))
+            return StopResult(
+                cancelled=erasure.messages_cancelled, in_flight=int(in_flight), woken=woken
+            )
 
     @activity.defn(name=ERASE_MESSAGES)
     def erase_messages(self, input: ErasureRef) -> BatchResult:

@@ -39,6 +39,9 @@ class StopResult:
     cancelled: int = 0
     # Attempts under way: the erasure waits for them to end before it goes on.
     in_flight: int = 0
+    # The runs of scheduled messages just cancelled (ids only): each sleeps until its send_at
+    # unless woken, so the erasure wakes them to end now.
+    woken: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -3,6 +3,7 @@ signatures on a single send, and interview invitations out over SMTP and answere
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -12,8 +13,9 @@ from icalendar import Calendar
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 
+from contracts.send import SendMessageResult
 from core.models import Event
-from tests.helpers import eventually, relay_stack
+from tests.helpers import LOAD_SLACK, eventually, relay_stack
 from tests.test_bulk import wait_job
 from tests.test_inbound import inbound_stack
 from tests.test_replay import HISTORIES
@@ -158,6 +160,12 @@ async def test_send_later_waits_and_cancel_edit_and_undo_are_truthful(
         assert erase.status_code in (200, 202), erase.text
         gone = await stack.wait_for_status(tenant, waiting["id"], {"cancelled"}, timeout=30)
         assert gone["status"] == "cancelled"
+        # Its run, asleep until send_at ten minutes away, is woken by the erasure and ends now.
+        run = stack.client.get_workflow_handle(
+            f"send-message-{waiting['id']}", result_type=SendMessageResult
+        )
+        ended_run = await asyncio.wait_for(run.result(), timeout=30 * LOAD_SLACK)
+        assert ended_run.status == "cancelled"
 
         # 7. A bulk send later: `scheduled` until its time; one cancelled meanwhile sends nothing.
         async def bulk(subject: str, when: str) -> dict:

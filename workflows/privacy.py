@@ -24,6 +24,7 @@ from contracts.privacy import (
     PrivacyContract,
     SweepInput,
 )
+from contracts.send import RESCHEDULED
 from core.run_ids import consent_workflow_id, erase_workflow_id
 from workflows import policies
 
@@ -48,13 +49,28 @@ class EraseCandidateWorkflow:
     @workflow.run
     async def run(self, input: EraseInput) -> None:
         ref = ErasureRef(input.erasure_id)
-        while (await _step(PrivacyContract.stop_sends, ref)).in_flight:
+        while True:
+            stopped = await _step(PrivacyContract.stop_sends, ref)
+            if stopped.woken and workflow.patched("erasure-wakes-scheduled"):
+                await _wake(stopped.woken)
+            if not stopped.in_flight:
+                break
             await workflow.sleep(policies.ERASE_IN_FLIGHT_POLL)
         await _step(PrivacyContract.erase_outbox_copies, ref)
         while (await _step(PrivacyContract.erase_messages, ref)).more:
             pass
         await _step(PrivacyContract.finish_erasure, ref)
         await _step(PrivacyContract.checkpoint_database, ref)
+
+
+async def _wake(run_ids: list[str]) -> None:
+    """Wake the runs of cancelled scheduled messages: each looks at its row and ends
+    `cancelled` now, not at its send_at. A run already closed is left be."""
+    for run_id in run_ids:
+        try:
+            await workflow.get_external_workflow_handle(run_id).signal(RESCHEDULED)
+        except Exception:
+            workflow.logger.info("a cancelled message's run had already ended")
 
 
 async def _batch(method: Callable[[Any, A], R], arg: A) -> R:
