@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, func, insert, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -53,8 +53,9 @@ from core.errors import (
 from core.events import EventType
 from core.group_commit import GroupCommit, in_thread
 from core.inbound import tokens
-from core.mail import compose_bytes
+from core.mail import bulk_boundary, compose_bytes, file_parts, splice
 from core.models import (
+    BulkFile,
     BulkJob,
     Candidate,
     Company,
@@ -142,6 +143,8 @@ class _Pending(NamedTuple):
     bulk_job_id: uuid.UUID | None = None
     attempts: int = 0
     deferred_since: datetime | None = None
+    # The job's files as MIME parts, added to `raw` as it is sent (core/mail.splice).
+    parts: bytes = b""
 
 
 class BatchOutcome(NamedTuple):
@@ -178,6 +181,7 @@ class BulkActivities(BulkContract):
         self._settings = settings
         self._send = send
         self._outcomes = GroupCommit(in_thread(self._advance_many))
+        self._files_cache: tuple[uuid.UUID, bytes] | None = None
 
     # -- planning -----------------------------------------------------------------------
 
@@ -234,6 +238,7 @@ class BulkActivities(BulkContract):
                     else None
                 )
                 composed = compose_bytes(
+                    files_boundary=bulk_boundary(job.id) if job.files else None,
                     from_address=sender.address,
                     from_name=sender_name,
                     to_address=row.email,
@@ -426,7 +431,7 @@ class BulkActivities(BulkContract):
         """Send one message: ("sent", provider id), ("failed", reason), a far-off slot, or None
         when it was cancelled while it waited for its slot (its candidate's erasure)."""
         mail = Outgoing(
-            message.raw,
+            splice(message.raw, message.parts),
             message.envelope_from,
             message.envelope_to,
             str(message.id),
@@ -519,6 +524,7 @@ class BulkActivities(BulkContract):
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
         company_id = str(job.company_id)
+        parts = self._parts(job) if job.files else b""
         now = utcnow()
         pending, later = [], None
         for row in rows:
@@ -541,9 +547,26 @@ class BulkActivities(BulkContract):
                     job_id,
                     row.attempts,
                     row.deferred_since,
+                    parts,
                 )
             )
         return job.cancel_requested, pending, later
+
+    def _parts(self, job: BulkJob) -> bytes:
+        """The job's files as MIME parts, made once per job in this worker (the last job's
+        kept: a job's batches come one after another)."""
+        cached = self._files_cache
+        if cached is not None and cached[0] == job.id:
+            return cached[1]
+        with Session(self._engine) as session:
+            files = session.exec(
+                select(BulkFile).where(BulkFile.job_id == job.id).order_by(col(BulkFile.position))
+            ).all()
+            parts = file_parts(
+                bulk_boundary(job.id), [(f.filename, f.content_type, f.content) for f in files]
+            )
+        self._files_cache = (job.id, parts)
+        return parts
 
     def _cancel_requested(self, job_id: uuid.UUID) -> bool:
         with Session(self._engine) as session:
@@ -694,6 +717,9 @@ class BulkActivities(BulkContract):
                     events.message_event(session, message, EventType.MESSAGE_CANCELLED, why)
             job.status = BulkJobStatus.CANCELLED if input.cancelled else BulkJobStatus.COMPLETED
             job.finished_at = utcnow()
+            # Every message has ended: the job's files are not needed any more (the job keeps
+            # their names and sizes).
+            session.execute(delete(BulkFile).where(col(BulkFile.job_id) == job.id))
             job.next_send_at = None
             job.next_send_reason = None
             session.add(job)

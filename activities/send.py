@@ -46,9 +46,10 @@ from core.errors import (
 )
 from core.events import EventType
 from core.inbound import tokens
-from core.mail import compose
+from core.mail import bulk_boundary, compose
 from core.models import (
     Attachment,
+    BulkJob,
     Candidate,
     Company,
     Connection,
@@ -129,8 +130,13 @@ def _compose_into(
                 .order_by(col(Attachment.filename), col(Attachment.id))
             )
         ]
+    # A bulk send's files are the job's, added as each message is sent (core/mail.splice).
+    job = session.get(BulkJob, message.bulk_job_id) if message.bulk_job_id else None
+    shared_files = job is not None and bool(job.files)
     _, composed = compose(
         attachments=files,
+        files_later=shared_files,
+        boundary=bulk_boundary(job.id) if job is not None and shared_files else None,
         calendar=calendar,
         reply_to=reply_to(session, message, sender),
         from_address=sender.address,

@@ -640,6 +640,12 @@ class BulkCreate(Request):
         "8058) in every message, and opted-out candidates skipped. false for transactional bulk "
         "mail, such as status updates about each candidate's application.",
     )
+    attachment_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=10,
+        description="Uploads (POST /v1/attachments) every recipient gets, with a template's "
+        "default files: stored once for the job, within RECRUITMAIL_MAX_MESSAGE_BYTES.",
+    )
 
 
 # -- events and webhooks -------------------------------------------------------------------

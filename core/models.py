@@ -439,6 +439,10 @@ class BulkJob(SQLModel, table=True):
     send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     template_id: uuid.UUID | None = None  # no foreign key: a deleted template leaves its id
     sender_name_mode: str | None = Field(default=None, max_length=16)  # the template's
+    # The job carries files (bulk_file rows, until it ends): the names, types and sizes.
+    files: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     # When the next send is due, while a throttle holds the job back.
     next_send_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
     # Why: "rate" (messages per minute) or "quota" (the mailbox's 24-hour quota is spent).
@@ -488,6 +492,21 @@ class Attachment(SQLModel, table=True):
     original_sender: str | None = Field(default=None, max_length=320)  # of an attached message
     # An inline image's Content-ID (no brackets): the message's HTML shows it as cid:{this}.
     content_id: str | None = Field(default=None, max_length=255)
+
+
+class BulkFile(SQLModel, table=True):
+    """A file a bulk send carries: stored once for the job, added to each message as it is
+    sent (core/mail.splice), deleted when the job ends."""
+
+    __tablename__ = "bulk_file"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="bulk_job.id", index=True)
+    position: int
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class InboundRaw(SQLModel, table=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import subprocess
@@ -11,6 +12,7 @@ import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ from sqlmodel import Session, func, select
 from api.app import create_app
 from api.schemas import BulkCreate
 from api.services import bulk as service
-from core.models import BulkJob, Candidate, Event, User
+from core.models import BulkFile, BulkJob, Candidate, Event, Message, User
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import TEST_KEY, Stack, Tenant, eventually, running_stack
 from tests.helpers import test_settings as stack_settings
@@ -459,3 +461,85 @@ async def test_a_greylisted_recipient_defers_alone_and_the_batch_flows_past_it(
     assert len(sink.deliveries) == 99
     # One session for the first pass, then one for each retry of the put-off recipient.
     assert sink.handler.sessions <= 3
+
+
+async def test_a_bulk_send_carries_its_files_stored_once_and_a_put_off_recipient_gets_them(
+    temporal_client, engine, tmp_path
+):
+    """A bulk send of 20 with an uploaded file and a template's default file: every recipient
+    gets both; the job stores each file once (not a copy per recipient, and the messages'
+    stored MIME holds none); a greylisted recipient gets them whole when it is tried again;
+    the files are deleted when the job ends, their names and sizes kept on it."""
+    pdf = os.urandom(300_000)
+    with SmtpSink() as sink:
+        async with running_stack(
+            temporal_client, engine, tmp_path, **relay(sink, bulk_batch_size=20)
+        ) as stack:
+            tenant = stack.tenant()
+            http = stack.http
+            ids = add_candidates(stack, tenant, 20)
+            with Session(engine) as session:
+                grey = session.get(Candidate, uuid.UUID(ids[3])).email.lower()
+            sink.handler.rcpt_script[grey] = ["450 4.2.0 Greylisted, try again later"]
+            upload = await http.post(
+                "/v1/attachments",
+                files={"file": ("Brochure.pdf", pdf, "application/pdf")},
+                headers=tenant.headers,
+            )
+            template = await http.post(
+                "/v1/templates",
+                json={
+                    "name": "News",
+                    "type": "other",
+                    "variants": [{"language": "en", "subject": "News", "text": "Hello"}],
+                    "attachments": [
+                        {
+                            "filename": "Terms.txt",
+                            "content_type": "text/plain",
+                            "content_base64": base64.b64encode(b"The terms.").decode(),
+                        }
+                    ],
+                },
+                headers=tenant.headers,
+            )
+            assert template.status_code == 201, template.text
+            job = await start_bulk(
+                stack,
+                tenant,
+                ids,
+                subject=None,
+                text=None,
+                template_id=template.json()["id"],
+                attachment_ids=[upload.json()["id"]],
+            )
+            with Session(engine) as session:
+                stored = session.exec(
+                    select(BulkFile).where(BulkFile.job_id == uuid.UUID(job["id"]))
+                ).all()
+                kept = [(f.filename, f.size) for f in stored]
+            done = await wait_job(http, tenant, job["id"])
+            with Session(engine) as session:
+                mime_sizes = [
+                    len(m.raw_mime or b"")
+                    for m in session.exec(
+                        select(Message).where(Message.bulk_job_id == uuid.UUID(job["id"]))
+                    )
+                ]
+                left = session.exec(
+                    select(BulkFile).where(BulkFile.job_id == uuid.UUID(job["id"]))
+                ).all()
+    assert done["counts"]["sent"] == 20
+    assert sorted(kept) == [("Brochure.pdf", len(pdf)), ("Terms.txt", 10)]
+    assert max(mime_sizes) < 10_000  # each stored message holds its words, not the files
+    assert left == [] and [f["filename"] for f in done["files"]] == ["Terms.txt", "Brochure.pdf"]
+    by_recipient: dict[str, list[bytes]] = {}
+    for received in sink.deliveries:
+        by_recipient.setdefault(received.rcpt_tos[0].lower(), []).append(received.raw)
+    assert len(by_recipient) == 20
+    for raws in by_recipient.values():
+        message = message_from_bytes(raws[0], policy=policy.default)
+        files = {p.get_filename(): p.get_payload(decode=True) for p in message.iter_attachments()}
+        assert files == {"Brochure.pdf": pdf, "Terms.txt": b"The terms."}
+        assert "Hello" in message.get_body(("plain",)).get_content()
+    # The greylisted recipient's message, refused once before DATA, went once, whole.
+    assert sink.handler.rcpt_attempts[grey] == 2 and len(by_recipient[grey]) == 1

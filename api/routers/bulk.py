@@ -68,6 +68,8 @@ class BulkJobPublic(BaseModel):
     subject: str
     send_at: datetime | None = None  # send later: when the job starts (status `scheduled`)
     template_id: uuid.UUID | None = None
+    # The files every recipient gets: name, type and size (stored once until the job ends).
+    files: list[dict[str, Any]] = []
     workflow_id: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -103,6 +105,7 @@ def _public(session: Session, job: BulkJob) -> BulkJobPublic:
         subject=job.subject,
         send_at=job.send_at,
         template_id=job.template_id,
+        files=list(job.files or []),
         workflow_id=job.workflow_id,
         created_at=job.created_at,
         finished_at=job.finished_at,

@@ -13,10 +13,11 @@ from sqlmodel import Session, col, select
 
 from api.errors import Refusal
 from api.schemas import BulkCreate
-from api.services import templates
+from api.services import attachments, templates
 from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
+    BulkFile,
     BulkJob,
     Candidate,
     Direction,
@@ -46,6 +47,7 @@ class Plan:
     would_fail: list[dict[str, Any]]
     found: dict[uuid.UUID, Candidate]
     ids: list[uuid.UUID]
+    files: list[attachments.File]
 
 
 def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> Plan:
@@ -74,11 +76,11 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
         except ValueError as exc:
             raise _unprocessable(str(exc)) from None
     writer = templates.Writer.load(session, user, body.template_id, body.data, body.signature)
-    if templates.attachments_of(writer.template):
-        raise _unprocessable(
-            "template_id: this template has default attachments, and bulk sends carry none (a "
-            "copy per recipient): link to the file in the text, or send it with single sends"
-        )
+    # The files every recipient gets (the template's and the uploads), checked now: 422 names
+    # a missing upload or a message over RECRUITMAIL_MAX_MESSAGE_BYTES.
+    files = attachments.files_for_send(
+        session, settings, user.company_id, writer.template, None, body.attachment_ids
+    )
     found: dict[uuid.UUID, Candidate] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -114,7 +116,7 @@ def plan(session: Session, settings: Settings, user: User, body: BulkCreate) -> 
             would_fail.append(
                 {"candidate_id": str(candidate_id), "missing": [], "reason": str(err)}
             )
-    return Plan(writer, words, would_fail, found, ids)
+    return Plan(writer, words, would_fail, found, ids, files)
 
 
 def create_job(session: Session, settings: Settings, user: User, body: BulkCreate) -> BulkJob:
@@ -152,9 +154,25 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
         send_at=body.send_at,
         template_id=template.id if template else None,
         sender_name_mode=template.sender if template else None,
+        files=[
+            {"filename": f.filename, "content_type": f.content_type, "size": len(f.content)}
+            for f in planned.files
+        ],
     )
     session.add(job)
     session.flush()
+    for position, file in enumerate(planned.files):  # once for the job, not per recipient
+        session.add(
+            BulkFile(
+                job_id=job.id,
+                position=position,
+                filename=file.filename,
+                content_type=file.content_type,
+                size=len(file.content),
+                sha256=file.sha256,
+                content=file.content,
+            )
+        )
     # One executemany of plain rows: thousands of model objects would cost seconds here.
     now = utcnow()
     rows = []
@@ -195,6 +213,7 @@ def delete_job(engine: Engine, job_id: uuid.UUID) -> None:
     """Undo create_job() when the job's run could not start."""
     with session_scope(engine) as session:
         session.execute(delete(Message).where(col(Message.bulk_job_id) == job_id))
+        session.execute(delete(BulkFile).where(col(BulkFile.job_id) == job_id))
         session.execute(delete(BulkJob).where(col(BulkJob.id) == job_id))
 
 
