@@ -37,6 +37,7 @@ from contracts.bulk import (
     FinishInput,
     PlanInput,
 )
+from core import attachments as files_at_rest
 from core import bulk, events, throttle
 from core.db import get_or_fail, session_scope
 from core.deliverability import suppression, unsubscribe
@@ -562,8 +563,17 @@ class BulkActivities(BulkContract):
             files = session.exec(
                 select(BulkFile).where(BulkFile.job_id == job.id).order_by(col(BulkFile.position))
             ).all()
+            box = self._send.box
             parts = file_parts(
-                bulk_boundary(job.id), [(f.filename, f.content_type, f.content) for f in files]
+                bulk_boundary(job.id),
+                [
+                    (
+                        f.filename,
+                        f.content_type,
+                        files_at_rest.opened(box, f.id, f.content, f.sealed),
+                    )
+                    for f in files
+                ],
             )
         self._files_cache = (job.id, parts)
         return parts

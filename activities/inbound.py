@@ -24,6 +24,7 @@ from contracts.receive import (
     RouteInput,
     RouteManyInput,
 )
+from core import attachments as files_at_rest
 from core import events, ownership, round_trip
 from core.db import session_scope
 from core.deliverability import checks, dkim, suppression, unsubscribe
@@ -66,7 +67,8 @@ class InboundActivities(RouteContract):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
-        self._keys = secret_box(settings).signing_keys()  # reply-to tokens' MACs
+        self._box = secret_box(settings)  # files at rest
+        self._keys = self._box.signing_keys()  # reply-to tokens' MACs
         # SQLite takes one writer at a time, and a writer that finds it busy sleeps (up to
         # 100 ms a try): the worker's routing runs queue here instead, one at a time, which
         # leaves the lock's gaps to the receiver, whose 250s wait for their own writes.
@@ -223,13 +225,16 @@ class InboundActivities(RouteContract):
             session.flush()  # the message row first: attachments refer to it
             inline: dict[str, str] = {}
             for item in parsed.attachments:
+                attachment_id = uuid.uuid4()
                 attachment = Attachment(
+                    id=attachment_id,
                     message_id=message.id,
                     filename=item.filename,
                     content_type=item.content_type,
                     size=len(item.content),
                     sha256=item.sha256,
-                    content=item.content,
+                    content=files_at_rest.seal(self._box, attachment_id, item.content),
+                    sealed=True,
                     original_sender=item.original_sender,
                     content_id=item.content_id,
                 )

@@ -34,6 +34,7 @@ from contracts.send import (
     SenderChoice,
     SendMessageResult,
 )
+from core import attachments as files_at_rest
 from core import events, throttle
 from core.db import RowMissing, get_or_fail, session_scope
 from core.deliverability import suppression
@@ -60,6 +61,7 @@ from core.models import (
     utcnow,
 )
 from core.privacy import NOT_SENT_ERASED
+from core.security import SecretBox
 from core.send import schedule
 from core.senders import effective_sender
 from core.settings import Settings
@@ -101,7 +103,7 @@ def _for_history(sender: SenderChoice) -> SenderChoice:
 
 
 def _compose_into(
-    session: Session, message: Message, sender: SenderChoice, reply_to: ReplyTo
+    session: Session, box: SecretBox, message: Message, sender: SenderChoice, reply_to: ReplyTo
 ) -> Outgoing:
     """Compose the message's MIME from `sender` and store it with the sender on the row."""
     candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
@@ -123,7 +125,7 @@ def _compose_into(
     files = None
     if message.has_attachments:  # uploads or a template's files, copied when it was queued
         files = [
-            (a.filename, a.content_type, a.content)
+            (a.filename, a.content_type, files_at_rest.opened(box, a.id, a.content, a.sealed))
             for a in session.exec(
                 select(Attachment)
                 .where(Attachment.message_id == message.id)
@@ -237,7 +239,7 @@ class SendActivities(SendContract):
                 )
             if message.raw_mime is None:
                 try:
-                    _compose_into(session, message, sender, self._reply_to)
+                    _compose_into(session, self.box, message, sender, self._reply_to)
                 except (ValueError, UnicodeError) as exc:
                     raise ApplicationError(
                         f"its text cannot go into an email ({exc}).",
@@ -257,7 +259,7 @@ class SendActivities(SendContract):
             if not sender.name:  # kept out of history: the name in effect now
                 sender = replace(sender, name=self._choose(session, message).name)
             try:
-                _compose_into(session, message, sender, self._reply_to)
+                _compose_into(session, self.box, message, sender, self._reply_to)
             except (ValueError, UnicodeError) as exc:
                 # Text the API would refuse today (older rows, imports): no retry composes it.
                 raise ApplicationError(
@@ -272,7 +274,9 @@ class SendActivities(SendContract):
         sender in effect now. Its record then shows the sender it really used."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            mail = _compose_into(session, message, self._choose(session, message), self._reply_to)
+            mail = _compose_into(
+                session, self.box, message, self._choose(session, message), self._reply_to
+            )
             return mail, message.transport or "platform", message.connection_id
 
     @activity.defn(name=RECORD_OUTCOME)

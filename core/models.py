@@ -489,6 +489,7 @@ class Attachment(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sealed: bool = False  # encrypted at rest (core/attachments.seal); older rows are not
     original_sender: str | None = Field(default=None, max_length=320)  # of an attached message
     # An inline image's Content-ID (no brackets): the message's HTML shows it as cid:{this}.
     content_id: str | None = Field(default=None, max_length=255)
@@ -507,6 +508,7 @@ class BulkFile(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sealed: bool = False  # encrypted at rest (core/attachments.seal)
 
 
 class InboundRaw(SQLModel, table=True):
@@ -777,4 +779,5 @@ class Upload(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sealed: bool = False  # encrypted at rest (core/attachments.seal)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))

@@ -12,8 +12,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, func, select
 
+from core import attachments as files_at_rest
 from core.attachments import purge
 from core.models import Upload, utcnow
+from core.security import secret_box
 from tests.helpers import new_company
 from tests.test_templates import api, stack_candidate
 
@@ -44,10 +46,12 @@ async def test_an_upload_is_bounded_checked_and_named_by_a_send(engine, tmp_path
         assert upload["content_type"] == "application/pdf"
         with Session(engine) as session:
             stored = session.get(Upload, uuid.UUID(upload["id"]))
-            assert (
-                stored is not None
-                and hashlib.sha256(stored.content).digest() == hashlib.sha256(data).digest()
-            )
+            assert stored is not None and stored.sealed
+            # Encrypted at rest, bound to its row: not the file's bytes, nor any run of them.
+            assert data[:64] not in stored.content and len(stored.content) > len(data)
+            box = secret_box(stack.settings)
+            opened = files_at_rest.opened(box, stored.id, stored.content, stored.sealed)
+            assert hashlib.sha256(opened).digest() == hashlib.sha256(data).digest()
 
         before = uploads_of(engine, tenant.company.id)
         too_big = await http.post(

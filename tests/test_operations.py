@@ -18,13 +18,14 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlmodel import Session
 from temporalio.api.common.v1 import Payload, Payloads
 
+from core import attachments as files_at_rest
 from core.bootstrap import create_company, create_operator
 from core.codec import ENCODING, EncryptionCodec
 from core.db import make_engine
 from core.keys import rotate_secrets
 from core.logs import log_handler
 from core.migrate import upgrade
-from core.models import Connection, ConnectionStatus, Permission
+from core.models import Connection, ConnectionStatus, Permission, Upload
 from core.security import SecretBox
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
@@ -164,6 +165,19 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
         )
         connection.secret_blob = old_box.seal_json(connection.id, {"password": "hunter2"})
         session.add(connection)
+        upload_id = uuid.uuid4()  # a file at rest, sealed under the old key
+        session.add(
+            Upload(
+                id=upload_id,
+                company_id=company_id,
+                filename="cv.pdf",
+                content_type="application/pdf",
+                size=7,
+                sha256="x" * 64,
+                content=files_at_rest.seal(old_box, upload_id, b"the cv."),
+                sealed=True,
+            )
+        )
         session.commit()
     first = rotate_secrets(engine, rotated_box)
     again = rotate_secrets(engine, rotated_box)
@@ -171,6 +185,9 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
         row = session.get(Connection, connection.id)
         secret_after = SecretBox(ring("new")).open_json(row.id, row.secret_blob)
         kid_after = SecretBox.kid_of(row.secret_blob)
+        upload = session.get(Upload, upload_id)
+        file_kid = SecretBox.kid_of(upload.content)
+        file_after = files_at_rest.opened(SecretBox(ring("new")), upload_id, upload.content, True)
 
     assert reopened == original
     assert fresh.metadata["encryption-key-id"] == b"new"
@@ -178,6 +195,7 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
     assert first.rotated >= 1
     assert again.rotated == 0 and again.current >= 1
     assert kid_after == "new" and secret_after == {"password": "hunter2"}
+    assert file_kid == "new" and file_after == b"the cv."  # files are re-encrypted too
     assert "keys" in {group.name for group in cli_app.registered_groups}
     engine.dispose()
 

@@ -31,6 +31,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from api.app import create_app
+from core import attachments as files_at_rest
 from core.inbound import parse
 from core.models import (
     ApplicationStatus,
@@ -44,6 +45,7 @@ from core.models import (
     utcnow,
 )
 from core.privacy import ERASED_NAME
+from core.security import secret_box
 from core.statuses import MessageStatus
 from tests.browser import DESKTOP, PHONE, browser, check_page, new_context, screenshot, served
 from tests.fakes.net import free_port
@@ -406,8 +408,9 @@ async def test_an_export_round_trips_to_the_same_messages(temporal_client, engin
                     select(Message).where(Message.candidate_id == uuid.UUID(candidate["id"]))
                 )
             }
+            box = secret_box(stack.settings)
             contents = {
-                str(a.message_id): a.content
+                str(a.message_id): files_at_rest.opened(box, a.id, a.content, a.sealed)
                 for a in session.exec(
                     select(Attachment).where(
                         col(Attachment.message_id).in_([m.id for m in stored.values()])

@@ -12,6 +12,7 @@ from api.routers.common import get_owned, insert_then_start
 from api.schemas import ErasurePublic
 from api.services import privacy as service
 from core.models import Candidate, Erasure
+from core.security import secret_box
 from workflows.client import start_erasure
 
 router = APIRouter(tags=["privacy"])
@@ -63,7 +64,11 @@ def read_erasure(erasure_id: str, user: Recruiter, session: SessionDep) -> Erasu
     responses={200: {"content": {"application/zip": {}}}},
 )
 def export_candidate(
-    candidate_id: str, user: Recruiter, session: SessionDep, engine: EngineDep
+    candidate_id: str,
+    user: Recruiter,
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> StreamingResponse:
     """A zip of everything the candidate's mail holds, streamed: each message as an .eml file
     (the received bytes as they arrived; the sent MIME as it went out), each attachment, and
@@ -72,7 +77,7 @@ def export_candidate(
     candidate = get_owned(session, Candidate, candidate_id, user.company_id, "candidate")
     service.refuse_if_erased(candidate)
     return StreamingResponse(
-        service.export_zip(engine, user.company_id, user.id, candidate.id),
+        service.export_zip(engine, secret_box(settings), user.company_id, user.id, candidate.id),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="candidate-{candidate.id}.zip"',

@@ -34,7 +34,9 @@ from api.schemas import (
 from api.services import messages as service
 from api.services.privacy import refuse_if_erased
 from contracts.send import RESCHEDULED
+from core import attachments as files_at_rest
 from core.models import Attachment, Candidate, Direction, Message
+from core.security import secret_box
 from workflows.client import start_send
 
 log = logging.getLogger(__name__)
@@ -261,7 +263,11 @@ def candidate_from_message(
 
 @router.get("/v1/messages/{message_id}/attachments/{attachment_id}")
 def download_attachment(
-    message_id: str, attachment_id: str, user: Recruiter, session: SessionDep
+    message_id: str,
+    attachment_id: str,
+    user: Recruiter,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     message = get_owned(session, Message, message_id, user.company_id, "message")
     attachment = session.get(Attachment, parse_id(attachment_id, "attachment"))
@@ -269,7 +275,9 @@ def download_attachment(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "attachment not found")
     # Always a download, never rendered inline: a received HTML file must not run in our origin.
     return Response(
-        content=attachment.content,
+        content=files_at_rest.opened(
+            secret_box(settings), attachment.id, attachment.content, attachment.sealed
+        ),
         media_type=attachment.content_type or "application/octet-stream",
         headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.filename)}",

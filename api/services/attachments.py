@@ -16,9 +16,11 @@ from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
 
 from api.services import templates
+from core import attachments as files_at_rest
 from core import audit
 from core.attachments import UPLOAD_LIFETIME
 from core.models import Attachment, MessageTemplate, Upload, User, utcnow
+from core.security import secret_box
 from core.settings import Settings
 
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
@@ -49,14 +51,17 @@ def store(
             f"file: {len(data)} bytes; at most {settings.max_attachment_bytes} "
             "(RECRUITMAIL_MAX_ATTACHMENT_BYTES)",
         )
+    upload_id = uuid.uuid4()
     upload = Upload(
+        id=upload_id,
         company_id=user.company_id,
         user_id=user.id,
         filename=clean_filename(filename),
         content_type=clean_content_type(content_type),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        content=data,
+        content=files_at_rest.seal(secret_box(settings), upload_id, data),
+        sealed=True,
     )
     session.add(upload)
     audit.record(
@@ -114,10 +119,17 @@ def files_for_send(
                 "attachment_ids: no such upload in your company, or it is more than a day old "
                 f"(upload again): {', '.join(missing)}"
             )
+        box = secret_box(settings)
         files += [
-            File(u.filename, u.content_type, u.content, u.sha256) for u in map(found.get, wanted)
+            File(
+                u.filename,
+                u.content_type,
+                files_at_rest.opened(box, u.id, u.content, u.sealed),
+                u.sha256,
+            )
+            for u in map(found.get, wanted)
             if u is not None
-        ]  # fmt: skip
+        ]
     total = sum(len(f.content) for f in files)
     if total > settings.max_message_bytes:
         raise _unprocessable(
@@ -127,15 +139,19 @@ def files_for_send(
     return files
 
 
-def attach(session: Session, message_id: uuid.UUID, files: list[File]) -> None:
+def attach(session: Session, settings: Settings, message_id: uuid.UUID, files: list[File]) -> None:
+    box = secret_box(settings)
     for item in files:
+        attachment_id = uuid.uuid4()
         session.add(
             Attachment(
+                id=attachment_id,
                 message_id=message_id,
                 filename=item.filename,
                 content_type=item.content_type,
                 size=len(item.content),
                 sha256=item.sha256,
-                content=item.content,
+                content=files_at_rest.seal(box, attachment_id, item.content),
+                sealed=True,
             )
         )

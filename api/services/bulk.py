@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from api.errors import Refusal
 from api.schemas import BulkCreate
 from api.services import attachments, templates
+from core import attachments as files_at_rest
 from core.db import session_scope
 from core.mail import new_message_id
 from core.models import (
@@ -27,6 +28,7 @@ from core.models import (
     utcnow,
 )
 from core.run_ids import bulk_workflow_id
+from core.security import secret_box
 from core.send import schedule
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageKind, MessageStatus
@@ -161,16 +163,20 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     )
     session.add(job)
     session.flush()
+    box = secret_box(settings)
     for position, file in enumerate(planned.files):  # once for the job, not per recipient
+        file_id = uuid.uuid4()
         session.add(
             BulkFile(
+                id=file_id,
                 job_id=job.id,
                 position=position,
                 filename=file.filename,
                 content_type=file.content_type,
                 size=len(file.content),
                 sha256=file.sha256,
-                content=file.content,
+                content=files_at_rest.seal(box, file_id, file.content),
+                sealed=True,
             )
         )
     # One executemany of plain rows: thousands of model objects would cost seconds here.

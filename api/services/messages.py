@@ -122,7 +122,7 @@ def queue(
     session.add(message)
     if files:
         session.flush()  # the message row first: its attachments refer to it
-        attachments.attach(session, message_id, files)
+        attachments.attach(session, settings, message_id, files)
     if send_at is not None:
         events.message_event(
             session, message, EventType.MESSAGE_SCHEDULED, send_at=send_at.isoformat()
@@ -420,7 +420,7 @@ def edit_scheduled(
         schedule.edit(session, message, changes)  # first: it fails when the message went
         if files is not None:
             session.execute(delete(Attachment).where(col(Attachment.message_id) == message.id))
-            attachments.attach(session, message.id, files)
+            attachments.attach(session, settings, message.id, files)
 
     _while_scheduled(
         session,

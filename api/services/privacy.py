@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from core import attachments as files_at_rest
 from core import audit
 from core.db import session_scope
 from core.models import (
@@ -35,6 +36,7 @@ from core.models import (
     utcnow,
 )
 from core.privacy import candidate_addresses, register_erasure, their_messages
+from core.security import SecretBox
 
 # Messages read per database session: a long export never holds one read transaction.
 PAGE = 50
@@ -126,7 +128,11 @@ def _safe_name(name: str, fallback: str) -> str:
 
 
 def export_zip(
-    engine: Engine, company_id: uuid.UUID, user_id: uuid.UUID, candidate_id: uuid.UUID
+    engine: Engine,
+    box: SecretBox,
+    company_id: uuid.UUID,
+    user_id: uuid.UUID,
+    candidate_id: uuid.UUID,
 ) -> Iterator[bytes]:
     """The zip, chunk by chunk: messages/NNNN-….eml, attachments/<message id>/<file name>,
     messages.json. Messages to or from the candidate, with the Unassigned ones from their
@@ -163,7 +169,7 @@ def export_zip(
         for start in range(0, len(ids), PAGE):
             with Session(engine) as session:
                 for number, message_id in enumerate(ids[start : start + PAGE], start + 1):
-                    index.append(_write_message(session, archive, number, message_id))
+                    index.append(_write_message(session, box, archive, number, message_id))
                     session.expunge_all()
                     yield sink.take()
         archive.writestr(
@@ -182,7 +188,7 @@ def export_zip(
 
 
 def _write_message(
-    session: Session, archive: zipfile.ZipFile, number: int, message_id: uuid.UUID
+    session: Session, box: SecretBox, archive: zipfile.ZipFile, number: int, message_id: uuid.UUID
 ) -> dict[str, Any]:
     message = session.get(Message, message_id)
     assert message is not None  # rows are not deleted under a candidate (erasure keeps them)
@@ -231,10 +237,12 @@ def _write_message(
             safe = f"{len(taken) + 1}-{safe}"
         taken.add(safe)
         path = f"attachments/{message.id}/{safe}"
-        content = session.exec(
-            select(Attachment.content).where(Attachment.id == attachment_id)
+        stored, sealed = session.execute(
+            core_select(col(Attachment.content), col(Attachment.sealed)).where(
+                col(Attachment.id) == attachment_id
+            )
         ).one()
-        archive.writestr(path, content)
+        archive.writestr(path, files_at_rest.opened(box, attachment_id, stored, sealed))
         entry["attachments"].append(
             {
                 "filename": filename,
