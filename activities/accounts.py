@@ -4,13 +4,16 @@ decrypts a connection's secret, and the one that saves the secrets providers ren
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy import Engine
 
 from core.db import get_or_fail, session_scope
 from core.models import Connection, utcnow
 from core.security import SecretBox
+from core.send import lease
 from core.settings import Settings
+from core.statuses import OAUTH_KINDS
 from providers import oauth_provider, platform_provider, provider
 from providers.base import Account, MailProvider, OAuthProvider, Secret, SmtpServer
 
@@ -57,7 +60,16 @@ class Accounts:
                 verify_certificate=connection.smtp_verify_certificate,
             )
         connection_id = str(connection.id)
+        gate = None
+        limit = self._concurrent_per_mailbox(connection.kind)
+        if limit:
+            engine, key = self.engine, f"{connection.kind}:{connection_id}"
+
+            def gate() -> AbstractAsyncContextManager[None]:
+                return lease.held(engine, key, limit)
+
         return Account(
+            gate=gate,
             address=connection.custom_address,
             secret=self.box.open_json(connection.id, connection.secret_blob) or {},
             server=server,
@@ -66,6 +78,11 @@ class Accounts:
             mailbox=connection.display_mailbox or "",
             scopes=tuple(connection.granted_scopes or ()),
         )
+
+    def _concurrent_per_mailbox(self, kind: str) -> int:
+        if kind not in OAUTH_KINDS:
+            return 0
+        return self.oauth(kind).concurrent_per_mailbox
 
     def save_secret(self, connection_id: str, secret: Secret) -> None:
         """Every renewed credential is saved, encrypted (Microsoft rotates refresh tokens)."""

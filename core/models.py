@@ -469,6 +469,18 @@ class MailboxThrottle(SQLModel, table=True):
     next_slot: float = 0.0
 
 
+class MailboxLease(SQLModel, table=True):
+    """One of the few requests a mail API lets run at once against a mailbox (Graph: four per
+    mailbox, across every worker process): held while a send talks to it (core/send/lease.py);
+    a holder that died frees its slot when `until` passes."""
+
+    __tablename__ = "mailbox_lease"
+    key: str = Field(primary_key=True, max_length=80)  # graph:{connection id}
+    slot: int = Field(primary_key=True)
+    holder: str | None = Field(default=None, max_length=32)
+    until: datetime | None = Field(default=None, sa_column=ts(nullable=True))
+
+
 class ThrottleSend(SQLModel, table=True):
     """One send a mailbox's quota counts (core/throttle.py): its slot and its recipients, kept
     for the provider's rolling 24 hours."""

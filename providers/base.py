@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -61,6 +62,9 @@ class Account:
     connection_id: str | None = None
     mailbox: str = ""  # OAuth: the mailbox that signed in, when it is not the address itself
     scopes: tuple[str, ...] = ()  # OAuth: the permissions the stored grant carries
+    # Holds one of the mailbox's few concurrent requests while a send talks to its API (Graph:
+    # four, across processes: core/send/lease.py); None where the API sets no such limit.
+    gate: Callable[[], AbstractAsyncContextManager[None]] | None = None
 
     def renewed(self, secret: Secret) -> None:
         self.secret = secret
@@ -292,6 +296,9 @@ class OAuthProvider(MailProvider):
         `mailbox` is the signed-in mailbox when it is another one (Send As rights); `scopes`,
         what the stored grant carries."""
 
+    # Requests at once the mail API takes against one mailbox (0: no such limit).
+    concurrent_per_mailbox: ClassVar[int] = 0
+
     # When the identity provider does not list the address for the signed-in mailbox, may a
     # successful send as the address (the send leg) prove the right to it? (Graph: only a
     # mailbox with Send As rights can send as another address.)
@@ -369,9 +376,14 @@ class _TokenSession(MailSession):
                 await asyncio.to_thread(self._account.renewed, renewed)
             self._token = token
         account = self._account
-        return await self._provider.post_mime(
-            self._token, account.address, mail.mime, account.mailbox, account.scopes
-        )
+        if account.gate is None:
+            return await self._provider.post_mime(
+                self._token, account.address, mail.mime, account.mailbox, account.scopes
+            )
+        async with account.gate():
+            return await self._provider.post_mime(
+                self._token, account.address, mail.mime, account.mailbox, account.scopes
+            )
 
 
 __all__ = [

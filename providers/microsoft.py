@@ -227,6 +227,8 @@ class MicrosoftProvider(OAuthProvider):
     consent_link: ClassVar[bool] = True
     # Graph sends as another address only for a mailbox with Send As rights on it.
     send_as_proven_by_sending: ClassVar[bool] = True
+    # Graph runs at most four requests at once against one mailbox (MailboxConcurrency).
+    concurrent_per_mailbox: ClassVar[int] = 4
 
     def rate(self) -> Rate:
         return rate_of("microsoft", self.settings)

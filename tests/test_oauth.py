@@ -486,3 +486,24 @@ async def test_large_files_on_a_live_microsoft_connection_ask_for_drafts_then_se
     assert data in message_from_bytes(draft["mime"]).get_payload()[-1].get_payload(decode=True)
     assert w.microsoft.uploaded and sum(w.microsoft.uploaded[-1]) == len(data)
     assert not_needed.status_code == 422 and "only Microsoft" in not_needed.text
+
+
+async def test_at_most_four_requests_at_once_reach_one_microsoft_mailbox(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """Graph takes four requests at once per mailbox (MailboxConcurrency): twelve sends queued
+    together reach the mailbox at most four at a time, through the database's leases (so
+    across worker processes too), and all go."""
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant = w.stack.tenant()
+        mailbox = address()
+        await connected(w, tenant, "microsoft", mailbox)
+        w.microsoft.controls.send_delay = 0.4
+        candidate = await w.stack.candidate(tenant)
+        queued = [await w.stack.send(tenant, candidate["id"]) for _ in range(12)]
+        done = [
+            await w.stack.wait_for_status(tenant, q["id"], {"sent", "failed"}, timeout=90)
+            for q in queued
+        ]
+    assert [m["status"] for m in done] == ["sent"] * 12
+    assert 2 <= w.microsoft.most_at_once[mailbox.lower()] <= 4

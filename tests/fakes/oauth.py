@@ -168,6 +168,9 @@ class MicrosoftControls:
     # As and the Mail.Send.Shared scope, /users/{that mailbox}/sendMail sends from it and saves
     # the mail in its Sent Items (learn.microsoft.com/graph/outlook-send-mail-from-other-user).
     full_access: list[str] = field(default_factory=list)
+    # Seconds a sendMail takes: with it, requests to one mailbox overlap, and the fake counts
+    # the most at once (Graph allows four per mailbox: MailboxConcurrency).
+    send_delay: float = 0.0
     # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
     # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
     app_read: dict[str, set[str]] = field(default_factory=dict)
@@ -192,6 +195,8 @@ class MicrosoftFake(_Server):
         self.revoked: set[str] = set()  # mailboxes whose refresh tokens were revoked
         self.sent: list[dict] = []
         self.sent_items: dict[str, list[bytes]] = {}  # mailbox -> its Sent Items
+        self.in_flight: dict[str, int] = {}  # mailbox -> sendMail requests under way
+        self.most_at_once: dict[str, int] = {}
         self.drafts: dict[str, dict] = {}  # draft id -> {address, mime, files}
         self.upload_sessions: dict[str, dict] = {}
         self.uploaded: list[list[int]] = []  # each finished upload session's chunk sizes
@@ -559,6 +564,14 @@ class MicrosoftFake(_Server):
                 },
             )
         mime = base64.b64decode(body)
+        if self.controls.send_delay:
+            with self.lock:
+                key = address.lower()
+                self.in_flight[key] = self.in_flight.get(key, 0) + 1
+                self.most_at_once[key] = max(self.most_at_once.get(key, 0), self.in_flight[key])
+            time.sleep(self.controls.send_delay)
+            with self.lock:
+                self.in_flight[key] -= 1
         with self.lock:
             self.sent.append({"address": address, "mime": mime, "at": time.monotonic()})
             # /users/{address}/sendMail saves the mail in that mailbox's Sent Items.
