@@ -37,7 +37,7 @@ from contracts.send import (
 from core import attachments as files_at_rest
 from core import events, throttle
 from core.db import RowMissing, get_or_fail, session_scope
-from core.deliverability import suppression
+from core.deliverability import suppression, unsubscribe
 from core.errors import (
     AuthExpiredError,
     MailError,
@@ -103,7 +103,12 @@ def _for_history(sender: SenderChoice) -> SenderChoice:
 
 
 def _compose_into(
-    session: Session, box: SecretBox, message: Message, sender: SenderChoice, reply_to: ReplyTo
+    session: Session,
+    box: SecretBox,
+    settings: Settings,
+    message: Message,
+    sender: SenderChoice,
+    reply_to: ReplyTo,
 ) -> Outgoing:
     """Compose the message's MIME from `sender` and store it with the sender on the row."""
     candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
@@ -135,10 +140,20 @@ def _compose_into(
     # A bulk send's files are the job's, added as each message is sent (core/mail.splice).
     job = session.get(BulkJob, message.bulk_job_id) if message.bulk_job_id else None
     shared_files = job is not None and bool(job.files)
+    extra = None
+    if job is not None and job.unsubscribe:  # composed again: as bulk planning did, with
+        company = get_or_fail(session, Company, message.company_id)  # one-click unsubscribe
+        value = unsubscribe.token(box, company.id, candidate.id)
+        hosted = settings.hosted_address(company.slug)
+        extra = {
+            name: " ".join(folded.split())  # the email package folds it again
+            for name, folded in unsubscribe.headers(settings.public_url, hosted, value)
+        }
     _, composed = compose(
         attachments=files,
         files_later=shared_files,
         boundary=bulk_boundary(job.id) if job is not None and shared_files else None,
+        extra_headers=extra,
         calendar=calendar,
         reply_to=reply_to(session, message, sender),
         from_address=sender.address,
@@ -239,7 +254,9 @@ class SendActivities(SendContract):
                 )
             if message.raw_mime is None:
                 try:
-                    _compose_into(session, self.box, message, sender, self._reply_to)
+                    _compose_into(
+                        session, self.box, self._settings, message, sender, self._reply_to
+                    )
                 except (ValueError, UnicodeError) as exc:
                     raise ApplicationError(
                         f"its text cannot go into an email ({exc}).",
@@ -259,7 +276,7 @@ class SendActivities(SendContract):
             if not sender.name:  # kept out of history: the name in effect now
                 sender = replace(sender, name=self._choose(session, message).name)
             try:
-                _compose_into(session, self.box, message, sender, self._reply_to)
+                _compose_into(session, self.box, self._settings, message, sender, self._reply_to)
             except (ValueError, UnicodeError) as exc:
                 # Text the API would refuse today (older rows, imports): no retry composes it.
                 raise ApplicationError(
@@ -274,9 +291,8 @@ class SendActivities(SendContract):
         sender in effect now. Its record then shows the sender it really used."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            mail = _compose_into(
-                session, self.box, message, self._choose(session, message), self._reply_to
-            )
+            sender = self._choose(session, message)
+            mail = _compose_into(session, self.box, self._settings, message, sender, self._reply_to)
             return mail, message.transport or "platform", message.connection_id
 
     @activity.defn(name=RECORD_OUTCOME)

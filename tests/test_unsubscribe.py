@@ -4,6 +4,8 @@ mailto link, and what later sends do."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
@@ -140,3 +142,52 @@ async def test_the_mailto_link_opts_out_and_a_changed_link_does_nothing(
     request = [m for m in thread if m["direction"] == "inbound"]
     assert [m["kind"] for m in request] == ["auto_reply"]
     assert len(inbound.sink.received) == 1  # the bulk message; nothing answers the request
+
+
+def test_a_bulk_message_composed_again_keeps_its_unsubscribe_headers_and_files(engine, tmp_path):
+    """A bulk message whose sender changed before it went is composed again by the single-send
+    path: it keeps one-click unsubscribe (and the job's files' form), as planning wrote it."""
+    from activities.accounts import Accounts
+    from activities.send import SendActivities
+    from core.mail import bulk_boundary, new_message_id
+    from core.models import BulkJob, Candidate, Message
+    from core.security import secret_box
+    from tests.helpers import new_company
+    from tests.helpers import test_settings as make_settings
+
+    settings = make_settings(tmp_path, public_url="https://rm.example")
+    company_id = new_company(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        candidate = Candidate(company_id=company_id, name="Grace", email="grace@example.com")
+        job = BulkJob(
+            company_id=company_id,
+            subject="News",
+            text="Hello",
+            unsubscribe=True,
+            files=[{"filename": "a.pdf", "content_type": "application/pdf", "size": 1}],
+        )
+        session.add_all([candidate, job])
+        session.flush()
+        message = Message(
+            company_id=company_id,
+            candidate_id=candidate.id,
+            direction="outbound",
+            status="queued",
+            kind="mail",
+            from_address="",
+            from_name="",
+            to_addresses=[candidate.email],
+            subject="News",
+            text="Hello",
+            message_id_header=new_message_id("jobs.test.example"),
+            bulk_job_id=job.id,
+        )
+        session.add(message)
+        session.commit()
+    send = SendActivities(engine, settings, Accounts(engine, settings, secret_box(settings)))
+    mail, _, _ = send.recompose(str(message.id))
+    parsed = email.message_from_bytes(mail.mime, policy=email.policy.default)
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://rm.example/u/" in str(parsed["List-Unsubscribe"])
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert parsed.get_boundary() == bulk_boundary(job.id)  # the job's files go in when sent

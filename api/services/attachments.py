@@ -142,16 +142,7 @@ def files_for_send(
 def attach(session: Session, settings: Settings, message_id: uuid.UUID, files: list[File]) -> None:
     box = secret_box(settings)
     for item in files:
-        attachment_id = uuid.uuid4()
-        session.add(
-            Attachment(
-                id=attachment_id,
-                message_id=message_id,
-                filename=item.filename,
-                content_type=item.content_type,
-                size=len(item.content),
-                sha256=item.sha256,
-                content=files_at_rest.seal(box, attachment_id, item.content),
-                sealed=True,
-            )
+        fields = files_at_rest.stored_fields(
+            box, uuid.uuid4(), item.filename, item.content_type, item.sha256, item.content
         )
+        session.add(Attachment(message_id=message_id, **fields))

@@ -165,20 +165,10 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     session.flush()
     box = secret_box(settings)
     for position, file in enumerate(planned.files):  # once for the job, not per recipient
-        file_id = uuid.uuid4()
-        session.add(
-            BulkFile(
-                id=file_id,
-                job_id=job.id,
-                position=position,
-                filename=file.filename,
-                content_type=file.content_type,
-                size=len(file.content),
-                sha256=file.sha256,
-                content=files_at_rest.seal(box, file_id, file.content),
-                sealed=True,
-            )
+        fields = files_at_rest.stored_fields(
+            box, uuid.uuid4(), file.filename, file.content_type, file.sha256, file.content
         )
+        session.add(BulkFile(job_id=job.id, position=position, **fields))
     # One executemany of plain rows: thousands of model objects would cost seconds here.
     now = utcnow()
     rows = []

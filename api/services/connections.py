@@ -139,16 +139,23 @@ def quota(connection: Connection, settings: Settings) -> QuotaPublic:
 def set_quota(session: Session, user: User, connection: Connection, body: QuotaUpdate) -> None:
     connection.quota_messages_per_day = body.messages_per_day
     connection.quota_recipients_per_day = body.recipients_per_day
-    connection.updated_at = utcnow()
-    session.add(connection)
-    audit.record_connection(
+    _changed(
         session,
+        user,
         connection,
-        user.id,
         "connection.quota",
         messages_per_day=body.messages_per_day,
         recipients_per_day=body.recipients_per_day,
     )
+
+
+def _changed(
+    session: Session, user: User, connection: Connection, action: str, **detail: Any
+) -> None:
+    """A setting of the connection changed: saved with its audit line, in one commit."""
+    connection.updated_at = utcnow()
+    session.add(connection)
+    audit.record_connection(session, connection, user.id, action, **detail)
     session.commit()
 
 
@@ -172,16 +179,13 @@ def set_large_files(session: Session, user: User, connection: Connection, enable
         )
     before = connection.large_files
     connection.large_files = enabled
-    connection.updated_at = utcnow()
-    session.add(connection)
-    audit.record_connection(
+    _changed(
         session,
+        user,
         connection,
-        user.id,
         "connection.large_files",
         large_files={"before": before, "after": enabled},
     )
-    session.commit()
     signed_in = connection.status not in SIGN_IN_PENDING
     return enabled and signed_in and LARGE_FILES_SCOPE not in (connection.granted_scopes or [])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import Session, col
@@ -36,3 +37,19 @@ def seal(box: SecretBox, row_id: uuid.UUID, data: bytes) -> bytes:
 def opened(box: SecretBox, row_id: uuid.UUID, content: bytes, sealed: bool) -> bytes:
     """A stored file's content as it was given (a row from before encryption as it is)."""
     return box.decrypt(content, associated_data=row_id.bytes) if sealed else content
+
+
+def stored_fields(
+    box: SecretBox, row_id: uuid.UUID, filename: str, content_type: str, sha256: str, data: bytes
+) -> dict[str, Any]:
+    """The columns of a file row (an attachment, an upload, a bulk file): its id, its name and
+    type, its size and hash, its content sealed."""
+    return {
+        "id": row_id,
+        "filename": filename,
+        "content_type": content_type,
+        "size": len(data),
+        "sha256": sha256,
+        "content": seal(box, row_id, data),
+        "sealed": True,
+    }
