@@ -80,6 +80,8 @@ def heldout() -> list[Case]:
         count = len(text.splitlines())
         if row["file"].startswith("usrp/"):
             source = "usrp-users list"
+        elif row["file"].startswith("openbmc/"):
+            source = "openbmc list"
         else:
             source = "notmuch " + ("lkml" if "/lkml_" in row["file"] else "lists")
         cases.append(Case(row["file"], source, text, parse_segments(row["segments"], count)))
