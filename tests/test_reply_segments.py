@@ -141,6 +141,69 @@ def test_a_list_footer_or_a_notice_after_the_history_is_not_history():
     assert all(k == "quoted" for k, line in _kinds(inside) if "CONFIDENTIALITY" in line)
 
 
+def test_answers_written_into_an_unmarked_history_are_the_senders():
+    """Outlook's comments marked with the sender's name, and Outlook for Mac's history indented
+    four spaces with the answers not indented, are the sender's lines inside the history."""
+    outlook = (
+        "See below.\n\n-----Original Message-----\nFrom: Ana <ana@acme.example>\n"
+        "Sent: Monday, 7 December 2026 10:00\nSubject: Offer\n\nCan you start in January?\n\n"
+        "[Grace Hopper]  Yes, from the 4th.\nIn the morning.\n\nWhich office?\n"
+    )
+    kinds = _kinds(outlook)
+    assert ("new", "[Grace Hopper]  Yes, from the 4th.") in kinds and (
+        "new",
+        "In the morning.",
+    ) in kinds
+    assert ("quoted", "Can you start in January?") in kinds and ("quoted", "Which office?") in kinds
+    # A name-like bracket only: a reference or an image placeholder is history as it was.
+    refs = outlook.replace("[Grace Hopper]  Yes", "[1] Yes").replace("\nIn the morning.", "")
+    assert ("quoted", "[1] Yes, from the 4th.") in _kinds(refs)
+    mac = (
+        '\nOn 10/21/19, 4:04 PM, "Ana" <ana@acme.example> wrote:\n\n    Can you start?\n'
+        "    In January, ideally.\n    We need an answer soon.\n\nYes, I can.\n\n"
+        "    Thanks, Ana\n"
+    )
+    kinds = _kinds(mac)
+    assert ("new", "Yes, I can.") in kinds and ("quoted", "    Can you start?") in kinds
+    assert ("quoted", "    Thanks, Ana") in kinds
+
+
+def test_what_follows_a_quote_is_not_taken_for_what_follows_its_introduction():
+    """A mobile signature or an attribution, then a `>` quote (a greeting between them), then
+    the answer: the answer is the sender's."""
+    mobile = (
+        "\nSent from my iPhone\n\n> On 11 May 2021, Ana <ana@acme.example> wrote:\n"
+        "> Can you start?\n\nYes, from the 4th.\n\nGrace\n"
+    )
+    assert _history(mobile) == [
+        "> On 11 May 2021, Ana <ana@acme.example> wrote:",
+        "> Can you start?",
+    ]
+    greeting = (
+        "On Wed, Nov 18, 2020 at 01:11:42PM -0800, Ana wrote:\n\nHi Ana.\n\n"
+        "> Can you start?\n\nYes, from the 4th.\n"
+    )
+    kinds = _kinds(greeting)
+    assert ("new", "Yes, from the 4th.") in kinds and ("new", "Hi Ana.") in kinds
+    assert ("quoted", "> Can you start?") in kinds
+
+
+def test_a_disclaimer_block_after_the_history_is_not_history():
+    history = (
+        "Thanks.\n\n-----Original Message-----\nFrom: Ana <ana@acme.example>\nSent: Monday\n"
+        "Subject: Offer\n\nCan you start?\n\n"
+    )
+    for notice in (
+        "::DISCLAIMER::\n________________________________\nThe contents of this e-mail and any "
+        "attachment(s) are confidential and intended for the named recipient(s) only.\n",
+        "________________________________\nThe privileged confidential information contained in "
+        "this email is intended for use only by the addressees as indicated.\n",
+    ):
+        kinds = _kinds(history + notice)
+        assert ("quoted", "Can you start?") in kinds
+        assert all(k == "signature" for k, line in kinds if "confidential" in line)
+
+
 @pytest.mark.parametrize(
     "attribution",
     [

@@ -43,6 +43,8 @@ _DATE_RE = re.compile(
     r"\d{1,2}[:.]\d{2}|\b(19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b|\d+年\d+月",
 )
 _QUOTE_RE = re.compile(r"^\s*>")
+# The longest line taken for a greeting between an attribution and its quote ("Hi Patrick.").
+_GREETING = 30
 _SEPARATOR_RE = re.compile(r"^\s*([-_=*~]\s?){4,}\s*$")
 _ORIGINAL_RE = re.compile(
     r"^[\s>*]*-{2,}\s*(original message|original|urspr[üu]ngliche nachricht|"
@@ -127,8 +129,16 @@ def _next_text(lines: list[str], start: int) -> int | None:
 
 
 def _followed_by_quote(lines: list[str], i: int) -> bool:
+    """The next text is a `>` quote, or one short line (a greeting the sender wrote between the
+    attribution and the quote it introduces) and then a quote."""
     following = _next_text(lines, i + 1)
-    return following is not None and bool(_QUOTE_RE.match(lines[following]))
+    if following is None:
+        return False
+    if _QUOTE_RE.match(lines[following]):
+        return True
+    after = _next_text(lines, following + 1)
+    short = len(lines[following].strip()) <= _GREETING
+    return short and after is not None and bool(_QUOTE_RE.match(lines[after]))
 
 
 def _attribution_ending_at(lines: list[str], end: int, *, strong: bool) -> int | None:

@@ -53,6 +53,11 @@ _ORIGINAL_WORDS_RE = re.compile(
     re.IGNORECASE,
 )
 _SUPERCITE_RE = re.compile(r"^\s+([A-Z]{1,4})>(\s|$)")
+# Outlook's "Mark my comments with": a name in brackets before the sender's comment.
+_COMMENT_RE = re.compile(r"^\[(?:[A-Z][\w'.-]*,? ){1,3}[A-Z][\w'.-]*\]\s+\S")
+# Outlook for Mac's history: indented four spaces, from its first lines on.
+_INDENT = "    "
+_INDENT_SEEN = 3
 # The last block of a text that a mail system added: Mailman's footer, a confidentiality notice.
 _TRAILER_LINES = 8
 # Python's prompt and a statement after it (`>>> import sys`, `>>> sys.path`, `>>> x = 1`).
@@ -63,7 +68,8 @@ _PROMPT_RE = re.compile(
 _LIST_RULE_RE = re.compile(r"^\s*_{20,}\s*$")
 _LIST_FOOTER_RE = re.compile(r"\bmailing list\b|\bunsubscribe\b|/listinfo/", re.IGNORECASE)
 _NOTICE_RE = re.compile(
-    r"\b(confidentiality notice|(is|are) (intended )?(solely )?for the (sole )?use of)",
+    r"\b(confidentiality notice|disclaimer\b|(is|are) (intended )?(solely )?for the (sole )?use of"
+    r"|confidential\b.{0,120}\b(intended|recipient))",
     re.IGNORECASE,
 )
 
@@ -125,6 +131,8 @@ def line_kinds(text: str) -> list[str]:
         for i in range(unmarked, count):
             kinds[i] = kind
         end = unmarked
+        if kind == QUOTED:
+            _answers_inside(lines, kinds, unmarked)
     for i in range(end):
         if quoted[i]:
             kinds[i] = QUOTED
@@ -301,7 +309,9 @@ def _first_unmarked(lines: list[str], quoted: list[bool]) -> int | None:
     """Where history quoted without marks starts (core/inbound/reply.py's markers), unless what
     it finds only introduces `>`-quoted lines."""
     # Quoted lines are the other rules'; each introduction found is read once (linear).
-    plain = ["" if quoted[i] else line for i, line in enumerate(lines)]
+    # A quoted line stays visible as a quote (">"), so that what comes after a quote block is
+    # not taken for what follows a mobile signature or an attribution directly.
+    plain = [">" if quoted[i] else line for i, line in enumerate(lines)]
     start = 0
     while True:
         found = _reply._first_unmarked(plain, start)
@@ -347,6 +357,38 @@ def _forward_marker(line: str) -> bool:
     )
 
 
+# -- answers written into a history without marks ---------------------------------------------
+
+
+def _answers_inside(lines: list[str], kinds: list[str], start: int) -> None:
+    """The sender's own lines inside a history quoted without `>` marks, where the client
+    marks them another way: Outlook's comments prefaced with the sender's name ("[Ren, Zhikui]
+    This change was made…", until a blank line), and Outlook for Mac's history indented four
+    spaces under its attribution, where the answers are the lines not indented."""
+    count = len(lines)
+    indented = _indented_history(lines, start)
+    i = start + 1
+    while i < count:
+        line = lines[i]
+        if _COMMENT_RE.match(line):
+            while i < count and lines[i].strip():
+                kinds[i] = NEW
+                i += 1
+            continue
+        if indented and line.strip() and not line.startswith(_INDENT) and not _marked(line):
+            kinds[i] = NEW
+        i += 1
+
+
+def _indented_history(lines: list[str], start: int) -> bool:
+    """Whether the history under the attribution at `start` is indented four spaces (its first
+    lines of text, at least three, all are)."""
+    if _reply._attribution_ending_at(lines, start, strong=True) is None:
+        return False
+    text = [line for line in lines[start + 1 : start + 40] if line.strip()][:_INDENT_SEEN]
+    return len(text) >= _INDENT_SEEN and all(line.startswith(_INDENT) for line in text)
+
+
 # -- sign-off and blank lines ------------------------------------------------------------------
 
 
@@ -388,7 +430,7 @@ def _mark_trailer(lines: list[str], kinds: list[str]) -> None:
     footer = next((k for k, line in enumerate(block) if _LIST_RULE_RE.match(line)), None)
     if footer is not None and any(_LIST_FOOTER_RE.search(line) for line in block[footer:]):
         start += footer
-    elif not (start == 0 or not lines[start - 1].strip()) or not _NOTICE_RE.search(block[0]):
+    elif not (start == 0 or not lines[start - 1].strip()) or not _NOTICE_RE.search(" ".join(block)):
         return
     for i in range(start, last + 1):
         kinds[i] = SIGNATURE
