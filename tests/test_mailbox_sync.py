@@ -30,7 +30,7 @@ from core.settings import Settings
 from tests.browser import served
 from tests.fakes.mailboxes import reply
 from tests.fakes.net import free_port
-from tests.helpers import Tenant, eventually
+from tests.helpers import LOAD_SLACK, Tenant, eventually
 from tests.oauth_world import World, address, world
 
 KINDS = ("microsoft", "google")
@@ -140,7 +140,9 @@ async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_
     assert first["match_reason"] == "thread" and first["received_via"] == channel
     assert {m["received_via"] for m in found} == {channel}
     assert by_notification < POLL, by_notification  # before a poll could have read it
-    assert by_poll < POLL + 4, by_poll  # read within one poll
+    # Read within one poll (the round's own work given its slack: a loaded PostgreSQL run of
+    # four processes on two cores once took 18.7 s for a poll of 8).
+    assert by_poll < POLL + 4 * LOAD_SLACK, by_poll
     assert state["last_sync_at"] is not None and state["lag_seconds"] is not None
     if kind == "microsoft":
         assert len(fake.mail.handshakes) == 1 and len(fake.mail.notified) == 1
