@@ -19,10 +19,12 @@ from pathlib import Path
 
 from core.inbound import parse
 
-REPLY = re.compile(r"^(\[[^\]]*\]\s*)?(Re|RE|AW|Sv|Antw):", re.IGNORECASE)
+ANY_TAG = r"\[[^\]]*\]"
 
 
-def main(repo: str, folder: str, every: int, skip: str = "") -> None:
+def main(repo: str, folder: str, every: int, skip: str = "", tag: str = ANY_TAG) -> None:
+    """`tag`: the list's subject tag before Re: (a pattern); any bracketed tag by default."""
+    reply = re.compile(rf"^({tag}\s*)?(Re|RE|AW|Sv|Antw):", re.IGNORECASE)
     log = subprocess.run(
         ["git", "-C", repo, "log", "--reverse", "--format=%H%x09%s"],
         check=True,
@@ -32,7 +34,7 @@ def main(repo: str, folder: str, every: int, skip: str = "") -> None:
     replies = [
         line.split("\t", 1)[0]
         for line in log
-        if REPLY.match(subject := line.partition("\t")[2])
+        if reply.match(subject := line.partition("\t")[2])
         and not (skip and skip.lower() in subject.lower())
     ]
     here = Path(__file__).parent / folder
