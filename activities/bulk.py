@@ -251,10 +251,12 @@ class BulkActivities(BulkContract):
                     message_id=row.message_id_header,
                     date=row.created_at,
                     reply_to=reply_to,
-                    extra_headers=unsubscribe.headers(
+                    extra_headers=unsubscribe.headers_for(
+                        self._send.box,
                         self._settings.public_url,
                         hosted,
-                        unsubscribe.token(self._send.box, company.id, row.candidate_id),
+                        company.id,
+                        row.candidate_id,
                     )
                     if job.unsubscribe
                     else None,

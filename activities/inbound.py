@@ -225,18 +225,18 @@ class InboundActivities(RouteContract):
             session.flush()  # the message row first: attachments refer to it
             inline: dict[str, str] = {}
             for item in parsed.attachments:
-                attachment_id = uuid.uuid4()
                 attachment = Attachment(
-                    id=attachment_id,
                     message_id=message.id,
-                    filename=item.filename,
-                    content_type=item.content_type,
-                    size=len(item.content),
-                    sha256=item.sha256,
-                    content=files_at_rest.seal(self._box, attachment_id, item.content),
-                    sealed=True,
                     original_sender=item.original_sender,
                     content_id=item.content_id,
+                    **files_at_rest.stored_fields(
+                        self._box,
+                        uuid.uuid4(),
+                        item.filename,
+                        item.content_type,
+                        item.sha256,
+                        item.content,
+                    ),
                 )
                 session.add(attachment)
                 if item.content_id:

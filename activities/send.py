@@ -143,11 +143,15 @@ def _compose_into(
     extra = None
     if job is not None and job.unsubscribe:  # composed again: as bulk planning did, with
         company = get_or_fail(session, Company, message.company_id)  # one-click unsubscribe
-        value = unsubscribe.token(box, company.id, candidate.id)
-        hosted = settings.hosted_address(company.slug)
         extra = {
             name: " ".join(folded.split())  # the email package folds it again
-            for name, folded in unsubscribe.headers(settings.public_url, hosted, value)
+            for name, folded in unsubscribe.headers_for(
+                box,
+                settings.public_url,
+                settings.hosted_address(company.slug),
+                company.id,
+                candidate.id,
+            )
         }
     _, composed = compose(
         attachments=files,

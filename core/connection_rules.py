@@ -89,6 +89,12 @@ def check_smtp_connection(data: SmtpSettingsInput, *, allow_insecure: bool) -> N
         )
 
 
+def listed_as_own(address: str) -> str:
+    """How the sign-in's step says the provider lists `address` as the signed-in mailbox's own
+    (and how mailbox_mode reads it back)."""
+    return f"lists {address} as one of its addresses"
+
+
 def mailbox_mode(connection: Connection) -> str | None:
     """How an OAuth connection uses its mailbox: as the signed-in mailbox or one of its own
     addresses ("own"), or another mailbox it holds rights on ("shared": a Microsoft shared
@@ -99,7 +105,7 @@ def mailbox_mode(connection: Connection) -> str | None:
     if not signed_in or signed_in == connection.custom_address.lower():
         return "own"
     # The sign-in's step says when the provider lists the address as the mailbox's own.
-    own = f"lists {connection.custom_address.lower()} as one of its addresses"
+    own = listed_as_own(connection.custom_address).lower()
     listed = any(own in str(step.get("detail", "")).lower() for step in connection.steps)
     return "own" if listed else "shared"
 

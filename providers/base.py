@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core.connection_rules import listed_as_own
 from core.errors import ConfigurationError, MailError
 from core.inbound import paths
 from core.mail import Composed
@@ -325,7 +326,7 @@ class OAuthProvider(MailProvider):
         mailbox = identity.mailbox
         if mailbox and mailbox.lower() != address.lower():
             if identity.vouches_for(address):
-                mailbox += f" ({self.label} lists {address} as one of its addresses)"
+                mailbox += f" ({self.label} {listed_as_own(address)})"
             else:
                 mailbox += f" (whether it may send as {address} is checked by the test message)"
         return [

@@ -249,7 +249,7 @@ class GoogleProvider(OAuthProvider):
             f"Add another email address, add {address} and confirm it (for a group, the "
             "confirmation reaches the group's members), then connect again; for replies, add "
             "the hosted recruiting address as a member of the group or forward its mail there "
-            "(docs/connections.md, Google groups and delegated mailboxes)."
+            "(docs/connections.md, Shared mailboxes, aliases and groups)."
         )
 
     def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:

@@ -256,7 +256,7 @@ def mail_api_answer(response: httpx.Response, service: str, address: str) -> Non
         wait = retry_after(response.headers.get("retry-after")) or THROTTLE_RETRY
         said = f"{status}: {error_text(response)}"
         known = refusals.find(said)
-        meaning = known.meaning.format(address=address) if known else ""
+        meaning = known.says(address=address) if known else ""
         raise QuotaExceeded(
             f"{meaning or f'{service} is throttling the mailbox {address}.'} The message waits "
             f"{int(wait.total_seconds())} s, as asked, and goes then. ({said})",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -462,6 +462,26 @@ class MicrosoftProvider(OAuthProvider):
             headers={**auth, "Content-Type": "text/plain"},
         )
         draft_id = quote(str(created.json().get("id", "")), safe="")
+        try:
+            return await self._attach_and_send(call, base, draft_id, auth, files)
+        except MailError:
+            # A failed attempt leaves no draft behind in the mailbox (a retry makes its own).
+            try:
+                await send_request(
+                    self.http, "Microsoft Graph", "DELETE", f"{base}/{draft_id}", headers=auth
+                )
+            except MailError:
+                pass  # unreachable now: the draft stays, the retry goes on regardless
+            raise
+
+    async def _attach_and_send(
+        self,
+        call: Callable[..., Awaitable[httpx.Response]],
+        base: str,
+        draft_id: str,
+        auth: dict[str, str],
+        files: list[File],
+    ) -> str:
         for file in files:
             if len(file.data) < GRAPH_SMALL_FILE:
                 await call(
@@ -507,11 +527,6 @@ class MicrosoftProvider(OAuthProvider):
                 )
         sent = await call("POST", f"{base}/{draft_id}/send", headers=auth)
         return sent.headers.get("request-id", "")
-
-    def explain_send_failure(self, err: MailError, address: str, mailbox: str = "") -> str:
-        # Graph's refusals are explained where they are raised (explain_graph_refusal), with
-        # the signed-in mailbox: a failed send and a failed test say the same.
-        return str(err)
 
     def consent_help(
         self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False

@@ -21,6 +21,10 @@ class Refusal:
     meaning: str
     fix: str
 
+    def says(self, **names: str) -> str:
+        """What the answer means, names filled in (without the fix)."""
+        return self.meaning.format_map(_Names(names))
+
     def explain(self, said: str = "", **names: str) -> str:
         """Meaning and fix, with the service's own words after them."""
         text = f"{self.meaning} {self.fix}".format_map(_Names(names))

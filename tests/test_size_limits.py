@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import pytest
 
-from core.errors import PermanentMailError
+from core.errors import PermanentMailError, TransientMailError
 from providers.base import Outgoing
 from providers.google import GoogleProvider
 from providers.microsoft import MicrosoftProvider
@@ -118,6 +118,11 @@ async def test_graph_sends_a_large_file_as_a_draft_with_an_upload_session(tmp_pa
         provider = MicrosoftProvider(settings)
         token, scopes = await asyncio.to_thread(_sign_in, fake, provider, test_ca, mailbox, True)
         assert "Mail.ReadWrite" in scopes
+        fake.controls.fail_uploads = 1  # an outage halfway: the attempt leaves no draft behind
+        with pytest.raises(TransientMailError):
+            await provider.post_mime(token, mailbox, big.mime, "", scopes)
+        assert fake.drafts == {} and fake.sent == []
+        fake.upload_sessions.clear()  # the one the outage broke off
         await provider.post_mime(token, mailbox, big.mime, "", scopes)
         narrow = tuple(s for s in scopes if not s.startswith("Mail.ReadWrite"))
         with pytest.raises(PermanentMailError) as off:

@@ -51,17 +51,17 @@ def store(
             f"file: {len(data)} bytes; at most {settings.max_attachment_bytes} "
             "(RECRUITMAIL_MAX_ATTACHMENT_BYTES)",
         )
-    upload_id = uuid.uuid4()
     upload = Upload(
-        id=upload_id,
         company_id=user.company_id,
         user_id=user.id,
-        filename=clean_filename(filename),
-        content_type=clean_content_type(content_type),
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        content=files_at_rest.seal(secret_box(settings), upload_id, data),
-        sealed=True,
+        **files_at_rest.stored_fields(
+            secret_box(settings),
+            uuid.uuid4(),
+            clean_filename(filename),
+            clean_content_type(content_type),
+            hashlib.sha256(data).hexdigest(),
+            data,
+        ),
     )
     session.add(upload)
     audit.record(

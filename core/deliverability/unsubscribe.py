@@ -67,6 +67,17 @@ def headers(public_url: str, hosted_address: str, value: str) -> list[tuple[str,
     ]
 
 
+def headers_for(
+    box: SecretBox,
+    public_url: str,
+    hosted_address: str,
+    company_id: uuid.UUID,
+    candidate_id: uuid.UUID,
+) -> list[tuple[str, str]]:
+    """The two headers of a bulk message to this candidate, with their signed token."""
+    return headers(public_url, hosted_address, token(box, company_id, candidate_id))
+
+
 def candidate_for(
     session: Session, box: SecretBox, value: str, company_id: uuid.UUID | None = None
 ) -> Candidate | None:

@@ -171,6 +171,8 @@ class MicrosoftControls:
     # Seconds a sendMail takes: with it, requests to one mailbox overlap, and the fake counts
     # the most at once (Graph allows four per mailbox: MailboxConcurrency).
     send_delay: float = 0.0
+    # The next N upload-session ranges answer 503 (an outage halfway through a large file).
+    fail_uploads: int = 0
     # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
     # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
     app_read: dict[str, set[str]] = field(default_factory=dict)
@@ -246,7 +248,7 @@ class MicrosoftFake(_Server):
         q = {k: v[0] for k, v in query.items()}
         parts = path.strip("/").split("/")
         drafts = path.startswith("/v1.0/users/") and len(parts) >= 4 and parts[3] == "messages"
-        if drafts and method == "POST":  # drafts (large files); reading is the mailboxes'
+        if drafts and method in ("POST", "DELETE"):  # drafts (large files); reading: mailboxes'
             return self._draft(method, parts[2], parts[4:], body, headers)
         if path.startswith("/upload/"):
             return self._upload_chunk(parts[1], body, headers)
@@ -306,8 +308,12 @@ class MicrosoftFake(_Server):
             scopes = self.access_scopes.get(headers.get("Authorization", "")[7:], [])
         other = address.lower() != mailbox.lower()
         needed = "/Mail.ReadWrite.Shared" if other else "/Mail.ReadWrite"
-        if method != "POST" or not any(s.endswith(needed) for s in scopes):
+        if not any(s.endswith(needed) for s in scopes):
             return 403, {}, {"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}
+        if method == "DELETE":
+            with self.lock:
+                found = self.drafts.pop(rest[0] if len(rest) == 1 else "", None)
+            return (204, {}, b"") if found else (404, {}, {"error": {"code": "ErrorItemNotFound"}})
         if not rest:
             if len(body) > self.CHUNK_MAX:
                 return 413, {}, {"error": {"code": "RequestEntityTooLarge"}}
@@ -372,6 +378,10 @@ class MicrosoftFake(_Server):
             return 404, {}, {"error": {"code": "ErrorItemNotFound"}}
         if headers.get("Authorization"):
             return 401, {}, {"error": {"code": "InvalidAudience"}}
+        with self.lock:
+            if self.controls.fail_uploads > 0:
+                self.controls.fail_uploads -= 1
+                return 503, {}, {"error": {"code": "ServiceUnavailable"}}
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers.get("Content-Range", ""))
         if match is None:
             return 400, {}, {"error": {"code": "InvalidContentRange"}}
