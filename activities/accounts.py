@@ -7,13 +7,18 @@ import uuid
 from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
+from core import throttle
+from core.connections import rules
 from core.db import get_or_fail, session_scope
+from core.errors import AuthExpiredError
 from core.models import Connection, utcnow
 from core.security import SecretBox
 from core.send import lease
+from core.send.compose import SenderReplaced
 from core.settings import Settings
-from core.statuses import OAUTH_KINDS
+from core.statuses import OAUTH_KINDS, ConnectionStatus
 from providers import oauth_provider, platform_provider, provider
 from providers.base import Account, MailProvider, OAuthProvider, Secret, SmtpServer
 
@@ -91,3 +96,48 @@ class Accounts:
             connection.secret_blob = self.box.seal_json(uuid.UUID(connection_id), secret)
             connection.updated_at = utcnow()
             session.add(connection)
+
+    # -- sending through a connection ------------------------------------------------------
+
+    def sender_for(
+        self, transport: str, connection_id: uuid.UUID | None
+    ) -> tuple[MailProvider, Account]:
+        """The provider and account a message composed for `transport` goes out through.
+        SenderReplaced when that connection no longer sends for its scope (the message is
+        composed again for the sender in effect now); AuthExpiredError while it needs a new
+        sign-in (never a silent fallback to another address)."""
+        if transport == "platform":
+            return self.platform()
+        with session_scope(self.engine) as session:
+            connection = session.get(Connection, connection_id) if connection_id else None
+            if connection is None or transport != connection.kind:
+                raise SenderReplaced(f"the {transport} connection no longer exists")
+            if connection.status == ConnectionStatus.NEEDS_REAUTH:
+                raise AuthExpiredError(connection.last_error or "Its credentials were refused.")
+            if connection.status != ConnectionStatus.ACTIVE:
+                raise SenderReplaced(f"the connection for {connection.custom_address} is off")
+            return self.provider(connection.kind), self.account(connection)
+
+    def rate_for(self, provider: MailProvider, connection_id: uuid.UUID | None) -> throttle.Rate:
+        """The mailbox's rate: its provider's, with the connection's own quota over it."""
+        rate = provider.rate()
+        if connection_id is None:
+            return rate
+        with Session(self.engine) as session:
+            connection = session.get(Connection, connection_id)
+        if connection is None:
+            return rate
+        return throttle.with_overrides(
+            rate, connection.quota_messages_per_day, connection.quota_recipients_per_day
+        )
+
+    def needs_reauth(self, connection_id: uuid.UUID, err: AuthExpiredError) -> AuthExpiredError:
+        """Credentials refused at send time: flag the connection, fail with a clear reason."""
+        with session_scope(self.engine) as session:
+            connection = get_or_fail(session, Connection, connection_id)
+            rules.needs_reauth(session, connection, str(err))
+            provider = self.provider(connection.kind)
+            return AuthExpiredError(
+                f"The {provider.label} connection for {connection.custom_address} needs "
+                f"attention: {err} {provider.needs_attention(connection.custom_address)}"
+            )

@@ -16,23 +16,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from contracts.receive import (
+from contracts.inbound import (
     ROUTE_INBOUND_MESSAGE,
     ROUTE_INBOUND_MESSAGES,
+    InboundContract,
     ReceiveMessageResult,
-    RouteContract,
     RouteInput,
     RouteManyInput,
 )
 from core import attachments as files_at_rest
-from core import events, ownership, round_trip
+from core import events
+from core.connections import ownership, round_trip
+from core.connections.round_trip import bounce_explanation, held_detail, token_hash, verified_detail
 from core.db import session_scope
 from core.deliverability import checks, dkim, suppression, unsubscribe
 from core.events import EventType
 from core.inbound import ParsedMail, candidates, parse, tokens
-from core.inbound import paths as inbound_paths
 from core.inbound.auth import NOT_CHECKED, SenderAuth, authenticate
 from core.inbound.html import stored_safe
+from core.inbound_paths import paths as inbound_paths
 from core.models import (
     Attachment,
     Candidate,
@@ -44,8 +46,8 @@ from core.models import (
     User,
     utcnow,
 )
-from core.round_trip import bounce_explanation, held_detail, token_hash, verified_detail
 from core.security import SecretBox, secret_box
+from core.send import lifecycle
 from core.settings import Settings
 from core.statuses import (
     InboundState,
@@ -60,10 +62,9 @@ from core.statuses import (
 from core.templates import invitations
 
 # Outbound messages a bounce may still change: a bounce can overtake our own `sent` write.
-_BOUNCEABLE = (MessageStatus.SENT.value, MessageStatus.SENDING.value)
 
 
-class InboundActivities(RouteContract):
+class InboundActivities(InboundContract):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
@@ -385,14 +386,8 @@ def _received_events(session: Session, message: Message, bounced: Message | None
         match_reason=message.match_reason,
         kind=message.kind,
     )
-    if bounced is not None and bounced.status == MessageStatus.BOUNCED:
-        events.message_event(
-            session,
-            bounced,
-            EventType.MESSAGE_BOUNCED,
-            bounced.error,
-            bounce_message_id=str(message.id),
-        )
+    if bounced is not None:
+        lifecycle.tell_bounced(session, bounced, bounce_message_id=str(message.id))
 
 
 def _mark_bounce(
@@ -403,10 +398,7 @@ def _mark_bounce(
     report = parsed.bounce
     if sent is None or report is None:
         return None
-    if sent.status in _BOUNCEABLE:
-        sent.status = MessageStatus.BOUNCED
-        sent.error = report.describe()
-        sent.updated_at = utcnow()
+    lifecycle.bounced(session, sent, report.describe(), tell=False)
     candidate = session.get(Candidate, sent.candidate_id) if sent.candidate_id else None
     if candidate is not None and (
         report.recipient is None or report.recipient.lower() == candidate.email.lower()

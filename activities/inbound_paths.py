@@ -1,5 +1,5 @@
 """Mailbox sync's activity: load the connection, read the provider, store what
-core/inbound/sync.py says to import, record the path's health. One round per call."""
+core/inbound_paths/sync.py says to import, record the path's health. One round per call."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from temporalio import activity
 
 from activities.accounts import Accounts
 from activities.common import heartbeating
-from contracts.inbound_paths import SYNC_MAILBOX, SyncContract, SyncResult, SyncRound
-from core import connection_rules
+from contracts.inbound_paths import SYNC_MAILBOX, InboundPathsContract, SyncResult, SyncRound
+from core.connections import rules as connection_rules
 from core.db import get_or_fail, session_scope
 from core.errors import AuthExpiredError, MailError, TransientMailError
-from core.inbound import sync
-from core.inbound.sync import Summary
+from core.inbound_paths import sync
+from core.inbound_paths.sync import Summary
 from core.models import Connection, MailboxSync, utcnow
 from core.statuses import (
     LIVE_STATUSES,
@@ -70,7 +70,7 @@ class _Progress:
     newest: datetime | None = None
 
 
-class SyncActivities(SyncContract):
+class InboundPathsActivities(InboundPathsContract):
     def __init__(self, engine: Engine, accounts: Accounts) -> None:
         self._engine = engine
         self._accounts = accounts

@@ -15,7 +15,7 @@ from activities.common import send_platform_mail
 from contracts.notify import SEND_REPLY_NOTIFICATION, NotificationBatch, NotifyContract
 from core.db import get_or_fail
 from core.models import Candidate, Company, CompanyPrivacy, Direction, Message, User, utcnow
-from core.notices import Arrived, reply_notice
+from core.notify import Arrived, reply_notice
 from core.people import company_admins as admins
 from core.statuses import MessageKind
 from providers.base import Outgoing

@@ -26,19 +26,19 @@ from contracts.privacy import (
     ERASE_OUTBOX_COPIES,
     FIND_DUE,
     FINISH_ERASURE,
-    RECORD_CONSENT,
-    SEND_CONSENT_ASK,
+    RECORD_RETENTION_CONSENT,
+    SEND_RETENTION_CONSENT_ASK,
     STOP_SENDS,
     BatchResult,
-    ConsentAnswer,
-    ConsentAsk,
-    ConsentInput,
-    ConsentOutcome,
     DueBatch,
     DueErasure,
     DueWork,
     ErasureRef,
     PrivacyContract,
+    RetentionConsentAnswer,
+    RetentionConsentAsk,
+    RetentionConsentInput,
+    RetentionConsentOutcome,
     StopResult,
     SweepInput,
 )
@@ -62,19 +62,20 @@ from core.models import (
     WebhookAttempt,
     utcnow,
 )
-from core.notices import ABOUT_HEADER
+from core.notify import ABOUT_HEADER
 from core.outbox import company_folder
 from core.privacy import (
     ERASED_NAME,
     NOT_SENT_ERASED,
     candidate_addresses,
-    consent_ask_mail,
     consent_deadline,
-    consent_page_url,
     register_erasure,
+    retention_consent_mail,
+    retention_consent_url,
     scrub_detail,
     their_messages,
 )
+from core.send import lifecycle
 from core.statuses import MessageStatus
 from providers.base import Outgoing
 
@@ -123,23 +124,9 @@ class PrivacyActivities(PrivacyContract):
             for message in waiting:
                 was_scheduled = message.status == MessageStatus.SCHEDULED
                 # One conditional UPDATE: an attempt that began meanwhile keeps its message.
-                moved = session.execute(
-                    update(Message)
-                    .where(
-                        col(Message.id) == message.id,
-                        col(Message.status).in_(_NOT_SENT_YET),
-                        or_(
-                            col(Message.attempt_started_at).is_(None),
-                            col(Message.attempt_started_at) < now - ATTEMPT_LIMIT,
-                        ),
-                    )
-                    .values(status=MessageStatus.CANCELLED, error=NOT_SENT_ERASED, updated_at=now)
-                )
-                if moved.rowcount:  # type: ignore[attr-defined]
-                    session.refresh(message)
-                    events.message_event(
-                        session, message, EventType.MESSAGE_CANCELLED, NOT_SENT_ERASED
-                    )
+                if lifecycle.cancel_unsent(
+                    session, message, NOT_SENT_ERASED, _NOT_SENT_YET, now - ATTEMPT_LIMIT
+                ):
                     erasure.messages_cancelled += 1
                     if was_scheduled:
                         woken.append(message.run_id)
@@ -323,7 +310,7 @@ class PrivacyActivities(PrivacyContract):
                         session.add(candidate)
                         deadline = consent_deadline(candidate, rule)
                         work.ask.append(
-                            ConsentAsk(
+                            RetentionConsentAsk(
                                 str(candidate.id),
                                 str(candidate.company_id),
                                 (deadline - now).total_seconds(),
@@ -407,14 +394,14 @@ class PrivacyActivities(PrivacyContract):
                 session.execute(delete(InboundRaw).where(col(InboundRaw.message_id).in_(ids)))
             return BatchResult(done=len(ids), more=len(rows) == self._batch)
 
-    @activity.defn(name=SEND_CONSENT_ASK)
-    async def send_consent_ask(self, input: ConsentInput) -> None:
-        mail = await asyncio.to_thread(self._consent_mail, input)
+    @activity.defn(name=SEND_RETENTION_CONSENT_ASK)
+    async def send_retention_consent_ask(self, input: RetentionConsentInput) -> None:
+        mail = await asyncio.to_thread(self._retention_consent_mail, input)
         if mail is None:
             return  # erased or answered meanwhile
         await send_platform_mail(self._accounts, [mail])
 
-    def _consent_mail(self, input: ConsentInput) -> Outgoing | None:
+    def _retention_consent_mail(self, input: RetentionConsentInput) -> Outgoing | None:
         with Session(self._engine) as session:
             candidate = session.get(Candidate, uuid.UUID(input.candidate_id))
             if candidate is None or candidate.erased_at or not candidate.email:
@@ -422,19 +409,19 @@ class PrivacyActivities(PrivacyContract):
             company = get_or_fail(session, Company, candidate.company_id)
             deadline = utcnow() + input.answer_wait
             return Outgoing.of(
-                consent_ask_mail(
+                retention_consent_mail(
                     self._settings,
                     company=company,
                     candidate=candidate,
-                    link=consent_page_url(self._settings, candidate.id, input.answer_wait),
+                    link=retention_consent_url(self._settings, candidate.id, input.answer_wait),
                     deadline=deadline,
                 ),
                 "retention-consent",
                 str(company.id),
             )
 
-    @activity.defn(name=RECORD_CONSENT)
-    def record_consent(self, input: ConsentAnswer) -> ConsentOutcome:
+    @activity.defn(name=RECORD_RETENTION_CONSENT)
+    def record_retention_consent(self, input: RetentionConsentAnswer) -> RetentionConsentOutcome:
         with session_scope(self._engine) as session:
             candidate = get_or_fail(session, Candidate, input.candidate_id)
             now = utcnow()
@@ -452,9 +439,9 @@ class PrivacyActivities(PrivacyContract):
                 candidate.retain_until = now + period
                 candidate.consent_asked_at = None  # asked again before the new date
                 session.add(candidate)
-                return ConsentOutcome()
+                return RetentionConsentOutcome()
             if candidate.erased_at is not None:
-                return ConsentOutcome()
+                return RetentionConsentOutcome()
             privacy = session.get(CompanyPrivacy, candidate.company_id)
             rule_off = privacy is None or privacy.erase_after_days_closed is None
             reopened = candidate.application_status != ApplicationStatus.CLOSED
@@ -462,11 +449,11 @@ class PrivacyActivities(PrivacyContract):
                 # No answer, but the rule no longer erases them: nothing to do until it does.
                 candidate.consent_asked_at = None
                 session.add(candidate)
-                return ConsentOutcome()
+                return RetentionConsentOutcome()
             erasure = register_erasure(
                 session, candidate, reason="consent" if input.answer == "delete" else "retention"
             )
-            return ConsentOutcome(
+            return RetentionConsentOutcome(
                 DueErasure(str(erasure.id), str(candidate.id), str(candidate.company_id))
             )
 
@@ -481,8 +468,8 @@ class PrivacyActivities(PrivacyContract):
             self.find_due_erasures,
             self.erase_due,
             self.delete_old_unassigned,
-            self.send_consent_ask,
-            self.record_consent,
+            self.send_retention_consent_ask,
+            self.record_retention_consent,
         ]
 
 

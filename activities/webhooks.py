@@ -35,7 +35,7 @@ from core.models import (
     WebhookEndpoint,
     utcnow,
 )
-from core.notices import endpoint_disabled_notice
+from core.notify import endpoint_disabled_notice
 from core.people import company_admins
 from providers.base import Outgoing
 from providers.http import guarded_client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -120,11 +119,3 @@ async def temporal_client(request: Request) -> Client:
 
 
 TemporalDep = Annotated[Client, Depends(temporal_client)]
-
-
-def parse_id(value: str, what: str) -> uuid.UUID:
-    """Ids in paths: a malformed one is simply not found, like another company's."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found") from None

@@ -11,6 +11,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from core.errors import Conflict, NotFound, Refused, StillRunning, TooLarge
+
 log = logging.getLogger(__name__)
 
 
@@ -34,17 +36,22 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     )
 
 
-class Refusal(Exception):
-    """An error answer with more than words: `{"detail": "...", **extra}` (the bulk send's
-    `would_fail` list, say), still an ErrorResponse for a client that reads only `detail`."""
+# The domain's refusals (core/errors.py), each mapped to its status here and nowhere else.
+_STATUS: dict[type[Refused], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    StillRunning: status.HTTP_504_GATEWAY_TIMEOUT,
+    Refused: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
 
-    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status_code, self.detail, self.extra = status_code, detail, extra
+
+def status_for(exc: Refused) -> int:
+    return next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
 
 
-async def refusal(request: Request, exc: Refusal) -> JSONResponse:
-    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail, **exc.extra})
+async def refused(request: Request, exc: Refused) -> JSONResponse:
+    return JSONResponse(status_code=status_for(exc), content={"detail": exc.detail, **exc.extra})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -57,7 +64,7 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Refusal, refusal)  # type: ignore[arg-type]
+    app.add_exception_handler(Refused, refused)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
 

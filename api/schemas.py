@@ -838,3 +838,52 @@ class LegalEntityUpdate(Request):
     name: HeaderText | None = None
     signature_text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     signature_html: Annotated[str, StringConstraints(max_length=50_000)] | None = None
+
+
+class AuditEventPublic(BaseModel):
+    id: uuid.UUID
+    action: str
+    target: str
+    detail: dict
+    user_id: uuid.UUID | None
+    user_name: str | None
+    created_at: datetime
+
+
+class BulkCounts(BaseModel):
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0  # on the suppression list: never sent (each message's error says why)
+
+
+class BulkJobPublic(BaseModel):
+    id: uuid.UUID
+    status: str
+    total: int
+    counts: BulkCounts
+    progress: float  # share of recipients with a final status, 0 to 1
+    next_send_at: datetime | None  # while a mailbox throttle holds the job back
+    # When the mailbox's 24-hour quota (messages or recipients) lets the next message go.
+    waiting_for_quota_until: datetime | None = None
+    waiting_reason: str | None = None  # why the job waits, in words
+    subject: str
+    send_at: datetime | None = None  # send later: when the job starts (status `scheduled`)
+    template_id: uuid.UUID | None = None
+    # The files every recipient gets: name, type and size (stored once until the job ends).
+    files: list[dict[str, Any]] = []
+    workflow_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class BulkDryRun(BaseModel):
+    """What the bulk send would do, nothing sent: each recipient whose message would lack a
+    field without a fallback (the real send refuses then, and sends nothing)."""
+
+    dry_run: bool = True
+    total: int
+    would_send: int
+    would_fail: list[dict[str, Any]]

@@ -1,5 +1,6 @@
-"""mailbox-sync-{connection id}: reading a connected mailbox for replies (core/inbound/sync.py),
-woken by the provider's notifications (through the API) or by its poll timer."""
+"""mailbox-sync-{connection id}: reading a connected mailbox for replies
+(core/inbound_paths/sync.py), woken by the provider's notifications (through the API) or by
+its poll timer."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class SyncResult:
     wait_seconds: float | None = None  # the provider asked to wait (Retry-After)
 
 
-class SyncContract:
+class InboundPathsContract:
     @activity.defn(name=SYNC_MAILBOX)
     async def sync_mailbox(self, input: SyncRound) -> SyncResult:
         """Read the mailbox's new messages, page by page: import the wanted ones (stored

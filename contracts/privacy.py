@@ -16,8 +16,8 @@ CHECKPOINT_DATABASE = "checkpoint-database"
 FIND_DUE = "find-due-erasures"
 ERASE_DUE = "erase-due"
 DELETE_OLD_UNASSIGNED = "delete-old-unassigned"
-SEND_CONSENT_ASK = "send-consent-ask"
-RECORD_CONSENT = "record-consent"
+SEND_RETENTION_CONSENT_ASK = "send-consent-ask"
+RECORD_RETENTION_CONSENT = "record-consent"
 # Signal to retention-consent: the candidate answered on the page ("keep" or "delete").
 ANSWER = "answer"
 
@@ -75,7 +75,7 @@ class DueBatch:
 
 
 @dataclass
-class ConsentAsk:
+class RetentionConsentAsk:
     candidate_id: str
     company_id: str
     # When the candidate is erased unless they answer.
@@ -87,12 +87,12 @@ class DueWork:
     """What the sweep found in one batch."""
 
     erase: list[DueErasure] = field(default_factory=list)
-    ask: list[ConsentAsk] = field(default_factory=list)
+    ask: list[RetentionConsentAsk] = field(default_factory=list)
     more: bool = False
 
 
 @dataclass
-class ConsentInput:
+class RetentionConsentInput:
     candidate_id: str
     company_id: str
     # How long the candidate has to answer, and how long "keep" extends the retention.
@@ -100,13 +100,13 @@ class ConsentInput:
 
 
 @dataclass
-class ConsentAnswer:
+class RetentionConsentAnswer:
     candidate_id: str
     answer: str  # keep, delete, none (the deadline passed)
 
 
 @dataclass
-class ConsentOutcome:
+class RetentionConsentOutcome:
     """What the answer means: an erasure to start (None when the candidate is kept)."""
 
     erase: DueErasure | None = None
@@ -154,11 +154,11 @@ class PrivacyContract:
     def delete_old_unassigned(self, input: SweepInput) -> BatchResult:
         raise NotImplementedError
 
-    @activity.defn(name=SEND_CONSENT_ASK)
-    async def send_consent_ask(self, input: ConsentInput) -> None:
+    @activity.defn(name=SEND_RETENTION_CONSENT_ASK)
+    async def send_retention_consent_ask(self, input: RetentionConsentInput) -> None:
         """Email the candidate the question, with a signed link to the page."""
         raise NotImplementedError
 
-    @activity.defn(name=RECORD_CONSENT)
-    def record_consent(self, input: ConsentAnswer) -> ConsentOutcome:
+    @activity.defn(name=RECORD_RETENTION_CONSENT)
+    def record_retention_consent(self, input: RetentionConsentAnswer) -> RetentionConsentOutcome:
         raise NotImplementedError

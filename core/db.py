@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -95,3 +95,9 @@ def get_or_fail(session: Session, model: type[T], row_id: uuid.UUID | str) -> T:
     if row is None:
         raise RowMissing(f"{model.__name__} {key} does not exist (it was deleted).")
     return row
+
+
+def ping(engine: Engine) -> None:
+    """The database answers (raises when it does not): the API's readiness check."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

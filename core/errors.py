@@ -56,9 +56,39 @@ class AuthExpiredError(PermanentMailError):
     """The provider refused our credentials or grant; the connection needs attention."""
 
 
-class ConsentRequiredError(MailError):
+class AdminConsentRequiredError(MailError):
     """An administrator must approve the app before this account can use it."""
 
 
 class ConfigurationError(PermanentMailError):
     """Our side is misconfigured (relay URL, certificates, API keys); an operator must fix it."""
+
+
+# -- requests the domain refuses ----------------------------------------------------------
+# Raised by the domain and the API's services, which never know HTTP; api/errors.py maps each
+# kind to its status once. `detail` is the answer's words, `extra` any fields beside it.
+
+
+class Refused(Exception):
+    """A request that cannot be done as asked (422): the words say which field and why."""
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail, self.extra = detail, extra
+
+
+class NotFound(Refused):
+    """Nothing of that id belongs to the caller's company (404)."""
+
+
+class Conflict(Refused):
+    """The request contradicts the thing's state (409): sent already, ended, held elsewhere."""
+
+
+class TooLarge(Refused):
+    """A body or a file over its stated limit (413)."""
+
+
+class StillRunning(Refused):
+    """A process did not answer within the request's wait (504); it goes on, and the words say
+    where to follow it."""

@@ -24,7 +24,7 @@ from core.models import (
     Message,
     utcnow,
 )
-from core.notices import company_mail
+from core.notify import company_mail
 from core.run_ids import erase_workflow_id
 from core.security import secret_box
 from core.settings import Settings
@@ -46,14 +46,14 @@ def scrub_detail(value: Any) -> Any:
     return value
 
 
-def consent_page_url(settings: Settings, candidate_id: uuid.UUID, valid: timedelta) -> str:
+def retention_consent_url(settings: Settings, candidate_id: uuid.UUID, valid: timedelta) -> str:
     key = secret_box(settings).sign(
         {"c": str(candidate_id), "p": CONSENT_PURPOSE}, valid.total_seconds() + 86400
     )
     return f"{settings.public_url.rstrip('/')}/privacy/consent/{candidate_id}?key={key}"
 
 
-def consent_key_valid(settings: Settings, candidate_id: uuid.UUID, key: str) -> bool:
+def retention_consent_key_valid(settings: Settings, candidate_id: uuid.UUID, key: str) -> bool:
     try:
         claims = secret_box(settings).verify(key)
     except ValueError:
@@ -61,7 +61,7 @@ def consent_key_valid(settings: Settings, candidate_id: uuid.UUID, key: str) -> 
     return claims.get("c") == str(candidate_id) and claims.get("p") == CONSENT_PURPOSE
 
 
-def consent_ask_mail(
+def retention_consent_mail(
     settings: Settings, *, company: Company, candidate: Candidate, link: str, deadline: datetime
 ) -> Composed:
     text = "\n".join(

@@ -211,7 +211,7 @@ class Settings(BaseSettings):
     # system's. Development and tests point it at a DNS server on loopback.
     dns_nameservers: str = ""
 
-    # Mailbox sync (core/inbound/sync.py): reading a connected Microsoft or Google mailbox for
+    # Mailbox sync (core/inbound_paths/sync.py): reading a connected Microsoft or Google mailbox for
     # replies. Each connection's run reads when the provider notifies it, and at least this
     # often (a lost notification delays a message by one poll at most).
     sync_poll_interval: timedelta = timedelta(minutes=5)

@@ -17,9 +17,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from core.connection_rules import listed_as_own
+from core.connections.rules import listed_as_own
 from core.errors import ConfigurationError, MailError
-from core.inbound import paths
+from core.inbound_paths import paths
 from core.mail import Composed
 from core.settings import Settings
 from core.throttle import Rate
@@ -221,7 +221,7 @@ class Grant:
 
 
 @dataclass(frozen=True)
-class ConsentHelp:
+class AdminConsentHelp:
     """What the person connecting forwards to an administrator while consent is missing."""
 
     admin_consent_url: str | None = None  # a link an admin opens (Microsoft)
@@ -253,7 +253,7 @@ class OAuthProvider(MailProvider):
 
     @abstractmethod
     def exchange_code(self, flow: Secret, query: dict[str, str]) -> Grant:
-        """Redeem the callback. Raises ConsentRequiredError when an admin must approve."""
+        """Redeem the callback. Raises AdminConsentRequiredError when an admin must approve."""
 
     @abstractmethod
     def refresh(self, secret: Secret, read: bool = False) -> tuple[str, Secret | None]:
@@ -261,9 +261,9 @@ class OAuthProvider(MailProvider):
         when it changed (save it)."""
 
     @abstractmethod
-    def consent_help(
+    def admin_consent_help(
         self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
-    ) -> ConsentHelp:
+    ) -> AdminConsentHelp:
         """What to show while an administrator's consent is missing."""
 
     def reads(self, granted: list[str]) -> bool:
@@ -389,7 +389,7 @@ class _TokenSession(MailSession):
 
 __all__ = [
     "Account",
-    "ConsentHelp",
+    "AdminConsentHelp",
     "Grant",
     "Identity",
     "MailError",

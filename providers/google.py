@@ -15,16 +15,16 @@ from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
 from core.errors import (
+    AdminConsentRequiredError,
     AuthExpiredError,
     ConfigurationError,
-    ConsentRequiredError,
     PermanentMailError,
     TransientMailError,
 )
-from core.inbound.paths import READ_SCOPES
+from core.inbound_paths.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
 from providers import refusals
-from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
+from providers.base import AdminConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GmailReader
 
@@ -91,11 +91,11 @@ class GoogleProvider(OAuthProvider):
     def reader(self, user: str | None = None, delegate: str = "") -> GmailReader:
         return GmailReader(self.http, self.settings.google_gmail_url)
 
-    def consent_help(
+    def admin_consent_help(
         self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
-    ) -> ConsentHelp:
+    ) -> AdminConsentHelp:
         client_id = self.settings.google_client_id
-        return ConsentHelp(admin_instructions=admin_instructions(client_id, read))
+        return AdminConsentHelp(admin_instructions=admin_instructions(client_id, read))
 
     def _flow(
         self, state: str | None = None, code_verifier: str | None = None, read: bool = False
@@ -147,7 +147,7 @@ class GoogleProvider(OAuthProvider):
             known = refusals.find(f"{error} {subtype}", "google")
             if error in _BLOCKED or subtype in _BLOCKED:
                 assert known is not None
-                raise ConsentRequiredError(known.explain())
+                raise AdminConsentRequiredError(known.explain())
             if error == "access_denied" and known is not None:
                 raise PermanentMailError(known.explain())
             raise PermanentMailError(f"Google refused the sign-in ({error}).")
@@ -161,7 +161,7 @@ class GoogleProvider(OAuthProvider):
                     "RECRUITMAIL_GOOGLE_CLIENT_ID and RECRUITMAIL_GOOGLE_CLIENT_SECRET."
                 ) from exc
             if exc.error in _BLOCKED:
-                raise ConsentRequiredError(
+                raise AdminConsentRequiredError(
                     refusals.explain(str(exc.error), "google") or str(exc.error)
                 ) from exc
             raise PermanentMailError(

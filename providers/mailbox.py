@@ -1,4 +1,4 @@
-"""Reading a connected mailbox, for mailbox sync (core/inbound/sync.py decides what is
+"""Reading a connected mailbox, for mailbox sync (core/inbound_paths/sync.py decides what is
 imported; activities/inbound_paths.py stores it).
 
 - Microsoft Graph: delta queries on the inbox (`mailFolders('inbox')/messages/delta`, created
@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from core.errors import AuthExpiredError, PermanentMailError
-from core.inbound.sync import Summary
+from core.inbound_paths.sync import Summary
 from providers.http import HttpClients, error_text, raise_for_answer, send_request
 
 # The headers mailbox sync decides by (and nothing else is read before it decides).

@@ -21,17 +21,17 @@ import httpx
 import msal
 
 from core.errors import (
+    AdminConsentRequiredError,
     AuthExpiredError,
     ConfigurationError,
-    ConsentRequiredError,
     MailError,
     PermanentMailError,
     TransientMailError,
 )
-from core.inbound.paths import READ_SCOPES
+from core.inbound_paths.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
 from providers import refusals
-from providers.base import ConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
+from providers.base import AdminConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
 
@@ -90,7 +90,7 @@ def classify(result: dict) -> Exception:
     if codes & CONSENT_CODES or error == "consent_required":
         row = refusals.find("AADSTS90094", "microsoft")
         assert row is not None
-        return ConsentRequiredError(row.explain(description or error, address="this mailbox"))
+        return AdminConsentRequiredError(row.explain(description or error, address="this mailbox"))
     if codes & DECLINED_CODES or error == "access_denied":
         return PermanentMailError(
             "The sign-in was declined. Start the connection again and accept the permissions "
@@ -528,10 +528,12 @@ class MicrosoftProvider(OAuthProvider):
         sent = await call("POST", f"{base}/{draft_id}/send", headers=auth)
         return sent.headers.get("request-id", "")
 
-    def consent_help(
+    def admin_consent_help(
         self, connection_id: str, address: str, state: str, read: bool = False, write: bool = False
-    ) -> ConsentHelp:
-        return ConsentHelp(admin_consent_url=self.admin_consent_url(address, state, read, write))
+    ) -> AdminConsentHelp:
+        return AdminConsentHelp(
+            admin_consent_url=self.admin_consent_url(address, state, read, write)
+        )
 
     def admin_consent_url(
         self, custom_address: str, state: str, read: bool = False, write: bool = False

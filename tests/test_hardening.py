@@ -131,7 +131,7 @@ def _old_row(stack, tenant, candidate_id: str | None, *, subject: str) -> str:
 
 
 async def _start(stack, tenant, message_id: str) -> None:
-    from workflows.client import start_send
+    from api.runs import start_send
 
     with Session(stack.engine) as session:
         message = session.get(Message, uuid.UUID(message_id))

@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
 from activities.inbound import InboundActivities
-from core import intake
+from api.runs import start_all_routing
+from core.inbound import intake
 from core.models import AuditEvent, Candidate, InboundRaw, Message, User, utcnow
 from core.run_ids import receive_batch_workflow_id, receive_workflow_id
 from core.search_attributes import COMPANY_ID, MAIL_STATUS
@@ -30,8 +31,7 @@ from tests.fakes.smtp import SmtpSink
 from tests.helpers import LOAD_SLACK, Stack, Tenant, eventually, running_stack
 from tests.test_inbound_parse import application, forward
 from worker.inbound_smtp import InboundSmtpServer
-from workflows.client import start_all_routing
-from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
+from workflows.inbound import InboundMessagesWorkflow, InboundMessageWorkflow
 
 SECRET = "inbound-test-secret-0123456789"
 
@@ -807,12 +807,12 @@ async def test_a_burst_is_routed_in_one_run_and_a_message_it_cannot_route_gets_i
             together=True,
         )
         batch = inbound.stack.client.get_workflow_handle_for(
-            ReceiveMessagesWorkflow.run, receive_batch_workflow_id(str(items[0].inbound_id))
+            InboundMessagesWorkflow.run, receive_batch_workflow_id(str(items[0].inbound_id))
         )
         results = await batch.result()
         await inbound.wait_routed(tenant)
         alone = await inbound.stack.client.get_workflow_handle_for(
-            ReceiveMessageWorkflow.run, receive_workflow_id(str(unlucky))
+            InboundMessageWorkflow.run, receive_workflow_id(str(unlucky))
         ).result()
         description = await batch.describe()
         with Session(engine) as session:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api.services.inbound_mailjet import mailjet_to_mime
+from api.services.inbound import mailjet_to_mime
 from core.inbound import parse
 from tests import mail_samples as samples
 

@@ -17,7 +17,7 @@ from email.utils import formatdate, make_msgid
 
 from sqlmodel import Session, select
 
-from contracts.setup import RecheckPage
+from contracts.connections.setup import RecheckPage
 from core.models import InboundRaw, Message
 from tests.helpers import Tenant, eventually
 from tests.test_round_trip import Trip, custom_address, trip

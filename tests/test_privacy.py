@@ -31,6 +31,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from api.app import create_app
+from api.runs import ensure_retention_schedule
 from core import attachments as files_at_rest
 from core.inbound import parse
 from core.models import (
@@ -63,7 +64,6 @@ from tests.helpers import (
 from tests.mail_samples import dsn_bounce
 from worker.inbound_smtp import InboundSmtpServer
 from worker.outbox import start_outbox
-from workflows.client import ensure_retention_schedule
 from workflows.privacy import RetentionSweepWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -824,7 +824,16 @@ async def test_erased_stays_erased_echoed_answers_late_replies_and_erasing_again
                 what="the echoed event",
             )
             deliveries_path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
-            before = (await stack.http.get(deliveries_path, headers=tenant.headers)).json()
+
+            # The attempt's row is written once the echo is back: wait for it, not for the echo.
+            async def listed() -> list:
+                return (await stack.http.get(deliveries_path, headers=tenant.headers)).json()
+
+            before = await eventually(
+                listed,
+                lambda found: any(d["response_body"] for d in found),
+                what="the echoed delivery's attempt",
+            )
             first = await erase(stack, tenant, candidate["id"])
             await deliver(
                 smtp,

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import netguard
-from core.consent_mail import consent_request_mail
+from core.connections.admin_consent import consent_request_mail
+from core.connections.round_trip import compose_check, compose_send_test
 from core.logs import log_handler
 from core.mail import compose, compose_bytes
 from core.models import Company, Connection
-from core.round_trip import compose_check, compose_send_test
 from providers.base import Account, Outgoing, SmtpServer
 from providers.smtp import SmtpProvider
 from tests.fakes.dns import DnsServer

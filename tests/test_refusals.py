@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from core.errors import (
+    AdminConsentRequiredError,
     AuthExpiredError,
     ConfigurationError,
-    ConsentRequiredError,
     MailError,
     PermanentMailError,
     QuotaExceeded,
@@ -158,7 +158,7 @@ def signed_in(fake, provider, test_ca, mailbox: str = MAILBOX):
         (700016, "unauthorized_client", "Application with identifier 'ms-client-id' was not "
          "found in the directory 'Contoso'.", "AADSTS700016", ConfigurationError),
         (90094, "invalid_grant", "The grant requires admin permission.", "AADSTS90094",
-         ConsentRequiredError),
+         AdminConsentRequiredError),
     ],
 )  # fmt: skip
 def test_microsoft_sign_in_answers_are_explained_with_their_fix(
@@ -226,7 +226,7 @@ def test_google_answers_are_explained_with_their_fix(tmp_path, test_ca):
         fake.revoke("jobs@acme.example")
         with pytest.raises(AuthExpiredError) as revoked:
             provider.refresh(grant.secret)
-    assert isinstance(refused["admin_policy_enforced"], ConsentRequiredError)
+    assert isinstance(refused["admin_policy_enforced"], AdminConsentRequiredError)
     assert isinstance(refused["access_denied (unverified app)"], PermanentMailError)
     for answer, error in refused.items():
         assert fix_of(answer) in str(error), error

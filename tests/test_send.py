@@ -10,12 +10,12 @@ from datetime import timedelta
 from sqlmodel import Session
 from temporalio.client import WorkflowHistory
 
+from api.runs import start_send
 from core.models import Message
 from tests.fakes.mailjet import MailjetFake
 from tests.fakes.smtp import SmtpSink
 from tests.helpers import decoded_history, running_stack
-from workflows.client import start_send
-from workflows.send_message import SendMessageWorkflow
+from workflows.send import SendMessageWorkflow
 
 
 def relay(sink: SmtpSink, scheme: str = "smtp", userinfo: str = "") -> dict:

@@ -111,7 +111,7 @@ async def test_a_wrong_password_is_one_failed_login_not_one_per_mechanism():
     ],
 )
 def test_a_check_never_seen_is_explained_by_the_mail_system_its_mx_names(exchanger, system, words):
-    from core.round_trip import mail_system, redirect_instructions
+    from core.connections.round_trip import mail_system, redirect_instructions
 
     text = redirect_instructions("jobs@contoso.com", "acme-jobs@jobs.example", 15, exchanger)
     assert mail_system(exchanger) == system
@@ -133,7 +133,7 @@ def test_a_check_never_seen_is_explained_by_the_mail_system_its_mx_names(exchang
     ],
 )  # fmt: skip
 def test_each_refusal_of_the_check_gets_its_own_reason(status, diagnostic, words):
-    from core.round_trip import bounce_explanation
+    from core.connections.round_trip import bounce_explanation
 
     text = bounce_explanation("jobs@contoso.com", "acme-jobs@jobs.example", status, diagnostic)
     assert words in text and status in text

@@ -22,14 +22,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session as DbSession
 from temporalio.client import Client
 
-from core import intake
+from api.runs import start_all_routing
 from core.db import make_engine, retry_while_locked
 from core.errors import ConfigurationError
 from core.group_commit import GroupCommit, in_thread
+from core.inbound import intake
 from core.settings import Settings
 from core.temporal import connect
 from worker.lifecycle import run_until_signal, until_stopped
-from workflows.client import start_all_routing
 
 log = logging.getLogger(__name__)
 # Where an envelope keeps, per accepted recipient, the company that receives its copy.

@@ -19,15 +19,21 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.accounts import Accounts
 from activities.bulk import BulkActivities
-from activities.connections import ConnectionActivities
+from activities.connections.oauth import OAuthActivities
+from activities.connections.setup import ConnectionActivities
 from activities.deliverability import DeliverabilityActivities
 from activities.inbound import InboundActivities
-from activities.inbound_paths import SyncActivities
+from activities.inbound_paths import InboundPathsActivities
 from activities.notify import NotifyActivities
-from activities.oauth import OAuthActivities
 from activities.privacy import PrivacyActivities
 from activities.send import SendActivities
 from activities.webhooks import WebhookActivities
+from api.runs import (
+    ensure_deliverability_schedule,
+    ensure_recheck_schedule,
+    ensure_retention_schedule,
+    webhook_queue,
+)
 from core.db import make_engine
 from core.security import secret_box
 from core.settings import Settings
@@ -36,30 +42,24 @@ from worker.failures import FailureScrubber
 from worker.lifecycle import run_until_signal, until_stopped
 from worker.relay import relay_forever
 from worker.sweeper import sweep_forever
-from workflows.bulk_send import BulkSendWorkflow
-from workflows.client import (
-    ensure_deliverability_schedule,
-    ensure_recheck_schedule,
-    ensure_retention_schedule,
-    webhook_queue,
-)
-from workflows.consent_request import ConsentRequestMailWorkflow
+from workflows.bulk import BulkSendWorkflow
+from workflows.connections.admin_consent import AdminConsentMailWorkflow
+from workflows.connections.oauth import OAuthConnectionSetupWorkflow
+from workflows.connections.smtp import SmtpConnectionSetupWorkflow
 from workflows.deliverability import DeliverabilityCheckWorkflow
+from workflows.inbound import InboundMessagesWorkflow, InboundMessageWorkflow
 from workflows.inbound_paths import (
     InboundCheckWorkflow,
     InboundRecheckWorkflow,
     MailboxSyncWorkflow,
 )
 from workflows.notify import ReplyNotificationsWorkflow
-from workflows.oauth_setup import OAuthConnectionSetupWorkflow
 from workflows.privacy import (
     EraseCandidateWorkflow,
     RetentionConsentWorkflow,
     RetentionSweepWorkflow,
 )
-from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
-from workflows.send_message import SendMessageWorkflow
-from workflows.smtp_setup import SmtpConnectionSetupWorkflow
+from workflows.send import SendMessageWorkflow
 from workflows.webhooks import WebhookEndpointWorkflow
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,10 @@ WORKFLOWS = [
     SendMessageWorkflow,
     SmtpConnectionSetupWorkflow,
     OAuthConnectionSetupWorkflow,
-    ReceiveMessageWorkflow,
-    ReceiveMessagesWorkflow,
+    InboundMessageWorkflow,
+    InboundMessagesWorkflow,
     BulkSendWorkflow,
-    ConsentRequestMailWorkflow,
+    AdminConsentMailWorkflow,
     ReplyNotificationsWorkflow,
     WebhookEndpointWorkflow,
     EraseCandidateWorkflow,
@@ -108,9 +108,9 @@ def _activity_groups(
         *send.all,
         *ConnectionActivities(engine, accounts).all,
         *InboundActivities(engine, settings).all,
-        *SyncActivities(engine, accounts).all,
+        *InboundPathsActivities(engine, accounts).all,
         *OAuthActivities(accounts).all,
-        *BulkActivities(engine, settings, send).all,
+        *BulkActivities(engine, settings, accounts).all,
         *NotifyActivities(engine, accounts).all,
         *PrivacyActivities(engine, accounts).all,
         *DeliverabilityActivities(engine, settings).all,

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.privacy import CHECKPOINTS
+from api.runs import signal_start, wake_endpoint
 from contracts.notify import REPLY, ReplyNotificationsInput
 from core import events
 from core.db import session_scope
@@ -29,7 +30,6 @@ from core.events import EventType
 from core.models import Event, EventConsumer, WebhookEndpoint, utcnow
 from core.run_ids import notify_workflow_id
 from core.settings import Settings
-from workflows.client import signal_start, wake_endpoint
 from workflows.notify import ReplyNotificationsWorkflow
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 from temporalio.client import Client
 
+from api.runs import start_bulk, start_erasure, start_send
 from core import attachments
 from core.models import BulkJob, Direction, Erasure, Message, utcnow
 from core.settings import Settings
 from core.statuses import BulkJobStatus, MessageStatus
-from workflows.client import start_bulk, start_erasure, start_send
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=SQLModel)

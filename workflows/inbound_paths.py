@@ -1,4 +1,4 @@
-"""The ways replies reach Recruitmail, kept working (core/inbound/paths.py): a live
+"""The ways replies reach Recruitmail, kept working (core/inbound_paths/paths.py): a live
 connection's redirect checked again, on demand and every day; and its mailbox read.
 
 - `inbound-check-{connection id}`: sends the round trip's check message to the address's mail
@@ -20,29 +20,29 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
-from contracts.inbound_paths import (
-    NOTIFY,
-    STOP,
-    Nudge,
-    SyncContract,
-    SyncInput,
-    SyncResult,
-    SyncRound,
-)
-from contracts.receive import ReceiveMessagesInput
-from contracts.setup import (
+from contracts.connections.setup import (
     REDIRECT_SEEN,
+    ConnectionSetupContract,
     RecheckInput,
     RecheckPage,
     RedirectInput,
-    SetupContract,
+)
+from contracts.inbound import InboundMessagesInput
+from contracts.inbound_paths import (
+    NOTIFY,
+    STOP,
+    InboundPathsContract,
+    Nudge,
+    SyncInput,
+    SyncResult,
+    SyncRound,
 )
 from core.run_ids import inbound_check_workflow_id, receive_batch_workflow_id
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS
 from core.statuses import InboundState
 from workflows import policies
-from workflows.receive_message import ReceiveMessagesWorkflow
-from workflows.setup import conclude_not_seen, tell_admins
+from workflows.connections.setup import conclude_not_seen, tell_admins
+from workflows.inbound import InboundMessagesWorkflow
 
 # The check message goes out once: a second one would only race the first.
 CHECK_SEND_TIMEOUT = timedelta(minutes=3)
@@ -62,7 +62,7 @@ class InboundCheckWorkflow:
     async def run(self, input: RecheckInput) -> None:
         redirect = RedirectInput(input.connection_id, input.redirect_wait)
         outcome = await workflow.execute_activity_method(
-            SetupContract.check_redirect,
+            ConnectionSetupContract.check_redirect,
             redirect,
             start_to_close_timeout=CHECK_SEND_TIMEOUT,
             retry_policy=policies.NO_RETRY,
@@ -85,7 +85,7 @@ class InboundRecheckWorkflow:
     @workflow.run
     async def run(self, page: RecheckPage) -> None:
         for _ in range(policies.SWEEP_BATCHES_PER_RUN):
-            batch = await policies.db_step(SetupContract.find_redirects_to_recheck, page)
+            batch = await policies.db_step(ConnectionSetupContract.find_redirects_to_recheck, page)
             # Started together: one workflow task for the page, not one per connection.
             await asyncio.gather(*(_start_check(check) for check in batch.checks))
             if not batch.more:
@@ -188,7 +188,7 @@ class MailboxSyncWorkflow:
     async def _round(self, input: SyncInput, nudges: list[str]) -> SyncResult | None:
         try:
             return await workflow.execute_activity_method(
-                SyncContract.sync_mailbox,
+                InboundPathsContract.sync_mailbox,
                 SyncRound(
                     input.connection_id,
                     stale_after=input.stale_after,
@@ -211,8 +211,8 @@ async def _route(input: SyncInput, inbound_ids: list[str]) -> None:
     which outlives this one (the sweeper starts any it could not)."""
     try:
         await workflow.start_child_workflow(
-            ReceiveMessagesWorkflow.run,
-            ReceiveMessagesInput(inbound_ids, input.company_id, input.closed_application_grace),
+            InboundMessagesWorkflow.run,
+            InboundMessagesInput(inbound_ids, input.company_id, input.closed_application_grace),
             id=receive_batch_workflow_id(inbound_ids[0]),
             parent_close_policy=ParentClosePolicy.ABANDON,
             search_attributes=TypedSearchAttributes(

@@ -39,7 +39,7 @@ PERMANENT_MAIL_ERRORS = [
     "PermanentMailError",  # 5xx, refused recipient or message
     "AuthExpiredError",  # credentials or grant refused: the connection needs attention
     "ConfigurationError",  # our configuration is wrong: an operator must fix it
-    "ConsentRequiredError",  # an administrator must approve first
+    "AdminConsentRequiredError",  # an administrator must approve first
 ]
 
 

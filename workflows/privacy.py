@@ -14,14 +14,14 @@ from temporalio.workflow import ParentClosePolicy
 
 from contracts.privacy import (
     ANSWER,
-    ConsentAnswer,
-    ConsentAsk,
-    ConsentInput,
     DueBatch,
     DueErasure,
     EraseInput,
     ErasureRef,
     PrivacyContract,
+    RetentionConsentAnswer,
+    RetentionConsentAsk,
+    RetentionConsentInput,
     SweepInput,
 )
 from contracts.send import RESCHEDULED
@@ -138,11 +138,13 @@ class RetentionSweepWorkflow:
                 workflow.continue_as_new(SweepInput(input.batch_size, stage="unassigned"))
 
 
-async def _ask(ask: ConsentAsk) -> None:
+async def _ask(ask: RetentionConsentAsk) -> None:
     try:
         await workflow.start_child_workflow(
             RetentionConsentWorkflow.run,
-            ConsentInput(ask.candidate_id, ask.company_id, timedelta(seconds=ask.deadline_seconds)),
+            RetentionConsentInput(
+                ask.candidate_id, ask.company_id, timedelta(seconds=ask.deadline_seconds)
+            ),
             id=consent_workflow_id(ask.candidate_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
@@ -158,7 +160,7 @@ class RetentionConsentWorkflow:
     retention by the company's period; "delete" or no answer erases the candidate."""
 
     @workflow.init
-    def __init__(self, input: ConsentInput) -> None:
+    def __init__(self, input: RetentionConsentInput) -> None:
         self._answer: str | None = None
 
     @workflow.signal(name=ANSWER)
@@ -171,9 +173,9 @@ class RetentionConsentWorkflow:
         return self._answer
 
     @workflow.run
-    async def run(self, input: ConsentInput) -> str:
+    async def run(self, input: RetentionConsentInput) -> str:
         await workflow.execute_activity_method(
-            PrivacyContract.send_consent_ask,
+            PrivacyContract.send_retention_consent_ask,
             input,
             start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
             schedule_to_close_timeout=policies.NOTIFY_SCHEDULE_TO_CLOSE,
@@ -189,7 +191,8 @@ class RetentionConsentWorkflow:
             pass
         answer = self._answer or "none"
         outcome = await policies.db_step(
-            PrivacyContract.record_consent, ConsentAnswer(input.candidate_id, answer)
+            PrivacyContract.record_retention_consent,
+            RetentionConsentAnswer(input.candidate_id, answer),
         )
         if outcome.erase is not None:
             await start_erasure(outcome.erase)

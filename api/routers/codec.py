@@ -9,18 +9,14 @@ Two ways to authenticate:
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from google.protobuf.json_format import MessageToJson, Parse, ParseError
-from sqlalchemy import Engine
-from sqlmodel import Session
 from temporalio.api.common.v1 import Payloads
 
-from api.deps import Operator, user_for_token
+from api.deps import Operator
+from api.services import codec as codec_service
 from core.codec import EncryptionCodec
-from core.models import Permission
 
 router = APIRouter(tags=["codec"])
 
@@ -83,22 +79,15 @@ async def codec_with_header(action: str, request: Request, user: Operator) -> Re
     return await _transform(request, action)
 
 
-def _operator(engine: Engine, token: str, ui_token: str) -> bool:
-    """An operator's token, or the decode-only UI token of this deployment."""
-    if ui_token and hmac.compare_digest(token.encode(), ui_token.encode()):
-        return True
-    with Session(engine) as session:
-        user = user_for_token(session, token)
-        return user is not None and Permission.OPERATOR in user.permissions
-
-
 @router.post("/codec/t/{token}/{action}")
 async def codec_with_path_token(action: str, token: str, request: Request) -> Response:
     if action not in ("encode", "decode"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not found")
     settings = request.app.state.settings
     ui_token = settings.ui_codec_token if action == "decode" else ""
-    if not await run_in_threadpool(_operator, request.app.state.engine, token, ui_token):
+    if not await run_in_threadpool(
+        codec_service.operator, request.app.state.engine, token, ui_token
+    ):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "The codec needs an operator token.",

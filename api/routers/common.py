@@ -1,46 +1,22 @@
-"""Shared by the routers: company-scoped lookups (anything outside the caller's company is
-simply not found), and starting a run for rows just written."""
+"""Shared by the routers: starting a run for rows just written, and the handle on a
+connection's setup (api/services/connections.Setup) that the connection routes move.
+Company-scoped lookups are the services' (api/services/common.py)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from fastapi import HTTPException, status
+from fastapi import Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, SQLModel
 
-from api.deps import parse_id
-from core.models import LegalEntity
+from api.deps import SessionDep, SettingsAdmin, SettingsDep, TemporalDep
+from api.services import connections
+from api.services.connections import Setup
 
-T = TypeVar("T", bound=SQLModel)
 R = TypeVar("R")
 log = logging.getLogger(__name__)
-
-
-def get_owned(
-    session: Session, model: type[T], raw_id: str | uuid.UUID, company_id: uuid.UUID, what: str
-) -> T:
-    object_id = raw_id if isinstance(raw_id, uuid.UUID) else parse_id(raw_id, what)
-    row = session.get(model, object_id)
-    if row is None or row.company_id != company_id:  # type: ignore[attr-defined]
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
-    return row
-
-
-def check_entity(
-    session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None
-) -> None:
-    if legal_entity_id is None:
-        return
-    entity = session.get(LegalEntity, legal_entity_id)
-    if entity is None or entity.company_id != company_id:
-        raise HTTPException(
-            422,
-            "legal_entity_id: no such legal entity in your company",
-        )
 
 
 async def insert_then_start(
@@ -49,7 +25,7 @@ async def insert_then_start(
     undo: Callable[[R], None],
     refusal: str,
 ) -> R:
-    """Write rows (`insert` commits them), then start their run (workflows/client.py). If
+    """Write rows (`insert` commits them), then start their run (api/runs.py). If
     Temporal cannot take it, remove the rows again (nothing half-written: without a run they
     would never move) and answer 503. A run that already exists is our own retried start."""
     row = await run_in_threadpool(insert)
@@ -63,3 +39,18 @@ async def insert_then_start(
             f"{refusal}: the workflow service is unavailable. Try again shortly.",
         ) from exc
     return row
+
+
+async def owned_setup(
+    connection_id: str,
+    user: SettingsAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> Setup:
+    """One of the caller's connections, with what a handler needs to move its setup."""
+    connection = await run_in_threadpool(connections.owned, session, user, connection_id)
+    return Setup(connection, user, session, settings, temporal)
+
+
+SetupDep = Annotated[Setup, Depends(owned_setup)]

@@ -3,119 +3,35 @@ workflow (api/services/connections.py); reads come from the database."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, col, select
-from temporalio.client import Client
 
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
-from api.rendering import status_page_url
-from api.routers.common import get_owned, insert_then_start
+from api.routers.common import SetupDep, insert_then_start
+from api.runs import start_inbound_check, stop_mailbox_sync
 from api.schemas import (
     ConnectionCreate,
     ConnectionPublic,
     DeliverabilityPublic,
-    InboundPathsUpdate,
-    InboundPublic,
     LargeFilesUpdate,
     QuotaUpdate,
 )
 from api.services import connections as service
-from api.services import inbound_paths as inbound_service
-from contracts.oauth import ConsentInput
-from contracts.setup import ActivateInput
-from core.db import get_or_fail
+from contracts.connections.oauth import AdminConsentInput
+from contracts.connections.setup import ActivateInput
 from core.deliverability import checks as deliverability
-from core.models import Company, Connection, User
-from core.settings import Settings
 from core.statuses import (
     LIVE_STATUSES,
-    OAUTH_KINDS,
     SETUP_STATUSES,
     ConnectionKind,
     ConnectionStatus,
 )
-from workflows.client import start_inbound_check, start_mailbox_sync, stop_mailbox_sync
-from workflows.oauth_setup import OAuthConnectionSetupWorkflow
-from workflows.setup import ConnectionSetup
+from workflows.connections.oauth import OAuthConnectionSetupWorkflow
+from workflows.connections.setup import ConnectionSetup
 
 router = APIRouter(prefix="/v1/connections", tags=["connections"])
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
-    return settings.hosted_address(get_or_fail(session, Company, company_id).slug)
-
-
-def _public(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
-    hosted = _hosted(session, settings, connection.company_id)
-    shown = service.to_public(connection, hosted, _page(settings, connection))
-    shown.quota = service.quota(connection, settings)
-    return shown
-
-
-def _page(settings: Settings, connection: Connection) -> str | None:
-    """The setup's page in a browser (OAuth connections): what an admin opens or forwards."""
-    return status_page_url(settings, connection) if connection.kind in OAUTH_KINDS else None
-
-
-def _reload(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
-    session.refresh(connection)
-    return _public(session, settings, connection)
-
-
-@dataclass
-class Setup:
-    """One of the caller's connections, with what a handler needs to move its setup."""
-
-    connection: Connection
-    user: User
-    session: Session
-    settings: Settings
-    temporal: Client
-
-    async def update(
-        self, update: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kw: P.kwargs
-    ) -> R:
-        return await service.run_update(
-            self.temporal,
-            self.connection,
-            self.settings.connection_test_wait,
-            update,
-            *args,
-            **kw,
-        )
-
-    async def audit(self, action: str, **detail: Any) -> None:
-        await run_in_threadpool(
-            service.audit_and_commit, self.session, self.user, self.connection, action, **detail
-        )
-
-    async def answer(self) -> ConnectionPublic:
-        """The connection as it is now (the setup's activities wrote to it)."""
-        return await run_in_threadpool(_reload, self.session, self.settings, self.connection)
-
-
-async def owned_setup(
-    connection_id: str,
-    user: SettingsAdmin,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-) -> Setup:
-    connection = await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
-    return Setup(connection, user, session, settings, temporal)
-
-
-SetupDep = Annotated[Setup, Depends(owned_setup)]
 
 
 @router.post("", response_model=ConnectionPublic, status_code=status.HTTP_202_ACCEPTED)
@@ -142,32 +58,22 @@ async def create_connection(
             settings.connection_test_wait,
             OAuthConnectionSetupWorkflow.wait_for_sign_in_link,
         )
-        return await run_in_threadpool(_reload, session, settings, connection)
-    return await run_in_threadpool(_public, session, settings, connection)
+        return await run_in_threadpool(service.reload, session, settings, connection)
+    return await run_in_threadpool(service.public, session, settings, connection)
 
 
 @router.get("", response_model=list[ConnectionPublic])
 def list_connections(
     user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> list[ConnectionPublic]:
-    rows = session.exec(
-        select(Connection)
-        .where(Connection.company_id == user.company_id)
-        .order_by(col(Connection.created_at).desc())
-    ).all()
-    hosted = _hosted(session, settings, user.company_id)
-    shown = [service.to_public(c, hosted, _page(settings, c)) for c in rows]
-    for item, connection in zip(shown, rows, strict=True):
-        item.quota = service.quota(connection, settings)
-    return shown
+    return service.all_public(session, settings, user)
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
 def read_connection(
     connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
 ) -> ConnectionPublic:
-    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
-    return _public(session, settings, connection)
+    return service.public(session, settings, service.owned(session, user, connection_id))
 
 
 @router.put("/{connection_id}/quota", response_model=ConnectionPublic)
@@ -181,9 +87,7 @@ def set_connection_quota(
     """The mailbox's own 24-hour quota (messages, recipients), over its provider's defaults:
     a consumer Gmail account's lower limits, a tenant's own Exchange limits. Null goes back to
     the default. Bulk and single sends through it count against it (docs/deliverability.md)."""
-    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
-    service.set_quota(session, user, connection, body)
-    return _public(session, settings, connection)
+    return service.set_quota_of(session, settings, user, connection_id, body)
 
 
 @router.get("/{connection_id}/deliverability", response_model=DeliverabilityPublic)
@@ -193,9 +97,7 @@ async def connection_deliverability(
     """SPF, DKIM and DMARC for the connection's domain, each pass, warn or fail with a sentence
     and the exact DNS record to add or change (docs/deliverability.md). DKIM is read from the
     round trip's test message as it came back."""
-    connection = await run_in_threadpool(
-        get_owned, session, Connection, connection_id, user.company_id, "connection"
-    )
+    connection = await run_in_threadpool(service.owned, session, user, connection_id)
     report = await run_in_threadpool(deliverability.for_connection, connection, settings)
     return report.as_dict()
 
@@ -232,20 +134,8 @@ async def activate_connection(setup: SetupDep) -> ConnectionPublic:
         ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
     )
     answer = await setup.answer()
-    await _sync_if_needed(setup)
+    await service.sync_if_needed(setup)
     return answer
-
-
-async def _sync_if_needed(setup: Setup) -> None:
-    connection = setup.connection
-    if inbound_service.sync_needed(connection):
-        await start_mailbox_sync(
-            setup.temporal,
-            setup.settings,
-            str(connection.id),
-            str(connection.company_id),
-            connection.kind,
-        )
 
 
 @router.delete("/{connection_id}", response_model=ConnectionPublic)
@@ -270,13 +160,7 @@ async def delete_connection(setup: SetupDep) -> ConnectionPublic:
 
 @router.patch("/{connection_id}")
 def edit_connection(connection_id: str, user: SettingsAdmin, session: SessionDep) -> None:
-    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
-    if connection.status in LIVE_STATUSES:
-        raise service.refuse_live(session, user.company_id, connection)
-    raise HTTPException(
-        status.HTTP_409_CONFLICT,
-        "Connections are not edited: cancel this setup (DELETE) and create a new connection.",
-    )
+    service.refuse_edit(session, user, connection_id)
 
 
 @router.post("/{connection_id}/admin-consent-granted", response_model=ConnectionPublic)
@@ -287,7 +171,7 @@ async def admin_consent_granted(setup: SetupDep) -> ConnectionPublic:
         raise HTTPException(status.HTTP_409_CONFLICT, "SMTP connections need no admin consent.")
     await setup.update(
         OAuthConnectionSetupWorkflow.admin_consent_granted,
-        ConsentInput(source="admin-said", user_id=str(setup.user.id)),
+        AdminConsentInput(source="admin-said", user_id=str(setup.user.id)),
     )
     await setup.audit("connection.admin_consent_granted")
     return await setup.answer()
@@ -354,70 +238,5 @@ async def set_large_files(body: LargeFilesUpdate, setup: SetupDep) -> Connection
         service.set_large_files, setup.session, setup.user, connection, body.enabled
     )
     if sign_in:
-        await _ask_permission(setup, reconnect=True)
+        await service.ask_permission(setup, reconnect=True)
     return await setup.answer()
-
-
-# -- inbound paths ---------------------------------------------------------------------------
-
-
-@router.get("/{connection_id}/inbound", response_model=InboundPublic)
-def read_inbound(
-    connection_id: str, user: SettingsAdmin, session: SessionDep, settings: SettingsDep
-) -> InboundPublic:
-    """How candidates' replies to this address reach Recruitmail: each path's state (`active`,
-    `checking`, `waiting_for_consent`, `failing` with the reason and what to do), and for
-    mailbox sync the last successful read and its lag."""
-    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
-    return inbound_service.public(session, settings, connection)
-
-
-@router.put("/{connection_id}/inbound", response_model=InboundPublic)
-async def update_inbound(body: InboundPathsUpdate, setup: SetupDep) -> InboundPublic:
-    """Choose the paths: `redirect` (the company's mail system redirects the address; the
-    default), `mailbox_sync` (Recruitmail reads the connected mailbox; Microsoft and Google
-    only: 409 for SMTP), `hosted_reply_to` (mail from the address asks for replies at a
-    per-conversation address on the hosted domain; works on every tenant). `import`: `replies`
-    (default) or `all` (a mailbox kept for recruiting alone). Adding mailbox_sync to a signed-in
-    mailbox asks for the read permission alone (`authorization_url`); sending goes on."""
-    connection = setup.connection
-    change = await run_in_threadpool(
-        inbound_service.update, setup.session, setup.user, connection, body
-    )
-    if change.stop_sync:
-        await stop_mailbox_sync(setup.temporal, str(connection.id))
-    if change.needs_consent or change.restart_sign_in:
-        await _ask_permission(setup, reconnect=change.needs_consent)
-    await _sync_if_needed(setup)
-    answer = await run_in_threadpool(_inbound_answer, setup)
-    return answer
-
-
-async def _ask_permission(setup: Setup, *, reconnect: bool) -> None:
-    """A new sign-in on the same connection that asks for what it now needs too (the read
-    permission for mailbox sync, Mail.ReadWrite for large files); a live connection keeps
-    sending meanwhile and is active again once the sign-in's test passes."""
-    connection = setup.connection
-    live = connection.status in LIVE_STATUSES
-    if reconnect:
-        await run_in_threadpool(
-            service.prepare_reconnect, setup.session, setup.user, connection, live
-        )
-    await service.start_setup(
-        setup.temporal,
-        setup.settings,
-        connection,
-        reconnect=live,
-        user_id=setup.user.id,
-        take_over=True,
-    )
-    await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
-
-
-def _inbound_answer(setup: Setup) -> InboundPublic:
-    setup.session.refresh(setup.connection)
-    answer = inbound_service.public(setup.session, setup.settings, setup.connection)
-    if any(s.state == "waiting_for_consent" for s in answer.states):
-        answer.authorization_url = setup.connection.authorization_url
-        answer.admin_consent_url = setup.connection.admin_consent_url
-    return answer

@@ -8,12 +8,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import EngineDep, Recruiter, SessionDep, SettingsDep, TemporalDep
-from api.routers.common import get_owned, insert_then_start
+from api.routers.common import insert_then_start
+from api.runs import start_erasure
 from api.schemas import ErasurePublic
 from api.services import privacy as service
+from api.services.common import get_owned
 from core.models import Candidate, Erasure
 from core.security import secret_box
-from workflows.client import start_erasure
 
 router = APIRouter(tags=["privacy"])
 

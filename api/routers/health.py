@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
+from api.services.health import database_answers
 from core.temporal import TemporalSettingsError, TemporalTlsRefused
 
 router = APIRouter(tags=["health"])
@@ -18,17 +18,12 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-def _check_database(engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers and Temporal's namespace is reachable."""
     checks: dict[str, str] = {}
     try:
-        await asyncio.to_thread(_check_database, request.app.state.engine)
+        await asyncio.to_thread(database_answers, request.app.state.engine)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"

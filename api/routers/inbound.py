@@ -16,16 +16,17 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
-from sqlmodel import Session
 
 from api.deps import SettingsDep
-from api.services import inbound_paths, mailjet_events
-from api.services.inbound_mailjet import mailjet_to_mime
-from core import intake
-from core.inbound.push import VALIDATION_TOKEN_RE, PushRefused, verify_gmail_push
+from api.runs import nudge_mailbox_sync, start_all_routing
+from api.services import inbound as inbound_service
+from api.services import inbound_paths as inbound_paths_service
+from api.services import mailjet_events
+from api.services.inbound import mailjet_to_mime
+from core.inbound import intake
+from core.inbound_paths.push import VALIDATION_TOKEN_RE, PushRefused, verify_gmail_push
 from core.jsonsafe import loads_bounded
 from core.settings import Settings
-from workflows.client import nudge_mailbox_sync, start_all_routing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inbound"])
@@ -80,21 +81,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _served(engine, settings: Settings, addresses: list[str]) -> dict[str, uuid.UUID]:
-    found: dict[str, uuid.UUID] = {}
-    with Session(engine) as session:
-        for address in addresses:
-            company_id = intake.company_for_recipient(session, settings, address)
-            if company_id is not None:
-                found[address.lower()] = company_id
-    return found
-
-
 async def _accept(
     request: Request, settings: Settings, raw: bytes, addresses: list[str], channel: str
 ) -> InboundAccepted:
     engine = request.app.state.engine
-    recipients = await run_in_threadpool(_served, engine, settings, addresses)
+    recipients = await run_in_threadpool(inbound_service.served, engine, settings, addresses)
     if not recipients:
         shown = ", ".join(addresses[:5]) or "none found"
         raise HTTPException(
@@ -240,7 +231,7 @@ async def graph_notifications(
         if not isinstance(item, dict):
             continue
         found = await run_in_threadpool(
-            _graph_owner,
+            inbound_paths_service.graph_owner,
             engine,
             str(item.get("subscriptionId", "")),
             str(item.get("clientState", "")),
@@ -252,11 +243,6 @@ async def graph_notifications(
             wake[found] = reason
     await _nudge(request, wake)
     return Response(status_code=status.HTTP_202_ACCEPTED)
-
-
-def _graph_owner(engine, subscription_id: str, client_state: str) -> str | None:
-    with Session(engine) as session:
-        return inbound_paths.graph_subscription(session, subscription_id, client_state)
 
 
 @router.post("/inbound/gmail/push", status_code=status.HTTP_204_NO_CONTENT, response_model=None)
@@ -279,11 +265,6 @@ async def gmail_push(request: Request, settings: SettingsDep) -> Response:
             status.HTTP_403_FORBIDDEN, "Not a push from the configured Pub/Sub subscription."
         ) from None
     engine = request.app.state.engine
-    found = await run_in_threadpool(_gmail_owners, engine, push.mailbox)
+    found = await run_in_threadpool(inbound_paths_service.gmail_owners, engine, push.mailbox)
     await _nudge(request, dict.fromkeys(found, "change"))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-def _gmail_owners(engine, mailbox: str) -> list[str]:
-    with Session(engine) as session:
-        return inbound_paths.gmail_connections(session, mailbox)

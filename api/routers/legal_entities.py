@@ -1,13 +1,12 @@
+"""Legal entities: create, list and change (api/services/legal_entities.py)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
-from sqlmodel import col, select
+from fastapi import APIRouter, status
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
-from api.routers.common import get_owned
 from api.schemas import LegalEntityCreate, LegalEntityPublic, LegalEntityUpdate
-from api.services.templates import set_signature
-from core import audit
+from api.services import legal_entities as service
 from core.models import LegalEntity
 
 router = APIRouter(prefix="/v1/legal-entities", tags=["legal entities"])
@@ -17,29 +16,12 @@ router = APIRouter(prefix="/v1/legal-entities", tags=["legal entities"])
 def create_legal_entity(
     body: LegalEntityCreate, user: SettingsAdmin, session: SessionDep
 ) -> LegalEntity:
-    entity = LegalEntity(company_id=user.company_id, name=body.name.strip())
-    session.add(entity)
-    audit.record(
-        session,
-        company_id=user.company_id,
-        user_id=user.id,
-        action="legal_entity.create",
-        target=f"legal_entity:{entity.id}",
-        name=entity.name,
-    )
-    session.commit()
-    return entity
+    return service.create(session, user, body)
 
 
 @router.get("", response_model=list[LegalEntityPublic])
 def list_legal_entities(user: CurrentUser, session: SessionDep) -> list[LegalEntity]:
-    return list(
-        session.exec(
-            select(LegalEntity)
-            .where(LegalEntity.company_id == user.company_id)
-            .order_by(col(LegalEntity.created_at), col(LegalEntity.id))
-        ).all()
-    )
+    return service.all_of(session, user)
 
 
 @router.patch("/{legal_entity_id}", response_model=LegalEntityPublic)
@@ -48,21 +30,4 @@ def update_legal_entity(
 ) -> LegalEntity:
     """The entity's name, and its signature: under mail sent in its (or the company's) name to
     its candidates, unless the sender is an employee with their own. The HTML is made safe."""
-    entity = get_owned(session, LegalEntity, legal_entity_id, user.company_id, "legal entity")
-    changes = body.model_dump(exclude_unset=True)
-    if "name" in changes:
-        if body.name is None:
-            raise HTTPException(422, "name: must not be null")
-        entity.name = body.name.strip()
-    set_signature(entity, changes)
-    session.add(entity)
-    audit.record(
-        session,
-        company_id=user.company_id,
-        user_id=user.id,
-        action="legal_entity.update",
-        target=f"legal_entity:{entity.id}",
-        fields=sorted(changes),
-    )
-    session.commit()
-    return entity
+    return service.update(session, user, legal_entity_id, body)

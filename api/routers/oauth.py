@@ -17,28 +17,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import CursorResult, Engine, update
-from sqlmodel import Session, col
 from temporalio.service import RPCError
 
 from api.deps import SettingsDep
 from api.rendering import back_link, error_page, render, status_page_url
 from api.routers.pages import read_form
+from api.runs import nudge_mailbox_sync
+from api.services import oauth as service
 from api.services.connections import run_update
 from api.services.setup_page import CONSENT_FORM
-from contracts.oauth import CallbackInput, ConsentInput
-from core.audit import record_connection
-from core.db import get_or_fail
-from core.models import Company, Connection
-from core.security import secret_box
+from contracts.connections.oauth import AdminConsentInput, CallbackInput
+from core.models import Connection
 from core.statuses import OAUTH_KINDS, SETUP_STATUSES, ConnectionStatus, InboundPath
-from workflows.client import nudge_mailbox_sync
-from workflows.oauth_setup import OAuthConnectionSetupWorkflow
+from workflows.connections.oauth import OAuthConnectionSetupWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +43,12 @@ router = APIRouter(tags=["oauth"])
 
 # What each kind of state is called on a page.
 A = TypeVar("A")
-_LINK_NAMES = {"signin": "sign-in link", "admin-consent": "approval link", CONSENT_FORM: "button"}
-
-
-class Refused(ValueError):
-    """The state is not one we issued for this step and provider."""
-
-
-class Spent(Exception):
-    """A genuine state whose nonce was already used: the setup has moved on."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
 
 
 def _refused(request: Request, purpose: str, reason: str) -> HTMLResponse:
     return error_page(
         request,
-        f"This {_LINK_NAMES.get(purpose, 'link')} cannot be used",
+        f"This {service.LINK_NAMES.get(purpose, 'link')} cannot be used",
         f"{reason} Nothing was changed.",
         "Open the setup again from Recruitmail: its connection settings show the link that "
         "is valid now.",
@@ -79,43 +63,6 @@ def _unavailable(request: Request) -> HTMLResponse:
         "Reload this page in a moment; the link still works.",
         status_code=503,
     )
-
-
-def _consume(
-    engine, settings, state: str, purpose: str, provider: str, callback: dict | None
-) -> tuple[Connection, str]:
-    """Verify the state and spend its nonce, storing the callback (encrypted) in the same write.
-
-    Raises Refused for a state we did not issue for this step, Spent for one already used."""
-    name = _LINK_NAMES.get(purpose, "link")
-    box = secret_box(settings)
-    try:
-        claims = box.verify(state)
-        connection_id = uuid.UUID(str(claims["c"]))
-    except (ValueError, KeyError) as exc:
-        raise Refused(f"This {name} is not one Recruitmail issued, or it expired.") from exc
-    if claims.get("p") != purpose:
-        raise Refused(f"This {name} was issued for another step of the setup.")
-    with Session(engine, expire_on_commit=False) as session:
-        connection = session.get(Connection, connection_id)
-        if connection is None or connection.kind != provider:
-            raise Refused(f"This {name} does not belong to a setup of this provider.")
-        values: dict[str, object] = {"oauth_state_nonce": None}
-        if callback is not None:
-            values["oauth_callback_blob"] = box.seal_json(connection_id, callback)
-        spent = session.execute(
-            update(Connection)
-            .where(
-                col(Connection.id) == connection_id,
-                col(Connection.oauth_state_nonce) == str(claims["n"]),
-            )
-            .values(**values)
-        )
-        session.commit()
-        session.refresh(connection)
-        if cast(CursorResult[Any], spent).rowcount != 1:
-            raise Spent(connection)
-        return connection, str(claims["n"])
 
 
 async def _send(
@@ -146,7 +93,7 @@ async def _deliver(
         await _send(request, connection, update, arg)
     except (HTTPException, RPCError) as exc:
         if isinstance(exc, RPCError) or exc.status_code == 503:
-            await run_in_threadpool(_unspend, request.app.state.engine, connection.id, nonce)
+            await run_in_threadpool(service.unspend, request.app.state.engine, connection.id, nonce)
             return _unavailable(request)
         return error_page(
             request,
@@ -184,31 +131,26 @@ async def microsoft_admin_consent(
     engine = request.app.state.engine
     try:
         connection, nonce = await run_in_threadpool(
-            _consume, engine, settings, state, "admin-consent", "microsoft", None
+            service.consume, engine, settings, state, "admin-consent", "microsoft", None
         )
-    except Refused as exc:
+    except service.StateRefused as exc:
         return _refused(request, "admin-consent", str(exc))
-    except Spent as spent:
-        return await run_in_threadpool(_consent_spent, request, spent.connection)
+    except service.Spent as spent:
+        return await run_in_threadpool(_admin_consent_spent, request, spent.connection)
     refused = await _deliver(
         request,
         connection,
         nonce,
         OAuthConnectionSetupWorkflow.admin_consent_granted,
-        ConsentInput(source="microsoft-admin-consent"),
+        AdminConsentInput(source="microsoft-admin-consent"),
     )
     if refused is not None:
         return refused
-    return await run_in_threadpool(_consent_page, request, connection, "Consent granted")
+    return await run_in_threadpool(_admin_consent_page, request, connection, "Consent granted")
 
 
-def _company(engine: Engine, connection: Connection) -> Company:
-    with Session(engine) as session:
-        return get_or_fail(session, Company, connection.company_id)
-
-
-def _consent_page(request: Request, connection: Connection, title: str) -> HTMLResponse:
-    company = _company(request.app.state.engine, connection)
+def _admin_consent_page(request: Request, connection: Connection, title: str) -> HTMLResponse:
+    company = service.company_of(request.app.state.engine, connection)
     return render(
         request,
         "message.html",
@@ -226,7 +168,7 @@ def _consent_page(request: Request, connection: Connection, title: str) -> HTMLR
     )
 
 
-def _consent_spent(request: Request, connection: Connection) -> HTMLResponse:
+def _admin_consent_spent(request: Request, connection: Connection) -> HTMLResponse:
     """A second click on the approval link: say whether consent was given, and what is next."""
     state = connection.setup_state or connection.status
     if state == ConnectionStatus.AWAITING_ADMIN_CONSENT:
@@ -234,7 +176,7 @@ def _consent_spent(request: Request, connection: Connection) -> HTMLResponse:
             request, "admin-consent", "A newer approval link replaced this one for the setup."
         )
     if state in SETUP_STATUSES or state == ConnectionStatus.ACTIVE:
-        return _consent_page(request, connection, "Consent was already given")
+        return _admin_consent_page(request, connection, "Consent was already given")
     return error_page(
         request,
         "This setup has ended",
@@ -258,11 +200,11 @@ async def oauth_callback(
     engine = request.app.state.engine
     try:
         connection, nonce = await run_in_threadpool(
-            _consume, engine, settings, state, "signin", provider, query
+            service.consume, engine, settings, state, "signin", provider, query
         )
-    except Refused as exc:
+    except service.StateRefused as exc:
         return _refused(request, "signin", str(exc))
-    except Spent as spent:  # a reload or the back button: show where the setup stands
+    except service.Spent as spent:  # a reload or the back button: show where the setup stands
         return _to_setup_page(settings, spent.connection)
     refused = await _deliver(
         request,
@@ -297,49 +239,26 @@ async def consent_granted_button(
     engine = request.app.state.engine
     try:
         connection, nonce = await run_in_threadpool(
-            _consume, engine, settings, form.get("token", ""), CONSENT_FORM, "google", None
+            service.consume, engine, settings, form.get("token", ""), CONSENT_FORM, "google", None
         )
         if connection.id != connection_id:  # give the other setup its token back
-            await run_in_threadpool(_unspend, engine, connection.id, nonce)
-            raise Refused("This button belongs to another setup.")
-    except Refused as exc:
+            await run_in_threadpool(service.unspend, engine, connection.id, nonce)
+            raise service.StateRefused("This button belongs to another setup.")
+    except service.StateRefused as exc:
         return _refused(request, CONSENT_FORM, str(exc))
-    except Spent as spent:  # a second click: the setup went on already
+    except service.Spent as spent:  # a second click: the setup went on already
         return _to_setup_page(settings, spent.connection)
     refused = await _deliver(
         request,
         connection,
         nonce,
         OAuthConnectionSetupWorkflow.admin_consent_granted,
-        ConsentInput(source="admin-page"),
+        AdminConsentInput(source="admin-page"),
     )
     if refused is not None:
         return refused
-    await run_in_threadpool(_audit_consent, engine, connection)
-    fresh = await run_in_threadpool(_fresh, engine, connection.id)
+    await run_in_threadpool(service.audit_admin_consent, engine, connection)
+    fresh = await run_in_threadpool(service.fresh, engine, connection.id)
     if fresh.setup_state == ConnectionStatus.AWAITING_AUTHORIZATION and fresh.authorization_url:
         return RedirectResponse(fresh.authorization_url, status_code=303)
     return _to_setup_page(settings, connection)
-
-
-def _audit_consent(engine: Engine, connection: Connection) -> None:
-    with Session(engine) as session:
-        record_connection(
-            session, connection, None, "connection.admin_consent_granted", source="admin-page"
-        )
-        session.commit()
-
-
-def _unspend(engine, connection_id: uuid.UUID, nonce: str) -> None:
-    with Session(engine) as session:
-        session.execute(
-            update(Connection)
-            .where(col(Connection.id) == connection_id, col(Connection.oauth_state_nonce).is_(None))
-            .values(oauth_state_nonce=nonce, oauth_callback_blob=None)
-        )
-        session.commit()
-
-
-def _fresh(engine: Engine, connection_id: uuid.UUID) -> Connection:
-    with Session(engine, expire_on_commit=False) as session:
-        return get_or_fail(session, Connection, connection_id)

@@ -17,24 +17,23 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, col, func, select
 from temporalio.client import WorkflowFailureError
 
 from api.rendering import STATIC_DIR, back_link, error_page, page_key_valid, render
+from api.runs import start_run
+from api.services import setup_page as setup_service
 from api.services.setup_page import setup_view, shown_state
-from contracts.consent import ConsentRequestInput, ConsentRequestResult
-from core.audit import record_connection
-from core.consent_mail import consent_request_subject
+from contracts.connections.admin_consent import AdminConsentMailInput, AdminConsentMailResult
+from core.connections.admin_consent import admin_consent_subject
 from core.mail import normalize_address
-from core.models import AuditEvent, Company, Connection
+from core.models import Connection
 from core.statuses import (
     KIND_LABELS,
     OAUTH_KINDS,
     ConnectionKind,
     ConnectionStatus,
 )
-from workflows.client import start_run
-from workflows.consent_request import ConsentRequestMailWorkflow
+from workflows.connections.admin_consent import AdminConsentMailWorkflow
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,15 +69,6 @@ async def favicon() -> FileResponse:
     return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
-def _load(engine, connection_id: uuid.UUID) -> tuple[Connection, Company] | None:
-    with Session(engine, expire_on_commit=False) as session:
-        connection = session.get(Connection, connection_id)
-        if connection is None:
-            return None
-        company = session.get(Company, connection.company_id)
-        return (connection, company) if company else None
-
-
 def _not_found(request: Request) -> HTMLResponse:
     return error_page(
         request,
@@ -103,7 +93,7 @@ async def _setup_page(
     settings = request.app.state.settings
     if not page_key_valid(settings, connection_id, key):
         return _not_found(request)
-    loaded = await run_in_threadpool(_load, request.app.state.engine, connection_id)
+    loaded = await run_in_threadpool(setup_service.load, request.app.state.engine, connection_id)
     if loaded is None or loaded[0].kind not in OAUTH_KINDS:
         return _not_found(request)
     connection, company = loaded
@@ -111,7 +101,7 @@ async def _setup_page(
     shown = None
     if notice in _NOTICES:
         tone, text = _NOTICES[notice]
-        subject = consent_request_subject(connection)
+        subject = admin_consent_subject(connection)
         shown = {"tone": tone, "text": text.format(subject=subject, reason=reason)}
     return render(
         request,
@@ -160,28 +150,6 @@ async def read_form(request: Request) -> dict[str, str]:
         return {}
 
 
-def _consent_requests(engine, connection: Connection) -> int:
-    with Session(engine) as session:
-        return session.exec(
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(
-                AuditEvent.target == f"connection:{connection.id}",
-                col(AuditEvent.action) == "connection.consent_request_asked",
-            )
-        ).one()
-
-
-def _record_request(engine, connection: Connection, recipient: str) -> str:
-    """The request's audit line, which holds the address; its id goes to the mail's run."""
-    with Session(engine) as session:
-        asked = record_connection(
-            session, connection, None, "connection.consent_request_asked", to=recipient
-        )
-        session.commit()
-        return str(asked.id)
-
-
 @router.post("/setup/{connection_id}/consent-request", response_class=HTMLResponse)
 async def email_consent_request(request: Request, connection_id: uuid.UUID) -> Response:
     """Email the approval link (or Google's steps) to an administrator, via the platform."""
@@ -191,7 +159,7 @@ async def email_consent_request(request: Request, connection_id: uuid.UUID) -> R
     if not page_key_valid(settings, connection_id, key):
         return _not_found(request)
     engine = request.app.state.engine
-    loaded = await run_in_threadpool(_load, engine, connection_id)
+    loaded = await run_in_threadpool(setup_service.load, engine, connection_id)
     if loaded is None:
         return _not_found(request)
     connection = loaded[0]
@@ -204,9 +172,9 @@ async def email_consent_request(request: Request, connection_id: uuid.UUID) -> R
         error = f"{exc}."
     else:
         error = "" if recipient else "Type the administrator's email address."
-    if not error and await run_in_threadpool(_consent_requests, engine, connection) >= (
-        MAX_CONSENT_REQUESTS
-    ):
+    if not error and await run_in_threadpool(
+        setup_service.admin_consent_requests, engine, connection
+    ) >= (MAX_CONSENT_REQUESTS):
         error = (
             f"The link was already emailed {MAX_CONSENT_REQUESTS} times for this setup. Copy "
             "it and send it yourself."
@@ -220,7 +188,9 @@ async def email_consent_request(request: Request, connection_id: uuid.UUID) -> R
             email_error=error,
             status_code=400,
         )
-    request_id = await run_in_threadpool(_record_request, engine, connection, recipient)
+    request_id = await run_in_threadpool(
+        setup_service.record_request, engine, connection, recipient
+    )
     outcome, reason = await _send_request(request, connection, request_id)
     query = {"key": key, "notice": outcome}
     if reason:
@@ -238,8 +208,8 @@ async def _send_request(
         workflow_id = f"consent-request-{connection.id}-{uuid.uuid4().hex[:8]}"
         await start_run(
             client,
-            ConsentRequestMailWorkflow.run,
-            ConsentRequestInput(
+            AdminConsentMailWorkflow.run,
+            AdminConsentMailInput(
                 str(connection.id), str(connection.company_id), request_id=request_id
             ),
             workflow_id=workflow_id,
@@ -249,7 +219,7 @@ async def _send_request(
             connection_id=str(connection.id),
             provider=connection.kind,
         )
-        handle = client.get_workflow_handle(workflow_id, result_type=ConsentRequestResult)
+        handle = client.get_workflow_handle(workflow_id, result_type=AdminConsentMailResult)
         result = await asyncio.wait_for(handle.result(), SEND_WAIT_SECONDS)
     except TimeoutError:
         return "sending", ""

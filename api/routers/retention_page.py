@@ -14,18 +14,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.rendering import error_page, render
 from api.routers.pages import read_form
+from api.runs import start_erasure
+from api.services import privacy as privacy_service
 from contracts.privacy import ANSWER
-from core.db import session_scope
-from core.models import Candidate, Company, CompanyPrivacy, Erasure, utcnow
-from core.privacy import consent_deadline, consent_key_valid, register_erasure
+from core.models import Candidate, Company, CompanyPrivacy, utcnow
+from core.privacy import consent_deadline, retention_consent_key_valid
 from core.run_ids import consent_workflow_id
-from workflows.client import start_erasure
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ _NOTICES = {
 
 
 @dataclass
-class ConsentView:
+class RetentionConsentView:
     title: str
     lead: str
     deadline_label: str = ""
@@ -54,16 +53,18 @@ class ConsentView:
     can_delete: bool = False
 
 
-def _view(candidate: Candidate, company: Company, privacy: CompanyPrivacy | None) -> ConsentView:
+def _view(
+    candidate: Candidate, company: Company, privacy: CompanyPrivacy | None
+) -> RetentionConsentView:
     now = utcnow()
     if candidate.erased_at is not None:
-        return ConsentView(
+        return RetentionConsentView(
             "Your data has been deleted",
             f"{company.name} no longer holds your messages, their attachments or your contact "
             "details.",
         )
     if candidate.erasure_requested_at is not None:
-        return ConsentView(
+        return RetentionConsentView(
             "Your data is being deleted",
             f"{company.name} is deleting your messages, their attachments and your contact "
             "details. Nothing more is sent to you.",
@@ -71,7 +72,7 @@ def _view(candidate: Candidate, company: Company, privacy: CompanyPrivacy | None
     period = (privacy.erase_after_days_closed if privacy else None) or 0
     keep_for = f"for another {period} days" if period else "for longer"
     if candidate.consent_asked_at is not None and privacy is not None:
-        return ConsentView(
+        return RetentionConsentView(
             f"May {company.name} keep your application?",
             f"Your application to {company.name} is closed. {company.name} would like to keep it, "
             "to contact you about future roles. Choose below.",
@@ -82,7 +83,7 @@ def _view(candidate: Candidate, company: Company, privacy: CompanyPrivacy | None
             can_delete=True,
         )
     if candidate.retain_until is not None and candidate.retain_until > now:
-        return ConsentView(
+        return RetentionConsentView(
             "Your application is kept",
             f"You agreed that {company.name} keeps your application. You will be asked again "
             "before this date.",
@@ -90,22 +91,12 @@ def _view(candidate: Candidate, company: Company, privacy: CompanyPrivacy | None
             f"{candidate.retain_until:%d %B %Y}",
             can_delete=True,
         )
-    return ConsentView(
+    return RetentionConsentView(
         f"Your application to {company.name}",
         f"{company.name} has no question for you at the moment. You can have your messages and "
         "contact details deleted now.",
         can_delete=True,
     )
-
-
-def _load(engine, candidate_id: uuid.UUID):
-    with Session(engine, expire_on_commit=False) as session:
-        candidate = session.get(Candidate, candidate_id)
-        if candidate is None:
-            return None
-        company = session.get(Company, candidate.company_id)
-        privacy = session.get(CompanyPrivacy, candidate.company_id)
-        return (candidate, company, privacy) if company else None
 
 
 def _not_found(request: Request) -> HTMLResponse:
@@ -126,9 +117,10 @@ async def consent_page(
     notice: Annotated[str, Query()] = "",
 ) -> HTMLResponse:
     settings = request.app.state.settings
-    if not consent_key_valid(settings, candidate_id, key):
+    if not retention_consent_key_valid(settings, candidate_id, key):
         return _not_found(request)
-    loaded = await run_in_threadpool(_load, request.app.state.engine, candidate_id)
+    rows = privacy_service.retention_page_rows
+    loaded = await run_in_threadpool(rows, request.app.state.engine, candidate_id)
     if loaded is None:
         return _not_found(request)
     candidate, company, privacy = loaded
@@ -163,7 +155,7 @@ async def consent_answer(request: Request, candidate_id: uuid.UUID) -> Response:
     form = await read_form(request)
     key, answer = form.get("key", ""), form.get("answer", "")
     settings = request.app.state.settings
-    if not consent_key_valid(settings, candidate_id, key):
+    if not retention_consent_key_valid(settings, candidate_id, key):
         return _not_found(request)
     if answer not in ("keep", "delete"):
         return error_page(
@@ -173,7 +165,7 @@ async def consent_answer(request: Request, candidate_id: uuid.UUID) -> Response:
             "Go back to the page and choose Keep my application or Delete my data now.",
         )
     engine = request.app.state.engine
-    loaded = await run_in_threadpool(_load, engine, candidate_id)
+    loaded = await run_in_threadpool(privacy_service.retention_page_rows, engine, candidate_id)
     if loaded is None:
         return _not_found(request)
     candidate = loaded[0]
@@ -182,7 +174,8 @@ async def consent_answer(request: Request, candidate_id: uuid.UUID) -> Response:
         client = await request.app.state.temporal.client()
         if not await _tell_run(client, candidate_id, answer):
             if answer == "delete":
-                erasure = await run_in_threadpool(_register, engine, candidate_id)
+                register = privacy_service.register_consent_erasure
+                erasure = await run_in_threadpool(register, engine, candidate_id)
                 await start_erasure(client, settings, erasure)
             else:
                 notice = "late"
@@ -208,10 +201,3 @@ async def _tell_run(client, candidate_id: uuid.UUID, answer: str) -> bool:
     except Exception:
         log.warning("the retention question of %s failed", candidate_id, exc_info=True)
     return True
-
-
-def _register(engine, candidate_id: uuid.UUID) -> Erasure:
-    with session_scope(engine) as session:
-        candidate = session.get(Candidate, candidate_id)
-        assert candidate is not None
-        return register_erasure(session, candidate, reason="consent")

@@ -8,7 +8,6 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import Recruiter, SessionDep, SettingsAdmin
-from api.routers.common import check_entity, get_owned
 from api.schemas import (
     TemplateCreate,
     TemplatePreview,
@@ -17,6 +16,7 @@ from api.schemas import (
     TemplateUpdate,
 )
 from api.services import templates as service
+from api.services.common import check_entity, get_owned
 from core.models import Candidate
 from core.templates import preview
 from core.templates.fields import choose_variant

@@ -3,15 +3,13 @@ specification. Everything is scoped to the caller's company."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, col, select
 
 from api.deps import SessionDep, SettingsAdmin, SettingsDep, TemporalDep
-from api.routers.common import get_owned
+from api.runs import wake_endpoint
 from api.schemas import (
     WebhookAttemptPublic,
     WebhookEndpointCreate,
@@ -19,9 +17,7 @@ from api.schemas import (
     WebhookEndpointUpdate,
 )
 from api.services import webhooks as service
-from core.models import Event, WebhookAttempt, WebhookEndpoint
 from core.run_ids import webhook_workflow_id
-from workflows.client import wake_endpoint
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
@@ -43,19 +39,14 @@ async def create_endpoint(
 
 @router.get("", response_model=list[WebhookEndpointPublic])
 def list_endpoints(user: SettingsAdmin, session: SessionDep) -> list[WebhookEndpointPublic]:
-    rows = session.exec(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.company_id == user.company_id)
-        .order_by(col(WebhookEndpoint.created_at))
-    ).all()
-    return [service.public(e) for e in rows]
+    return [service.public(e) for e in service.all_of(session, user)]
 
 
 @router.get("/{endpoint_id}", response_model=WebhookEndpointPublic)
 def read_endpoint(
     endpoint_id: str, user: SettingsAdmin, session: SessionDep
 ) -> WebhookEndpointPublic:
-    return service.public(_owned(session, endpoint_id, user.company_id))
+    return service.public(service.owned(session, endpoint_id, user.company_id))
 
 
 @router.patch("/{endpoint_id}", response_model=WebhookEndpointPublic)
@@ -69,7 +60,7 @@ async def update_endpoint(
 ) -> WebhookEndpointPublic:
     """Change `url`, `event_types`, `description`, or `disabled`. Enabled again, it receives
     events from then on."""
-    endpoint = await run_in_threadpool(_owned, session, endpoint_id, user.company_id)
+    endpoint = await run_in_threadpool(service.owned, session, endpoint_id, user.company_id)
     url = await service.check_url(settings, body.url) if body.url is not None else None
     enabled = await run_in_threadpool(service.update, session, user, endpoint, body, url)
     if enabled:
@@ -81,7 +72,7 @@ async def update_endpoint(
 async def delete_endpoint(
     endpoint_id: str, user: SettingsAdmin, session: SessionDep, temporal: TemporalDep
 ) -> Response:
-    endpoint = await run_in_threadpool(_owned, session, endpoint_id, user.company_id)
+    endpoint = await run_in_threadpool(service.owned, session, endpoint_id, user.company_id)
     await run_in_threadpool(service.remove, session, user, endpoint)
     try:  # its run ends at its next round anyway, finding the endpoint gone
         await temporal.get_workflow_handle(webhook_workflow_id(str(endpoint.id))).signal("stop")
@@ -96,7 +87,7 @@ def rotate_secret(
 ) -> WebhookEndpointPublic:
     """A new signing secret, shown once. For 24 hours both the new and the old secret sign
     every delivery (two signatures), so receivers switch without a gap."""
-    endpoint = _owned(session, endpoint_id, user.company_id)
+    endpoint = service.owned(session, endpoint_id, user.company_id)
     secret = service.rotate(session, settings, user, endpoint)
     return service.public(endpoint, secret)
 
@@ -110,7 +101,7 @@ async def test_endpoint(
     temporal: TemporalDep,
 ) -> dict[str, str]:
     """Send a `webhook.test` event to this endpoint alone; follow it in its deliveries."""
-    endpoint = await run_in_threadpool(_owned, session, endpoint_id, user.company_id)
+    endpoint = await run_in_threadpool(service.owned, session, endpoint_id, user.company_id)
     event = await run_in_threadpool(service.test_event, session, user, endpoint)
     await wake_endpoint(temporal, settings, endpoint.id, endpoint.company_id)
     return {"event_id": str(event.id)}
@@ -125,28 +116,5 @@ def list_deliveries(
 ) -> list[WebhookAttemptPublic]:
     """The endpoint's delivery attempts, newest first: time, status code, latency, error and
     the start of the answer (at most 1 KiB)."""
-    endpoint = _owned(session, endpoint_id, user.company_id)
-    rows = session.exec(
-        select(WebhookAttempt, Event.type)
-        .join(Event, col(Event.id) == col(WebhookAttempt.event_id))
-        .where(WebhookAttempt.endpoint_id == endpoint.id)
-        .order_by(col(WebhookAttempt.attempted_at).desc())
-        .limit(limit)
-    ).all()
-    return [
-        WebhookAttemptPublic(
-            event_id=a.event_id,
-            event_type=kind,
-            attempted_at=a.attempted_at,
-            outcome=a.outcome,
-            status_code=a.status_code,
-            latency_ms=a.latency_ms,
-            error=a.error,
-            response_body=a.response_body,
-        )
-        for a, kind in rows
-    ]
-
-
-def _owned(session: Session, endpoint_id: str, company_id: uuid.UUID) -> WebhookEndpoint:
-    return get_owned(session, WebhookEndpoint, endpoint_id, company_id, "webhook endpoint")
+    endpoint = service.owned(session, endpoint_id, user.company_id)
+    return service.deliveries(session, endpoint, limit)

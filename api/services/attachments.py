@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
 
 from api.services import templates
 from core import attachments as files_at_rest
 from core import audit
 from core.attachments import UPLOAD_LIFETIME
+from core.errors import Refused, TooLarge
 from core.models import Attachment, MessageTemplate, Upload, User, utcnow
 from core.security import secret_box
 from core.settings import Settings
@@ -26,8 +26,8 @@ from core.settings import Settings
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+def _unprocessable(message: str) -> Refused:
+    return Refused(message)
 
 
 def clean_filename(raw: str | None) -> str:
@@ -46,8 +46,7 @@ def store(
     session: Session, settings: Settings, user: User, filename: str, content_type: str, data: bytes
 ) -> Upload:
     if len(data) > settings.max_attachment_bytes:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
+        raise TooLarge(
             f"file: {len(data)} bytes; at most {settings.max_attachment_bytes} "
             "(RECRUITMAIL_MAX_ATTACHMENT_BYTES)",
         )

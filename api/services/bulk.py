@@ -7,15 +7,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, status
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete, func, insert
 from sqlmodel import Session, col, select
 
-from api.errors import Refusal
-from api.schemas import BulkCreate
+from api.schemas import BulkCounts, BulkCreate, BulkJobPublic
 from api.services import attachments, templates
+from api.services.common import get_owned
 from core import attachments as files_at_rest
 from core.db import session_scope
+from core.errors import Conflict, Refused
 from core.mail import new_message_id
 from core.models import (
     BulkFile,
@@ -35,8 +35,8 @@ from core.statuses import BulkJobStatus, MessageKind, MessageStatus
 from core.templates import Draft, grammar
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+def _unprocessable(message: str) -> Refused:
+    return Refused(message)
 
 
 @dataclass
@@ -126,8 +126,7 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     (and lists every recipient whose message would lack a field, when any would)."""
     planned = plan(session, settings, user, body)
     if planned.would_fail:
-        raise Refusal(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        raise Refused(
             (
                 f"{len(planned.would_fail)} of {len(planned.ids)} recipients would get "
                 "a message with an empty field (or a template of another legal entity: each "
@@ -215,3 +214,61 @@ def delete_job(engine: Engine, job_id: uuid.UUID) -> None:
 
 def _few(ids: list[str]) -> str:
     return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+_COUNTED = ("queued", "sending", "sent", "failed", "cancelled", "skipped")
+
+
+_WAITING = {
+    "quota": "The sending mailbox's 24-hour quota is spent (messages or recipients, counted "
+    "over a rolling 24 hours as its provider counts them); the next message goes when the "
+    "oldest send of the window ages out.",
+    "rate": "The sending mailbox's per-minute rate spaces the messages out.",
+}
+
+
+def public(session: Session, job: BulkJob) -> BulkJobPublic:
+    rows = session.exec(
+        select(Message.status, func.count())
+        .where(Message.bulk_job_id == job.id)
+        .group_by(Message.status)
+    ).all()
+    counts = BulkCounts(**{s: n for s, n in rows if s in _COUNTED})
+    done = counts.sent + counts.failed + counts.cancelled + counts.skipped
+    return BulkJobPublic(
+        id=job.id,
+        status=job.status,
+        total=job.total,
+        counts=counts,
+        progress=round(done / job.total, 4) if job.total else 1.0,
+        next_send_at=job.next_send_at,
+        waiting_for_quota_until=job.next_send_at if job.next_send_reason == "quota" else None,
+        waiting_reason=_WAITING.get(job.next_send_reason or "") if job.next_send_at else None,
+        subject=job.subject,
+        send_at=job.send_at,
+        template_id=job.template_id,
+        files=list(job.files or []),
+        workflow_id=job.workflow_id,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+def read(session: Session, user: User, job_id: str) -> BulkJobPublic:
+    return public(session, get_owned(session, BulkJob, job_id, user.company_id, "bulk send"))
+
+
+def request_cancel(session: Session, user: User, job_id: str) -> BulkJob:
+    """Flag the job: its batches stop at the next message (409 once it has ended)."""
+    job = get_owned(session, BulkJob, job_id, user.company_id, "bulk send")
+    if job.status in (BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED):
+        raise Conflict(f"This bulk send has ended ({job.status}).")
+    job.cancel_requested = True
+    session.add(job)
+    session.commit()
+    return job
+
+
+def reread(session: Session, job: BulkJob) -> BulkJobPublic:
+    session.refresh(job)
+    return public(session, job)

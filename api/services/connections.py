@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from fastapi import HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -20,6 +21,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.rendering import status_page_url
+from api.runs import start_mailbox_sync, start_run
 from api.schemas import (
     ConnectionCreate,
     ConnectionPublic,
@@ -30,21 +33,26 @@ from api.schemas import (
     RedirectCheckPublic,
     SmtpPublic,
 )
-from contracts.oauth import OAuthSetupInput
-from contracts.setup import SmtpSetupInput
-from core import audit, connection_rules, events, ownership, round_trip, throttle
-from core.connection_rules import (
+from api.services import inbound_paths as inbound_service
+from api.services.common import get_owned
+from contracts.connections.oauth import OAuthSetupInput
+from contracts.connections.setup import SmtpSetupInput
+from core import audit, events, throttle
+from core.connections import ownership, round_trip
+from core.connections import rules as connection_rules
+from core.connections.rules import (
     RuleViolation,
     SmtpSettingsInput,
     check_host,
     check_smtp_connection,
 )
-from core.db import session_scope
-from core.inbound import paths as inbound_paths
-from core.models import AuditEvent, Connection, LegalEntity, User, utcnow
+from core.db import get_or_fail, session_scope
+from core.errors import Conflict, Refused, StillRunning
+from core.inbound_paths import paths as inbound_paths
+from core.models import AuditEvent, Company, Connection, LegalEntity, User, utcnow
 from core.run_ids import setup_workflow_id
 from core.security import secret_box
-from core.senders import live_connection
+from core.send.senders import live_connection
 from core.settings import Settings
 from core.statuses import (
     ENDED_STATUSES,
@@ -57,9 +65,8 @@ from core.statuses import (
     InboundPath,
     RedirectStatus,
 )
-from workflows.client import start_run
-from workflows.oauth_setup import OAuthConnectionSetupWorkflow
-from workflows.smtp_setup import SmtpConnectionSetupWorkflow
+from workflows.connections.oauth import OAuthConnectionSetupWorkflow
+from workflows.connections.smtp import SmtpConnectionSetupWorkflow
 
 ADDRESS_HELD = (
     "custom_address: {address} is already connected to another Recruitmail account. If it is "
@@ -173,8 +180,7 @@ def set_large_files(session: Session, user: User, connection: Connection, enable
     if connection.kind != ConnectionKind.MICROSOFT:
         raise _unprocessable(LARGE_FILES_ONLY_MICROSOFT)
     if connection.status in ENDED_STATUSES:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"This connection has ended ({connection.status}); create a new connection.",
         )
     before = connection.large_files
@@ -221,8 +227,8 @@ def warnings(connection: Connection, hosted: str) -> list[str]:
     return found
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+def _unprocessable(message: str) -> Refused:
+    return Refused(message)
 
 
 def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UUID | None) -> str:
@@ -232,9 +238,8 @@ def scope_name(session: Session, company_id: uuid.UUID, legal_entity_id: uuid.UU
     return f"The legal entity {entity.name!r}" if entity else "This legal entity"
 
 
-def refuse_live(session: Session, company_id: uuid.UUID, live: Connection) -> HTTPException:
-    return HTTPException(
-        status.HTTP_409_CONFLICT,
+def refuse_live(session: Session, company_id: uuid.UUID, live: Connection) -> Conflict:
+    return Conflict(
         REPLACE_LIVE.format(
             scope=scope_name(session, company_id, live.legal_entity_id),
             address=live.custom_address,
@@ -261,7 +266,7 @@ def _check_owner(session: Session, settings: Settings, user: User, address: str)
     if ownership.is_hosted_domain(settings, address):
         raise _unprocessable(ownership.hosted_refusal(address))
     if ownership.held_by_another(session, address, user.company_id):
-        raise HTTPException(status.HTTP_409_CONFLICT, ADDRESS_HELD.format(address=address))
+        raise Conflict(ADDRESS_HELD.format(address=address))
 
 
 def _check_oauth(settings: Settings, body: ConnectionCreate) -> None:
@@ -443,16 +448,14 @@ async def run_update(
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise HTTPException(status.HTTP_409_CONFLICT, message) from None
+        raise Conflict(message) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise HTTPException(
-            status.HTTP_504_GATEWAY_TIMEOUT,
+        raise StillRunning(
             f"The {name} is still running; follow it with GET /v1/connections/{connection.id}.",
         ) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
+            raise Conflict(
                 f"This setup has ended (status {connection.status}); create a new connection.",
             ) from None
         raise
@@ -495,3 +498,128 @@ def audit_and_commit(
 ) -> None:
     audit.record_connection(session, connection, user.id, action, **detail)
     session.commit()
+
+
+# -- a connection as the API answers with it ---------------------------------------------------
+
+
+def hosted(session: Session, settings: Settings, company_id: uuid.UUID) -> str:
+    return settings.hosted_address(get_or_fail(session, Company, company_id).slug)
+
+
+def public(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
+    address = hosted(session, settings, connection.company_id)
+    shown = to_public(connection, address, _page(settings, connection))
+    shown.quota = quota(connection, settings)
+    return shown
+
+
+def _page(settings: Settings, connection: Connection) -> str | None:
+    """The setup's page in a browser (OAuth connections): what an admin opens or forwards."""
+    return status_page_url(settings, connection) if connection.kind in OAUTH_KINDS else None
+
+
+def reload(session: Session, settings: Settings, connection: Connection) -> ConnectionPublic:
+    session.refresh(connection)
+    return public(session, settings, connection)
+
+
+def all_public(session: Session, settings: Settings, user: User) -> list[ConnectionPublic]:
+    rows = session.exec(
+        select(Connection)
+        .where(Connection.company_id == user.company_id)
+        .order_by(col(Connection.created_at).desc())
+    ).all()
+    address = hosted(session, settings, user.company_id)
+    shown = [to_public(c, address, _page(settings, c)) for c in rows]
+    for item, connection in zip(shown, rows, strict=True):
+        item.quota = quota(connection, settings)
+    return shown
+
+
+def owned(session: Session, user: User, connection_id: str) -> Connection:
+    return get_owned(session, Connection, connection_id, user.company_id, "connection")
+
+
+def set_quota_of(
+    session: Session, settings: Settings, user: User, connection_id: str, body: QuotaUpdate
+) -> ConnectionPublic:
+    connection = owned(session, user, connection_id)
+    set_quota(session, user, connection, body)
+    return public(session, settings, connection)
+
+
+def refuse_edit(session: Session, user: User, connection_id: str) -> None:
+    """Connections are never edited (409): a live one is replaced, a setup cancelled."""
+    connection = owned(session, user, connection_id)
+    if connection.status in LIVE_STATUSES:
+        raise refuse_live(session, user.company_id, connection)
+    raise Conflict(
+        "Connections are not edited: cancel this setup (DELETE) and create a new connection."
+    )
+
+
+# -- moving a setup from a request ----------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """One of the caller's connections, with what a handler needs to move its setup."""
+
+    connection: Connection
+    user: User
+    session: Session
+    settings: Settings
+    temporal: Client
+
+    async def update(
+        self, update: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kw: P.kwargs
+    ) -> R:
+        return await run_update(
+            self.temporal,
+            self.connection,
+            self.settings.connection_test_wait,
+            update,
+            *args,
+            **kw,
+        )
+
+    async def audit(self, action: str, **detail: Any) -> None:
+        await run_in_threadpool(
+            audit_and_commit, self.session, self.user, self.connection, action, **detail
+        )
+
+    async def answer(self) -> ConnectionPublic:
+        """The connection as it is now (the setup's activities wrote to it)."""
+        return await run_in_threadpool(reload, self.session, self.settings, self.connection)
+
+
+async def ask_permission(setup: Setup, *, reconnect: bool) -> None:
+    """A new sign-in on the same connection that asks for what it now needs too (the read
+    permission for mailbox sync, Mail.ReadWrite for large files); a live connection keeps
+    sending meanwhile and is active again once the sign-in's test passes."""
+    connection = setup.connection
+    live = connection.status in LIVE_STATUSES
+    if reconnect:
+        await run_in_threadpool(prepare_reconnect, setup.session, setup.user, connection, live)
+    await start_setup(
+        setup.temporal,
+        setup.settings,
+        connection,
+        reconnect=live,
+        user_id=setup.user.id,
+        take_over=True,
+    )
+    await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
+
+
+async def sync_if_needed(setup: Setup) -> None:
+    connection = setup.connection
+    if inbound_service.sync_needed(connection):
+        await start_mailbox_sync(
+            setup.temporal,
+            setup.settings,
+            str(connection.id),
+            str(connection.company_id),
+            connection.kind,
+        )

@@ -1,4 +1,4 @@
-"""A connection's inbound paths as the API reads and changes them (core/inbound/paths.py has
+"""A connection's inbound paths as the API reads and changes them (core/inbound_paths/paths.py has
 the rules); the mailbox sync runs they start and stop; the provider notifications that wake
 them (verified here, never trusted: they only signal a run, which reads for itself)."""
 
@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import HTTPException, status
+from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from api.schemas import InboundPathState, InboundPathsUpdate, InboundPublic
+from api.services.common import get_owned
 from core import audit
-from core.inbound import paths as inbound_paths
+from core.errors import Conflict, Refused
 from core.inbound import tokens
+from core.inbound_paths import paths as inbound_paths
 from core.models import Company, Connection, MailboxSync, User, utcnow
 from core.settings import Settings
 from core.statuses import (
@@ -78,17 +80,16 @@ def update(
     """Check and save the new paths (audited); what the caller is to do with the runs. 409
     for an ended connection or sync on SMTP; 422 for no path."""
     if connection.status in _ENDED:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"This connection has ended ({connection.status}); its inbound paths are not "
             "changed. Create a new connection.",
         )
     paths: list[str] = list(dict.fromkeys(str(p) for p in body.paths))
     problem = inbound_paths.paths_problem(connection.kind, paths)
     if problem and InboundPath.MAILBOX_SYNC in paths and connection.kind not in OAUTH_KINDS:
-        raise HTTPException(status.HTTP_409_CONFLICT, problem)
+        raise Conflict(problem)
     if problem:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+        raise Refused(problem)
     before_paths, before_scope = list(connection.inbound_paths), connection.import_scope
     scope = body.import_ or connection.import_scope or ImportScope.REPLIES.value
     connection.inbound_paths = paths
@@ -154,3 +155,28 @@ def gmail_connections(session: Session, mailbox: str) -> list[str]:
         )
     ).all()
     return [str(r) for r in rows]
+
+
+def read(session: Session, settings: Settings, user: User, connection_id: str) -> InboundPublic:
+    connection = get_owned(session, Connection, connection_id, user.company_id, "connection")
+    return public(session, settings, connection)
+
+
+def answer(session: Session, settings: Settings, connection: Connection) -> InboundPublic:
+    """The paths as they are now, with the sign-in links while one waits for a permission."""
+    session.refresh(connection)
+    answer = public(session, settings, connection)
+    if any(s.state == "waiting_for_consent" for s in answer.states):
+        answer.authorization_url = connection.authorization_url
+        answer.admin_consent_url = connection.admin_consent_url
+    return answer
+
+
+def graph_owner(engine: Engine, subscription_id: str, client_state: str) -> str | None:
+    with Session(engine) as session:
+        return graph_subscription(session, subscription_id, client_state)
+
+
+def gmail_owners(engine: Engine, mailbox: str) -> list[str]:
+    with Session(engine) as session:
+        return gmail_connections(session, mailbox)

@@ -13,12 +13,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core import events
 from core.db import session_scope
 from core.deliverability import suppression
-from core.events import EventType
-from core.models import Direction, Message, utcnow
-from core.statuses import MessageStatus, SuppressionReason
+from core.models import Direction, Message
+from core.send import lifecycle
+from core.statuses import SuppressionReason
 
 MAX_EVENTS = 1000  # per callback (Mailjet groups up to a few hundred)
 _TAKEN = ("bounce", "blocked", "spam")
@@ -73,12 +72,8 @@ def _apply(session: Any, message: Message, item: dict[str, Any], limit: int) -> 
     detail = (
         f"Mailjet {'blocked the message' if kind == 'blocked' else 'reported a bounce'}: {said}"
     )
-    if permanent and message.status in (MessageStatus.SENT, MessageStatus.SENDING):
-        message.status = MessageStatus.BOUNCED
-        message.error = f"The message did not reach {email}: {detail}."
-        message.updated_at = utcnow()
-        session.add(message)
-        events.message_event(session, message, EventType.MESSAGE_BOUNCED, message.error)
+    if permanent:
+        lifecycle.bounced(session, message, f"The message did not reach {email}: {detail}.")
     suppression.note_bounce(
         session, message.company_id, email, permanent=permanent, detail=detail, limit=limit
     )

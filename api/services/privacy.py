@@ -17,17 +17,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from fastapi import HTTPException, status
 from sqlalchemy import Engine
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from api.schemas import PrivacyUpdate
 from core import attachments as files_at_rest
 from core import audit
 from core.db import session_scope
+from core.errors import Conflict, Refused
 from core.models import (
     Attachment,
     Candidate,
+    Company,
+    CompanyPrivacy,
     Direction,
     Erasure,
     InboundRaw,
@@ -46,14 +49,12 @@ _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
 def refuse_if_erased(candidate: Candidate) -> None:
     """409 for a change to a candidate whose data is erased, or being erased."""
     if candidate.erased_at is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"candidate {candidate.id} was erased on {candidate.erased_at:%Y-%m-%d}: "
             "nothing more can be sent to, changed on or added to an erased candidate",
         )
     if candidate.erasure_requested_at is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"candidate {candidate.id} is being erased (GET /v1/candidates/{candidate.id} shows "
             "when it is done): nothing more can be sent to or changed on this candidate",
         )
@@ -257,3 +258,68 @@ def _write_message(
 
 def _stamp(when: datetime) -> str:
     return when.strftime("%Y%m%dT%H%M%SZ")
+
+
+# -- the company's rules --------------------------------------------------------------------
+
+
+def rules(session: Session, user: User) -> CompanyPrivacy:
+    """The company's privacy rules (the defaults until it sets any)."""
+    return session.get(CompanyPrivacy, user.company_id) or CompanyPrivacy(
+        company_id=user.company_id
+    )
+
+
+def update_rules(session: Session, user: User, body: PrivacyUpdate) -> CompanyPrivacy:
+    """`notification_names_candidate`, the retention periods and the consent ask's lead time;
+    committed with their audit line. They apply to existing data at the next daily sweep."""
+    privacy = rules(session, user)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("notification_names_candidate", "unassigned_retention_days"):
+        if name in changes and changes[name] is None:
+            raise Refused(f"{name}: must not be null")
+    erase_after = changes.get("erase_after_days_closed", privacy.erase_after_days_closed)
+    ask_before = changes.get("consent_extension_days", privacy.consent_extension_days)
+    if ask_before is not None and erase_after is not None and ask_before >= erase_after:
+        raise Refused(
+            f"consent_extension_days: the candidate is asked that many days before the erasure, "
+            f"so it must be less than erase_after_days_closed ({erase_after})",
+        )
+    for name, value in changes.items():
+        setattr(privacy, name, value)
+    privacy.updated_at = utcnow()
+    session.add(privacy)
+    audit.record(
+        session,
+        company_id=user.company_id,
+        user_id=user.id,
+        action="privacy.update",
+        target=f"company:{user.company_id}",
+        **changes,
+    )
+    session.commit()
+    return privacy
+
+
+# -- the candidate's retention page -----------------------------------------------------------
+
+
+def retention_page_rows(
+    engine: Engine, candidate_id: uuid.UUID
+) -> tuple[Candidate, Company, CompanyPrivacy | None] | None:
+    """The candidate, their company and its rules, for the page the candidate opens."""
+    with Session(engine, expire_on_commit=False) as session:
+        candidate = session.get(Candidate, candidate_id)
+        if candidate is None:
+            return None
+        company = session.get(Company, candidate.company_id)
+        privacy = session.get(CompanyPrivacy, candidate.company_id)
+        return (candidate, company, privacy) if company else None
+
+
+def register_consent_erasure(engine: Engine, candidate_id: uuid.UUID) -> Erasure:
+    """The candidate asked from the retention page to be deleted now."""
+    with session_scope(engine) as session:
+        candidate = session.get(Candidate, candidate_id)
+        assert candidate is not None
+        return register_erasure(session, candidate, reason="consent")

@@ -4,10 +4,14 @@ api/routers/pages.py render it."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.models import Company, Connection
+from sqlmodel import Session, col, func, select
+
+from core.audit import record_connection
+from core.models import AuditEvent, Company, Connection
 from core.security import secret_box
 from core.settings import Settings
 from core.statuses import KIND_LABELS, SETUP_STATUSES, ConnectionKind, ConnectionStatus
@@ -67,7 +71,7 @@ def setup_view(settings: Settings, connection: Connection, company: Company) -> 
             refresh=2,
         )
     if state == S.AWAITING_ADMIN_CONSENT:
-        return _consent_view(settings, connection, label)
+        return _admin_consent_view(settings, connection, label)
     if state in (S.AUTHORIZED, S.TESTING, S.PENDING):
         return SetupView(
             "Mailbox connected: testing it",
@@ -130,7 +134,7 @@ def setup_view(settings: Settings, connection: Connection, company: Company) -> 
     )
 
 
-def _consent_view(settings: Settings, connection: Connection, label: str) -> SetupView:
+def _admin_consent_view(settings: Settings, connection: Connection, label: str) -> SetupView:
     domain = connection.custom_address.rpartition("@")[2]
     wait = settings.oauth_admin_consent_wait.days or 1
     if connection.admin_consent_url:
@@ -166,3 +170,37 @@ def _consent_view(settings: Settings, connection: Connection, label: str) -> Set
         google_steps=steps,
         consent_token=token,
     )
+
+
+# -- the rows the page shows and writes -------------------------------------------------
+
+
+def load(engine, connection_id: uuid.UUID) -> tuple[Connection, Company] | None:
+    with Session(engine, expire_on_commit=False) as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return None
+        company = session.get(Company, connection.company_id)
+        return (connection, company) if company else None
+
+
+def admin_consent_requests(engine, connection: Connection) -> int:
+    with Session(engine) as session:
+        return session.exec(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.target == f"connection:{connection.id}",
+                col(AuditEvent.action) == "connection.consent_request_asked",
+            )
+        ).one()
+
+
+def record_request(engine, connection: Connection, recipient: str) -> str:
+    """The request's audit line, which holds the address; its id goes to the mail's run."""
+    with Session(engine) as session:
+        asked = record_connection(
+            session, connection, None, "connection.consent_request_asked", to=recipient
+        )
+        session.commit()
+        return str(asked.id)

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, status
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from api.routers.common import check_entity, get_owned
 from api.schemas import InvitationRequest, TemplateCreate, TemplatePublic, TemplateUpdate
+from api.services.common import check_entity, get_owned
 from core import audit
 from core.db import get_or_fail
+from core.errors import Conflict, Refused
 from core.models import (
     Candidate,
     Company,
@@ -39,8 +39,8 @@ MAX_DATA_CHARS = 20_000
 MAX_TEMPLATE_ATTACHMENT_BYTES = 3 * 1024 * 1024
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+def _unprocessable(message: str) -> Refused:
+    return Refused(message)
 
 
 # -- templates ----------------------------------------------------------------------------
@@ -159,8 +159,7 @@ def _refuse_same_name(session: Session, template: MessageTemplate) -> None:
         )
     ).first()
     if clash is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"name: a template named {template.name!r} exists already ({clash}); "
             "PATCH it, or choose another name",
         )
@@ -363,7 +362,7 @@ class Writer:
         )
 
 
-def refuse_missing(err: grammar.MissingFields) -> HTTPException:
+def refuse_missing(err: grammar.MissingFields) -> Refused:
     return _unprocessable(f"template: {err}")
 
 
@@ -403,4 +402,4 @@ def plan_invitation(
             **request.model_dump(),
         )
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise Refused(str(exc)) from None

@@ -6,12 +6,21 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, status
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from api.schemas import WebhookEndpointCreate, WebhookEndpointPublic, WebhookEndpointUpdate
+from api.schemas import (
+    EventFeed,
+    EventPublic,
+    WebhookAttemptPublic,
+    WebhookEndpointCreate,
+    WebhookEndpointPublic,
+    WebhookEndpointUpdate,
+)
+from api.services.common import get_owned
 from core import audit, events, netguard, webhooks
+from core.db import session_scope
+from core.errors import Conflict, Refused
 from core.events import CATALOGUE, EventType
 from core.models import (
     Event,
@@ -26,8 +35,8 @@ from core.security import secret_box
 from core.settings import Settings
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+def _unprocessable(message: str) -> Refused:
+    return Refused(message)
 
 
 def check_types(types: list[str]) -> list[str]:
@@ -91,8 +100,7 @@ def create(
         select(func.count()).where(WebhookEndpoint.company_id == user.company_id)
     ).one()
     if count >= settings.webhook_max_endpoints:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
+        raise Conflict(
             f"The company has {count} webhook endpoints, the most allowed "
             f"(RECRUITMAIL_WEBHOOK_MAX_ENDPOINTS={settings.webhook_max_endpoints}): delete one "
             "first. One endpoint can take every event type.",
@@ -197,9 +205,10 @@ def remove(session: Session, user: User, endpoint: WebhookEndpoint) -> None:
     session.commit()
 
 
-def redeliver(session: Session, user: User, event: Event) -> list[uuid.UUID]:
+def redeliver(session: Session, user: User, event_id: str) -> list[uuid.UUID]:
     """Queue the event again for every enabled endpoint of the company that subscribes to it
     (a delivery that ended, delivered or not, starts over); the endpoints woken."""
+    event = get_owned(session, Event, event_id, user.company_id, "event")
     now = utcnow()
     woken = []
     for endpoint in session.exec(
@@ -240,3 +249,85 @@ def _audit(
         session, company_id=user.company_id, user_id=user.id, action=action,
         target=f"webhook_endpoint:{endpoint.id}", **detail,
     )  # fmt: skip
+
+
+# -- the event feed ------------------------------------------------------------------------
+
+
+def _cursor(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise Refused(
+            "after: give the `next` value of an earlier answer (or nothing, to start at the "
+            "oldest kept event)",
+        )
+    return int(value)
+
+
+def _page(
+    session: Session, user: User, after: int, limit: int, types: list[str] | None
+) -> EventFeed:
+    # Number what has committed so far, so the answer is as fresh as the database.
+    with session_scope(session.get_bind()) as writer:  # type: ignore[arg-type]
+        events.sequence(writer)
+    found, cursor = events.feed(session, user.company_id, after=after, limit=limit, types=types)
+    return EventFeed(
+        data=[EventPublic.model_validate(events.public(e, personal=False)) for e in found],
+        next=str(cursor),
+    )
+
+
+def feed(
+    session: Session, user: User, after: str | None, limit: int, types: str | None
+) -> EventFeed:
+    """The company's events in commit order after the cursor `after`, of the comma-separated
+    `types` (all when none)."""
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    unknown = [t for t in wanted or [] if t not in CATALOGUE]
+    if unknown:
+        raise Refused(f"types: unknown {', '.join(unknown)}; known: {', '.join(sorted(CATALOGUE))}")
+    return _page(session, user, _cursor(after), limit, wanted)
+
+
+# -- endpoints, read ----------------------------------------------------------------------
+
+
+def owned(session: Session, endpoint_id: str, company_id: uuid.UUID) -> WebhookEndpoint:
+    return get_owned(session, WebhookEndpoint, endpoint_id, company_id, "webhook endpoint")
+
+
+def all_of(session: Session, user: User) -> list[WebhookEndpoint]:
+    return list(
+        session.exec(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.company_id == user.company_id)
+            .order_by(col(WebhookEndpoint.created_at))
+        ).all()
+    )
+
+
+def deliveries(
+    session: Session, endpoint: WebhookEndpoint, limit: int
+) -> list[WebhookAttemptPublic]:
+    """The endpoint's delivery attempts, newest first."""
+    rows = session.exec(
+        select(WebhookAttempt, Event.type)
+        .join(Event, col(Event.id) == col(WebhookAttempt.event_id))
+        .where(WebhookAttempt.endpoint_id == endpoint.id)
+        .order_by(col(WebhookAttempt.attempted_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        WebhookAttemptPublic(
+            event_id=a.event_id,
+            event_type=kind,
+            attempted_at=a.attempted_at,
+            outcome=a.outcome,
+            status_code=a.status_code,
+            latency_ms=a.latency_ms,
+            error=a.error,
+            response_body=a.response_body,
+        )
+        for a, kind in rows
+    ]

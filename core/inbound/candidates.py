@@ -1,7 +1,7 @@
 """Who received mail is about, within one company: the outbound message it replies to, and
 the candidate a sender address belongs to (an open application, or one closed within the
 grace period). Routing (activities/inbound.py) and mailbox sync's import rule
-(core/inbound/sync.py) ask the same questions here."""
+(core/inbound_paths/sync.py) ask the same questions here."""
 
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ class ParsedMail:
     deliverability: Any = None
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
-    # A redirect leg's single-use token (core/round_trip.py): our own check message, back.
+    # A redirect leg's single-use token (core/connections/round_trip.py): our own check
+    # message, back.
     check_token: str | None = None
     # A send leg's test message, back through a redirect: consumed, proof of nothing.
     send_test: bool = False

@@ -11,6 +11,7 @@ import hashlib
 from email import message_from_bytes
 from email.message import EmailMessage
 
+from core.connections.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
 from core.inbound.attachments import MAX_PARTS, bodies, described
 from core.inbound.classify import classify
 from core.inbound.fold import fold_html
@@ -28,7 +29,6 @@ from core.inbound.headers import (
 from core.inbound.html import normalize, refusal_note, screen
 from core.inbound.model import ParsedMail, cleaned
 from core.inbound.segments import split_reply
-from core.round_trip import CHECK_HEADER, SEND_TEST_HEADER, find_token, is_send_test
 
 # The email package spends about 0.2 ms on each MIME part, and 25 MB hold 200,000 tiny ones: the
 # parse reads the message up to its boundary line number MAX_BOUNDARY_LINES (what it lists stops

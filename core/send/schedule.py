@@ -12,12 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_
 from sqlmodel import Session, col
 
 from core import events
 from core.events import EventType
 from core.models import Message, utcnow
+from core.send import lifecycle
 from core.statuses import MessageStatus
 
 # The run's clock and the database's may differ by a little: a message due within this is due.
@@ -53,29 +54,15 @@ def due_at(wanted: datetime | None, hold_seconds: int = 0) -> datetime | None:
     return now + timedelta(seconds=hold_seconds) if hold_seconds else None
 
 
-def _moved(session: Session, message_id: uuid.UUID, *extra: Any, **values: Any) -> bool:
-    result = session.execute(
-        update(Message)
-        .where(
-            col(Message.id) == message_id,
-            col(Message.status) == MessageStatus.SCHEDULED,
-            *extra,
-        )
-        .values(updated_at=utcnow(), **values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def release(session: Session, message_id: uuid.UUID) -> tuple[str, datetime | None]:
     """The run's move at send_at: ("due", None) when the message is now `queued` (or was moved
     on already: a retried step), ("cancelled", None), or ("later", send_at) when it was given a
     later time meanwhile."""
     now = utcnow()
-    if _moved(
+    if lifecycle.release(
         session,
         message_id,
         or_(col(Message.send_at).is_(None), col(Message.send_at) <= now + CLOCK_SLACK),
-        status=MessageStatus.QUEUED,
     ):
         return "due", None
     message = session.get(Message, message_id)
@@ -88,18 +75,16 @@ def release(session: Session, message_id: uuid.UUID) -> tuple[str, datetime | No
 
 def cancel(session: Session, message: Message, reason: str = CANCELLED_BY_USER) -> None:
     """The recruiter's cancel, with message.cancelled; NotScheduled when it lost the race."""
-    if not _moved(session, message.id, status=MessageStatus.CANCELLED, error=reason):
+    if not lifecycle.cancel_scheduled(session, message, reason):
         session.refresh(message)
         raise NotScheduled(message.status)
-    session.refresh(message)
-    events.message_event(session, message, EventType.MESSAGE_CANCELLED, reason)
 
 
 def edit(session: Session, message: Message, changes: dict[str, Any]) -> None:
     """Subject, text, HTML or send_at of a scheduled message; NotScheduled when too late."""
     if not changes:
         return
-    if not _moved(session, message.id, **changes):
+    if not lifecycle.change_scheduled(session, message.id, **changes):
         session.refresh(message)
         raise NotScheduled(message.status)
     session.refresh(message)

@@ -210,8 +210,8 @@ class Authenticator:
 
 
 def is_check(raw: bytes) -> bool:
-    """A connection test's own message (core/round_trip.py: the send leg's test message or
-    the redirect leg's check message), not mail to a candidate."""
+    """A connection test's own message (core/connections/round_trip.py: the send leg's test
+    message or the redirect leg's check message), not mail to a candidate."""
     head = b"\n" + raw.split(b"\r\n\r\n", 1)[0].lower()
     return b"\nx-recruitmail-check:" in head or b"\nx-recruitmail-test:" in head
 

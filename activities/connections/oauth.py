@@ -17,25 +17,29 @@ from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
 from activities.common import to_application_error
-from contracts.consent import SEND_CONSENT_REQUEST, ConsentContract, ConsentRequestInput
-from contracts.oauth import (
+from contracts.connections.admin_consent import (
+    SEND_ADMIN_CONSENT_MAIL,
+    AdminConsentContract,
+    AdminConsentMailInput,
+)
+from contracts.connections.oauth import (
     BEGIN_OAUTH_AUTHORIZATION,
     EXCHANGE_OAUTH_CODE,
     BeginResult,
     ExchangeResult,
     OAuthContract,
 )
-from contracts.setup import ConnectionRef
+from contracts.connections.setup import ConnectionRef
 from core.audit import record_connection
-from core.consent_mail import consent_request_mail
+from core.connections.admin_consent import consent_request_mail
 from core.db import get_or_fail, session_scope
-from core.errors import ConsentRequiredError, MailError, TransientMailError
+from core.errors import AdminConsentRequiredError, MailError, TransientMailError
 from core.models import AuditEvent, Company, Connection, utcnow
 from core.statuses import ConnectionStatus, ExchangeOutcome, InboundPath
 from providers.base import OAuthProvider, Outgoing
 
 
-class OAuthActivities(OAuthContract, ConsentContract):
+class OAuthActivities(OAuthContract, AdminConsentContract):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
         self._engine = accounts.engine
@@ -97,8 +101,8 @@ class OAuthActivities(OAuthContract, ConsentContract):
         provider = self._accounts.oauth(kind)
         try:
             grant = provider.exchange_code(flow, callback)
-        except ConsentRequiredError as err:
-            self._await_consent(provider, cid, address, read, write)
+        except AdminConsentRequiredError as err:
+            self._await_admin_consent(provider, cid, address, read, write)
             return ExchangeResult(
                 ExchangeOutcome.CONSENT_REQUIRED, str(err), consent_link=provider.consent_link
             )
@@ -127,7 +131,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
             session.add(connection)
         return ExchangeResult(ExchangeOutcome.AUTHORIZED, mailbox=grant.mailbox)
 
-    def _await_consent(
+    def _await_admin_consent(
         self,
         provider: OAuthProvider,
         connection_id: uuid.UUID,
@@ -137,7 +141,7 @@ class OAuthActivities(OAuthContract, ConsentContract):
     ) -> None:
         """Store what the person connecting forwards to an administrator."""
         state, nonce = self.new_state(connection_id, "admin-consent")
-        help = provider.consent_help(str(connection_id), address, state, read, write)
+        help = provider.admin_consent_help(str(connection_id), address, state, read, write)
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
             connection.admin_consent_url = help.admin_consent_url
@@ -147,8 +151,8 @@ class OAuthActivities(OAuthContract, ConsentContract):
             connection.updated_at = utcnow()
             session.add(connection)
 
-    @activity.defn(name=SEND_CONSENT_REQUEST)
-    async def send_consent_request(self, input: ConsentRequestInput) -> None:
+    @activity.defn(name=SEND_ADMIN_CONSENT_MAIL)
+    async def send_admin_consent_mail(self, input: AdminConsentMailInput) -> None:
         """Compose the request from the stored link or steps and send it as the platform."""
         with Session(self._engine) as session:
             connection = session.get(Connection, uuid.UUID(input.connection_id))
@@ -193,5 +197,5 @@ class OAuthActivities(OAuthContract, ConsentContract):
         return [
             self.begin_oauth_authorization,
             self.exchange_oauth_code,
-            self.send_consent_request,
+            self.send_admin_consent_mail,
         ]

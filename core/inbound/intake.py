@@ -1,7 +1,7 @@
 """Receiving mail: which recipients we serve, and storing the bytes.
 
 The SMTP receiver and the HTTP webhooks share this path. The raw bytes are committed before
-the sender hears 250 (or 202); the routing run starts after (workflows/client.py), and if that
+the sender hears 250 (or 202); the routing run starts after (api/runs.py), and if that
 start fails, the sweeper starts it later from the stored row, so nothing is lost either way.
 """
 
@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core import ownership, round_trip
+from core.connections import ownership, round_trip
 from core.db import session_scope
 from core.inbound import tokens
 from core.models import Company, Connection, InboundRaw, utcnow
@@ -37,8 +37,9 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
     """The company a recipient address belongs to, or None if we do not serve it.
 
     Served are hosted addresses ({slug}-jobs@platform domain), and custom addresses that a
-    company proved it owns (core/ownership.py): the round trip's check message, sent to the
-    address's mail exchanger, came back through its real routing. Registering proves nothing.
+    company proved it owns (core/connections/ownership.py): the round trip's check message,
+    sent to the address's mail exchanger, came back through its real routing. Registering
+    proves nothing.
     """
     local, _, domain = address.strip().lower().rpartition("@")
     if not local:

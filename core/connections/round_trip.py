@@ -7,7 +7,7 @@
   transport, to the address's mail exchanger, as any outside sender would. Only the address's
   real mail routing, with the company's redirect in it, brings it back to the hosted address.
   Its single-use token, in a header and in its Message-ID, proves that the company controls the
-  address (core/ownership.py).
+  address (core/connections/ownership.py).
 
 Pure functions: composing both messages, recognising them when they come back, and what to
 tell an admin whose redirect is missing. Real redirects add Received lines, rewrite the

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
-from contracts.setup import ConnectionRef
+from contracts.connections.setup import ConnectionRef
 
 BEGIN_OAUTH_AUTHORIZATION = "begin-oauth-authorization"
 EXCHANGE_OAUTH_CODE = "exchange-oauth-code"
@@ -52,7 +52,7 @@ class ExchangeResult:
 
 
 @dataclass
-class ConsentInput:
+class AdminConsentInput:
     source: str  # "microsoft-admin-consent" (the redirect) or "admin-said" (the API)
     user_id: str | None = None
 
@@ -64,7 +64,7 @@ class BeginResult:
 
 
 class OAuthContract:
-    """The sign-in activities of oauth-connection-setup (activities/oauth.py)."""
+    """The sign-in activities of oauth-connection-setup (activities/connections/oauth.py)."""
 
     @activity.defn(name=BEGIN_OAUTH_AUTHORIZATION)
     def begin_oauth_authorization(self, input: ConnectionRef) -> BeginResult:

@@ -8,24 +8,24 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
-from contracts.receive import (
-    ReceiveMessageInput,
+from contracts.connections.setup import REDIRECT_SEEN
+from contracts.inbound import (
+    InboundContract,
+    InboundMessageInput,
+    InboundMessagesInput,
     ReceiveMessageResult,
-    ReceiveMessagesInput,
-    RouteContract,
     RouteInput,
     RouteManyInput,
 )
-from contracts.setup import REDIRECT_SEEN
 from core.run_ids import receive_workflow_id, setup_workflow_id
 from core.search_attributes import COMPANY_ID, MAIL_STATUS
 from core.statuses import InboundKind, InboundState, MessageKind, RoutingState
 from workflows import policies
-from workflows.setup import tell_admins
+from workflows.connections.setup import tell_admins
 
 
 @workflow.defn(name="receive-message")
-class ReceiveMessageWorkflow:
+class InboundMessageWorkflow:
     """Parses, classifies and routes mail already stored by the receiver.
 
     Waits only for the routing activity, which commits the Message, its attachments and any
@@ -34,7 +34,7 @@ class ReceiveMessageWorkflow:
     """
 
     @workflow.init
-    def __init__(self, input: ReceiveMessageInput) -> None:
+    def __init__(self, input: InboundMessageInput) -> None:
         self._result: ReceiveMessageResult | None = None
 
     @workflow.query(name="result")
@@ -42,11 +42,11 @@ class ReceiveMessageWorkflow:
         return self._result
 
     @workflow.run
-    async def run(self, input: ReceiveMessageInput) -> ReceiveMessageResult:
+    async def run(self, input: InboundMessageInput) -> ReceiveMessageResult:
         # A local activity: one database transaction, no provider call. It saves the server
         # round trips of a scheduled activity, which dominate routing time on small machines.
         result = await policies.db_step(
-            RouteContract.route_inbound_message,
+            InboundContract.route_inbound_message,
             RouteInput(input.inbound_id, input.closed_application_grace),
             timeout=policies.ROUTE_TIMEOUT,
         )
@@ -57,7 +57,7 @@ class ReceiveMessageWorkflow:
 
 
 @workflow.defn(name="receive-messages")
-class ReceiveMessagesWorkflow:
+class InboundMessagesWorkflow:
     """Routes the messages of one company that arrived in a burst, in one run: the receiver
     starts one for the messages stored while its previous start was under way, so mail that
     trickles in still gets a receive-message run each.
@@ -68,7 +68,7 @@ class ReceiveMessagesWorkflow:
     """
 
     @workflow.init
-    def __init__(self, input: ReceiveMessagesInput) -> None:
+    def __init__(self, input: InboundMessagesInput) -> None:
         self._results: list[ReceiveMessageResult | None] = []
 
     @workflow.query(name="result")
@@ -76,9 +76,9 @@ class ReceiveMessagesWorkflow:
         return self._results
 
     @workflow.run
-    async def run(self, input: ReceiveMessagesInput) -> list[ReceiveMessageResult | None]:
+    async def run(self, input: InboundMessagesInput) -> list[ReceiveMessageResult | None]:
         self._results = await policies.db_step(
-            RouteContract.route_inbound_messages,
+            InboundContract.route_inbound_messages,
             RouteManyInput(input.inbound_ids, input.closed_application_grace),
             timeout=policies.ROUTE_TIMEOUT,
         )
@@ -94,12 +94,12 @@ class ReceiveMessagesWorkflow:
         return self._results
 
 
-async def _route_alone(input: ReceiveMessagesInput, inbound_id: str) -> None:
+async def _route_alone(input: InboundMessagesInput, inbound_id: str) -> None:
     """A receive-message run for a message the batch could not route; it outlives this run."""
     try:
         await workflow.start_child_workflow(
-            ReceiveMessageWorkflow.run,
-            ReceiveMessageInput(inbound_id, input.company_id, input.closed_application_grace),
+            InboundMessageWorkflow.run,
+            InboundMessageInput(inbound_id, input.company_id, input.closed_application_grace),
             id=receive_workflow_id(inbound_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
             search_attributes=TypedSearchAttributes(

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from core.inbound import candidates
 from core.inbound.headers import MSGID_RE, unique
-from core.inbound.paths import changed, consent_reason
+from core.inbound_paths.paths import changed, consent_reason
 from core.models import Connection, InboundRaw, MailboxSync, utcnow
 from core.run_ids import receive_workflow_id
 from core.statuses import ImportScope, InboundPath, InboundState, PathState

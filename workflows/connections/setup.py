@@ -9,13 +9,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from contracts.setup import (
+from contracts.connections.setup import (
     REDIRECT_SEEN,
     SUPERSEDED,
     ActivateInput,
     ConnectionRef,
+    ConnectionSetupContract,
     RedirectInput,
-    SetupContract,
     SetupState,
     StatusInput,
     VerificationResult,
@@ -104,7 +104,7 @@ async def record_status(connection_id: str, status: str, error: str | None) -> S
     """The new state in the search attributes and in the database."""
     workflow.upsert_search_attributes([MAIL_STATUS.value_set(status)])
     await policies.db_step(
-        SetupContract.set_connection_status, StatusInput(connection_id, status, error)
+        ConnectionSetupContract.set_connection_status, StatusInput(connection_id, status, error)
     )
     return SetupState(status=status, last_error=error)
 
@@ -112,7 +112,7 @@ async def record_status(connection_id: str, status: str, error: str | None) -> S
 async def make_active(input: ActivateInput) -> SetupState:
     """Make the connection its scope's sender (the activity disables the one it replaces and
     cancels the scope's other open setups); tell those setups' runs that they are over."""
-    result = await policies.db_step(SetupContract.activate_connection, input)
+    result = await policies.db_step(ConnectionSetupContract.activate_connection, input)
     workflow.upsert_search_attributes([MAIL_STATUS.value_set(ConnectionStatus.ACTIVE)])
     # Runs recorded before activations cancelled other setups got no result here.
     for connection_id in result.cancelled if result else []:
@@ -169,7 +169,7 @@ class RedirectLeg:
 async def conclude_not_seen(input: RedirectInput) -> None:
     """The check message did not come back in time: record why (the activity knows whether a
     newer check took over), and tell the admins when a live connection's redirect stopped."""
-    outcome = await policies.db_step(SetupContract.record_redirect_not_seen, input)
+    outcome = await policies.db_step(ConnectionSetupContract.record_redirect_not_seen, input)
     if outcome is not None and outcome.tell_admins:
         await tell_admins(input.connection_id)
 
@@ -178,7 +178,7 @@ async def tell_admins(connection_id: str) -> None:
     """Email the company's admins that a way replies come in stopped working (retried for a
     day, as notifications are)."""
     await workflow.execute_activity_method(
-        SetupContract.tell_admins_inbound_failing,
+        ConnectionSetupContract.tell_admins_inbound_failing,
         ConnectionRef(connection_id),
         start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
         schedule_to_close_timeout=policies.NOTIFY_SCHEDULE_TO_CLOSE,

@@ -11,26 +11,26 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from contracts.oauth import (
+from contracts.connections.oauth import (
+    AdminConsentInput,
     BeginResult,
     CallbackInput,
     CallbackOutcome,
-    ConsentInput,
     ExchangeResult,
     OAuthContract,
     OAuthSetupInput,
 )
-from contracts.setup import (
+from contracts.connections.setup import (
     ActivateInput,
     ConnectionRef,
-    SetupContract,
+    ConnectionSetupContract,
     SetupState,
     TestInput,
     VerificationResult,
 )
 from core.statuses import ConnectionStatus, ExchangeOutcome
 from workflows import policies
-from workflows.setup import ConnectionSetup, RedirectLeg, make_active, record_status
+from workflows.connections.setup import ConnectionSetup, RedirectLeg, make_active, record_status
 
 AWAITING_AUTHORIZATION = ConnectionStatus.AWAITING_AUTHORIZATION
 AUTHORIZING = ConnectionStatus.AUTHORIZING
@@ -112,7 +112,7 @@ class OAuthConnectionSetupWorkflow(ConnectionSetup):
         )
 
     @workflow.update(name="admin-consent-granted")
-    async def admin_consent_granted(self, input: ConsentInput) -> SetupState:
+    async def admin_consent_granted(self, input: AdminConsentInput) -> SetupState:
         self._consent = True
         await workflow.wait_condition(
             lambda: self._state.status != AWAITING_ADMIN_CONSENT or self._done
@@ -121,7 +121,7 @@ class OAuthConnectionSetupWorkflow(ConnectionSetup):
         return self._state
 
     @admin_consent_granted.validator
-    def _validate_consent(self, input: ConsentInput) -> None:
+    def _validate_admin_consent(self, input: AdminConsentInput) -> None:
         self._expect(
             (AWAITING_ADMIN_CONSENT,),
             "This setup is not waiting for an administrator's consent",
@@ -330,7 +330,7 @@ class OAuthConnectionSetupWorkflow(ConnectionSetup):
         self._testing = True
         try:
             result = await self._provider_call(
-                SetupContract.test_connection,
+                ConnectionSetupContract.test_connection,
                 TestInput(self._input.connection_id, self._input.redirect_wait),
                 lambda reason: VerificationResult(ok=False, error=reason),
             )

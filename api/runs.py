@@ -34,12 +34,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.bulk import BulkSendInput
+from contracts.connections.setup import RecheckInput, RecheckPage
 from contracts.deliverability import DeliverabilityPage
+from contracts.inbound import InboundMessageInput, InboundMessagesInput
 from contracts.inbound_paths import NOTIFY, STOP, Nudge, SyncInput
 from contracts.privacy import EraseInput, SweepInput
-from contracts.receive import ReceiveMessageInput, ReceiveMessagesInput
 from contracts.send import SendMessageInput
-from contracts.setup import RecheckInput, RecheckPage
 from contracts.webhooks import EVENTS, WebhookEndpointInput
 from core.run_ids import (
     DELIVERABILITY_SCHEDULE_ID,
@@ -55,16 +55,16 @@ from core.run_ids import (
 from core.search_attributes import COMPANY_ID, CONNECTION_ID, MAIL_STATUS, PROVIDER
 from core.settings import Settings
 from core.statuses import BulkJobStatus, InboundState, MessageStatus
-from workflows.bulk_send import BulkSendWorkflow
+from workflows.bulk import BulkSendWorkflow
 from workflows.deliverability import DeliverabilityCheckWorkflow
+from workflows.inbound import InboundMessagesWorkflow, InboundMessageWorkflow
 from workflows.inbound_paths import (
     InboundCheckWorkflow,
     InboundRecheckWorkflow,
     MailboxSyncWorkflow,
 )
 from workflows.privacy import EraseCandidateWorkflow, RetentionSweepWorkflow
-from workflows.receive_message import ReceiveMessagesWorkflow, ReceiveMessageWorkflow
-from workflows.send_message import SendMessageWorkflow
+from workflows.send import SendMessageWorkflow
 from workflows.webhooks import WebhookEndpointWorkflow
 
 log = logging.getLogger(__name__)
@@ -379,8 +379,8 @@ async def start_routing(
     """Start receive-message-{id} for mail already stored. A second start is a no-op."""
     await start_run(
         client,
-        ReceiveMessageWorkflow.run,
-        ReceiveMessageInput(
+        InboundMessageWorkflow.run,
+        InboundMessageInput(
             inbound_id=inbound_id,
             company_id=company_id,
             closed_application_grace=closed_application_grace,
@@ -396,7 +396,7 @@ async def start_routing(
 
 
 class Stored(Protocol):
-    """Stored inbound mail waiting for its routing run (core.intake.StoredInbound)."""
+    """Stored inbound mail waiting for its routing run (core.inbound.intake.StoredInbound)."""
 
     @property
     def inbound_id(self) -> uuid.UUID: ...
@@ -438,8 +438,8 @@ async def start_all_routing(
                 continue
             await start_run(
                 client,
-                ReceiveMessagesWorkflow.run,
-                ReceiveMessagesInput(inbound_ids, str(company_id), closed_application_grace),
+                InboundMessagesWorkflow.run,
+                InboundMessagesInput(inbound_ids, str(company_id), closed_application_grace),
                 workflow_id=receive_batch_workflow_id(inbound_ids[0]),
                 task_queue=task_queue,
                 company_id=str(company_id),

@@ -6,7 +6,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from core.models import Connection
+from sqlmodel import Session
+
+from core import events
+from core.models import Connection, utcnow
+from core.statuses import ConnectionStatus
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -116,3 +120,15 @@ def mailbox_to_read(connection: Connection) -> str:
     if mailbox_mode(connection) == "shared":
         return connection.custom_address
     return connection.display_mailbox or connection.custom_address
+
+
+def needs_reauth(session: Session, connection: Connection, reason: str) -> None:
+    """The provider refused an active connection's credentials at send time: it needs a new
+    sign-in (connection.status_changed tells the company), and is never silently replaced."""
+    if connection.status != ConnectionStatus.ACTIVE:
+        return
+    connection.status = ConnectionStatus.NEEDS_REAUTH
+    connection.last_error = reason
+    connection.updated_at = utcnow()
+    session.add(connection)
+    events.connection_changed(session, connection, ConnectionStatus.ACTIVE)

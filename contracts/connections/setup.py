@@ -129,8 +129,8 @@ class SetupState:
     last_error: str | None = None
 
 
-class SetupContract:
-    """The activities both setups call (activities/connections.py)."""
+class ConnectionSetupContract:
+    """The activities both setups call (activities/connections/setup.py)."""
 
     @activity.defn(name=TEST_CONNECTION)
     async def test_connection(self, input: TestInput) -> VerificationResult:

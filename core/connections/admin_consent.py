@@ -12,13 +12,13 @@ from core.settings import Settings
 from core.statuses import KIND_LABELS, ConnectionKind
 
 
-def consent_request_subject(connection: Connection) -> str:
+def admin_consent_subject(connection: Connection) -> str:
     if connection.admin_consent_url:
         return f"Approval needed: allow Recruitmail to send from {connection.custom_address}"
     return f"Action needed: allow Recruitmail in Google Workspace for {connection.custom_address}"
 
 
-def consent_request_text(connection: Connection, company: Company) -> str:
+def admin_consent_text(connection: Connection, company: Company) -> str:
     label = KIND_LABELS[ConnectionKind(connection.kind)]
     lines = [
         "Hello,",
@@ -61,8 +61,8 @@ def consent_request_mail(
         from_name=f"Recruitmail for {company.name}",
         to_address=recipient,
         to_name="",
-        subject=consent_request_subject(connection),
-        text=consent_request_text(connection, company),
+        subject=admin_consent_subject(connection),
+        text=admin_consent_text(connection, company),
         html=None,
         message_id=new_message_id(settings.platform_mail_domain),
         date=utcnow(),

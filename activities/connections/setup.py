@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
 from activities.common import send_platform_mail
-from contracts.setup import (
+from contracts.connections.setup import (
     ACTIVATE_CONNECTION,
     CHECK_REDIRECT,
     FIND_REDIRECTS_TO_RECHECK,
@@ -25,24 +25,25 @@ from contracts.setup import (
     ActivateInput,
     ActivationResult,
     ConnectionRef,
+    ConnectionSetupContract,
     RecheckBatch,
     RecheckInput,
     RecheckPage,
     RedirectInput,
     RedirectOutcome,
-    SetupContract,
     StatusInput,
     TestInput,
     VerificationResult,
     VerificationStep,
 )
-from core import events, ownership, round_trip
+from core import events
 from core.audit import record_connection
+from core.connections import ownership, round_trip
 from core.db import get_or_fail, session_scope
 from core.errors import MailError
-from core.inbound import paths as inbound_paths
+from core.inbound_paths import paths as inbound_paths
 from core.models import Company, Connection, MailboxSync, utcnow
-from core.notices import inbound_path_notice
+from core.notify import inbound_path_notice
 from core.people import company_admins
 from core.resolver import DnsUnavailable
 from core.settings import Settings
@@ -125,7 +126,7 @@ def _with_step(steps: list[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
     return [*kept, asdict(step)]
 
 
-class ConnectionActivities(SetupContract):
+class ConnectionActivities(ConnectionSetupContract):
     def __init__(self, engine: Engine, accounts: Accounts) -> None:
         self._engine = engine
         self._accounts = accounts

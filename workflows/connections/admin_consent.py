@@ -14,17 +14,21 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from contracts.consent import ConsentContract, ConsentRequestInput, ConsentRequestResult
+from contracts.connections.admin_consent import (
+    AdminConsentContract,
+    AdminConsentMailInput,
+    AdminConsentMailResult,
+)
 from workflows import policies
 
 
 @workflow.defn(name="consent-request-mail")
-class ConsentRequestMailWorkflow:
+class AdminConsentMailWorkflow:
     @workflow.run
-    async def run(self, input: ConsentRequestInput) -> ConsentRequestResult:
+    async def run(self, input: AdminConsentMailInput) -> AdminConsentMailResult:
         try:
             await workflow.execute_activity_method(
-                ConsentContract.send_consent_request,
+                AdminConsentContract.send_admin_consent_mail,
                 input,
                 start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
                 # The admin waits on the page for a few seconds; after an hour of "try later"
@@ -39,5 +43,5 @@ class ConsentRequestMailWorkflow:
                 if isinstance(cause, ApplicationError)
                 else "The platform's mail transport did not accept it within an hour."
             )
-            return ConsentRequestResult(sent=False, error=reason)
-        return ConsentRequestResult(sent=True)
+            return AdminConsentMailResult(sent=False, error=reason)
+        return AdminConsentMailResult(sent=True)

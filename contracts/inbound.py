@@ -13,14 +13,14 @@ ROUTE_INBOUND_MESSAGES = "route-inbound-messages"
 
 
 @dataclass
-class ReceiveMessageInput:
+class InboundMessageInput:
     inbound_id: str
     company_id: str
     closed_application_grace: timedelta = timedelta(days=14)
 
 
 @dataclass
-class ReceiveMessagesInput:
+class InboundMessagesInput:
     """Mail of one company stored while the start of an earlier routing run was under way."""
 
     inbound_ids: list[str]
@@ -58,7 +58,7 @@ class ReceiveMessageResult:
     tell_admins: bool = False
 
 
-class RouteContract:
+class InboundContract:
     """The activity of receive-message (activities/inbound.py), a local one."""
 
     @activity.defn(name=ROUTE_INBOUND_MESSAGE)

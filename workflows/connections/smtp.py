@@ -6,9 +6,9 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from contracts.setup import (
+from contracts.connections.setup import (
     ActivateInput,
-    SetupContract,
+    ConnectionSetupContract,
     SetupState,
     SmtpSetupInput,
     TestInput,
@@ -16,7 +16,7 @@ from contracts.setup import (
 )
 from core.statuses import ConnectionStatus
 from workflows import policies
-from workflows.setup import ConnectionSetup, RedirectLeg, make_active, record_status
+from workflows.connections.setup import ConnectionSetup, RedirectLeg, make_active, record_status
 
 
 @workflow.defn(name="smtp-connection-setup")
@@ -65,7 +65,7 @@ class SmtpConnectionSetupWorkflow(ConnectionSetup):
         try:
             await self._set(ConnectionStatus.TESTING)
             result = await workflow.execute_activity_method(
-                SetupContract.test_connection,
+                ConnectionSetupContract.test_connection,
                 TestInput(self._input.connection_id, self._input.redirect_wait),
                 start_to_close_timeout=policies.CONNECTION_TEST_TIMEOUT,
                 retry_policy=policies.NO_RETRY,

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, SessionDep, SettingsAdmin
 from api.schemas import SuppressionCreate, SuppressionPublic
-from api.services import suppressions as service
+from api.services import deliverability as service
 from core.mail import normalize_address
 from core.models import Suppression
 from core.statuses import SuppressionReason

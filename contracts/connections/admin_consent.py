@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-SEND_CONSENT_REQUEST = "send-consent-request"
+SEND_ADMIN_CONSENT_MAIL = "send-consent-request"
 
 
 @dataclass
-class ConsentRequestInput:
+class AdminConsentMailInput:
     connection_id: str
     company_id: str
     # Runs started before request_id existed carry the address itself; new ones leave it
@@ -20,14 +20,14 @@ class ConsentRequestInput:
 
 
 @dataclass
-class ConsentRequestResult:
+class AdminConsentMailResult:
     sent: bool
     error: str | None = None
 
 
-class ConsentContract:
-    """The activity of consent-request-mail (activities/oauth.py)."""
+class AdminConsentContract:
+    """The activity of consent-request-mail (activities/connections/oauth.py)."""
 
-    @activity.defn(name=SEND_CONSENT_REQUEST)
-    async def send_consent_request(self, input: ConsentRequestInput) -> None:
+    @activity.defn(name=SEND_ADMIN_CONSENT_MAIL)
+    async def send_admin_consent_mail(self, input: AdminConsentMailInput) -> None:
         raise NotImplementedError
