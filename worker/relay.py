@@ -21,13 +21,13 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.privacy import CHECKPOINTS
 from api.runs import signal_start, wake_endpoint
 from contracts.notify import REPLY, ReplyNotificationsInput
 from core import events
 from core.db import session_scope
 from core.events import EventType
 from core.models import Event, EventConsumer, WebhookEndpoint, utcnow
+from core.privacy.erasure import CHECKPOINTS
 from core.run_ids import notify_workflow_id
 from core.settings import Settings
 from workflows.notify import ReplyNotificationsWorkflow

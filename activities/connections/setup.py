@@ -46,7 +46,6 @@ from core.models import Company, Connection, MailboxSync, utcnow
 from core.notify import inbound_path_notice
 from core.people import company_admins
 from core.resolver import DnsUnavailable
-from core.settings import Settings
 from core.statuses import (
     LIVE_STATUSES,
     SETUP_STATUSES,
@@ -78,20 +77,6 @@ class _Subject:
     company_name: str
     hosted: str
     refusal: str | None  # why this address cannot be connected by this company at all
-
-
-def _refusal(session: Session, settings: Settings, connection: Connection) -> str | None:
-    """A hosted address is never a custom address, and an address another company proved is
-    not this company's to test or activate."""
-    if ownership.is_hosted_domain(settings, connection.custom_address):
-        return ownership.hosted_refusal(connection.custom_address)
-    if ownership.held_by_another(session, connection.custom_address, connection.company_id):
-        return (
-            f"{connection.custom_address} is connected to another Recruitmail account, which "
-            "proved it owns the address. It cannot be connected here until that account lets "
-            "it go."
-        )
-    return None
 
 
 def _via(found: exchanger.Routing) -> str:
@@ -190,7 +175,7 @@ class ConnectionActivities(ConnectionSetupContract):
                 company_id=str(company.id),
                 company_name=company.name,
                 hosted=self._settings.hosted_address(company.slug),
-                refusal=_refusal(session, self._settings, connection),
+                refusal=ownership.refusal(session, self._settings, connection),
             )
 
     async def _send_leg(self, provider: MailProvider, subject: _Subject) -> Step:
@@ -302,31 +287,9 @@ class ConnectionActivities(ConnectionSetupContract):
         return Step(REDIRECT, status, proven or round_trip.held_detail(address))
 
     def _record_redirect(self, connection_id: str, published: bool, detail: str) -> str:
-        """The outcome of the domain-record proof; the verified detail when the company owns
-        the address now ("" when another company proved it first, or without the record)."""
         with session_scope(self._engine) as session:
             connection = get_or_fail(session, Connection, connection_id)
-            now = utcnow()
-            if published and ownership.claim(session, connection, now):
-                status, detail = (
-                    RedirectStatus.VERIFIED,
-                    round_trip.domain_record_detail(connection.custom_address, now),
-                )
-            elif published:
-                status, detail = (
-                    RedirectStatus.NOT_SEEN,
-                    round_trip.held_detail(connection.custom_address),
-                )
-            else:
-                status = RedirectStatus.NOT_SEEN
-            connection.redirect_status = status
-            connection.redirect_checked_at = now
-            connection.redirect_detail = detail
-            connection.check_token_hash = None
-            connection.updated_at = now
-            session.add(connection)
-            events.redirect_checked(session, connection)
-            return detail if status == RedirectStatus.VERIFIED else ""
+            return ownership.record_domain_proof(session, connection, published, detail)
 
     def _arm(
         self,
@@ -534,7 +497,7 @@ class ConnectionActivities(ConnectionSetupContract):
                     type="SetupCancelled",
                     non_retryable=True,
                 )
-            refusal = _refusal(session, self._settings, connection)
+            refusal = ownership.refusal(session, self._settings, connection)
             if refusal:
                 raise ApplicationError(refusal, type="AddressNotAvailable", non_retryable=True)
             others = session.exec(

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 
 from api.deps import SettingsDep
 from api.runs import nudge_mailbox_sync, start_all_routing
+from api.services import deliverability
 from api.services import inbound as inbound_service
 from api.services import inbound_paths as inbound_paths_service
-from api.services import mailjet_events
 from api.services.inbound import mailjet_to_mime
 from core.inbound import intake
 from core.inbound_paths.push import VALIDATION_TOKEN_RE, PushRefused, verify_gmail_push
@@ -158,7 +158,7 @@ async def inbound_mailjet_events(request: Request, settings: SettingsDep) -> dic
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a Mailjet event callback: {exc}"
         ) from None
     taken = await run_in_threadpool(
-        mailjet_events.take, request.app.state.engine, posted, settings.soft_bounce_limit
+        deliverability.take, request.app.state.engine, posted, settings.soft_bounce_limit
     )
     return {"taken": taken}
 

@@ -22,6 +22,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core import events
+from core.connections import round_trip
 from core.models import AddressOwner, Connection, utcnow
 from core.settings import Settings
 from core.statuses import LIVE_STATUSES, ConnectionStatus, RedirectStatus
@@ -161,3 +162,46 @@ def release(session: Session, connection: Connection) -> None:
     else:
         row.connection_id = successor.id
         session.add(row)
+
+
+def refusal(session: Session, settings: Settings, connection: Connection) -> str | None:
+    """A hosted address is never a custom address, and an address another company proved is
+    not this company's to test or activate."""
+    if is_hosted_domain(settings, connection.custom_address):
+        return hosted_refusal(connection.custom_address)
+    if held_by_another(session, connection.custom_address, connection.company_id):
+        return (
+            f"{connection.custom_address} is connected to another Recruitmail account, which "
+            "proved it owns the address. It cannot be connected here until that account lets "
+            "it go."
+        )
+    return None
+
+
+def record_domain_proof(
+    session: Session, connection: Connection, published: bool, detail: str
+) -> str:
+    """The outcome of the domain-record proof (the domain's MX is this platform's receiver):
+    the verified detail when the company owns the address now ("" when another company proved
+    it first, or without the record, whose instructions are `detail`)."""
+    now = utcnow()
+    if published and claim(session, connection, now):
+        status, detail = (
+            RedirectStatus.VERIFIED,
+            round_trip.domain_record_detail(connection.custom_address, now),
+        )
+    elif published:
+        status, detail = (
+            RedirectStatus.NOT_SEEN,
+            round_trip.held_detail(connection.custom_address),
+        )
+    else:
+        status = RedirectStatus.NOT_SEEN
+    connection.redirect_status = status
+    connection.redirect_checked_at = now
+    connection.redirect_detail = detail
+    connection.check_token_hash = None
+    connection.updated_at = now
+    session.add(connection)
+    events.redirect_checked(session, connection)
+    return detail if status == RedirectStatus.VERIFIED else ""
