@@ -18,14 +18,11 @@ from temporalio.exceptions import ApplicationError
 from activities.accounts import Accounts
 from activities.common import heartbeating, to_application_error
 from contracts.send import (
-    COMPOSE_MESSAGE,
     DELIVER_MESSAGE,
     PREPARE_MESSAGE,
     RECORD_OUTCOME,
     RELEASE_MESSAGE,
-    RESOLVE_SENDER,
     SUPPRESSED,
-    ComposeInput,
     DeliveryResult,
     MessageRef,
     RecordOutcomeInput,
@@ -82,12 +79,6 @@ class SendActivities(SendContract):
 
     # -- local activities (sync, thread pool) --------------------------------------------
 
-    @activity.defn(name=RESOLVE_SENDER)
-    def resolve_sender(self, input: MessageRef) -> SenderChoice:
-        with session_scope(self._engine) as session:
-            message = get_or_fail(session, Message, input.message_id)
-            return _choice(compose.without_name(senders.choose(session, self._settings, message)))
-
     @activity.defn(name=PREPARE_MESSAGE)
     def prepare_message(self, input: MessageRef) -> SenderChoice:
         """Resolve the sender and compose the MIME once, in one transaction (a message already
@@ -107,19 +98,6 @@ class SendActivities(SendContract):
                 )
             self._compose(session, message, sender)
             return _choice(compose.without_name(sender))
-
-    @activity.defn(name=COMPOSE_MESSAGE)
-    def compose_message(self, input: ComposeInput) -> None:
-        """Compose the MIME once and store it, so every attempt sends the same bytes."""
-        with session_scope(self._engine) as session:
-            message = get_or_fail(session, Message, input.message_id)
-            if message.raw_mime is not None or compose.not_going_out(session, message):
-                return
-            sender = senders.Chosen(**asdict(input.sender))
-            if not sender.name:  # kept out of history: the name in effect now
-                chosen = senders.choose(session, self._settings, message)
-                sender = senders.Chosen(**{**asdict(sender), "name": chosen.name})
-            self._compose(session, message, sender)
 
     def recompose(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None]:
         """The connection this message was composed for was replaced, or its scope switched
@@ -257,8 +235,6 @@ class SendActivities(SendContract):
         return [
             self.release_message,
             self.prepare_message,
-            self.resolve_sender,
-            self.compose_message,
             self.record_outcome,
         ]
 

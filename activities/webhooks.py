@@ -96,8 +96,6 @@ class WebhookActivities(WebhookContract):
     @activity.defn(name=DELIVER_WEBHOOKS)
     async def deliver_webhooks(self, input: EndpointRef) -> DeliveryRound:
         """A round, within the company's fair share of this worker's rounds."""
-        if not input.company_id:  # runs started before shares: as they were
-            return await self._round(input)
         if not self._shares.take(input.company_id):
             return DeliveryRound(busy=True)
         try:

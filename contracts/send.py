@@ -13,8 +13,6 @@ PREPARE_MESSAGE = "prepare-message"  # resolve the sender and compose, in one st
 SUPPRESSED = "Suppressed"
 # A mailbox's 24-hour quota is spent (core.errors.QuotaExceeded): a deferral, not a retry.
 QUOTA_EXCEEDED = "QuotaExceeded"
-RESOLVE_SENDER = "resolve-sender"  # runs recorded before prepare-message
-COMPOSE_MESSAGE = "compose-message"
 DELIVER_MESSAGE = "deliver-message"
 RECORD_OUTCOME = "record-outcome"
 RELEASE_MESSAGE = "release-message"  # a scheduled message's time came: `queued`, or not
@@ -60,12 +58,6 @@ class SenderChoice:
 
 
 @dataclass
-class ComposeInput:
-    message_id: str
-    sender: SenderChoice
-
-
-@dataclass
 class DeliveryResult:
     provider_message_id: str = ""
     already_sent: bool = False
@@ -106,14 +98,6 @@ class SendContract:
     @activity.defn(name=PREPARE_MESSAGE)
     def prepare_message(self, input: MessageRef) -> SenderChoice:
         """Resolve the sender and compose the MIME once, in one transaction."""
-        raise NotImplementedError
-
-    @activity.defn(name=RESOLVE_SENDER)
-    def resolve_sender(self, input: MessageRef) -> SenderChoice:
-        raise NotImplementedError
-
-    @activity.defn(name=COMPOSE_MESSAGE)
-    def compose_message(self, input: ComposeInput) -> None:
         raise NotImplementedError
 
     @activity.defn(name=RECORD_OUTCOME)

@@ -22,8 +22,8 @@ class WebhookEndpointInput:
 @dataclass
 class EndpointRef:
     endpoint_id: str
-    # Its company, whose share of the worker's delivery rounds it takes (empty: no share).
-    company_id: str = ""
+    # Its company, whose share of the worker's delivery rounds it takes.
+    company_id: str
 
 
 @dataclass

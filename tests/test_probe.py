@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import netguard
-from core.connections.admin_consent import consent_request_mail
+from core.connections.admin_consent import admin_consent_mail
 from core.connections.round_trip import compose_check, compose_send_test
 from core.logs import log_handler
 from core.mail import compose, compose_bytes
@@ -110,7 +110,7 @@ def test_the_other_paths_write_address_headers_the_same_way(tmp_path):
         company_id=company.id, kind="microsoft", custom_address="jobs@acme.example",
         status="awaiting_admin_consent", admin_consent_url="https://login.example/consent",
     )  # fmt: skip
-    consent = consent_request_mail(settings_, connection, company, "it@acme.example")
+    consent = admin_consent_mail(settings_, connection, company, "it@acme.example")
     assert _recipients(check.mime, "To") == [["jobs@acme.example"]] * 2
     assert _recipients(send_test.mime, "To") == [["jobs@acme.example"]] * 2
     assert _recipients(consent.mime, "To") == [["it@acme.example"]] * 2

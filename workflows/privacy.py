@@ -51,7 +51,7 @@ class EraseCandidateWorkflow:
         ref = ErasureRef(input.erasure_id)
         while True:
             stopped = await _step(PrivacyContract.stop_sends, ref)
-            if stopped.woken and workflow.patched("erasure-wakes-scheduled"):
+            if stopped.woken:
                 await _wake(stopped.woken)
             if not stopped.in_flight:
                 break

@@ -12,7 +12,6 @@ from contracts.send import (
     QUOTA_EXCEEDED,
     RESCHEDULED,
     SUPPRESSED,
-    ComposeInput,
     DeliveryResult,
     MessageRef,
     RecordOutcomeInput,
@@ -82,25 +81,14 @@ class SendMessageWorkflow:
     def progress(self) -> SendMessageProgress:
         return self._progress
 
-    async def _prepare(self, input: SendMessageInput, *, one_step: bool) -> None:
+    async def _prepare(self, input: SendMessageInput) -> None:
         """Resolve the sender and compose the MIME once (stored, never in history)."""
-        if one_step:
-            sender = await policies.db_step(
-                SendContract.prepare_message, MessageRef(input.message_id)
-            )
-        else:
-            sender = await policies.db_step(
-                SendContract.resolve_sender, MessageRef(input.message_id)
-            )
+        sender = await policies.db_step(SendContract.prepare_message, MessageRef(input.message_id))
         self._progress.sender = sender
         attributes = [PROVIDER.value_set(sender.transport)]
         if sender.connection_id:
             attributes.append(CONNECTION_ID.value_set(sender.connection_id))
         workflow.upsert_search_attributes(attributes)
-        if not one_step:
-            await policies.db_step(
-                SendContract.compose_message, ComposeInput(input.message_id, sender)
-            )
         self._set_status(MessageStatus.SENDING)
 
     async def _deliver(self, input: SendMessageInput) -> RecordOutcomeInput:
@@ -108,27 +96,26 @@ class SendMessageWorkflow:
         costs one round trip to the server. Only a failure that needs backoff goes on to the
         regular activity, which retries with backoff (and Retry-After) up to the total cap."""
         started = workflow.now()
-        if workflow.patched("first-attempt-local"):
-            try:
-                first = await workflow.execute_local_activity_method(
-                    SendContract.deliver_message,
-                    MessageRef(input.message_id),
-                    start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
-                    retry_policy=policies.NO_RETRY,
+        try:
+            first = await workflow.execute_local_activity_method(
+                SendContract.deliver_message,
+                MessageRef(input.message_id),
+                start_to_close_timeout=policies.DELIVERY_ATTEMPT_TIMEOUT,
+                retry_policy=policies.NO_RETRY,
+            )
+            return _delivered(input, first)
+        except (ActivityError, ApplicationError) as err:
+            failure = err if isinstance(err, ApplicationError) else err.cause
+            if not isinstance(failure, ApplicationError) or _permanent(failure):
+                return RecordOutcomeInput(
+                    message_id=input.message_id,
+                    status=MessageStatus.FAILED,
+                    error=_failure_text(err),
                 )
-                return _delivered(input, first)
-            except (ActivityError, ApplicationError) as err:
-                failure = err if isinstance(err, ApplicationError) else err.cause
-                if not isinstance(failure, ApplicationError) or _permanent(failure):
-                    return RecordOutcomeInput(
-                        message_id=input.message_id,
-                        status=MessageStatus.FAILED,
-                        error=_failure_text(err),
-                    )
-                # Transient: wait as the provider asked (or the first backoff), durably.
-                await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
-                if failure.type == QUOTA_EXCEEDED:
-                    started = workflow.now()  # waiting for a quota is not a retry: cap anew
+            # Transient: wait as the provider asked (or the first backoff), durably.
+            await workflow.sleep(failure.next_retry_delay or input.retry_initial_interval)
+            if failure.type == QUOTA_EXCEEDED:
+                started = workflow.now()  # waiting for a quota is not a retry: cap anew
         try:
             later = await workflow.execute_activity_method(
                 SendContract.deliver_message,
@@ -161,12 +148,11 @@ class SendMessageWorkflow:
     async def run(self, input: SendMessageInput) -> SendMessageResult:
         # Two local steps for the common send (prepare, deliver), each a workflow activation:
         # the delivery writes `sent` itself, so only a failure needs a step to record it.
-        lean = workflow.patched("two-step-send")
         if input.send_at is not None and not await self._wait_until_due(input):
             self._set_status(MessageStatus.CANCELLED)
             return SendMessageResult(status=MessageStatus.CANCELLED)
         try:
-            await self._prepare(input, one_step=lean)
+            await self._prepare(input)
         except (ActivityError, ApplicationError) as err:
             # A local activity's non-retryable failure arrives as its ApplicationError.
             # The message cannot be composed (or its rows are gone): it ends here, failed.
@@ -178,7 +164,7 @@ class SendMessageWorkflow:
             )
         else:
             outcome = await self._deliver(input)
-        if lean and outcome.status == MessageStatus.SENT:
+        if outcome.status == MessageStatus.SENT:
             result = SendMessageResult(status=MessageStatus.SENT)
         else:
             result = await policies.db_step(SendContract.record_outcome, outcome)

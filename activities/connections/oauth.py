@@ -31,7 +31,7 @@ from contracts.connections.oauth import (
 )
 from contracts.connections.setup import ConnectionRef
 from core.audit import record_connection
-from core.connections.admin_consent import consent_request_mail
+from core.connections.admin_consent import admin_consent_mail
 from core.db import get_or_fail, session_scope
 from core.errors import AdminConsentRequiredError, MailError, TransientMailError
 from core.models import AuditEvent, Company, Connection, utcnow
@@ -166,12 +166,10 @@ class OAuthActivities(OAuthContract, AdminConsentContract):
                 )
             company = get_or_fail(session, Company, connection.company_id)
             company_id = str(company.id)
-            recipient = input.recipient
-            if input.request_id:
-                asked = get_or_fail(session, AuditEvent, input.request_id)
-                recipient = str(asked.detail.get("to", ""))
+            asked = get_or_fail(session, AuditEvent, input.request_id)
+            recipient = str(asked.detail.get("to", ""))
             try:
-                composed = consent_request_mail(self._settings, connection, company, recipient)
+                composed = admin_consent_mail(self._settings, connection, company, recipient)
             except ValueError as err:  # no retry can compose it
                 raise ApplicationError(
                     f"The message could not be composed: {err}",

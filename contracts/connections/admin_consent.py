@@ -13,10 +13,8 @@ SEND_ADMIN_CONSENT_MAIL = "send-consent-request"
 class AdminConsentMailInput:
     connection_id: str
     company_id: str
-    # Runs started before request_id existed carry the address itself; new ones leave it
-    # empty and name the audit line that holds it (no personal data in history).
-    recipient: str = ""
-    request_id: str = ""
+    # The audit line that holds the administrator's address (no personal data in history).
+    request_id: str
 
 
 @dataclass

@@ -53,7 +53,7 @@ def admin_consent_text(connection: Connection, company: Company) -> str:
     return "\n".join(lines)
 
 
-def consent_request_mail(
+def admin_consent_mail(
     settings: Settings, connection: Connection, company: Company, recipient: str
 ) -> Composed:
     _, composed = compose(

@@ -47,7 +47,6 @@ T = TypeVar("T")
 
 # Patch: complete-authorization answers once the new state is in the database (runs recorded
 # before it answered as soon as the exchange was done).
-ANSWER_WHEN_RECORDED = "answer-when-recorded"
 
 
 @workflow.defn(name="oauth-connection-setup")
@@ -96,10 +95,9 @@ class OAuthConnectionSetupWorkflow(ConnectionSetup):
         self._callback = input.nonce
         await workflow.wait_condition(lambda: input.nonce in self._outcomes)
         outcome = self._outcomes[input.nonce]
-        if workflow.patched(ANSWER_WHEN_RECORDED):
-            # The browser goes on to the setup's page, which reads the database: answer once
-            # the state after this sign-in is recorded there.
-            await workflow.wait_condition(lambda: self._recorded == outcome.status or self._done)
+        # The browser goes on to the setup's page, which reads the database: answer once the
+        # state after this sign-in is recorded there.
+        await workflow.wait_condition(lambda: self._recorded == outcome.status or self._done)
         return outcome
 
     @complete_authorization.validator

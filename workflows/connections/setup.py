@@ -114,8 +114,7 @@ async def make_active(input: ActivateInput) -> SetupState:
     cancels the scope's other open setups); tell those setups' runs that they are over."""
     result = await policies.db_step(ConnectionSetupContract.activate_connection, input)
     workflow.upsert_search_attributes([MAIL_STATUS.value_set(ConnectionStatus.ACTIVE)])
-    # Runs recorded before activations cancelled other setups got no result here.
-    for connection_id in result.cancelled if result else []:
+    for connection_id in result.cancelled:
         handle = workflow.get_external_workflow_handle(setup_workflow_id(connection_id))
         try:
             await handle.signal(SUPERSEDED)
@@ -139,8 +138,6 @@ class RedirectLeg:
         self._task: asyncio.Future[None] | None = None
 
     def start(self) -> None:
-        if not workflow.patched("redirect-leg"):
-            return  # a run from before the round trip: its test had no redirect leg
         self._round += 1
         self._task = asyncio.ensure_future(self._await(self._round))
 
