@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/large_files.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/report.py
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml (see the README).
 LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \

