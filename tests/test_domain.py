@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.connections import ownership
@@ -39,6 +40,28 @@ from tests.helpers import test_settings as settings_for
 @pytest.fixture
 def settings(tmp_path):
     return settings_for(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def no_stranded_rows(engine):
+    """These tests write messages `queued` or `scheduled` with no run behind them, in the
+    database the process's other tests share: a sweeper test would start runs for them. Each
+    test's companies' unsent messages end `cancelled` after it."""
+    with Session(engine) as session:
+        known = set(session.exec(select(Company.id)).all())
+    yield
+    with Session(engine) as session:
+        ours = [c for c in session.exec(select(Company.id)).all() if c not in known]
+        if ours:
+            session.execute(
+                update(Message)
+                .where(
+                    col(Message.company_id).in_(ours),
+                    col(Message.status).in_(["queued", "scheduled", "sending"]),
+                )
+                .values(status="cancelled")
+            )
+            session.commit()
 
 
 def _candidate(session: Session, company_id: uuid.UUID, **fields) -> Candidate:

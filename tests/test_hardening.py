@@ -479,4 +479,7 @@ async def test_a_queued_message_without_a_run_is_started_by_the_sweeper(
         after = await sweep_once(stack.client, stack.settings, stack.engine)
     assert sum(swept) >= 1
     assert ended["status"] == "sent"
-    assert after == 0 and len(sink.received) == 1
+    # The sweep covers the whole database, which earlier tests of this process share: count
+    # this message's deliveries.
+    ours = [r for r in sink.received if candidate["email"] in r.rcpt_tos]
+    assert after == 0 and len(ours) == 1
