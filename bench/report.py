@@ -113,7 +113,7 @@ def readme_rows() -> str:
             if f["name"] in wanted:
                 text = f"{f['name']}: {_number(f['value'])} {f['unit']}"
                 if f.get("baseline"):
-                    text += f" = {_number(f.get('ratio'))}× the {f['baseline']}"
+                    text += f" = {_number(f.get('ratio'))}× the {f['baseline']}"  # noqa: RUF001
                 if f.get("target"):
                     text += f" (target {f['target']}: {_verdict(f)})"
                 shown.append(text)
