@@ -23,6 +23,10 @@ from temporalio.client import Client
 from tests.fakes.net import free_port
 from tests.helpers import TEST_KEY, eventually
 
+# Each test runs the product's own processes (the CLI, the API, the worker) as subprocesses:
+# whole-stack tests, left out of `make test-fast` like those that start the stack in-process.
+pytestmark = pytest.mark.stack
+
 COMMAND = shutil.which("recruitmail", path=str(Path(sys.executable).parent)) or "recruitmail"
 
 
