@@ -34,7 +34,7 @@ test: $(STAMP)
 # (marked `stack` by tests/conftest.py): the domain, the parsers and corpora, activities
 # through ActivityEnvironment, workflows against mocked activities. `make test` stays the gate.
 test-fast: $(STAMP)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 -m "not stack" $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 3 -m "not stack" $(PYTEST_ARGS)
 
 # Photograph every page at phone and desktop width into docs/screenshots/ (the page tests).
 screenshots: $(STAMP)
