@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.accounts import Accounts
-from activities.common import to_application_error
+from activities.common import UNSENDABLE, to_application_error, unsendable
 from contracts.bulk import (
     FAIL_BULK_BATCH,
     FINISH_BULK_SEND,
@@ -60,7 +60,7 @@ from core.models import (
     Message,
     utcnow,
 )
-from core.send import compose, lifecycle, senders
+from core.send import compose, lifecycle
 from core.send.compose import SenderReplaced
 from core.send.lifecycle import BatchOutcome, Pending
 from core.settings import Settings
@@ -299,8 +299,10 @@ class BulkActivities(BulkContract):
         Message-ID) for the sender in effect now."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            sender = senders.choose(session, self._settings, message)
-            compose.compose_into(session, self.box, self._settings, message, sender)
+            try:
+                compose.recompose(session, self.box, self._settings, message)
+            except UNSENDABLE as exc:
+                raise unsendable(exc) from exc
 
     def _load_batch(
         self, job_id: uuid.UUID, batch: int

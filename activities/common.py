@@ -12,8 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
+from contracts.send import SUPPRESSED
 from core import events
 from core.errors import MailError, QuotaExceeded, TransientMailError
+from core.send.compose import Suppressed
 from providers.base import Outgoing
 
 
@@ -28,6 +30,20 @@ def to_application_error(err: MailError) -> ApplicationError:
         kind = "QuotaExceeded" if isinstance(err, QuotaExceeded) else "TransientMailError"
         return ApplicationError(text, type=kind, next_retry_delay=err.retry_after)
     return ApplicationError(text, type=type(err).__name__, non_retryable=True)
+
+
+# What composing a message may refuse: a recipient on the suppression list, or text that
+# cannot go into an email (older rows, imports). Neither is retried.
+UNSENDABLE = (Suppressed, ValueError, UnicodeError)
+
+
+def unsendable(exc: Exception) -> ApplicationError:
+    """A message that cannot be composed, as a failure no retry repeats."""
+    if isinstance(exc, Suppressed):
+        return ApplicationError(str(exc), type=SUPPRESSED, non_retryable=True)
+    return ApplicationError(
+        f"its text cannot go into an email ({exc}).", type="CompositionError", non_retryable=True
+    )
 
 
 async def send_platform_mail(accounts: Accounts, mails: list[Outgoing]) -> int:

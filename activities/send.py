@@ -16,13 +16,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.accounts import Accounts
-from activities.common import heartbeating, to_application_error
+from activities.common import UNSENDABLE, heartbeating, to_application_error, unsendable
 from contracts.send import (
     DELIVER_MESSAGE,
     PREPARE_MESSAGE,
     RECORD_OUTCOME,
     RELEASE_MESSAGE,
-    SUPPRESSED,
     DeliveryResult,
     MessageRef,
     RecordOutcomeInput,
@@ -55,15 +54,6 @@ def _choice(sender: senders.Chosen) -> SenderChoice:
     return SenderChoice(**asdict(sender))
 
 
-def _unsendable(exc: Exception) -> ApplicationError:
-    if isinstance(exc, compose.Suppressed):
-        return ApplicationError(str(exc), type=SUPPRESSED, non_retryable=True)
-    # Text the API would refuse today (older rows, imports): no retry composes it.
-    return ApplicationError(
-        f"its text cannot go into an email ({exc}).", type="CompositionError", non_retryable=True
-    )
-
-
 class SendActivities(SendContract):
     def __init__(self, engine: Engine, settings: Settings, accounts: Accounts) -> None:
         self._engine = engine
@@ -74,8 +64,8 @@ class SendActivities(SendContract):
     def _compose(self, session: Session, message: Message, sender: senders.Chosen) -> Composed:
         try:
             return compose.compose_into(session, self.box, self._settings, message, sender)
-        except (compose.Suppressed, ValueError, UnicodeError) as exc:
-            raise _unsendable(exc) from exc
+        except UNSENDABLE as exc:
+            raise unsendable(exc) from exc
 
     # -- local activities (sync, thread pool) --------------------------------------------
 
@@ -100,13 +90,13 @@ class SendActivities(SendContract):
             return _choice(compose.without_name(sender))
 
     def recompose(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None]:
-        """The connection this message was composed for was replaced, or its scope switched
-        back to the platform, before it went out: compose it again, same Message-ID, for the
-        sender in effect now. Its record then shows the sender it really used."""
+        """Composed again for the sender in effect now (core/send/compose.recompose)."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
-            sender = senders.choose(session, self._settings, message)
-            composed = compose.compose_into(session, self.box, self._settings, message, sender)
+            try:
+                composed = compose.recompose(session, self.box, self._settings, message)
+            except UNSENDABLE as exc:
+                raise unsendable(exc) from exc
             mail = Outgoing.of(composed, str(message.id), str(message.company_id))
             return mail, message.transport or "platform", message.connection_id
 

@@ -51,22 +51,9 @@ def defer(
     first = since or now
     wait = min(maximum, initial * (2 ** max(attempts - 1, 0)))
     if now + wait - first > total:
-        return Deferral(
-            None,
-            f"Gave up after {attempts} attempts over {_describe(now - first)}. "
-            f"Last problem: {reason}",
-        )
+        return Deferral(None, lifecycle.gave_up(attempts, now - first, reason))
     at = now + wait
     return Deferral(at, f"{reason} Retrying after {at:%H:%M:%S} UTC.")
-
-
-def _describe(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} hours"
-    if seconds >= 60:
-        return f"{seconds // 60} minutes"
-    return f"{seconds} seconds"
 
 
 def plan(session: Session, settings: Settings, box: SecretBox, job_id: str, batch_size: int) -> int:

@@ -380,3 +380,27 @@ def test_erasure_cancels_what_was_not_sent_and_erases_the_rest(engine, settings)
     assert candidate.name != "Cara Private" and candidate.email == ""
     assert candidate.erased_at is not None
     assert utcnow() - candidate.erased_at < timedelta(minutes=1)
+
+
+def test_a_recipient_suppressed_before_a_recompose_fails_the_send_without_retries(engine, settings):
+    """The sender changed after composing, and meanwhile the recipient went on the list: the
+    send activity's recompose refuses it for good (a retry could only refuse it again)."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.accounts import Accounts
+    from activities.send import SendActivities
+    from contracts.send import SUPPRESSED
+
+    company_id = new_company(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        candidate = _candidate(session, company_id)
+        message = _message(session, candidate)
+        suppression.suppress(
+            session, company_id, candidate.email, SuppressionReason.HARD_BOUNCE, "550"
+        )
+        session.commit()
+    box = secret_box(settings)
+    activities = SendActivities(engine, settings, Accounts(engine, settings, box))
+    with pytest.raises(ApplicationError) as refused:
+        activities.recompose(str(message.id))
+    assert refused.value.type == SUPPRESSED and refused.value.non_retryable

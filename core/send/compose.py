@@ -19,7 +19,7 @@ from core.mail import Composed, bulk_boundary, compose
 from core.models import Attachment, BulkJob, Candidate, Company, Message
 from core.security import SecretBox
 from core.send import lifecycle
-from core.send.senders import Chosen
+from core.send.senders import Chosen, choose
 from core.settings import Settings
 from core.statuses import MessageStatus, SuppressionReason
 from core.templates import invitations
@@ -139,3 +139,10 @@ def compose_into(
     lifecycle.composed(message)
     session.add(message)
     return composed
+
+
+def recompose(session: Session, box: SecretBox, settings: Settings, message: Message) -> Composed:
+    """The connection this message was composed for was replaced, or its scope switched back
+    to the platform, before it went out: compose it again, same Message-ID, for the sender in
+    effect now (core/send/senders.py). Its row then shows the sender it really used."""
+    return compose_into(session, box, settings, message, choose(session, settings, message))

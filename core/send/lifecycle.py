@@ -8,7 +8,7 @@ event that says so in the same transaction.
                  cancelled    cancelled
 
 A message is created `queued` or `scheduled` (the API), or `received` (inbound); from then on
-only the functions below change its status. `tests/test_architecture.py` holds every other
+only the functions below change its status. `tests/test_capabilities.py` holds every other
 module to that. Single sends move one row through the ORM; a bulk batch moves its rows with
 SQLAlchemy Core statements, a few per commit (its hot path), under the same rules: a `sent`
 message never moves back, and a message an erasure cancelled is never marked `sending`.
@@ -402,13 +402,17 @@ def end_pending(
     return len(rows)
 
 
-def gave_up(attempts: int, total: timedelta, reason: str) -> str:
-    """A single send's reason once its retries ran out."""
-    seconds = int(total.total_seconds())
+def span(delta: timedelta) -> str:
+    """How long retries went on, in words: "24 hours", "90 minutes", "5 seconds"."""
+    seconds = int(delta.total_seconds())
     if seconds >= 3600:
-        span = f"{seconds / 3600:g} hours"
-    elif seconds >= 60:
-        span = f"{seconds // 60} minutes"
-    else:
-        span = f"{seconds} seconds"
-    return f"Gave up after {attempts} attempts over {span}. Last problem: {reason}"
+        return f"{seconds / 3600:g} hours"
+    if seconds >= 60:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def gave_up(attempts: int, total: timedelta, reason: str) -> str:
+    """A message's reason once its retries ran out (a single send, or a bulk recipient whose
+    server kept putting it off)."""
+    return f"Gave up after {attempts} attempts over {span(total)}. Last problem: {reason}"
