@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SessionDep, SettingsAdmin, SettingsDep, TemporalDep
@@ -22,6 +22,7 @@ from api.services import connections as service
 from contracts.connections.oauth import AdminConsentInput
 from contracts.connections.setup import ActivateInput
 from core.deliverability import checks as deliverability
+from core.errors import Conflict
 from core.statuses import (
     LIVE_STATUSES,
     SETUP_STATUSES,
@@ -124,11 +125,7 @@ async def activate_connection(setup: SetupDep) -> ConnectionPublic:
     """Make this connection the scope's sender; the connection it replaces is disabled."""
     if setup.connection.status in LIVE_STATUSES:
         return await setup.answer()
-    if setup.connection.status == ConnectionStatus.CANCELLED:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            setup.connection.last_error or "This setup was cancelled; create a new connection.",
-        )
+    service.refuse_activation(setup.connection)
     await setup.update(
         ConnectionSetup.activate,
         ActivateInput(connection_id=str(setup.connection.id), user_id=str(setup.user.id)),
@@ -152,9 +149,7 @@ async def delete_connection(setup: SetupDep) -> ConnectionPublic:
         await setup.update(ConnectionSetup.cancel)
         await setup.audit("connection.cancel", status_before=before)
     else:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"This connection has already ended ({connection.status})."
-        )
+        raise Conflict(f"This connection has already ended ({connection.status}).")
     return await setup.answer()
 
 
@@ -167,23 +162,13 @@ def edit_connection(connection_id: str, user: SettingsAdmin, session: SessionDep
 async def admin_consent_granted(setup: SetupDep) -> ConnectionPublic:
     """An administrator approved the app (Google Admin console, or a Microsoft portal approval
     that never calls back). The setup resumes with a new sign-in link."""
-    if setup.connection.kind == ConnectionKind.SMTP:
-        raise HTTPException(status.HTTP_409_CONFLICT, "SMTP connections need no admin consent.")
+    service.refuse_admin_consent(setup.connection)
     await setup.update(
         OAuthConnectionSetupWorkflow.admin_consent_granted,
         AdminConsentInput(source="admin-said", user_id=str(setup.user.id)),
     )
     await setup.audit("connection.admin_consent_granted")
     return await setup.answer()
-
-
-_RECONNECTABLE = (
-    ConnectionStatus.NEEDS_REAUTH,
-    ConnectionStatus.ACTIVE,
-    ConnectionStatus.FAILED,
-    ConnectionStatus.EXPIRED,
-    ConnectionStatus.TEST_FAILED,
-)
 
 
 @router.post(
@@ -195,17 +180,7 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
     """Sign the mailbox in again on the same connection: after `needs_reauth`, or a setup that
     failed or expired. A live connection goes back to `active` by itself once the test passes."""
     connection = setup.connection
-    if connection.kind == ConnectionKind.SMTP:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "SMTP connections are not reconnected: switch back to the platform service and "
-            "create a new connection with the new password.",
-        )
-    if connection.status not in _RECONNECTABLE:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"This connection cannot be reconnected while it is {connection.status}.",
-        )
+    service.refuse_reconnect(connection)
     live = connection.status in LIVE_STATUSES
     activated = connection.setup_state == ConnectionStatus.ACTIVE
     await run_in_threadpool(service.prepare_reconnect, setup.session, setup.user, connection, live)
@@ -218,9 +193,8 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
         take_over=activated,
     )
     if not started:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "A setup for this connection is still running; follow it or cancel it first.",
+        raise Conflict(
+            "A setup for this connection is still running; follow it or cancel it first."
         )
     await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
     return await setup.answer()

@@ -559,6 +559,40 @@ def refuse_edit(session: Session, user: User, connection_id: str) -> None:
     )
 
 
+# -- what a connection's state allows ---------------------------------------------------------
+
+# A sign-in again on the same connection: after `needs_reauth`, or a setup that failed or expired.
+_RECONNECTABLE = (
+    ConnectionStatus.NEEDS_REAUTH,
+    ConnectionStatus.ACTIVE,
+    ConnectionStatus.FAILED,
+    ConnectionStatus.EXPIRED,
+    ConnectionStatus.TEST_FAILED,
+)
+
+
+def refuse_activation(connection: Connection) -> None:
+    if connection.status == ConnectionStatus.CANCELLED:
+        raise Conflict(
+            connection.last_error or "This setup was cancelled; create a new connection."
+        )
+
+
+def refuse_admin_consent(connection: Connection) -> None:
+    if connection.kind == ConnectionKind.SMTP:
+        raise Conflict("SMTP connections need no admin consent.")
+
+
+def refuse_reconnect(connection: Connection) -> None:
+    if connection.kind == ConnectionKind.SMTP:
+        raise Conflict(
+            "SMTP connections are not reconnected: switch back to the platform service and "
+            "create a new connection with the new password."
+        )
+    if connection.status not in _RECONNECTABLE:
+        raise Conflict(f"This connection cannot be reconnected while it is {connection.status}.")
+
+
 # -- moving a setup from a request ----------------------------------------------------------
 
 
