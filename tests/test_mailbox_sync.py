@@ -34,7 +34,7 @@ from tests.helpers import LOAD_SLACK, Tenant, eventually
 from tests.oauth_world import World, address, world
 
 KINDS = ("microsoft", "google")
-POLL = 8  # seconds: the poll interval where the test tells notification from poll
+POLL = 4  # seconds: the poll interval of the test where notifications are lost
 
 
 @asynccontextmanager
@@ -110,39 +110,26 @@ def messages(w: World, tenant: Tenant) -> list[Message]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_without(
+async def test_a_reply_is_read_when_the_provider_notifies(
     kind, temporal_client, engine, tmp_path, test_ca
 ):
+    """The poll is ten minutes away, so a reply read within the test's wait was read because the
+    provider notified (Graph's change notification, Gmail's Pub/Sub push), however slow the
+    machine: the timing cannot be won by the poll timer."""
     async with sync_world(
-        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(seconds=POLL)
+        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(minutes=10)
     ) as w:
         tenant = w.stack.tenant()
         fake = w.fake(kind)
         created, mailbox = await syncing(w, tenant, kind)
         candidate, sent_id = await sent_to(w, tenant, kind)
-        started = time.monotonic()
         fake.mail.place(mailbox, reply(candidate["email"], mailbox, in_reply_to=sent_id))
         [first] = await eventually(
-            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 1, timeout=20
+            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 1, timeout=60
         )
-        by_notification = time.monotonic() - started
-        fake.mail.notify = False  # notifications lost: the poll still reads
-        placed = datetime.now(UTC)
-        fake.mail.place(mailbox, reply(candidate["email"], mailbox, in_reply_to=sent_id))
-        # Routing under a loaded machine may lag; the poll's read is timed by its stored row.
-        found = await eventually(
-            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 2, timeout=60
-        )
-        [second] = [r for r in imported(w, tenant) if r.received_at.replace(tzinfo=UTC) > placed]
-        by_poll = (second.received_at.replace(tzinfo=UTC) - placed).total_seconds()
         state = (await paths(w, tenant, created["id"]))["mailbox_sync"]
     channel = {"microsoft": "graph", "google": "gmail"}[kind]
     assert first["match_reason"] == "thread" and first["received_via"] == channel
-    assert {m["received_via"] for m in found} == {channel}
-    assert by_notification < POLL, by_notification  # before a poll could have read it
-    # Read within one poll (the round's own work given its slack: a loaded PostgreSQL run of
-    # four processes on two cores once took 18.7 s for a poll of 8).
-    assert by_poll < POLL + 4 * LOAD_SLACK, by_poll
     assert state["last_sync_at"] is not None and state["lag_seconds"] is not None
     if kind == "microsoft":
         assert len(fake.mail.handshakes) == 1 and len(fake.mail.notified) == 1
@@ -150,6 +137,34 @@ async def test_a_reply_arrives_within_seconds_by_notification_and_within_a_poll_
         assert subscription.expires - datetime.now(UTC) <= timedelta(minutes=10_080)
     else:
         assert len(fake.mail.pushed) == 1 and mailbox.lower() in fake.mail.watches
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_lost_notification_delays_a_reply_by_one_poll_at_most(
+    kind, temporal_client, engine, tmp_path, test_ca
+):
+    async with sync_world(
+        temporal_client, engine, tmp_path, test_ca, sync_poll_interval=timedelta(seconds=POLL)
+    ) as w:
+        tenant = w.stack.tenant()
+        fake = w.fake(kind)
+        _created, mailbox = await syncing(w, tenant, kind)
+        candidate, sent_id = await sent_to(w, tenant, kind)
+        fake.mail.notify = False  # notifications lost: the poll still reads
+        placed = datetime.now(UTC)
+        fake.mail.place(mailbox, reply(candidate["email"], mailbox, in_reply_to=sent_id))
+        # Routing under a loaded machine may lag; the poll's read is timed by its stored row.
+        [found] = await eventually(
+            lambda: tab(w, tenant, candidate["id"]), lambda m: len(m) == 1, timeout=60
+        )
+        [row] = imported(w, tenant)
+        by_poll = (row.received_at.replace(tzinfo=UTC) - placed).total_seconds()
+    channel = {"microsoft": "graph", "google": "gmail"}[kind]
+    assert found["match_reason"] == "thread" and found["received_via"] == channel
+    assert (fake.mail.notified if kind == "microsoft" else fake.mail.pushed) == []
+    # Read within one poll (the round's own work given its slack: a loaded PostgreSQL run of
+    # four processes on two cores once took 18.7 s for a poll of 8).
+    assert 0 < by_poll < POLL + 4 * LOAD_SLACK, by_poll
 
 
 async def test_forged_notifications_change_nothing(temporal_client, engine, tmp_path, test_ca):
