@@ -9,6 +9,7 @@ They never skip.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
@@ -41,13 +42,18 @@ def chromium() -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-            check=False,
-            env=env,
-        )
+        # The suite's parallel workers may all find it missing: one installs, the others wait
+        # on the lock and find it there (two apt-gets at once fail on dpkg's own lock).
+        with open(Path(tempfile.gettempdir()) / "recruitmail-chromium.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not CHROMIUM.exists():
+                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+                subprocess.run(
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+                    check=False,
+                    env=env,
+                )
     if not CHROMIUM.exists():
         raise RuntimeError(
             f"Chromium is missing at {CHROMIUM}: install it with "
