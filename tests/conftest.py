@@ -66,10 +66,12 @@ def pytest_configure(config: pytest.Config) -> None:
         arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")
     ]
     log = (state / "temporal.log").open("wb")
+    # In memory (no --db-filename): nothing restarts this server, and a database file on disk
+    # cost it 42% more CPU and the suite 10 s (82.8 s against 58.4 s of the server's CPU).
     process = subprocess.Popen(
         [_temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
          "--port", str(port), "--namespace", "default", "--log-level", "error",
-         "--db-filename", str(state / "temporal.db"), *attributes],
+         *attributes],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     config.stash[_SERVER] = process
@@ -129,14 +131,12 @@ async def temporal_env(tmp_path_factory) -> AsyncIterator[WorkflowEnvironment]:
         await _wait_for_namespace(client)
         yield WorkflowEnvironment.from_client(client)
         return
-    db_file = tmp_path_factory.mktemp("temporal") / "temporal.db"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=data_converter(test_settings(tmp_path_factory.mktemp("conv"))),
         # Seen at 9-27 s on a loaded 2-core machine; the SDK default of 5 s is too short.
         dev_server_startup_timeout=timedelta(seconds=180),
-        dev_server_database_filename=str(db_file),
         dev_server_log_level="error",
     )
     await _wait_for_namespace(env.client)
