@@ -75,6 +75,7 @@ class SendActivities(SendContract):
         composed, by an earlier attempt, keeps its bytes)."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, input.message_id)
+            held = compose.rows_of(session, message)  # noqa: F841 (read again from the session)
             sender = senders.choose(session, self._settings, message)
             if compose.not_going_out(session, message):
                 return _choice(compose.without_name(sender))  # delivery ends it `cancelled`
@@ -156,7 +157,11 @@ class SendActivities(SendContract):
     ) -> None:
         """A mailbox with a 24-hour quota (Google, Exchange) counts single sends too: one that
         would overrun it waits for the window to reopen (a deferral, never a failure)."""
-        rate = await asyncio.to_thread(self._accounts.rate_for, provider, connection_id)
+        rate = (
+            provider.rate()  # the platform's: from settings, no database read
+            if connection_id is None
+            else await asyncio.to_thread(self._accounts.rate_for, provider, connection_id)
+        )
         if not rate.windowed:
             return
         quota = Rate(0.0, rate.daily_cap, rate.daily_recipients)

@@ -61,6 +61,11 @@ def is_public(address: str) -> bool:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
+    try:  # an address already (a relay on 127.0.0.1): no lookup, and no hop to a thread
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     found: list[str] = []

@@ -33,6 +33,17 @@ class Suppressed(Exception):
     """The recipient is on the company's suppression list; the words say why and the way out."""
 
 
+def rows_of(session: Session, message: Message) -> tuple[Company, Candidate | None]:
+    """The message's company and candidate, read once. While the caller holds them, the steps
+    that look them up by id (the sender choice, the erasure check, the composition) get them from
+    the session's identity map without a query: it keeps rows nobody references only weakly, so
+    each step would read them again (three reads of the candidate and two of the company per
+    send, before)."""
+    company = get_or_fail(session, Company, message.company_id)
+    candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
+    return company, candidate
+
+
 def not_going_out(session: Session, message: Message) -> bool:
     """Cancelled, or its candidate's erasure has begun: never composed (the erasure may have
     removed its text already)."""
