@@ -9,7 +9,9 @@ Each line gets a kind, by rules that hold across clients and languages:
   line the sender's client re-wrapped out of a quoted line (a short lower-case continuation
   under a long quoted line, or after a quoted-printable soft break) is history too. After
   leading spaces, `>` followed by anything but a space, a `>` or the end of the line is text,
-  and so is `>=` anywhere (`>= 2 years`).
+  and so is `>=` anywhere (`>= 2 years`). A client set to another mark (`% `, `| `, `: `)
+  quotes with it: its lines are history when those behind the mark carry an attribution or
+  `>` quotes; otherwise (a table, pasted comments) the mark is text.
 - The line or lines introducing a block of quoted lines are history with it: an attribution
   ("On … wrote:", in the languages core/inbound/reply.py knows, over up to three lines, wrapped
   or not), any short line ending with a colon that names a date or an address, or a header
@@ -55,6 +57,10 @@ _ORIGINAL_WORDS_RE = re.compile(
 _SUPERCITE_RE = re.compile(r"^\s+([A-Z]{1,4})>(\s|$)")
 # Outlook's "Mark my comments with": a name in brackets before the sender's comment.
 _COMMENT_RE = re.compile(r"^\[(?:[A-Z][\w'.-]*,? ){1,3}[A-Z][\w'.-]*\]\s+\S")
+# Another quote mark a mail client can be set to (mutt's `indent_string`: "% ", "| ", ": ").
+_OTHER_MARK_RE = re.compile(r"^([%|:])(?: |$)")
+# An introduction that is no "On … wrote:" but ends with the verb ("...and then Ann said...").
+_SAID_RE = re.compile(r"\b(said|wrote|writes)\s*(\.\.\.|…|:)\s*$", re.IGNORECASE)
 # Outlook for Mac's history: indented four spaces, from its first lines on.
 _INDENT = "    "
 _INDENT_SEEN = 3
@@ -124,6 +130,8 @@ def line_kinds(text: str) -> list[str]:
     kinds = [NEW] * count
     quoted = [_is_quoted(lines, i) for i in range(count)]
     _unmark_prompts(lines, quoted)
+    for i in _other_marks(lines):
+        quoted[i] = True
     unmarked = _first_unmarked(lines, quoted)
     end = count
     if unmarked is not None:
@@ -187,6 +195,30 @@ def _is_quoted(lines: list[str], i: int) -> bool:
     if above.endswith("="):
         return len(text) < 60
     return text[0].islower() and len(text) < 60 and len(above) >= 60
+
+
+def _other_marks(lines: list[str]) -> list[int]:
+    """The lines quoted with another mark than `>` ("% On … wrote:", "% > …", "% text"): every
+    line that starts with the mark, when the lines behind it quote (an attribution among them,
+    or at least two `>` lines: a quote inside the quote). A mark that never quotes (a table's
+    "| a | b |", a comment "% note") marks nothing."""
+    by_mark: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        match = _OTHER_MARK_RE.match(line)
+        if match is not None:
+            by_mark.setdefault(match.group(1), []).append(i)
+    found: list[int] = []
+    for rows in by_mark.values():
+        if len(rows) < 2:
+            continue
+        inner = [lines[i][2:] for i in rows]
+        nested = sum(1 for text in inner if _MARK_RE.match(text)) >= 2
+        if nested or any(
+            _reply._attribution_ending_at(inner, k, strong=True) is not None
+            for k in range(len(inner))
+        ):
+            found.extend(rows)
+    return found
 
 
 def _closes_a_link(lines: list[str], i: int) -> bool:
@@ -268,6 +300,8 @@ def _intro_above(lines: list[str], start: int, kinds: list[str]) -> int | None:
     line = lines[j].strip()
     if line.endswith(":") and len(line) <= _MAX_INTRO and _names_date_or_address(line):
         return _reply._attribution_start(lines, j, j)
+    if len(line) <= _MAX_INTRO and _SAID_RE.search(line):
+        return j
     return None
 
 

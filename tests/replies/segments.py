@@ -82,6 +82,8 @@ def heldout() -> list[Case]:
             source = "usrp-users list"
         elif row["file"].startswith("openbmc/"):
             source = "openbmc list"
+        elif row["file"].startswith("raid/"):
+            source = "linux-raid list"
         else:
             source = "notmuch " + ("lkml" if "/lkml_" in row["file"] else "lists")
         cases.append(Case(row["file"], source, text, parse_segments(row["segments"], count)))
