@@ -84,6 +84,8 @@ def heldout() -> list[Case]:
             source = "openbmc list"
         elif row["file"].startswith("raid/"):
             source = "linux-raid list"
+        elif row["file"].startswith("cifs/"):
+            source = "linux-cifs list"
         else:
             source = "notmuch " + ("lkml" if "/lkml_" in row["file"] else "lists")
         cases.append(Case(row["file"], source, text, parse_segments(row["segments"], count)))

@@ -8,7 +8,7 @@ github.com/linux-mailinglist-archives/* (one message per commit, in a file named
 
     python -m tests.replies.heldout.sample_list REPO FOLDER EVERY [SKIP]
     # usrp-users: ... usrp 60            openbmc: ... openbmc 50 patch
-    # linux-raid: ... raid 33 patch
+    # linux-raid: ... raid 33 patch   linux-cifs: ... cifs 24 patch
 """
 
 from __future__ import annotations
