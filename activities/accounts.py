@@ -82,6 +82,7 @@ class Accounts:
             connection_id=connection_id,
             mailbox=connection.display_mailbox or "",
             scopes=tuple(connection.granted_scopes or ()),
+            application=connection.send_mode == "application",
         )
 
     def _concurrent_per_mailbox(self, kind: str) -> int:

@@ -457,6 +457,12 @@ class LargeFilesUpdate(Request):
     enabled: bool
 
 
+class SendModeUpdate(Request):
+    # delegated: the signed-in user's Mail.Send; application: Recruitmail's application
+    # permission Mail.Send, scoped by the tenant's admin to the mailbox (RBAC for Applications).
+    mode: Literal["delegated", "application"]
+
+
 class InboundPathsUpdate(Request):
     paths: list[InboundPathName] = Field(min_length=1, max_length=3)
     # replies (default): only replies to our mail, known candidates and the check message;
@@ -518,6 +524,13 @@ class ConnectionPublic(BaseModel):
     last_error: str | None
     sending_mailbox: str | None
     large_files: bool = False
+    send_mode: str = Field(
+        default="delegated",
+        description='Microsoft: "delegated" sends with the signed-in user\'s Mail.Send; '
+        '"application" with Recruitmail\'s application permission Mail.Send, which the '
+        "tenant's admin scopes to this mailbox with Exchange's RBAC for Applications "
+        "(docs/connections.md, Application permissions). Other kinds: delegated.",
+    )
     mailbox_mode: str | None = Field(
         default=None,
         description='OAuth connections: "own" when the provider lists the address as the '

@@ -255,6 +255,10 @@ class Connection(SQLModel, table=True):
     # a message goes as a draft with upload sessions (providers/microsoft.py). Gmail and SMTP
     # take large files without it.
     large_files: bool = Field(default=False)
+    # How a Microsoft connection sends: "delegated" (the signed-in user's Mail.Send, the
+    # default) or "application" (Recruitmail's own application permission Mail.Send, which the
+    # tenant's admin scopes to the recruiting mailbox with Exchange's RBAC for Applications).
+    send_mode: str = Field(default="delegated", max_length=16)
     # Gmail's forwarding confirmation code for this address, as it arrived at the hosted address.
     forwarding_code: str | None = Field(default=None, max_length=64)
     forwarding_code_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))

@@ -63,6 +63,9 @@ class Account:
     connection_id: str | None = None
     mailbox: str = ""  # OAuth: the mailbox that signed in, when it is not the address itself
     scopes: tuple[str, ...] = ()  # OAuth: the permissions the stored grant carries
+    # Microsoft: send with Recruitmail's application permission Mail.Send (the tenant's admin
+    # scoped it to this mailbox) instead of the signed-in user's grant.
+    application: bool = False
     # Holds one of the mailbox's few concurrent requests while a send talks to its API (Graph:
     # four, across processes: core/send/lease.py); None where the API sets no such limit.
     gate: Callable[[], AbstractAsyncContextManager[None]] | None = None
@@ -297,6 +300,10 @@ class OAuthProvider(MailProvider):
         `mailbox` is the signed-in mailbox when it is another one (Send As rights); `scopes`,
         what the stored grant carries."""
 
+    async def post_mime_as_application(self, access_token: str, address: str, mime: bytes) -> str:
+        """Send raw MIME as `address` with the application's own token (Microsoft only)."""
+        raise ConfigurationError(f"{self.label} cannot send with an application permission.")
+
     # Requests at once the mail API takes against one mailbox (0: no such limit).
     concurrent_per_mailbox: ClassVar[int] = 0
 
@@ -371,20 +378,29 @@ class _TokenSession(MailSession):
         self._token: str | None = None
 
     async def send(self, mail: Outgoing) -> str:
-        if self._token is None:
-            token, renewed = await asyncio.to_thread(self._provider.refresh, self._account.secret)
-            if renewed:
-                await asyncio.to_thread(self._account.renewed, renewed)
-            self._token = token
         account = self._account
+        if self._token is None:
+            if account.application:  # the application's own token: no user's grant needed
+                self._token = await asyncio.to_thread(
+                    self._provider.application_token, account.secret
+                )
+            else:
+                token, renewed = await asyncio.to_thread(self._provider.refresh, account.secret)
+                if renewed:
+                    await asyncio.to_thread(account.renewed, renewed)
+                self._token = token
         if account.gate is None:
-            return await self._provider.post_mime(
-                self._token, account.address, mail.mime, account.mailbox, account.scopes
-            )
+            return await self._post(self._token, mail)
         async with account.gate():
-            return await self._provider.post_mime(
-                self._token, account.address, mail.mime, account.mailbox, account.scopes
-            )
+            return await self._post(self._token, mail)
+
+    async def _post(self, token: str, mail: Outgoing) -> str:
+        account = self._account
+        if account.application:
+            return await self._provider.post_mime_as_application(token, account.address, mail.mime)
+        return await self._provider.post_mime(
+            token, account.address, mail.mime, account.mailbox, account.scopes
+        )
 
 
 __all__ = [

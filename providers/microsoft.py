@@ -415,6 +415,44 @@ class MicrosoftProvider(OAuthProvider):
                     )
                 )
             return await self._send_as_draft(access_token, address, mime, mailbox)
+        return await self._send_mail(
+            access_token, address, mime, lambda err: explain_graph_refusal(err, address, mailbox)
+        )
+
+    async def post_mime_as_application(self, access_token: str, address: str, mime: bytes) -> str:
+        """sendMail with Recruitmail's own application token (Mail.Send, scoped by the tenant's
+        admin to the mailbox with RBAC for Applications). One request only: drafts and upload
+        sessions for larger files go with the delegated sign-in."""
+        if (len(mime) + 2) // 3 * 4 > GRAPH_REQUEST_LIMIT:
+            raise PermanentMailError(
+                too_large(
+                    len(mime),
+                    GRAPH_REQUEST_LIMIT * 3 // 4,
+                    "Microsoft 365 through Graph's sendMail with the application permission",
+                    " (its 4 MB request limit, the message base64-encoded). Larger messages go "
+                    "as a draft with upload sessions, which needs the delegated sign-in: switch "
+                    "the connection to delegated sending (PUT /v1/connections/{id}/send-mode) "
+                    "with large files on",
+                )
+            )
+
+        def explain(err: PermanentMailError) -> PermanentMailError:
+            if isinstance(err, AuthExpiredError) or "erroraccessdenied" not in str(err).lower():
+                return explain_graph_refusal(err, address)
+            row = refusals.row("ErrorAccessDenied (application permission)")
+            return PermanentMailError(
+                row.explain(str(err), address=address, client_id=self.settings.microsoft_client_id)
+            )
+
+        return await self._send_mail(access_token, address, mime, explain)
+
+    async def _send_mail(
+        self,
+        access_token: str,
+        address: str,
+        mime: bytes,
+        explain: Callable[[PermanentMailError], PermanentMailError],
+    ) -> str:
         body = base64.b64encode(mime)
         url = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
@@ -431,7 +469,7 @@ class MicrosoftProvider(OAuthProvider):
         try:
             mail_api_answer(response, "Microsoft Graph", address)
         except PermanentMailError as err:
-            raise explain_graph_refusal(err, address, mailbox) from err
+            raise explain(err) from err
         return response.headers.get("request-id", "")
 
     async def _send_as_draft(

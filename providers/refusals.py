@@ -131,6 +131,20 @@ TABLE: tuple[Refusal, ...] = (
         "reconnect and accept every permission asked.",
     ),
     Refusal(
+        "ErrorAccessDenied (application permission)",
+        "microsoft",
+        _re(r"\bErrorAccessDenied\b"),
+        "Microsoft 365 did not let Recruitmail's application send from {address}: the "
+        "application permission Mail.Send is not granted in the tenant, or Exchange's RBAC for "
+        "Applications does not scope it to {address}.",
+        "An Exchange administrator, in Exchange Online PowerShell: `New-ManagementScope -Name "
+        '"Recruiting mailbox" -RecipientRestrictionFilter "PrimarySmtpAddress -eq \'{address}\'"`, '
+        'then `New-ManagementRoleAssignment -App {client_id} -Role "Application Mail.Send" '
+        '-CustomResourceScope "Recruiting mailbox"`, and checks it with '
+        "`Test-ServicePrincipalAuthorization -Identity {client_id} -Resource {address}` (InScope "
+        "True); changes take up to an hour. Or switch the connection back to delegated sending.",
+    ),
+    Refusal(
         "MailboxNotEnabledForRESTAPI",
         "microsoft",
         _re(r"MailboxNotEnabledForRESTAPI|MailboxNotSupportedForRESTAPI"),
@@ -214,6 +228,11 @@ def find(said: str, provider: str | None = None) -> Refusal | None:
         if (provider is None or row.provider == provider) and row.pattern.search(said):
             return row
     return None
+
+
+def row(answer: str) -> Refusal:
+    """The row for `answer`, as the table names it."""
+    return next(r for r in TABLE if r.answer == answer)
 
 
 def explain(said: str, provider: str | None = None, **names: str) -> str | None:

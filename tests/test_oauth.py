@@ -507,3 +507,48 @@ async def test_at_most_four_requests_at_once_reach_one_microsoft_mailbox(
         ]
     assert [m["status"] for m in done] == ["sent"] * 12
     assert 2 <= w.microsoft.most_at_once[mailbox.lower()] <= 4
+
+
+async def test_application_sending_needs_no_user_and_outside_its_scope_says_how(
+    temporal_client, engine, tmp_path, test_ca
+):
+    """Microsoft: the tenant's admin grants Recruitmail's application permission Mail.Send,
+    scoped by RBAC for Applications to the recruiting mailbox. Switched to application sending,
+    the connection sends with the application's own token, even once the user's sign-in is
+    revoked; before the admin's grant covers the mailbox, a send fails at once with the
+    PowerShell lines that fix it. Delegated is the default; Google gets 422, another company
+    404."""
+    async with world(temporal_client, engine, tmp_path, test_ca) as w:
+        tenant, other = w.stack.tenant(), w.stack.tenant(name="Other")
+        mailbox = address()
+        live = await connected(w, tenant, "microsoft", mailbox)
+        http = w.stack.http
+        url = f"/v1/connections/{live['id']}/send-mode"
+        foreign = await http.put(url, json={"mode": "application"}, headers=other.headers)
+        unknown = await http.put(url, json={"mode": "sideways"}, headers=tenant.headers)
+        switched = await http.put(url, json={"mode": "application"}, headers=tenant.headers)
+        outside = await w.stack.send_and_settle(tenant)  # the admin has not granted it yet
+        w.microsoft.controls.app_send["tenant-contoso.example"] = {mailbox}
+        w.microsoft.revoke(mailbox)  # the user's sign-in is gone; the application's is not
+        sent = await w.stack.send_and_settle(tenant)
+        after = await w.connection(tenant, live["id"])
+        back = await http.put(url, json={"mode": "delegated"}, headers=tenant.headers)
+        google = await w.connect(other, "google", address("acme.example"))
+        not_microsoft = await http.put(
+            f"/v1/connections/{google['id']}/send-mode",
+            json={"mode": "application"},
+            headers=other.headers,
+        )
+
+    assert live["send_mode"] == "delegated"
+    assert foreign.status_code == 404 and unknown.status_code == 422
+    assert switched.status_code == 200 and switched.json()["send_mode"] == "application"
+    assert outside["status"] == "failed" and outside["attempts"] == 1, outside  # no retry
+    assert '-Role "Application Mail.Send"' in outside["error"]
+    assert f"-Resource {mailbox}" in outside["error"] and "ms-client-id" in outside["error"]
+    assert sent["status"] == "sent", sent
+    [by_application] = [item for item in w.microsoft.deliveries if item.get("application")]
+    assert by_application["address"] == mailbox
+    assert after["status"] == "active"  # sending never needed the user's grant
+    assert back.status_code == 200 and back.json()["send_mode"] == "delegated"
+    assert not_microsoft.status_code == 422 and "only Microsoft" in not_microsoft.text

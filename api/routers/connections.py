@@ -17,6 +17,7 @@ from api.schemas import (
     DeliverabilityPublic,
     LargeFilesUpdate,
     QuotaUpdate,
+    SendModeUpdate,
 )
 from api.services import connections as service
 from contracts.connections.oauth import AdminConsentInput
@@ -197,6 +198,20 @@ async def reconnect(setup: SetupDep) -> ConnectionPublic:
             "A setup for this connection is still running; follow it or cancel it first."
         )
     await setup.update(OAuthConnectionSetupWorkflow.wait_for_sign_in_link)
+    return await setup.answer()
+
+
+@router.put("/{connection_id}/send-mode", response_model=ConnectionPublic)
+async def set_send_mode(body: SendModeUpdate, setup: SetupDep) -> ConnectionPublic:
+    """Microsoft only: send with the signed-in user's delegated Mail.Send (`delegated`, the
+    default) or with Recruitmail's application permission Mail.Send (`application`), which the
+    tenant's admin grants and scopes to this mailbox with Exchange's RBAC for Applications
+    (docs/connections.md). Application sending goes on when the user leaves or their sign-in
+    is revoked; a mailbox outside the admin's scope fails its sends with the lines that fix
+    it. 422 for Google and SMTP."""
+    await run_in_threadpool(
+        service.set_send_mode, setup.session, setup.user, setup.connection, body.mode
+    )
     return await setup.answer()
 
 

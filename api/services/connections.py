@@ -109,6 +109,7 @@ def to_public(
         sending_mailbox=connection.display_mailbox,
         mailbox_mode=connection_rules.mailbox_mode(connection),
         large_files=connection.large_files,
+        send_mode=connection.send_mode,
         smtp=smtp,
         workflow_id=connection.run_id,
         created_at=connection.created_at,
@@ -194,6 +195,27 @@ def set_large_files(session: Session, user: User, connection: Connection, enable
     )
     signed_in = connection.status not in SIGN_IN_PENDING
     return enabled and signed_in and LARGE_FILES_SCOPE not in (connection.granted_scopes or [])
+
+
+SEND_MODE_ONLY_MICROSOFT = (
+    "mode: only Microsoft connections can send with an application permission (Graph's "
+    "Mail.Send scoped by RBAC for Applications); Google and SMTP send as the signed-in account."
+)
+
+
+def set_send_mode(session: Session, user: User, connection: Connection, mode: str) -> None:
+    """Send with the signed-in user's grant or with the application permission (audited). 422
+    for a connection that is not Microsoft; 409 for one that has ended."""
+    if connection.kind != ConnectionKind.MICROSOFT:
+        raise _unprocessable(SEND_MODE_ONLY_MICROSOFT)
+    if connection.status in ENDED_STATUSES:
+        raise Conflict(
+            f"This connection has ended ({connection.status}); create a new connection.",
+        )
+    before = connection.send_mode
+    connection.send_mode = mode
+    change = {"before": before, "after": mode}
+    _changed(session, user, connection, "connection.send_mode", send_mode=change)
 
 
 def redirect_check(connection: Connection) -> RedirectCheckPublic:

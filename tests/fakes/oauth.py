@@ -176,6 +176,10 @@ class MicrosoftControls:
     # Tenants whose admin granted the application permission Mail.Read, and the mailboxes
     # Exchange's RBAC for Applications scopes it to (tenant id -> addresses).
     app_read: dict[str, set[str]] = field(default_factory=dict)
+    # The same for the application permission Mail.Send (RBAC for Applications' "Application
+    # Mail.Send" role): /users/{address}/sendMail with the application's token sends from an
+    # address in the tenant's set; any other answers 403 ErrorAccessDenied, as Graph does.
+    app_send: dict[str, set[str]] = field(default_factory=dict)
     # The token endpoint's next answers, as Entra ID gives them: (AADSTS code, error, words),
     # e.g. (53003, "invalid_grant", "Access has been blocked by Conditional Access policies.").
     token_error: tuple[int, str, str] | None = None
@@ -525,6 +529,11 @@ class MicrosoftFake(_Server):
             return self.access_tokens.get(value.removeprefix("Bearer "))
 
     def _send(self, address: str, body: bytes, headers):
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        with self.lock:
+            tenant = self.app_tokens.get(token)
+        if tenant is not None:
+            return self._send_as_application(tenant, address, body)
         mailbox = self._bearer(headers)
         if mailbox is None:
             return 401, {}, {"error": {"code": "InvalidAuthenticationToken"}}
@@ -587,6 +596,32 @@ class MicrosoftFake(_Server):
             # /users/{address}/sendMail saves the mail in that mailbox's Sent Items.
             self.sent_items.setdefault(address.lower(), []).append(mime)
         _redirect_to_self(self.controls.redirect, mailbox, mime)
+        return 202, {"request-id": secrets.token_hex(8)}, b""
+
+    def _send_as_application(self, tenant: str, address: str, body: bytes):
+        """The application's token: allowed where the tenant's admin granted Mail.Send and
+        RBAC for Applications scopes it to the address."""
+        with self.lock:
+            allowed = {a.lower() for a in self.controls.app_send.get(tenant, set())}
+        if address.lower() not in allowed:
+            return (
+                403,
+                {},
+                {
+                    "error": {
+                        "code": "ErrorAccessDenied",
+                        "message": "Access is denied. Check credentials and try again.",
+                    }
+                },
+            )
+        if len(body) > self.CHUNK_MAX:
+            return 413, {}, {"error": {"code": "RequestEntityTooLarge", "message": "Too large"}}
+        mime = base64.b64decode(body)
+        with self.lock:
+            self.sent.append(
+                {"address": address, "mime": mime, "at": time.monotonic(), "application": True}
+            )
+            self.sent_items.setdefault(address.lower(), []).append(mime)
         return 202, {"request-id": secrets.token_hex(8)}, b""
 
 
