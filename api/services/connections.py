@@ -178,12 +178,7 @@ LARGE_FILES_SCOPE = "Mail.ReadWrite"
 def set_large_files(session: Session, user: User, connection: Connection, enabled: bool) -> bool:
     """Turn large files on or off (audited); True when the mailbox must sign in again to grant
     Mail.ReadWrite. 422 for a connection that is not Microsoft; 409 for one that has ended."""
-    if connection.kind != ConnectionKind.MICROSOFT:
-        raise _unprocessable(LARGE_FILES_ONLY_MICROSOFT)
-    if connection.status in ENDED_STATUSES:
-        raise Conflict(
-            f"This connection has ended ({connection.status}); create a new connection.",
-        )
+    _refuse_unless_live_microsoft(connection, LARGE_FILES_ONLY_MICROSOFT)
     before = connection.large_files
     connection.large_files = enabled
     _changed(
@@ -206,16 +201,22 @@ SEND_MODE_ONLY_MICROSOFT = (
 def set_send_mode(session: Session, user: User, connection: Connection, mode: str) -> None:
     """Send with the signed-in user's grant or with the application permission (audited). 422
     for a connection that is not Microsoft; 409 for one that has ended."""
-    if connection.kind != ConnectionKind.MICROSOFT:
-        raise _unprocessable(SEND_MODE_ONLY_MICROSOFT)
-    if connection.status in ENDED_STATUSES:
-        raise Conflict(
-            f"This connection has ended ({connection.status}); create a new connection.",
-        )
+    _refuse_unless_live_microsoft(connection, SEND_MODE_ONLY_MICROSOFT)
     before = connection.send_mode
     connection.send_mode = mode
     change = {"before": before, "after": mode}
     _changed(session, user, connection, "connection.send_mode", send_mode=change)
+
+
+def _refuse_unless_live_microsoft(connection: Connection, not_microsoft: str) -> None:
+    """A Microsoft-only setting: 422 (saying why) for another kind, 409 once the connection
+    has ended."""
+    if connection.kind != ConnectionKind.MICROSOFT:
+        raise _unprocessable(not_microsoft)
+    if connection.status in ENDED_STATUSES:
+        raise Conflict(
+            f"This connection has ended ({connection.status}); create a new connection.",
+        )
 
 
 def redirect_check(connection: Connection) -> RedirectCheckPublic:
