@@ -404,3 +404,30 @@ def test_a_recipient_suppressed_before_a_recompose_fails_the_send_without_retrie
     with pytest.raises(ApplicationError) as refused:
         activities.recompose(str(message.id))
     assert refused.value.type == SUPPRESSED and refused.value.non_retryable
+
+
+def test_the_receiver_remembers_hosted_companies_only_once_found(engine, settings):
+    """RCPT's lookup: a hosted address's company is remembered once found (a slug names one
+    company for good); an address not found yet is asked again (a company created later is
+    found), and custom addresses are always asked (one can move to another company)."""
+    from worker.inbound_smtp import InboundHandler
+
+    receiver = InboundHandler(settings, engine, client=None)  # type: ignore[arg-type]
+    company_id = new_company(engine)
+    with Session(engine) as session:
+        slug = session.get_one(Company, company_id).slug
+    domain = settings.platform_mail_domain
+    later = f"later{uuid.uuid4().hex[:8]}"
+
+    assert receiver.remembered(f"{slug}-jobs@{domain}") is None  # not asked yet
+    assert receiver._lookup(f"{slug}-jobs@{domain}") == company_id
+    assert receiver.remembered(f"{slug}-jobs+abc@{domain}") == company_id  # a reply-to token
+    assert receiver._lookup(f"{later}-jobs@{domain}") is None
+    assert receiver.remembered(f"{later}-jobs@{domain}") is None
+    with Session(engine) as session:
+        session.add(Company(name="Later", slug=later))
+        session.commit()
+    assert receiver._lookup(f"{later}-jobs@{domain}") is not None  # found once it exists
+    assert receiver._lookup(f"jobs@{slug}.example") is None
+    assert receiver.remembered(f"jobs@{slug}.example") is None
+    assert receiver.remembered(f"_ops-jobs@{domain}") is None

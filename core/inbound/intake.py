@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, col, select
 
 from core.connections import ownership, round_trip
@@ -53,15 +53,27 @@ def company_for_recipient(session: Session, settings: Settings, address: str) ->
                     col(Connection.check_token_hash) < key + "g",
                 )
             ).first()
-        # A hosted address with a reply-to token (`acme-jobs+{token}`): the company's; whether
-        # the token is its own is checked when the message is routed.
-        local = local.partition(tokens.SEPARATOR)[0]
-        if not local.endswith("-jobs") or local.startswith("_"):
-            return None  # "_" slugs are internal (the operators' pseudo-company)
-        return session.exec(
-            select(Company.id).where(Company.slug == local.removesuffix("-jobs"))
-        ).first()
+        slug = hosted_slug(settings, address)
+        if slug is None:
+            return None
+        return session.exec(select(Company.id).where(Company.slug == slug)).first()
     return ownership.owner_of(session, f"{local}@{domain}")
+
+
+def hosted_slug(settings: Settings, address: str) -> str | None:
+    """The company slug of a hosted recruiting address (`acme-jobs@`, or with a reply-to token,
+    `acme-jobs+{token}@`: the company's; whether the token is its own is checked when the
+    message is routed), or None for any other address. A slug never changes and a company is
+    never deleted, so a slug found once names the same company for good."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    if not local or domain != settings.platform_mail_domain.lower():
+        return None
+    if round_trip.bounce_key(address) is not None:
+        return None
+    local = local.partition(tokens.SEPARATOR)[0]
+    if not local.endswith("-jobs") or local.startswith("_"):
+        return None  # "_" slugs are internal (the operators' pseudo-company)
+    return local.removesuffix("-jobs")
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,9 @@ def store_many(engine: Engine, messages: list[Incoming]) -> list[list[StoredInbo
             ours.append(StoredInbound(row.id, company_id))
         stored.append(ours)
     with session_scope(engine) as session:
-        session.add_all(rows)
+        # One executemany, without the unit of work's per-row flush (its bookkeeping was most
+        # of the receiver's commit).
+        session.execute(insert(InboundRaw), [row.model_dump() for row in rows])
     return stored
 
 
