@@ -75,7 +75,7 @@ class SendActivities(SendContract):
         composed, by an earlier attempt, keeps its bytes)."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, input.message_id)
-            held = compose.rows_of(session, message)  # noqa: F841 (read again from the session)
+            _rows = compose.rows_of(session, message)  # held: the steps below read them again
             sender = senders.choose(session, self._settings, message)
             if compose.not_going_out(session, message):
                 return _choice(compose.without_name(sender))  # delivery ends it `cancelled`
