@@ -130,9 +130,82 @@ async def test_a_send_reaches_a_verified_endpoint_and_the_feed_without_personal_
     assert attempts[0]["outcome"] == "delivered" and attempts[0]["status_code"] == 200
     assert 'recruitmail_webhook_deliveries_total{outcome="delivered"}' in metrics
     assert "recruitmail_webhook_delivery_duration_seconds_bucket" in metrics
-    assert "recruitmail_webhook_oldest_undelivered_seconds 0.0" in metrics
-    assert "recruitmail_webhook_endpoints_behind 0.0" in metrics
+    # The gauges cover every company in this worker's database, where other tests leave
+    # endpoints behind on purpose: their values are tested on a database of their own below.
+    assert "recruitmail_webhook_oldest_undelivered_seconds " in metrics
+    assert "recruitmail_webhook_endpoints_behind " in metrics
     assert created["id"] not in metrics and str(tenant.company.id) not in metrics
+
+
+def test_the_undelivered_gauges_count_enabled_endpoints_only(tmp_path):
+    """The oldest undelivered event and the endpoints over an hour behind, on a database of
+    its own: a disabled endpoint's backlog and a delivered event do not count."""
+    from datetime import UTC, datetime
+
+    from api.metrics import ProductCollector
+    from core.db import make_engine
+    from core.migrate import upgrade
+    from core.models import Company, WebhookDelivery, WebhookEndpoint
+
+    url = f"sqlite:///{tmp_path / 'gauges.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+
+    def gauges() -> dict[str, float]:
+        return {
+            metric.name: metric.samples[0].value
+            for metric in ProductCollector(engine).collect()
+            if metric.name.startswith("recruitmail_webhook_")
+            and metric.name.endswith(("_seconds", "_behind"))
+            and metric.type == "gauge"
+        }
+
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        company = Company(name="Acme", slug="acme")
+        session.add(company)
+        session.flush()
+
+        def endpoint(disabled: bool) -> WebhookEndpoint:
+            row = WebhookEndpoint(
+                company_id=company.id,
+                url="https://hooks.example/x",
+                secret_blob=b"x",
+                disabled=disabled,
+            )
+            session.add(row)
+            return row
+
+        def waiting(row: WebhookEndpoint, age: timedelta, status: str = "pending") -> None:
+            event = Event(company_id=company.id, type="message.sent", created_at=now - age)
+            session.add(event)
+            session.flush()
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=row.id, event_id=event.id, company_id=company.id, status=status
+                )
+            )
+
+        live, dead = endpoint(False), endpoint(True)
+        session.flush()
+        waiting(dead, timedelta(days=3))
+        waiting(live, timedelta(days=5), status="delivered")
+        session.commit()
+        assert gauges() == {
+            "recruitmail_webhook_oldest_undelivered_seconds": 0.0,
+            "recruitmail_webhook_endpoints_behind": 0.0,
+        }
+        waiting(live, timedelta(minutes=10))
+        session.commit()
+        quiet = gauges()
+        waiting(live, timedelta(hours=2))
+        session.commit()
+        late = gauges()
+    engine.dispose()
+    assert 600 <= quiet["recruitmail_webhook_oldest_undelivered_seconds"] < 660
+    assert quiet["recruitmail_webhook_endpoints_behind"] == 0.0
+    assert 7200 <= late["recruitmail_webhook_oldest_undelivered_seconds"] < 7260
+    assert late["recruitmail_webhook_endpoints_behind"] == 1.0
 
 
 async def test_a_receiver_down_then_up_gets_the_event_once_with_the_same_id(
