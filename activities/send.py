@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -30,6 +31,7 @@ from contracts.send import (
     SenderChoice,
     SendMessageResult,
 )
+from core import attachments as files_at_rest
 from core import events, throttle
 from core.db import get_or_fail, session_scope
 from core.errors import (
@@ -39,7 +41,7 @@ from core.errors import (
     TransientMailError,
     for_recruiter,
 )
-from core.mail import Composed
+from core.mail import Composed, files_boundary
 from core.models import Message
 from core.privacy import NOT_SENT_ERASED
 from core.send import compose, lifecycle, schedule, senders
@@ -47,7 +49,7 @@ from core.send.compose import SenderReplaced
 from core.settings import Settings
 from core.statuses import MessageStatus
 from core.throttle import Rate
-from providers.base import MailProvider, Outgoing
+from providers.base import MailProvider, Outgoing, OutgoingFile
 
 
 def _choice(sender: senders.Chosen) -> SenderChoice:
@@ -98,8 +100,33 @@ class SendActivities(SendContract):
                 composed = compose.recompose(session, self.box, self._settings, message)
             except UNSENDABLE as exc:
                 raise unsendable(exc) from exc
-            mail = Outgoing.of(composed, str(message.id), str(message.company_id))
+            mail = self._with_files(
+                session,
+                message,
+                Outgoing.of(composed, str(message.id), str(message.company_id)),
+            )
             return mail, message.transport or "platform", message.connection_id
+
+    def _with_files(self, session: Session, message: Message, mail: Outgoing) -> Outgoing:
+        """The message's files, when it was composed without them: read from storage a chunk
+        at a time as the provider sends them (core/attachments.stream)."""
+        stored = compose.files_of(session, message)
+        if not stored:
+            return mail
+        engine, box = self._engine, self.box
+
+        def reader(file: compose.StoredFile) -> Callable[[], AsyncIterator[bytes]]:
+            return lambda: files_at_rest.stream(
+                engine, box, file.id, file.chunks, file.content, file.sealed
+            )
+
+        return replace(
+            mail,
+            files=tuple(
+                OutgoingFile(f.filename, f.content_type, f.size, reader(f)) for f in stored
+            ),
+            files_boundary=files_boundary(message.id),
+        )
 
     @activity.defn(name=RECORD_OUTCOME)
     def record_outcome(self, input: RecordOutcomeInput) -> SendMessageResult:
@@ -142,6 +169,8 @@ class SendActivities(SendContract):
                 provider, account = await asyncio.to_thread(
                     accounts.sender_for, transport_name, connection_id
                 )
+            if mail.files and not provider.takes_files(account):
+                mail = await mail.whole()  # its files read from storage into the MIME
             await self._admit(provider, connection_id, mail)
             provider_id = await heartbeating(provider.send(account, mail))
         except MailError as err:
@@ -204,6 +233,7 @@ class SendActivities(SendContract):
                 custom_id=message_id,
                 company_id=str(message.company_id),
             )
+            mail = self._with_files(session, message, mail)
             return mail, message.transport or "platform", message.connection_id
 
     def _note_failure(self, message_id: str, err: MailError) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from core import attachments as files_at_rest
 from core.db import session_scope
 from core.models import Attachment, BulkFile, Connection, Upload
 from core.security import SecretBox
@@ -46,6 +47,9 @@ def rotate_secrets(engine: Engine, box: SecretBox, batch: int = 200) -> Rotation
             session.add(connection)
     for table in (Upload, Attachment, BulkFile):  # files at rest (core/attachments.seal)
         _reseal_files(engine, box, table, batch, report)
+    rotated, current = files_at_rest.reseal_chunks(engine, box)  # large files' chunks
+    report.rotated += rotated
+    report.current += current
     return report
 
 
@@ -58,6 +62,8 @@ def _reseal_files(
 ) -> None:
     with session_scope(engine) as session:
         query = select(table).where(col(table.sealed).is_(True))
+        if hasattr(table, "chunks"):  # a chunked file's `content` is empty: its chunks rotate
+            query = query.where(col(table.chunks) == 0)
         for row in session.exec(query.execution_options(yield_per=batch)):
             resealed = box.reseal(row.content, associated_data=row.id.bytes)
             if resealed is None:

@@ -215,11 +215,53 @@ def file_parts(boundary: str, files: list[tuple[str, str, bytes]]) -> bytes:
     header block and base64 in 76-character lines."""
     out = bytearray()
     for filename, content_type, content in files:
-        out += f"--{boundary}\r\n".encode()
-        out += _attachment_headers(filename, content_type)
+        out += part_head(boundary, filename, content_type)
         for start in range(0, len(content), _B64_CHUNK):
-            out += base64.encodebytes(content[start : start + _B64_CHUNK]).replace(b"\n", b"\r\n")
+            out += _b64_lines(content[start : start + _B64_CHUNK])
     return bytes(out)
+
+
+def part_head(boundary: str, filename: str, content_type: str) -> bytes:
+    """A file part's delimiter and header block, as `file_parts` writes them."""
+    return f"--{boundary}\r\n".encode() + _attachment_headers(filename, content_type)
+
+
+def part_size(boundary: str, filename: str, content_type: str, size: int) -> int:
+    """How many bytes `file_parts` writes for a file of `size` bytes."""
+    lines, rest = divmod(size, 57)
+    tail = (rest + 2) // 3 * 4 + 2 if rest else 0
+    return len(part_head(boundary, filename, content_type)) + lines * 78 + tail
+
+
+class Base64Lines:
+    """Base64 in 76-character CRLF lines, fed a file in pieces of any size: the same bytes as
+    `file_parts` writes for the whole file (a file sent from storage a chunk at a time)."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held:
+            data = self._held + data
+        cut = len(data) - len(data) % 57
+        self._held = data[cut:]
+        return _b64_lines(memoryview(data)[:cut]) if cut else b""
+
+    def end(self) -> bytes:
+        held, self._held = self._held, b""
+        return _b64_lines(held)
+
+
+def _b64_lines(data: bytes | memoryview) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def around_files(head: bytes, boundary: str) -> tuple[memoryview, memoryview]:
+    """A multipart/mixed message cut where `splice` adds file parts: before its closing
+    delimiter, and from it."""
+    closing = head.rindex(b"--" + boundary.encode() + b"--")
+    view = memoryview(head)
+    return view[:closing], view[closing:]
 
 
 def splice(head: bytes, parts: bytes) -> bytes:
@@ -228,8 +270,14 @@ def splice(head: bytes, parts: bytes) -> bytes:
     if not parts:
         return head
     boundary = parts[2 : parts.index(b"\r\n")]
-    closing = head.rindex(b"--" + boundary + b"--")
-    return b"".join((memoryview(head)[:closing], parts, memoryview(head)[closing:]))
+    before, after = around_files(head, boundary.decode())
+    return b"".join((before, parts, after))
+
+
+def files_boundary(message_id: uuid.UUID) -> str:
+    """The boundary of a single send whose files are added from storage as it is sent (its
+    row's `mime_without_files`): fixed by its id, so every attempt writes the same bytes."""
+    return f"=_rm_files_{message_id.hex}_="
 
 
 def bulk_boundary(job_id: uuid.UUID) -> str:

@@ -412,6 +412,10 @@ class Message(SQLModel, table=True):
     # Outbound: files go with it (attachment rows, copied from uploads or a template when
     # queued), so composing reads them; the common send without files reads nothing more.
     has_attachments: bool = False
+    # Outbound with files: `raw_mime` holds the message without them (a multipart/mixed under
+    # core/mail.files_boundary(id)) and its attachment rows are added from storage, streamed,
+    # as it is sent (the same bytes every attempt). Messages composed before 0025 hold them.
+    mime_without_files: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
     sent_at: datetime | None = Field(default=None, sa_column=ts(nullable=True))
@@ -506,6 +510,8 @@ class Attachment(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sealed: bool = False  # encrypted at rest (core/attachments.seal); older rows are not
+    # Over 1 MiB: stored as this many FileChunk rows, `content` empty (core/attachments).
+    chunks: int = 0
     original_sender: str | None = Field(default=None, max_length=320)  # of an attached message
     # An inline image's Content-ID (no brackets): the message's HTML shows it as cid:{this}.
     content_id: str | None = Field(default=None, max_length=255)
@@ -782,6 +788,16 @@ class Invitation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts())
 
 
+class FileChunk(SQLModel, table=True):
+    """One MiB of a large file (an upload's, a message attachment's), sealed with its file's id
+    and its place bound in: read, copied and sent one chunk at a time (core/attachments)."""
+
+    __tablename__ = "file_chunk"
+    file_id: uuid.UUID = Field(primary_key=True)  # the Upload's or the Attachment's id
+    seq: int = Field(primary_key=True)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class Upload(SQLModel, table=True):
     """A file uploaded for sending (POST /v1/attachments). A send copies its bytes into the
     message's attachments; the upload itself is deleted a day after it was made (the worker's
@@ -796,4 +812,5 @@ class Upload(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sealed: bool = False  # encrypted at rest (core/attachments.seal)
+    chunks: int = 0  # over 1 MiB: FileChunk rows, `content` empty (core/attachments)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts(index=True))

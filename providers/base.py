@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.connections.rules import listed_as_own
 from core.errors import ConfigurationError, MailError
 from core.inbound_paths import paths
-from core.mail import Composed
+from core.mail import Base64Lines, Composed, around_files, part_head, part_size
 from core.settings import Settings
 from core.throttle import Rate
 from providers.http import HttpClients
@@ -118,21 +118,61 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class OutgoingFile:
+    """A file a message carries, still in storage: `read()` gives its bytes a chunk at a time
+    (core/attachments.stream)."""
+
+    filename: str
+    content_type: str
+    size: int
+    read: Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One composed message: its exact bytes, its envelope, our id for it, and the company it
-    is sent for (the dev outbox files it under that company)."""
+    is sent for (the dev outbox files it under that company).
+
+    With `files`, `mime` is the message without them (a multipart/mixed under
+    `files_boundary`): a provider that sends files from storage (Graph's upload sessions)
+    takes them as they are; every other one gets `whole()`, the same bytes every time."""
 
     mime: bytes
     envelope_from: str
     envelope_to: list[str]
     custom_id: str = ""
     company_id: str = ""
+    files: tuple[OutgoingFile, ...] = ()
+    files_boundary: str = ""
 
     @classmethod
     def of(cls, composed: Composed, custom_id: str = "", company_id: str = "") -> Outgoing:
         return cls(
             composed.mime, composed.envelope_from, composed.envelope_to, custom_id, company_id
         )
+
+    @property
+    def size(self) -> int:
+        """The whole message's size in bytes, its files included, without reading them."""
+        boundary = self.files_boundary
+        return len(self.mime) + sum(
+            part_size(boundary, f.filename, f.content_type, f.size) for f in self.files
+        )
+
+    async def whole(self) -> Outgoing:
+        """The message with its files in it, read from storage a chunk at a time."""
+        if not self.files:
+            return self
+        before, after = around_files(self.mime, self.files_boundary)
+        pieces: list[bytes | memoryview] = [before]
+        for file in self.files:
+            pieces.append(part_head(self.files_boundary, file.filename, file.content_type))
+            lines = Base64Lines()
+            async for chunk in file.read():
+                pieces.append(lines.feed(chunk))
+            pieces.append(lines.end())
+        pieces.append(after)
+        return replace(self, mime=b"".join(pieces), files=(), files_boundary="")
 
 
 class MailSession(ABC):
@@ -174,6 +214,11 @@ class MailProvider(ABC):
     async def verify(self, account: Account) -> Verification:
         """Walk the connection test step by step. Providers override this."""
         return Verification(ok=True, steps=[])
+
+    def takes_files(self, account: Account) -> bool:
+        """Whether this provider sends a message's files from storage as they are (Outgoing
+        with `files`); otherwise the caller gives it `await mail.whole()`."""
+        return False
 
     async def send(self, account: Account, mail: Outgoing) -> str:
         session = self.session(account)
@@ -304,6 +349,12 @@ class OAuthProvider(MailProvider):
         """Send raw MIME as `address` with the application's own token (Microsoft only)."""
         raise ConfigurationError(f"{self.label} cannot send with an application permission.")
 
+    async def post_with_files(
+        self, access_token: str, address: str, mail: Outgoing, mailbox: str, scopes: tuple[str, ...]
+    ) -> str:
+        """Send a message whose files are still in storage (takes_files; Microsoft only)."""
+        raise ConfigurationError(f"{self.label} does not send files from storage.")
+
     # Requests at once the mail API takes against one mailbox (0: no such limit).
     concurrent_per_mailbox: ClassVar[int] = 0
 
@@ -396,6 +447,12 @@ class _TokenSession(MailSession):
 
     async def _post(self, token: str, mail: Outgoing) -> str:
         account = self._account
+        if mail.files:
+            if self._provider.takes_files(account):
+                return await self._provider.post_with_files(
+                    token, account.address, mail, account.mailbox, account.scopes
+                )
+            mail = await mail.whole()
         if account.application:
             return await self._provider.post_mime_as_application(token, account.address, mail.mime)
         return await self._provider.post_mime(

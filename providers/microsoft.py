@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -31,7 +31,16 @@ from core.errors import (
 from core.inbound_paths.paths import READ_SCOPES
 from core.throttle import Rate, rate_of
 from providers import refusals
-from providers.base import AdminConsentHelp, Grant, Identity, OAuthProvider, Secret, too_large
+from providers.base import (
+    Account,
+    AdminConsentHelp,
+    Grant,
+    Identity,
+    OAuthProvider,
+    Outgoing,
+    Secret,
+    too_large,
+)
 from providers.http import mail_api_answer, send_request
 from providers.mailbox import GraphReader
 
@@ -152,9 +161,25 @@ def explain_graph_refusal(
 
 @dataclass(frozen=True)
 class File:
+    """A file the draft gets apart: its bytes taken out of the MIME (`data`), or still in
+    storage (`source`, read a chunk at a time)."""
+
     name: str
     content_type: str
-    data: bytes
+    data: bytes = b""
+    size: int = -1
+    source: Callable[[], AsyncIterator[bytes]] | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.data) if self.size < 0 else self.size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.source is None:
+            yield self.data
+            return
+        async for chunk in self.source():
+            yield chunk
 
 
 def split_files(mime: bytes, keep_under: int) -> tuple[bytes, list[File]]:
@@ -205,6 +230,19 @@ def split_files(mime: bytes, keep_under: int) -> tuple[bytes, list[File]]:
     return bytes(view[: bounds[0]]) + kept + bytes(view[closing:]), [
         taken[i] for i in sorted(taken)
     ]
+
+
+async def _rechunked(pieces: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """`pieces` again in chunks of exactly `size` bytes (the last one shorter): an upload
+    session takes multiples of 320 KiB."""
+    held = bytearray()
+    async for piece in pieces:
+        held += piece
+        while len(held) >= size:
+            yield bytes(held[:size])
+            del held[:size]
+    if held:
+        yield bytes(held)
 
 
 def _headers(block: bytes) -> EmailMessage:
@@ -419,6 +457,27 @@ class MicrosoftProvider(OAuthProvider):
             access_token, address, mime, lambda err: explain_graph_refusal(err, address, mailbox)
         )
 
+    def takes_files(self, account: Account) -> bool:
+        # A draft and upload sessions: the delegated sign-in, with Mail.ReadWrite.
+        return not account.application and "Mail.ReadWrite" in account.scopes
+
+    async def post_with_files(
+        self, access_token: str, address: str, mail: Outgoing, mailbox: str, scopes: tuple[str, ...]
+    ) -> str:
+        """A message whose files are in storage: under Graph's request limit it goes whole,
+        through sendMail, as any other; above it, its MIME without the files becomes the
+        draft and each file goes from storage, a chunk at a time, into an upload session."""
+        size = mail.size
+        if (size + 2) // 3 * 4 <= GRAPH_REQUEST_LIMIT or "Mail.ReadWrite" not in scopes:
+            whole = await mail.whole()
+            return await self.post_mime(access_token, address, whole.mime, mailbox, scopes)
+        if size > GRAPH_MESSAGE_LIMIT:
+            raise PermanentMailError(
+                too_large(size, GRAPH_MESSAGE_LIMIT, "Microsoft 365", " for this mailbox")
+            )
+        files = [File(f.filename, f.content_type, size=f.size, source=f.read) for f in mail.files]
+        return await self._send_as_draft(access_token, address, mail.mime, mailbox, files)
+
     async def post_mime_as_application(self, access_token: str, address: str, mime: bytes) -> str:
         """sendMail with Recruitmail's own application token (Mail.Send, scoped by the tenant's
         admin to the mailbox with RBAC for Applications). One request only: drafts and upload
@@ -473,12 +532,21 @@ class MicrosoftProvider(OAuthProvider):
         return response.headers.get("request-id", "")
 
     async def _send_as_draft(
-        self, access_token: str, address: str, mime: bytes, mailbox: str = ""
+        self,
+        access_token: str,
+        address: str,
+        mime: bytes,
+        mailbox: str = "",
+        files: list[File] | None = None,
     ) -> str:
         """A message over Graph's 4 MB request: the MIME without its largest files becomes a
         draft (our Message-ID and threading headers kept), each file taken out is attached
-        (one POST under 3 MB, else an upload session in chunks), then the draft is sent."""
-        draft, files = split_files(mime, GRAPH_REQUEST_LIMIT * 3 // 4 - 64 * 1024)
+        (one POST under 3 MB, else an upload session in chunks), then the draft is sent.
+        `files`: the MIME is already without them (they are in storage)."""
+        if files is None:
+            draft, files = split_files(mime, GRAPH_REQUEST_LIMIT * 3 // 4 - 64 * 1024)
+        else:
+            draft = mime
         base = (
             f"{self.settings.microsoft_graph_url.rstrip('/')}/v1.0/users/"
             f"{quote(address, safe='@')}/messages"
@@ -521,7 +589,9 @@ class MicrosoftProvider(OAuthProvider):
         files: list[File],
     ) -> str:
         for file in files:
-            if len(file.data) < GRAPH_SMALL_FILE:
+            total = file.length
+            if total < GRAPH_SMALL_FILE:
+                data = b"".join([chunk async for chunk in file.chunks()])
                 await call(
                     "POST",
                     f"{base}/{draft_id}/attachments",
@@ -529,7 +599,7 @@ class MicrosoftProvider(OAuthProvider):
                         "@odata.type": "#microsoft.graph.fileAttachment",
                         "name": file.name,
                         "contentType": file.content_type,
-                        "contentBytes": base64.b64encode(file.data).decode(),
+                        "contentBytes": base64.b64encode(data).decode(),
                     },
                     headers=auth,
                 )
@@ -541,7 +611,7 @@ class MicrosoftProvider(OAuthProvider):
                     "AttachmentItem": {
                         "attachmentType": "file",
                         "name": file.name,
-                        "size": len(file.data),
+                        "size": total,
                         "contentType": file.content_type,
                     }
                 },
@@ -550,9 +620,8 @@ class MicrosoftProvider(OAuthProvider):
             upload_url = str(session.json().get("uploadUrl", ""))
             if not upload_url.startswith("https://"):
                 raise TransientMailError("Microsoft Graph did not open an upload session.")
-            total = len(file.data)
-            for start in range(0, total, UPLOAD_CHUNK):
-                chunk = file.data[start : start + UPLOAD_CHUNK]
+            start = 0
+            async for chunk in _rechunked(file.chunks(), UPLOAD_CHUNK):
                 # The upload URL carries its own authorization: no Authorization header.
                 await call(
                     "PUT",
@@ -562,6 +631,11 @@ class MicrosoftProvider(OAuthProvider):
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{total}",
                     },
+                )
+                start += len(chunk)
+            if start != total:
+                raise PermanentMailError(
+                    f"The file {file.name} read back {start} bytes of {total}: it was not sent."
                 )
         sent = await call("POST", f"{base}/{draft_id}/send", headers=auth)
         return sent.headers.get("request-id", "")

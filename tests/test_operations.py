@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import os
 import re
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from google.protobuf.json_format import MessageToDict, MessageToJson, Parse
 from google.protobuf.message import Message as ProtoMessage
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio.api.common.v1 import Payload, Payloads
 
 from core import attachments as files_at_rest
@@ -25,7 +26,7 @@ from core.db import make_engine
 from core.keys import rotate_secrets
 from core.logs import log_handler
 from core.migrate import upgrade
-from core.models import Connection, ConnectionStatus, Permission, Upload
+from core.models import Connection, ConnectionStatus, FileChunk, Permission, Upload
 from core.security import SecretBox
 from tests import mail_samples as samples
 from tests.fakes.smtp import SmtpSink
@@ -177,6 +178,17 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
                 sealed=True,
             )
         )
+        large_id, large = uuid.uuid4(), os.urandom(2 * files_at_rest.CHUNK + 3)  # in chunks
+        stored = files_at_rest.store_stream(
+            session, old_box, large_id, io.BytesIO(large).read, len(large), "file"
+        )
+        session.add(
+            Upload(
+                id=large_id, company_id=company_id, filename="portfolio.zip",
+                content_type="application/zip", size=stored.size, sha256=stored.sha256,
+                content=stored.content, sealed=True, chunks=stored.chunks,
+            )
+        )  # fmt: skip
         session.commit()
     first = rotate_secrets(engine, rotated_box)
     again = rotate_secrets(engine, rotated_box)
@@ -187,6 +199,13 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
         upload = session.get(Upload, upload_id)
         file_kid = SecretBox.kid_of(upload.content)
         file_after = files_at_rest.opened(SecretBox(ring("new")), upload_id, upload.content, True)
+        chunk_kids = {
+            SecretBox.kid_of(c)
+            for c in session.exec(select(FileChunk.content).where(FileChunk.file_id == large_id))
+        }
+        large_after = files_at_rest.read_all(
+            session, SecretBox(ring("new")), large_id, b"", True, stored.chunks
+        )
 
     assert reopened == original
     assert fresh.metadata["encryption-key-id"] == b"new"
@@ -195,6 +214,7 @@ async def test_rotation_keeps_old_histories_and_secrets_readable(tmp_path):
     assert again.rotated == 0 and again.current >= 1
     assert kid_after == "new" and secret_after == {"password": "hunter2"}
     assert file_kid == "new" and file_after == b"the cv."  # files are re-encrypted too
+    assert stored.chunks == 3 and chunk_kids == {"new"} and large_after == large  # and chunks
     assert "keys" in {group.name for group in cli_app.registered_groups}
     engine.dispose()
 

@@ -39,9 +39,11 @@ from core.models import (
     Attachment,
     Candidate,
     Erasure,
+    FileChunk,
     InboundRaw,
     MailboxThrottle,
     Message,
+    Upload,
     WebhookAttempt,
     utcnow,
 )
@@ -393,7 +395,23 @@ async def test_an_export_round_trips_to_the_same_messages(temporal_client, engin
             f"Re: Offer {tag}", "Yes!", "CV",
         )  # fmt: skip
         await deliver(smtp, raw_reply)
+        # A file over a chunk (1 MiB): stored in chunks, added to the MIME as it was sent.
+        portfolio = os.urandom(1_500_000)
+        uploaded = await stack.http.post(
+            "/v1/attachments",
+            files={"file": ("portfolio.zip", portfolio, "application/zip")},
+            headers=tenant.headers,
+        )
+        with_file = await stack.send(
+            tenant, candidate["id"], subject=f"Files {tag}", text="Attached",
+            attachment_ids=[uploaded.json()["id"]],
+        )  # fmt: skip
+        with_file = await stack.wait_for_status(tenant, with_file["id"], {"sent"})
         listed = await inbound_count(stack, tenant, candidate["id"], 1)
+        delivered = {
+            json.loads(p.read_text())["raw"]
+            for p in (tmp_path / "outbox" / str(tenant.company.id)).glob("*.json")
+        }
         answer = await stack.http.get(
             f"/v1/candidates/{candidate['id']}/export", headers=tenant.headers
         )
@@ -410,7 +428,9 @@ async def test_an_export_round_trips_to_the_same_messages(temporal_client, engin
             }
             box = secret_box(stack.settings)
             contents = {
-                str(a.message_id): files_at_rest.opened(box, a.id, a.content, a.sealed)
+                str(a.message_id): files_at_rest.read_all(
+                    session, box, a.id, a.content, a.sealed, a.chunks
+                )
                 for a in session.exec(
                     select(Attachment).where(
                         col(Attachment.message_id).in_([m.id for m in stored.values()])
@@ -445,9 +465,17 @@ async def test_an_export_round_trips_to_the_same_messages(temporal_client, engin
             content = archive.read(attached["path"])
             assert content.strip() == b"CV" and content == contents[entry["id"]]
             assert [a.content for a in reparsed.attachments] == [content]
+        elif message.mime_without_files:  # its file added from its chunks, as it was sent
+            assert entry["id"] == with_file["id"] and eml != message.raw_mime
+            assert eml.decode() in delivered
+            [attached] = entry["attachments"]
+            assert archive.read(attached["path"]) == portfolio
+            [part] = list(message_from_bytes(eml, policy=default_policy).iter_attachments())
+            assert part.get_payload(decode=True) == portfolio
         else:
             assert eml == message.raw_mime
             assert candidate["email"] in str(message_from_bytes(eml)["To"])
+    assert with_file["id"] in [e["id"] for e in index["messages"]]
 
 
 # -- retention --------------------------------------------------------------------------------
@@ -485,12 +513,12 @@ def _unassigned(engine, company_id, days_old: float) -> str:
         )
         session.add(message)
         session.flush()
-        session.add(
-            Attachment(
-                message_id=message.id, filename="a.txt", content_type="text/plain", size=1,
-                sha256="0" * 64, content=b"a",
-            )
+        attachment = Attachment(
+            message_id=message.id, filename="a.txt", content_type="text/plain", size=1,
+            sha256="0" * 64, content=b"", chunks=1,
         )  # fmt: skip
+        session.add(attachment)
+        session.add(FileChunk(file_id=attachment.id, seq=0, content=b"sealed"))  # a large file's
         session.commit()
         return str(message.id)
 
@@ -569,6 +597,23 @@ async def test_the_retention_schedule_erases_exactly_what_is_due_and_is_safe_to_
                     col(Attachment.message_id).in_([uuid.UUID(old_mail), uuid.UUID(default_old)])
                 )
             ).one()
+            # Their chunks went with them; the younger mail's stay.
+            chunks = session.exec(
+                select(func.count())
+                .select_from(FileChunk)
+                .join(Attachment, col(Attachment.id) == col(FileChunk.file_id))
+                .where(
+                    col(Attachment.message_id).in_(
+                        [uuid.UUID(young_mail), uuid.UUID(default_young)]
+                    )
+                )
+            ).one()
+            orphans = session.exec(
+                select(func.count())
+                .select_from(FileChunk)
+                .where(col(FileChunk.file_id).not_in(select(Attachment.id)))
+                .where(col(FileChunk.file_id).not_in(select(Upload.id)))
+            ).one()
 
     assert first_state[due][0] is True
     assert [first_state[i][0] for i in (recent, still_open, agreed, no_rule)] == [False] * 4
@@ -579,6 +624,7 @@ async def test_the_retention_schedule_erases_exactly_what_is_due_and_is_safe_to_
         default_old: ("message", False), default_young: ("message", True),
     }  # fmt: skip
     assert attachments == 0
+    assert chunks == 2 and orphans == 0
 
 
 async def test_the_retention_question_keep_delete_and_no_answer_in_a_browser(

@@ -56,7 +56,8 @@ async def upload_attachment(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 "file: send exactly one field, named file, holding the file",
             )
-        data = await item.read()
+        # The form spooled the file to disk past 1 MiB: it is read back and stored a chunk
+        # at a time, never whole in memory.
         upload = await run_in_threadpool(
             service.store,
             session,
@@ -64,7 +65,7 @@ async def upload_attachment(
             user,
             item.filename or "",
             item.content_type or "",
-            data,
+            item.file.read,
         )
     return UploadPublic(
         id=upload.id, filename=upload.filename, size=upload.size, content_type=upload.content_type

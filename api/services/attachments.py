@@ -5,9 +5,9 @@ template's defaults) into the message's attachments, within RECRUITMAIL_MAX_MESS
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
@@ -43,24 +43,42 @@ def clean_content_type(raw: str | None) -> str:
 
 
 def store(
-    session: Session, settings: Settings, user: User, filename: str, content_type: str, data: bytes
+    session: Session,
+    settings: Settings,
+    user: User,
+    filename: str,
+    content_type: str,
+    read: Callable[[int], bytes],
 ) -> Upload:
-    if len(data) > settings.max_attachment_bytes:
-        raise TooLarge(
-            f"file: {len(data)} bytes; at most {settings.max_attachment_bytes} "
-            "(RECRUITMAIL_MAX_ATTACHMENT_BYTES)",
+    """Store an upload from `read(n)` (the form's spooled file), one chunk at a time: sealed
+    chunks for a file over 1 MiB (core/attachments). Over RECRUITMAIL_MAX_ATTACHMENT_BYTES it
+    stops there, and nothing stays."""
+    upload_id = uuid.uuid4()
+    try:
+        stored = files_at_rest.store_stream(
+            session,
+            secret_box(settings),
+            upload_id,
+            read,
+            settings.max_attachment_bytes,
+            "file",
         )
+    except TooLarge:
+        session.rollback()
+        raise TooLarge(
+            f"file: over {settings.max_attachment_bytes} bytes (RECRUITMAIL_MAX_ATTACHMENT_BYTES)"
+        ) from None
     upload = Upload(
+        id=upload_id,
         company_id=user.company_id,
         user_id=user.id,
-        **files_at_rest.stored_fields(
-            secret_box(settings),
-            uuid.uuid4(),
-            clean_filename(filename),
-            clean_content_type(content_type),
-            hashlib.sha256(data).hexdigest(),
-            data,
-        ),
+        filename=clean_filename(filename),
+        content_type=clean_content_type(content_type),
+        size=stored.size,
+        sha256=stored.sha256,
+        content=stored.content,
+        sealed=True,
+        chunks=stored.chunks,
     )
     session.add(upload)
     audit.record(
@@ -77,10 +95,15 @@ def store(
 
 @dataclass(frozen=True)
 class File:
+    """A file a send carries: its bytes (`content`: a small inline file, a template's), or an
+    upload still in storage (`upload`), copied chunk by chunk when the send is queued."""
+
     filename: str
     content_type: str
-    content: bytes
     sha256: str
+    size: int
+    content: bytes | None = None
+    upload: Upload | None = None
 
 
 def files_for_send(
@@ -92,14 +115,12 @@ def files_for_send(
     upload_ids: list[uuid.UUID] | None,
 ) -> list[File]:
     """Every file a single send carries, checked: uploads of this company from the last day,
-    small inline ones, the template's defaults; at most RECRUITMAIL_MAX_MESSAGE_BYTES in all."""
-    files = [
-        File(a["filename"], a["content_type"], base64.b64decode(a["content_b64"]), a["sha256"])
-        for a in [
-            *templates.attachments_of(template),
-            *(templates.checked_attachments(inline) or []),
-        ]
-    ]
+    small inline ones, the template's defaults; at most RECRUITMAIL_MAX_MESSAGE_BYTES in all.
+    An upload's bytes are not read here (attach copies them)."""
+    files = []
+    for a in [*templates.attachments_of(template), *(templates.checked_attachments(inline) or [])]:
+        data = base64.b64decode(a["content_b64"])
+        files.append(File(a["filename"], a["content_type"], a["sha256"], len(data), data))
     wanted = list(dict.fromkeys(upload_ids or []))
     if wanted:
         found = {
@@ -118,18 +139,12 @@ def files_for_send(
                 "attachment_ids: no such upload in your company, or it is more than a day old "
                 f"(upload again): {', '.join(missing)}"
             )
-        box = secret_box(settings)
         files += [
-            File(
-                u.filename,
-                u.content_type,
-                files_at_rest.opened(box, u.id, u.content, u.sealed),
-                u.sha256,
-            )
+            File(u.filename, u.content_type, u.sha256, u.size, upload=u)
             for u in map(found.get, wanted)
             if u is not None
         ]
-    total = sum(len(f.content) for f in files)
+    total = sum(f.size for f in files)
     if total > settings.max_message_bytes:
         raise _unprocessable(
             f"attachments: {total / 1_000_000:.1f} MB in all; a message carries at most "
@@ -138,10 +153,39 @@ def files_for_send(
     return files
 
 
+def content_of(session: Session, settings: Settings, file: File) -> bytes:
+    """A file's bytes, whole (a bulk send stores its files once for the job)."""
+    upload = file.upload
+    if upload is None:
+        return file.content or b""
+    return files_at_rest.read_all(
+        session, secret_box(settings), upload.id, upload.content, upload.sealed, upload.chunks
+    )
+
+
 def attach(session: Session, settings: Settings, message_id: uuid.UUID, files: list[File]) -> None:
+    """The message's own copy of each file: an upload's chunks copied one at a time."""
     box = secret_box(settings)
     for item in files:
-        fields = files_at_rest.stored_fields(
-            box, uuid.uuid4(), item.filename, item.content_type, item.sha256, item.content
+        upload = item.upload
+        attachment_id = uuid.uuid4()
+        chunks = 0
+        if upload is not None and upload.chunks:
+            files_at_rest.copy_chunks(session, box, upload.id, attachment_id, upload.chunks)
+            content, chunks = b"", upload.chunks
+        else:
+            data = item.content if upload is None else content_of(session, settings, item)
+            content = files_at_rest.seal(box, attachment_id, data or b"")
+        session.add(
+            Attachment(
+                id=attachment_id,
+                message_id=message_id,
+                filename=item.filename,
+                content_type=item.content_type,
+                size=item.size,
+                sha256=item.sha256,
+                content=content,
+                sealed=True,
+                chunks=chunks,
+            )
         )
-        session.add(Attachment(message_id=message_id, **fields))

@@ -156,7 +156,7 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
         template_id=template.id if template else None,
         sender_name_mode=template.sender if template else None,
         files=[
-            {"filename": f.filename, "content_type": f.content_type, "size": len(f.content)}
+            {"filename": f.filename, "content_type": f.content_type, "size": f.size}
             for f in planned.files
         ],
     )
@@ -165,7 +165,12 @@ def create_job(session: Session, settings: Settings, user: User, body: BulkCreat
     box = secret_box(settings)
     for position, file in enumerate(planned.files):  # once for the job, not per recipient
         fields = files_at_rest.stored_fields(
-            box, uuid.uuid4(), file.filename, file.content_type, file.sha256, file.content
+            box,
+            uuid.uuid4(),
+            file.filename,
+            file.content_type,
+            file.sha256,
+            attachments.content_of(session, settings, file),
         )
         session.add(BulkFile(job_id=job.id, position=position, **fields))
     # One executemany of plain rows: thousands of model objects would cost seconds here.

@@ -177,8 +177,13 @@ def attachment_file(
     if attachment is None or attachment.message_id != message.id:
         raise NotFound("attachment not found")
     return File(
-        content=files_at_rest.opened(
-            secret_box(settings), attachment.id, attachment.content, attachment.sealed
+        content=files_at_rest.read_all(
+            session,
+            secret_box(settings),
+            attachment.id,
+            attachment.content,
+            attachment.sealed,
+            attachment.chunks,
         ),
         filename=attachment.filename,
         content_type=attachment.content_type or "application/octet-stream",

@@ -40,6 +40,7 @@ from core.models import (
 )
 from core.privacy import candidate_addresses, register_erasure, their_messages
 from core.security import SecretBox
+from core.send import compose
 
 # Messages read per database session: a long export never holds one read transaction.
 PAGE = 50
@@ -216,7 +217,9 @@ def _write_message(
         ).first()
     if raw:
         name = f"messages/{number:05d}-{stamp}-{message.direction}.eml"
-        archive.writestr(name, raw)
+        with archive.open(name, "w") as out:  # a sent message's files a chunk at a time
+            for piece in compose.mime_pieces(session, box, message, raw):
+                out.write(piece)
         entry["eml"] = name
     else:
         # Never composed (cancelled before it went out): its text is all there is.
@@ -238,12 +241,14 @@ def _write_message(
             safe = f"{len(taken) + 1}-{safe}"
         taken.add(safe)
         path = f"attachments/{message.id}/{safe}"
-        stored, sealed = session.execute(
-            core_select(col(Attachment.content), col(Attachment.sealed)).where(
-                col(Attachment.id) == attachment_id
-            )
+        stored, sealed, chunks = session.execute(
+            core_select(
+                col(Attachment.content), col(Attachment.sealed), col(Attachment.chunks)
+            ).where(col(Attachment.id) == attachment_id)
         ).one()
-        archive.writestr(path, files_at_rest.opened(box, attachment_id, stored, sealed))
+        with archive.open(path, "w") as out:  # a chunk at a time
+            for piece in files_at_rest.pieces(session, box, attachment_id, stored, sealed, chunks):
+                out.write(piece)
         entry["attachments"].append(
             {
                 "filename": filename,

@@ -17,6 +17,7 @@ from api.schemas import (
     SendMessageRequest,
 )
 from api.services import attachments, templates
+from core import attachments as files_at_rest
 from core import audit, events
 from core.db import session_scope
 from core.errors import Conflict, Refused
@@ -127,7 +128,7 @@ def delete_message(engine: Engine, message_id: uuid.UUID) -> None:
     with session_scope(engine) as session:
         row = session.get(Message, message_id)
         if row is not None:
-            session.execute(delete(Attachment).where(col(Attachment.message_id) == message_id))
+            files_at_rest.delete_attachments(session, col(Attachment.message_id) == message_id)
             session.execute(
                 delete(Event).where(
                     col(Event.company_id) == row.company_id,
@@ -203,7 +204,7 @@ def edit_scheduled(
     def move() -> None:
         schedule.edit(session, message, changes)  # first: it fails when the message went
         if files is not None:
-            session.execute(delete(Attachment).where(col(Attachment.message_id) == message.id))
+            files_at_rest.delete_attachments(session, col(Attachment.message_id) == message.id)
             attachments.attach(session, settings, message.id, files)
 
     _while_scheduled(

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from core import attachments as files_at_rest
 from core import audit, events
 from core.deliverability import suppression
 from core.events import EventType
@@ -213,9 +214,9 @@ def erase_batch(session: Session, erasure: Erasure, candidate: Candidate, limit:
         erase_content(message, now)
         session.add(message)
     if ids:
-        erasure.attachments_deleted += session.execute(
-            delete(Attachment).where(col(Attachment.message_id).in_(ids))
-        ).rowcount  # type: ignore[attr-defined]
+        erasure.attachments_deleted += files_at_rest.delete_attachments(
+            session, col(Attachment.message_id).in_(ids)
+        )
         erasure.raw_messages_erased += session.execute(
             update(InboundRaw)
             .where(col(InboundRaw.message_id).in_(ids))

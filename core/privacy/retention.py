@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import delete, or_
 from sqlmodel import Session, col, select
 
+from core import attachments as files_at_rest
 from core import audit
 from core.db import get_or_fail
 from core.events import EventType
@@ -108,7 +109,7 @@ def delete_old_unassigned(session: Session, batch: int) -> tuple[int, bool]:
         if created < now - timedelta(days=limits.get(company, default))
     ]  # fmt: skip
     if ids:
-        session.execute(delete(Attachment).where(col(Attachment.message_id).in_(ids)))
+        files_at_rest.delete_attachments(session, col(Attachment.message_id).in_(ids))
         # Events are kept a month (RECRUITMAIL_EVENT_RETENTION): few are this old.
         newest = max(created for i, _, created in rows if i in ids)
         for event in session.exec(

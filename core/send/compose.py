@@ -8,14 +8,25 @@ transactional)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col
 
 from core import attachments as files_at_rest
 from core.db import RowMissing, get_or_fail
 from core.deliverability import suppression, unsubscribe
 from core.inbound import tokens
-from core.mail import Composed, bulk_boundary, compose
+from core.mail import (
+    Base64Lines,
+    Composed,
+    around_files,
+    bulk_boundary,
+    compose,
+    files_boundary,
+    part_head,
+)
 from core.models import Attachment, BulkJob, Candidate, Company, Message
 from core.security import SecretBox
 from core.send import lifecycle
@@ -96,19 +107,17 @@ def compose_into(
             organizer=invitations.Party(sender.address, sender.name),
             attendee=invitations.Party(candidate.email, candidate.name),
         )
-    files = None
-    if message.has_attachments:  # uploads or a template's files, copied when it was queued
-        files = [
-            (a.filename, a.content_type, files_at_rest.opened(box, a.id, a.content, a.sealed))
-            for a in session.exec(
-                select(Attachment)
-                .where(Attachment.message_id == message.id)
-                .order_by(col(Attachment.filename), col(Attachment.id))
-            )
-        ]
     # A bulk send's files are the job's, added as each message is sent (core/mail.splice).
     job = session.get(BulkJob, message.bulk_job_id) if message.bulk_job_id else None
     shared_files = job is not None and bool(job.files)
+    # A single send's own files (uploads or a template's, copied when it was queued) stay in
+    # storage: they are added as it is sent (files_of), a chunk at a time.
+    own_files = message.has_attachments and not shared_files
+    boundary = None
+    if shared_files and job is not None:
+        boundary = bulk_boundary(job.id)
+    elif own_files:
+        boundary = files_boundary(message.id)
     extra = None
     if job is not None and job.unsubscribe:  # composed again: as bulk planning did, with
         company = get_or_fail(session, Company, message.company_id)  # one-click unsubscribe
@@ -123,9 +132,8 @@ def compose_into(
             )
         }
     _, composed = compose(
-        attachments=files,
-        files_later=shared_files,
-        boundary=bulk_boundary(job.id) if job is not None and shared_files else None,
+        files_later=shared_files or own_files,
+        boundary=boundary,
         extra_headers=extra,
         calendar=calendar,
         reply_to=reply_to(session, box, settings, message, sender),
@@ -142,6 +150,7 @@ def compose_into(
         references=message.references,
     )
     message.raw_mime = composed.mime
+    message.mime_without_files = own_files
     message.from_address = sender.address
     message.from_name = sender.name
     message.to_addresses = composed.envelope_to
@@ -150,6 +159,64 @@ def compose_into(
     lifecycle.composed(message)
     session.add(message)
     return composed
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of a message composed without its files, as its sending reads it: the row's
+    id, name, type and size, and where its bytes are (core/attachments.stream)."""
+
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+    chunks: int
+    content: bytes  # a file of one chunk: sealed here; a chunked one: empty
+    sealed: bool
+
+
+def files_of(session: Session, message: Message) -> list[StoredFile]:
+    """The files a message composed without them carries, in the order they go in (by name,
+    then id): the same every attempt."""
+    if not message.mime_without_files:
+        return []
+    rows = session.execute(
+        core_select(
+            col(Attachment.id),
+            col(Attachment.filename),
+            col(Attachment.content_type),
+            col(Attachment.size),
+            col(Attachment.chunks),
+            col(Attachment.content),
+            col(Attachment.sealed),
+        )
+        .where(col(Attachment.message_id) == message.id)
+        .order_by(col(Attachment.filename), col(Attachment.id))
+    ).all()
+    return [StoredFile(*row) for row in rows]
+
+
+def mime_pieces(
+    session: Session, box: SecretBox, message: Message, mime: bytes
+) -> Iterator[bytes | memoryview]:
+    """The message as it was sent, in pieces: `mime` (its raw_mime) with its files added from
+    storage a chunk at a time when it was composed without them (an export's .eml)."""
+    stored = files_of(session, message)
+    if not stored:
+        yield mime
+        return
+    boundary = files_boundary(message.id)
+    before, after = around_files(mime, boundary)
+    yield before
+    for file in stored:
+        yield part_head(boundary, file.filename, file.content_type)
+        lines = Base64Lines()
+        for chunk in files_at_rest.pieces(
+            session, box, file.id, file.content, file.sealed, file.chunks
+        ):
+            yield lines.feed(chunk)
+        yield lines.end()
+    yield after
 
 
 def recompose(session: Session, box: SecretBox, settings: Settings, message: Message) -> Composed:
