@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -51,9 +52,22 @@ from core.statuses import MessageStatus
 from core.throttle import Rate
 from providers.base import MailProvider, Outgoing, OutgoingFile
 
+# First attempts begun and not yet taken by their delivery, at most (SendActivities._begun).
+_BEGUN_KEPT = 1024
+
 
 def _choice(sender: senders.Chosen) -> SenderChoice:
     return SenderChoice(**asdict(sender))
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """An attempt under way: the message to send, how, and what marking it sent needs."""
+
+    mail: Outgoing
+    transport: str
+    connection_id: uuid.UUID | None
+    going: lifecycle.Going
 
 
 class SendActivities(SendContract):
@@ -62,6 +76,11 @@ class SendActivities(SendContract):
         self._settings = settings
         self._accounts = accounts
         self.box = accounts.box
+        # The first attempt, begun by prepare_message in its own transaction, for the delivery
+        # that follows it in the same workflow task on this worker (a local activity): it
+        # reads nothing again. A delivery that finds none (a retry, a replay on another
+        # worker) begins its attempt itself. Bounded: a run that never delivers leaves one.
+        self._begun: OrderedDict[str, _Attempt] = OrderedDict()
 
     def _compose(self, session: Session, message: Message, sender: senders.Chosen) -> Composed:
         try:
@@ -73,8 +92,8 @@ class SendActivities(SendContract):
 
     @activity.defn(name=PREPARE_MESSAGE)
     def prepare_message(self, input: MessageRef) -> SenderChoice:
-        """Resolve the sender and compose the MIME once, in one transaction (a message already
-        composed, by an earlier attempt, keeps its bytes)."""
+        """Resolve the sender and compose the MIME once, and begin the first attempt, in one
+        transaction (a message already composed, by an earlier attempt, keeps its bytes)."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, input.message_id)
             _rows = compose.rows_of(session, message)  # held: the steps below read them again
@@ -82,30 +101,54 @@ class SendActivities(SendContract):
             if compose.not_going_out(session, message):
                 return _choice(compose.without_name(sender))  # delivery ends it `cancelled`
             if message.raw_mime is not None:  # composed by an earlier attempt: as it was
-                return SenderChoice(
+                choice = SenderChoice(
                     address=message.from_address,
                     name="",
                     transport=message.transport or "platform",
                     source=sender.source,
                     connection_id=str(message.connection_id) if message.connection_id else None,
                 )
-            self._compose(session, message, sender)
-            return _choice(compose.without_name(sender))
+            else:
+                self._compose(session, message, sender)
+                choice = _choice(compose.without_name(sender))
+            begun = None
+            if message.status not in (MessageStatus.SENT, MessageStatus.CANCELLED):
+                lifecycle.begin_attempt(message)
+                session.add(message)
+                begun = self._attempt(session, message)
+        if begun is not None:  # committed: the delivery may take it
+            self._begun[input.message_id] = begun
+            while len(self._begun) > _BEGUN_KEPT:
+                self._begun.popitem(last=False)
+        return choice
 
-    def recompose(self, message_id: str) -> tuple[Outgoing, str, uuid.UUID | None]:
+    def recompose(self, message_id: str) -> _Attempt:
         """Composed again for the sender in effect now (core/send/compose.recompose)."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
             try:
-                composed = compose.recompose(session, self.box, self._settings, message)
+                compose.recompose(session, self.box, self._settings, message)
             except UNSENDABLE as exc:
                 raise unsendable(exc) from exc
-            mail = self._with_files(
-                session,
-                message,
-                Outgoing.of(composed, str(message.id), str(message.company_id)),
-            )
-            return mail, message.transport or "platform", message.connection_id
+            return self._attempt(session, message)
+
+    def _attempt(self, session: Session, message: Message) -> _Attempt:
+        """The composed message as its delivery sends it, from its row."""
+        if message.raw_mime is None:
+            raise ApplicationError(f"message {message.id} was never composed", non_retryable=True)
+        mail = Outgoing(
+            mime=message.raw_mime,
+            envelope_from=message.from_address,
+            envelope_to=list(message.to_addresses),
+            custom_id=str(message.id),
+            company_id=str(message.company_id),
+        )
+        return _Attempt(
+            self._with_files(session, message, mail),
+            message.transport or "platform",
+            message.connection_id,
+            lifecycle.going(session, message),
+        )
 
     def _with_files(self, session: Session, message: Message, mail: Outgoing) -> Outgoing:
         """The message's files, when it was composed without them: read from storage a chunk
@@ -147,27 +190,29 @@ class SendActivities(SendContract):
     @activity.defn(name=DELIVER_MESSAGE)
     async def deliver_message(self, input: MessageRef) -> DeliveryResult:
         message_id = input.message_id
-        state = await asyncio.to_thread(self._begin_attempt, message_id)
-        if state is None:
-            return DeliveryResult(already_sent=True)
-        if isinstance(state, str):  # "cancelled"
-            return DeliveryResult(cancelled=True)
-        mail, transport_name, connection_id = state
+        attempt = self._begun.pop(message_id, None)
+        if attempt is None:
+            state = await asyncio.to_thread(self._begin_attempt, message_id)
+            if state is None:
+                return DeliveryResult(already_sent=True)
+            if isinstance(state, str):  # "cancelled"
+                return DeliveryResult(cancelled=True)
+            attempt = state
         accounts = self._accounts
+        mail, connection_id = attempt.mail, attempt.connection_id
         try:
             try:
-                if transport_name == "platform":  # built once, from settings: no thread hop
+                if attempt.transport == "platform":  # built once, from settings: no thread hop
                     provider, account = accounts.platform()
                 else:
                     provider, account = await asyncio.to_thread(
-                        accounts.sender_for, transport_name, connection_id
+                        accounts.sender_for, attempt.transport, connection_id
                     )
             except SenderReplaced:
-                mail, transport_name, connection_id = await asyncio.to_thread(
-                    self.recompose, message_id
-                )
+                attempt = await asyncio.to_thread(self.recompose, message_id)
+                mail, connection_id = attempt.mail, attempt.connection_id
                 provider, account = await asyncio.to_thread(
-                    accounts.sender_for, transport_name, connection_id
+                    accounts.sender_for, attempt.transport, connection_id
                 )
             if mail.files and not provider.takes_files(account):
                 mail = await mail.whole()  # its files read from storage into the MIME
@@ -178,7 +223,7 @@ class SendActivities(SendContract):
                 err = await asyncio.to_thread(accounts.needs_reauth, connection_id, err)
             await asyncio.to_thread(self._note_failure, message_id, err)
             raise to_application_error(err) from None
-        await asyncio.to_thread(self._mark_sent, message_id, provider_id)
+        await asyncio.to_thread(lifecycle.sent, self._engine, attempt.going, provider_id)
         return DeliveryResult(provider_message_id=provider_id)
 
     async def _admit(
@@ -206,10 +251,9 @@ class SendActivities(SendContract):
                 retry_after=timedelta(seconds=max(1.0, until - time.time())),
             )
 
-    def _begin_attempt(
-        self, message_id: str
-    ) -> tuple[Outgoing, str, uuid.UUID | None] | str | None:
-        """The message to send, or None when it was sent already, or "cancelled"."""
+    def _begin_attempt(self, message_id: str) -> _Attempt | str | None:
+        """The attempt begun, with the message to send; None when it was sent already, or
+        "cancelled"."""
         with session_scope(self._engine) as session:
             message = get_or_fail(session, Message, message_id)
             if message.status == MessageStatus.SENT:
@@ -222,19 +266,7 @@ class SendActivities(SendContract):
                 return "cancelled"
             lifecycle.begin_attempt(message)
             session.add(message)
-            if message.raw_mime is None:
-                raise ApplicationError(
-                    f"message {message_id} was never composed", non_retryable=True
-                )
-            mail = Outgoing(
-                mime=message.raw_mime,
-                envelope_from=message.from_address,
-                envelope_to=list(message.to_addresses),
-                custom_id=message_id,
-                company_id=str(message.company_id),
-            )
-            mail = self._with_files(session, message, mail)
-            return mail, message.transport or "platform", message.connection_id
+            return self._attempt(session, message)
 
     def _note_failure(self, message_id: str, err: MailError) -> None:
         with session_scope(self._engine) as session:
@@ -244,10 +276,6 @@ class SendActivities(SendContract):
                 text += " Retrying."
             lifecycle.attempt_failed(message, text)
             session.add(message)
-
-    def _mark_sent(self, message_id: str, provider_id: str) -> None:
-        with session_scope(self._engine) as session:
-            lifecycle.sent(session, get_or_fail(session, Message, message_id), provider_id)
 
     @activity.defn(name=RELEASE_MESSAGE)
     def release_message(self, input: MessageRef) -> Release:

@@ -278,13 +278,16 @@ async def main() -> None:
         f"{args.latency_n} one at a time; bare loop at concurrency {args.concurrency}",
         [
             Figure("burst through the API, until all sent", rate, "msg/s",
-                   "bare loop", bare_rate, "ratio>=1.2"),
+                   "bare loop", bare_rate, "ratio>=1.0"),
             Figure("the API's 202s during the burst", burst["accept_rate"], "msg/s"),
             Figure("direct aiosmtplib (the sink's ceiling)", direct_rate, "msg/s"),
             Figure("accepted → sent, p50", percentile(lat, 50) * 1000, "ms",
                    "bare loop p50", percentile(bare_lat, 50) * 1000, "value<100"),
             Figure("accepted → sent, p99", percentile(lat, 99) * 1000, "ms", target="value<500"),
-            *cpu_figures("send", cpu, args.n, ("api", "worker"), bare_cpu, args.n),
+            # Issue 37: our processes at most 1.5x the bare loop's own (or 25 ms), which makes
+            # the whole send at most 1.1x the bare loop's CPU.
+            *cpu_figures("send", cpu, args.n, ("api", "worker"), bare_cpu, args.n,
+                         total_target="ratio<1.1", own_target="ratio<1.5"),
         ],
         save_as="send_throughput",
     )  # fmt: skip

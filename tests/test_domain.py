@@ -179,10 +179,34 @@ def test_sent_writes_its_event_and_is_never_downgraded(engine):
     with Session(engine) as session:
         message = _message(session, _candidate(session, company_id), status="sending")
         lifecycle.begin_attempt(message)
-        lifecycle.sent(session, message, "<provider-id>")
+        message.error = "421 try again later. Retrying."  # an earlier attempt's
+        going = lifecycle.going(session, message)
+        session.add(message)
+        session.commit()
+        lifecycle.sent(engine, going, "<provider-id>")  # its own transaction, by primary key
+        session.refresh(message)
+        assert (message.status, message.error, message.attempt_started_at) == ("sent", None, None)
+        assert message.provider_message_id == "<provider-id>" and message.sent_at is not None
         status, error = lifecycle.outcome(session, message, "failed", "it timed out")
         assert (status, error, message.attempts) == ("sent", None, 1)
         assert _events(session, message) == ["message.sent"]
+        [event] = session.exec(
+            select(Event).where(
+                Event.type == "message.sent", Event.candidate_id == message.candidate_id
+            )
+        ).all()
+        assert event.data == {
+            "message_id": str(message.id),
+            "candidate_id": str(message.candidate_id),
+            "direction": "outbound",
+            "status": "sent",
+        }
+        assert event.personal == {
+            "sender_address": message.from_address,
+            "candidate_name": going.candidate_name,
+            "subject": "Your interview",
+        }
+        assert going.candidate_name  # the candidate's, read when the attempt began
 
 
 def test_a_failed_outcome_keeps_the_reason_and_a_cancelled_one_stays(engine):

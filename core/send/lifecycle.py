@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from core import events
 from core.events import EventType
-from core.models import Event, Message, table_of, utcnow
+from core.models import Candidate, Event, Message, table_of, utcnow
 from core.statuses import MessageStatus
 
 _MESSAGE = table_of(Message)
@@ -60,15 +60,64 @@ def attempt_failed(message: Message, reason: str) -> None:
     message.updated_at = utcnow()
 
 
-def sent(session: Session, message: Message, provider_id: str) -> None:
-    message.status = MessageStatus.SENT
-    message.error = None
-    message.attempt_started_at = None
-    message.sent_at = utcnow()
-    message.provider_message_id = provider_id[:255]
-    message.updated_at = message.sent_at
-    session.add(message)
-    events.message_event(session, message, EventType.MESSAGE_SENT)
+class Going(NamedTuple):
+    """A single send whose attempt is under way: what its `sent` and its event need, read
+    when the attempt began (so marking it sent reads nothing again)."""
+
+    id: uuid.UUID
+    company_id: uuid.UUID
+    candidate_id: uuid.UUID | None
+    candidate_name: str | None
+    from_address: str
+    subject: str
+    bulk_job_id: uuid.UUID | None
+
+
+def going(session: Session, message: Message) -> Going:
+    candidate = session.get(Candidate, message.candidate_id) if message.candidate_id else None
+    return Going(
+        message.id,
+        message.company_id,
+        message.candidate_id,
+        candidate.name if candidate else None,
+        message.from_address,
+        message.subject,
+        message.bulk_job_id,
+    )
+
+
+def sent(engine: Engine, message: Going, provider_id: str) -> None:
+    """The single send went: `sent`, and message.sent, in one transaction of two statements
+    (SQLAlchemy Core, by primary key: the single send's hot path)."""
+    now = utcnow()
+    event = events.row(
+        message.company_id,
+        EventType.MESSAGE_SENT,
+        events.message_data(
+            message.id,
+            message.candidate_id,
+            MessageStatus.SENT.value,
+            bulk_job_id=message.bulk_job_id,
+        ),
+        personal=events.message_personal(
+            message.from_address, message.candidate_name, message.subject
+        ),
+        candidate_id=message.candidate_id,
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            update(_MESSAGE)
+            .where(_MESSAGE.c.id == message.id)
+            .values(
+                status=MessageStatus.SENT,
+                error=None,
+                attempt_started_at=None,
+                sent_at=now,
+                provider_message_id=provider_id[:255],
+                updated_at=now,
+            )
+        )
+        connection.execute(insert(_EVENT), [event])
 
 
 def failed(session: Session, message: Message, reason: str) -> None:
