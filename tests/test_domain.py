@@ -455,3 +455,30 @@ def test_the_receiver_remembers_hosted_companies_only_once_found(engine, setting
     assert receiver._lookup(f"jobs@{slug}.example") is None
     assert receiver.remembered(f"jobs@{slug}.example") is None
     assert receiver.remembered(f"_ops-jobs@{domain}") is None
+
+
+def test_a_bulk_sends_conversations_are_found_or_made_once_each(engine):
+    """conversations_of: a candidate's existing conversation is kept, the others' are made in
+    one statement, and asking again (or one at a time) finds the same ones."""
+    from core.inbound import tokens
+    from core.models import ConversationToken
+
+    company_id, other_company = new_company(engine), new_company(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        known, *new = [_candidate(session, company_id) for _ in range(4)]
+        elsewhere = _candidate(session, other_company)
+        existing = tokens.conversation_of(session, company_id, known.id)
+        theirs = tokens.conversation_of(session, other_company, elsewhere.id)
+        session.commit()
+        ids = [known.id, *[c.id for c in new], new[0].id]  # a repeat counts once
+        first = tokens.conversations_of(session, company_id, ids)
+        session.commit()
+        again = tokens.conversations_of(session, company_id, ids)
+        one_by_one = {c: tokens.conversation_of(session, company_id, c) for c in ids}
+        stored = session.exec(
+            select(ConversationToken).where(ConversationToken.company_id == company_id)
+        ).all()
+    assert set(first) == set(ids) and first[known.id] == existing
+    assert len(set(first.values())) == 4 and theirs not in first.values()
+    assert again == first == one_by_one
+    assert len(stored) == 4 and {t.candidate_id for t in stored} == set(ids)

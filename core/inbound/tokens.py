@@ -18,11 +18,14 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.models import Connection, ConversationToken
+from core.models import Connection, ConversationToken, table_of, utcnow
 from core.statuses import InboundPath
 
 _ID_CHARS = 10
@@ -112,24 +115,53 @@ def candidate_of(
 def conversations_of(
     session: Session, company_id: uuid.UUID, candidate_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, str]:
-    """The conversation ids of many candidates at once (a bulk send's), the missing ones made."""
+    """The conversation ids of many candidates at once (a bulk send's), the missing ones made:
+    a select and, for those without one, one INSERT … ON CONFLICT DO NOTHING and a select
+    again per 500 (a concurrent first use by another send keeps its own; before, each new
+    candidate cost five statements)."""
     found: dict[uuid.UUID, str] = {}
     wanted = list(dict.fromkeys(candidate_ids))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        found.update(
-            (candidate_id, conversation)
-            for conversation, candidate_id in session.exec(
-                select(ConversationToken.id, ConversationToken.candidate_id).where(
-                    ConversationToken.company_id == company_id,
-                    col(ConversationToken.candidate_id).in_(chunk),
-                )
-            )
+        found.update(_conversations(session, company_id, chunk))
+        missing = [candidate_id for candidate_id in chunk if candidate_id not in found]
+        if not missing:
+            continue
+        now = utcnow()
+        session.execute(
+            _insert_new(session).on_conflict_do_nothing(),
+            [
+                {"id": new_id(), "company_id": company_id, "candidate_id": c, "created_at": now}
+                for c in missing
+            ],
         )
+        found.update(_conversations(session, company_id, missing))
     for candidate_id in wanted:
-        if candidate_id not in found:
+        if candidate_id not in found:  # its new id was taken by another's (16 random chars)
             found[candidate_id] = conversation_of(session, company_id, candidate_id)
     return found
+
+
+def _conversations(
+    session: Session, company_id: uuid.UUID, candidate_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, str]]:
+    return [
+        (candidate_id, conversation)
+        for conversation, candidate_id in session.exec(
+            select(ConversationToken.id, ConversationToken.candidate_id).where(
+                ConversationToken.company_id == company_id,
+                col(ConversationToken.candidate_id).in_(candidate_ids),
+            )
+        )
+    ]
+
+
+def _insert_new(session: Session) -> Any:
+    """INSERT into conversation_token in the session's dialect, which says ON CONFLICT."""
+    table = table_of(ConversationToken)
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 def reply_to_for(
