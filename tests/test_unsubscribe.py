@@ -185,7 +185,7 @@ def test_a_bulk_message_composed_again_keeps_its_unsubscribe_headers_and_files(e
         session.add(message)
         session.commit()
     send = SendActivities(engine, settings, Accounts(engine, settings, secret_box(settings)))
-    mail, _, _ = send.recompose(str(message.id))
+    mail = send.recompose(str(message.id)).mail
     parsed = email.message_from_bytes(mail.mime, policy=email.policy.default)
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "https://rm.example/u/" in str(parsed["List-Unsubscribe"])
