@@ -9,7 +9,8 @@ event that says so in the same transaction.
 
 A message is created `queued` or `scheduled` (the API), or `received` (inbound); from then on
 only the functions below change its status. `tests/test_capabilities.py` holds every other
-module to that. Single sends move one row through the ORM; a bulk batch moves its rows with
+module to that. Single sends move one row through the ORM, except `sent`, one Core statement
+by primary key from what the attempt read (`Going`); a bulk batch moves its rows with
 SQLAlchemy Core statements, a few per commit (its hot path), under the same rules: a `sent`
 message never moves back, and a message an erasure cancelled is never marked `sending`.
 """
