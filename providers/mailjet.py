@@ -15,6 +15,11 @@ from core.settings import Settings
 from providers.base import Account, MailProvider, MailSession, Outgoing
 from providers.http import HttpClients, raise_for_answer, send_request
 
+# Send API v3.1: "Size of all attachments, including inline may not exceed 15 MB total"
+# (github.com/mailjet/api-documentation, guides/_send-api.md, the Attachments and
+# InlinedAttachments properties). Counted here on the files' own bytes, in decimal megabytes.
+ATTACHMENTS_LIMIT = 15_000_000
+
 
 def payload(message: EmailMessage, custom_id: str) -> dict[str, Any]:
     """The Send API's JSON for one message, built from its composed MIME."""
@@ -38,13 +43,28 @@ def payload(message: EmailMessage, custom_id: str) -> dict[str, Any]:
         item["TextPart"] = plain.get_content().replace("\r\n", "\n")
     if isinstance(html, EmailMessage):
         item["HTMLPart"] = html.get_content().replace("\r\n", "\n")
+    files = [
+        (
+            part.get_content_type(),
+            part.get_filename() or "attachment",
+            part.get_payload(decode=True),
+        )
+        for part in message.iter_attachments()
+    ]
+    total = sum(len(cast(bytes, data)) for _, _, data in files)
+    if total > ATTACHMENTS_LIMIT:  # before any request: every attempt would be refused alike
+        raise PermanentMailError(
+            f"This message's files are {total / 1_000_000:.1f} MB in all; Mailjet accepts up to "
+            f"{ATTACHMENTS_LIMIT / 1_000_000:.1f} MB of files per message. Send smaller files, "
+            "or link to them in the text."
+        )
     attachments = [
         {
-            "ContentType": part.get_content_type(),
-            "Filename": part.get_filename() or "attachment",
-            "Base64Content": base64.b64encode(cast(bytes, part.get_payload(decode=True))).decode(),
+            "ContentType": kind,
+            "Filename": name,
+            "Base64Content": base64.b64encode(cast(bytes, data)).decode(),
         }
-        for part in message.iter_attachments()
+        for kind, name, data in files
     ]
     if attachments:
         item["Attachments"] = attachments

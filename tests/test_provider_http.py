@@ -97,3 +97,31 @@ async def test_an_unreachable_api_is_transient(tmp_path):
     with pytest.raises(TransientMailError, match="Mailjet is unreachable"):
         await provider.send(provider.platform_account(), _mail())
     await provider.http.aclose()
+
+
+async def test_mailjet_takes_15_mb_of_files_and_refuses_more_before_any_request(tmp_path):
+    """Mailjet's documented limit (15 MB of files in all, inline ones too): a message over it
+    fails at once with the sizes, and the fake, which enforces the limit as Mailjet does, sees
+    no request; one just under it goes."""
+
+    def with_files(sizes: list[int]) -> Outgoing:
+        _, composed = compose(
+            from_address="acme-jobs@jobs.example", from_name="Acme",
+            to_address="grace@example.com", to_name="Grace", subject="Files", text="Attached",
+            html=None, message_id="<files@jobs.example>", date=datetime.now(UTC),
+            attachments=[(f"f{i}.bin", "application/octet-stream", b"x" * n)
+                         for i, n in enumerate(sizes)],
+        )  # fmt: skip
+        return Outgoing.of(composed, "files")
+
+    with MailjetFake() as fake:
+        provider = _mailjet(fake, tmp_path)
+        account = provider.platform_account()
+        with pytest.raises(PermanentMailError) as over:
+            await provider.send(account, with_files([8_000_000, 7_000_001]))
+        refused_requests = len(fake.requests)
+        await provider.send(account, with_files([8_000_000, 6_999_000]))
+        await provider.http.aclose()
+    assert "15.0 MB in all" in str(over.value) and "up to 15.0 MB" in str(over.value)
+    assert refused_requests == 0
+    assert len(fake.sent) == 1 and len(fake.sent[0]["Attachments"]) == 2

@@ -40,6 +40,13 @@ class MailjetFake:
                 scripted = fake.script.pop(0) if fake.script else None
                 if scripted is not None:
                     return self._answer(*scripted)
+                for item in body["Messages"]:  # its documented limit: 15 MB of files
+                    files = [*item.get("Attachments", []), *item.get("InlinedAttachments", [])]
+                    size = sum(len(base64.b64decode(f["Base64Content"])) for f in files)
+                    if size > 15_000_000:
+                        return self._answer(
+                            400, {}, {"ErrorMessage": "Attachments exceed the 15 MB limit"}
+                        )
                 results = []
                 for item in body["Messages"]:
                     fake.sent.append(item)
