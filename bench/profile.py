@@ -142,12 +142,11 @@ async def main() -> None:
     )
     procs: dict[str, subprocess.Popen] = {}
     results: dict[str, dict[str, Counter[str]]] = {}
-    dns = senders_dns("example.com", "example.org").__enter__()
-    settings_env["RECRUITMAIL_DNS_NAMESERVERS"] = dns.nameservers
     try:
-        await profile_all(args, state, env, settings_env, sink, sink_port, procs, results)
+        with senders_dns("example.com", "example.org") as dns:
+            settings_env["RECRUITMAIL_DNS_NAMESERVERS"] = dns.nameservers
+            await profile_all(args, state, env, settings_env, sink, sink_port, procs, results)
     finally:
-        dns.__exit__(None, None, None)
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()

@@ -63,11 +63,9 @@ def store(
             settings.max_attachment_bytes,
             "file",
         )
-    except TooLarge:
+    except TooLarge as err:
         session.rollback()
-        raise TooLarge(
-            f"file: over {settings.max_attachment_bytes} bytes (RECRUITMAIL_MAX_ATTACHMENT_BYTES)"
-        ) from None
+        raise TooLarge(f"{err} (RECRUITMAIL_MAX_ATTACHMENT_BYTES)") from None
     upload = Upload(
         id=upload_id,
         company_id=user.company_id,

@@ -81,7 +81,7 @@ def store_stream(
 ) -> Stored:
     """Store what `read(n)` gives until it gives nothing: one chunk in hand at a time, each
     inserted as it is sealed (the caller's transaction: a stream that fails halfway, or goes
-    over `limit` bytes, leaves nothing once it rolls back). `what` names the limit's setting."""
+    over `limit` bytes, leaves nothing once it rolls back). `what` names the field in the 413."""
     digest = hashlib.sha256()
     size, seq = 0, 0
     held = read(CHUNK)
